@@ -1,0 +1,421 @@
+//! Byte layout of index files, as documented in `docs/store-format.md`.
+//!
+//! Everything here is pure: encoding into a `Vec<u8>` and decoding from a
+//! byte slice, so the parser can be unit-tested and fuzzed without files.
+
+/// First bytes of every index file.
+pub const INDEX_MAGIC: [u8; 4] = *b"FOIX";
+pub const FORMAT_VERSION: u16 = 1;
+pub const HEADER_LEN: usize = 40;
+/// Length prefix, type byte, trailing checksum.
+pub const RECORD_OVERHEAD: usize = 4 + 1 + 4;
+/// Caps or tag strings larger than this are refused when writing and taken as
+/// corruption when reading, so a damaged length field cannot make a reader
+/// allocate gigabytes.
+pub const MAX_PAYLOAD: usize = 1 << 20;
+
+pub const BUFFER_PAYLOAD_LEN: usize = 64;
+pub const SUMMARY_PAYLOAD_LEN: usize = 32;
+/// Size of a closing record (segment-end or stream-end), read from the tail
+/// of a closed segment to learn its summary without scanning it.
+pub const CLOSING_RECORD_LEN: usize = RECORD_OVERHEAD + SUMMARY_PAYLOAD_LEN;
+
+/// `GST_BUFFER_FLAG_DELTA_UNIT`: the buffer cannot be decoded on its own.
+/// Flags are stored as GStreamer's `GstBufferFlags` bits, which are ABI.
+pub const FLAG_DELTA_UNIT: u32 = 0x2000;
+
+const NONE: u64 = u64::MAX;
+
+/// What the data file of a segment holds, which decides its extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataKind {
+    /// Any stream: `.bin`.
+    Raw,
+    /// MPEG transport stream: `.ts`, playable by any TS tool.
+    MpegTs,
+}
+
+impl DataKind {
+    pub fn extension(self) -> &'static str {
+        match self {
+            DataKind::Raw => "bin",
+            DataKind::MpegTs => "ts",
+        }
+    }
+
+    fn code(self) -> u8 {
+        match self {
+            DataKind::Raw => 0,
+            DataKind::MpegTs => 1,
+        }
+    }
+
+    fn from_code(code: u8) -> Option<Self> {
+        match code {
+            0 => Some(DataKind::Raw),
+            1 => Some(DataKind::MpegTs),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentHeader {
+    pub seq: u64,
+    pub data_kind: DataKind,
+    /// Random per writer session: tells appended recordings apart.
+    pub session: u64,
+    /// Store time of the segment's first buffer.
+    pub first_st: u64,
+}
+
+impl SegmentHeader {
+    pub fn encode(&self) -> [u8; HEADER_LEN] {
+        let mut b = [0u8; HEADER_LEN];
+        b[0..4].copy_from_slice(&INDEX_MAGIC);
+        b[4..6].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        b[6] = self.data_kind.code();
+        b[8..16].copy_from_slice(&self.seq.to_le_bytes());
+        b[16..24].copy_from_slice(&self.session.to_le_bytes());
+        b[24..32].copy_from_slice(&self.first_st.to_le_bytes());
+        let crc = crc32c::crc32c(&b[0..36]);
+        b[36..40].copy_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    pub fn decode(b: &[u8]) -> Result<Self, &'static str> {
+        if b.len() < HEADER_LEN {
+            return Err("index header is truncated");
+        }
+        if b[0..4] != INDEX_MAGIC {
+            return Err("not a fanout index file (bad magic)");
+        }
+        if crc32c::crc32c(&b[0..36]) != u32_at(b, 36) {
+            return Err("index header checksum mismatch");
+        }
+        let version = u16::from_le_bytes([b[4], b[5]]);
+        if version != FORMAT_VERSION {
+            return Err("unsupported index format version");
+        }
+        let data_kind = DataKind::from_code(b[6]).ok_or("unknown data kind in index header")?;
+        Ok(SegmentHeader {
+            seq: u64_at(b, 8),
+            data_kind,
+            session: u64_at(b, 16),
+            first_st: u64_at(b, 24),
+        })
+    }
+}
+
+/// One recorded buffer. Times are nanoseconds; `None` where the buffer had none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BufferRecord {
+    /// Store time: monotonic across the whole store, the time axis of seeks,
+    /// pacing and retention.
+    pub st: u64,
+    /// Running times of the buffer as it was recorded.
+    pub pts: Option<u64>,
+    pub dts: Option<u64>,
+    pub duration: Option<u64>,
+    /// Running time (pipeline clock) at which the buffer reached the recorder.
+    pub arrival: Option<u64>,
+    /// Byte offset of the payload in the segment's data file.
+    pub offset: u64,
+    pub size: u32,
+    /// `GstBufferFlags` bits.
+    pub flags: u32,
+    /// CRC-32C of the payload.
+    pub data_crc: u32,
+}
+
+impl BufferRecord {
+    pub fn is_keyframe(&self) -> bool {
+        self.flags & FLAG_DELTA_UNIT == 0
+    }
+
+    pub fn end(&self) -> u64 {
+        self.offset + u64::from(self.size)
+    }
+
+    /// The buffer's time on its original running-time axis, the one `st` was
+    /// derived from (`st - pace_time` is constant within a continuous run).
+    pub fn pace_time(&self) -> Option<u64> {
+        self.dts.or(self.pts).or(self.arrival)
+    }
+
+    fn encode_payload(&self, out: &mut Vec<u8>) {
+        for v in [
+            self.st,
+            opt(self.pts),
+            opt(self.dts),
+            opt(self.duration),
+            opt(self.arrival),
+            self.offset,
+        ] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        for v in [self.size, self.flags, self.data_crc, 0] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+
+    fn decode_payload(p: &[u8]) -> Self {
+        let some = |v: u64| (v != NONE).then_some(v);
+        BufferRecord {
+            st: u64_at(p, 0),
+            pts: some(u64_at(p, 8)),
+            dts: some(u64_at(p, 16)),
+            duration: some(u64_at(p, 24)),
+            arrival: some(u64_at(p, 32)),
+            offset: u64_at(p, 40),
+            size: u32_at(p, 48),
+            flags: u32_at(p, 52),
+            data_crc: u32_at(p, 56),
+        }
+    }
+}
+
+/// Carried by the record that closes a segment, so a closed segment's extent
+/// is known from its last 41 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SegmentSummary {
+    pub first_st: u64,
+    pub end_st: u64,
+    pub data_bytes: u64,
+    pub buffers: u64,
+}
+
+impl SegmentSummary {
+    fn encode_payload(&self, out: &mut Vec<u8>) {
+        for v in [self.first_st, self.end_st, self.data_bytes, self.buffers] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+
+    fn decode_payload(p: &[u8]) -> Self {
+        SegmentSummary {
+            first_st: u64_at(p, 0),
+            end_st: u64_at(p, 8),
+            data_bytes: u64_at(p, 16),
+            buffers: u64_at(p, 24),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record {
+    Buffer(BufferRecord),
+    /// Caps of the buffers that follow, as `gst_caps_to_string` writes them.
+    Caps(String),
+    /// Tags, as `gst_tag_list_to_string` writes them.
+    Tags(String),
+    /// The segment is complete; the recording continues in the next one.
+    SegmentEnd(SegmentSummary),
+    /// The recording was finished (EOS or a clean stop).
+    StreamEnd(SegmentSummary),
+}
+
+const T_BUFFER: u8 = 1;
+const T_CAPS: u8 = 2;
+const T_TAGS: u8 = 3;
+const T_SEGMENT_END: u8 = 4;
+const T_STREAM_END: u8 = 5;
+
+impl Record {
+    /// Appends the framed record (length, type, payload, checksum) to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let start = out.len();
+        out.extend_from_slice(&[0u8; 5]);
+        let ty = match self {
+            Record::Buffer(b) => {
+                b.encode_payload(out);
+                T_BUFFER
+            }
+            Record::Caps(s) => {
+                out.extend_from_slice(s.as_bytes());
+                T_CAPS
+            }
+            Record::Tags(s) => {
+                out.extend_from_slice(s.as_bytes());
+                T_TAGS
+            }
+            Record::SegmentEnd(s) => {
+                s.encode_payload(out);
+                T_SEGMENT_END
+            }
+            Record::StreamEnd(s) => {
+                s.encode_payload(out);
+                T_STREAM_END
+            }
+        };
+        let len = (out.len() - start - 5) as u32;
+        out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+        out[start + 4] = ty;
+        let crc = crc32c::crc32c(&out[start..]);
+        out.extend_from_slice(&crc.to_le_bytes());
+    }
+}
+
+/// Why a record could not be decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecodeError {
+    /// The bytes end inside the record: a tail still being written, or torn.
+    Incomplete,
+    /// The record is complete but wrong: checksum, length or type.
+    Corrupt(&'static str),
+}
+
+/// Decodes the record at the start of `b`, returning it and its framed length.
+pub fn decode_record(b: &[u8]) -> Result<(Record, usize), DecodeError> {
+    if b.len() < 5 {
+        return Err(DecodeError::Incomplete);
+    }
+    let len = u32_at(b, 0) as usize;
+    if len > MAX_PAYLOAD {
+        return Err(DecodeError::Corrupt("record length out of range"));
+    }
+    let total = len + RECORD_OVERHEAD;
+    if b.len() < total {
+        return Err(DecodeError::Incomplete);
+    }
+    if crc32c::crc32c(&b[..5 + len]) != u32_at(b, 5 + len) {
+        return Err(DecodeError::Corrupt("record checksum mismatch"));
+    }
+    let p = &b[5..5 + len];
+    let fixed = |want: usize| {
+        if len == want {
+            Ok(())
+        } else {
+            Err(DecodeError::Corrupt(
+                "record has the wrong length for its type",
+            ))
+        }
+    };
+    let text = || {
+        String::from_utf8(p.to_vec()).map_err(|_| DecodeError::Corrupt("record text is not UTF-8"))
+    };
+    let record = match b[4] {
+        T_BUFFER => {
+            fixed(BUFFER_PAYLOAD_LEN)?;
+            Record::Buffer(BufferRecord::decode_payload(p))
+        }
+        T_CAPS => Record::Caps(text()?),
+        T_TAGS => Record::Tags(text()?),
+        T_SEGMENT_END => {
+            fixed(SUMMARY_PAYLOAD_LEN)?;
+            Record::SegmentEnd(SegmentSummary::decode_payload(p))
+        }
+        T_STREAM_END => {
+            fixed(SUMMARY_PAYLOAD_LEN)?;
+            Record::StreamEnd(SegmentSummary::decode_payload(p))
+        }
+        _ => return Err(DecodeError::Corrupt("unknown record type")),
+    };
+    Ok((record, total))
+}
+
+fn opt(v: Option<u64>) -> u64 {
+    v.unwrap_or(NONE)
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().unwrap())
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(b[at..at + 4].try_into().unwrap())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> BufferRecord {
+        BufferRecord {
+            st: 5,
+            pts: Some(1),
+            dts: None,
+            duration: Some(40_000_000),
+            arrival: Some(7),
+            offset: 1316,
+            size: 188,
+            flags: FLAG_DELTA_UNIT,
+            data_crc: 0xdead_beef,
+        }
+    }
+
+    #[test]
+    fn records_round_trip() {
+        let summary = SegmentSummary {
+            first_st: 1,
+            end_st: 2,
+            data_bytes: 3,
+            buffers: 4,
+        };
+        for r in [
+            Record::Buffer(sample()),
+            Record::Caps("video/mpegts, systemstream=(boolean)true".into()),
+            Record::Tags(String::new()),
+            Record::SegmentEnd(summary),
+            Record::StreamEnd(summary),
+        ] {
+            let mut b = Vec::new();
+            r.encode(&mut b);
+            assert_eq!(decode_record(&b), Ok((r, b.len())));
+        }
+    }
+
+    #[test]
+    fn closing_record_has_documented_size() {
+        let mut b = Vec::new();
+        Record::StreamEnd(SegmentSummary::default()).encode(&mut b);
+        assert_eq!(b.len(), CLOSING_RECORD_LEN);
+        b.clear();
+        Record::Buffer(sample()).encode(&mut b);
+        assert_eq!(b.len(), RECORD_OVERHEAD + BUFFER_PAYLOAD_LEN);
+    }
+
+    #[test]
+    fn every_truncation_is_incomplete_and_every_bit_flip_is_detected() {
+        let mut b = Vec::new();
+        Record::Buffer(sample()).encode(&mut b);
+        for cut in 0..b.len() {
+            assert_eq!(
+                decode_record(&b[..cut]),
+                Err(DecodeError::Incomplete),
+                "{cut}"
+            );
+        }
+        for byte in 0..b.len() {
+            for bit in 0..8 {
+                let mut c = b.clone();
+                c[byte] ^= 1 << bit;
+                // A flipped length bit may make the record look longer (Incomplete),
+                // anything else must fail the checksum; never a wrong record.
+                assert!(decode_record(&c).is_err(), "byte {byte} bit {bit}");
+            }
+        }
+    }
+
+    #[test]
+    fn header_round_trip_and_rejects_damage() {
+        let h = SegmentHeader {
+            seq: 42,
+            data_kind: DataKind::MpegTs,
+            session: 99,
+            first_st: 1_000,
+        };
+        let b = h.encode();
+        assert_eq!(SegmentHeader::decode(&b), Ok(h));
+        let mut c = b;
+        c[10] ^= 1;
+        assert!(SegmentHeader::decode(&c).is_err());
+        assert!(SegmentHeader::decode(&b[..20]).is_err());
+    }
+
+    #[test]
+    fn absurd_length_is_corrupt_not_an_allocation() {
+        let b = [0xff, 0xff, 0xff, 0x7f, 1, 0, 0];
+        assert!(matches!(decode_record(&b), Err(DecodeError::Corrupt(_))));
+    }
+}

@@ -1,0 +1,598 @@
+//! The single writer of a store: appends buffers to the current segment,
+//! rotates segments, applies retention, and repairs a torn tail on open.
+
+use std::collections::VecDeque;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, IoSlice, Write};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use crate::format::{
+    BufferRecord, DataKind, Record, SegmentHeader, SegmentSummary, FLAG_DELTA_UNIT, MAX_PAYLOAD,
+};
+use crate::segment::{closed_summary, data_path, index_path, list_segments, scan_segment};
+use crate::{Error, LOCK_FILE};
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WriterConfig {
+    /// Start a new segment at the first keyframe after this much store time
+    /// (at twice this, even without a keyframe). 0: never.
+    pub max_segment_time: u64,
+    /// Remove whole old segments while the store spans more than this. 0: keep all.
+    pub max_size_time: u64,
+    /// Remove whole old segments while the store holds more bytes than this. 0: keep all.
+    pub max_size_bytes: u64,
+}
+
+/// What the recorder knows of a buffer besides its bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BufferMeta {
+    pub pts: Option<u64>,
+    pub dts: Option<u64>,
+    pub duration: Option<u64>,
+    pub arrival: Option<u64>,
+    pub flags: u32,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum Item<'a> {
+    Buffer(BufferMeta, &'a [u8]),
+    Caps(&'a str),
+    Tags(&'a str),
+}
+
+#[derive(Debug)]
+struct ClosedSegment {
+    seq: u64,
+    kind: DataKind,
+    summary: SegmentSummary,
+}
+
+#[derive(Debug)]
+struct OpenSegment {
+    seq: u64,
+    kind: DataKind,
+    data: File,
+    index: File,
+    summary: SegmentSummary,
+    /// Data below this offset has been handed to writeback.
+    kicked: u64,
+}
+
+/// Maps buffer times to store time: monotonic across discontinuities and
+/// across recordings appended to the same store.
+#[derive(Debug, Default)]
+struct StoreClock {
+    last_pace: Option<u64>,
+    last_st: u64,
+    end_st: u64,
+}
+
+impl StoreClock {
+    fn next(&mut self, m: &BufferMeta) -> u64 {
+        let pace = m.dts.or(m.pts).or(m.arrival);
+        let st = match (pace, self.last_pace) {
+            (Some(p), Some(lp)) if p >= lp => self.last_st + (p - lp),
+            // New recording, or time went backwards: carry on where the store ends.
+            (Some(_), _) => self.end_st,
+            // Untimed buffers share the time of the one before.
+            (None, _) => self.last_st,
+        };
+        if pace.is_some() {
+            self.last_pace = pace;
+        }
+        self.last_st = st;
+        self.end_st = self.end_st.max(st + m.duration.unwrap_or(0));
+        st
+    }
+}
+
+pub struct Writer {
+    dir: PathBuf,
+    _lock: File,
+    config: WriterConfig,
+    session: u64,
+    closed: VecDeque<ClosedSegment>,
+    closed_bytes: u64,
+    cur: Option<OpenSegment>,
+    next_seq: u64,
+    data_kind: DataKind,
+    caps: Option<String>,
+    tags: Option<String>,
+    clock: StoreClock,
+    pending_index: Vec<u8>,
+    warnings: Vec<String>,
+    failed: bool,
+}
+
+impl Writer {
+    /// Opens (creating if needed) the store in `dir` for appending. Takes the
+    /// store's writer lock, and cuts any torn or corrupt tail left by a crash;
+    /// what was cut is reported by [`Writer::take_warnings`].
+    pub fn open(dir: &Path, config: WriterConfig) -> Result<Self, Error> {
+        fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let lock_path = dir.join(LOCK_FILE);
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| Error::io(&lock_path, e))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return Err(Error::Busy(dir.to_owned())),
+            Err(fs::TryLockError::Error(e)) => return Err(Error::io(&lock_path, e)),
+        }
+        let mut w = Writer {
+            dir: dir.to_owned(),
+            _lock: lock,
+            config,
+            session: session_id(),
+            closed: VecDeque::new(),
+            closed_bytes: 0,
+            cur: None,
+            next_seq: 0,
+            data_kind: DataKind::Raw,
+            caps: None,
+            tags: None,
+            clock: StoreClock::default(),
+            pending_index: Vec::new(),
+            warnings: Vec::new(),
+            failed: false,
+        };
+        w.load_existing()?;
+        w.apply_retention();
+        Ok(w)
+    }
+
+    fn load_existing(&mut self) -> Result<(), Error> {
+        let seqs = list_segments(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
+        for seq in seqs {
+            let ipath = index_path(&self.dir, seq);
+            let io = |e| Error::io(&ipath, e);
+            let (kind, summary) = match closed_summary(&self.dir, seq).map_err(io)? {
+                Some((h, s, _)) => (h.data_kind, s),
+                None => match self.repair(seq)? {
+                    Some(v) => v,
+                    None => continue,
+                },
+            };
+            self.next_seq = seq + 1;
+            self.clock.end_st = self.clock.end_st.max(summary.end_st);
+            self.clock.last_st = self.clock.end_st;
+            self.closed_bytes += summary.data_bytes;
+            self.closed.push_back(ClosedSegment { seq, kind, summary });
+        }
+        Ok(())
+    }
+
+    /// Cuts an unclosed segment to its valid prefix and closes it.
+    fn repair(&mut self, seq: u64) -> Result<Option<(DataKind, SegmentSummary)>, Error> {
+        let ipath = index_path(&self.dir, seq);
+        let io = |e| Error::io(&ipath, e);
+        let scan = match scan_segment(&self.dir, seq, true).map_err(io)? {
+            Ok(scan) => scan,
+            Err(why) => {
+                // Not even a header: the writer died while creating it.
+                self.warnings
+                    .push(format!("segment {seq}: {why}; removed (it held no data)"));
+                remove_segment(&self.dir, seq, None);
+                return Ok(None);
+            }
+        };
+        let kind = scan.header.data_kind;
+        if scan.summary.buffers == 0 {
+            self.warnings
+                .push(format!("segment {seq}: no complete buffer; removed"));
+            remove_segment(&self.dir, seq, Some(kind));
+            return Ok(None);
+        }
+        let index = OpenOptions::new().append(true).open(&ipath).map_err(io)?;
+        index.set_len(scan.index_len).map_err(io)?;
+        let dpath = data_path(&self.dir, seq, kind);
+        let data = OpenOptions::new()
+            .write(true)
+            .open(&dpath)
+            .map_err(|e| Error::io(&dpath, e))?;
+        data.set_len(scan.data_len)
+            .map_err(|e| Error::io(&dpath, e))?;
+        if scan.problem.is_some() || scan.data_excess > 0 {
+            self.warnings.push(format!(
+                "segment {seq}: {}; kept {} buffers ({} bytes), cut {} index bytes and {} data bytes",
+                scan.problem.as_deref().unwrap_or("unindexed data at the end"),
+                scan.summary.buffers,
+                scan.data_len,
+                scan.index_excess,
+                scan.data_excess,
+            ));
+        }
+        let mut rec = Vec::new();
+        Record::StreamEnd(scan.summary).encode(&mut rec);
+        (&index).write_all(&rec).map_err(io)?;
+        index.sync_data().map_err(io)?;
+        data.sync_data().map_err(|e| Error::io(&dpath, e))?;
+        Ok(Some((kind, scan.summary)))
+    }
+
+    /// Appends items in order. Data is written before the index records that
+    /// name it, so a reader never sees a record whose bytes are missing.
+    pub fn write(&mut self, items: &[Item]) -> Result<(), Error> {
+        if self.failed {
+            return Err(Error::Failed);
+        }
+        let mut iov: Vec<IoSlice> = Vec::with_capacity(items.len());
+        let res = self.write_items(items, &mut iov);
+        let res = res.and_then(|()| self.flush(&mut iov));
+        if res.is_err() {
+            self.failed = true;
+        }
+        res?;
+        self.kick_writeback();
+        self.apply_retention();
+        Ok(())
+    }
+
+    fn write_items<'a>(
+        &mut self,
+        items: &[Item<'a>],
+        iov: &mut Vec<IoSlice<'a>>,
+    ) -> Result<(), Error> {
+        for item in items {
+            match *item {
+                Item::Buffer(meta, bytes) => {
+                    let st = self.clock.next(&meta);
+                    if self.should_rotate(st, meta.flags) {
+                        self.flush(iov)?;
+                        self.close_segment(false)?;
+                    }
+                    if self.cur.is_none() {
+                        self.open_segment(st)?;
+                    }
+                    let seg = self.cur.as_mut().expect("opened above");
+                    let rec = BufferRecord {
+                        st,
+                        pts: meta.pts,
+                        dts: meta.dts,
+                        duration: meta.duration,
+                        arrival: meta.arrival,
+                        offset: seg.summary.data_bytes,
+                        size: bytes.len() as u32,
+                        flags: meta.flags,
+                        data_crc: crc32c::crc32c(bytes),
+                    };
+                    Record::Buffer(rec).encode(&mut self.pending_index);
+                    seg.summary.data_bytes += bytes.len() as u64;
+                    seg.summary.buffers += 1;
+                    seg.summary.end_st = seg.summary.end_st.max(self.clock.end_st);
+                    iov.push(IoSlice::new(bytes));
+                    if iov.len() >= IOV_BATCH {
+                        self.flush(iov)?;
+                    }
+                }
+                Item::Caps(caps) => {
+                    check_text_len(caps)?;
+                    let kind = DataKind::for_caps(caps);
+                    if kind != self.data_kind && self.cur.is_some() {
+                        // A `.ts` segment holds nothing but TS bytes.
+                        self.flush(iov)?;
+                        self.close_segment(false)?;
+                    }
+                    self.data_kind = kind;
+                    if self.cur.is_some() {
+                        Record::Caps(caps.to_owned()).encode(&mut self.pending_index);
+                    }
+                    self.caps = Some(caps.to_owned());
+                }
+                Item::Tags(tags) => {
+                    check_text_len(tags)?;
+                    if self.cur.is_some() {
+                        Record::Tags(tags.to_owned()).encode(&mut self.pending_index);
+                    }
+                    self.tags = Some(tags.to_owned());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn should_rotate(&self, st: u64, flags: u32) -> bool {
+        let Some(seg) = &self.cur else { return false };
+        let max = self.config.max_segment_time;
+        if max == 0 || seg.summary.buffers == 0 {
+            return false;
+        }
+        let age = st.saturating_sub(seg.summary.first_st);
+        age >= max && (flags & FLAG_DELTA_UNIT == 0 || age >= max.saturating_mul(2))
+    }
+
+    fn open_segment(&mut self, first_st: u64) -> Result<(), Error> {
+        let seq = self.next_seq;
+        let kind = self.data_kind;
+        let dpath = data_path(&self.dir, seq, kind);
+        let ipath = index_path(&self.dir, seq);
+        let create = |p: &Path| {
+            OpenOptions::new()
+                .create_new(true)
+                .append(true)
+                .open(p)
+                .map_err(|e| Error::io(p, e))
+        };
+        // Data first: a reader that finds the index also finds the data file.
+        let data = create(&dpath)?;
+        let index = create(&ipath)?;
+        self.next_seq += 1;
+        let header = SegmentHeader {
+            seq,
+            data_kind: kind,
+            session: self.session,
+            first_st,
+        };
+        self.pending_index.extend_from_slice(&header.encode());
+        if let Some(caps) = &self.caps {
+            Record::Caps(caps.clone()).encode(&mut self.pending_index);
+        }
+        if let Some(tags) = &self.tags {
+            Record::Tags(tags.clone()).encode(&mut self.pending_index);
+        }
+        self.cur = Some(OpenSegment {
+            seq,
+            kind,
+            data,
+            index,
+            summary: SegmentSummary {
+                first_st,
+                end_st: first_st,
+                ..Default::default()
+            },
+            kicked: 0,
+        });
+        // Make the new names durable, or a power cut could lose whole segments.
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| Error::io(&self.dir, e))
+    }
+
+    fn flush(&mut self, iov: &mut Vec<IoSlice>) -> Result<(), Error> {
+        let Some(seg) = &mut self.cur else {
+            debug_assert!(iov.is_empty());
+            return Ok(());
+        };
+        let dpath = || data_path(&self.dir, seg.seq, seg.kind);
+        write_all_vectored(&mut seg.data, iov).map_err(|e| Error::io(&dpath(), e))?;
+        iov.clear();
+        if !self.pending_index.is_empty() {
+            seg.index
+                .write_all(&self.pending_index)
+                .map_err(|e| Error::io(&index_path(&self.dir, seg.seq), e))?;
+            self.pending_index.clear();
+        }
+        Ok(())
+    }
+
+    fn close_segment(&mut self, stream_end: bool) -> Result<(), Error> {
+        let Some(mut seg) = self.cur.take() else {
+            return Ok(());
+        };
+        let ipath = index_path(&self.dir, seg.seq);
+        let mut rec = Vec::new();
+        if stream_end {
+            Record::StreamEnd(seg.summary).encode(&mut rec);
+        } else {
+            Record::SegmentEnd(seg.summary).encode(&mut rec);
+        }
+        seg.index
+            .write_all(&rec)
+            .and_then(|()| seg.index.sync_data())
+            .map_err(|e| Error::io(&ipath, e))?;
+        seg.data
+            .sync_data()
+            .map_err(|e| Error::io(&data_path(&self.dir, seg.seq, seg.kind), e))?;
+        self.closed_bytes += seg.summary.data_bytes;
+        self.closed.push_back(ClosedSegment {
+            seq: seg.seq,
+            kind: seg.kind,
+            summary: seg.summary,
+        });
+        Ok(())
+    }
+
+    /// Starts writeback of every whole page written so far, so dirty data
+    /// leaves the page cache steadily instead of in the kernel's periodic bursts.
+    /// Partial pages wait for the next call or [`Writer::sync`], so no page is
+    /// written twice.
+    fn kick_writeback(&mut self) {
+        let Some(seg) = &mut self.cur else { return };
+        let aligned = seg.summary.data_bytes & !(PAGE - 1);
+        if aligned > seg.kicked {
+            // SAFETY: a plain syscall on a file descriptor we own; it only
+            // initiates writeback and touches no memory of ours.
+            unsafe {
+                libc::sync_file_range(
+                    seg.data.as_raw_fd(),
+                    seg.kicked as libc::off64_t,
+                    (aligned - seg.kicked) as libc::off64_t,
+                    libc::SYNC_FILE_RANGE_WRITE,
+                );
+            }
+            seg.kicked = aligned;
+        }
+    }
+
+    /// Makes everything written so far durable (`fdatasync`).
+    pub fn sync(&mut self) -> Result<(), Error> {
+        if let Some(seg) = &self.cur {
+            seg.data
+                .sync_data()
+                .map_err(|e| Error::io(&data_path(&self.dir, seg.seq, seg.kind), e))?;
+            seg.index
+                .sync_data()
+                .map_err(|e| Error::io(&index_path(&self.dir, seg.seq), e))?;
+        }
+        Ok(())
+    }
+
+    /// Marks the end of the recorded stream (EOS) and makes it durable.
+    /// Buffers written afterwards start a new segment.
+    pub fn end_stream(&mut self) -> Result<(), Error> {
+        if self.failed {
+            return Err(Error::Failed);
+        }
+        let res = self.close_segment(true);
+        if res.is_err() {
+            self.failed = true;
+        }
+        res
+    }
+
+    fn apply_retention(&mut self) {
+        let (max_time, max_bytes) = (self.config.max_size_time, self.config.max_size_bytes);
+        if max_time == 0 && max_bytes == 0 {
+            return;
+        }
+        loop {
+            let (cur_bytes, newest_end) = match (&self.cur, self.closed.back()) {
+                (Some(seg), _) => (seg.summary.data_bytes, seg.summary.end_st),
+                (None, Some(c)) => (0, c.summary.end_st),
+                (None, None) => return,
+            };
+            let segments = self.closed.len() + usize::from(self.cur.is_some());
+            let Some(oldest) = self.closed.front() else {
+                return;
+            };
+            let span = newest_end.saturating_sub(oldest.summary.first_st);
+            let bytes = self.closed_bytes + cur_bytes;
+            let over = (max_time > 0 && span > max_time) || (max_bytes > 0 && bytes > max_bytes);
+            if !over || segments < 2 {
+                return;
+            }
+            let oldest = self.closed.pop_front().expect("checked above");
+            self.closed_bytes -= oldest.summary.data_bytes;
+            remove_segment(&self.dir, oldest.seq, Some(oldest.kind));
+        }
+    }
+
+    /// Problems found and repaired when the store was opened.
+    pub fn take_warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.warnings)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Segments in the store, including the one being written.
+    pub fn segment_count(&self) -> usize {
+        self.closed.len() + usize::from(self.cur.is_some())
+    }
+
+    /// Data bytes in the store.
+    pub fn store_bytes(&self) -> u64 {
+        self.closed_bytes + self.cur.as_ref().map_or(0, |s| s.summary.data_bytes)
+    }
+
+    /// Store time covered, from the oldest kept buffer to the end of the newest.
+    pub fn store_span(&self) -> u64 {
+        let first = self
+            .closed
+            .front()
+            .map(|c| c.summary.first_st)
+            .or(self.cur.as_ref().map(|s| s.summary.first_st));
+        first.map_or(0, |f| self.clock.end_st.saturating_sub(f))
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        if !self.failed && self.cur.is_some() {
+            let _ = self.end_stream();
+        }
+    }
+}
+
+const PAGE: u64 = 4096;
+/// Stays under `IOV_MAX` (1024 on Linux).
+const IOV_BATCH: usize = 512;
+
+fn check_text_len(s: &str) -> Result<(), Error> {
+    if s.len() > MAX_PAYLOAD {
+        return Err(Error::TooLarge(s.len()));
+    }
+    Ok(())
+}
+
+fn remove_segment(dir: &Path, seq: u64, kind: Option<DataKind>) {
+    // Index first: a reader listing the directory never finds an index without data.
+    let _ = fs::remove_file(index_path(dir, seq));
+    match kind {
+        Some(k) => {
+            let _ = fs::remove_file(data_path(dir, seq, k));
+        }
+        None => {
+            for k in [DataKind::Raw, DataKind::MpegTs] {
+                let _ = fs::remove_file(data_path(dir, seq, k));
+            }
+        }
+    }
+}
+
+fn write_all_vectored(f: &mut File, mut bufs: &mut [IoSlice]) -> io::Result<()> {
+    IoSlice::advance_slices(&mut bufs, 0);
+    while !bufs.is_empty() {
+        match f.write_vectored(bufs) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut bufs, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+fn session_id() -> u64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    (now.as_nanos() as u64) ^ (u64::from(std::process::id()) << 32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_clock_is_monotonic_and_continues_across_jumps() {
+        let mut c = StoreClock::default();
+        let m = |pts: Option<u64>, duration: Option<u64>| BufferMeta {
+            pts,
+            duration,
+            ..Default::default()
+        };
+        assert_eq!(c.next(&m(Some(1000), Some(10))), 0);
+        assert_eq!(c.next(&m(Some(1010), Some(10))), 10);
+        assert_eq!(c.next(&m(None, None)), 10);
+        // Backwards: carry on where the store ends.
+        assert_eq!(c.next(&m(Some(5), Some(10))), 20);
+        assert_eq!(c.next(&m(Some(15), None)), 30);
+        // Forward gaps are kept: the recording plays back at its own pace.
+        assert_eq!(c.next(&m(Some(1015), None)), 1030);
+    }
+
+    #[test]
+    fn dts_is_preferred_over_pts_then_arrival() {
+        let mut c = StoreClock::default();
+        let first = BufferMeta {
+            pts: Some(500),
+            dts: Some(100),
+            arrival: Some(9000),
+            ..Default::default()
+        };
+        let second = BufferMeta {
+            pts: Some(300),
+            dts: Some(140),
+            arrival: Some(9999),
+            ..Default::default()
+        };
+        assert_eq!(c.next(&first), 0);
+        assert_eq!(c.next(&second), 40);
+    }
+}

@@ -1,0 +1,382 @@
+//! The store through its public API, as the elements use it.
+
+use std::fs;
+use std::path::Path;
+
+use fanout_store::{BufferMeta, Entry, Item, Next, Reader, Writer, WriterConfig, FLAG_DELTA_UNIT};
+
+const MS: u64 = 1_000_000;
+const TS_CAPS: &str = "video/mpegts, systemstream=(boolean)true, packetsize=(int)188";
+
+fn meta(i: u64, keyframe: bool) -> BufferMeta {
+    BufferMeta {
+        pts: Some(1_000 * MS + i * 40 * MS),
+        dts: None,
+        duration: Some(40 * MS),
+        arrival: Some(1_005 * MS + i * 40 * MS),
+        flags: if keyframe { 0 } else { FLAG_DELTA_UNIT },
+    }
+}
+
+fn payload(i: u64) -> Vec<u8> {
+    (0..(100 + (i % 7) * 31))
+        .map(|b| (b as u8) ^ (i as u8))
+        .collect()
+}
+
+/// Writes buffers `range` (every 10th a keyframe), one write call each.
+fn record(w: &mut Writer, range: std::ops::Range<u64>) {
+    for i in range {
+        let data = payload(i);
+        w.write(&[Item::Buffer(meta(i, i % 10 == 0), &data)])
+            .unwrap();
+    }
+}
+
+/// Everything a reader yields until it ends, without waiting.
+fn read_all(r: &mut Reader) -> (Vec<Entry>, Vec<Vec<u8>>) {
+    let mut entries = Vec::new();
+    let mut payloads = Vec::new();
+    while let Next::Entry(e) = r.next().unwrap() {
+        if let Entry::Buffer(b) = &e {
+            let mut data = vec![0; b.size as usize];
+            if r.read_data(b, &mut data).unwrap() {
+                payloads.push(data);
+            }
+        }
+        entries.push(e);
+    }
+    (entries, payloads)
+}
+
+fn buffers(entries: &[Entry]) -> Vec<u64> {
+    entries
+        .iter()
+        .filter_map(|e| match e {
+            Entry::Buffer(b) => Some(b.st),
+            _ => None,
+        })
+        .collect()
+}
+
+fn config(segment_ms: u64) -> WriterConfig {
+    WriterConfig {
+        max_segment_time: segment_ms * MS,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn round_trip_restores_bytes_times_and_caps() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = Writer::open(dir.path(), config(1_000)).unwrap();
+    w.write(&[
+        Item::Caps(TS_CAPS),
+        Item::Tags("taglist, title=(string)news;"),
+    ])
+    .unwrap();
+    record(&mut w, 0..100);
+    w.end_stream().unwrap();
+    assert_eq!(w.segment_count(), 4, "4 s of 1 s segments");
+    drop(w);
+
+    let mut r = Reader::open(dir.path()).unwrap();
+    let (entries, payloads) = read_all(&mut r);
+    assert_eq!(entries[0], Entry::Caps(TS_CAPS.into()));
+    assert!(matches!(&entries[1], Entry::Tags(t) if t.contains("news")));
+    assert_eq!(payloads, (0..100).map(payload).collect::<Vec<_>>());
+    let sts = buffers(&entries);
+    assert_eq!(sts, (0..100).map(|i| i * 40 * MS).collect::<Vec<_>>());
+    let first = entries.iter().find_map(|e| match e {
+        Entry::Buffer(b) => Some(*b),
+        _ => None,
+    });
+    assert_eq!(first.unwrap().pts, Some(1_000 * MS));
+    assert_eq!(first.unwrap().arrival, Some(1_005 * MS));
+    assert!(r.take_warnings().is_empty());
+}
+
+#[test]
+fn mpegts_segments_concatenate_to_the_received_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = Writer::open(dir.path(), config(300)).unwrap();
+    w.write(&[Item::Caps(TS_CAPS)]).unwrap();
+    record(&mut w, 0..60);
+    drop(w);
+    let mut ts: Vec<_> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "ts"))
+        .collect();
+    ts.sort();
+    assert!(ts.len() > 3);
+    let joined: Vec<u8> = ts.iter().flat_map(|p| fs::read(p).unwrap()).collect();
+    assert_eq!(joined, (0..60).flat_map(payload).collect::<Vec<_>>());
+}
+
+#[test]
+fn segments_start_on_keyframes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = Writer::open(dir.path(), config(300)).unwrap();
+    record(&mut w, 0..50);
+    drop(w);
+    // Rotation waits for a keyframe: every 10th buffer, 400 ms apart.
+    assert_eq!(fanout_store_segments(dir.path()), 5);
+    for k in 0..5 {
+        let mut r = Reader::open(dir.path()).unwrap();
+        assert_eq!(r.seek(k * 400 * MS).unwrap(), Some(k * 400 * MS));
+        let (entries, _) = read_all(&mut r);
+        assert_eq!(buffers(&entries).len() as u64, 50 - 10 * k);
+    }
+}
+
+fn fanout_store_segments(dir: &Path) -> usize {
+    fs::read_dir(dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "idx")
+        })
+        .count()
+}
+
+#[test]
+fn retention_by_time_and_by_bytes_removes_whole_old_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = WriterConfig {
+        max_segment_time: 400 * MS,
+        max_size_time: 1_000 * MS,
+        ..Default::default()
+    };
+    let mut w = Writer::open(dir.path(), cfg).unwrap();
+    record(&mut w, 0..200);
+    assert!(w.store_span() <= 1_000 * MS, "{}", w.store_span());
+    drop(w);
+    let mut r = Reader::open(dir.path()).unwrap();
+    let (entries, _) = read_all(&mut r);
+    let sts = buffers(&entries);
+    assert_eq!(*sts.last().unwrap(), 199 * 40 * MS, "newest data kept");
+    assert_eq!(sts[0] % (400 * MS), 0, "oldest kept segment is whole");
+    assert!(sts.len() < 40 && sts.len() >= 15, "{}", sts.len());
+
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = WriterConfig {
+        max_segment_time: 400 * MS,
+        max_size_bytes: 5_000,
+        ..Default::default()
+    };
+    let mut w = Writer::open(dir.path(), cfg).unwrap();
+    record(&mut w, 0..200);
+    assert!(w.store_bytes() <= 5_000, "{}", w.store_bytes());
+}
+
+#[test]
+fn reader_follows_a_growing_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = Writer::open(dir.path(), config(200)).unwrap();
+    let mut r = Reader::open(dir.path()).unwrap();
+    assert_eq!(
+        r.next().unwrap(),
+        Next::Pending,
+        "empty store, writer active"
+    );
+    let mut got = Vec::new();
+    for i in 0..40 {
+        record(&mut w, i..i + 1);
+        loop {
+            match r.next().unwrap() {
+                Next::Entry(Entry::Buffer(b)) => got.push(b.st),
+                Next::Entry(_) => {}
+                Next::Pending => break,
+                Next::End => panic!("ended while the writer records"),
+            }
+        }
+    }
+    w.end_stream().unwrap();
+    assert_eq!(r.next().unwrap(), Next::End);
+    assert_eq!(got, (0..40).map(|i| i * 40 * MS).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_second_writer_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let _w = Writer::open(dir.path(), config(0)).unwrap();
+    let err = Writer::open(dir.path(), config(0)).err().unwrap();
+    assert!(err.to_string().contains("another recorder"), "{err}");
+}
+
+#[test]
+fn reopening_appends_with_continuous_store_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = Writer::open(dir.path(), config(0)).unwrap();
+    record(&mut w, 0..10);
+    drop(w);
+    let mut w = Writer::open(dir.path(), config(0)).unwrap();
+    // The new recording's running time starts again from zero.
+    for i in 0..10u64 {
+        let m = BufferMeta {
+            pts: Some(i * 40 * MS),
+            duration: Some(40 * MS),
+            ..Default::default()
+        };
+        w.write(&[Item::Buffer(m, &payload(i))]).unwrap();
+    }
+    drop(w);
+    let mut r = Reader::open(dir.path()).unwrap();
+    let sts = buffers(&read_all(&mut r).0);
+    assert_eq!(sts, (0..20).map(|i| i * 40 * MS).collect::<Vec<_>>());
+}
+
+#[test]
+fn seek_lands_on_the_keyframe_before_with_caps_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = Writer::open(dir.path(), config(1_000)).unwrap();
+    w.write(&[Item::Caps(TS_CAPS)]).unwrap();
+    record(&mut w, 0..100);
+    drop(w);
+    let mut r = Reader::open(dir.path()).unwrap();
+    // Buffer 57 is at 2280 ms; keyframe 50 at 2000 ms.
+    assert_eq!(r.seek(2_280 * MS).unwrap(), Some(2_000 * MS));
+    assert_eq!(r.next().unwrap(), Next::Entry(Entry::Caps(TS_CAPS.into())));
+    let (entries, payloads) = read_all(&mut r);
+    assert_eq!(buffers(&entries)[0], 2_000 * MS);
+    assert_eq!(payloads[0], payload(50));
+    assert_eq!(r.seek(0).unwrap(), Some(0));
+    assert_eq!(r.seek(u64::MAX).unwrap(), Some(3_600 * MS));
+    let range = r.range().unwrap().unwrap();
+    assert_eq!(range, (0, 100 * 40 * MS));
+}
+
+/// The index of the last segment, as a crash would leave it.
+fn last_index(dir: &Path) -> std::path::PathBuf {
+    let mut idx: Vec<_> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "idx"))
+        .collect();
+    idx.sort();
+    idx.pop().unwrap()
+}
+
+#[test]
+fn torn_tail_is_cut_on_reopen_and_the_rest_plays() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = Writer::open(dir.path(), config(0)).unwrap();
+    record(&mut w, 0..30);
+    w.sync().unwrap();
+    // A crash: no closing record, and the last index record torn in half.
+    std::mem::forget(w);
+    let idx = last_index(dir.path());
+    let len = fs::metadata(&idx).unwrap().len();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&idx)
+        .unwrap()
+        .set_len(len - 30)
+        .unwrap();
+    // The lock of the forgotten writer is still held by this process; a
+    // crashed process's lock is released by the kernel. Drop it by hand.
+    fs::remove_file(dir.path().join("writer.lock")).unwrap();
+    fs::write(dir.path().join("writer.lock"), b"").unwrap();
+
+    let mut r = Reader::open(dir.path()).unwrap();
+    let (entries, payloads) = read_all(&mut r);
+    assert_eq!(buffers(&entries).len(), 29);
+    assert_eq!(payloads.len(), 29);
+    assert_eq!(
+        r.take_warnings().len(),
+        1,
+        "the reader says what it skipped"
+    );
+
+    let mut w = Writer::open(dir.path(), config(0)).unwrap();
+    let warnings = w.take_warnings();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("kept 29 buffers"), "{warnings:?}");
+    record(&mut w, 30..35);
+    drop(w);
+    let mut r = Reader::open(dir.path()).unwrap();
+    let (entries, payloads) = read_all(&mut r);
+    assert_eq!(buffers(&entries).len(), 34);
+    let mut want: Vec<_> = (0..29).map(payload).collect();
+    want.extend((30..35).map(payload));
+    assert_eq!(payloads, want);
+    assert!(r.take_warnings().is_empty());
+}
+
+#[test]
+fn zeroed_data_behind_a_valid_index_is_cut_on_reopen() {
+    // What a power cut can leave: the index made it to disk, the data did not.
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = Writer::open(dir.path(), config(0)).unwrap();
+    record(&mut w, 0..20);
+    std::mem::forget(w);
+    let data = last_index(dir.path()).with_extension("bin");
+    let mut bytes = fs::read(&data).unwrap();
+    let keep = (0..15).map(|i| payload(i).len()).sum::<usize>();
+    bytes[keep..].fill(0);
+    fs::write(&data, &bytes).unwrap();
+    fs::remove_file(dir.path().join("writer.lock")).unwrap();
+
+    fs::write(dir.path().join("writer.lock"), b"").unwrap();
+    let mut w = Writer::open(dir.path(), config(0)).unwrap();
+    let warnings = w.take_warnings();
+    assert!(
+        warnings[0].contains("data checksum mismatch"),
+        "{warnings:?}"
+    );
+    drop(w);
+    let mut r = Reader::open(dir.path()).unwrap();
+    let (_, payloads) = read_all(&mut r);
+    assert_eq!(payloads, (0..15).map(payload).collect::<Vec<_>>());
+}
+
+#[test]
+fn corruption_in_the_middle_is_skipped_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = Writer::open(dir.path(), config(400)).unwrap();
+    record(&mut w, 0..40);
+    drop(w);
+    let mut idx: Vec<_> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "idx"))
+        .collect();
+    idx.sort();
+    assert_eq!(idx.len(), 4);
+    // A flipped byte in the first segment's data: that one buffer is skipped.
+    let data = idx[0].with_extension("bin");
+    let mut bytes = fs::read(&data).unwrap();
+    bytes[5] ^= 0xff;
+    fs::write(&data, &bytes).unwrap();
+    // A flipped byte in the middle of the second index: the rest of it is skipped.
+    let mut ib = fs::read(&idx[1]).unwrap();
+    let mid = ib.len() / 2;
+    ib[mid] ^= 0xff;
+    fs::write(&idx[1], &ib).unwrap();
+
+    let mut r = Reader::open(dir.path()).unwrap();
+    let (entries, payloads) = read_all(&mut r);
+    let n = buffers(&entries).len();
+    assert!((25..39).contains(&n), "{n}");
+    assert_eq!(payloads.len(), n - 1);
+    assert_eq!(
+        payloads.last().unwrap(),
+        &payload(39),
+        "later segments play"
+    );
+    let warnings = r.take_warnings();
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+}
+
+#[test]
+fn a_directory_that_is_not_a_store_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = Reader::open(dir.path()).err().unwrap();
+    assert!(err.to_string().contains("not a fanout recording"), "{err}");
+    let err = Reader::open(&dir.path().join("missing")).err().unwrap();
+    assert!(err.to_string().contains("No such file"), "{err}");
+}
