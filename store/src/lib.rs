@@ -45,7 +45,7 @@ pub enum Error {
     Busy(PathBuf),
     /// The directory holds no store (no lock file).
     NotAStore(PathBuf),
-    /// A caps or tag string too large for an index record.
+    /// A caps or tag string, or a buffer, too large for an index record.
     TooLarge(usize),
     /// An earlier write failed; the writer takes no more.
     Failed,
@@ -78,7 +78,7 @@ impl fmt::Display for Error {
                 "{}: not a fanout recording (no {LOCK_FILE})",
                 dir.display()
             ),
-            Error::TooLarge(n) => write!(f, "caps or tags of {n} bytes are too large to record"),
+            Error::TooLarge(n) => write!(f, "{n} bytes are too large for one index record"),
             Error::Failed => write!(f, "the store stopped taking writes after an earlier error"),
             Error::NoSegment => write!(f, "no segment is being read"),
         }

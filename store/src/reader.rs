@@ -104,7 +104,7 @@ impl Reader {
                 let mut r = Reader::open(&self.dir)?;
                 r.seek(u64::MAX)?;
                 let mut end = first_st;
-                while let Next::Entry(e) = r.next()? {
+                while let Next::Entry(e) = r.read_next()? {
                     if let Entry::Buffer(b) = e {
                         end = end.max(b.st + b.duration.unwrap_or(0));
                     }
@@ -116,7 +116,7 @@ impl Reader {
     }
 
     /// The next entry, in recording order.
-    pub fn next(&mut self) -> Result<Next, Error> {
+    pub fn read_next(&mut self) -> Result<Next, Error> {
         loop {
             if self.cur.is_none() && !self.enter_next_segment()? {
                 return Ok(if self.writer_active() {
@@ -228,7 +228,11 @@ impl Reader {
         while let Ok((record, len)) = decode_record(&cur.bytes[pos..]) {
             match record {
                 Record::Buffer(b) if b.st > st && best.is_some() => break,
-                Record::Buffer(b) if b.is_keyframe() || best.is_none() => {
+                // Among buffers sharing a time, the first keyframe wins.
+                Record::Buffer(b)
+                    if best.is_none()
+                        || (b.is_keyframe() && best.as_ref().is_some_and(|x| b.st > x.3)) =>
+                {
                     best = Some((pos, caps.clone(), tags.clone(), b.st));
                 }
                 Record::Caps(c) => caps = Some(c),

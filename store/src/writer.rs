@@ -36,7 +36,8 @@ pub struct BufferMeta {
 
 #[derive(Debug, Clone, Copy)]
 pub enum Item<'a> {
-    Buffer(BufferMeta, &'a [u8]),
+    /// A buffer's bytes, in one or more parts (its memories), written as is.
+    Buffer(BufferMeta, &'a [&'a [u8]]),
     Caps(&'a str),
     Tags(&'a str),
 }
@@ -239,7 +240,11 @@ impl Writer {
     ) -> Result<(), Error> {
         for item in items {
             match *item {
-                Item::Buffer(meta, bytes) => {
+                Item::Buffer(meta, parts) => {
+                    let size: usize = parts.iter().map(|p| p.len()).sum();
+                    if size > u32::MAX as usize {
+                        return Err(Error::TooLarge(size));
+                    }
                     let st = self.clock.next(&meta);
                     if self.should_rotate(st, meta.flags) {
                         self.flush(iov)?;
@@ -256,15 +261,15 @@ impl Writer {
                         duration: meta.duration,
                         arrival: meta.arrival,
                         offset: seg.summary.data_bytes,
-                        size: bytes.len() as u32,
+                        size: size as u32,
                         flags: meta.flags,
-                        data_crc: crc32c::crc32c(bytes),
+                        data_crc: parts.iter().fold(0, |crc, p| crc32c::crc32c_append(crc, p)),
                     };
                     Record::Buffer(rec).encode(&mut self.pending_index);
-                    seg.summary.data_bytes += bytes.len() as u64;
+                    seg.summary.data_bytes += size as u64;
                     seg.summary.buffers += 1;
                     seg.summary.end_st = seg.summary.end_st.max(self.clock.end_st);
-                    iov.push(IoSlice::new(bytes));
+                    iov.extend(parts.iter().map(|p| IoSlice::new(p)));
                     if iov.len() >= IOV_BATCH {
                         self.flush(iov)?;
                     }

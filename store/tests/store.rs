@@ -28,7 +28,7 @@ fn payload(i: u64) -> Vec<u8> {
 fn record(w: &mut Writer, range: std::ops::Range<u64>) {
     for i in range {
         let data = payload(i);
-        w.write(&[Item::Buffer(meta(i, i % 10 == 0), &data)])
+        w.write(&[Item::Buffer(meta(i, i % 10 == 0), &[&data])])
             .unwrap();
     }
 }
@@ -37,7 +37,7 @@ fn record(w: &mut Writer, range: std::ops::Range<u64>) {
 fn read_all(r: &mut Reader) -> (Vec<Entry>, Vec<Vec<u8>>) {
     let mut entries = Vec::new();
     let mut payloads = Vec::new();
-    while let Next::Entry(e) = r.next().unwrap() {
+    while let Next::Entry(e) = r.read_next().unwrap() {
         if let Entry::Buffer(b) = &e {
             let mut data = vec![0; b.size as usize];
             if r.read_data(b, &mut data).unwrap() {
@@ -179,7 +179,7 @@ fn reader_follows_a_growing_store() {
     let mut w = Writer::open(dir.path(), config(200)).unwrap();
     let mut r = Reader::open(dir.path()).unwrap();
     assert_eq!(
-        r.next().unwrap(),
+        r.read_next().unwrap(),
         Next::Pending,
         "empty store, writer active"
     );
@@ -187,7 +187,7 @@ fn reader_follows_a_growing_store() {
     for i in 0..40 {
         record(&mut w, i..i + 1);
         loop {
-            match r.next().unwrap() {
+            match r.read_next().unwrap() {
                 Next::Entry(Entry::Buffer(b)) => got.push(b.st),
                 Next::Entry(_) => {}
                 Next::Pending => break,
@@ -196,7 +196,7 @@ fn reader_follows_a_growing_store() {
         }
     }
     w.end_stream().unwrap();
-    assert_eq!(r.next().unwrap(), Next::End);
+    assert_eq!(r.read_next().unwrap(), Next::End);
     assert_eq!(got, (0..40).map(|i| i * 40 * MS).collect::<Vec<_>>());
 }
 
@@ -222,7 +222,7 @@ fn reopening_appends_with_continuous_store_time() {
             duration: Some(40 * MS),
             ..Default::default()
         };
-        w.write(&[Item::Buffer(m, &payload(i))]).unwrap();
+        w.write(&[Item::Buffer(m, &[&payload(i)])]).unwrap();
     }
     drop(w);
     let mut r = Reader::open(dir.path()).unwrap();
@@ -240,7 +240,10 @@ fn seek_lands_on_the_keyframe_before_with_caps_first() {
     let mut r = Reader::open(dir.path()).unwrap();
     // Buffer 57 is at 2280 ms; keyframe 50 at 2000 ms.
     assert_eq!(r.seek(2_280 * MS).unwrap(), Some(2_000 * MS));
-    assert_eq!(r.next().unwrap(), Next::Entry(Entry::Caps(TS_CAPS.into())));
+    assert_eq!(
+        r.read_next().unwrap(),
+        Next::Entry(Entry::Caps(TS_CAPS.into()))
+    );
     let (entries, payloads) = read_all(&mut r);
     assert_eq!(buffers(&entries)[0], 2_000 * MS);
     assert_eq!(payloads[0], payload(50));

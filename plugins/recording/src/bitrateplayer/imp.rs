@@ -1,0 +1,546 @@
+// SPDX-License-Identifier: MPL-2.0
+
+//! `bitrate-player`: reads a fanout store back at its recorded rate, also
+//! while a recorder is still writing it.
+
+use std::path::PathBuf;
+use std::sync::{Condvar, LazyLock, Mutex};
+use std::time::Duration;
+
+use fanout_store::{BufferRecord, Entry, Next, Reader};
+use gst::glib;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+use gst_base::prelude::*;
+use gst_base::subclass::base_src::CreateSuccess;
+use gst_base::subclass::prelude::*;
+
+use crate::playout::Playout;
+
+static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "bitrate-player",
+        gst::DebugColorFlags::empty(),
+        Some("fanout player reading a recording back at its recorded rate"),
+    )
+});
+
+/// How often a following player looks for new data at the live edge.
+const FOLLOW_POLL: Duration = Duration::from_millis(10);
+
+#[derive(Debug, Clone)]
+struct Settings {
+    location: Option<PathBuf>,
+    follow: bool,
+    is_live: bool,
+    loop_count: i32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            location: None,
+            follow: false,
+            is_live: true,
+            loop_count: 0,
+        }
+    }
+}
+
+struct State {
+    reader: Reader,
+    playout: Playout,
+    caps: Option<String>,
+    /// Plays still to start after this one (-1: forever).
+    loops_left: i32,
+    discont: bool,
+    buffers_out: u64,
+    bytes_out: u64,
+    skipped: u64,
+    loops_done: u64,
+}
+
+#[derive(Default)]
+struct Flushing {
+    flushing: bool,
+    clock_id: Option<gst::SingleShotClockId>,
+}
+
+pub struct BitratePlayer {
+    settings: Mutex<Settings>,
+    state: Mutex<Option<State>>,
+    flushing: Mutex<Flushing>,
+    wake: Condvar,
+}
+
+impl BitratePlayer {
+    /// The next buffer record to play, handling caps, tags, the live edge
+    /// and loops on the way.
+    fn next_record(&self, state: &mut State) -> Result<BufferRecord, gst::FlowError> {
+        let (follow, _) = self.follow_and_live();
+        loop {
+            let next = state.reader.read_next().map_err(|e| {
+                gst::element_imp_error!(self, gst::ResourceError::Read, ["{}", e]);
+                gst::FlowError::Error
+            })?;
+            self.post_reader_warnings(state);
+            match next {
+                Next::Entry(Entry::Buffer(rec)) => return Ok(rec),
+                Next::Entry(Entry::Caps(caps)) => self.apply_caps(state, caps)?,
+                Next::Entry(Entry::Tags(tags)) => self.apply_tags(&tags),
+                Next::Pending if follow => self.sleep(FOLLOW_POLL)?,
+                Next::Pending | Next::End => {
+                    if state.loops_left == 0 {
+                        gst::debug!(CAT, imp = self, "end of recording");
+                        return Err(gst::FlowError::Eos);
+                    }
+                    if state.loops_left > 0 {
+                        state.loops_left -= 1;
+                    }
+                    state.loops_done += 1;
+                    if state
+                        .reader
+                        .rewind()
+                        .map_err(|e| {
+                            gst::element_imp_error!(self, gst::ResourceError::Read, ["{}", e]);
+                            gst::FlowError::Error
+                        })?
+                        .is_none()
+                    {
+                        return Err(gst::FlowError::Eos);
+                    }
+                    state.playout.join_next();
+                    gst::debug!(CAT, imp = self, "looping, {} plays left", state.loops_left);
+                }
+            }
+        }
+    }
+
+    fn apply_caps(&self, state: &mut State, caps: String) -> Result<(), gst::FlowError> {
+        if state.caps.as_deref() == Some(caps.as_str()) {
+            return Ok(());
+        }
+        let parsed = caps.parse::<gst::Caps>().map_err(|_| {
+            gst::element_imp_error!(
+                self,
+                gst::StreamError::Format,
+                ["Unreadable recorded caps {}", caps]
+            );
+            gst::FlowError::NotNegotiated
+        })?;
+        gst::debug!(CAT, imp = self, "caps {parsed}");
+        self.obj().set_caps(&parsed).map_err(|_| {
+            gst::element_imp_error!(
+                self,
+                gst::CoreError::Negotiation,
+                ["Downstream refused the recorded caps {}", caps]
+            );
+            gst::FlowError::NotNegotiated
+        })?;
+        state.caps = Some(caps);
+        Ok(())
+    }
+
+    fn apply_tags(&self, tags: &str) {
+        // The recorder wrote gst_tag_list_to_string(); this is its inverse.
+        let parsed = glib::Value::deserialize(tags, gst::TagList::static_type())
+            .ok()
+            .and_then(|v| v.get::<gst::TagList>().ok());
+        match parsed {
+            Some(list) => {
+                let _ = self.obj().src_pad().push_event(gst::event::Tag::new(list));
+            }
+            None => gst::warning!(CAT, imp = self, "unreadable recorded tags {tags}"),
+        }
+    }
+
+    fn post_reader_warnings(&self, state: &mut State) {
+        for w in state.reader.take_warnings() {
+            gst::element_imp_warning!(
+                self,
+                gst::ResourceError::Read,
+                ("Damaged recording: part of it is skipped"),
+                ["{}", w]
+            );
+        }
+    }
+
+    fn follow_and_live(&self) -> (bool, bool) {
+        let s = self.settings.lock().unwrap();
+        (s.follow, s.is_live)
+    }
+
+    /// Sleeps unless flushing; `Err(Flushing)` when woken by a flush.
+    fn sleep(&self, d: Duration) -> Result<(), gst::FlowError> {
+        let f = self.flushing.lock().unwrap();
+        if f.flushing {
+            return Err(gst::FlowError::Flushing);
+        }
+        let (f, _) = self.wake.wait_timeout(f, d).unwrap();
+        if f.flushing {
+            return Err(gst::FlowError::Flushing);
+        }
+        Ok(())
+    }
+
+    /// Waits on the pipeline clock until running time `at`.
+    fn wait_until(&self, at: gst::ClockTime) -> Result<(), gst::FlowError> {
+        let obj = self.obj();
+        let (Some(clock), Some(base)) = (obj.clock(), obj.base_time()) else {
+            return Ok(());
+        };
+        let id = clock.new_single_shot_id(base + at);
+        {
+            let mut f = self.flushing.lock().unwrap();
+            if f.flushing {
+                return Err(gst::FlowError::Flushing);
+            }
+            f.clock_id = Some(id.clone());
+        }
+        let (res, _) = id.wait();
+        let mut f = self.flushing.lock().unwrap();
+        f.clock_id = None;
+        match res {
+            Err(gst::ClockError::Unscheduled) => Err(gst::FlowError::Flushing),
+            _ if f.flushing => Err(gst::FlowError::Flushing),
+            _ => Ok(()),
+        }
+    }
+
+    fn stats(&self) -> gst::Structure {
+        let state = self.state.lock().unwrap();
+        let (buffers, bytes, skipped, loops) = state.as_ref().map_or((0, 0, 0, 0), |s| {
+            (s.buffers_out, s.bytes_out, s.skipped, s.loops_done)
+        });
+        gst::Structure::builder("fanout-player-stats")
+            .field("buffers-out", buffers)
+            .field("bytes-out", bytes)
+            .field("buffers-skipped", skipped)
+            .field("loops-done", loops)
+            .build()
+    }
+}
+
+#[glib::object_subclass]
+impl ObjectSubclass for BitratePlayer {
+    const NAME: &'static str = "GstBitratePlayer";
+    type Type = super::BitratePlayer;
+    type ParentType = gst_base::PushSrc;
+
+    fn new() -> Self {
+        BitratePlayer {
+            settings: Mutex::new(Settings::default()),
+            state: Mutex::new(None),
+            flushing: Mutex::new(Flushing::default()),
+            wake: Condvar::new(),
+        }
+    }
+}
+
+impl ObjectImpl for BitratePlayer {
+    fn properties() -> &'static [glib::ParamSpec] {
+        static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
+            vec![
+                glib::ParamSpecString::builder("location")
+                    .nick("Location")
+                    .blurb("Directory of the recording to play")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecBoolean::builder("follow")
+                    .nick("Follow")
+                    .blurb(
+                        "Keep reading as the recording grows; end when the recorder finishes it. \
+                         The directory may still be empty when playing starts",
+                    )
+                    .default_value(false)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecBoolean::builder("is-live")
+                    .nick("Is live")
+                    .blurb(
+                        "Act as a live source, pushing each buffer at its recorded time; \
+                         otherwise push as fast as downstream takes, with recorded timestamps",
+                    )
+                    .default_value(true)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecInt::builder("loop")
+                    .nick("Loop")
+                    .blurb("Extra plays after the first (0 = play once, -1 = forever); timestamps run on")
+                    .minimum(-1)
+                    .default_value(0)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
+                    .nick("Statistics")
+                    .blurb("buffers-out, bytes-out, buffers-skipped (damaged), loops-done")
+                    .read_only()
+                    .build(),
+            ]
+        });
+        PROPERTIES.as_ref()
+    }
+
+    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        let mut s = self.settings.lock().unwrap();
+        match pspec.name() {
+            "location" => {
+                s.location = value
+                    .get::<Option<String>>()
+                    .unwrap()
+                    .filter(|l| !l.is_empty())
+                    .map(PathBuf::from)
+            }
+            "follow" => s.follow = value.get().unwrap(),
+            "is-live" => {
+                s.is_live = value.get().unwrap();
+                let live = s.is_live;
+                drop(s);
+                self.obj().set_live(live);
+            }
+            "loop" => s.loop_count = value.get().unwrap(),
+            _ => unimplemented!(),
+        }
+    }
+
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        let s = self.settings.lock().unwrap();
+        match pspec.name() {
+            "location" => s
+                .location
+                .as_ref()
+                .map(|p| p.to_string_lossy().into_owned())
+                .to_value(),
+            "follow" => s.follow.to_value(),
+            "is-live" => s.is_live.to_value(),
+            "loop" => s.loop_count.to_value(),
+            "stats" => {
+                drop(s);
+                self.stats().to_value()
+            }
+            _ => unimplemented!(),
+        }
+    }
+
+    fn constructed(&self) {
+        self.parent_constructed();
+        let obj = self.obj();
+        obj.set_format(gst::Format::Time);
+        obj.set_live(Settings::default().is_live);
+    }
+}
+
+impl GstObjectImpl for BitratePlayer {}
+
+impl ElementImpl for BitratePlayer {
+    fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
+        static ELEMENT_METADATA: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
+            gst::subclass::ElementMetadata::new(
+                "Bitrate player",
+                "Source/File",
+                "Plays a fanout recording back at its recorded rate, also while it is being written",
+                "The fanout developers",
+            )
+        });
+        Some(&*ELEMENT_METADATA)
+    }
+
+    fn pad_templates() -> &'static [gst::PadTemplate] {
+        static PAD_TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
+            vec![gst::PadTemplate::new(
+                "src",
+                gst::PadDirection::Src,
+                gst::PadPresence::Always,
+                &gst::Caps::new_any(),
+            )
+            .unwrap()]
+        });
+        PAD_TEMPLATES.as_ref()
+    }
+}
+
+impl BaseSrcImpl for BitratePlayer {
+    fn start(&self) -> Result<(), gst::ErrorMessage> {
+        let settings = self.settings.lock().unwrap().clone();
+        let Some(location) = settings.location else {
+            return Err(gst::error_msg!(
+                gst::ResourceError::NotFound,
+                ["No location set: bitrate-player needs the directory of a recording"]
+            ));
+        };
+        let reader = Reader::open(&location).map_err(|e| {
+            gst::error_msg!(
+                gst::ResourceError::NotFound,
+                ("Could not open recording {}", location.display()),
+                ["{}", e]
+            )
+        })?;
+        if !settings.follow && !reader.writer_active() && reader.range().ok().flatten().is_none() {
+            return Err(gst::error_msg!(
+                gst::ResourceError::NotFound,
+                ("Recording {} is empty", location.display()),
+                ["Set follow=true to wait for a recorder to fill it"]
+            ));
+        }
+        gst::info!(CAT, imp = self, "playing {}", location.display());
+        *self.state.lock().unwrap() = Some(State {
+            reader,
+            playout: Playout::default(),
+            caps: None,
+            loops_left: settings.loop_count,
+            discont: true,
+            buffers_out: 0,
+            bytes_out: 0,
+            skipped: 0,
+            loops_done: 0,
+        });
+        Ok(())
+    }
+
+    fn stop(&self) -> Result<(), gst::ErrorMessage> {
+        *self.state.lock().unwrap() = None;
+        Ok(())
+    }
+
+    fn is_seekable(&self) -> bool {
+        true
+    }
+
+    fn do_seek(&self, segment: &mut gst::Segment) -> bool {
+        let Some(seg) = segment.downcast_mut::<gst::ClockTime>() else {
+            return false;
+        };
+        let mut guard = self.state.lock().unwrap();
+        let Some(state) = guard.as_mut() else {
+            return false;
+        };
+        let target = seg.start().map_or(0, gst::ClockTime::nseconds);
+        let landed = match state.reader.seek(target) {
+            Ok(l) => l,
+            Err(e) => {
+                gst::warning!(CAT, imp = self, "seek failed: {e}");
+                return false;
+            }
+        };
+        gst::debug!(CAT, imp = self, "seek to {target} landed at {landed:?}");
+        state.playout.reset();
+        state.caps = None;
+        state.discont = true;
+        if !self.follow_and_live().1 {
+            // Output timestamps are store times: start the segment at the
+            // keyframe landed on so running time starts at zero.
+            if let Some(l) = landed {
+                let l = gst::ClockTime::from_nseconds(l);
+                seg.set_start(l);
+                seg.set_time(l);
+                seg.set_position(l);
+            }
+        }
+        true
+    }
+
+    fn query(&self, query: &mut gst::QueryRef) -> bool {
+        if let gst::QueryViewMut::Latency(q) = query.view_mut() {
+            // Buffers wait on disk, not in memory: any amount of downstream
+            // latency can be absorbed, so there is no maximum.
+            q.set(
+                self.follow_and_live().1,
+                gst::ClockTime::ZERO,
+                gst::ClockTime::NONE,
+            );
+            return true;
+        }
+        if let gst::QueryViewMut::Duration(q) = query.view_mut() {
+            let settings = self.settings.lock().unwrap().clone();
+            if q.format() == gst::Format::Time && !settings.follow {
+                // A reader of its own: the streaming thread holds the state
+                // while it pushes caps, and downstream asks for the duration then.
+                let range = settings
+                    .location
+                    .and_then(|l| Reader::open(&l).ok())
+                    .and_then(|r| r.range().ok().flatten());
+                if let Some((_, end)) = range {
+                    q.set(gst::ClockTime::from_nseconds(end));
+                    return true;
+                }
+            }
+        }
+        BaseSrcImplExt::parent_query(self, query)
+    }
+
+    fn unlock(&self) -> Result<(), gst::ErrorMessage> {
+        let mut f = self.flushing.lock().unwrap();
+        f.flushing = true;
+        if let Some(id) = f.clock_id.take() {
+            id.unschedule();
+        }
+        self.wake.notify_all();
+        Ok(())
+    }
+
+    fn unlock_stop(&self) -> Result<(), gst::ErrorMessage> {
+        self.flushing.lock().unwrap().flushing = false;
+        Ok(())
+    }
+}
+
+impl PushSrcImpl for BitratePlayer {
+    fn create(
+        &self,
+        _buffer: Option<&mut gst::BufferRef>,
+    ) -> Result<CreateSuccess, gst::FlowError> {
+        let live = self.follow_and_live().1;
+        let mut guard = self.state.lock().unwrap();
+        let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
+        loop {
+            let rec = self.next_record(state)?;
+            let mut buffer = gst::Buffer::with_size(rec.size as usize).map_err(|_| {
+                gst::element_imp_error!(
+                    self,
+                    gst::ResourceError::NoSpaceLeft,
+                    ["Cannot allocate {} bytes", rec.size]
+                );
+                gst::FlowError::Error
+            })?;
+            let intact = {
+                let buf = buffer.get_mut().unwrap();
+                let mut map = buf.map_writable().map_err(|_| gst::FlowError::Error)?;
+                state.reader.read_data(&rec, &mut map).map_err(|e| {
+                    gst::element_imp_error!(self, gst::ResourceError::Read, ["{}", e]);
+                    gst::FlowError::Error
+                })?
+            };
+            self.post_reader_warnings(state);
+            if !intact {
+                state.skipped += 1;
+                state.discont = true;
+                continue;
+            }
+            let obj = self.obj();
+            let placed = state.playout.place(&rec, || match live {
+                true => obj
+                    .current_running_time()
+                    .map_or(0, gst::ClockTime::nseconds),
+                false => rec.st,
+            });
+            {
+                let buf = buffer.get_mut().unwrap();
+                let mut flags = gst::BufferFlags::from_bits_truncate(rec.flags);
+                flags.set(gst::BufferFlags::DISCONT, state.discont);
+                buf.set_flags(flags);
+                buf.set_pts(placed.pts.map(gst::ClockTime::from_nseconds));
+                buf.set_dts(placed.dts.map(gst::ClockTime::from_nseconds));
+                buf.set_duration(rec.duration.map(gst::ClockTime::from_nseconds));
+            }
+            state.discont = false;
+            state.buffers_out += 1;
+            state.bytes_out += u64::from(rec.size);
+            if live {
+                // Wait without holding the state: stop and seeks need it.
+                drop(guard);
+                self.wait_until(gst::ClockTime::from_nseconds(placed.at))?;
+            }
+            return Ok(CreateSuccess::NewBuffer(buffer));
+        }
+    }
+}

@@ -1,0 +1,333 @@
+// SPDX-License-Identifier: MPL-2.0
+
+//! The recorder's writing thread: takes buffers as they arrive, writes them
+//! straight away (in batches when the disk is slower than the stream), makes
+//! them durable every `flush-interval`, and reports statistics every second.
+//! The streaming thread only hands buffers over, so a slow disk never
+//! stalls the onward stream.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use fanout_store::{BufferMeta, Item, Writer};
+use gst::glib;
+use gst::prelude::*;
+
+use super::imp::{OnDiskError, CAT};
+
+pub enum Msg {
+    Buffer(gst::Buffer, BufferMeta),
+    Caps(String),
+    Tags(String),
+    Eos,
+}
+
+/// Counters shared between the streaming thread, the writing thread and the
+/// `stats` property.
+#[derive(Default)]
+pub struct Shared {
+    pub bytes_in: AtomicU64,
+    pub buffers_in: AtomicU64,
+    pub bytes_written: AtomicU64,
+    pub buffers_written: AtomicU64,
+    /// Bytes handed over but not yet written.
+    pub backlog_bytes: AtomicU64,
+    pub backlog_buffers: AtomicU64,
+    /// Bytes that reached the recorder after recording stopped.
+    pub bytes_not_recorded: AtomicU64,
+    pub segments: AtomicU64,
+    pub store_bytes: AtomicU64,
+    pub store_time: AtomicU64,
+    pub syncs: AtomicU64,
+    /// Cleared when a disk error stops the recording.
+    pub recording: AtomicBool,
+    /// Set when a disk error with `on-disk-error=error` must fail the stream.
+    pub failed: AtomicBool,
+    /// Input and write bitrates over the last second, in bit/s.
+    pub rates: Mutex<(u64, u64)>,
+}
+
+impl Shared {
+    pub fn new() -> Self {
+        Shared {
+            recording: AtomicBool::new(true),
+            ..Default::default()
+        }
+    }
+
+    pub fn structure(&self) -> gst::Structure {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let (input_bitrate, write_bitrate) = *self.rates.lock().unwrap();
+        gst::Structure::builder("fanout-recorder-stats")
+            .field("bytes-in", get(&self.bytes_in))
+            .field("buffers-in", get(&self.buffers_in))
+            .field("bytes-written", get(&self.bytes_written))
+            .field("buffers-written", get(&self.buffers_written))
+            .field("bytes-not-recorded", get(&self.bytes_not_recorded))
+            .field("input-bitrate", input_bitrate)
+            .field("write-bitrate", write_bitrate)
+            .field("backlog-bytes", get(&self.backlog_bytes))
+            .field("backlog-buffers", get(&self.backlog_buffers))
+            .field("segments", get(&self.segments))
+            .field("store-bytes", get(&self.store_bytes))
+            .field("store-time", get(&self.store_time))
+            .field("syncs", get(&self.syncs))
+            .field("recording", self.recording.load(Ordering::Relaxed))
+            .build()
+    }
+}
+
+pub struct Config {
+    pub flush_interval: Duration,
+    pub on_disk_error: OnDiskError,
+}
+
+/// Messages taken in one go; bounds the memory mapped at once.
+const BATCH: usize = 256;
+const STATS_INTERVAL: Duration = Duration::from_secs(1);
+
+pub fn run(
+    mut writer: Writer,
+    rx: Receiver<Msg>,
+    shared: Arc<Shared>,
+    element: glib::WeakRef<super::BitrateRecorder>,
+    config: Config,
+) {
+    let mut unsynced_since: Option<Instant> = None;
+    let mut next_stats = Instant::now() + STATS_INTERVAL;
+    let mut last_counts = (0u64, 0u64, Instant::now());
+    let mut batch = Vec::with_capacity(BATCH);
+    loop {
+        let now = Instant::now();
+        let sync_due = unsynced_since.map(|t| t + config.flush_interval);
+        let deadline = sync_due.map_or(next_stats, |s| s.min(next_stats));
+        match rx.recv_timeout(deadline.saturating_duration_since(now)) {
+            Ok(msg) => {
+                batch.push(msg);
+                while batch.len() < BATCH {
+                    match rx.try_recv() {
+                        Ok(msg) => batch.push(msg),
+                        Err(_) => break,
+                    }
+                }
+                let mut recorded = false;
+                if shared.recording.load(Ordering::Relaxed) {
+                    match process(&mut writer, &batch, &shared) {
+                        Ok(wrote) => {
+                            recorded = true;
+                            if wrote {
+                                unsynced_since.get_or_insert_with(Instant::now);
+                            }
+                        }
+                        Err(err) => disk_error(&element, &shared, &config, err),
+                    }
+                }
+                release(&batch, &shared, recorded);
+                batch.clear();
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        let now = Instant::now();
+        if sync_due.is_some_and(|due| now >= due) && shared.recording.load(Ordering::Relaxed) {
+            unsynced_since = None;
+            match writer.sync() {
+                Ok(()) => {
+                    shared.syncs.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(err) => disk_error(&element, &shared, &config, err),
+            }
+        }
+        if now >= next_stats {
+            next_stats = now + STATS_INTERVAL;
+            post_stats(&element, &shared, &mut last_counts, &writer);
+        }
+    }
+    gst::debug!(CAT, "writing thread done");
+    // Dropping the writer closes the segment and makes it durable.
+}
+
+/// Writes one batch. Returns whether anything was written.
+fn process(
+    writer: &mut Writer,
+    batch: &[Msg],
+    shared: &Shared,
+) -> Result<bool, fanout_store::Error> {
+    // Map every memory of every buffer: the bytes go to writev() as they are.
+    let maps: Vec<Vec<gst::memory::MemoryMap<gst::memory::Readable>>> = batch
+        .iter()
+        .map(|m| match m {
+            Msg::Buffer(buf, _) => buf
+                .iter_memories()
+                .filter_map(|mem| mem.map_readable().ok())
+                .collect(),
+            _ => Vec::new(),
+        })
+        .collect();
+    let parts: Vec<Vec<&[u8]>> = maps
+        .iter()
+        .map(|ms| ms.iter().map(|m| m.as_slice()).collect())
+        .collect();
+    let mut items = Vec::with_capacity(batch.len());
+    let mut bytes = 0u64;
+    let mut buffers = 0u64;
+    for (msg, parts) in batch.iter().zip(&parts) {
+        match msg {
+            Msg::Buffer(buf, meta) => {
+                bytes += buf.size() as u64;
+                buffers += 1;
+                items.push(Item::Buffer(*meta, parts));
+            }
+            Msg::Caps(c) => items.push(Item::Caps(c)),
+            Msg::Tags(t) => items.push(Item::Tags(t)),
+            Msg::Eos => {
+                writer.write(&items)?;
+                items.clear();
+                writer.end_stream()?;
+                writer.sync()?;
+            }
+        }
+    }
+    writer.write(&items)?;
+    shared.bytes_written.fetch_add(bytes, Ordering::Relaxed);
+    shared.buffers_written.fetch_add(buffers, Ordering::Relaxed);
+    shared
+        .segments
+        .store(writer.segment_count() as u64, Ordering::Relaxed);
+    shared
+        .store_bytes
+        .store(writer.store_bytes(), Ordering::Relaxed);
+    shared
+        .store_time
+        .store(writer.store_span(), Ordering::Relaxed);
+    Ok(buffers > 0)
+}
+
+/// Takes the batch's buffers off the backlog, written or not.
+fn release(batch: &[Msg], shared: &Shared, recorded: bool) {
+    let mut bytes = 0;
+    let mut buffers = 0;
+    for m in batch {
+        if let Msg::Buffer(buf, _) = m {
+            bytes += buf.size() as u64;
+            buffers += 1;
+        }
+    }
+    shared.backlog_bytes.fetch_sub(bytes, Ordering::Relaxed);
+    shared.backlog_buffers.fetch_sub(buffers, Ordering::Relaxed);
+    if !recorded {
+        shared
+            .bytes_not_recorded
+            .fetch_add(bytes, Ordering::Relaxed);
+    }
+}
+
+fn disk_error(
+    element: &glib::WeakRef<super::BitrateRecorder>,
+    shared: &Shared,
+    config: &Config,
+    err: fanout_store::Error,
+) {
+    let was_recording = shared.recording.swap(false, Ordering::Relaxed);
+    if !was_recording {
+        return;
+    }
+    let Some(element) = element.upgrade() else {
+        return;
+    };
+    report_disk_error(
+        &element,
+        shared,
+        config.on_disk_error,
+        &err.to_string(),
+        err.is_disk_full(),
+    );
+}
+
+/// Stops the recording and tells the application, as `on-disk-error` says.
+/// Shared with the streaming thread, which calls it when the backlog overflows.
+pub fn report_disk_error(
+    element: &super::BitrateRecorder,
+    shared: &Shared,
+    policy: OnDiskError,
+    what: &str,
+    disk_full: bool,
+) {
+    shared.recording.store(false, Ordering::Relaxed);
+    let location = element
+        .property::<Option<String>>("location")
+        .unwrap_or_default();
+    match policy {
+        OnDiskError::StopRecording => {
+            let debug = format!(
+                "{what}. on-disk-error=stop-recording: the recording in {location} is kept as \
+                 written so far and the stream keeps flowing downstream"
+            );
+            if disk_full {
+                gst::element_warning!(
+                    element,
+                    gst::ResourceError::NoSpaceLeft,
+                    (
+                        "Recording stopped: no space left on the disk holding {}",
+                        location
+                    ),
+                    ["{}", debug]
+                );
+            } else {
+                gst::element_warning!(
+                    element,
+                    gst::ResourceError::Write,
+                    ("Recording stopped: could not write to {}", location),
+                    ["{}", debug]
+                );
+            }
+        }
+        OnDiskError::Error => {
+            shared.failed.store(true, Ordering::Relaxed);
+            let debug = format!("{what}. on-disk-error=error: the pipeline fails");
+            if disk_full {
+                gst::element_error!(
+                    element,
+                    gst::ResourceError::NoSpaceLeft,
+                    ("No space left on the disk holding {}", location),
+                    ["{}", debug]
+                );
+            } else {
+                gst::element_error!(
+                    element,
+                    gst::ResourceError::Write,
+                    ("Could not write the recording to {}", location),
+                    ["{}", debug]
+                );
+            }
+        }
+    }
+}
+
+fn post_stats(
+    element: &glib::WeakRef<super::BitrateRecorder>,
+    shared: &Shared,
+    last: &mut (u64, u64, Instant),
+    writer: &Writer,
+) {
+    let now = Instant::now();
+    let secs = now.duration_since(last.2).as_secs_f64().max(1e-3);
+    let bytes_in = shared.bytes_in.load(Ordering::Relaxed);
+    let bytes_written = shared.bytes_written.load(Ordering::Relaxed);
+    *shared.rates.lock().unwrap() = (
+        ((bytes_in - last.0) as f64 * 8.0 / secs) as u64,
+        ((bytes_written - last.1) as f64 * 8.0 / secs) as u64,
+    );
+    *last = (bytes_in, bytes_written, now);
+    shared
+        .segments
+        .store(writer.segment_count() as u64, Ordering::Relaxed);
+    if let Some(element) = element.upgrade() {
+        let msg = gst::message::Element::builder(shared.structure())
+            .src(&element)
+            .build();
+        let _ = element.post_message(msg);
+    }
+}

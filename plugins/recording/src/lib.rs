@@ -1,0 +1,34 @@
+// SPDX-License-Identifier: MPL-2.0
+#![allow(clippy::non_send_fields_in_send_ty)]
+
+//! fanout recording plugin: `bitrate-recorder` writes a stream to a fanout
+//! store at the rate it arrives while passing it on; `bitrate-player` reads a
+//! store back at its recorded rate, also while it is still being written.
+
+use gst::glib;
+
+mod bitrateplayer;
+mod bitraterecorder;
+pub mod playout;
+
+pub use bitrateplayer::BitratePlayer;
+pub use bitraterecorder::{BitrateRecorder, OnDiskError};
+
+fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    bitraterecorder::register(plugin)?;
+    bitrateplayer::register(plugin)?;
+    Ok(())
+}
+
+gst::plugin_define!(
+    fanoutrecording,
+    env!("CARGO_PKG_DESCRIPTION"),
+    plugin_init,
+    env!("CARGO_PKG_VERSION"),
+    // GStreamer's name for MPL-2.0.
+    "MPL",
+    env!("CARGO_PKG_NAME"),
+    "fanout",
+    env!("CARGO_PKG_REPOSITORY"),
+    "2026-11-23"
+);

@@ -1,0 +1,141 @@
+// SPDX-License-Identifier: MPL-2.0
+
+//! When each recorded buffer is due and which timestamps it leaves with.
+//! GStreamer-free so the arithmetic of rebasing and looping is unit-tested.
+//!
+//! Output time is store time plus a shift. The shift is fixed by the first
+//! buffer (so it leaves at `origin`) and moved at each loop so the next play
+//! starts right where the previous one ended: timestamps never jump back.
+
+use fanout_store::BufferRecord;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placed {
+    /// Output time at which the buffer is due.
+    pub at: u64,
+    pub pts: Option<u64>,
+    pub dts: Option<u64>,
+}
+
+#[derive(Debug, Default)]
+pub struct Playout {
+    shift: Option<i128>,
+    /// The next buffer continues right after `end` (a new loop begins).
+    join: bool,
+    /// Output time at which the last placed buffer ends.
+    end: u64,
+    last_at: Option<u64>,
+    /// Last non-zero spacing between buffers, the length given to a buffer
+    /// without a duration when a loop must continue after it.
+    gap: u64,
+}
+
+impl Playout {
+    /// Places `rec`. `origin` gives the output time of the first buffer
+    /// placed after a reset (live: the running time now).
+    pub fn place(&mut self, rec: &BufferRecord, origin: impl FnOnce() -> u64) -> Placed {
+        let st = i128::from(rec.st);
+        let shift = match self.shift {
+            Some(_) if self.join => i128::from(self.end) - st,
+            Some(s) => s,
+            None => i128::from(origin()) - st,
+        };
+        self.shift = Some(shift);
+        self.join = false;
+        let at = clamp(st + shift);
+        if let Some(last) = self.last_at {
+            if at > last {
+                self.gap = at - last;
+            }
+        }
+        self.last_at = Some(at);
+        self.end = self.end.max(at + rec.duration.unwrap_or(self.gap));
+        // Keep each timestamp's distance to the pacing time as recorded.
+        let pace = i128::from(rec.pace_time().unwrap_or(rec.st));
+        let rebase = |t: Option<u64>| t.map(|t| clamp(i128::from(t) - pace + st + shift));
+        Placed {
+            at,
+            pts: rebase(rec.pts),
+            dts: rebase(rec.dts),
+        }
+    }
+
+    /// The next buffer starts a new play of the recording, continuing after
+    /// the end of this one.
+    pub fn join_next(&mut self) {
+        self.join = true;
+    }
+
+    /// Forget the timeline (after a seek): the next buffer leaves at its origin.
+    pub fn reset(&mut self) {
+        *self = Playout::default();
+    }
+}
+
+fn clamp(t: i128) -> u64 {
+    t.clamp(0, i128::from(u64::MAX)) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: u64 = 1_000_000;
+
+    fn rec(st: u64, pts: u64, dts: Option<u64>, duration: Option<u64>) -> BufferRecord {
+        BufferRecord {
+            st,
+            pts: Some(pts),
+            dts,
+            duration,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn first_buffer_leaves_at_origin_and_spacing_is_kept() {
+        let mut p = Playout::default();
+        // Recorded with running times around 5 s, stored from store time 0.
+        let a = p.place(&rec(0, 5_000 * MS, None, None), || 100 * MS);
+        let b = p.place(&rec(40 * MS, 5_040 * MS, None, None), || unreachable!());
+        assert_eq!((a.at, a.pts), (100 * MS, Some(100 * MS)));
+        assert_eq!((b.at, b.pts), (140 * MS, Some(140 * MS)));
+    }
+
+    #[test]
+    fn pts_dts_distance_survives_rebasing() {
+        let mut p = Playout::default();
+        let a = p.place(&rec(0, 5_080 * MS, Some(5_000 * MS), None), || 0);
+        assert_eq!((a.at, a.dts, a.pts), (0, Some(0), Some(80 * MS)));
+    }
+
+    #[test]
+    fn loops_continue_after_the_last_buffer() {
+        let mut p = Playout::default();
+        p.place(&rec(1_000 * MS, 0, None, Some(40 * MS)), || 0);
+        p.place(&rec(1_040 * MS, 40 * MS, None, Some(40 * MS)), || 0);
+        p.join_next();
+        let again = p.place(&rec(1_000 * MS, 0, None, Some(40 * MS)), || 0);
+        assert_eq!(again.at, 80 * MS);
+        let next = p.place(&rec(1_040 * MS, 40 * MS, None, Some(40 * MS)), || 0);
+        assert_eq!(next.at, 120 * MS);
+    }
+
+    #[test]
+    fn loop_without_durations_uses_the_buffer_spacing() {
+        let mut p = Playout::default();
+        for i in 0..3 {
+            p.place(&rec(i * 10 * MS, i * 10 * MS, None, None), || 0);
+        }
+        p.join_next();
+        assert_eq!(p.place(&rec(0, 0, None, None), || 0).at, 30 * MS);
+    }
+
+    #[test]
+    fn reset_takes_a_new_origin() {
+        let mut p = Playout::default();
+        p.place(&rec(0, 0, None, None), || 0);
+        p.reset();
+        assert_eq!(p.place(&rec(7 * MS, 7 * MS, None, None), || 500).at, 500);
+    }
+}
