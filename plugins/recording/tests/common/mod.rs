@@ -31,7 +31,7 @@ pub fn buffer(i: u64, spacing_ms: u64) -> gst::Buffer {
         let b = b.get_mut().unwrap();
         b.set_pts(gst::ClockTime::from_nseconds(i * spacing_ms * MS));
         b.set_duration(gst::ClockTime::from_nseconds(spacing_ms * MS));
-        if i % 10 != 0 {
+        if !i.is_multiple_of(10) {
             b.set_flags(gst::BufferFlags::DELTA_UNIT);
         }
     }

@@ -1,0 +1,161 @@
+//! Helpers for tests that run GStreamer the way users do: `gst-launch-1.0`
+//! in a process of its own, with the plugins built by this workspace.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The directory holding the plugin libraries of the profile under test.
+///
+/// Cargo builds a dependency's `cdylib` only when the workspace itself is
+/// built, not for `cargo test`: `scripts/test.sh` runs `cargo build` first,
+/// and a library older than the sources is refused rather than tested.
+pub fn plugin_dir() -> PathBuf {
+    // Test binaries live in target/<profile>/deps.
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap().to_owned();
+    let lib = dir.join("libgstfanoutrecording.so");
+    let built = std::fs::metadata(&lib)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|_| panic!("no {}: run `cargo build --workspace` first", lib.display()));
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut src_dirs = vec![root.join("store/src")];
+    for plugin in std::fs::read_dir(root.join("plugins")).unwrap() {
+        src_dirs.push(plugin.unwrap().path().join("src"));
+    }
+    for src in src_dirs {
+        let newest = newest_mtime(&src);
+        assert!(
+            newest <= built,
+            "{} is older than the sources: run `cargo build --workspace` first",
+            lib.display()
+        );
+    }
+    dir
+}
+
+fn newest_mtime(dir: &Path) -> std::time::SystemTime {
+    let mut newest = std::time::UNIX_EPOCH;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let t = if path.is_dir() {
+            newest_mtime(&path)
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            std::fs::metadata(&path).unwrap().modified().unwrap()
+        } else {
+            continue;
+        };
+        newest = newest.max(t);
+    }
+    newest
+}
+
+/// `gst-launch-1.0 -e` with our plugins, the pipeline given as words.
+pub fn gst_launch(args: &str) -> Command {
+    let mut cmd = Command::new("gst-launch-1.0");
+    cmd.arg("-e")
+        .args(split_words(args))
+        .env("GST_PLUGIN_PATH", plugin_dir())
+        .env("GST_DEBUG_NO_COLOR", "1")
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// Runs a pipeline to its end (bounded), returning its output.
+pub fn run(args: &str, timeout: Duration) -> Output {
+    let child = gst_launch(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("gst-launch-1.0 is installed");
+    wait_with_timeout(child, timeout)
+}
+
+pub fn wait_with_timeout(mut child: Child, timeout: Duration) -> Output {
+    let deadline = Instant::now() + timeout;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "pipeline did not finish within {timeout:?}:\n{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+pub fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Splits a gst-launch description into words as a shell would for the
+/// strings in pipelines/ (which quote nothing but caps in double quotes).
+pub fn split_words(s: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    for c in s.chars() {
+        match c {
+            '"' => quoted = !quoted,
+            c if c.is_whitespace() && !quoted => {
+                if !cur.is_empty() {
+                    words.push(std::mem::take(&mut cur));
+                }
+            }
+            c => cur.push(c),
+        }
+    }
+    if !cur.is_empty() {
+        words.push(cur);
+    }
+    words
+}
+
+/// The `.ts` segments of a recording, concatenated in name order.
+pub fn concat_ts(dir: &Path) -> Vec<u8> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "ts"))
+        .collect();
+    files.sort();
+    files.iter().flat_map(|p| std::fs::read(p).unwrap()).collect()
+}
+
+/// Frames ffprobe decodes from an MPEG-TS file, as an independent check.
+pub fn ffprobe_frames(file: &Path) -> u64 {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-count_frames",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=nb_read_frames",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(file)
+        .output()
+        .expect("ffprobe is installed");
+    let s = String::from_utf8_lossy(&out.stdout);
+    // One line per section that lists the stream (program, stream).
+    let first = s.lines().map(|l| l.trim().trim_end_matches(',')).find(|l| !l.is_empty());
+    first.and_then(|l| l.parse().ok()).unwrap_or_else(|| {
+        panic!("ffprobe could not read {}: {s} {}", file.display(), String::from_utf8_lossy(&out.stderr))
+    })
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
