@@ -38,7 +38,11 @@ fn every_pipeline_runs_to_its_end() {
             "{} failed:\n{log}",
             file.display()
         );
-        assert!(log.contains("Got EOS"), "{}: no EOS:\n{log}", file.display());
+        assert!(
+            log.contains("Got EOS"),
+            "{}: no EOS:\n{log}",
+            file.display()
+        );
     }
 
     // What the pipelines left is what they promise.

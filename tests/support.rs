@@ -127,7 +127,10 @@ pub fn concat_ts(dir: &Path) -> Vec<u8> {
         .filter(|p| p.extension().is_some_and(|e| e == "ts"))
         .collect();
     files.sort();
-    files.iter().flat_map(|p| std::fs::read(p).unwrap()).collect()
+    files
+        .iter()
+        .flat_map(|p| std::fs::read(p).unwrap())
+        .collect()
 }
 
 /// Frames ffprobe decodes from an MPEG-TS file, as an independent check.
@@ -149,9 +152,16 @@ pub fn ffprobe_frames(file: &Path) -> u64 {
         .expect("ffprobe is installed");
     let s = String::from_utf8_lossy(&out.stdout);
     // One line per section that lists the stream (program, stream).
-    let first = s.lines().map(|l| l.trim().trim_end_matches(',')).find(|l| !l.is_empty());
+    let first = s
+        .lines()
+        .map(|l| l.trim().trim_end_matches(','))
+        .find(|l| !l.is_empty());
     first.and_then(|l| l.parse().ok()).unwrap_or_else(|| {
-        panic!("ffprobe could not read {}: {s} {}", file.display(), String::from_utf8_lossy(&out.stderr))
+        panic!(
+            "ffprobe could not read {}: {s} {}",
+            file.display(),
+            String::from_utf8_lossy(&out.stderr)
+        )
     })
 }
 

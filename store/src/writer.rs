@@ -58,6 +58,10 @@ struct OpenSegment {
     summary: SegmentSummary,
     /// Data below this offset has been handed to writeback.
     kicked: u64,
+    /// What is completely on disk, data and index alike: the state a failed
+    /// write rolls back to.
+    committed: SegmentSummary,
+    committed_index_len: u64,
 }
 
 /// Maps buffer times to store time: monotonic across discontinuities and
@@ -225,6 +229,8 @@ impl Writer {
         let res = self.write_items(items, &mut iov);
         let res = res.and_then(|()| self.flush(&mut iov));
         if res.is_err() {
+            drop(iov);
+            self.roll_back();
             self.failed = true;
         }
         res?;
@@ -350,6 +356,12 @@ impl Writer {
                 ..Default::default()
             },
             kicked: 0,
+            committed: SegmentSummary {
+                first_st,
+                end_st: first_st,
+                ..Default::default()
+            },
+            committed_index_len: 0,
         });
         // Make the new names durable, or a power cut could lose whole segments.
         File::open(&self.dir)
@@ -369,9 +381,30 @@ impl Writer {
             seg.index
                 .write_all(&self.pending_index)
                 .map_err(|e| Error::io(&index_path(&self.dir, seg.seq), e))?;
+            seg.committed_index_len += self.pending_index.len() as u64;
             self.pending_index.clear();
         }
+        seg.committed = seg.summary;
         Ok(())
+    }
+
+    /// After a failed write (a full disk): cuts both files back to what was
+    /// completely written, so the store holds no torn record, and closes the
+    /// segment if there is room for it. Best effort: the next open repairs
+    /// whatever this could not.
+    fn roll_back(&mut self) {
+        self.pending_index.clear();
+        let Some(seg) = &mut self.cur else { return };
+        let _ = seg.data.set_len(seg.committed.data_bytes);
+        let _ = seg.index.set_len(seg.committed_index_len);
+        seg.summary = seg.committed;
+        if seg.summary.buffers == 0 {
+            let (seq, kind) = (seg.seq, seg.kind);
+            self.cur = None;
+            remove_segment(&self.dir, seq, Some(kind));
+            return;
+        }
+        let _ = self.close_segment(true);
     }
 
     fn close_segment(&mut self, stream_end: bool) -> Result<(), Error> {

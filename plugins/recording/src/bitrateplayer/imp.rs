@@ -494,7 +494,13 @@ impl PushSrcImpl for BitratePlayer {
         let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
         loop {
             let rec = self.next_record(state)?;
-            gst::trace!(CAT, imp = self, "record at store time {} data offset {}", rec.st, rec.offset);
+            gst::trace!(
+                CAT,
+                imp = self,
+                "record at store time {} data offset {}",
+                rec.st,
+                rec.offset
+            );
             let mut buffer = gst::Buffer::with_size(rec.size as usize).map_err(|_| {
                 gst::element_imp_error!(
                     self,

@@ -184,7 +184,12 @@ impl BitrateRecorder {
                 }
             },
             EventView::Eos(_) => {
-                self.send(Msg::Eos);
+                let (done, wait) = mpsc::sync_channel(1);
+                if self.send(Msg::Eos(done)) {
+                    // The recording is complete on disk before EOS moves on,
+                    // and any disk error is on the bus before it.
+                    let _ = wait.recv();
+                }
             }
             _ => {}
         }

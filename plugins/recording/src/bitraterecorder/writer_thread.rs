@@ -7,7 +7,7 @@
 //! stalls the onward stream.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,7 +21,9 @@ pub enum Msg {
     Buffer(gst::Buffer, BufferMeta),
     Caps(String),
     Tags(String),
-    Eos,
+    /// End of stream: close and sync, then answer, so EOS goes downstream
+    /// only once the recording is complete on disk.
+    Eos(mpsc::SyncSender<()>),
 }
 
 /// Counters shared between the streaming thread, the writing thread and the
@@ -125,7 +127,11 @@ pub fn run(
                     }
                 }
                 release(&batch, &shared, recorded);
-                batch.clear();
+                for msg in batch.drain(..) {
+                    if let Msg::Eos(done) = msg {
+                        let _ = done.send(());
+                    }
+                }
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
@@ -182,7 +188,7 @@ fn process(
             }
             Msg::Caps(c) => items.push(Item::Caps(c)),
             Msg::Tags(t) => items.push(Item::Tags(t)),
-            Msg::Eos => {
+            Msg::Eos(_) => {
                 writer.write(&items)?;
                 items.clear();
                 writer.end_stream()?;
