@@ -54,6 +54,11 @@ struct State {
     /// Plays still to start after this one (-1: forever).
     loops_left: i32,
     discont: bool,
+}
+
+/// Kept after stop, so an application can read them once playback ended.
+#[derive(Debug, Default, Clone, Copy)]
+struct Counters {
     buffers_out: u64,
     bytes_out: u64,
     skipped: u64,
@@ -69,6 +74,7 @@ struct Flushing {
 pub struct BitratePlayer {
     settings: Mutex<Settings>,
     state: Mutex<Option<State>>,
+    counters: Mutex<Counters>,
     flushing: Mutex<Flushing>,
     wake: Condvar,
 }
@@ -97,7 +103,7 @@ impl BitratePlayer {
                     if state.loops_left > 0 {
                         state.loops_left -= 1;
                     }
-                    state.loops_done += 1;
+                    self.counters.lock().unwrap().loops_done += 1;
                     if state
                         .reader
                         .rewind()
@@ -208,15 +214,12 @@ impl BitratePlayer {
     }
 
     fn stats(&self) -> gst::Structure {
-        let state = self.state.lock().unwrap();
-        let (buffers, bytes, skipped, loops) = state.as_ref().map_or((0, 0, 0, 0), |s| {
-            (s.buffers_out, s.bytes_out, s.skipped, s.loops_done)
-        });
+        let c = *self.counters.lock().unwrap();
         gst::Structure::builder("fanout-player-stats")
-            .field("buffers-out", buffers)
-            .field("bytes-out", bytes)
-            .field("buffers-skipped", skipped)
-            .field("loops-done", loops)
+            .field("buffers-out", c.buffers_out)
+            .field("bytes-out", c.bytes_out)
+            .field("buffers-skipped", c.skipped)
+            .field("loops-done", c.loops_done)
             .build()
     }
 }
@@ -231,6 +234,7 @@ impl ObjectSubclass for BitratePlayer {
         BitratePlayer {
             settings: Mutex::new(Settings::default()),
             state: Mutex::new(None),
+            counters: Mutex::new(Counters::default()),
             flushing: Mutex::new(Flushing::default()),
             wake: Condvar::new(),
         }
@@ -389,11 +393,8 @@ impl BaseSrcImpl for BitratePlayer {
             caps: None,
             loops_left: settings.loop_count,
             discont: true,
-            buffers_out: 0,
-            bytes_out: 0,
-            skipped: 0,
-            loops_done: 0,
         });
+        *self.counters.lock().unwrap() = Counters::default();
         Ok(())
     }
 
@@ -519,7 +520,7 @@ impl PushSrcImpl for BitratePlayer {
             };
             self.post_reader_warnings(state);
             if !intact {
-                state.skipped += 1;
+                self.counters.lock().unwrap().skipped += 1;
                 state.discont = true;
                 continue;
             }
@@ -540,8 +541,11 @@ impl PushSrcImpl for BitratePlayer {
                 buf.set_duration(rec.duration.map(gst::ClockTime::from_nseconds));
             }
             state.discont = false;
-            state.buffers_out += 1;
-            state.bytes_out += u64::from(rec.size);
+            {
+                let mut c = self.counters.lock().unwrap();
+                c.buffers_out += 1;
+                c.bytes_out += u64::from(rec.size);
+            }
             if live {
                 // Wait without holding the state: stop and seeks need it.
                 drop(guard);
