@@ -155,14 +155,19 @@ impl Reader {
                     if self.writer_active() && !self.has_segment_after()? {
                         return Ok(Next::Pending);
                     }
+                    let pos = cur.pos;
                     let why = match err {
-                        DecodeError::Incomplete => "the index ends inside a record",
-                        DecodeError::Corrupt(why) => why,
+                        // A clean end without a closing record: the recorder
+                        // stopped without closing (it was killed); nothing is lost.
+                        DecodeError::Incomplete if pos == cur.bytes.len() => None,
+                        DecodeError::Incomplete => Some("the index ends inside a record"),
+                        DecodeError::Corrupt(why) => Some(why),
                     };
-                    self.warnings.push(format!(
-                        "segment {seq}: {why} at index byte {}; the rest of this segment is skipped",
-                        self.cur.as_ref().map_or(0, |c| c.pos)
-                    ));
+                    if let Some(why) = why {
+                        self.warnings.push(format!(
+                            "segment {seq}: {why} at index byte {pos}; the rest of this segment is skipped"
+                        ));
+                    }
                     self.cur = None;
                 }
             }

@@ -56,8 +56,9 @@ struct OpenSegment {
     data: File,
     index: File,
     summary: SegmentSummary,
-    /// Data below this offset has been handed to writeback.
+    /// Data and index below these offsets have been handed to writeback.
     kicked: u64,
+    index_kicked: u64,
     /// What is completely on disk, data and index alike: the state a failed
     /// write rolls back to.
     committed: SegmentSummary,
@@ -356,6 +357,7 @@ impl Writer {
                 ..Default::default()
             },
             kicked: 0,
+            index_kicked: 0,
             committed: SegmentSummary {
                 first_st,
                 end_st: first_st,
@@ -434,26 +436,14 @@ impl Writer {
         Ok(())
     }
 
-    /// Starts writeback of every whole page written so far, so dirty data
-    /// leaves the page cache steadily instead of in the kernel's periodic bursts.
-    /// Partial pages wait for the next call or [`Writer::sync`], so no page is
-    /// written twice.
+    /// Starts writeback of every whole page written so far, data and index,
+    /// so dirty data leaves the page cache steadily instead of in the
+    /// kernel's periodic bursts. Partial pages wait for the next call or
+    /// [`Writer::sync`], so no page is written twice.
     fn kick_writeback(&mut self) {
         let Some(seg) = &mut self.cur else { return };
-        let aligned = seg.summary.data_bytes & !(PAGE - 1);
-        if aligned > seg.kicked {
-            // SAFETY: a plain syscall on a file descriptor we own; it only
-            // initiates writeback and touches no memory of ours.
-            unsafe {
-                libc::sync_file_range(
-                    seg.data.as_raw_fd(),
-                    seg.kicked as libc::off64_t,
-                    (aligned - seg.kicked) as libc::off64_t,
-                    libc::SYNC_FILE_RANGE_WRITE,
-                );
-            }
-            seg.kicked = aligned;
-        }
+        kick(&seg.data, &mut seg.kicked, seg.committed.data_bytes);
+        kick(&seg.index, &mut seg.index_kicked, seg.committed_index_len);
     }
 
     /// Makes everything written so far durable (`fdatasync`).
@@ -550,6 +540,23 @@ impl Drop for Writer {
 const PAGE: u64 = 4096;
 /// Stays under `IOV_MAX` (1024 on Linux).
 const IOV_BATCH: usize = 512;
+
+fn kick(file: &File, kicked: &mut u64, len: u64) {
+    let aligned = len & !(PAGE - 1);
+    if aligned > *kicked {
+        // SAFETY: a plain syscall on a file descriptor we own; it only
+        // initiates writeback and touches no memory of ours.
+        unsafe {
+            libc::sync_file_range(
+                file.as_raw_fd(),
+                *kicked as libc::off64_t,
+                (aligned - *kicked) as libc::off64_t,
+                libc::SYNC_FILE_RANGE_WRITE,
+            );
+        }
+        *kicked = aligned;
+    }
+}
 
 fn check_text_len(s: &str) -> Result<(), Error> {
     if s.len() > MAX_PAYLOAD {

@@ -383,3 +383,19 @@ fn a_directory_that_is_not_a_store_is_refused() {
     let err = Reader::open(&dir.path().join("missing")).err().unwrap();
     assert!(err.to_string().contains("No such file"), "{err}");
 }
+
+#[test]
+fn a_recording_that_stopped_without_closing_reads_without_warnings() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = Writer::open(dir.path(), config(0)).unwrap();
+    record(&mut w, 0..10);
+    // Killed: no closing record, but every record complete.
+    std::mem::forget(w);
+    fs::remove_file(dir.path().join("writer.lock")).unwrap();
+    fs::write(dir.path().join("writer.lock"), b"").unwrap();
+    let mut r = Reader::open(dir.path()).unwrap();
+    let (entries, payloads) = read_all(&mut r);
+    assert_eq!(buffers(&entries).len(), 10);
+    assert_eq!(payloads.len(), 10);
+    assert!(r.take_warnings().is_empty());
+}
