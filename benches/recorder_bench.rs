@@ -22,13 +22,24 @@ const TS_BUFFER: usize = 1316;
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let dir = PathBuf::from(args.next().unwrap_or_else(|| "/var/tmp/fanout-bench".into()));
+    let dir = PathBuf::from(
+        args.next()
+            .unwrap_or_else(|| "/var/tmp/fanout-bench".into()),
+    );
     let seconds: f64 = args.next().map_or(45.0, |s| s.parse().unwrap());
     let mbps: f64 = args.next().map_or(20.0, |s| s.parse().unwrap());
     std::fs::create_dir_all(&dir).unwrap();
-    let plugins = std::env::current_exe().unwrap().parent().unwrap().to_owned();
+    let plugins = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_owned();
     let disk_stat = block_stat_path(&dir);
-    println!("# recorder benchmark: {} on {}", dir.display(), disk_stat.display());
+    println!(
+        "# recorder benchmark: {} on {}",
+        dir.display(),
+        disk_stat.display()
+    );
     println!("settings: {mbps} Mbit/s CBR, {seconds} s per run, flush-interval 250 ms\n");
 
     let bytes_per_s = mbps * 1e6 / 8.0;
@@ -53,7 +64,10 @@ fn main() {
     println!("| element | Dirty+Writeback max | mean | goal ≤ 2 × bitrate × interval | 100 ms windows within ±10 % of input | within ±10 % of its own mean | window p5 / p50 / p95 (× input) |");
     println!("|---|---|---|---|---|---|---|");
     let goal = 2.0 * bytes_per_s * FLUSH_INTERVAL_S;
-    for (name, sink) in [("bitrate-recorder", &recorder as &dyn Fn(&Path) -> String), ("tee ! queue ! filesink", &filesink)] {
+    for (name, sink) in [
+        ("bitrate-recorder", &recorder as &dyn Fn(&Path) -> String),
+        ("tee ! queue ! filesink", &filesink),
+    ] {
         let out = fresh_dir(&dir, "paced");
         settle();
         let s = run_sampled(&plugins, &paced(&sink(&out)), &disk_stat);
@@ -71,7 +85,12 @@ fn main() {
             / windows.len().max(1) as f64;
         let mut sorted: Vec<f64> = windows.iter().map(|r| r / bytes_per_s).collect();
         sorted.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        let pct = |p: f64| sorted.get(((sorted.len() as f64 - 1.0) * p) as usize).copied().unwrap_or(0.0);
+        let pct = |p: f64| {
+            sorted
+                .get(((sorted.len() as f64 - 1.0) * p) as usize)
+                .copied()
+                .unwrap_or(0.0)
+        };
         println!(
             "| {name} | {:.2} MB | {:.2} MB | {:.2} MB: {} | {:.0} % | {:.0} % | {:.2} / {:.2} / {:.2} |",
             s.dirty_max / 1e6,
@@ -161,13 +180,16 @@ fn run_sampled(plugins: &Path, pipeline: &str, disk_stat: &Path) -> Sampled {
             continue;
         }
         dirty.push(dirty_bytes());
-        if tick % 2 == 0 {
+        if tick.is_multiple_of(2) {
             let s = sectors_written(disk_stat);
             windows.push((s - last_sectors) as f64 * 512.0 / 0.1);
             last_sectors = s;
         }
     }
-    assert!(child.wait().unwrap().success(), "pipeline failed: {pipeline}");
+    assert!(
+        child.wait().unwrap().success(),
+        "pipeline failed: {pipeline}"
+    );
     // The last window may be cut short by the end of the stream.
     windows.pop();
     Sampled {

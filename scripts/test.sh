@@ -12,7 +12,12 @@ echo "== build (the plugin libraries the gst-launch tests load)"
 cargo build --workspace --quiet
 
 echo "== tests"
-cargo test --workspace
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test --workspace 2>&1 | tee "$log"
 
 echo "== meson: build, install into a staging directory, inspect from there"
 scripts/check-meson.sh
+
+# One closing line for the whole suite (cargo prints one per test binary).
+awk '/^test result:/ { p += $4; f += $6; i += $8 } END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, i }' "$log"

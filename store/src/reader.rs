@@ -149,17 +149,16 @@ impl Reader {
                     if cur.read_more()? {
                         continue;
                     }
-                    let seq = cur.seq;
+                    let (seq, pos, clean_end) = (cur.seq, cur.pos, cur.pos == cur.bytes.len());
                     // The tail of the segment a live writer is appending to is
                     // simply not written yet; anywhere else it is damage.
                     if self.writer_active() && !self.has_segment_after()? {
                         return Ok(Next::Pending);
                     }
-                    let pos = cur.pos;
                     let why = match err {
                         // A clean end without a closing record: the recorder
                         // stopped without closing (it was killed); nothing is lost.
-                        DecodeError::Incomplete if pos == cur.bytes.len() => None,
+                        DecodeError::Incomplete if clean_end => None,
                         DecodeError::Incomplete => Some("the index ends inside a record"),
                         DecodeError::Corrupt(why) => Some(why),
                     };

@@ -136,3 +136,35 @@ fn retention_keeps_the_newest_part() {
     assert_eq!(end, 200 * 40 * MS);
     assert!(end - first <= 1_000 * MS, "{first} {end}");
 }
+
+#[test]
+fn a_backlog_overflow_stops_the_recording_but_not_the_stream() {
+    init();
+    let dir = tempfile::tempdir().unwrap();
+    // Any buffer exceeds a one-byte backlog: as if the disk had stalled.
+    let mut h = recorder(dir.path(), "max-backlog-bytes=1");
+    h.play();
+    for i in 0..5 {
+        h.push(buffer(i, 40)).unwrap();
+        assert_eq!(bytes(&h.pull().unwrap()), payload(i));
+    }
+    let text = bus_text(&h, gst::MessageType::Warning);
+    assert!(text.contains("cannot keep up"), "{text}");
+    let stats = h.element().unwrap().property::<gst::Structure>("stats");
+    assert!(!stats.get::<bool>("recording").unwrap());
+    let total: u64 = (0..5).map(|i| payload(i).len() as u64).sum();
+    assert_eq!(stats.get::<u64>("bytes-not-recorded").unwrap(), total);
+    stop(h);
+}
+
+#[test]
+fn a_backlog_overflow_with_on_disk_error_error_fails_the_stream() {
+    init();
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = recorder(dir.path(), "max-backlog-bytes=1 on-disk-error=error");
+    h.play();
+    assert_eq!(h.push(buffer(0, 40)), Err(gst::FlowError::Error));
+    let text = bus_text(&h, gst::MessageType::Error);
+    assert!(text.contains("cannot keep up"), "{text}");
+    stop(h);
+}

@@ -72,16 +72,13 @@ struct Running {
     thread: JoinHandle<()>,
 }
 
-struct StreamState {
-    segment: gst::FormattedSegment<gst::ClockTime>,
-}
-
 pub struct BitrateRecorder {
     sinkpad: gst::Pad,
     srcpad: gst::Pad,
     settings: Mutex<Settings>,
     running: Mutex<Option<Running>>,
-    stream: Mutex<StreamState>,
+    /// The input segment, to turn buffer times into running times.
+    segment: Mutex<gst::FormattedSegment<gst::ClockTime>>,
     shared: Mutex<Arc<Shared>>,
 }
 
@@ -149,9 +146,9 @@ impl BitrateRecorder {
     }
 
     fn meta(&self, buffer: &gst::BufferRef) -> BufferMeta {
-        let stream = self.stream.lock().unwrap();
+        let segment = self.segment.lock().unwrap();
         let rt = |t: Option<gst::ClockTime>| {
-            t.and_then(|t| stream.segment.to_running_time(t))
+            t.and_then(|t| segment.to_running_time(t))
                 .map(gst::ClockTime::nseconds)
         };
         BufferMeta {
@@ -176,13 +173,15 @@ impl BitrateRecorder {
             EventView::Tag(t) => {
                 self.send(Msg::Tags(t.tag().to_string()));
             }
-            EventView::Segment(s) => match s.segment().downcast_ref::<gst::ClockTime>() {
-                Some(seg) => self.stream.lock().unwrap().segment = seg.clone(),
-                None => {
-                    // Byte segments (a file source): times then come from arrival.
-                    self.stream.lock().unwrap().segment = gst::FormattedSegment::new();
-                }
-            },
+            EventView::Segment(s) => {
+                // Byte segments (a file source) have no running time: times
+                // then come from arrival.
+                *self.segment.lock().unwrap() = s
+                    .segment()
+                    .downcast_ref::<gst::ClockTime>()
+                    .cloned()
+                    .unwrap_or_default();
+            }
             EventView::Eos(_) => {
                 let (done, wait) = mpsc::sync_channel(1);
                 if self.send(Msg::Eos(done)) {
@@ -307,9 +306,7 @@ impl ObjectSubclass for BitrateRecorder {
             srcpad,
             settings: Mutex::new(Settings::default()),
             running: Mutex::new(None),
-            stream: Mutex::new(StreamState {
-                segment: gst::FormattedSegment::new(),
-            }),
+            segment: Mutex::new(gst::FormattedSegment::new()),
             shared: Mutex::new(Arc::new(Shared::new())),
         }
     }
@@ -446,7 +443,7 @@ impl ElementImpl for BitrateRecorder {
         static ELEMENT_METADATA: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
             gst::subclass::ElementMetadata::new(
                 "Bitrate recorder",
-                "Sink/File",
+                "Generic/File",
                 "Passes a stream on unchanged while writing it to disk at the rate it arrives",
                 "The fanout developers",
             )
@@ -493,9 +490,7 @@ impl ElementImpl for BitrateRecorder {
         match transition {
             gst::StateChange::ReadyToNull => self.stop(),
             gst::StateChange::ReadyToPaused => {
-                *self.stream.lock().unwrap() = StreamState {
-                    segment: gst::FormattedSegment::new(),
-                };
+                *self.segment.lock().unwrap() = gst::FormattedSegment::new();
             }
             _ => {}
         }
