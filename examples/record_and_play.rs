@@ -32,6 +32,8 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     if dir.exists() {
         std::fs::remove_dir_all(&dir)?;
     }
+    std::fs::create_dir_all(&dir)?;
+    let dir = dir.canonicalize()?;
     gst::init()?;
     // Linked in; an application could as well load it from GST_PLUGIN_PATH.
     gstfanoutrecording::plugin_register_static()?;

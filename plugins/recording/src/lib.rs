@@ -14,6 +14,15 @@ pub mod playout;
 pub use bitrateplayer::BitratePlayer;
 pub use bitraterecorder::{BitrateRecorder, OnDiskError};
 
+/// A `location` property value: an empty string means unset.
+fn location_from_value(value: &glib::Value) -> Option<std::path::PathBuf> {
+    value
+        .get::<Option<String>>()
+        .expect("type checked upstream")
+        .filter(|l| !l.is_empty())
+        .map(std::path::PathBuf::from)
+}
+
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     bitraterecorder::register(plugin)?;
     bitrateplayer::register(plugin)?;

@@ -288,13 +288,7 @@ impl ObjectImpl for BitratePlayer {
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
         let mut s = self.settings.lock().unwrap();
         match pspec.name() {
-            "location" => {
-                s.location = value
-                    .get::<Option<String>>()
-                    .unwrap()
-                    .filter(|l| !l.is_empty())
-                    .map(PathBuf::from)
-            }
+            "location" => s.location = crate::location_from_value(value),
             "follow" => s.follow = value.get().unwrap(),
             "is-live" => {
                 s.is_live = value.get().unwrap();

@@ -234,12 +234,7 @@ impl BitrateRecorder {
             writer.segment_count()
         );
         let shared = Arc::new(Shared::new());
-        shared
-            .segments
-            .store(writer.segment_count() as u64, Ordering::Relaxed);
-        shared
-            .store_bytes
-            .store(writer.store_bytes(), Ordering::Relaxed);
+        shared.update_store(&writer);
         *self.shared.lock().unwrap() = shared.clone();
         let (tx, rx) = mpsc::channel();
         let element = self.obj().downgrade();
@@ -389,13 +384,7 @@ impl ObjectImpl for BitrateRecorder {
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
         let mut s = self.settings.lock().unwrap();
         match pspec.name() {
-            "location" => {
-                s.location = value
-                    .get::<Option<String>>()
-                    .unwrap()
-                    .filter(|l| !l.is_empty())
-                    .map(PathBuf::from)
-            }
+            "location" => s.location = crate::location_from_value(value),
             "flush-interval" => s.flush_interval = value.get().unwrap(),
             "max-segment-time" => s.max_segment_time = value.get().unwrap(),
             "max-size-time" => s.max_size_time = value.get().unwrap(),

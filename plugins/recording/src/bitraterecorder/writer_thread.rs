@@ -59,6 +59,16 @@ impl Shared {
         }
     }
 
+    /// Takes the store's size from the writer.
+    pub fn update_store(&self, writer: &Writer) {
+        self.segments
+            .store(writer.segment_count() as u64, Ordering::Relaxed);
+        self.store_bytes
+            .store(writer.store_bytes(), Ordering::Relaxed);
+        self.store_time
+            .store(writer.store_span(), Ordering::Relaxed);
+    }
+
     pub fn structure(&self) -> gst::Structure {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let (input_bitrate, write_bitrate) = *self.rates.lock().unwrap();
@@ -199,15 +209,7 @@ fn process(
     writer.write(&items)?;
     shared.bytes_written.fetch_add(bytes, Ordering::Relaxed);
     shared.buffers_written.fetch_add(buffers, Ordering::Relaxed);
-    shared
-        .segments
-        .store(writer.segment_count() as u64, Ordering::Relaxed);
-    shared
-        .store_bytes
-        .store(writer.store_bytes(), Ordering::Relaxed);
-    shared
-        .store_time
-        .store(writer.store_span(), Ordering::Relaxed);
+    shared.update_store(writer);
     Ok(buffers > 0)
 }
 
@@ -327,9 +329,7 @@ fn post_stats(
         ((bytes_written - last.1) as f64 * 8.0 / secs) as u64,
     );
     *last = (bytes_in, bytes_written, now);
-    shared
-        .segments
-        .store(writer.segment_count() as u64, Ordering::Relaxed);
+    shared.update_store(writer);
     if let Some(element) = element.upgrade() {
         let msg = gst::message::Element::builder(shared.structure())
             .src(&element)
