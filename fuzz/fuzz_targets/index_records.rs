@@ -1,24 +1,35 @@
 //! The index parser: any bytes decode to records or a clean error, never a
-//! panic, and whatever decodes re-encodes to the same bytes.
+//! panic; whatever decodes re-encodes to the same bytes (every value has one
+//! encoding), and a failed decode leaves the decoding state untouched.
 #![no_main]
 
-use fanout_store::{decode_record, SegmentHeader};
+use fanout_store::{decode_record, Context, SegmentHeader};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(h) = SegmentHeader::decode(data) {
-        assert_eq!(&h.encode()[..], &data[..40]);
-    }
+    let mut ctx = match SegmentHeader::decode(data) {
+        Ok(h) => {
+            assert_eq!(&h.encode()[..], &data[..40]);
+            Context::new(&h)
+        }
+        Err(_) => Context::default(),
+    };
     let mut pos = 0;
     while pos < data.len() {
-        match decode_record(&data[pos..]) {
+        let before = ctx;
+        match decode_record(&data[pos..], &mut ctx) {
             Ok((record, len)) => {
                 let mut again = Vec::new();
-                record.encode(&mut again);
+                let mut enc = before;
+                record.encode(&mut again, &mut enc);
                 assert_eq!(again, &data[pos..pos + len]);
+                assert_eq!(enc, ctx);
                 pos += len;
             }
-            Err(_) => pos += 1,
+            Err(_) => {
+                assert_eq!(ctx, before);
+                pos += 1;
+            }
         }
     }
 });

@@ -14,7 +14,6 @@ pub const RECORD_OVERHEAD: usize = 4 + 1 + 4;
 /// allocate gigabytes.
 pub const MAX_PAYLOAD: usize = 1 << 20;
 
-pub const BUFFER_PAYLOAD_LEN: usize = 64;
 pub const SUMMARY_PAYLOAD_LEN: usize = 32;
 /// Size of a closing record (segment-end or stream-end), read from the tail
 /// of a closed segment to learn its summary without scanning it.
@@ -23,8 +22,6 @@ pub const CLOSING_RECORD_LEN: usize = RECORD_OVERHEAD + SUMMARY_PAYLOAD_LEN;
 /// `GST_BUFFER_FLAG_DELTA_UNIT`: the buffer cannot be decoded on its own.
 /// Flags are stored as GStreamer's `GstBufferFlags` bits, which are ABI.
 pub const FLAG_DELTA_UNIT: u32 = 0x2000;
-
-const NONE: u64 = u64::MAX;
 
 /// What the data file of a segment holds, which decides its extension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,36 +140,128 @@ impl BufferRecord {
         self.dts.or(self.pts).or(self.arrival)
     }
 
-    fn encode_payload(&self, out: &mut Vec<u8>) {
-        for v in [
-            self.st,
-            opt(self.pts),
-            opt(self.dts),
-            opt(self.duration),
-            opt(self.arrival),
-            self.offset,
-        ] {
-            out.extend_from_slice(&v.to_le_bytes());
+    /// Appends the compact payload: times as deltas to the previous buffer
+    /// of the segment, the byte offset implied by the previous buffer's end.
+    fn encode_payload(&self, out: &mut Vec<u8>, ctx: &mut Context) {
+        debug_assert_eq!(self.offset, ctx.next_offset, "buffers are contiguous");
+        debug_assert!(self.st >= ctx.st, "store time never goes back");
+        let times = [self.pts, self.dts, self.duration, self.arrival];
+        let present = times
+            .iter()
+            .enumerate()
+            .fold(0u8, |bits, (i, t)| bits | (u8::from(t.is_some()) << i));
+        out.push(present);
+        put_varint(out, self.st - ctx.st);
+        for (t, prev) in times.iter().zip(ctx.times.iter_mut()) {
+            if let Some(t) = *t {
+                put_varint(out, zigzag(t.wrapping_sub(*prev) as i64));
+                *prev = t;
+            }
         }
-        for v in [self.size, self.flags, self.data_crc, 0] {
-            out.extend_from_slice(&v.to_le_bytes());
+        put_varint(out, u64::from(self.size));
+        put_varint(out, u64::from(self.flags));
+        out.extend_from_slice(&self.data_crc.to_le_bytes());
+        ctx.st = self.st;
+        ctx.next_offset = self.end();
+    }
+
+    fn decode_payload(p: &[u8], ctx: &mut Context) -> Result<Self, DecodeError> {
+        const BAD: DecodeError = DecodeError::Corrupt("malformed buffer record");
+        let (&present, mut rest) = p.split_first().ok_or(BAD)?;
+        if present & !0x0f != 0 {
+            return Err(BAD);
+        }
+        let mut next = *ctx;
+        next.st = next.st.checked_add(get_varint(&mut rest)?).ok_or(BAD)?;
+        let mut times = [None; 4];
+        for (i, (t, prev)) in times.iter_mut().zip(next.times.iter_mut()).enumerate() {
+            if present & (1 << i) != 0 {
+                *prev = prev.wrapping_add(unzigzag(get_varint(&mut rest)?) as u64);
+                *t = Some(*prev);
+            }
+        }
+        let size = u32::try_from(get_varint(&mut rest)?).map_err(|_| BAD)?;
+        let flags = u32::try_from(get_varint(&mut rest)?).map_err(|_| BAD)?;
+        let crc: [u8; 4] = rest.try_into().map_err(|_| BAD)?;
+        let rec = BufferRecord {
+            st: next.st,
+            pts: times[0],
+            dts: times[1],
+            duration: times[2],
+            arrival: times[3],
+            offset: next.next_offset,
+            size,
+            flags,
+            data_crc: u32::from_le_bytes(crc),
+        };
+        next.next_offset = next.next_offset.checked_add(u64::from(size)).ok_or(BAD)?;
+        *ctx = next;
+        Ok(rec)
+    }
+}
+
+/// What buffer records are coded against: the previous buffer of the same
+/// segment. A reader decodes a segment's records in order from its start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Context {
+    st: u64,
+    /// Last pts, dts, duration and arrival seen, 0 before any.
+    times: [u64; 4],
+    next_offset: u64,
+}
+
+impl Context {
+    /// The context at the start of a segment.
+    pub fn new(header: &SegmentHeader) -> Self {
+        Context {
+            st: header.first_st,
+            ..Default::default()
         }
     }
 
-    fn decode_payload(p: &[u8]) -> Self {
-        let some = |v: u64| (v != NONE).then_some(v);
-        BufferRecord {
-            st: u64_at(p, 0),
-            pts: some(u64_at(p, 8)),
-            dts: some(u64_at(p, 16)),
-            duration: some(u64_at(p, 24)),
-            arrival: some(u64_at(p, 32)),
-            offset: u64_at(p, 40),
-            size: u32_at(p, 48),
-            flags: u32_at(p, 52),
-            data_crc: u32_at(p, 56),
+    /// Data bytes covered by the buffers decoded so far.
+    pub fn data_len(&self) -> u64 {
+        self.next_offset
+    }
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// LEB128, refusing overlong and overflowing encodings so every value has
+/// exactly one encoding.
+fn get_varint(b: &mut &[u8]) -> Result<u64, DecodeError> {
+    const BAD: DecodeError = DecodeError::Corrupt("malformed number in buffer record");
+    let mut v = 0u64;
+    for i in 0..10 {
+        let (&byte, rest) = b.split_first().ok_or(BAD)?;
+        *b = rest;
+        let bits = u64::from(byte & 0x7f);
+        if i == 9 && bits > 1 {
+            return Err(BAD);
+        }
+        v |= bits << (7 * i);
+        if byte & 0x80 == 0 {
+            if byte == 0 && i > 0 {
+                return Err(BAD);
+            }
+            return Ok(v);
         }
     }
+    Err(BAD)
+}
+
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 
 /// Carried by the record that closes a segment, so a closed segment's extent
@@ -223,12 +312,13 @@ const T_STREAM_END: u8 = 5;
 
 impl Record {
     /// Appends the framed record (length, type, payload, checksum) to `out`.
-    pub fn encode(&self, out: &mut Vec<u8>) {
+    /// Buffer records are coded against `ctx`, which they advance.
+    pub fn encode(&self, out: &mut Vec<u8>, ctx: &mut Context) {
         let start = out.len();
         out.extend_from_slice(&[0u8; 5]);
         let ty = match self {
             Record::Buffer(b) => {
-                b.encode_payload(out);
+                b.encode_payload(out, ctx);
                 T_BUFFER
             }
             Record::Caps(s) => {
@@ -266,7 +356,9 @@ pub enum DecodeError {
 }
 
 /// Decodes the record at the start of `b`, returning it and its framed length.
-pub fn decode_record(b: &[u8]) -> Result<(Record, usize), DecodeError> {
+/// A buffer record is decoded against `ctx`, which it advances; nothing
+/// changes on error.
+pub fn decode_record(b: &[u8], ctx: &mut Context) -> Result<(Record, usize), DecodeError> {
     if b.len() < 5 {
         return Err(DecodeError::Incomplete);
     }
@@ -295,10 +387,7 @@ pub fn decode_record(b: &[u8]) -> Result<(Record, usize), DecodeError> {
         String::from_utf8(p.to_vec()).map_err(|_| DecodeError::Corrupt("record text is not UTF-8"))
     };
     let record = match b[4] {
-        T_BUFFER => {
-            fixed(BUFFER_PAYLOAD_LEN)?;
-            Record::Buffer(BufferRecord::decode_payload(p))
-        }
+        T_BUFFER => Record::Buffer(BufferRecord::decode_payload(p, ctx)?),
         T_CAPS => Record::Caps(text()?),
         T_TAGS => Record::Tags(text()?),
         T_SEGMENT_END => {
@@ -314,10 +403,6 @@ pub fn decode_record(b: &[u8]) -> Result<(Record, usize), DecodeError> {
     Ok((record, total))
 }
 
-fn opt(v: Option<u64>) -> u64 {
-    v.unwrap_or(NONE)
-}
-
 fn u64_at(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(b[at..at + 8].try_into().unwrap())
 }
@@ -330,18 +415,24 @@ fn u32_at(b: &[u8], at: usize) -> u32 {
 mod tests {
     use super::*;
 
-    fn sample() -> BufferRecord {
+    fn sample(offset: u64) -> BufferRecord {
         BufferRecord {
             st: 5,
             pts: Some(1),
             dts: None,
             duration: Some(40_000_000),
             arrival: Some(7),
-            offset: 1316,
+            offset,
             size: 188,
             flags: FLAG_DELTA_UNIT,
             data_crc: 0xdead_beef,
         }
+    }
+
+    fn encoded(r: &Record, ctx: &mut Context) -> Vec<u8> {
+        let mut b = Vec::new();
+        r.encode(&mut b, ctx);
+        b
     }
 
     #[test]
@@ -352,39 +443,101 @@ mod tests {
             data_bytes: 3,
             buffers: 4,
         };
+        let mut enc = Context::default();
+        let mut dec = Context::default();
         for r in [
-            Record::Buffer(sample()),
+            Record::Buffer(sample(0)),
             Record::Caps("video/mpegts, systemstream=(boolean)true".into()),
+            Record::Buffer(sample(188)),
             Record::Tags(String::new()),
             Record::SegmentEnd(summary),
             Record::StreamEnd(summary),
         ] {
-            let mut b = Vec::new();
-            r.encode(&mut b);
-            assert_eq!(decode_record(&b), Ok((r, b.len())));
+            let b = encoded(&r, &mut enc);
+            assert_eq!(decode_record(&b, &mut dec), Ok((r, b.len())));
         }
+        assert_eq!(enc, dec);
+    }
+
+    #[test]
+    fn buffer_times_are_deltas_and_offsets_implied() {
+        let mut ctx = Context::default();
+        let first = BufferRecord {
+            st: 0,
+            pts: Some(3_600_000_000_000),
+            arrival: Some(3_600_010_000_000),
+            size: 1316,
+            ..Default::default()
+        };
+        let next = BufferRecord {
+            st: 40_000_000,
+            pts: Some(3_600_040_000_000),
+            arrival: Some(3_600_050_000_000),
+            offset: 1316,
+            ..first
+        };
+        encoded(&Record::Buffer(first), &mut ctx);
+        // Three 40 ms steps cost 4 bytes each: 29 bytes in all. TS buffers
+        // sharing a PTS, 0.5 ms apart, take about 22.
+        assert_eq!(encoded(&Record::Buffer(next), &mut ctx).len(), 29);
+        let mut enc = Context::default();
+        let b = [first, next].map(|r| encoded(&Record::Buffer(r), &mut enc));
+        let mut dec = Context::default();
+        assert_eq!(
+            decode_record(&b[0], &mut dec).unwrap().0,
+            Record::Buffer(first)
+        );
+        assert_eq!(
+            decode_record(&b[1], &mut dec).unwrap().0,
+            Record::Buffer(next)
+        );
+        // Decoded without the one before, it lands elsewhere: context matters.
+        let Record::Buffer(alone) = decode_record(&b[1], &mut Context::default()).unwrap().0 else {
+            panic!()
+        };
+        assert_eq!(alone.offset, 0);
+    }
+
+    #[test]
+    fn extreme_values_round_trip() {
+        let r = BufferRecord {
+            st: u64::MAX,
+            pts: Some(0),
+            dts: Some(u64::MAX - 1),
+            duration: Some(u64::MAX),
+            arrival: Some(1),
+            offset: 0,
+            size: u32::MAX,
+            flags: u32::MAX,
+            data_crc: 0,
+        };
+        let b = encoded(&Record::Buffer(r), &mut Context::default());
+        assert_eq!(
+            decode_record(&b, &mut Context::default()),
+            Ok((Record::Buffer(r), b.len()))
+        );
     }
 
     #[test]
     fn closing_record_has_documented_size() {
-        let mut b = Vec::new();
-        Record::StreamEnd(SegmentSummary::default()).encode(&mut b);
+        let b = encoded(
+            &Record::StreamEnd(SegmentSummary::default()),
+            &mut Context::default(),
+        );
         assert_eq!(b.len(), CLOSING_RECORD_LEN);
-        b.clear();
-        Record::Buffer(sample()).encode(&mut b);
-        assert_eq!(b.len(), RECORD_OVERHEAD + BUFFER_PAYLOAD_LEN);
     }
 
     #[test]
     fn every_truncation_is_incomplete_and_every_bit_flip_is_detected() {
-        let mut b = Vec::new();
-        Record::Buffer(sample()).encode(&mut b);
+        let b = encoded(&Record::Buffer(sample(0)), &mut Context::default());
         for cut in 0..b.len() {
+            let mut ctx = Context::default();
             assert_eq!(
-                decode_record(&b[..cut]),
+                decode_record(&b[..cut], &mut ctx),
                 Err(DecodeError::Incomplete),
                 "{cut}"
             );
+            assert_eq!(ctx, Context::default(), "no change on error");
         }
         for byte in 0..b.len() {
             for bit in 0..8 {
@@ -392,8 +545,24 @@ mod tests {
                 c[byte] ^= 1 << bit;
                 // A flipped length bit may make the record look longer (Incomplete),
                 // anything else must fail the checksum; never a wrong record.
-                assert!(decode_record(&c).is_err(), "byte {byte} bit {bit}");
+                assert!(
+                    decode_record(&c, &mut Context::default()).is_err(),
+                    "byte {byte} bit {bit}"
+                );
             }
+        }
+    }
+
+    #[test]
+    fn overlong_numbers_are_refused() {
+        let mut b: &[u8] = &[0x80, 0x00];
+        assert!(get_varint(&mut b).is_err());
+        let mut b: &[u8] = &[0xff; 10];
+        assert!(get_varint(&mut b).is_err());
+        let mut b: &[u8] = &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01];
+        assert_eq!(get_varint(&mut b), Ok(u64::MAX));
+        for v in [0i64, 1, -1, i64::MAX, i64::MIN] {
+            assert_eq!(unzigzag(zigzag(v)), v);
         }
     }
 
@@ -416,6 +585,9 @@ mod tests {
     #[test]
     fn absurd_length_is_corrupt_not_an_allocation() {
         let b = [0xff, 0xff, 0xff, 0x7f, 1, 0, 0];
-        assert!(matches!(decode_record(&b), Err(DecodeError::Corrupt(_))));
+        assert!(matches!(
+            decode_record(&b, &mut Context::default()),
+            Err(DecodeError::Corrupt(_))
+        ));
     }
 }

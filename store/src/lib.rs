@@ -16,8 +16,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 pub use format::{
-    decode_record, BufferRecord, DataKind, DecodeError, Record, SegmentHeader, SegmentSummary,
-    FLAG_DELTA_UNIT,
+    decode_record, BufferRecord, Context, DataKind, DecodeError, Record, SegmentHeader,
+    SegmentSummary, FLAG_DELTA_UNIT,
 };
 pub use reader::{Entry, Next, Reader};
 pub use writer::{BufferMeta, Item, Writer, WriterConfig};

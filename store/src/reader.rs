@@ -6,7 +6,9 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use crate::format::{decode_record, BufferRecord, DecodeError, Record, SegmentHeader, HEADER_LEN};
+use crate::format::{
+    decode_record, BufferRecord, Context, DecodeError, Record, SegmentHeader, HEADER_LEN,
+};
 use crate::segment::{closed_summary, data_path, index_path, list_segments};
 use crate::{Error, LOCK_FILE};
 
@@ -34,8 +36,20 @@ struct Cursor {
     /// Index bytes read so far.
     bytes: Vec<u8>,
     pos: usize,
+    /// Decoding state at `pos`.
+    ctx: Context,
     /// Sticky entries to hand out before the next record (after a seek).
     queued: Vec<Entry>,
+}
+
+/// Where a seek lands: a record position with the decoding state and the
+/// sticky entries in force there.
+struct Landing {
+    pos: usize,
+    ctx: Context,
+    caps: Option<String>,
+    tags: Option<String>,
+    st: u64,
 }
 
 pub struct Reader {
@@ -129,7 +143,7 @@ impl Reader {
             if let Some(e) = cur.queued.pop() {
                 return Ok(Next::Entry(e));
             }
-            match decode_record(&cur.bytes[cur.pos..]) {
+            match decode_record(&cur.bytes[cur.pos..], &mut cur.ctx) {
                 Ok((record, len)) => {
                     cur.pos += len;
                     match record {
@@ -226,18 +240,28 @@ impl Reader {
         cur.read_more()?;
         let mut caps = None;
         let mut tags = None;
-        // (position, caps, tags, st) of the best keyframe so far.
-        let mut best: Option<(usize, Option<String>, Option<String>, u64)> = None;
+        let mut best: Option<Landing> = None;
         let mut pos = cur.pos;
-        while let Ok((record, len)) = decode_record(&cur.bytes[pos..]) {
+        let mut ctx = cur.ctx;
+        loop {
+            let before = ctx;
+            let Ok((record, len)) = decode_record(&cur.bytes[pos..], &mut ctx) else {
+                break;
+            };
             match record {
                 Record::Buffer(b) if b.st > st && best.is_some() => break,
                 // Among buffers sharing a time, the first keyframe wins.
                 Record::Buffer(b)
                     if best.is_none()
-                        || (b.is_keyframe() && best.as_ref().is_some_and(|x| b.st > x.3)) =>
+                        || (b.is_keyframe() && best.as_ref().is_some_and(|l| b.st > l.st)) =>
                 {
-                    best = Some((pos, caps.clone(), tags.clone(), b.st));
+                    best = Some(Landing {
+                        pos,
+                        ctx: before,
+                        caps: caps.clone(),
+                        tags: tags.clone(),
+                        st: b.st,
+                    });
                 }
                 Record::Caps(c) => caps = Some(c),
                 Record::Tags(t) => tags = Some(t),
@@ -246,12 +270,13 @@ impl Reader {
             pos += len;
         }
         self.last_seq = Some(seq);
-        let landed = best.map(|(pos, caps, tags, at)| {
-            cur.pos = pos;
+        let landed = best.map(|l| {
+            cur.pos = l.pos;
+            cur.ctx = l.ctx;
             // Popped from the end: caps first.
-            cur.queued.extend(tags.map(Entry::Tags));
-            cur.queued.extend(caps.map(Entry::Caps));
-            at
+            cur.queued.extend(l.tags.map(Entry::Tags));
+            cur.queued.extend(l.caps.map(Entry::Caps));
+            l.st
         });
         self.cur = Some(cur);
         Ok(landed)
@@ -351,6 +376,7 @@ impl Reader {
             data,
             bytes,
             pos: HEADER_LEN,
+            ctx: Context::new(&header),
             queued: Vec::new(),
         }))
     }

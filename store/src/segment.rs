@@ -8,7 +8,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::format::{
-    decode_record, DataKind, DecodeError, Record, SegmentHeader, SegmentSummary,
+    decode_record, Context, DataKind, DecodeError, Record, SegmentHeader, SegmentSummary,
     CLOSING_RECORD_LEN, HEADER_LEN,
 };
 
@@ -59,7 +59,8 @@ pub fn closed_summary(
     };
     let mut tail = [0u8; CLOSING_RECORD_LEN];
     f.read_exact_at(&mut tail, len - CLOSING_RECORD_LEN as u64)?;
-    Ok(match decode_record(&tail) {
+    // Closing records do not depend on the buffers before them.
+    Ok(match decode_record(&tail, &mut Context::default()) {
         Ok((Record::SegmentEnd(s), _)) => Some((header, s, false)),
         Ok((Record::StreamEnd(s), _)) => Some((header, s, true)),
         _ => None,
@@ -111,8 +112,9 @@ pub fn scan_segment(dir: &Path, seq: u64, verify_data: bool) -> io::Result<Resul
     let mut closed = None;
     let mut problem = None;
     let mut payload = Vec::new();
+    let mut ctx = Context::new(&header);
     while pos < index.len() && closed.is_none() {
-        let (record, len) = match decode_record(&index[pos..]) {
+        let (record, len) = match decode_record(&index[pos..], &mut ctx) {
             Ok(r) => r,
             Err(DecodeError::Incomplete) => {
                 problem = Some(format!("index ends inside a record at byte {pos}"));
@@ -125,7 +127,7 @@ pub fn scan_segment(dir: &Path, seq: u64, verify_data: bool) -> io::Result<Resul
         };
         match record {
             Record::Buffer(b) => {
-                if b.offset != data_len || b.end() > data_file_len {
+                if b.end() > data_file_len {
                     problem = Some(format!(
                         "data file ends before byte {} named by the index",
                         b.end()

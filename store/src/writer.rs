@@ -8,7 +8,8 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use crate::format::{
-    BufferRecord, DataKind, Record, SegmentHeader, SegmentSummary, FLAG_DELTA_UNIT, MAX_PAYLOAD,
+    BufferRecord, Context, DataKind, Record, SegmentHeader, SegmentSummary, FLAG_DELTA_UNIT,
+    MAX_PAYLOAD,
 };
 use crate::segment::{closed_summary, data_path, index_path, list_segments, scan_segment};
 use crate::{Error, LOCK_FILE};
@@ -63,6 +64,9 @@ struct OpenSegment {
     /// write rolls back to.
     committed: SegmentSummary,
     committed_index_len: u64,
+    /// Buffer records are coded against the one before.
+    ctx: Context,
+    committed_ctx: Context,
 }
 
 /// Maps buffer times to store time: monotonic across discontinuities and
@@ -213,7 +217,7 @@ impl Writer {
             ));
         }
         let mut rec = Vec::new();
-        Record::StreamEnd(scan.summary).encode(&mut rec);
+        Record::StreamEnd(scan.summary).encode(&mut rec, &mut Context::default());
         (&index).write_all(&rec).map_err(io)?;
         index.sync_data().map_err(io)?;
         data.sync_data().map_err(|e| Error::io(&dpath, e))?;
@@ -272,7 +276,7 @@ impl Writer {
                         flags: meta.flags,
                         data_crc: parts.iter().fold(0, |crc, p| crc32c::crc32c_append(crc, p)),
                     };
-                    Record::Buffer(rec).encode(&mut self.pending_index);
+                    Record::Buffer(rec).encode(&mut self.pending_index, &mut seg.ctx);
                     seg.summary.data_bytes += size as u64;
                     seg.summary.buffers += 1;
                     seg.summary.end_st = seg.summary.end_st.max(self.clock.end_st);
@@ -291,14 +295,16 @@ impl Writer {
                     }
                     self.data_kind = kind;
                     if self.cur.is_some() {
-                        Record::Caps(caps.to_owned()).encode(&mut self.pending_index);
+                        Record::Caps(caps.to_owned())
+                            .encode(&mut self.pending_index, &mut Context::default());
                     }
                     self.caps = Some(caps.to_owned());
                 }
                 Item::Tags(tags) => {
                     check_text_len(tags)?;
                     if self.cur.is_some() {
-                        Record::Tags(tags.to_owned()).encode(&mut self.pending_index);
+                        Record::Tags(tags.to_owned())
+                            .encode(&mut self.pending_index, &mut Context::default());
                     }
                     self.tags = Some(tags.to_owned());
                 }
@@ -341,10 +347,10 @@ impl Writer {
         };
         self.pending_index.extend_from_slice(&header.encode());
         if let Some(caps) = &self.caps {
-            Record::Caps(caps.clone()).encode(&mut self.pending_index);
+            Record::Caps(caps.clone()).encode(&mut self.pending_index, &mut Context::default());
         }
         if let Some(tags) = &self.tags {
-            Record::Tags(tags.clone()).encode(&mut self.pending_index);
+            Record::Tags(tags.clone()).encode(&mut self.pending_index, &mut Context::default());
         }
         self.cur = Some(OpenSegment {
             seq,
@@ -364,6 +370,8 @@ impl Writer {
                 ..Default::default()
             },
             committed_index_len: 0,
+            ctx: Context::new(&header),
+            committed_ctx: Context::new(&header),
         });
         // Make the new names durable, or a power cut could lose whole segments.
         File::open(&self.dir)
@@ -387,6 +395,7 @@ impl Writer {
             self.pending_index.clear();
         }
         seg.committed = seg.summary;
+        seg.committed_ctx = seg.ctx;
         Ok(())
     }
 
@@ -400,6 +409,7 @@ impl Writer {
         let _ = seg.data.set_len(seg.committed.data_bytes);
         let _ = seg.index.set_len(seg.committed_index_len);
         seg.summary = seg.committed;
+        seg.ctx = seg.committed_ctx;
         if seg.summary.buffers == 0 {
             let (seq, kind) = (seg.seq, seg.kind);
             self.cur = None;
@@ -416,9 +426,9 @@ impl Writer {
         let ipath = index_path(&self.dir, seg.seq);
         let mut rec = Vec::new();
         if stream_end {
-            Record::StreamEnd(seg.summary).encode(&mut rec);
+            Record::StreamEnd(seg.summary).encode(&mut rec, &mut seg.ctx);
         } else {
-            Record::SegmentEnd(seg.summary).encode(&mut rec);
+            Record::SegmentEnd(seg.summary).encode(&mut rec, &mut seg.ctx);
         }
         seg.index
             .write_all(&rec)
