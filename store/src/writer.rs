@@ -60,6 +60,9 @@ struct OpenSegment {
     /// Data and index below these offsets have been handed to writeback.
     kicked: u64,
     index_kicked: u64,
+    /// Blocks reserved ahead (`fallocate`) up to these offsets.
+    reserved: u64,
+    index_reserved: u64,
     /// What is completely on disk, data and index alike: the state a failed
     /// write rolls back to.
     committed: SegmentSummary,
@@ -364,6 +367,8 @@ impl Writer {
             },
             kicked: 0,
             index_kicked: 0,
+            reserved: 0,
+            index_reserved: 0,
             committed: SegmentSummary {
                 first_st,
                 end_st: first_st,
@@ -430,12 +435,16 @@ impl Writer {
         } else {
             Record::SegmentEnd(seg.summary).encode(&mut rec, &mut seg.ctx);
         }
+        let index_len = seg.committed_index_len + rec.len() as u64;
+        // Truncating to the size hands back the blocks reserved past it.
         seg.index
             .write_all(&rec)
+            .and_then(|()| seg.index.set_len(index_len))
             .and_then(|()| seg.index.sync_data())
             .map_err(|e| Error::io(&ipath, e))?;
         seg.data
-            .sync_data()
+            .set_len(seg.summary.data_bytes)
+            .and_then(|()| seg.data.sync_data())
             .map_err(|e| Error::io(&data_path(&self.dir, seg.seq, seg.kind), e))?;
         self.closed_bytes += seg.summary.data_bytes;
         self.closed.push_back(ClosedSegment {
@@ -450,10 +459,26 @@ impl Writer {
     /// so dirty data leaves the page cache steadily instead of in the
     /// kernel's periodic bursts. Partial pages wait for the next call or
     /// [`Writer::sync`], so no page is written twice.
+    ///
+    /// Blocks are reserved ahead in large chunks, so the journal commit of
+    /// each `fdatasync` carries no block allocation: it stays a few blocks,
+    /// and writes stay close to the stream's own rate.
     fn kick_writeback(&mut self) {
         let Some(seg) = &mut self.cur else { return };
         kick(&seg.data, &mut seg.kicked, seg.committed.data_bytes);
         kick(&seg.index, &mut seg.index_kicked, seg.committed_index_len);
+        reserve(
+            &seg.data,
+            &mut seg.reserved,
+            seg.committed.data_bytes,
+            DATA_RESERVE,
+        );
+        reserve(
+            &seg.index,
+            &mut seg.index_reserved,
+            seg.committed_index_len,
+            INDEX_RESERVE,
+        );
     }
 
     /// Makes everything written so far durable (`fdatasync`).
@@ -550,6 +575,27 @@ impl Drop for Writer {
 const PAGE: u64 = 4096;
 /// Stays under `IOV_MAX` (1024 on Linux).
 const IOV_BATCH: usize = 512;
+const DATA_RESERVE: u64 = 8 << 20;
+const INDEX_RESERVE: u64 = 1 << 20;
+
+/// Reserves the next `chunk` bytes of blocks once `len` is within half a
+/// chunk of the end of what is reserved. The file's size does not change.
+/// Failure (a full disk, a file system without `fallocate`) is harmless:
+/// blocks are then allocated as the data is written.
+fn reserve(file: &File, reserved: &mut u64, len: u64, chunk: u64) {
+    if len + chunk / 2 > *reserved {
+        // SAFETY: a plain syscall on a file descriptor we own.
+        unsafe {
+            libc::fallocate(
+                file.as_raw_fd(),
+                libc::FALLOC_FL_KEEP_SIZE,
+                *reserved as libc::off_t,
+                chunk as libc::off_t,
+            );
+        }
+        *reserved += chunk;
+    }
+}
 
 fn kick(file: &File, kicked: &mut u64, len: u64) {
     let aligned = len & !(PAGE - 1);
