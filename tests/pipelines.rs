@@ -3,19 +3,15 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use fanout_tests::{concat_ts, ffprobe_frames, run, text};
+use fanout_tests::{concat_ts, ffprobe_frames, files_with_extension, run, text};
 
 const DEMO_DIR: &str = "/tmp/fanout-demo";
 
 fn pipeline_files() -> Vec<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../pipelines");
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "txt"))
-        .collect();
-    files.sort();
-    files
+    files_with_extension(
+        &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../pipelines"),
+        "txt",
+    )
 }
 
 #[test]

@@ -119,15 +119,20 @@ pub fn split_words(s: &str) -> Vec<String> {
     words
 }
 
-/// The `.ts` segments of a recording, concatenated in name order.
-pub fn concat_ts(dir: &Path) -> Vec<u8> {
+/// The files of `dir` ending in `.ext`, in name order.
+pub fn files_with_extension(dir: &Path, ext: &str) -> Vec<PathBuf> {
     let mut files: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "ts"))
+        .filter(|p| p.extension().is_some_and(|e| e == ext))
         .collect();
     files.sort();
     files
+}
+
+/// The `.ts` segments of a recording, concatenated in name order.
+pub fn concat_ts(dir: &Path) -> Vec<u8> {
+    files_with_extension(dir, "ts")
         .iter()
         .flat_map(|p| std::fs::read(p).unwrap())
         .collect()
