@@ -38,6 +38,8 @@ struct Cursor {
     pos: usize,
     /// Decoding state at `pos`.
     ctx: Context,
+    /// Length of the data file, as last looked up.
+    data_len: u64,
     /// Sticky entries to hand out before the next record (after a seek).
     queued: Vec<Entry>,
 }
@@ -147,7 +149,26 @@ impl Reader {
                 Ok((record, len)) => {
                     cur.pos += len;
                     match record {
-                        Record::Buffer(b) => return Ok(Next::Entry(Entry::Buffer(b))),
+                        Record::Buffer(b) => {
+                            // Checked before anyone allocates `b.size` bytes.
+                            if b.end() > cur.data_len {
+                                cur.data_len = cur
+                                    .data
+                                    .metadata()
+                                    .map_err(|e| Error::Io(format!("segment {}", cur.seq), e))?
+                                    .len();
+                            }
+                            if b.end() <= cur.data_len {
+                                return Ok(Next::Entry(Entry::Buffer(b)));
+                            }
+                            self.warnings.push(format!(
+                                "segment {}: data file ends before byte {} named by the index; \
+                                 the rest of this segment is skipped",
+                                cur.seq,
+                                b.end()
+                            ));
+                            self.cur = None;
+                        }
                         Record::Caps(c) => return Ok(Next::Entry(Entry::Caps(c))),
                         Record::Tags(t) => return Ok(Next::Entry(Entry::Tags(t))),
                         Record::SegmentEnd(_) => self.cur = None,
@@ -377,6 +398,7 @@ impl Reader {
             bytes,
             pos: HEADER_LEN,
             ctx: Context::new(&header),
+            data_len: 0,
             queued: Vec::new(),
         }))
     }

@@ -399,3 +399,29 @@ fn a_recording_that_stopped_without_closing_reads_without_warnings() {
     assert_eq!(payloads.len(), 10);
     assert!(r.take_warnings().is_empty());
 }
+
+#[test]
+fn an_index_naming_missing_data_is_cut_there_before_anything_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = Writer::open(dir.path(), config(0)).unwrap();
+    record(&mut w, 0..10);
+    drop(w);
+    // The data file lost its last bytes; the index still names them.
+    let data = last_index(dir.path()).with_extension("bin");
+    let len = fs::metadata(&data).unwrap().len();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&data)
+        .unwrap()
+        .set_len(len - 50)
+        .unwrap();
+    let mut r = Reader::open(dir.path()).unwrap();
+    let (entries, payloads) = read_all(&mut r);
+    assert_eq!(buffers(&entries).len(), 9);
+    assert_eq!(payloads, (0..9).map(payload).collect::<Vec<_>>());
+    let warnings = r.take_warnings();
+    assert!(
+        warnings[0].contains("data file ends before"),
+        "{warnings:?}"
+    );
+}
