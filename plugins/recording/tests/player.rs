@@ -171,5 +171,45 @@ fn missing_recording_fails_the_state_change_with_a_clear_error() {
         );
         let text = element_text(&e, gst::MessageType::Error);
         assert!(text.contains("Could not open recording"), "{text}");
+        e.set_state(gst::State::Null).unwrap();
     }
+}
+
+#[test]
+fn live_seek_continues_on_the_running_time_from_the_keyframe_before() {
+    init();
+    let dir = tempfile::tempdir().unwrap();
+    record(dir.path(), 100, 40);
+    let mut h = player(dir.path(), "");
+    h.use_systemclock();
+    h.play();
+    let mut last_pts = gst::ClockTime::ZERO;
+    for _ in 0..3 {
+        last_pts = h.pull().unwrap().pts().unwrap();
+    }
+    assert!(h.push_upstream_event(gst::event::Seek::new(
+        1.0,
+        gst::SeekFlags::FLUSH,
+        gst::SeekType::Set,
+        gst::ClockTime::from_mseconds(2_300),
+        gst::SeekType::None,
+        gst::ClockTime::NONE,
+    )));
+    // Buffers queued before the flush may still be waiting: skip to the
+    // first one after the seek (flagged DISCONT), a bounded number of pulls.
+    let after = (0..10)
+        .map(|_| h.pull().unwrap())
+        .find(|b| b.flags().contains(gst::BufferFlags::DISCONT))
+        .expect("a buffer after the seek");
+    assert_eq!(bytes(&after), payload(50));
+    // Live: it leaves at the running time now, never before the last one.
+    assert!(after.pts().unwrap() >= last_pts);
+    let event = h
+        .sinkpad()
+        .unwrap()
+        .sticky_event::<gst::event::Segment>(0)
+        .unwrap();
+    let segment = event.segment().downcast_ref::<gst::ClockTime>().unwrap();
+    assert_eq!(segment.start(), Some(gst::ClockTime::ZERO));
+    assert_eq!(segment.time(), Some(gst::ClockTime::from_seconds(2)));
 }

@@ -90,6 +90,7 @@ fn missing_location_fails_the_state_change_with_a_clear_error() {
     assert!(e.set_state(gst::State::Playing).is_err());
     let text = element_text(&e, gst::MessageType::Error);
     assert!(text.contains("No location set"), "{text}");
+    e.set_state(gst::State::Null).unwrap();
 }
 
 #[test]
@@ -99,6 +100,7 @@ fn unwritable_location_fails_the_state_change_with_a_clear_error() {
     assert!(e.set_state(gst::State::Playing).is_err());
     let text = element_text(&e, gst::MessageType::Error);
     assert!(text.contains("Could not open recording"), "{text}");
+    e.set_state(gst::State::Null).unwrap();
 }
 
 #[test]
@@ -114,6 +116,7 @@ fn a_second_recorder_on_the_same_location_is_refused() {
     assert!(second.set_state(gst::State::Playing).is_err());
     let text = element_text(&second, gst::MessageType::Error);
     assert!(text.contains("another recorder"), "{text}");
+    second.set_state(gst::State::Null).unwrap();
     stop(first);
 }
 

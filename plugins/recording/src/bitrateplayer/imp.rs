@@ -421,15 +421,20 @@ impl BaseSrcImpl for BitratePlayer {
         state.playout.reset();
         state.caps = None;
         state.discont = true;
-        if !self.follow_and_live().1 {
+        let landed = gst::ClockTime::from_nseconds(landed.unwrap_or(target));
+        if self.follow_and_live().1 {
+            // Live output timestamps are running times of this pipeline: the
+            // segment stays at zero; only its stream time says where we are.
+            seg.set_start(gst::ClockTime::ZERO);
+            seg.set_stop(gst::ClockTime::NONE);
+            seg.set_position(gst::ClockTime::ZERO);
+            seg.set_time(landed);
+        } else {
             // Output timestamps are store times: start the segment at the
             // keyframe landed on so running time starts at zero.
-            if let Some(l) = landed {
-                let l = gst::ClockTime::from_nseconds(l);
-                seg.set_start(l);
-                seg.set_time(l);
-                seg.set_position(l);
-            }
+            seg.set_start(landed);
+            seg.set_time(landed);
+            seg.set_position(landed);
         }
         true
     }
