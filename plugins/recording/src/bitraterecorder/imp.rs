@@ -67,9 +67,14 @@ impl Default for Settings {
     }
 }
 
+/// What the streaming thread needs per buffer, under one lock. Settings
+/// are fixed from READY on, so the ones used here are copied in at start.
 struct Running {
     tx: Sender<Msg>,
     thread: JoinHandle<()>,
+    shared: Arc<Shared>,
+    max_backlog_bytes: u64,
+    on_disk_error: OnDiskError,
 }
 
 pub struct BitrateRecorder {
@@ -99,50 +104,55 @@ impl BitrateRecorder {
         _pad: &gst::Pad,
         buffer: gst::Buffer,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let shared = self.shared();
-        if shared.failed.load(Ordering::Relaxed) {
-            return Err(gst::FlowError::Error);
-        }
-        let size = buffer.size() as u64;
-        shared.bytes_in.fetch_add(size, Ordering::Relaxed);
-        shared.buffers_in.fetch_add(1, Ordering::Relaxed);
-        if shared.recording.load(Ordering::Relaxed) {
-            let max_backlog = self.settings.lock().unwrap().max_backlog_bytes;
+        let overflow = {
+            let running = self.running.lock().unwrap();
+            let Some(r) = running.as_ref() else {
+                return Err(gst::FlowError::Flushing);
+            };
+            let shared = &r.shared;
+            if shared.failed.load(Ordering::Relaxed) {
+                return Err(gst::FlowError::Error);
+            }
+            let size = buffer.size() as u64;
+            shared.bytes_in.fetch_add(size, Ordering::Relaxed);
+            shared.buffers_in.fetch_add(1, Ordering::Relaxed);
             let backlog = shared.backlog_bytes.load(Ordering::Relaxed);
-            if max_backlog > 0 && backlog + size > max_backlog {
-                self.backlog_overflow(&shared, backlog);
-                shared.bytes_not_recorded.fetch_add(size, Ordering::Relaxed);
-            } else {
-                let meta = self.meta(&buffer);
+            let overflows = r.max_backlog_bytes > 0 && backlog + size > r.max_backlog_bytes;
+            let mut recorded = false;
+            if shared.recording.load(Ordering::Relaxed) && !overflows {
                 shared.backlog_bytes.fetch_add(size, Ordering::Relaxed);
                 shared.backlog_buffers.fetch_add(1, Ordering::Relaxed);
                 // A reference, not a copy: the same buffer goes downstream.
-                if !self.send(Msg::Buffer(buffer.clone(), meta)) {
+                recorded =
+                    r.tx.send(Msg::Buffer(buffer.clone(), self.meta(&buffer)))
+                        .is_ok();
+                if !recorded {
                     shared.backlog_bytes.fetch_sub(size, Ordering::Relaxed);
                     shared.backlog_buffers.fetch_sub(1, Ordering::Relaxed);
                 }
             }
-        } else {
-            shared.bytes_not_recorded.fetch_add(size, Ordering::Relaxed);
-        }
-        if shared.failed.load(Ordering::Relaxed) {
-            return Err(gst::FlowError::Error);
+            if !recorded {
+                shared.bytes_not_recorded.fetch_add(size, Ordering::Relaxed);
+            }
+            overflows.then(|| (shared.clone(), r.on_disk_error, backlog))
+        };
+        // Told outside the lock: a bus handler may stop the pipeline.
+        if let Some((shared, policy, backlog)) = overflow {
+            writer_thread::report_disk_error(
+                &self.obj(),
+                &shared,
+                policy,
+                &format!(
+                    "the disk cannot keep up with the stream: {backlog} bytes wait to be \
+                     written (max-backlog-bytes)"
+                ),
+                false,
+            );
+            if shared.failed.load(Ordering::Relaxed) {
+                return Err(gst::FlowError::Error);
+            }
         }
         self.srcpad.push(buffer)
-    }
-
-    fn backlog_overflow(&self, shared: &Shared, backlog: u64) {
-        let policy = self.settings.lock().unwrap().on_disk_error;
-        writer_thread::report_disk_error(
-            &self.obj(),
-            shared,
-            policy,
-            &format!(
-                "the disk cannot keep up with the stream: {backlog} bytes wait to be written \
-                 (max-backlog-bytes)"
-            ),
-            false,
-        );
     }
 
     fn meta(&self, buffer: &gst::BufferRef) -> BufferMeta {
@@ -251,13 +261,19 @@ impl BitrateRecorder {
                     ["Could not start the writing thread: {}", e]
                 )
             })?;
-        *self.running.lock().unwrap() = Some(Running { tx, thread });
+        *self.running.lock().unwrap() = Some(Running {
+            tx,
+            thread,
+            shared: self.shared(),
+            max_backlog_bytes: settings.max_backlog_bytes,
+            on_disk_error: settings.on_disk_error,
+        });
         Ok(())
     }
 
     fn stop(&self) {
         let running = self.running.lock().unwrap().take();
-        if let Some(Running { tx, thread }) = running {
+        if let Some(Running { tx, thread, .. }) = running {
             drop(tx);
             // The thread writes what is queued, closes the store and ends.
             if thread.join().is_err() {

@@ -246,10 +246,6 @@ fn disk_error(
     config: &Config,
     err: fanout_store::Error,
 ) {
-    let was_recording = shared.recording.swap(false, Ordering::Relaxed);
-    if !was_recording {
-        return;
-    }
     let Some(element) = element.upgrade() else {
         return;
     };
@@ -271,53 +267,43 @@ pub fn report_disk_error(
     what: &str,
     disk_full: bool,
 ) {
-    shared.recording.store(false, Ordering::Relaxed);
+    // Once: the writing thread and the streaming thread may both meet the fault.
+    if !shared.recording.swap(false, Ordering::Relaxed) {
+        return;
+    }
     let location = element
         .property::<Option<String>>("location")
         .unwrap_or_default();
+    let (domain, problem) = if disk_full {
+        (
+            gst::ResourceError::NoSpaceLeft,
+            format!("no space left on the disk holding {location}"),
+        )
+    } else {
+        (
+            gst::ResourceError::Write,
+            format!("could not write the recording to {location}"),
+        )
+    };
     match policy {
-        OnDiskError::StopRecording => {
-            let debug = format!(
-                "{what}. on-disk-error=stop-recording: the recording in {location} is kept as \
-                 written so far and the stream keeps flowing downstream"
-            );
-            if disk_full {
-                gst::element_warning!(
-                    element,
-                    gst::ResourceError::NoSpaceLeft,
-                    (
-                        "Recording stopped: no space left on the disk holding {}",
-                        location
-                    ),
-                    ["{}", debug]
-                );
-            } else {
-                gst::element_warning!(
-                    element,
-                    gst::ResourceError::Write,
-                    ("Recording stopped: could not write to {}", location),
-                    ["{}", debug]
-                );
-            }
-        }
+        OnDiskError::StopRecording => gst::element_warning!(
+            element,
+            domain,
+            ("Recording stopped: {}", problem),
+            [
+                "{}. on-disk-error=stop-recording: the recording is kept as written so far \
+                 and the stream keeps flowing downstream",
+                what
+            ]
+        ),
         OnDiskError::Error => {
             shared.failed.store(true, Ordering::Relaxed);
-            let debug = format!("{what}. on-disk-error=error: the pipeline fails");
-            if disk_full {
-                gst::element_error!(
-                    element,
-                    gst::ResourceError::NoSpaceLeft,
-                    ("No space left on the disk holding {}", location),
-                    ["{}", debug]
-                );
-            } else {
-                gst::element_error!(
-                    element,
-                    gst::ResourceError::Write,
-                    ("Could not write the recording to {}", location),
-                    ["{}", debug]
-                );
-            }
+            gst::element_error!(
+                element,
+                domain,
+                ("Recording failed: {}", problem),
+                ["{}. on-disk-error=error: the pipeline fails", what]
+            );
         }
     }
 }
