@@ -49,6 +49,9 @@ impl Default for Settings {
 
 struct State {
     reader: Reader,
+    /// Settings fixed from READY on, kept here for the streaming thread.
+    follow: bool,
+    live: bool,
     playout: Playout,
     caps: Option<String>,
     /// Plays still to start after this one (-1: forever).
@@ -83,7 +86,7 @@ impl BitratePlayer {
     /// The next buffer record to play, handling caps, tags, the live edge
     /// and loops on the way.
     fn next_record(&self, state: &mut State) -> Result<BufferRecord, gst::FlowError> {
-        let (follow, _) = self.follow_and_live();
+        let follow = state.follow;
         loop {
             let next = state.reader.read_next().map_err(|e| {
                 gst::element_imp_error!(self, gst::ResourceError::Read, ["{}", e]);
@@ -383,6 +386,8 @@ impl BaseSrcImpl for BitratePlayer {
         gst::info!(CAT, imp = self, "playing {}", location.display());
         *self.state.lock().unwrap() = Some(State {
             reader,
+            follow: settings.follow,
+            live: settings.is_live,
             playout: Playout::default(),
             caps: None,
             loops_left: settings.loop_count,
@@ -489,9 +494,9 @@ impl PushSrcImpl for BitratePlayer {
         &self,
         _buffer: Option<&mut gst::BufferRef>,
     ) -> Result<CreateSuccess, gst::FlowError> {
-        let live = self.follow_and_live().1;
         let mut guard = self.state.lock().unwrap();
         let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
+        let live = state.live;
         loop {
             let rec = self.next_record(state)?;
             gst::trace!(
