@@ -1,0 +1,181 @@
+//! What a source block carries: the input buffers cut into pieces, each with the buffer's
+//! boundaries, timestamps and flags, so the receiver restores every buffer exactly.
+//!
+//! A piece is `flags (u8)`, then on the first piece of a buffer the buffer flags and the
+//! present timestamps as LEB128 varints, then the piece length (varint) and its bytes.
+//! A block is a run of pieces, zero-padded to K symbols: a zero flags byte ends the run.
+
+pub const PIECE_START: u8 = 0x01;
+pub const PIECE_END: u8 = 0x02;
+const HAS_PTS: u8 = 0x04;
+const HAS_DTS: u8 = 0x08;
+const HAS_DURATION: u8 = 0x10;
+/// Set on every piece, so that padding (zero) ends the block.
+const PIECE: u8 = 0x20;
+const KNOWN_FLAGS: u8 = 0x3f;
+
+/// Largest piece header: flags, buffer flags (u32), three u64 timestamps, a u32 length.
+pub const MAX_PIECE_HEADER: usize = 1 + 5 + 3 * 10 + 5;
+
+/// Timestamps and flags of one input buffer (GStreamer `GstBufferFlags` bits, opaque here).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BufferMeta {
+    pub pts: Option<u64>,
+    pub dts: Option<u64>,
+    pub duration: Option<u64>,
+    pub flags: u32,
+}
+
+/// One piece as read back from a block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Piece<'a> {
+    /// First piece of a buffer: `meta` is valid.
+    pub start: bool,
+    /// Last piece of a buffer.
+    pub end: bool,
+    pub meta: BufferMeta,
+    pub data: &'a [u8],
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn get_varint(buf: &[u8], pos: &mut usize) -> Option<u64> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let b = *buf.get(*pos)?;
+        *pos += 1;
+        v |= u64::from(b & 0x7f).checked_shl(shift)?;
+        if b & 0x80 == 0 {
+            return Some(v);
+        }
+    }
+    None
+}
+
+/// Appends a piece header to `out`; the caller appends `len` bytes of data after it.
+pub fn put_piece_header(out: &mut Vec<u8>, start: bool, end: bool, meta: &BufferMeta, len: usize) {
+    let mut flags = PIECE;
+    if start {
+        flags |= PIECE_START;
+        flags |= if meta.pts.is_some() { HAS_PTS } else { 0 };
+        flags |= if meta.dts.is_some() { HAS_DTS } else { 0 };
+        flags |= if meta.duration.is_some() {
+            HAS_DURATION
+        } else {
+            0
+        };
+    }
+    if end {
+        flags |= PIECE_END;
+    }
+    out.push(flags);
+    if start {
+        put_varint(out, u64::from(meta.flags));
+        for v in [meta.pts, meta.dts, meta.duration].into_iter().flatten() {
+            put_varint(out, v);
+        }
+    }
+    put_varint(out, len as u64);
+}
+
+/// Length of the header [`put_piece_header`] would write.
+pub fn piece_header_len(start: bool, meta: &BufferMeta, len: usize) -> usize {
+    let mut tmp = Vec::with_capacity(MAX_PIECE_HEADER);
+    put_piece_header(&mut tmp, start, false, meta, len);
+    tmp.len()
+}
+
+/// Reads the pieces of a decoded block; `None` if the content is malformed.
+pub fn parse_pieces(block: &[u8]) -> Option<Vec<Piece<'_>>> {
+    let mut pieces = Vec::new();
+    let mut pos = 0;
+    while pos < block.len() {
+        let flags = block[pos];
+        pos += 1;
+        if flags == 0 {
+            // Padding: the rest must be zero too.
+            return block[pos..].iter().all(|&b| b == 0).then_some(pieces);
+        }
+        if flags & !KNOWN_FLAGS != 0
+            || flags & PIECE == 0
+            || (flags & PIECE_START == 0 && flags & 0x1c != 0)
+        {
+            return None;
+        }
+        let mut meta = BufferMeta::default();
+        if flags & PIECE_START != 0 {
+            meta.flags = u32::try_from(get_varint(block, &mut pos)?).ok()?;
+            if flags & HAS_PTS != 0 {
+                meta.pts = Some(get_varint(block, &mut pos)?);
+            }
+            if flags & HAS_DTS != 0 {
+                meta.dts = Some(get_varint(block, &mut pos)?);
+            }
+            if flags & HAS_DURATION != 0 {
+                meta.duration = Some(get_varint(block, &mut pos)?);
+            }
+        }
+        let len = usize::try_from(get_varint(block, &mut pos)?).ok()?;
+        let data = block.get(pos..pos.checked_add(len)?)?;
+        pos += len;
+        pieces.push(Piece {
+            start: flags & PIECE_START != 0,
+            end: flags & PIECE_END != 0,
+            meta,
+            data,
+        });
+    }
+    Some(pieces)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pieces_round_trip() {
+        let meta = BufferMeta {
+            pts: Some(90_000_000_000),
+            dts: None,
+            duration: Some(40_000_000),
+            flags: 0x2000,
+        };
+        let mut block = Vec::new();
+        put_piece_header(&mut block, true, true, &meta, 3);
+        block.extend_from_slice(b"abc");
+        put_piece_header(&mut block, true, false, &BufferMeta::default(), 2);
+        block.extend_from_slice(b"de");
+        put_piece_header(&mut block, false, true, &BufferMeta::default(), 1);
+        block.extend_from_slice(b"f");
+        let content = block.len();
+        block.resize(content + 5, 0);
+        let pieces = parse_pieces(&block).unwrap();
+        assert_eq!(pieces.len(), 3);
+        assert_eq!(pieces[0].meta, meta);
+        assert!(pieces[0].start && pieces[0].end);
+        assert_eq!(pieces[1].data, b"de");
+        assert!(!pieces[2].start && pieces[2].end);
+        assert_eq!(
+            piece_header_len(true, &meta, 3),
+            // Less the data (3 + 2 + 1) and the two later headers (3 + 2).
+            content - 11
+        );
+    }
+
+    #[test]
+    fn malformed_blocks_are_refused() {
+        assert!(parse_pieces(&[0x21, 0x00, 0x05, b'a']).is_none());
+        assert!(parse_pieces(&[0x80]).is_none());
+        assert!(parse_pieces(&[0x01, 0x00, 0x00]).is_none());
+        assert!(parse_pieces(&[0x21, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]).is_none());
+        assert!(parse_pieces(&[0x00, 0x00, 0x01]).is_none());
+        assert_eq!(parse_pieces(&[]).unwrap(), vec![]);
+        assert_eq!(parse_pieces(&[0, 0, 0]).unwrap(), vec![]);
+    }
+}

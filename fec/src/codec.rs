@@ -1,0 +1,261 @@
+//! The three codecs behind one interface: an encoder hands out symbols by ESI, a decoder
+//! takes symbols in any order and returns the block once it has enough.
+
+use raptorq::{
+    EncodingPacket, ObjectTransmissionInformation, PayloadId, SourceBlockDecoder,
+    SourceBlockEncoder,
+};
+use reed_solomon_simd::{ReedSolomonDecoder, ReedSolomonEncoder};
+
+use crate::packet::ALIGNMENT;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[repr(u8)]
+pub enum Codec {
+    /// Output symbols are the input symbols; no repair.
+    None = 0,
+    /// RFC 6330 RaptorQ: rateless, any K (+ a symbol or two) symbols rebuild the block.
+    #[default]
+    RaptorQ = 1,
+    /// Reed-Solomon over GF(2^16): exactly any K symbols, but a fixed recovery pool per block.
+    ReedSolomon = 2,
+}
+
+impl Codec {
+    pub fn from_u8(v: u8) -> Option<Codec> {
+        match v {
+            0 => Some(Codec::None),
+            1 => Some(Codec::RaptorQ),
+            2 => Some(Codec::ReedSolomon),
+            _ => None,
+        }
+    }
+
+    /// Symbols beyond K a receiver should have to decode with high probability.
+    pub fn overhead(self) -> u32 {
+        match self {
+            // RFC 6330: K+2 received symbols fail about once in a million.
+            Codec::RaptorQ => 2,
+            Codec::ReedSolomon | Codec::None => 0,
+        }
+    }
+}
+
+fn oti(transfer_length: u64, symbol_size: u16) -> ObjectTransmissionInformation {
+    ObjectTransmissionInformation::new(transfer_length, symbol_size, 1, 1, ALIGNMENT as u8)
+}
+
+/// Encoder state kept for a block while it may still be asked for symbols.
+pub enum BlockEncoder {
+    None {
+        data: Vec<u8>,
+    },
+    RaptorQ(Box<SourceBlockEncoder>),
+    ReedSolomon {
+        data: Vec<u8>,
+        recovery: Vec<u8>,
+        pool: u32,
+    },
+}
+
+impl BlockEncoder {
+    /// `data` is the block padded to K * T bytes (so F = K * T); `pool` is the number of
+    /// Reed-Solomon recovery shards.
+    pub fn new(
+        codec: Codec,
+        block: u64,
+        data: Vec<u8>,
+        symbol_size: u16,
+        pool: u16,
+    ) -> BlockEncoder {
+        let t = usize::from(symbol_size);
+        debug_assert_eq!(data.len() % t, 0);
+        match codec {
+            Codec::None => BlockEncoder::None { data },
+            Codec::RaptorQ => {
+                let config = oti(data.len() as u64, symbol_size);
+                BlockEncoder::RaptorQ(Box::new(SourceBlockEncoder::new(
+                    block as u8,
+                    &config,
+                    &data,
+                )))
+            }
+            Codec::ReedSolomon => {
+                let k = data.len() / t;
+                let mut encoder = ReedSolomonEncoder::new(k, usize::from(pool), t)
+                    .expect("Reed-Solomon parameters are checked by the sender");
+                for shard in data.chunks_exact(t) {
+                    encoder.add_original_shard(shard).expect("shard size");
+                }
+                let result = encoder.encode().expect("all shards added");
+                let mut recovery = Vec::with_capacity(usize::from(pool) * t);
+                for shard in result.recovery_iter() {
+                    recovery.extend_from_slice(shard);
+                }
+                drop(result);
+                BlockEncoder::ReedSolomon {
+                    data,
+                    recovery,
+                    pool: u32::from(pool),
+                }
+            }
+        }
+    }
+
+    /// The K source symbols, ESI 0..K.
+    pub fn source_symbols(&self, symbol_size: usize) -> Vec<Vec<u8>> {
+        match self {
+            BlockEncoder::RaptorQ(encoder) => encoder
+                .source_packets()
+                .into_iter()
+                .map(|p| p.split().1)
+                .collect(),
+            BlockEncoder::None { data } | BlockEncoder::ReedSolomon { data, .. } => {
+                data.chunks_exact(symbol_size).map(<[u8]>::to_vec).collect()
+            }
+        }
+    }
+
+    /// `count` repair symbols starting with the `first`-th, with their ESIs.
+    pub fn repair_symbols(
+        &self,
+        first: u32,
+        count: u32,
+        symbol_size: usize,
+    ) -> Vec<(u32, Vec<u8>)> {
+        match self {
+            BlockEncoder::None { .. } => Vec::new(),
+            // Repair ESIs start at K' (RFC 6330 5.3.4); never-repeating while below 2^24.
+            BlockEncoder::RaptorQ(encoder) => encoder
+                .repair_packets(first, count)
+                .into_iter()
+                .map(|p| {
+                    let (id, data) = p.split();
+                    (id.encoding_symbol_id(), data)
+                })
+                .collect(),
+            BlockEncoder::ReedSolomon {
+                data,
+                recovery,
+                pool,
+            } => {
+                let k = (data.len() / symbol_size) as u32;
+                (0..count)
+                    .map(|i| {
+                        // The pool is fixed: past its end the same recovery shards come round.
+                        let n = (first.wrapping_add(i) % pool) as usize;
+                        let shard = recovery[n * symbol_size..(n + 1) * symbol_size].to_vec();
+                        (k + n as u32, shard)
+                    })
+                    .collect()
+            }
+        }
+    }
+}
+
+/// Collects the symbols of one block until it can be rebuilt.
+pub enum BlockDecoder {
+    Collect {
+        symbols: Vec<Option<Vec<u8>>>,
+        have: u32,
+    },
+    RaptorQ(Box<SourceBlockDecoder>, u8),
+    ReedSolomon {
+        decoder: Box<ReedSolomonDecoder>,
+        originals: Vec<Option<Vec<u8>>>,
+        have_original: u32,
+        have_recovery: u32,
+    },
+}
+
+impl BlockDecoder {
+    /// Parameters come from a parsed (so already validated) symbol header.
+    pub fn new(
+        codec: Codec,
+        block: u64,
+        transfer_length: u64,
+        symbol_size: u16,
+        pool: u16,
+    ) -> Option<Self> {
+        let k = transfer_length.div_ceil(u64::from(symbol_size)) as usize;
+        Some(match codec {
+            Codec::None => BlockDecoder::Collect {
+                symbols: vec![None; k],
+                have: 0,
+            },
+            Codec::RaptorQ => {
+                let config = oti(transfer_length, symbol_size);
+                BlockDecoder::RaptorQ(
+                    Box::new(SourceBlockDecoder::new(
+                        block as u8,
+                        &config,
+                        transfer_length,
+                    )),
+                    block as u8,
+                )
+            }
+            Codec::ReedSolomon => BlockDecoder::ReedSolomon {
+                decoder: Box::new(
+                    ReedSolomonDecoder::new(k, usize::from(pool), usize::from(symbol_size)).ok()?,
+                ),
+                originals: vec![None; k],
+                have_original: 0,
+                have_recovery: 0,
+            },
+        })
+    }
+
+    /// Adds a symbol (the caller has dropped duplicates); returns the K * T block bytes once
+    /// decodable.
+    pub fn add(&mut self, esi: u32, symbol: &[u8]) -> Option<Vec<u8>> {
+        match self {
+            BlockDecoder::Collect { symbols, have } => {
+                let slot = symbols.get_mut(esi as usize)?;
+                if slot.replace(symbol.to_vec()).is_none() {
+                    *have += 1;
+                }
+                (*have as usize == symbols.len())
+                    .then(|| symbols.iter_mut().flat_map(|s| s.take().unwrap()).collect())
+            }
+            BlockDecoder::RaptorQ(decoder, sbn) => decoder.decode(std::iter::once(
+                EncodingPacket::new(PayloadId::new(*sbn, esi), symbol.to_vec()),
+            )),
+            BlockDecoder::ReedSolomon {
+                decoder,
+                originals,
+                have_original,
+                have_recovery,
+            } => {
+                let k = originals.len() as u32;
+                if esi < k {
+                    if originals[esi as usize].is_some() {
+                        return None;
+                    }
+                    decoder.add_original_shard(esi as usize, symbol).ok()?;
+                    originals[esi as usize] = Some(symbol.to_vec());
+                    *have_original += 1;
+                } else {
+                    decoder
+                        .add_recovery_shard((esi - k) as usize, symbol)
+                        .ok()?;
+                    *have_recovery += 1;
+                }
+                if *have_original + *have_recovery < k {
+                    return None;
+                }
+                if *have_original < k {
+                    let result = decoder.decode().ok()?;
+                    for (i, shard) in result.restored_original_iter() {
+                        originals[i] = Some(shard.to_vec());
+                    }
+                }
+                Some(
+                    originals
+                        .iter_mut()
+                        .flat_map(|s| s.take().unwrap())
+                        .collect(),
+                )
+            }
+        }
+    }
+}

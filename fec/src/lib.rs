@@ -1,0 +1,18 @@
+//! fanout's FEC core, free of GStreamer: the packet format (docs/fec-format.md), source block
+//! content, the RaptorQ / Reed-Solomon / no-code codecs, and the sending and receiving state
+//! machines the `fec-payloader` and `fec-depayloader` elements drive.
+
+pub mod block;
+pub mod codec;
+pub mod description;
+pub mod packet;
+pub mod receiver;
+pub mod sender;
+pub mod sizing;
+
+pub use block::BufferMeta;
+pub use codec::Codec;
+pub use description::{Description, Mode};
+pub use receiver::{Output, Receiver, ReceiverConfig, ReceiverStats};
+pub use sender::{RepairRefused, Sender, SenderConfig, SenderStats};
+pub use sizing::MAX_SOURCE_SYMBOLS;

@@ -1,0 +1,361 @@
+//! The receiving side: merges symbols from any number of packets, sessions or senders of one
+//! flow, rebuilds blocks, and gives back the original buffers in order.
+//!
+//! Sans-IO: fed datagrams and the time, it returns outputs; the element owns clocks and pads.
+
+use std::collections::{BTreeMap, HashSet};
+
+use crate::block::{parse_pieces, BufferMeta};
+use crate::codec::BlockDecoder;
+use crate::description::{Description, DescriptionAssembler, Mode};
+use crate::packet::{self, Packet, SymbolHeader};
+
+#[derive(Debug, Clone)]
+pub struct ReceiverConfig {
+    /// Only this flow is taken; `None` locks onto the first flow seen.
+    pub flow: Option<u32>,
+    /// How long (ns) an incomplete block is waited for, from its first packet (stream mode).
+    pub latency: u64,
+    /// Blocks held at most, waiting for earlier ones; more are refused.
+    pub max_pending_blocks: u64,
+}
+
+impl Default for ReceiverConfig {
+    fn default() -> Self {
+        ReceiverConfig {
+            flow: None,
+            latency: 200_000_000,
+            max_pending_blocks: 256,
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Output {
+    /// The stream description changed (first one included).
+    Description(Description),
+    /// One original buffer; `discont` after a loss.
+    Buffer {
+        meta: BufferMeta,
+        data: Vec<u8>,
+        discont: bool,
+    },
+    /// Blocks `first..first + count` could not be rebuilt in time.
+    Lost { first: u64, count: u64 },
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ReceiverStats {
+    pub packets: u64,
+    /// Truncated, garbage, wrong version or checksum, or invalid header.
+    pub malformed: u64,
+    pub other_flow: u64,
+    pub duplicates: u64,
+    /// For blocks already given out or given up.
+    pub late: u64,
+    /// Contradicting what earlier packets of the same block said.
+    pub inconsistent: u64,
+    /// Too far ahead of the block being waited for.
+    pub out_of_range: u64,
+    pub symbols: u64,
+    pub blocks_decoded: u64,
+    /// Decoded blocks that needed repair symbols.
+    pub blocks_recovered: u64,
+    pub blocks_lost: u64,
+    /// Decoded blocks whose content did not parse (a faulty sender).
+    pub bad_blocks: u64,
+    pub buffers: u64,
+    /// Buffers cut by a lost block and dropped.
+    pub partial_buffers_dropped: u64,
+    pub descriptions: u64,
+    pub resyncs: u64,
+}
+
+struct PendingBlock {
+    first_seen: u64,
+    params: (crate::Codec, u64, u16, u16),
+    k: u32,
+    decoder: Option<BlockDecoder>,
+    seen: HashSet<u32>,
+    source_seen: u32,
+    decoded: Option<Vec<u8>>,
+}
+
+/// Consecutive out-of-range packets after which the sender is taken to have restarted.
+const RESYNC_AFTER: u32 = 256;
+
+pub struct Receiver {
+    cfg: ReceiverConfig,
+    flow: Option<u32>,
+    descriptions: DescriptionAssembler,
+    description: Option<Description>,
+    blocks: BTreeMap<u64, PendingBlock>,
+    next: Option<u64>,
+    partial: Option<(BufferMeta, Vec<u8>)>,
+    discont: bool,
+    out_of_range_run: u32,
+    pub stats: ReceiverStats,
+}
+
+impl Receiver {
+    pub fn new(cfg: ReceiverConfig) -> Receiver {
+        Receiver {
+            flow: cfg.flow,
+            cfg,
+            descriptions: DescriptionAssembler::default(),
+            description: None,
+            blocks: BTreeMap::new(),
+            next: None,
+            partial: None,
+            discont: false,
+            out_of_range_run: 0,
+            stats: ReceiverStats::default(),
+        }
+    }
+
+    pub fn description(&self) -> Option<&Description> {
+        self.description.as_ref()
+    }
+
+    /// Takes one datagram received at `now` (ns, any monotonic clock).
+    pub fn push(&mut self, datagram: &[u8], now: u64, out: &mut Vec<Output>) {
+        self.stats.packets += 1;
+        let packet = match packet::parse(datagram) {
+            Ok(p) => p,
+            Err(_) => {
+                self.stats.malformed += 1;
+                return;
+            }
+        };
+        let flow = match packet {
+            Packet::Symbol { header, .. } => header.flow,
+            Packet::Description { flow, .. } => flow,
+        };
+        if *self.flow.get_or_insert(flow) != flow {
+            self.stats.other_flow += 1;
+            return;
+        }
+        match packet {
+            Packet::Description {
+                version,
+                index,
+                count,
+                total_len,
+                data,
+                ..
+            } => match self
+                .descriptions
+                .add(version, index, count, total_len, data)
+            {
+                Ok(Some(desc)) => self.set_description(desc, out),
+                Ok(None) => (),
+                Err(()) => self.stats.malformed += 1,
+            },
+            Packet::Symbol { header, data } => self.add_symbol(&header, data, now),
+        }
+        self.drain(now, out);
+    }
+
+    /// Gives up on blocks whose time is up; call when [`Self::deadline`] passes.
+    pub fn poll(&mut self, now: u64, out: &mut Vec<Output>) {
+        self.drain(now, out);
+    }
+
+    /// End of stream: gives out everything decoded, in order, and declares the rest lost.
+    pub fn finish(&mut self, out: &mut Vec<Output>) {
+        if self.description.is_none() {
+            return;
+        }
+        self.drain(u64::MAX, out);
+        if self.partial.take().is_some() {
+            self.stats.partial_buffers_dropped += 1;
+        }
+    }
+
+    /// When the block waited for will be given up, if a packet does not complete it first.
+    pub fn deadline(&self) -> Option<u64> {
+        if self.description.as_ref()?.mode == Mode::Carousel {
+            return None;
+        }
+        let next = self.next?;
+        self.blocks
+            .range(next..)
+            .map(|(_, b)| b.first_seen)
+            .min()
+            .map(|t| t.saturating_add(self.cfg.latency))
+    }
+
+    fn set_description(&mut self, desc: Description, out: &mut Vec<Output>) {
+        if self.description.as_ref() == Some(&desc) {
+            return;
+        }
+        self.stats.descriptions += 1;
+        let caps_changed = self.description.as_ref().map(|d| &d.caps) != Some(&desc.caps);
+        if self.next.is_none() {
+            self.next = match desc.mode {
+                Mode::Carousel => Some(desc.first_block),
+                Mode::Stream => self.blocks.keys().next().copied(),
+            };
+            if let Some(next) = self.next {
+                self.blocks = self.blocks.split_off(&next);
+            }
+        }
+        if caps_changed
+            || self.description.as_ref().map(|d| d.time_segment) != Some(desc.time_segment)
+        {
+            out.push(Output::Description(desc.clone()));
+        }
+        self.description = Some(desc);
+    }
+
+    fn add_symbol(&mut self, h: &SymbolHeader, data: &[u8], now: u64) {
+        if let Some(next) = self.next {
+            if h.block < next {
+                self.stats.late += 1;
+                self.out_of_range_run = 0;
+                return;
+            }
+            if h.block - next >= self.cfg.max_pending_blocks {
+                self.stats.out_of_range += 1;
+                self.out_of_range_run += 1;
+                if self.out_of_range_run >= RESYNC_AFTER {
+                    self.resync();
+                }
+                return;
+            }
+        } else if !self.blocks.contains_key(&h.block)
+            && self.blocks.len() as u64 >= self.cfg.max_pending_blocks
+        {
+            // Not started yet (no description): keep the newest blocks only.
+            self.blocks.pop_first();
+        }
+        self.out_of_range_run = 0;
+        let params = (h.codec, h.transfer_length, h.symbol_size, h.pool);
+        let block = self.blocks.entry(h.block).or_insert_with(|| PendingBlock {
+            first_seen: now,
+            params,
+            k: h.source_symbols(),
+            decoder: BlockDecoder::new(h.codec, h.block, h.transfer_length, h.symbol_size, h.pool),
+            seen: HashSet::new(),
+            source_seen: 0,
+            decoded: None,
+        });
+        if block.params != params {
+            self.stats.inconsistent += 1;
+            return;
+        }
+        if block.decoded.is_some() || !block.seen.insert(h.esi) {
+            self.stats.duplicates += 1;
+            return;
+        }
+        self.stats.symbols += 1;
+        if h.esi < block.k {
+            block.source_seen += 1;
+        }
+        let Some(decoder) = block.decoder.as_mut() else {
+            return;
+        };
+        if let Some(mut bytes) = decoder.add(h.esi, data) {
+            bytes.truncate(h.transfer_length as usize);
+            self.stats.blocks_decoded += 1;
+            if block.source_seen < block.k {
+                self.stats.blocks_recovered += 1;
+            }
+            block.decoded = Some(bytes);
+            block.decoder = None;
+        }
+    }
+
+    fn resync(&mut self) {
+        self.stats.resyncs += 1;
+        self.blocks.clear();
+        self.next = None;
+        self.out_of_range_run = 0;
+        self.flush_partial();
+    }
+
+    fn flush_partial(&mut self) {
+        if self.partial.take().is_some() {
+            self.stats.partial_buffers_dropped += 1;
+        }
+        self.discont = true;
+    }
+
+    fn drain(&mut self, now: u64, out: &mut Vec<Output>) {
+        let Some(desc) = &self.description else {
+            return;
+        };
+        let carousel = desc.mode == Mode::Carousel;
+        let window_start = desc.first_block;
+        if self.next.is_none() {
+            self.next = self.blocks.keys().next().copied();
+        }
+        while let Some(next) = self.next {
+            if self.blocks.get(&next).is_some_and(|b| b.decoded.is_some()) {
+                let bytes = self.blocks.remove(&next).and_then(|b| b.decoded).unwrap();
+                self.give_out(next, &bytes, out);
+                self.next = Some(next + 1);
+                continue;
+            }
+            let waiting = self.blocks.range(next..).next().is_some();
+            if carousel && next < window_start && !self.blocks.contains_key(&next) {
+                // The carousel moved on past blocks we never got.
+                let skip_to = self
+                    .blocks
+                    .range(next..window_start)
+                    .next()
+                    .map_or(window_start, |(&n, _)| n);
+                self.lose(next, skip_to - next, out);
+                self.next = Some(skip_to);
+                continue;
+            }
+            let expired = if carousel {
+                waiting && (now == u64::MAX || next < window_start)
+            } else {
+                self.deadline().is_some_and(|d| now >= d)
+            };
+            if !expired {
+                break;
+            }
+            self.blocks.remove(&next);
+            self.lose(next, 1, out);
+            self.next = Some(next + 1);
+        }
+    }
+
+    fn lose(&mut self, first: u64, count: u64, out: &mut Vec<Output>) {
+        self.stats.blocks_lost += count;
+        self.flush_partial();
+        out.push(Output::Lost { first, count });
+    }
+
+    fn give_out(&mut self, number: u64, bytes: &[u8], out: &mut Vec<Output>) {
+        let Some(pieces) = parse_pieces(bytes) else {
+            self.stats.bad_blocks += 1;
+            self.lose(number, 1, out);
+            return;
+        };
+        for piece in pieces {
+            if piece.start {
+                if self.partial.is_some() {
+                    self.flush_partial();
+                }
+                self.partial = Some((piece.meta, Vec::with_capacity(piece.data.len())));
+            }
+            // A piece continuing a buffer whose start we never had is dropped.
+            let Some((_, data)) = self.partial.as_mut() else {
+                continue;
+            };
+            data.extend_from_slice(piece.data);
+            if piece.end {
+                let (meta, data) = self.partial.take().unwrap();
+                self.stats.buffers += 1;
+                out.push(Output::Buffer {
+                    meta,
+                    data,
+                    discont: std::mem::take(&mut self.discont),
+                });
+            }
+        }
+    }
+}

@@ -1,0 +1,356 @@
+//! The sending side: cuts buffers into source blocks and turns blocks into symbol packets,
+//! keeping recent blocks to answer repair requests and to run a carousel.
+
+use std::collections::VecDeque;
+
+use crate::block::{piece_header_len, put_piece_header, BufferMeta};
+use crate::codec::BlockEncoder;
+use crate::description::{Description, Mode, MAX_CAPS_LEN};
+use crate::packet::{self, SymbolHeader, ALIGNMENT, FLAG_REPAIR, MAX_ESI, MAX_SYMBOL_SIZE};
+use crate::sizing::{k_set, repair_count, round_k, MAX_SOURCE_SYMBOLS};
+use crate::Codec;
+
+#[derive(Debug, Clone)]
+pub struct SenderConfig {
+    pub flow: u32,
+    pub codec: Codec,
+    pub symbol_size: u16,
+    pub max_k: u16,
+    pub repair_percent: u32,
+    pub mode: Mode,
+    /// Blocks kept after sending, for repair requests and the carousel; 0 keeps all.
+    pub window: usize,
+    /// Index of the first repair symbol of each block, so that several senders of one flow
+    /// can send disjoint repair symbols.
+    pub first_repair: u32,
+    /// Send the K source symbols of each block (off for a sender that adds repair only).
+    pub send_source: bool,
+    /// Repeat the stream description every this many packets.
+    pub description_interval: u32,
+}
+
+impl Default for SenderConfig {
+    fn default() -> Self {
+        SenderConfig {
+            flow: 0,
+            codec: Codec::RaptorQ,
+            symbol_size: 1400,
+            max_k: 100,
+            repair_percent: 25,
+            mode: Mode::Stream,
+            window: 16,
+            first_repair: 0,
+            send_source: true,
+            description_interval: 64,
+        }
+    }
+}
+
+impl SenderConfig {
+    pub fn check(&self) -> Result<(), String> {
+        let t = usize::from(self.symbol_size);
+        if t == 0 || t % ALIGNMENT != 0 || t > MAX_SYMBOL_SIZE {
+            return Err(format!(
+                "symbol-size must be a multiple of {ALIGNMENT} between {ALIGNMENT} and {MAX_SYMBOL_SIZE}"
+            ));
+        }
+        if self.max_k == 0 || self.max_k > MAX_SOURCE_SYMBOLS {
+            return Err(format!(
+                "max-block-symbols must be between 1 and {MAX_SOURCE_SYMBOLS}"
+            ));
+        }
+        if self.codec == Codec::None && (self.mode == Mode::Carousel || !self.send_source) {
+            return Err(
+                "codec none has no repair symbols: no carousel, no repair-only sending".into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+struct SentBlock {
+    number: u64,
+    k: u16,
+    repair: u32,
+    pool: u16,
+    encoder: BlockEncoder,
+    /// Index of the next fresh repair symbol.
+    next_repair: u32,
+}
+
+/// Why a repair request was not served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RepairRefused {
+    NoCode,
+    UnknownBlock,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SenderStats {
+    pub blocks: u64,
+    pub source_packets: u64,
+    pub repair_packets: u64,
+    pub description_packets: u64,
+    pub padding_bytes: u64,
+}
+
+pub struct Sender {
+    cfg: SenderConfig,
+    k_set: Vec<u16>,
+    next_block: u64,
+    building: Vec<u8>,
+    window: VecDeque<SentBlock>,
+    carousel_next: u64,
+    description: Option<Description>,
+    description_version: u32,
+    since_description: u32,
+    pub stats: SenderStats,
+}
+
+impl Sender {
+    pub fn new(cfg: SenderConfig) -> Result<Sender, String> {
+        cfg.check()?;
+        Ok(Sender {
+            k_set: k_set(cfg.max_k),
+            building: Vec::with_capacity(cfg.block_capacity()),
+            cfg,
+            next_block: 0,
+            window: VecDeque::new(),
+            carousel_next: 0,
+            description: None,
+            description_version: 0,
+            since_description: 0,
+            stats: SenderStats::default(),
+        })
+    }
+
+    pub fn config(&self) -> &SenderConfig {
+        &self.cfg
+    }
+
+    /// Sets what the stream description says; it is sent with the next packet.
+    pub fn set_stream(&mut self, caps: String, time_segment: bool) -> Result<(), String> {
+        if caps.len() > MAX_CAPS_LEN {
+            return Err(format!("caps longer than {MAX_CAPS_LEN} bytes"));
+        }
+        self.description = Some(Description {
+            codec: self.cfg.codec,
+            mode: self.cfg.mode,
+            time_segment,
+            symbol_size: self.cfg.symbol_size,
+            max_k: self.cfg.max_k,
+            repair_percent: self.cfg.repair_percent.min(u32::from(u16::MAX)) as u16,
+            first_block: 0,
+            caps,
+        });
+        self.description_version = self.description_version.wrapping_add(1);
+        self.since_description = u32::MAX;
+        Ok(())
+    }
+
+    /// Bytes waiting in the block being built.
+    pub fn pending(&self) -> usize {
+        self.building.len()
+    }
+
+    /// The next block number to be closed.
+    pub fn next_block(&self) -> u64 {
+        self.next_block
+    }
+
+    /// Adds one buffer; full blocks are closed and their packets appended to `out`.
+    pub fn push_buffer(&mut self, meta: &BufferMeta, data: &[u8], out: &mut Vec<Vec<u8>>) {
+        let capacity = self.cfg.block_capacity();
+        let mut rest = data;
+        let mut start = true;
+        loop {
+            let room = capacity - self.building.len();
+            let header = piece_header_len(start, meta, rest.len());
+            if room < header + usize::from(!rest.is_empty()) {
+                self.close_block(out);
+                continue;
+            }
+            let n = rest.len().min(room - header);
+            let end = n == rest.len();
+            put_piece_header(&mut self.building, start, end, meta, n);
+            self.building.extend_from_slice(&rest[..n]);
+            rest = &rest[n..];
+            start = false;
+            if self.building.len() + 2 > capacity {
+                self.close_block(out);
+            }
+            if end {
+                break;
+            }
+        }
+    }
+
+    /// Closes the block being built (if any) and appends its packets to `out`.
+    pub fn flush(&mut self, out: &mut Vec<Vec<u8>>) {
+        self.close_block(out);
+    }
+
+    fn close_block(&mut self, out: &mut Vec<Vec<u8>>) {
+        if self.building.is_empty() {
+            return;
+        }
+        let t = usize::from(self.cfg.symbol_size);
+        let k = round_k(&self.k_set, self.building.len().div_ceil(t));
+        let mut data = std::mem::replace(
+            &mut self.building,
+            Vec::with_capacity(self.cfg.block_capacity()),
+        );
+        self.stats.padding_bytes += (usize::from(k) * t - data.len()) as u64;
+        data.resize(usize::from(k) * t, 0);
+
+        let repair = repair_count(self.cfg.codec, k, self.cfg.max_k, self.cfg.repair_percent);
+        let pool = match (self.cfg.codec, self.cfg.mode) {
+            (Codec::ReedSolomon, Mode::Stream) => (2 * repair).max(1),
+            (Codec::ReedSolomon, Mode::Carousel) => (2 * repair).max(u32::from(k)),
+            _ => 0,
+        }
+        .min(u32::from(u16::MAX)) as u16;
+        let number = self.next_block;
+        self.next_block += 1;
+        let block = SentBlock {
+            number,
+            k,
+            repair,
+            pool,
+            encoder: BlockEncoder::new(self.cfg.codec, number, data, self.cfg.symbol_size, pool),
+            next_repair: self.cfg.first_repair,
+        };
+        self.stats.blocks += 1;
+        self.window.push_back(block);
+        let newest = self.window.len() - 1;
+        if self.cfg.send_source {
+            let symbols = self.window[newest].encoder.source_symbols(t);
+            for (esi, symbol) in symbols.iter().enumerate() {
+                let p = self.symbol_packet(&self.window[newest], esi as u32, symbol);
+                self.stats.source_packets += 1;
+                self.emit(out, p);
+            }
+        }
+        self.send_repair(newest, repair, out);
+        let keep = self.cfg.window;
+        while keep > 0 && self.window.len() > keep {
+            self.window.pop_front();
+        }
+        if self.cfg.mode == Mode::Carousel && self.window.len() > 1 {
+            // A live carousel: each new block is followed by a fresh round of an older one.
+            self.carousel_round(out);
+        }
+    }
+
+    fn symbol_packet(&self, block: &SentBlock, esi: u32, symbol: &[u8]) -> Vec<u8> {
+        let header = SymbolHeader {
+            flow: self.cfg.flow,
+            codec: self.cfg.codec,
+            flags: if esi >= u32::from(block.k) {
+                FLAG_REPAIR
+            } else {
+                0
+            },
+            pool: block.pool,
+            block: block.number,
+            esi,
+            transfer_length: u64::from(block.k) * u64::from(self.cfg.symbol_size),
+            symbol_size: self.cfg.symbol_size,
+        };
+        let mut p = Vec::new();
+        packet::write_symbol(&mut p, &header, symbol);
+        p
+    }
+
+    fn emit(&mut self, out: &mut Vec<Vec<u8>>, p: Vec<u8>) {
+        if self.since_description >= self.cfg.description_interval {
+            if let Some(desc) = &mut self.description {
+                desc.first_block = self.window.front().map_or(self.next_block, |b| b.number);
+                let packets = desc.packets(self.cfg.flow, self.description_version);
+                self.stats.description_packets += packets.len() as u64;
+                out.extend(packets);
+                self.since_description = 0;
+            }
+        }
+        self.since_description = self.since_description.saturating_add(1);
+        out.push(p);
+    }
+
+    /// `count` fresh repair packets of window entry `i`.
+    fn repair_packets(&mut self, i: usize, count: u32) -> Vec<Vec<u8>> {
+        let t = usize::from(self.cfg.symbol_size);
+        let block = &mut self.window[i];
+        if block.encoder_is_none() || count == 0 {
+            return Vec::new();
+        }
+        // RaptorQ repair ESIs start at K' (< K + 256 for our K) and must stay below 2^24.
+        let last = MAX_ESI - u32::from(block.k) - 512;
+        if block.next_repair.saturating_add(count) > last {
+            block.next_repair = self.cfg.first_repair.min(last - count.min(last));
+        }
+        let symbols = block.encoder.repair_symbols(block.next_repair, count, t);
+        block.next_repair += count;
+        let block = &self.window[i];
+        let packets: Vec<Vec<u8>> = symbols
+            .iter()
+            .map(|(esi, s)| self.symbol_packet(block, *esi, s))
+            .collect();
+        self.stats.repair_packets += packets.len() as u64;
+        packets
+    }
+
+    fn send_repair(&mut self, i: usize, count: u32, out: &mut Vec<Vec<u8>>) {
+        for p in self.repair_packets(i, count) {
+            self.emit(out, p);
+        }
+    }
+
+    /// Sends a full fresh round (K + repair new symbols) of the next window block in turn;
+    /// false if the window is empty or the codec has no repair.
+    pub fn carousel_round(&mut self, out: &mut Vec<Vec<u8>>) -> bool {
+        if self.window.is_empty() || self.cfg.codec == Codec::None {
+            return false;
+        }
+        let i = self
+            .window
+            .iter()
+            .position(|b| b.number >= self.carousel_next)
+            .unwrap_or(0);
+        self.carousel_next = self.window[i].number + 1;
+        let count = u32::from(self.window[i].k) + self.window[i].repair;
+        self.send_repair(i, count, out);
+        true
+    }
+
+    /// Blocks kept for repair requests and the carousel.
+    pub fn window_blocks(&self) -> usize {
+        self.window.len()
+    }
+
+    /// Fresh repair symbols for `block`, for a receiver that lost some: the packets are
+    /// returned rather than appended, so the caller can tag them for that receiver.
+    pub fn repair(&mut self, block: u64, count: u32) -> Result<Vec<Vec<u8>>, RepairRefused> {
+        if self.cfg.codec == Codec::None {
+            return Err(RepairRefused::NoCode);
+        }
+        let i = self
+            .window
+            .iter()
+            .position(|b| b.number == block)
+            .ok_or(RepairRefused::UnknownBlock)?;
+        Ok(self.repair_packets(i, count))
+    }
+}
+
+impl SentBlock {
+    fn encoder_is_none(&self) -> bool {
+        matches!(self.encoder, BlockEncoder::None { .. })
+    }
+}
+
+impl SenderConfig {
+    /// Bytes of buffer data and piece headers one block holds.
+    pub fn block_capacity(&self) -> usize {
+        usize::from(self.max_k) * usize::from(self.symbol_size)
+    }
+}

@@ -1,0 +1,122 @@
+//! How many source symbols a block has and how many repair symbols it gets.
+//!
+//! K is rounded up to a small fixed set (RaptorQ caches one encoding plan per K, 64 at most),
+//! and a small block gets more repair than `repair-percent` alone gives it: enough to fail no
+//! more often than a full block at the loss rate the full block is designed for.
+
+use crate::Codec;
+
+/// Most source symbols a block may have (RaptorQ allows 56403; we keep plans small).
+pub const MAX_SOURCE_SYMBOLS: u16 = 8192;
+
+/// The K values a block may take, up to `max_k`: every K up to 10, then steps of about
+/// 15 %, then `max_k` itself. At most 64 values, the size of the RaptorQ plan cache.
+pub fn k_set(max_k: u16) -> Vec<u16> {
+    let mut set: Vec<u16> = Vec::new();
+    let mut k = 1f64;
+    while (k as u16) < max_k {
+        let v = k as u16;
+        if set.last() != Some(&v) {
+            set.push(v);
+        }
+        k = if k < 10.0 { k + 1.0 } else { (k * 1.15).ceil() };
+    }
+    set.push(max_k);
+    set
+}
+
+/// The smallest K in `set` holding `symbols` symbols.
+pub fn round_k(set: &[u16], symbols: usize) -> u16 {
+    *set.iter()
+        .find(|&&k| usize::from(k) >= symbols)
+        .unwrap_or(set.last().expect("non-empty K set"))
+}
+
+/// ln(P(X < need)) for X ~ Binomial(n, 1 - loss): the chance a block of n symbols arrives
+/// with fewer than `need` of them.
+fn ln_fail(n: u32, need: u32, loss: f64) -> f64 {
+    if need == 0 {
+        return f64::NEG_INFINITY;
+    }
+    if need > n {
+        return 0.0;
+    }
+    let (ln_p, ln_q) = ((1.0 - loss).ln(), loss.ln());
+    // Sum the terms x = 0..need-1 in log space, starting from the largest.
+    let mut ln_choose = 0.0;
+    let mut terms = Vec::with_capacity(need as usize);
+    for x in 0..need {
+        if x > 0 {
+            ln_choose += ((n - x + 1) as f64).ln() - (x as f64).ln();
+        }
+        terms.push(ln_choose + f64::from(x) * ln_p + f64::from(n - x) * ln_q);
+    }
+    let max = terms.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    max + terms.iter().map(|t| (t - max).exp()).sum::<f64>().ln()
+}
+
+/// Repair symbols for a block of `k` source symbols when a full block of `max_k` gets
+/// `repair_percent` %. The design loss rate is half the full block's repair share.
+pub fn repair_count(codec: Codec, k: u16, max_k: u16, repair_percent: u32) -> u32 {
+    if codec == Codec::None || repair_percent == 0 {
+        return 0;
+    }
+    let full_r = (u32::from(max_k) * repair_percent).div_ceil(100);
+    let r = (u32::from(k) * repair_percent).div_ceil(100);
+    if k >= max_k {
+        return full_r;
+    }
+    let loss = f64::from(full_r) / f64::from(u32::from(max_k) + full_r) / 2.0;
+    let need = |k: u16| u32::from(k) + codec.overhead();
+    let target = ln_fail(u32::from(max_k) + full_r, need(max_k), loss);
+    let mut r = r.max(1);
+    // Bounded: a block never gets more repair than a full block's worth of symbols.
+    while r < u32::from(max_k) + full_r && ln_fail(u32::from(k) + r, need(k), loss) > target {
+        r += 1;
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn k_set_is_small_and_ordered() {
+        for max in [1, 2, 10, 100, 1000, MAX_SOURCE_SYMBOLS] {
+            let set = k_set(max);
+            assert!(set.len() <= 64, "{max}: {}", set.len());
+            assert!(set.windows(2).all(|w| w[0] < w[1]));
+            assert_eq!(*set.last().unwrap(), max);
+            assert_eq!(set[0], 1);
+        }
+        let set = k_set(100);
+        assert_eq!(round_k(&set, 1), 1);
+        assert_eq!(round_k(&set, 100), 100);
+        assert_eq!(round_k(&set, 99), 100);
+        // Padding never costs more than about 15 %.
+        for n in 1..=100 {
+            let k = round_k(&set, n);
+            assert!(usize::from(k) * 100 <= n * 116 + 100, "{n} -> {k}");
+        }
+    }
+
+    #[test]
+    fn binomial_tail() {
+        // P(X < 1) for n = 1, loss 0.1 is 0.1.
+        assert!((ln_fail(1, 1, 0.1).exp() - 0.1).abs() < 1e-9);
+        // P(X < 2) for n = 2: 1 - 0.81.
+        assert!((ln_fail(2, 2, 0.1).exp() - 0.19).abs() < 1e-9);
+    }
+
+    #[test]
+    fn small_blocks_get_extra_repair() {
+        assert_eq!(repair_count(Codec::RaptorQ, 100, 100, 25), 25);
+        let r = repair_count(Codec::RaptorQ, 10, 100, 25);
+        assert!(r > 3, "{r}");
+        let loss = 25.0 / 125.0 / 2.0;
+        assert!(ln_fail(10 + r, 12, loss) <= ln_fail(125, 102, loss));
+        assert_eq!(repair_count(Codec::None, 10, 100, 25), 0);
+        assert!(repair_count(Codec::ReedSolomon, 1, 100, 20) >= 1);
+    }
+}

@@ -1,0 +1,318 @@
+//! Sender to receiver through lossy, reordered, merged and damaged packet streams.
+
+use fanout_fec::{BufferMeta, Codec, Mode, Output, Receiver, ReceiverConfig, Sender, SenderConfig};
+
+/// xorshift64*: deterministic loss patterns without a dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn chance(&mut self, p: f64) -> bool {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64 <= p
+    }
+}
+
+fn buffers(n: usize, seed: u64) -> Vec<(BufferMeta, Vec<u8>)> {
+    let mut rng = Rng(seed);
+    (0..n)
+        .map(|i| {
+            let len = match i % 7 {
+                0 => 0,
+                1 => 200_000,
+                _ => (rng.next() % 3000) as usize,
+            };
+            let data = (0..len).map(|_| rng.next() as u8).collect();
+            let meta = BufferMeta {
+                pts: (i % 5 != 0).then_some(i as u64 * 40_000_000),
+                dts: (i % 3 == 0).then_some(i as u64),
+                duration: Some(40_000_000),
+                flags: (i % 4) as u32 * 0x2000,
+            };
+            (meta, data)
+        })
+        .collect()
+}
+
+fn send(cfg: SenderConfig, input: &[(BufferMeta, Vec<u8>)]) -> Vec<Vec<u8>> {
+    let mut sender = Sender::new(cfg).unwrap();
+    sender
+        .set_stream("application/x-test".into(), true)
+        .unwrap();
+    let mut out = Vec::new();
+    for (meta, data) in input {
+        sender.push_buffer(meta, data, &mut out);
+    }
+    sender.flush(&mut out);
+    out
+}
+
+fn receive(packets: impl IntoIterator<Item = Vec<u8>>) -> (Vec<Output>, Receiver) {
+    let mut rx = Receiver::new(ReceiverConfig::default());
+    let mut out = Vec::new();
+    for p in packets {
+        rx.push(&p, 0, &mut out);
+    }
+    rx.finish(&mut out);
+    (out, rx)
+}
+
+fn buffers_of(outputs: &[Output]) -> Vec<(BufferMeta, Vec<u8>)> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Buffer { meta, data, .. } => Some((*meta, data.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Whether the outputs hold exactly the input buffers, in order (kept short on failure).
+fn same(outputs: &[Output], input: &[(BufferMeta, Vec<u8>)]) -> bool {
+    buffers_of(outputs) == input
+}
+
+/// Alternates between two packet streams, then gives the rest of the longer.
+fn interleave(a: Vec<Vec<u8>>, b: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut a, mut b) = (a.into_iter(), b.into_iter());
+    loop {
+        match (a.next(), b.next()) {
+            (None, None) => return out,
+            (x, y) => out.extend(x.into_iter().chain(y)),
+        }
+    }
+}
+
+fn config(codec: Codec) -> SenderConfig {
+    SenderConfig {
+        codec,
+        ..SenderConfig::default()
+    }
+}
+
+#[test]
+fn every_codec_round_trips_without_loss() {
+    let input = buffers(60, 1);
+    for codec in [Codec::None, Codec::RaptorQ, Codec::ReedSolomon] {
+        let (out, rx) = receive(send(config(codec), &input));
+        assert!(matches!(out[0], Output::Description(_)), "{codec:?}");
+        assert!(same(&out, &input), "{codec:?}");
+        assert_eq!(rx.stats.blocks_lost, 0);
+        assert_eq!(rx.stats.blocks_recovered, 0);
+    }
+}
+
+#[test]
+fn random_loss_is_repaired() {
+    let input = buffers(60, 2);
+    for codec in [Codec::RaptorQ, Codec::ReedSolomon] {
+        let mut rng = Rng(3);
+        let packets = send(config(codec), &input);
+        let (out, rx) = receive(packets.into_iter().filter(|_| !rng.chance(0.1)));
+        assert!(same(&out, &input), "{codec:?}: {:?}", rx.stats);
+        assert!(rx.stats.blocks_recovered > 0);
+    }
+}
+
+#[test]
+fn reordered_and_duplicated_packets_merge() {
+    let input = buffers(30, 4);
+    let mut packets = send(config(Codec::RaptorQ), &input);
+    let dup = packets.clone();
+    packets.extend(dup);
+    // Swap neighbours within each block's run of packets.
+    for pair in packets.chunks_mut(2) {
+        pair.reverse();
+    }
+    let mut rng = Rng(5);
+    let (out, rx) = receive(packets.into_iter().filter(|_| !rng.chance(0.05)));
+    assert!(same(&out, &input));
+    assert!(rx.stats.duplicates + rx.stats.late > 0);
+}
+
+#[test]
+fn a_lost_block_drops_only_its_buffers_and_marks_discont() {
+    let input = buffers(40, 6);
+    let packets = send(config(Codec::RaptorQ), &input);
+    // Drop every packet of block 2.
+    let packets = packets.into_iter().filter(|p| !(p[3] == 1 && p[19] == 2));
+    let (out, rx) = receive(packets);
+    assert_eq!(rx.stats.blocks_lost, 1);
+    assert!(out.contains(&Output::Lost { first: 2, count: 1 }));
+    let got = buffers_of(&out);
+    assert!(got.len() < input.len() && got.len() > input.len() / 2);
+    // Everything given out is exactly an input buffer, in order.
+    let mut it = input.iter();
+    for b in &got {
+        assert!(it.any(|i| i == b));
+    }
+    let after = out
+        .iter()
+        .skip_while(|o| !matches!(o, Output::Lost { .. }))
+        .nth(1);
+    assert!(
+        matches!(after, Some(Output::Buffer { discont: true, .. })),
+        "{after:?}"
+    );
+}
+
+#[test]
+fn two_senders_with_disjoint_repair_merge() {
+    let input = buffers(40, 7);
+    let a = send(config(Codec::RaptorQ), &input);
+    let b = send(
+        SenderConfig {
+            first_repair: 1_000_000,
+            send_source: false,
+            repair_percent: 100,
+            ..config(Codec::RaptorQ)
+        },
+        &input,
+    );
+    let mut rng = Rng(8);
+    let a_lossy: Vec<_> = a.into_iter().filter(|_| !rng.chance(0.3)).collect();
+    let b_lossy: Vec<_> = b.into_iter().filter(|_| !rng.chance(0.3)).collect();
+    let (alone, _) = receive(a_lossy.clone());
+    assert!(
+        !same(&alone, &input),
+        "30 % loss must beat 25 % repair alone"
+    );
+    let (out, rx) = receive(interleave(a_lossy, b_lossy));
+    assert!(same(&out, &input), "{:?}", rx.stats);
+}
+
+#[test]
+fn carousel_late_joiner_gets_everything() {
+    let input = buffers(40, 9);
+    let cfg = SenderConfig {
+        mode: Mode::Carousel,
+        window: 0,
+        description_interval: 16,
+        ..config(Codec::RaptorQ)
+    };
+    let mut sender = Sender::new(cfg).unwrap();
+    sender
+        .set_stream("application/x-test".into(), false)
+        .unwrap();
+    let mut packets = Vec::new();
+    for (meta, data) in &input {
+        sender.push_buffer(meta, data, &mut packets);
+    }
+    sender.flush(&mut packets);
+    let live = packets.len();
+    // After the input ends the carousel goes round once more.
+    for _ in 0..sender.window_blocks() {
+        assert!(sender.carousel_round(&mut packets));
+    }
+    let (out, rx) = receive(packets.into_iter().skip(live / 2));
+    assert!(same(&out, &input), "{:?}", rx.stats);
+}
+
+#[test]
+fn repair_requests_give_fresh_symbols() {
+    let input = buffers(10, 10);
+    let mut sender = Sender::new(config(Codec::RaptorQ)).unwrap();
+    sender
+        .set_stream("application/x-test".into(), true)
+        .unwrap();
+    let mut packets = Vec::new();
+    for (meta, data) in &input {
+        sender.push_buffer(meta, data, &mut packets);
+    }
+    sender.flush(&mut packets);
+    // Half the packets of every block are lost; requests replace them.
+    let kept: Vec<_> = packets.iter().step_by(2).cloned().collect();
+    let (out, _) = receive(kept.clone());
+    assert!(!same(&out, &input));
+    let mut all = kept;
+    for block in 0..sender.next_block() {
+        all.extend(sender.repair(block, 200).unwrap());
+    }
+    assert!(sender.repair(sender.next_block() + 5, 1).is_err());
+    let (out, _) = receive(all);
+    assert!(same(&out, &input));
+}
+
+#[test]
+fn damaged_packets_are_counted_and_never_output() {
+    let input = buffers(30, 11);
+    let packets = send(config(Codec::RaptorQ), &input);
+    let mut rng = Rng(12);
+    let mut damaged = Vec::new();
+    for p in &packets {
+        damaged.push(p.clone());
+        let mut bad = p.clone();
+        let i = (rng.next() as usize) % bad.len();
+        bad[i] ^= 1 << (rng.next() % 8);
+        damaged.push(bad);
+        damaged.push(p[..(rng.next() as usize) % p.len()].to_vec());
+        let mut v9 = p.clone();
+        v9[2] = 9;
+        damaged.push(v9);
+    }
+    let (out, rx) = receive(damaged);
+    assert!(same(&out, &input));
+    assert_eq!(rx.stats.malformed, 3 * packets.len() as u64);
+}
+
+#[test]
+fn flows_are_kept_apart() {
+    let a_in = buffers(20, 13);
+    let b_in = buffers(20, 14);
+    let a = send(
+        SenderConfig {
+            flow: 1,
+            ..config(Codec::RaptorQ)
+        },
+        &a_in,
+    );
+    let b = send(
+        SenderConfig {
+            flow: 2,
+            ..config(Codec::RaptorQ)
+        },
+        &b_in,
+    );
+    let mixed = interleave(a, b);
+    for (flow, expect) in [(1, &a_in), (2, &b_in)] {
+        let mut rx = Receiver::new(ReceiverConfig {
+            flow: Some(flow),
+            ..ReceiverConfig::default()
+        });
+        let mut out = Vec::new();
+        for p in &mixed {
+            rx.push(p, 0, &mut out);
+        }
+        rx.finish(&mut out);
+        assert!(same(&out, expect));
+        assert!(rx.stats.other_flow > 0);
+    }
+}
+
+#[test]
+fn an_incomplete_block_is_given_up_after_the_latency() {
+    let input = buffers(20, 15);
+    let packets = send(config(Codec::RaptorQ), &input);
+    let mut rx = Receiver::new(ReceiverConfig::default());
+    let mut out = Vec::new();
+    // Block 0 gets only its first packets; block 1 arrives whole, later.
+    for p in packets
+        .iter()
+        .filter(|p| p[3] != 1 || p[19] != 0 || p[23] < 3)
+    {
+        rx.push(p, 1_000, &mut out);
+    }
+    let deadline = rx.deadline().expect("waiting for block 0");
+    assert_eq!(deadline, 1_000 + 200_000_000);
+    rx.poll(deadline - 1, &mut out);
+    assert!(!out.iter().any(|o| matches!(o, Output::Lost { .. })));
+    rx.poll(deadline, &mut out);
+    assert!(out.contains(&Output::Lost { first: 0, count: 1 }));
+    assert!(buffers_of(&out).len() > 1);
+}
