@@ -95,6 +95,10 @@ impl Description {
     }
 }
 
+/// Fragments that contradict each other, or a description that does not parse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BadDescription;
+
 /// Reassembles description fragments; keeps only the newest version seen.
 #[derive(Debug, Default)]
 pub struct DescriptionAssembler {
@@ -113,14 +117,14 @@ impl DescriptionAssembler {
         count: u8,
         total_len: u16,
         data: &[u8],
-    ) -> Result<Option<Description>, ()> {
+    ) -> Result<Option<Description>, BadDescription> {
         if self.version != Some(version) {
             self.version = Some(version);
             self.total_len = total_len;
             self.fragments = vec![None; usize::from(count)];
         }
         if self.fragments.len() != usize::from(count) || self.total_len != total_len {
-            return Err(());
+            return Err(BadDescription);
         }
         self.fragments[usize::from(index)] = Some(data.to_vec());
         if self.fragments.iter().any(Option::is_none) {
@@ -130,9 +134,11 @@ impl DescriptionAssembler {
         // Start over for the next repetition, so a damaged set is not kept forever.
         self.version = None;
         if bytes.len() != usize::from(total_len) {
-            return Err(());
+            return Err(BadDescription);
         }
-        Description::from_bytes(&bytes).map(Some).ok_or(())
+        Description::from_bytes(&bytes)
+            .map(Some)
+            .ok_or(BadDescription)
     }
 }
 
@@ -187,7 +193,7 @@ mod tests {
     fn inconsistent_fragments_are_refused() {
         let mut asm = DescriptionAssembler::default();
         assert_eq!(asm.add(1, 0, 2, 30, &[0; 10]), Ok(None));
-        assert_eq!(asm.add(1, 1, 3, 30, &[0; 10]), Err(()));
+        assert_eq!(asm.add(1, 1, 3, 30, &[0; 10]), Err(BadDescription));
         assert!(Description::from_bytes(&[9; 20]).is_none());
     }
 }

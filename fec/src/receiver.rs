@@ -53,7 +53,7 @@ pub struct ReceiverStats {
     pub duplicates: u64,
     /// For blocks already given out or given up.
     pub late: u64,
-    /// Contradicting what earlier packets of the same block said.
+    /// Contradicting what the first packets of the same block said.
     pub inconsistent: u64,
     /// Too far ahead of the block being waited for.
     pub out_of_range: u64,
@@ -62,7 +62,7 @@ pub struct ReceiverStats {
     /// Decoded blocks that needed repair symbols.
     pub blocks_recovered: u64,
     pub blocks_lost: u64,
-    /// Decoded blocks whose content did not parse (a faulty sender).
+    /// Decodings whose content did not parse (a faulty or forged sender).
     pub bad_blocks: u64,
     pub buffers: u64,
     /// Buffers cut by a lost block and dropped.
@@ -71,15 +71,25 @@ pub struct ReceiverStats {
     pub resyncs: u64,
 }
 
-struct PendingBlock {
-    first_seen: u64,
+/// Symbols of one block that agree on its parameters (codec, F, T, pool).
+struct Variant {
     params: (crate::Codec, u64, u16, u16),
     k: u32,
     decoder: Option<BlockDecoder>,
     seen: HashSet<u32>,
     source_seen: u32,
+}
+
+struct PendingBlock {
+    first_seen: u64,
+    /// Normally one; packets contradicting the first ones get their own, so a forged or
+    /// damaged first packet cannot make the real ones unusable.
+    variants: Vec<Variant>,
     decoded: Option<Vec<u8>>,
 }
+
+/// Parameter sets kept per block at most.
+const MAX_VARIANTS: usize = 3;
 
 /// Consecutive out-of-range packets after which the sender is taken to have restarted.
 const RESYNC_AFTER: u32 = 256;
@@ -149,7 +159,7 @@ impl Receiver {
             {
                 Ok(Some(desc)) => self.set_description(desc, out),
                 Ok(None) => (),
-                Err(()) => self.stats.malformed += 1,
+                Err(_) => self.stats.malformed += 1,
             },
             Packet::Symbol { header, data } => self.add_symbol(&header, data, now),
         }
@@ -233,37 +243,67 @@ impl Receiver {
         let params = (h.codec, h.transfer_length, h.symbol_size, h.pool);
         let block = self.blocks.entry(h.block).or_insert_with(|| PendingBlock {
             first_seen: now,
-            params,
-            k: h.source_symbols(),
-            decoder: BlockDecoder::new(h.codec, h.block, h.transfer_length, h.symbol_size, h.pool),
-            seen: HashSet::new(),
-            source_seen: 0,
+            variants: Vec::new(),
             decoded: None,
         });
-        if block.params != params {
-            self.stats.inconsistent += 1;
+        if block.decoded.is_some() {
+            self.stats.duplicates += 1;
             return;
         }
-        if block.decoded.is_some() || !block.seen.insert(h.esi) {
+        let i = match block.variants.iter().position(|v| v.params == params) {
+            Some(i) => i,
+            None if block.variants.len() < MAX_VARIANTS => {
+                block.variants.push(Variant {
+                    params,
+                    k: h.source_symbols(),
+                    decoder: BlockDecoder::new(
+                        h.codec,
+                        h.block,
+                        h.transfer_length,
+                        h.symbol_size,
+                        h.pool,
+                    ),
+                    seen: HashSet::new(),
+                    source_seen: 0,
+                });
+                block.variants.len() - 1
+            }
+            None => {
+                self.stats.inconsistent += 1;
+                return;
+            }
+        };
+        if i > 0 {
+            self.stats.inconsistent += 1;
+        }
+        let variant = &mut block.variants[i];
+        if !variant.seen.insert(h.esi) {
             self.stats.duplicates += 1;
             return;
         }
         self.stats.symbols += 1;
-        if h.esi < block.k {
-            block.source_seen += 1;
+        if h.esi < variant.k {
+            variant.source_seen += 1;
         }
-        let Some(decoder) = block.decoder.as_mut() else {
+        let Some(decoder) = variant.decoder.as_mut() else {
             return;
         };
-        if let Some(mut bytes) = decoder.add(h.esi, data) {
-            bytes.truncate(h.transfer_length as usize);
-            self.stats.blocks_decoded += 1;
-            if block.source_seen < block.k {
-                self.stats.blocks_recovered += 1;
-            }
-            block.decoded = Some(bytes);
-            block.decoder = None;
+        let Some(mut bytes) = decoder.add(h.esi, data) else {
+            return;
+        };
+        bytes.truncate(h.transfer_length as usize);
+        // A variant decoding to content that does not parse was not the sender's block.
+        if parse_pieces(&bytes).is_none() {
+            self.stats.bad_blocks += 1;
+            variant.decoder = None;
+            return;
         }
+        self.stats.blocks_decoded += 1;
+        if variant.source_seen < variant.k {
+            self.stats.blocks_recovered += 1;
+        }
+        block.decoded = Some(bytes);
+        block.variants.clear();
     }
 
     fn resync(&mut self) {
@@ -293,7 +333,7 @@ impl Receiver {
         while let Some(next) = self.next {
             if self.blocks.get(&next).is_some_and(|b| b.decoded.is_some()) {
                 let bytes = self.blocks.remove(&next).and_then(|b| b.decoded).unwrap();
-                self.give_out(next, &bytes, out);
+                self.give_out(&bytes, out);
                 self.next = Some(next + 1);
                 continue;
             }
@@ -329,12 +369,8 @@ impl Receiver {
         out.push(Output::Lost { first, count });
     }
 
-    fn give_out(&mut self, number: u64, bytes: &[u8], out: &mut Vec<Output>) {
-        let Some(pieces) = parse_pieces(bytes) else {
-            self.stats.bad_blocks += 1;
-            self.lose(number, 1, out);
-            return;
-        };
+    fn give_out(&mut self, bytes: &[u8], out: &mut Vec<Output>) {
+        let pieces = parse_pieces(bytes).expect("checked when decoded");
         for piece in pieces {
             if piece.start {
                 if self.partial.is_some() {

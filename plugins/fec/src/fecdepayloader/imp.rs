@@ -1,0 +1,546 @@
+// SPDX-License-Identifier: MPL-2.0
+
+//! `fec-depayloader`: rebuilds the original buffers from any sufficient subset of packets,
+//! whatever order, duplicates or number of senders they come in. The block logic lives in
+//! `fanout_fec::Receiver`; this file owns pads, caps, the latency timer and messages.
+
+use std::str::FromStr;
+use std::sync::{LazyLock, Mutex};
+use std::time::{Duration, Instant};
+
+use fanout_fec::{Output, Receiver, ReceiverConfig, ReceiverStats};
+use gst::glib;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+
+pub static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "fec-depayloader",
+        gst::DebugColorFlags::empty(),
+        Some("fanout FEC depayloader: fountain-coded packets back to buffers"),
+    )
+});
+
+const DEFAULT_LATENCY: u64 = 200_000_000;
+/// Lost-block warnings go on the bus at most this often.
+const WARNING_INTERVAL: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone, Copy)]
+struct Settings {
+    latency: u64,
+    flow: i64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            latency: DEFAULT_LATENCY,
+            flow: -1,
+        }
+    }
+}
+
+struct State {
+    receiver: Receiver,
+    /// Whether caps and segment went out.
+    configured: bool,
+    time_segment: bool,
+    /// End of the last buffer pushed, to size the GAP event after a loss.
+    last_end: Option<gst::ClockTime>,
+    gap_pending: bool,
+    last_warning: Option<Instant>,
+    lost_since_warning: u64,
+    caps_errors: u64,
+    timer: Option<(u64, gst::SingleShotClockId)>,
+}
+
+pub struct FecDepayloader {
+    sinkpad: gst::Pad,
+    srcpad: gst::Pad,
+    settings: Mutex<Settings>,
+    state: Mutex<Option<State>>,
+    /// Statistics of the last run, readable after stopping.
+    last_stats: Mutex<Option<gst::Structure>>,
+    /// Serializes pushes from the streaming thread and the latency timer.
+    push_lock: Mutex<()>,
+    clock: gst::Clock,
+}
+
+impl FecDepayloader {
+    fn now(&self) -> u64 {
+        self.clock.time().nseconds()
+    }
+
+    fn sink_chain(
+        &self,
+        _pad: &gst::Pad,
+        buffer: gst::Buffer,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let _push = self.push_lock.lock().unwrap();
+        let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
+        let mut outputs = Vec::new();
+        {
+            let mut guard = self.state.lock().unwrap();
+            let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
+            state.receiver.push(&map, self.now(), &mut outputs);
+        }
+        drop(map);
+        let ret = self.push_outputs(outputs);
+        self.schedule_timer();
+        ret
+    }
+
+    /// Wakes up when the block waited for is due, if no packet completes it first.
+    fn schedule_timer(&self) {
+        let mut guard = self.state.lock().unwrap();
+        let Some(state) = guard.as_mut() else { return };
+        let Some(deadline) = state.receiver.deadline() else {
+            return;
+        };
+        if state.timer.as_ref().is_some_and(|(t, _)| *t <= deadline) {
+            return;
+        }
+        if let Some((_, id)) = state.timer.take() {
+            id.unschedule();
+        }
+        let id = self
+            .clock
+            .new_single_shot_id(gst::ClockTime::from_nseconds(deadline));
+        let weak = self.obj().downgrade();
+        let scheduled = id.wait_async(move |_clock, _time, _id| {
+            if let Some(obj) = weak.upgrade() {
+                obj.imp().on_timer();
+            }
+        });
+        if scheduled.is_ok() {
+            state.timer = Some((deadline, id));
+        }
+    }
+
+    fn on_timer(&self) {
+        let _push = self.push_lock.lock().unwrap();
+        let mut outputs = Vec::new();
+        {
+            let mut guard = self.state.lock().unwrap();
+            let Some(state) = guard.as_mut() else { return };
+            state.timer = None;
+            state.receiver.poll(self.now(), &mut outputs);
+        }
+        let _ = self.push_outputs(outputs);
+        self.schedule_timer();
+    }
+
+    fn push_outputs(&self, outputs: Vec<Output>) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let mut list = gst::BufferList::new();
+        for output in outputs {
+            match output {
+                Output::Description(desc) => {
+                    self.push_list(&mut list)?;
+                    self.configure(&desc.caps, desc.time_segment)?;
+                }
+                Output::Buffer {
+                    meta,
+                    data,
+                    discont,
+                } => {
+                    let mut buffer = gst::Buffer::from_mut_slice(data);
+                    let gap = {
+                        let b = buffer.get_mut().unwrap();
+                        let ts = |v: Option<u64>| v.map(gst::ClockTime::from_nseconds);
+                        b.set_pts(ts(meta.pts));
+                        b.set_dts(ts(meta.dts));
+                        b.set_duration(ts(meta.duration));
+                        let mut flags = gst::BufferFlags::from_bits_truncate(meta.flags);
+                        flags.set(
+                            gst::BufferFlags::DISCONT,
+                            discont || flags.contains(gst::BufferFlags::DISCONT),
+                        );
+                        b.set_flags(flags);
+                        self.gap_before(b)
+                    };
+                    if let Some(gap) = gap {
+                        self.push_list(&mut list)?;
+                        self.srcpad.push_event(gap);
+                    }
+                    list.get_mut().unwrap().add(buffer);
+                }
+                Output::Lost { first, count } => {
+                    self.lost(first, count);
+                }
+            }
+        }
+        self.push_list(&mut list)
+    }
+
+    fn push_list(&self, list: &mut gst::BufferList) -> Result<gst::FlowSuccess, gst::FlowError> {
+        if list.is_empty() {
+            return Ok(gst::FlowSuccess::Ok);
+        }
+        let configured = self
+            .state
+            .lock()
+            .unwrap()
+            .as_ref()
+            .is_some_and(|s| s.configured);
+        if !configured {
+            // The receiver gives out no buffer before a description: cannot happen.
+            return Err(gst::FlowError::NotNegotiated);
+        }
+        self.srcpad
+            .push_list(std::mem::replace(list, gst::BufferList::new()))
+    }
+
+    /// A GAP event covering what a lost block held, once the next buffer says where it ends.
+    fn gap_before(&self, buffer: &gst::BufferRef) -> Option<gst::Event> {
+        let mut guard = self.state.lock().unwrap();
+        let state = guard.as_mut()?;
+        let gap = if std::mem::take(&mut state.gap_pending) {
+            match (state.last_end, buffer.pts()) {
+                (Some(end), Some(pts)) if pts > end => {
+                    Some(gst::event::Gap::builder(end).duration(pts - end).build())
+                }
+                _ => None,
+            }
+        } else {
+            None
+        };
+        if let Some(pts) = buffer.pts() {
+            state.last_end = Some(pts + buffer.duration().unwrap_or_default());
+        }
+        gap
+    }
+
+    fn lost(&self, first: u64, count: u64) {
+        let warn = {
+            let mut guard = self.state.lock().unwrap();
+            let Some(state) = guard.as_mut() else { return };
+            state.gap_pending = state.time_segment;
+            state.lost_since_warning += count;
+            let due = state
+                .last_warning
+                .is_none_or(|t| t.elapsed() >= WARNING_INTERVAL);
+            due.then(|| {
+                state.last_warning = Some(Instant::now());
+                (
+                    std::mem::take(&mut state.lost_since_warning),
+                    state.receiver.stats.blocks_lost,
+                )
+            })
+        };
+        gst::debug!(CAT, imp = self, "blocks {first}..{} lost", first + count);
+        if let Some((recent, total)) = warn {
+            gst::element_imp_warning!(
+                self,
+                gst::StreamError::Decode,
+                ["{recent} block(s) could not be rebuilt in time (from block {first}; {total} in all): too much loss for the repair sent, or latency too short"]
+            );
+        }
+    }
+
+    /// Caps of the original stream and a segment from zero, in the input's format.
+    fn configure(&self, caps: &str, time_segment: bool) -> Result<(), gst::FlowError> {
+        let caps = match gst::Caps::from_str(caps) {
+            // The input had no caps (a plain file): neither has the output.
+            _ if caps.is_empty() => None,
+            Ok(c) if c.is_fixed() => Some(c),
+            _ => {
+                if let Some(s) = self.state.lock().unwrap().as_mut() {
+                    s.caps_errors += 1;
+                }
+                gst::element_imp_error!(
+                    self,
+                    gst::StreamError::Format,
+                    ["The stream description carries caps that do not parse: {caps}"]
+                );
+                return Err(gst::FlowError::NotNegotiated);
+            }
+        };
+        gst::info!(CAT, imp = self, "stream caps {caps:?}");
+        let first = {
+            let mut guard = self.state.lock().unwrap();
+            let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
+            state.time_segment = time_segment;
+            !std::mem::replace(&mut state.configured, true)
+        };
+        if self
+            .srcpad
+            .sticky_event::<gst::event::StreamStart>(0)
+            .is_none()
+        {
+            let id = format!("fec-depayloader-{:08x}", rand_id());
+            self.srcpad.push_event(gst::event::StreamStart::new(&id));
+        }
+        if let Some(caps) = caps {
+            self.srcpad.push_event(gst::event::Caps::new(&caps));
+        }
+        if first {
+            let segment = if time_segment {
+                gst::FormattedSegment::<gst::ClockTime>::new().upcast()
+            } else {
+                gst::FormattedSegment::<gst::format::Bytes>::new().upcast()
+            };
+            self.srcpad.push_event(gst::event::Segment::new(&segment));
+        }
+        Ok(())
+    }
+
+    fn sink_event(&self, pad: &gst::Pad, event: gst::Event) -> bool {
+        use gst::EventView;
+        gst::log!(CAT, obj = pad, "event {event:?}");
+        match event.view() {
+            // Our caps and segment come from the stream description.
+            EventView::Caps(_) | EventView::Segment(_) => true,
+            EventView::StreamStart(_) => gst::Pad::event_default(pad, Some(&*self.obj()), event),
+            EventView::Eos(_) => {
+                let _push = self.push_lock.lock().unwrap();
+                let mut outputs = Vec::new();
+                if let Some(state) = self.state.lock().unwrap().as_mut() {
+                    state.receiver.finish(&mut outputs);
+                }
+                let _ = self.push_outputs(outputs);
+                let configured = self
+                    .state
+                    .lock()
+                    .unwrap()
+                    .as_ref()
+                    .is_some_and(|s| s.configured);
+                if !configured {
+                    gst::element_imp_warning!(self, gst::StreamError::Demux, ["The stream ended before any stream description arrived: nothing could be rebuilt"]);
+                }
+                gst::Pad::event_default(pad, Some(&*self.obj()), event)
+            }
+            _ => gst::Pad::event_default(pad, Some(&*self.obj()), event),
+        }
+    }
+
+    fn src_query(&self, pad: &gst::Pad, query: &mut gst::QueryRef) -> bool {
+        if let gst::QueryViewMut::Latency(q) = query.view_mut() {
+            if !self.sinkpad.peer_query(q.query_mut()) {
+                return false;
+            }
+            let (live, min, max) = q.result();
+            let ours = gst::ClockTime::from_nseconds(self.settings.lock().unwrap().latency);
+            q.set(live, min + ours, max.map(|m| m + ours));
+            return true;
+        }
+        gst::Pad::query_default(pad, Some(&*self.obj()), query)
+    }
+
+    fn current_stats(&self) -> gst::Structure {
+        let running = self.state.lock().unwrap().is_some();
+        match self.last_stats.lock().unwrap().clone() {
+            Some(last) if !running => last,
+            _ => self.stats(),
+        }
+    }
+
+    fn stats(&self) -> gst::Structure {
+        let guard = self.state.lock().unwrap();
+        let st: ReceiverStats = guard.as_ref().map(|s| s.receiver.stats).unwrap_or_default();
+        gst::Structure::builder("application/x-fanout-fec-depayloader-stats")
+            .field("packets", st.packets)
+            .field("malformed", st.malformed)
+            .field("other-flow", st.other_flow)
+            .field("duplicates", st.duplicates)
+            .field("late", st.late)
+            .field("inconsistent", st.inconsistent)
+            .field("out-of-range", st.out_of_range)
+            .field("symbols", st.symbols)
+            .field("blocks-decoded", st.blocks_decoded)
+            .field("blocks-recovered", st.blocks_recovered)
+            .field("blocks-lost", st.blocks_lost)
+            .field("bad-blocks", st.bad_blocks)
+            .field("buffers", st.buffers)
+            .field("partial-buffers-dropped", st.partial_buffers_dropped)
+            .field("descriptions", st.descriptions)
+            .field("resyncs", st.resyncs)
+            .field("caps-errors", guard.as_ref().map_or(0, |s| s.caps_errors))
+            .build()
+    }
+
+    fn start(&self) {
+        let settings = *self.settings.lock().unwrap();
+        let receiver = Receiver::new(ReceiverConfig {
+            flow: u32::try_from(settings.flow).ok(),
+            latency: settings.latency,
+            ..ReceiverConfig::default()
+        });
+        *self.state.lock().unwrap() = Some(State {
+            receiver,
+            configured: false,
+            time_segment: false,
+            last_end: None,
+            gap_pending: false,
+            last_warning: None,
+            lost_since_warning: 0,
+            caps_errors: 0,
+            timer: None,
+        });
+    }
+
+    fn stop(&self) {
+        let _push = self.push_lock.lock().unwrap();
+        *self.last_stats.lock().unwrap() = Some(self.stats());
+        if let Some(state) = self.state.lock().unwrap().take() {
+            if let Some((_, id)) = state.timer {
+                id.unschedule();
+            }
+        }
+    }
+}
+
+fn rand_id() -> u32 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(Instant::now()) as u32
+}
+
+#[glib::object_subclass]
+impl ObjectSubclass for FecDepayloader {
+    const NAME: &'static str = "GstFanoutFecDepayloader";
+    type Type = super::FecDepayloader;
+    type ParentType = gst::Element;
+
+    fn with_class(klass: &Self::Class) -> Self {
+        let sinkpad = gst::Pad::builder_from_template(&klass.pad_template("sink").unwrap())
+            .chain_function(|pad, parent, buffer| {
+                FecDepayloader::catch_panic_pad_function(
+                    parent,
+                    || Err(gst::FlowError::Error),
+                    |imp| imp.sink_chain(pad, buffer),
+                )
+            })
+            .event_function(|pad, parent, event| {
+                FecDepayloader::catch_panic_pad_function(
+                    parent,
+                    || false,
+                    |imp| imp.sink_event(pad, event),
+                )
+            })
+            .build();
+        let srcpad = gst::Pad::builder_from_template(&klass.pad_template("src").unwrap())
+            .query_function(|pad, parent, query| {
+                FecDepayloader::catch_panic_pad_function(
+                    parent,
+                    || false,
+                    |imp| imp.src_query(pad, query),
+                )
+            })
+            .build();
+        FecDepayloader {
+            sinkpad,
+            srcpad,
+            settings: Mutex::new(Settings::default()),
+            state: Mutex::new(None),
+            last_stats: Mutex::new(None),
+            push_lock: Mutex::new(()),
+            clock: gst::SystemClock::obtain(),
+        }
+    }
+}
+
+impl ObjectImpl for FecDepayloader {
+    fn properties() -> &'static [glib::ParamSpec] {
+        static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
+            vec![
+                glib::ParamSpecUInt64::builder("latency")
+                    .nick("Latency")
+                    .blurb("How long (ns) an incomplete block is waited for after its first packet before it is given up as lost (stream mode); added to the pipeline latency")
+                    .default_value(DEFAULT_LATENCY)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecInt64::builder("flow")
+                    .nick("Flow")
+                    .blurb("Flow id to rebuild; packets of other flows are counted and dropped (-1 = the first flow seen)")
+                    .minimum(-1)
+                    .maximum(i64::from(u32::MAX))
+                    .default_value(-1)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
+                    .nick("Statistics")
+                    .blurb("packets, malformed, other-flow, duplicates, late, inconsistent, out-of-range, symbols, blocks-decoded, blocks-recovered, blocks-lost, bad-blocks, buffers, partial-buffers-dropped, descriptions, resyncs, caps-errors")
+                    .read_only()
+                    .build(),
+            ]
+        });
+        PROPERTIES.as_ref()
+    }
+
+    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        let mut s = self.settings.lock().unwrap();
+        match pspec.name() {
+            "latency" => s.latency = value.get().unwrap(),
+            "flow" => s.flow = value.get().unwrap(),
+            other => unreachable!("unknown property {other}"),
+        }
+    }
+
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        match pspec.name() {
+            "latency" => self.settings.lock().unwrap().latency.to_value(),
+            "flow" => self.settings.lock().unwrap().flow.to_value(),
+            "stats" => self.current_stats().to_value(),
+            other => unreachable!("unknown property {other}"),
+        }
+    }
+
+    fn constructed(&self) {
+        self.parent_constructed();
+        let obj = self.obj();
+        obj.add_pad(&self.sinkpad).unwrap();
+        obj.add_pad(&self.srcpad).unwrap();
+    }
+}
+
+impl GstObjectImpl for FecDepayloader {}
+
+impl ElementImpl for FecDepayloader {
+    fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
+        static METADATA: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
+            gst::subclass::ElementMetadata::new(
+                "FEC depayloader",
+                "Codec/Depayloader/Network",
+                "Rebuilds the original buffers (bytes, timestamps, flags) from any sufficient subset of \
+                 fanout FEC packets, merging symbols from several sessions or senders",
+                "The fanout developers",
+            )
+        });
+        Some(&*METADATA)
+    }
+
+    fn pad_templates() -> &'static [gst::PadTemplate] {
+        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
+            vec![
+                gst::PadTemplate::new(
+                    "sink",
+                    gst::PadDirection::Sink,
+                    gst::PadPresence::Always,
+                    &gst::Caps::new_empty_simple("application/x-fanout-fec"),
+                )
+                .unwrap(),
+                gst::PadTemplate::new(
+                    "src",
+                    gst::PadDirection::Src,
+                    gst::PadPresence::Always,
+                    &gst::Caps::new_any(),
+                )
+                .unwrap(),
+            ]
+        });
+        TEMPLATES.as_ref()
+    }
+
+    fn change_state(
+        &self,
+        transition: gst::StateChange,
+    ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
+        if transition == gst::StateChange::ReadyToPaused {
+            self.start();
+        }
+        let ret = self.parent_change_state(transition)?;
+        if transition == gst::StateChange::PausedToReady {
+            self.stop();
+        }
+        Ok(ret)
+    }
+}

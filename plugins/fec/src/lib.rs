@@ -1,0 +1,101 @@
+// SPDX-License-Identifier: MPL-2.0
+#![allow(clippy::non_send_fields_in_send_ty)]
+
+//! fanout FEC plugin: `fec-payloader` turns any stream into self-describing datagrams of
+//! fountain-code symbols; `fec-depayloader` rebuilds the stream from any sufficient subset.
+//! The packet format and block logic are in the GStreamer-free `fanout-fec` crate.
+
+use gst::glib;
+use gst::prelude::*;
+
+mod fecdepayloader;
+mod fecpayloader;
+
+pub use fecdepayloader::FecDepayloader;
+pub use fecpayloader::FecPayloader;
+
+/// Name of the upstream custom event asking `fec-payloader` for fresh repair symbols.
+pub const REPAIR_REQUEST: &str = "fanout-repair-request";
+/// Name of the custom buffer meta naming the receiver a repair packet is for.
+pub const DESTINATION_META: &str = "FanoutDestinationMeta";
+
+#[derive(Debug, Eq, PartialEq, Hash, Clone, Copy, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstFanoutFecCodec")]
+pub enum FecCodec {
+    #[enum_value(
+        name = "RaptorQ (RFC 6330): rateless, any K+2 symbols decode almost always",
+        nick = "raptorq"
+    )]
+    RaptorQ = 0,
+    #[enum_value(
+        name = "Reed-Solomon (GF(2^16)): exactly any K symbols, fixed recovery pool",
+        nick = "reed-solomon"
+    )]
+    ReedSolomon = 1,
+    #[enum_value(name = "None: source symbols only, no protection", nick = "none")]
+    None = 2,
+}
+
+#[derive(Debug, Eq, PartialEq, Hash, Clone, Copy, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstFanoutFecMode")]
+pub enum FecMode {
+    #[enum_value(
+        name = "Stream: each block once, source plus repair symbols",
+        nick = "stream"
+    )]
+    Stream = 0,
+    #[enum_value(
+        name = "Carousel: kept blocks come round again with fresh repair symbols",
+        nick = "carousel"
+    )]
+    Carousel = 1,
+}
+
+/// Builds a `fanout-repair-request` event: `count` fresh repair symbols of `block` of `flow`,
+/// to be tagged with `destination` (any value; it comes back in the packets' meta).
+pub fn repair_request(
+    flow: u32,
+    block: u64,
+    count: u32,
+    destination: impl glib::value::ToSendValue,
+) -> gst::Event {
+    let s = gst::Structure::builder(REPAIR_REQUEST)
+        .field("flow", flow)
+        .field("block", block)
+        .field("count", count)
+        .field("destination", destination.to_send_value())
+        .build();
+    gst::event::CustomUpstream::new(s)
+}
+
+/// The destination a repair packet was made for, if it was.
+pub fn packet_destination(buffer: &gst::BufferRef) -> Option<glib::SendValue> {
+    let meta = gst::meta::CustomMeta::from_buffer(buffer, DESTINATION_META).ok()?;
+    meta.structure().value("destination").ok().cloned()
+}
+
+fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    if !gst::meta::CustomMeta::is_registered(DESTINATION_META) {
+        gst::meta::CustomMeta::register(DESTINATION_META, &[]);
+    }
+    FecCodec::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
+    FecMode::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
+    fecpayloader::register(plugin)?;
+    fecdepayloader::register(plugin)?;
+    Ok(())
+}
+
+gst::plugin_define!(
+    fanoutfec,
+    env!("CARGO_PKG_DESCRIPTION"),
+    plugin_init,
+    env!("CARGO_PKG_VERSION"),
+    // GStreamer's name for MPL-2.0.
+    "MPL",
+    env!("CARGO_PKG_NAME"),
+    "fanout",
+    env!("CARGO_PKG_REPOSITORY"),
+    "2026-11-23"
+);

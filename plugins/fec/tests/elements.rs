@@ -1,0 +1,290 @@
+// SPDX-License-Identifier: MPL-2.0
+
+//! fec-payloader and fec-depayloader in harnesses: exact buffers, repair requests, bad input.
+
+mod common;
+
+use common::*;
+use gst::prelude::*;
+use gst_check::Harness;
+
+const CAPS: &str = "video/mpegts, systemstream=(boolean)true, packetsize=(int)188";
+
+fn input(n: u64) -> Vec<gst::Buffer> {
+    (0..n)
+        .map(|i| {
+            let data: Vec<u8> = (0..(188 * (1 + i % 40)))
+                .map(|b| (b ^ i.wrapping_mul(77)) as u8)
+                .collect();
+            let mut b = gst::Buffer::from_mut_slice(data);
+            let m = b.get_mut().unwrap();
+            m.set_pts(gst::ClockTime::from_mseconds(1000 + i * 40));
+            if i % 3 == 0 {
+                m.set_dts(gst::ClockTime::from_mseconds(960 + i * 40));
+            }
+            m.set_duration(gst::ClockTime::from_mseconds(40));
+            if i % 10 != 0 {
+                m.set_flags(gst::BufferFlags::DELTA_UNIT);
+            }
+            b
+        })
+        .collect()
+}
+
+fn payloader(props: &str) -> Harness {
+    init();
+    let mut h = Harness::with_element(
+        &gst::parse::launch(&format!("fec-payloader {props}")).unwrap(),
+        Some("sink"),
+        Some("src"),
+    );
+    h.set_src_caps_str(CAPS);
+    h.play();
+    h
+}
+
+fn depayloader(props: &str) -> Harness {
+    init();
+    let mut h = Harness::with_element(
+        &gst::parse::launch(&format!("fec-depayloader {props}")).unwrap(),
+        Some("sink"),
+        Some("src"),
+    );
+    h.set_src_caps_str("application/x-fanout-fec");
+    h.play();
+    h
+}
+
+fn packets_of(h: &mut Harness) -> Vec<gst::Buffer> {
+    std::iter::from_fn(|| h.try_pull()).collect()
+}
+
+fn bytes(b: &gst::Buffer) -> Vec<u8> {
+    b.map_readable().unwrap().to_vec()
+}
+
+/// Pushes packets through a depayloader and returns what it gives out, after EOS.
+fn depayload(packets: &[gst::Buffer], props: &str) -> (Vec<gst::Buffer>, Harness) {
+    let mut h = depayloader(props);
+    for p in packets {
+        h.push(p.clone()).unwrap();
+    }
+    h.push_event(gst::event::Eos::new());
+    let out = packets_of(&mut h);
+    (out, h)
+}
+
+fn assert_same_buffers(got: &[gst::Buffer], want: &[gst::Buffer]) {
+    assert_eq!(got.len(), want.len());
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert_eq!(bytes(g), bytes(w), "buffer {i}");
+        assert_eq!(
+            (g.pts(), g.dts(), g.duration()),
+            (w.pts(), w.dts(), w.duration()),
+            "buffer {i}"
+        );
+        let flags = g.flags() - gst::BufferFlags::DISCONT;
+        assert_eq!(flags, w.flags(), "buffer {i}");
+    }
+}
+
+#[test]
+fn buffers_caps_and_timestamps_come_back_exactly() {
+    let mut pay = payloader("max-block-time=200000000");
+    let buffers = input(100);
+    for b in &buffers {
+        pay.push(b.clone()).unwrap();
+    }
+    pay.push_event(gst::event::Eos::new());
+    let packets = packets_of(&mut pay);
+    assert!(packets.iter().all(|p| p.size() <= 1452));
+    let (out, mut depay) = depayload(&packets, "");
+    assert_same_buffers(&out, &buffers);
+    let caps = depay.sinkpad().unwrap().current_caps().unwrap();
+    assert_eq!(caps, CAPS.parse::<gst::Caps>().unwrap());
+    // Blocks closed by time: 200 ms of 40 ms buffers is 5 buffers a block.
+    let blocks = pay
+        .element()
+        .unwrap()
+        .property::<gst::Structure>("stats")
+        .get::<u64>("blocks")
+        .unwrap();
+    assert!((18..=22).contains(&blocks), "{blocks}");
+    let segment = depay.pull_event().unwrap();
+    assert!(
+        segment.type_() == gst::EventType::StreamStart || segment.type_() == gst::EventType::Caps
+    );
+}
+
+#[test]
+fn repair_requests_answer_with_fresh_tagged_symbols() {
+    // Blocks close by time, so no EOS is needed (after EOS a pad sends nothing more).
+    let mut pay = payloader("repair-percent=0");
+    let buffers = input(31);
+    for b in &buffers {
+        pay.push(b.clone()).unwrap();
+    }
+    let buffers = &buffers[..30];
+    let packets = packets_of(&mut pay);
+    // A receiver missed every fourth packet (not the first block's only one: a receiver
+    // starts at the first block it sees): without repair symbols most blocks are lost.
+    let kept: Vec<_> = packets
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 4 != 2)
+        .map(|(_, p)| p.clone())
+        .collect();
+    let (out, _) = depayload(&kept, "");
+    assert!(out.len() < buffers.len() / 2, "{}", out.len());
+
+    let blocks = pay
+        .element()
+        .unwrap()
+        .property::<gst::Structure>("stats")
+        .get::<u64>("blocks")
+        .unwrap();
+    let mut all = kept;
+    for block in 0..blocks {
+        assert!(pay.push_upstream_event(gstfanoutfec::repair_request(0, block, 40, "client-7")));
+        let repairs = packets_of(&mut pay);
+        assert_eq!(repairs.len(), 40);
+        for r in &repairs {
+            let dest = gstfanoutfec::packet_destination(r).expect("tagged");
+            assert_eq!(dest.get::<String>().unwrap(), "client-7");
+        }
+        all.extend(repairs);
+    }
+    // Another flow's request, and one for a block never sent, are ignored.
+    assert!(pay.push_upstream_event(gstfanoutfec::repair_request(5, 0, 10, 1u32)));
+    assert!(pay.push_upstream_event(gstfanoutfec::repair_request(0, 999, 10, 1u32)));
+    assert!(packets_of(&mut pay).is_empty());
+    let stats = pay.element().unwrap().property::<gst::Structure>("stats");
+    assert_eq!(stats.get::<u64>("repair-requests").unwrap(), blocks + 1);
+    assert_eq!(stats.get::<u64>("repair-requests-refused").unwrap(), 1);
+
+    let (out, _) = depayload(&all, "");
+    assert_same_buffers(&out, buffers);
+}
+
+/// A symbol packet with a header field changed and the checksum made valid again.
+fn forged(p: &gst::Buffer, at: usize, value: u8) -> gst::Buffer {
+    let mut b = bytes(p);
+    b[at] = value;
+    let n = b.len() - 4;
+    let crc = crc32c(&b[..n]);
+    b[n..].copy_from_slice(&crc.to_be_bytes());
+    gst::Buffer::from_mut_slice(b)
+}
+
+fn crc32c(data: &[u8]) -> u32 {
+    // Bitwise CRC-32C (Castagnoli), enough for a test.
+    let mut crc = !0u32;
+    for &byte in data {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0x82f6_3b78
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+#[test]
+fn bad_packets_are_counted_and_never_reach_the_output() {
+    let mut pay = payloader("max-block-time=0");
+    let buffers = input(60);
+    for b in &buffers {
+        pay.push(b.clone()).unwrap();
+    }
+    pay.push_event(gst::event::Eos::new());
+    let packets = packets_of(&mut pay);
+    let mut mixed = Vec::new();
+    let mut forged_count = 0;
+    for (i, p) in packets.iter().enumerate() {
+        let b = bytes(p);
+        // Truncated, garbage, wrong version, bit flip.
+        mixed.push(gst::Buffer::from_mut_slice(b[..b.len() / 2].to_vec()));
+        mixed.push(gst::Buffer::from_mut_slice(vec![i as u8; 300]));
+        mixed.push(forged(p, 2, 2));
+        let mut flipped = b.clone();
+        flipped[b.len() / 3] ^= 0x10;
+        mixed.push(gst::Buffer::from_mut_slice(flipped));
+        if b[3] == 1 {
+            // K (through the transfer length) changing mid-block: inconsistent, dropped.
+            mixed.push(forged(p, 27, b[27].wrapping_add(8)));
+            forged_count += 1;
+        }
+        mixed.push(p.clone());
+    }
+    let (out, depay) = depayload(&mixed, "");
+    assert_same_buffers(&out, &buffers);
+    let stats = depay.element().unwrap().property::<gst::Structure>("stats");
+    assert_eq!(
+        stats.get::<u64>("malformed").unwrap(),
+        4 * packets.len() as u64,
+        "{stats}"
+    );
+    let inconsistent = stats.get::<u64>("inconsistent").unwrap();
+    assert!(inconsistent > 0 && inconsistent <= forged_count, "{stats}");
+}
+
+#[test]
+fn a_bad_symbol_size_is_a_clear_error() {
+    init();
+    let pay = gst::parse::launch("fec-payloader symbol-size=1001").unwrap();
+    let bus = gst::Bus::new();
+    pay.set_bus(Some(&bus));
+    assert!(pay.set_state(gst::State::Paused).is_err());
+    let msg = bus.pop_filtered(&[gst::MessageType::Error]).unwrap();
+    let gst::MessageView::Error(e) = msg.view() else {
+        unreachable!()
+    };
+    let text = format!("{} {:?}", e.error(), e.debug());
+    assert!(text.contains("symbol-size"), "{text}");
+    pay.set_state(gst::State::Null).unwrap();
+}
+
+#[test]
+fn latency_is_reported_and_bounds_the_wait() {
+    init();
+    let p = gst::parse::launch("fakesrc is-live=true ! application/x-fanout-fec ! fec-depayloader latency=300000000 name=d ! fakesink")
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+    p.set_state(gst::State::Paused).unwrap();
+    let mut q = gst::query::Latency::new();
+    let d = p.by_name("d").unwrap();
+    assert!(d.static_pad("src").unwrap().query(&mut q));
+    assert!(q.result().1 >= gst::ClockTime::from_mseconds(300));
+    p.set_state(gst::State::Null).unwrap();
+
+    // A block missing its tail is given up once the latency has passed, with no further packet.
+    let mut pay = payloader("max-block-time=0");
+    for b in input(40) {
+        pay.push(b).unwrap();
+    }
+    pay.push_event(gst::event::Eos::new());
+    let packets = packets_of(&mut pay);
+    let mut depay = depayloader("latency=50000000");
+    let start = std::time::Instant::now();
+    for (i, p) in packets.iter().enumerate() {
+        // Everything from the 60th packet of the first block on is lost.
+        if !(60..packets.len() - 5).contains(&i) {
+            depay.push(p.clone()).unwrap();
+        }
+    }
+    let mut lost = 0;
+    while lost == 0 && start.elapsed() < 20 * SECOND {
+        std::thread::sleep(SECOND / 20);
+        lost = depay
+            .element()
+            .unwrap()
+            .property::<gst::Structure>("stats")
+            .get::<u64>("blocks-lost")
+            .unwrap();
+    }
+    assert!(lost > 0, "the latency timer gave nothing up");
+}
