@@ -18,7 +18,7 @@ fn pipeline_files() -> Vec<PathBuf> {
 fn every_pipeline_runs_to_its_end() {
     let tmp = tempfile::tempdir().unwrap();
     let files = pipeline_files();
-    assert!(files.len() >= 7, "{files:?}");
+    assert!(files.len() >= 9, "{files:?}");
     for file in files {
         let description: String = std::fs::read_to_string(&file)
             .unwrap()
@@ -55,6 +55,15 @@ fn every_pipeline_runs_to_its_end() {
         twice.len(),
         want.len()
     );
+    for copy in ["fec-copy.ts", "carousel-copy.ts"] {
+        let got = std::fs::read(tmp.path().join(copy)).unwrap();
+        assert!(
+            got == recording,
+            "{copy}: {} bytes, want {}",
+            got.len(),
+            recording.len()
+        );
+    }
     let chase = tmp.path().join("chase.ts");
     std::fs::write(&chase, concat_ts(&tmp.path().join("chase"))).unwrap();
     assert_eq!(ffprobe_frames(&chase), 125);

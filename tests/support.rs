@@ -14,22 +14,31 @@ pub fn plugin_dir() -> PathBuf {
     // Test binaries live in target/<profile>/deps.
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().unwrap().parent().unwrap().to_owned();
-    let lib = dir.join("libgstfanoutrecording.so");
-    let built = std::fs::metadata(&lib)
-        .and_then(|m| m.modified())
-        .unwrap_or_else(|_| panic!("no {}: run `cargo build --workspace` first", lib.display()));
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let mut src_dirs = vec![root.join("store/src")];
     for plugin in std::fs::read_dir(root.join("plugins")).unwrap() {
-        src_dirs.push(plugin.unwrap().path().join("src"));
-    }
-    for src in src_dirs {
-        let newest = newest_mtime(&src);
-        assert!(
-            newest <= built,
-            "{} is older than the sources: run `cargo build --workspace` first",
-            lib.display()
-        );
+        let plugin = plugin.unwrap().path();
+        let area = plugin.file_name().unwrap().to_str().unwrap().to_owned();
+        let lib = dir.join(format!("libgstfanout{area}.so"));
+        let built = std::fs::metadata(&lib)
+            .and_then(|m| m.modified())
+            .unwrap_or_else(|_| {
+                panic!("no {}: run `cargo build --workspace` first", lib.display())
+            });
+        // The plugin's own sources and those of the workspace crates it uses.
+        let manifest = std::fs::read_to_string(plugin.join("Cargo.toml")).unwrap();
+        let mut src_dirs = vec![plugin.join("src")];
+        for (krate, dir) in [("fanout-store", "store"), ("fanout-fec", "fec")] {
+            if manifest.contains(krate) {
+                src_dirs.push(root.join(dir).join("src"));
+            }
+        }
+        for src in src_dirs {
+            assert!(
+                newest_mtime(&src) <= built,
+                "{} is older than the sources: run `cargo build --workspace` first",
+                lib.display()
+            );
+        }
     }
     dir
 }

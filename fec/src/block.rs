@@ -14,9 +14,6 @@ const HAS_DURATION: u8 = 0x10;
 const PIECE: u8 = 0x20;
 const KNOWN_FLAGS: u8 = 0x3f;
 
-/// Largest piece header: flags, buffer flags (u32), three u64 timestamps, a u32 length.
-pub const MAX_PIECE_HEADER: usize = 1 + 5 + 3 * 10 + 5;
-
 /// Timestamps and flags of one input buffer (GStreamer `GstBufferFlags` bits, opaque here).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BufferMeta {
@@ -84,11 +81,22 @@ pub fn put_piece_header(out: &mut Vec<u8>, start: bool, end: bool, meta: &Buffer
     put_varint(out, len as u64);
 }
 
+fn varint_len(v: u64) -> usize {
+    (64 - v.leading_zeros() as usize).max(1).div_ceil(7)
+}
+
 /// Length of the header [`put_piece_header`] would write.
 pub fn piece_header_len(start: bool, meta: &BufferMeta, len: usize) -> usize {
-    let mut tmp = Vec::with_capacity(MAX_PIECE_HEADER);
-    put_piece_header(&mut tmp, start, false, meta, len);
-    tmp.len()
+    let mut n = 1 + varint_len(len as u64);
+    if start {
+        n += varint_len(u64::from(meta.flags));
+        n += [meta.pts, meta.dts, meta.duration]
+            .into_iter()
+            .flatten()
+            .map(varint_len)
+            .sum::<usize>();
+    }
+    n
 }
 
 /// Reads the pieces of a decoded block; `None` if the content is malformed.
@@ -166,6 +174,36 @@ mod tests {
             // Less the data (3 + 2 + 1) and the two later headers (3 + 2).
             content - 11
         );
+    }
+
+    #[test]
+    fn header_length_is_what_is_written() {
+        for v in [
+            0u64,
+            1,
+            127,
+            128,
+            16383,
+            16384,
+            u64::from(u32::MAX),
+            u64::MAX,
+        ] {
+            let meta = BufferMeta {
+                pts: Some(v),
+                dts: None,
+                duration: Some(v / 3),
+                flags: v as u32,
+            };
+            for start in [false, true] {
+                let mut out = Vec::new();
+                put_piece_header(&mut out, start, false, &meta, (v % 100_000) as usize);
+                assert_eq!(
+                    out.len(),
+                    piece_header_len(start, &meta, (v % 100_000) as usize),
+                    "{v}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -102,20 +102,6 @@ impl BlockEncoder {
         }
     }
 
-    /// The K source symbols, ESI 0..K.
-    pub fn source_symbols(&self, symbol_size: usize) -> Vec<Vec<u8>> {
-        match self {
-            BlockEncoder::RaptorQ(encoder) => encoder
-                .source_packets()
-                .into_iter()
-                .map(|p| p.split().1)
-                .collect(),
-            BlockEncoder::None { data } | BlockEncoder::ReedSolomon { data, .. } => {
-                data.chunks_exact(symbol_size).map(<[u8]>::to_vec).collect()
-            }
-        }
-    }
-
     /// `count` repair symbols starting with the `first`-th, with their ESIs.
     pub fn repair_symbols(
         &self,
@@ -160,11 +146,14 @@ pub enum BlockDecoder {
         have: u32,
     },
     RaptorQ(Box<SourceBlockDecoder>, u8),
+    /// The decoder (and its work space) is made only once K symbols are in, so that memory
+    /// follows the symbols received, not the K a packet claims.
     ReedSolomon {
-        decoder: Box<ReedSolomonDecoder>,
         originals: Vec<Option<Vec<u8>>>,
         have_original: u32,
-        have_recovery: u32,
+        recovery: Vec<(usize, Vec<u8>)>,
+        pool: u16,
+        symbol_size: u16,
     },
 }
 
@@ -194,14 +183,17 @@ impl BlockDecoder {
                     block as u8,
                 )
             }
-            Codec::ReedSolomon => BlockDecoder::ReedSolomon {
-                decoder: Box::new(
-                    ReedSolomonDecoder::new(k, usize::from(pool), usize::from(symbol_size)).ok()?,
-                ),
-                originals: vec![None; k],
-                have_original: 0,
-                have_recovery: 0,
-            },
+            Codec::ReedSolomon => {
+                // Checked now so that a block the codec cannot handle fails at its first packet.
+                ReedSolomonDecoder::supports(k, usize::from(pool)).then_some(())?;
+                BlockDecoder::ReedSolomon {
+                    originals: vec![None; k],
+                    have_original: 0,
+                    recovery: Vec::new(),
+                    pool,
+                    symbol_size,
+                }
+            }
         })
     }
 
@@ -221,29 +213,37 @@ impl BlockDecoder {
                 EncodingPacket::new(PayloadId::new(*sbn, esi), symbol.to_vec()),
             )),
             BlockDecoder::ReedSolomon {
-                decoder,
                 originals,
                 have_original,
-                have_recovery,
+                recovery,
+                pool,
+                symbol_size,
             } => {
-                let k = originals.len() as u32;
+                let k = originals.len();
+                let esi = esi as usize;
                 if esi < k {
-                    if originals[esi as usize].is_some() {
-                        return None;
+                    if originals[esi].replace(symbol.to_vec()).is_none() {
+                        *have_original += 1;
                     }
-                    decoder.add_original_shard(esi as usize, symbol).ok()?;
-                    originals[esi as usize] = Some(symbol.to_vec());
-                    *have_original += 1;
-                } else {
-                    decoder
-                        .add_recovery_shard((esi - k) as usize, symbol)
-                        .ok()?;
-                    *have_recovery += 1;
+                } else if esi - k < usize::from(*pool) {
+                    recovery.push((esi - k, symbol.to_vec()));
                 }
-                if *have_original + *have_recovery < k {
+                let have = *have_original as usize;
+                if have + recovery.len() < k {
                     return None;
                 }
-                if *have_original < k {
+                if have < k {
+                    let mut decoder =
+                        ReedSolomonDecoder::new(k, usize::from(*pool), usize::from(*symbol_size))
+                            .ok()?;
+                    for (i, shard) in originals.iter().enumerate() {
+                        if let Some(shard) = shard {
+                            decoder.add_original_shard(i, shard).ok()?;
+                        }
+                    }
+                    for (i, shard) in recovery.iter() {
+                        decoder.add_recovery_shard(*i, shard).ok()?;
+                    }
                     let result = decoder.decode().ok()?;
                     for (i, shard) in result.restored_original_iter() {
                         originals[i] = Some(shard.to_vec());

@@ -13,6 +13,6 @@ pub mod sizing;
 pub use block::BufferMeta;
 pub use codec::Codec;
 pub use description::{Description, Mode};
-pub use receiver::{Output, Receiver, ReceiverConfig, ReceiverStats};
+pub use receiver::{Output, Payload, Receiver, ReceiverConfig, ReceiverStats};
 pub use sender::{RepairRefused, Sender, SenderConfig, SenderStats};
 pub use sizing::MAX_SOURCE_SYMBOLS;

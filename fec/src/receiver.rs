@@ -4,6 +4,8 @@
 //! Sans-IO: fed datagrams and the time, it returns outputs; the element owns clocks and pads.
 
 use std::collections::{BTreeMap, HashSet};
+use std::ops::Range;
+use std::sync::Arc;
 
 use crate::block::{parse_pieces, BufferMeta};
 use crate::codec::BlockDecoder;
@@ -18,6 +20,9 @@ pub struct ReceiverConfig {
     pub latency: u64,
     /// Blocks held at most, waiting for earlier ones; more are refused.
     pub max_pending_blocks: u64,
+    /// Bytes of symbols and rebuilt blocks held at most; past it only the block waited
+    /// for takes new symbols.
+    pub max_buffered_bytes: usize,
 }
 
 impl Default for ReceiverConfig {
@@ -26,9 +31,35 @@ impl Default for ReceiverConfig {
             flow: None,
             latency: 200_000_000,
             max_pending_blocks: 256,
+            max_buffered_bytes: 256 << 20,
         }
     }
 }
+
+/// The bytes of one rebuilt buffer: a range of a decoded block, shared without a copy, or,
+/// for a buffer spanning blocks, bytes of its own.
+#[derive(Debug, Clone)]
+pub enum Payload {
+    Shared(Arc<Vec<u8>>, Range<usize>),
+    Owned(Vec<u8>),
+}
+
+impl AsRef<[u8]> for Payload {
+    fn as_ref(&self) -> &[u8] {
+        match self {
+            Payload::Shared(block, range) => &block[range.clone()],
+            Payload::Owned(v) => v,
+        }
+    }
+}
+
+impl PartialEq for Payload {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_ref() == other.as_ref()
+    }
+}
+
+impl Eq for Payload {}
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Output {
@@ -37,7 +68,7 @@ pub enum Output {
     /// One original buffer; `discont` after a loss.
     Buffer {
         meta: BufferMeta,
-        data: Vec<u8>,
+        data: Payload,
         discont: bool,
     },
     /// Blocks `first..first + count` could not be rebuilt in time.
@@ -57,6 +88,8 @@ pub struct ReceiverStats {
     pub inconsistent: u64,
     /// Too far ahead of the block being waited for.
     pub out_of_range: u64,
+    /// Refused: the block has more symbols than any decoding needs, or memory is full.
+    pub excess: u64,
     pub symbols: u64,
     pub blocks_decoded: u64,
     /// Decoded blocks that needed repair symbols.
@@ -86,7 +119,13 @@ struct PendingBlock {
     /// damaged first packet cannot make the real ones unusable.
     variants: Vec<Variant>,
     decoded: Option<Vec<u8>>,
+    /// Bytes held for this block (symbols, then the rebuilt block).
+    bytes: usize,
 }
+
+/// Symbols beyond K a block takes at most: RaptorQ fails to decode with K + 2 about once
+/// in a million, so more only come from a broken or forged sender.
+const MAX_SURPLUS: u32 = 32;
 
 /// Parameter sets kept per block at most.
 const MAX_VARIANTS: usize = 3;
@@ -104,6 +143,9 @@ pub struct Receiver {
     partial: Option<(BufferMeta, Vec<u8>)>,
     discont: bool,
     out_of_range_run: u32,
+    buffered: usize,
+    /// Something was given out (or given up): from then on `next` only moves forward.
+    started: bool,
     pub stats: ReceiverStats,
 }
 
@@ -119,6 +161,8 @@ impl Receiver {
             partial: None,
             discont: false,
             out_of_range_run: 0,
+            buffered: 0,
+            started: false,
             stats: ReceiverStats::default(),
         }
     }
@@ -208,6 +252,7 @@ impl Receiver {
             };
             if let Some(next) = self.next {
                 self.blocks = self.blocks.split_off(&next);
+                self.buffered = self.blocks.values().map(|b| b.bytes).sum();
             }
         }
         if caps_changed
@@ -219,13 +264,28 @@ impl Receiver {
     }
 
     fn add_symbol(&mut self, h: &SymbolHeader, data: &[u8], now: u64) {
+        if self.next.is_some_and(|n| h.block < n && !self.started) {
+            // Before anything is given out, an earlier block is where the stream starts; blocks
+            // too far from it (a forged or stale first packet) are dropped.
+            self.next = Some(h.block);
+            let too_far = h.block.saturating_add(self.cfg.max_pending_blocks);
+            for (_, b) in self.blocks.split_off(&too_far) {
+                self.buffered -= b.bytes;
+            }
+        }
         if let Some(next) = self.next {
-            if h.block < next {
+            let far_behind = h.block < next.saturating_sub(self.cfg.max_pending_blocks)
+                && self
+                    .description
+                    .as_ref()
+                    .is_none_or(|d| d.mode == Mode::Stream || h.block < d.first_block);
+            if h.block < next && !far_behind {
                 self.stats.late += 1;
                 self.out_of_range_run = 0;
                 return;
             }
-            if h.block - next >= self.cfg.max_pending_blocks {
+            if far_behind || h.block - next >= self.cfg.max_pending_blocks {
+                // A sender restarting (block numbers from anywhere) shows as a run of these.
                 self.stats.out_of_range += 1;
                 self.out_of_range_run += 1;
                 if self.out_of_range_run >= RESYNC_AFTER {
@@ -237,14 +297,21 @@ impl Receiver {
             && self.blocks.len() as u64 >= self.cfg.max_pending_blocks
         {
             // Not started yet (no description): keep the newest blocks only.
-            self.blocks.pop_first();
+            if let Some((_, b)) = self.blocks.pop_first() {
+                self.buffered -= b.bytes;
+            }
         }
         self.out_of_range_run = 0;
         let params = (h.codec, h.transfer_length, h.symbol_size, h.pool);
+        if self.buffered + data.len() > self.cfg.max_buffered_bytes && Some(h.block) != self.next {
+            self.stats.excess += 1;
+            return;
+        }
         let block = self.blocks.entry(h.block).or_insert_with(|| PendingBlock {
             first_seen: now,
             variants: Vec::new(),
             decoded: None,
+            bytes: 0,
         });
         if block.decoded.is_some() {
             self.stats.duplicates += 1;
@@ -277,11 +344,17 @@ impl Receiver {
             self.stats.inconsistent += 1;
         }
         let variant = &mut block.variants[i];
+        if variant.seen.len() as u32 >= variant.k + MAX_SURPLUS {
+            self.stats.excess += 1;
+            return;
+        }
         if !variant.seen.insert(h.esi) {
             self.stats.duplicates += 1;
             return;
         }
         self.stats.symbols += 1;
+        block.bytes += data.len();
+        self.buffered += data.len();
         if h.esi < variant.k {
             variant.source_seen += 1;
         }
@@ -302,13 +375,23 @@ impl Receiver {
         if variant.source_seen < variant.k {
             self.stats.blocks_recovered += 1;
         }
+        self.buffered = self.buffered - block.bytes + bytes.len();
+        block.bytes = bytes.len();
         block.decoded = Some(bytes);
         block.variants.clear();
+    }
+
+    fn remove(&mut self, number: u64) -> Option<PendingBlock> {
+        let block = self.blocks.remove(&number)?;
+        self.buffered -= block.bytes;
+        Some(block)
     }
 
     fn resync(&mut self) {
         self.stats.resyncs += 1;
         self.blocks.clear();
+        self.buffered = 0;
+        self.started = false;
         self.next = None;
         self.out_of_range_run = 0;
         self.flush_partial();
@@ -332,50 +415,58 @@ impl Receiver {
         }
         while let Some(next) = self.next {
             if self.blocks.get(&next).is_some_and(|b| b.decoded.is_some()) {
-                let bytes = self.blocks.remove(&next).and_then(|b| b.decoded).unwrap();
-                self.give_out(&bytes, out);
+                let bytes = self.remove(next).and_then(|b| b.decoded).unwrap();
+                self.give_out(bytes, out);
                 self.next = Some(next + 1);
                 continue;
             }
-            let waiting = self.blocks.range(next..).next().is_some();
-            if carousel && next < window_start && !self.blocks.contains_key(&next) {
-                // The carousel moved on past blocks we never got.
-                let skip_to = self
-                    .blocks
-                    .range(next..window_start)
-                    .next()
-                    .map_or(window_start, |(&n, _)| n);
-                self.lose(next, skip_to - next, out);
-                self.next = Some(skip_to);
-                continue;
-            }
+            let held = self.blocks.range(next..).next().map(|(&n, _)| n);
             let expired = if carousel {
-                waiting && (now == u64::MAX || next < window_start)
+                next < window_start || (now == u64::MAX && held.is_some())
             } else {
                 self.deadline().is_some_and(|d| now >= d)
             };
             if !expired {
                 break;
             }
-            self.blocks.remove(&next);
-            self.lose(next, 1, out);
-            self.next = Some(next + 1);
+            // Give up on `next`, or at once on the run of blocks never seen before the next
+            // one held (a carousel: before its window).
+            let upto = match held {
+                Some(n) if n == next => next + 1,
+                Some(n) if next < window_start && carousel => n.min(window_start),
+                Some(n) => n,
+                None => window_start,
+            };
+            if held == Some(next) {
+                self.remove(next);
+            }
+            self.lose(next, upto - next, out);
+            self.next = Some(upto);
         }
     }
 
     fn lose(&mut self, first: u64, count: u64, out: &mut Vec<Output>) {
+        self.started = true;
         self.stats.blocks_lost += count;
         self.flush_partial();
         out.push(Output::Lost { first, count });
     }
 
-    fn give_out(&mut self, bytes: &[u8], out: &mut Vec<Output>) {
-        let pieces = parse_pieces(bytes).expect("checked when decoded");
+    fn give_out(&mut self, bytes: Vec<u8>, out: &mut Vec<Output>) {
+        self.started = true;
+        let block = Arc::new(bytes);
+        let pieces = parse_pieces(&block).expect("checked when decoded");
         for piece in pieces {
+            if piece.start && self.partial.is_some() {
+                self.flush_partial();
+            }
+            if piece.start && piece.end {
+                let at = piece.data.as_ptr() as usize - block.as_ptr() as usize;
+                let data = Payload::Shared(block.clone(), at..at + piece.data.len());
+                self.emit(piece.meta, data, out);
+                continue;
+            }
             if piece.start {
-                if self.partial.is_some() {
-                    self.flush_partial();
-                }
                 self.partial = Some((piece.meta, Vec::with_capacity(piece.data.len())));
             }
             // A piece continuing a buffer whose start we never had is dropped.
@@ -385,13 +476,17 @@ impl Receiver {
             data.extend_from_slice(piece.data);
             if piece.end {
                 let (meta, data) = self.partial.take().unwrap();
-                self.stats.buffers += 1;
-                out.push(Output::Buffer {
-                    meta,
-                    data,
-                    discont: std::mem::take(&mut self.discont),
-                });
+                self.emit(meta, Payload::Owned(data), out);
             }
         }
+    }
+
+    fn emit(&mut self, meta: BufferMeta, data: Payload, out: &mut Vec<Output>) {
+        self.stats.buffers += 1;
+        out.push(Output::Buffer {
+            meta,
+            data,
+            discont: std::mem::take(&mut self.discont),
+        });
     }
 }

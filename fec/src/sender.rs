@@ -212,25 +212,26 @@ impl Sender {
         .min(u32::from(u16::MAX)) as u16;
         let number = self.next_block;
         self.next_block += 1;
-        let block = SentBlock {
+        let mut block = SentBlock {
             number,
             k,
             repair,
             pool,
-            encoder: BlockEncoder::new(self.cfg.codec, number, data, self.cfg.symbol_size, pool),
+            encoder: BlockEncoder::None { data: Vec::new() },
             next_repair: self.cfg.first_repair,
         };
-        self.stats.blocks += 1;
-        self.window.push_back(block);
-        let newest = self.window.len() - 1;
+        // Every codec is systematic: the source symbols are the block itself.
         if self.cfg.send_source {
-            let symbols = self.window[newest].encoder.source_symbols(t);
-            for (esi, symbol) in symbols.iter().enumerate() {
-                let p = self.symbol_packet(&self.window[newest], esi as u32, symbol);
+            for (esi, symbol) in data.chunks_exact(t).enumerate() {
+                let p = self.symbol_packet(&block, esi as u32, symbol);
                 self.stats.source_packets += 1;
                 self.emit(out, p);
             }
         }
+        block.encoder = BlockEncoder::new(self.cfg.codec, number, data, self.cfg.symbol_size, pool);
+        self.stats.blocks += 1;
+        self.window.push_back(block);
+        let newest = self.window.len() - 1;
         self.send_repair(newest, repair, out);
         let keep = self.cfg.window;
         while keep > 0 && self.window.len() > keep {

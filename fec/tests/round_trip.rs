@@ -66,7 +66,7 @@ fn buffers_of(outputs: &[Output]) -> Vec<(BufferMeta, Vec<u8>)> {
     outputs
         .iter()
         .filter_map(|o| match o {
-            Output::Buffer { meta, data, .. } => Some((*meta, data.clone())),
+            Output::Buffer { meta, data, .. } => Some((*meta, data.as_ref().to_vec())),
             _ => None,
         })
         .collect()
@@ -315,4 +315,57 @@ fn an_incomplete_block_is_given_up_after_the_latency() {
     rx.poll(deadline, &mut out);
     assert!(out.contains(&Output::Lost { first: 0, count: 1 }));
     assert!(buffers_of(&out).len() > 1);
+}
+
+/// A symbol packet moved to another block number, checksum made valid again.
+fn moved_to_block(p: &[u8], block: u64) -> Vec<u8> {
+    let mut p = p.to_vec();
+    p[12..20].copy_from_slice(&block.to_be_bytes());
+    p[20] = block as u8;
+    let n = p.len() - 4;
+    let crc = crc32c::crc32c(&p[..n]);
+    p[n..].copy_from_slice(&crc.to_be_bytes());
+    p
+}
+
+#[test]
+fn a_far_away_block_number_costs_one_lost_run_not_a_loop() {
+    let input = buffers(20, 16);
+    let packets = send(config(Codec::RaptorQ), &input);
+    // A forged symbol for a block a billion blocks on arrives among the first packets.
+    let mut mixed = vec![packets[0].clone(), moved_to_block(&packets[1], 1 << 30)];
+    mixed.extend(packets.iter().skip(1).cloned());
+    let (out, rx) = receive(mixed);
+    assert!(same(&out, &input), "{:?}", rx.stats);
+    let lost: Vec<_> = out
+        .iter()
+        .filter(|o| matches!(o, Output::Lost { .. }))
+        .collect();
+    assert!(lost.len() <= 2, "{lost:?}");
+}
+
+#[test]
+fn a_restarted_sender_is_followed_after_a_run_of_far_packets() {
+    let input = buffers(20, 17);
+    let packets = send(config(Codec::RaptorQ), &input);
+    let mut rx = Receiver::new(ReceiverConfig::default());
+    let mut out = Vec::new();
+    for p in &packets {
+        rx.push(p, 0, &mut out);
+    }
+    // The same sender starts over at block 0 after thousands of blocks.
+    let moved: Vec<_> = packets
+        .iter()
+        .map(|p| {
+            if p[3] == 1 {
+                moved_to_block(p, 5000 + u64::from(p[19]))
+            } else {
+                p.clone()
+            }
+        })
+        .collect();
+    for p in moved.iter().chain(&packets).cycle().take(4 * packets.len()) {
+        rx.push(p, 0, &mut out);
+    }
+    assert!(rx.stats.resyncs >= 1, "{:?}", rx.stats);
 }

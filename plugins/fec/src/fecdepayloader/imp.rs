@@ -76,15 +76,34 @@ impl FecDepayloader {
         _pad: &gst::Pad,
         buffer: gst::Buffer,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        self.process(std::iter::once(buffer.as_ref()))
+    }
+
+    fn sink_chain_list(
+        &self,
+        _pad: &gst::Pad,
+        list: gst::BufferList,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        self.process(list.iter())
+    }
+
+    fn process<'a>(
+        &self,
+        packets: impl Iterator<Item = &'a gst::BufferRef>,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
         let _push = self.push_lock.lock().unwrap();
-        let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
         let mut outputs = Vec::new();
         {
             let mut guard = self.state.lock().unwrap();
             let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
-            state.receiver.push(&map, self.now(), &mut outputs);
+            let now = self.now();
+            for packet in packets {
+                // A packet that cannot be mapped is as good as lost.
+                if let Ok(map) = packet.map_readable() {
+                    state.receiver.push(&map, now, &mut outputs);
+                }
+            }
         }
-        drop(map);
         let ret = self.push_outputs(outputs);
         self.schedule_timer();
         ret
@@ -143,7 +162,7 @@ impl FecDepayloader {
                     data,
                     discont,
                 } => {
-                    let mut buffer = gst::Buffer::from_mut_slice(data);
+                    let mut buffer = gst::Buffer::from_slice(data);
                     let gap = {
                         let b = buffer.get_mut().unwrap();
                         let ts = |v: Option<u64>| v.map(gst::ClockTime::from_nseconds);
@@ -345,6 +364,7 @@ impl FecDepayloader {
             .field("late", st.late)
             .field("inconsistent", st.inconsistent)
             .field("out-of-range", st.out_of_range)
+            .field("excess", st.excess)
             .field("symbols", st.symbols)
             .field("blocks-decoded", st.blocks_decoded)
             .field("blocks-recovered", st.blocks_recovered)
@@ -409,6 +429,13 @@ impl ObjectSubclass for FecDepayloader {
                     |imp| imp.sink_chain(pad, buffer),
                 )
             })
+            .chain_list_function(|pad, parent, list| {
+                FecDepayloader::catch_panic_pad_function(
+                    parent,
+                    || Err(gst::FlowError::Error),
+                    |imp| imp.sink_chain_list(pad, list),
+                )
+            })
             .event_function(|pad, parent, event| {
                 FecDepayloader::catch_panic_pad_function(
                     parent,
@@ -458,7 +485,7 @@ impl ObjectImpl for FecDepayloader {
                     .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
-                    .blurb("packets, malformed, other-flow, duplicates, late, inconsistent, out-of-range, symbols, blocks-decoded, blocks-recovered, blocks-lost, bad-blocks, buffers, partial-buffers-dropped, descriptions, resyncs, caps-errors")
+                    .blurb("packets, malformed, other-flow, duplicates, late, inconsistent, out-of-range, excess, symbols, blocks-decoded, blocks-recovered, blocks-lost, bad-blocks, buffers, partial-buffers-dropped, descriptions, resyncs, caps-errors")
                     .read_only()
                     .build(),
             ]

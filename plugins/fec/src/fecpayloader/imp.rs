@@ -161,8 +161,24 @@ impl FecPayloader {
         _pad: &gst::Pad,
         buffer: gst::Buffer,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        self.process(std::iter::once(buffer.as_ref()))
+    }
+
+    fn sink_chain_list(
+        &self,
+        _pad: &gst::Pad,
+        list: gst::BufferList,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        self.process(list.iter())
+    }
+
+    /// Takes input buffers under one lock and pushes their packets as one list.
+    fn process<'a>(
+        &self,
+        buffers: impl Iterator<Item = &'a gst::BufferRef>,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
         let _push = self.push_lock.lock().unwrap();
-        let (list, repairs, pts) = {
+        let (list, repairs) = {
             let mut guard = self.state.lock().unwrap();
             let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
             if state.caps.is_none() {
@@ -172,55 +188,70 @@ impl FecPayloader {
                     .describe()
                     .map_err(|_| gst::FlowError::NotNegotiated)?;
             }
-            let rt = |t: Option<gst::ClockTime>| t.and_then(|t| state.segment.to_running_time(t));
-            let pts = rt(buffer.pts());
-            let meta = BufferMeta {
-                pts: pts.map(gst::ClockTime::nseconds),
-                dts: rt(buffer.dts()).map(gst::ClockTime::nseconds),
-                duration: buffer.duration().map(gst::ClockTime::nseconds),
-                flags: buffer.flags().bits(),
-            };
-            let mut packets = Vec::new();
-            // A block closes when it spans max-block-time, if the input has timestamps.
-            if let (Some(start), Some(now)) = (state.block_start, meta.pts.or(meta.dts)) {
-                if state.max_block_time > 0 && now >= start + state.max_block_time {
-                    state.sender.flush(&mut packets);
-                    state.block_start = None;
-                }
+            let mut list = gst::BufferList::new();
+            for buffer in buffers {
+                self.take_buffer(state, buffer, list.get_mut().unwrap())?;
             }
-            if state.sender.pending() == 0 {
-                state.block_start = meta.pts.or(meta.dts);
-            }
-            let map = buffer.map_readable().map_err(|_| {
-                gst::element_imp_error!(
-                    self,
-                    gst::StreamError::Failed,
-                    ["Cannot read an input buffer"]
-                );
-                gst::FlowError::Error
-            })?;
-            let before = state.sender.next_block();
-            state.sender.push_buffer(&meta, &map, &mut packets);
-            if state.sender.next_block() != before && state.sender.pending() > 0 {
-                // The buffer's tail opened a new block.
-                state.block_start = meta.pts.or(meta.dts);
-            }
-            state.counters.buffers_in += 1;
-            state.counters.bytes_in += map.len() as u64;
-            state.counters.packets_out += packets.len() as u64;
-            (
-                packet_buffers(packets, pts),
-                std::mem::take(&mut state.repairs),
-                pts,
-            )
+            (list, std::mem::take(&mut state.repairs))
         };
         self.ensure_segment()?;
         self.push_repairs(repairs)?;
         if list.is_empty() {
             return Ok(gst::FlowSuccess::Ok);
         }
-        gst::trace!(CAT, imp = self, "pushing {} packets at {pts:?}", list.len());
+        gst::trace!(CAT, imp = self, "pushing {} packets", list.len());
         self.srcpad.push_list(list)
+    }
+
+    fn take_buffer(
+        &self,
+        state: &mut State,
+        buffer: &gst::BufferRef,
+        out: &mut gst::BufferListRef,
+    ) -> Result<(), gst::FlowError> {
+        let rt = |t: Option<gst::ClockTime>| t.and_then(|t| state.segment.to_running_time(t));
+        let pts = rt(buffer.pts());
+        let meta = BufferMeta {
+            pts: pts.map(gst::ClockTime::nseconds),
+            dts: rt(buffer.dts()).map(gst::ClockTime::nseconds),
+            duration: buffer.duration().map(gst::ClockTime::nseconds),
+            flags: buffer.flags().bits(),
+        };
+        let mut packets = Vec::new();
+        // A block closes when it spans max-block-time, if the input has timestamps.
+        if let (Some(start), Some(now)) = (state.block_start, meta.pts.or(meta.dts)) {
+            if state.max_block_time > 0 && now >= start + state.max_block_time {
+                state.sender.flush(&mut packets);
+                state.block_start = None;
+            }
+        }
+        if state.sender.pending() == 0 {
+            state.block_start = meta.pts.or(meta.dts);
+        }
+        let map = buffer.map_readable().map_err(|_| {
+            gst::element_imp_error!(
+                self,
+                gst::StreamError::Failed,
+                ["Cannot read an input buffer"]
+            );
+            gst::FlowError::Error
+        })?;
+        let before = state.sender.next_block();
+        state.sender.push_buffer(&meta, &map, &mut packets);
+        if state.sender.next_block() != before && state.sender.pending() > 0 {
+            // The buffer's tail opened a new block.
+            state.block_start = meta.pts.or(meta.dts);
+        }
+        state.counters.buffers_in += 1;
+        state.counters.bytes_in += map.len() as u64;
+        state.counters.packets_out += packets.len() as u64;
+        // Packets go out stamped with the running time of the input that completed them.
+        for p in packets {
+            let mut b = gst::Buffer::from_mut_slice(p);
+            b.get_mut().unwrap().set_pts(pts);
+            out.add(b);
+        }
+        Ok(())
     }
 
     fn push_repairs(&self, repairs: Vec<gst::Buffer>) -> Result<gst::FlowSuccess, gst::FlowError> {
@@ -523,6 +554,13 @@ impl ObjectSubclass for FecPayloader {
                     parent,
                     || Err(gst::FlowError::Error),
                     |imp| imp.sink_chain(pad, buffer),
+                )
+            })
+            .chain_list_function(|pad, parent, list| {
+                FecPayloader::catch_panic_pad_function(
+                    parent,
+                    || Err(gst::FlowError::Error),
+                    |imp| imp.sink_chain_list(pad, list),
                 )
             })
             .event_function(|pad, parent, event| {

@@ -1,0 +1,283 @@
+//! fec-payloader / fec-depayloader against their peers, in the same run (docs/BENCHMARKS.md):
+//!
+//! 1. throughput, in source Mbit/s: the elements (`filesrc ! fec-payloader ! fakesink
+//!    sync=false` fed 1316-byte buffers from memory by `appsrc`, and the packets with 10 % loss
+//!    through `appsrc ! fec-depayloader ! fakesink`)
+//!    against the raw `raptorq` (and `reed-solomon-simd`) crate doing the same encode and
+//!    decode of the same data: K = 100, T = 1280, 20 % repair;
+//! 2. recovery at equal overhead against the stock `rtpulpfecenc` / `rtpulpfecdec` on the
+//!    same loss pattern: see `--recovery`.
+//!
+//! Usage (after `cargo build --release --workspace`):
+//!   target/release/fec-bench [MBYTES]          throughput (default 64 MB of data)
+//!   target/release/fec-bench --recovery [RUNS] recovery (default 20 runs of a 10 s clip)
+
+use std::time::Instant;
+
+use gst::prelude::*;
+use raptorq::{
+    EncodingPacket, ObjectTransmissionInformation, SourceBlockDecoder, SourceBlockEncoder,
+};
+
+mod recovery;
+
+const K: usize = 100;
+const T: usize = 1280;
+const REPAIR: usize = 20;
+const LOSS: f64 = 0.10;
+
+/// xorshift64*: the same loss pattern for every contender.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    pub fn lost(&mut self, p: f64) -> bool {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64 <= p
+    }
+}
+
+fn mbps(bytes: usize, seconds: f64) -> f64 {
+    bytes as f64 * 8.0 / seconds / 1e6
+}
+
+fn main() {
+    gst::init().unwrap();
+    gstfanoutfec::plugin_register_static().unwrap();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--recovery") {
+        let runs = args.get(1).map_or(20, |s| s.parse().unwrap());
+        recovery::run(runs);
+        return;
+    }
+    let mbytes: usize = args.first().map_or(64, |s| s.parse().unwrap());
+    let mut rng = Rng(7);
+    let data: Vec<u8> = (0..mbytes << 20).map(|_| rng.next_u64() as u8).collect();
+    let file = std::env::temp_dir().join("fanout-fec-bench.bin");
+    std::fs::write(&file, &data).unwrap();
+    println!(
+        "# FEC throughput: {mbytes} MB, K = {K}, T = {T}, {REPAIR} % repair, decode at {} % loss\n",
+        LOSS * 100.0
+    );
+    println!("| contender | encode Mbit/s | decode Mbit/s |");
+    println!("|---|---|---|");
+    let (raw_enc, raw_dec) = raw_raptorq(&data);
+    println!("| raw `raptorq` 2.0 | {raw_enc:.0} | {raw_dec:.0} |");
+    let (el_enc, el_dec) = elements(&file, data.len(), "raptorq");
+    println!("| fec-payloader / fec-depayloader codec=raptorq | {el_enc:.0} | {el_dec:.0} |");
+    println!(
+        "| ratio (elements / raw) | {:.2} | {:.2} |",
+        el_enc / raw_enc,
+        el_dec / raw_dec
+    );
+    let (rs_enc, rs_dec) = raw_reed_solomon(&data);
+    println!("| raw `reed-solomon-simd` 3.1 | {rs_enc:.0} | {rs_dec:.0} |");
+    let (el_rs_enc, el_rs_dec) = elements(&file, data.len(), "reed-solomon");
+    println!(
+        "| fec-payloader / fec-depayloader codec=reed-solomon | {el_rs_enc:.0} | {el_rs_dec:.0} |"
+    );
+    println!(
+        "| ratio (elements / raw) | {:.2} | {:.2} |",
+        el_rs_enc / rs_enc,
+        el_rs_dec / rs_dec
+    );
+    let _ = std::fs::remove_file(file);
+}
+
+fn raw_raptorq(data: &[u8]) -> (f64, f64) {
+    let block = K * T;
+    let config = ObjectTransmissionInformation::new((block) as u64, T as u16, 1, 1, 8);
+    let start = Instant::now();
+    let mut encoded = Vec::new();
+    for (n, chunk) in data.chunks(block).enumerate() {
+        let mut padded = chunk.to_vec();
+        padded.resize(block, 0);
+        let enc = SourceBlockEncoder::new(n as u8, &config, &padded);
+        let mut packets = enc.source_packets();
+        packets.extend(enc.repair_packets(0, REPAIR as u32));
+        // Serialized as a sender would put them on the wire.
+        let wire: Vec<Vec<u8>> = packets.iter().map(EncodingPacket::serialize).collect();
+        encoded.push(wire);
+    }
+    let enc_s = start.elapsed().as_secs_f64();
+    let mut rng = Rng(11);
+    let received: Vec<Vec<Vec<u8>>> = encoded
+        .into_iter()
+        .map(|b| b.into_iter().filter(|_| !rng.lost(LOSS)).collect())
+        .collect();
+    let start = Instant::now();
+    let mut out = 0;
+    for (n, packets) in received.into_iter().enumerate() {
+        let mut dec = SourceBlockDecoder::new(n as u8, &config, block as u64);
+        if let Some(b) = dec.decode(packets.iter().map(|p| EncodingPacket::deserialize(p))) {
+            out += b.len();
+        }
+    }
+    let dec_s = start.elapsed().as_secs_f64();
+    assert!(out > data.len() * 9 / 10);
+    (mbps(data.len(), enc_s), mbps(data.len(), dec_s))
+}
+
+fn raw_reed_solomon(data: &[u8]) -> (f64, f64) {
+    let block = K * T;
+    let start = Instant::now();
+    let mut encoded = Vec::new();
+    for chunk in data.chunks(block) {
+        let mut padded = chunk.to_vec();
+        padded.resize(block, 0);
+        let mut enc = reed_solomon_simd::ReedSolomonEncoder::new(K, REPAIR, T).unwrap();
+        for shard in padded.chunks_exact(T) {
+            enc.add_original_shard(shard).unwrap();
+        }
+        let result = enc.encode().unwrap();
+        let mut shards: Vec<(usize, Vec<u8>)> = padded
+            .chunks_exact(T)
+            .map(<[u8]>::to_vec)
+            .enumerate()
+            .collect();
+        shards.extend(
+            result
+                .recovery_iter()
+                .enumerate()
+                .map(|(i, s)| (K + i, s.to_vec())),
+        );
+        encoded.push(shards);
+    }
+    let enc_s = start.elapsed().as_secs_f64();
+    let mut rng = Rng(11);
+    let received: Vec<Vec<(usize, Vec<u8>)>> = encoded
+        .into_iter()
+        .map(|b| b.into_iter().filter(|_| !rng.lost(LOSS)).collect())
+        .collect();
+    let start = Instant::now();
+    for shards in received {
+        if shards.len() < K {
+            continue;
+        }
+        let mut dec = reed_solomon_simd::ReedSolomonDecoder::new(K, REPAIR, T).unwrap();
+        let mut restored = vec![None; K];
+        for (i, s) in &shards {
+            if *i < K {
+                dec.add_original_shard(*i, s).unwrap();
+                restored[*i] = Some(s.clone());
+            } else {
+                dec.add_recovery_shard(i - K, s).unwrap();
+            }
+        }
+        let result = dec.decode().unwrap();
+        for (i, s) in result.restored_original_iter() {
+            restored[i] = Some(s.to_vec());
+        }
+        let block: Vec<u8> = restored.into_iter().flatten().flatten().collect();
+        assert_eq!(block.len(), K * T);
+    }
+    let dec_s = start.elapsed().as_secs_f64();
+    (mbps(data.len(), enc_s), mbps(data.len(), dec_s))
+}
+
+/// Runs a pipeline to EOS and returns the seconds from PLAYING to EOS.
+fn time_pipeline(pipeline: &gst::Pipeline) -> f64 {
+    pipeline.set_state(gst::State::Paused).unwrap();
+    let bus = pipeline.bus().unwrap();
+    let _ = pipeline.state(gst::ClockTime::from_seconds(60));
+    let start = Instant::now();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    for msg in bus.iter_timed(gst::ClockTime::NONE) {
+        match msg.view() {
+            gst::MessageView::Eos(_) => break,
+            gst::MessageView::Error(e) => panic!("{} {:?}", e.error(), e.debug()),
+            _ => (),
+        }
+    }
+    let s = start.elapsed().as_secs_f64();
+    pipeline.set_state(gst::State::Null).unwrap();
+    s
+}
+
+fn launch(description: &str) -> gst::Pipeline {
+    gst::parse::launch(description).unwrap().downcast().unwrap()
+}
+
+/// Queues all of `list` and EOS in the pipeline's appsrc `in`.
+fn feed(pipeline: &gst::Pipeline, list: gst::BufferList) {
+    let src = pipeline
+        .by_name("in")
+        .unwrap()
+        .downcast::<gst_app::AppSrc>()
+        .unwrap();
+    src.set_max_bytes(0);
+    src.push_buffer_list(list).unwrap();
+    src.end_of_stream().unwrap();
+}
+
+fn elements(file: &std::path::Path, bytes: usize, codec: &str) -> (f64, f64) {
+    let pay = format!(
+        "fec-payloader codec={codec} symbol-size={T} max-block-symbols={K} repair-percent={REPAIR} max-block-time=0"
+    );
+    // Encode: 1316-byte buffers (7 TS packets) from memory, so that only the element is timed.
+    let data = std::fs::read(file).unwrap();
+    let input = || {
+        let mut list = gst::BufferList::new_sized(data.len() / 1316 + 1);
+        for chunk in data.chunks(1316) {
+            list.get_mut()
+                .unwrap()
+                .add(gst::Buffer::from_slice(chunk.to_vec()));
+        }
+        list
+    };
+    let encode = launch(&format!(
+        "appsrc name=in format=bytes ! {pay} ! fakesink sync=false"
+    ));
+    feed(&encode, input());
+    let enc_s = time_pipeline(&encode);
+
+    // The packets, once, to feed the depayloader with the same 10 % loss pattern.
+    let collect = launch(&format!(
+        "appsrc name=in format=bytes ! {pay} ! appsink name=out sync=false"
+    ));
+    feed(&collect, input());
+    let sink = collect
+        .by_name("out")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    let packets = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let p = packets.clone();
+    sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |s| {
+                let sample = s.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                p.lock().unwrap().push(sample.buffer_owned().unwrap());
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+    time_pipeline(&collect);
+    let packets = std::mem::take(&mut *packets.lock().unwrap());
+    let mut rng = Rng(11);
+    let mut list = gst::BufferList::new();
+    for p in packets {
+        if !rng.lost(LOSS) {
+            list.get_mut().unwrap().add(p);
+        }
+    }
+    let decode = launch(
+        "appsrc name=in format=bytes caps=application/x-fanout-fec ! fec-depayloader latency=60000000000 name=depay \
+         ! fakesink sync=false",
+    );
+    feed(&decode, list);
+    let dec_s = time_pipeline(&decode);
+    let stats = decode
+        .by_name("depay")
+        .unwrap()
+        .property::<gst::Structure>("stats");
+    let lost = stats.get::<u64>("blocks-lost").unwrap();
+    let decoded = stats.get::<u64>("blocks-decoded").unwrap();
+    assert!(lost * 20 < decoded, "{stats}");
+    (mbps(bytes, enc_s), mbps(bytes, dec_s))
+}

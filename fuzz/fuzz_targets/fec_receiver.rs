@@ -1,0 +1,40 @@
+//! The block assembler: any sequence of datagrams (valid checksums or not) gives outputs or
+//! counted drops, never a panic, and buffers only out of blocks that decoded.
+#![no_main]
+
+use fanout_fec::{Output, Receiver, ReceiverConfig};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let mut rx = Receiver::new(ReceiverConfig {
+        max_pending_blocks: 64,
+        max_buffered_bytes: 8 << 20,
+        ..ReceiverConfig::default()
+    });
+    let mut out = Vec::new();
+    let mut now = 0u64;
+    // Each datagram: a flags byte (bit 0: fix the checksum, so the fuzzer reaches past it;
+    // bits 1-7: time step), a two-byte length, the bytes.
+    let mut rest = data;
+    while rest.len() >= 3 {
+        let (flags, len) = (rest[0], usize::from(u16::from_le_bytes([rest[1], rest[2]])));
+        let (datagram, next) = rest[3..].split_at(len.min(rest.len() - 3));
+        rest = next;
+        let mut datagram = datagram.to_vec();
+        if flags & 1 != 0 && datagram.len() >= 4 {
+            let n = datagram.len() - 4;
+            let crc = crc32c::crc32c(&datagram[..n]);
+            datagram[n..].copy_from_slice(&crc.to_be_bytes());
+        }
+        now += u64::from(flags >> 1) * 10_000_000;
+        rx.push(&datagram, now, &mut out);
+        rx.poll(now, &mut out);
+    }
+    rx.finish(&mut out);
+    let _ = (rx.deadline(), rx.description());
+    let buffers = out.iter().filter(|o| matches!(o, Output::Buffer { .. })).count() as u64;
+    assert_eq!(buffers, rx.stats.buffers);
+    if buffers > 0 {
+        assert!(rx.stats.blocks_decoded > 0);
+    }
+});
