@@ -5,7 +5,10 @@
 //!    the stream flows on, printing the recorder's statistics every second;
 //! 2. meanwhile plays the recording back with `bitrate-player follow=true`
 //!    (chase play) and decodes it;
-//! 3. plays the finished recording again at its recorded rate and compares
+//! 3. sends the onward stream over a link losing 10 % of its packets, as
+//!    RaptorQ FEC packets (`fec-payloader`), and rebuilds it on the far side
+//!    (`fec-depayloader`);
+//! 4. plays the finished recording again at its recorded rate and compares
 //!    the rates.
 //!
 //! Usage: record-and-play [DIRECTORY] [SECONDS]
@@ -37,6 +40,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     gst::init()?;
     // Linked in; an application could as well load it from GST_PLUGIN_PATH.
     gstfanoutrecording::plugin_register_static()?;
+    gstfanoutfec::plugin_register_static()?;
 
     println!(
         "Recording {seconds} s of a live test signal into {}",
@@ -48,7 +52,8 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
          ! x264enc tune=zerolatency bitrate=2000 pass=cbr vbv-buf-capacity=500 option-string=nal-hrd=cbr:filler key-int-max=50 speed-preset=ultrafast \
          ! mpegtsmux alignment=7 \
          ! bitrate-recorder name=recorder location={dir} max-segment-time=2000000000 \
-         ! fakesink name=onward",
+         ! fec-payloader name=fecpay repair-percent=30 ! identity drop-probability=0.1 \
+         ! fec-depayloader name=fecdepay ! fakesink name=onward",
         frames = seconds * 25,
         dir = dir.display()
     ))?
@@ -80,15 +85,32 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         .by_name("recorder")
         .unwrap()
         .property::<gst::Structure>("stats");
+    let pay = recording
+        .by_name("fecpay")
+        .unwrap()
+        .property::<gst::Structure>("stats");
+    let depay = recording
+        .by_name("fecdepay")
+        .unwrap()
+        .property::<gst::Structure>("stats");
     recording.set_state(gst::State::Null)?;
     chase.set_state(gst::State::Null)?;
     let written: u64 = stats.get("bytes-written")?;
     println!(
-        "Recorded {written} bytes in {} segments; {} bytes flowed on downstream; \
+        "Recorded {written} bytes in {} segments; {} bytes arrived downstream; \
          {} bytes could not be recorded.",
         stats.get::<u64>("segments")?,
         onward_bytes.lock().unwrap(),
         stats.get::<u64>("bytes-not-recorded")?,
+    );
+    println!(
+        "The onward stream crossed a link losing 10 % of its packets: {} FEC packets sent, \
+         {} received; {} blocks rebuilt ({} needed repair symbols), {} lost.",
+        pay.get::<u64>("packets-out")?,
+        depay.get::<u64>("packets")?,
+        depay.get::<u64>("blocks-decoded")?,
+        depay.get::<u64>("blocks-recovered")?,
+        depay.get::<u64>("blocks-lost")?,
     );
     println!(
         "Chase play decoded {} of {} frames while the recording was written.",
@@ -155,12 +177,18 @@ fn probe(p: &gst::Pipeline, sink: &str, f: fn(&gst::BufferRef) -> u64) -> Counte
     let counter = Counter::default();
     let c = counter.clone();
     let pad = p.by_name(sink).unwrap().static_pad("sink").unwrap();
-    pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
-        if let Some(b) = info.buffer() {
-            *c.lock().unwrap() += f(b);
-        }
-        gst::PadProbeReturn::Ok
-    });
+    pad.add_probe(
+        gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST,
+        move |_, info| {
+            let mut c = c.lock().unwrap();
+            match info.data.as_ref() {
+                Some(gst::PadProbeData::Buffer(b)) => *c += f(b),
+                Some(gst::PadProbeData::BufferList(l)) => *c += l.iter().map(f).sum::<u64>(),
+                _ => (),
+            }
+            gst::PadProbeReturn::Ok
+        },
+    );
     counter
 }
 

@@ -50,4 +50,9 @@ fn rust_example_records_chase_plays_and_replays() {
     assert!(out.status.success(), "{log}");
     assert!(log.contains("Chase play decoded 75 of 75 frames"), "{log}");
     assert!(log.contains("0 bytes could not be recorded"), "{log}");
+    assert!(log.contains("losing 10 % of its packets"), "{log}");
+    // What arrived through the lossy link is what was recorded.
+    let line = log.lines().find(|l| l.starts_with("Recorded ")).unwrap();
+    let numbers: Vec<u64> = line.split(' ').filter_map(|w| w.parse().ok()).collect();
+    assert_eq!(numbers[0], numbers[2], "{line}");
 }

@@ -185,6 +185,11 @@ impl Sender {
         }
     }
 
+    /// Drops the block being built (after a flush).
+    pub fn discard_pending(&mut self) {
+        self.building.clear();
+    }
+
     /// Closes the block being built (if any) and appends its packets to `out`.
     pub fn flush(&mut self, out: &mut Vec<Vec<u8>>) {
         self.close_block(out);

@@ -288,3 +288,28 @@ fn latency_is_reported_and_bounds_the_wait() {
     }
     assert!(lost > 0, "the latency timer gave nothing up");
 }
+
+#[test]
+fn a_flush_starts_the_depayloader_over_cleanly() {
+    let mut pay = payloader("max-block-time=0");
+    let buffers = input(60);
+    for b in &buffers {
+        pay.push(b.clone()).unwrap();
+    }
+    pay.push_event(gst::event::Eos::new());
+    let packets = packets_of(&mut pay);
+    let mut depay = depayloader("");
+    // Half a stream, a flush (a seek upstream), then the whole stream again.
+    for p in &packets[..packets.len() / 2] {
+        depay.push(p.clone()).unwrap();
+    }
+    let _ = packets_of(&mut depay);
+    assert!(depay.push_event(gst::event::FlushStart::new()));
+    assert!(depay.push_event(gst::event::FlushStop::new(true)));
+    for p in &packets {
+        depay.push(p.clone()).unwrap();
+    }
+    depay.push_event(gst::event::Eos::new());
+    let out = packets_of(&mut depay);
+    assert_same_buffers(&out, &buffers);
+}

@@ -310,6 +310,12 @@ impl FecDepayloader {
             // Our caps and segment come from the stream description.
             EventView::Caps(_) | EventView::Segment(_) => true,
             EventView::StreamStart(_) => gst::Pad::event_default(pad, Some(&*self.obj()), event),
+            EventView::FlushStop(_) => {
+                // Blocks in flight are gone: start over, as a receiver joining now would.
+                self.stop();
+                self.start();
+                gst::Pad::event_default(pad, Some(&*self.obj()), event)
+            }
             EventView::Eos(_) => {
                 let _push = self.push_lock.lock().unwrap();
                 let mut outputs = Vec::new();

@@ -410,10 +410,15 @@ impl FecPayloader {
             }
             EventView::FlushStop(_) => {
                 if let Some(state) = self.state.lock().unwrap().as_mut() {
+                    // What was flushed does not go out; block numbers go on.
+                    state.sender.discard_pending();
+                    state.block_start = None;
                     state.segment_sent = false;
                 }
                 gst::Pad::event_default(pad, Some(&*self.obj()), event)
             }
+            // Packets carry their own timing; a gap in the input is no packet at all.
+            EventView::Gap(_) => true,
             _ => gst::Pad::event_default(pad, Some(&*self.obj()), event),
         }
     }
