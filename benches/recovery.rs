@@ -69,7 +69,7 @@ pub fn run(runs: u64) {
             let pad = p.by_name("pay").unwrap().static_pad("src").unwrap();
             pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
                 let i = n.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                if i % (100 / REPAIR as u64) == 0 {
+                if i.is_multiple_of(100 / REPAIR as u64) {
                     if let Some(gst::PadProbeData::Buffer(b)) = info.data.as_mut() {
                         let mut rtp = gst_rtp::RTPBuffer::from_buffer_writable(b.make_mut()).unwrap();
                         rtp.set_marker(true);
