@@ -313,3 +313,37 @@ fn a_flush_starts_the_depayloader_over_cleanly() {
     let out = packets_of(&mut depay);
     assert_same_buffers(&out, &buffers);
 }
+
+#[test]
+fn a_lost_block_becomes_a_gap_event_and_a_discont() {
+    let mut pay = payloader("max-block-time=200000000");
+    let buffers = input(40);
+    for b in &buffers {
+        pay.push(b.clone()).unwrap();
+    }
+    pay.push_event(gst::event::Eos::new());
+    // Every packet of block 3 is lost.
+    let packets: Vec<_> = packets_of(&mut pay)
+        .into_iter()
+        .filter(|p| {
+            let b = bytes(p);
+            !(b[3] == 1 && b[19] == 3)
+        })
+        .collect();
+    let (out, mut depay) = depayload(&packets, "");
+    assert!(out.len() < buffers.len());
+    let first_after = out
+        .iter()
+        .position(|b| b.flags().contains(gst::BufferFlags::DISCONT))
+        .unwrap();
+    let gap = std::iter::from_fn(|| depay.try_pull_event())
+        .find(|e| e.type_() == gst::EventType::Gap)
+        .expect("a GAP event");
+    let gst::EventView::Gap(gap) = gap.view() else {
+        unreachable!()
+    };
+    let (start, duration) = gap.get();
+    let before = &out[first_after - 1];
+    assert_eq!(start, before.pts().unwrap() + before.duration().unwrap());
+    assert_eq!(start + duration.unwrap(), out[first_after].pts().unwrap());
+}

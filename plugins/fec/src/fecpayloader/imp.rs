@@ -27,8 +27,9 @@ const DEFAULT_MAX_BLOCK_TIME: u64 = 100_000_000;
 const DEFAULT_REPAIR_PERCENT: u32 = 25;
 const DEFAULT_DESCRIPTION_INTERVAL: u32 = 64;
 const DEFAULT_CAROUSEL_BITRATE: u64 = 10_000_000;
-/// Blocks kept for repair requests in stream mode when `window-blocks` is 0.
-const STREAM_WINDOW: usize = 64;
+/// Blocks kept for repair requests in stream mode when `window-blocks` is 0: 1.6 s at the
+/// default max-block-time, many round trips.
+const STREAM_WINDOW: usize = 16;
 
 #[derive(Debug, Clone)]
 struct Settings {
@@ -188,17 +189,21 @@ impl FecPayloader {
                     .describe()
                     .map_err(|_| gst::FlowError::NotNegotiated)?;
             }
-            let mut list = gst::BufferList::new();
+            let mut packets = Vec::new();
             for buffer in buffers {
-                self.take_buffer(state, buffer, list.get_mut().unwrap())?;
+                self.take_buffer(state, buffer, &mut packets)?;
             }
-            (list, std::mem::take(&mut state.repairs))
+            (packets, std::mem::take(&mut state.repairs))
         };
+        if list.is_empty() && repairs.is_empty() {
+            return Ok(gst::FlowSuccess::Ok);
+        }
         self.ensure_segment()?;
         self.push_repairs(repairs)?;
         if list.is_empty() {
             return Ok(gst::FlowSuccess::Ok);
         }
+        let list = gst::BufferList::from_iter(list);
         gst::trace!(CAT, imp = self, "pushing {} packets", list.len());
         self.srcpad.push_list(list)
     }
@@ -207,7 +212,7 @@ impl FecPayloader {
         &self,
         state: &mut State,
         buffer: &gst::BufferRef,
-        out: &mut gst::BufferListRef,
+        out: &mut Vec<gst::Buffer>,
     ) -> Result<(), gst::FlowError> {
         let rt = |t: Option<gst::ClockTime>| t.and_then(|t| state.segment.to_running_time(t));
         let pts = rt(buffer.pts());
@@ -249,7 +254,7 @@ impl FecPayloader {
         for p in packets {
             let mut b = gst::Buffer::from_mut_slice(p);
             b.get_mut().unwrap().set_pts(pts);
-            out.add(b);
+            out.push(b);
         }
         Ok(())
     }
@@ -659,7 +664,7 @@ impl ObjectImpl for FecPayloader {
                     .build(),
                 glib::ParamSpecUInt::builder("window-blocks")
                     .nick("Window blocks")
-                    .blurb("Blocks kept after sending, to answer repair requests and to go round in carousel mode; 0 = 64 in stream mode, all in carousel mode")
+                    .blurb("Blocks kept after sending, to answer repair requests and to go round in carousel mode; 0 = 16 in stream mode, all in carousel mode")
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt::builder("description-interval")
