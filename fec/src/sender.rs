@@ -216,7 +216,6 @@ impl Sender {
         }
         .min(u32::from(u16::MAX)) as u16;
         let number = self.next_block;
-        self.next_block += 1;
         let mut block = SentBlock {
             number,
             k,
@@ -233,6 +232,9 @@ impl Sender {
                 self.emit(out, p);
             }
         }
+        // Counted only now: a description sent with the source packets names this block as
+        // the oldest one still going out.
+        self.next_block += 1;
         block.encoder = BlockEncoder::new(self.cfg.codec, number, data, self.cfg.symbol_size, pool);
         self.stats.blocks += 1;
         self.window.push_back(block);

@@ -369,3 +369,19 @@ fn a_restarted_sender_is_followed_after_a_run_of_far_packets() {
     }
     assert!(rx.stats.resyncs >= 1, "{:?}", rx.stats);
 }
+
+#[test]
+fn a_carousel_receiver_there_from_the_start_gets_everything() {
+    let input = buffers(30, 18);
+    let packets = send(
+        SenderConfig {
+            mode: Mode::Carousel,
+            window: 0,
+            ..config(Codec::RaptorQ)
+        },
+        &input,
+    );
+    let (out, rx) = receive(packets);
+    assert!(same(&out, &input), "{:?}", rx.stats);
+    assert_eq!(rx.stats.blocks_lost, 0);
+}

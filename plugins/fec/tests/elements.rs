@@ -63,6 +63,16 @@ fn bytes(b: &gst::Buffer) -> Vec<u8> {
     b.map_readable().unwrap().to_vec()
 }
 
+/// The packets a payloader makes of `buffers`, EOS included.
+fn payload(props: &str, buffers: &[gst::Buffer]) -> (Vec<gst::Buffer>, Harness) {
+    let mut pay = payloader(props);
+    for b in buffers {
+        pay.push(b.clone()).unwrap();
+    }
+    pay.push_event(gst::event::Eos::new());
+    (packets_of(&mut pay), pay)
+}
+
 /// Pushes packets through a depayloader and returns what it gives out, after EOS.
 fn depayload(packets: &[gst::Buffer], props: &str) -> (Vec<gst::Buffer>, Harness) {
     let mut h = depayloader(props);
@@ -90,13 +100,8 @@ fn assert_same_buffers(got: &[gst::Buffer], want: &[gst::Buffer]) {
 
 #[test]
 fn buffers_caps_and_timestamps_come_back_exactly() {
-    let mut pay = payloader("max-block-time=200000000");
     let buffers = input(100);
-    for b in &buffers {
-        pay.push(b.clone()).unwrap();
-    }
-    pay.push_event(gst::event::Eos::new());
-    let packets = packets_of(&mut pay);
+    let (packets, pay) = payload("max-block-time=200000000", &buffers);
     assert!(packets.iter().all(|p| p.size() <= 1452));
     let (out, mut depay) = depayload(&packets, "");
     assert_same_buffers(&out, &buffers);
@@ -194,13 +199,8 @@ fn crc32c(data: &[u8]) -> u32 {
 
 #[test]
 fn bad_packets_are_counted_and_never_reach_the_output() {
-    let mut pay = payloader("max-block-time=0");
     let buffers = input(60);
-    for b in &buffers {
-        pay.push(b.clone()).unwrap();
-    }
-    pay.push_event(gst::event::Eos::new());
-    let packets = packets_of(&mut pay);
+    let (packets, _) = payload("max-block-time=0", &buffers);
     let mut mixed = Vec::new();
     let mut forged_count = 0;
     for (i, p) in packets.iter().enumerate() {
@@ -291,13 +291,8 @@ fn latency_is_reported_and_bounds_the_wait() {
 
 #[test]
 fn a_flush_starts_the_depayloader_over_cleanly() {
-    let mut pay = payloader("max-block-time=0");
     let buffers = input(60);
-    for b in &buffers {
-        pay.push(b.clone()).unwrap();
-    }
-    pay.push_event(gst::event::Eos::new());
-    let packets = packets_of(&mut pay);
+    let (packets, _) = payload("max-block-time=0", &buffers);
     let mut depay = depayloader("");
     // Half a stream, a flush (a seek upstream), then the whole stream again.
     for p in &packets[..packets.len() / 2] {

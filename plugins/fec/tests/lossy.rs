@@ -5,7 +5,6 @@
 mod common;
 
 use common::*;
-use gst::prelude::*;
 
 // K = 400 keeps the chance that 10 % random loss beats 25 % repair in some block below 1e-12
 // (binomial tail), so these tests cannot fail by bad luck; K = 100 is measured in benches/.
@@ -54,17 +53,13 @@ fn codec_none_round_trips_without_loss() {
 
 #[test]
 fn bursts_of_loss_are_repaired() {
-    init();
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out.ts");
-    let p = gst::parse::launch(&format!(
+    let p = pipeline(&format!(
         "filesrc location={} ! {PAY} name=pay ! fec-depayloader name=depay ! filesink location={}",
         ts_file().display(),
         out.display()
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
+    ));
     // 40 packets in a row out of every 500: 8 % loss, all in one burst per block.
     drop_packets(&p, "pay", |n| n % 500 < 40);
     run_pipeline(&p);
@@ -74,17 +69,13 @@ fn bursts_of_loss_are_repaired() {
 
 #[test]
 fn a_block_beyond_repair_becomes_a_gap_and_a_warning() {
-    init();
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out.ts");
-    let p = gst::parse::launch(&format!(
+    let p = pipeline(&format!(
         "filesrc location={} ! {PAY} name=pay ! fec-depayloader name=depay ! filesink location={}",
         ts_file().display(),
         out.display()
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
+    ));
     // Half of the packets of the second block go missing.
     drop_packets(&p, "pay", |n| (600..850).contains(&n));
     let warnings = run_pipeline(&p);
@@ -127,11 +118,7 @@ fn carousel_late_joiner_rebuilds_everything() {
     };
     // The live pass alone, to know how many packets it sends.
     let live = stat(&run(&description(0)), "pay", "packets-out");
-    init();
-    let p = gst::parse::launch(&description(1))
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
+    let p = pipeline(&description(1));
     // The receiver joins half-way through the live pass.
     drop_packets(&p, "pay", move |n| n < live / 2);
     run_pipeline(&p);

@@ -10,17 +10,13 @@ use gst::prelude::*;
 
 #[test]
 fn a_live_stream_crosses_udp_and_is_rebuilt_exactly() {
-    init();
     let tmp = tempfile::tempdir().unwrap();
     let (sent, received) = (tmp.path().join("sent.ts"), tmp.path().join("received.ts"));
-    let receiver = gst::parse::launch(&format!(
+    let receiver = pipeline(&format!(
         "udpsrc port=0 name=src caps=application/x-fanout-fec buffer-size=4194304 \
          ! fec-depayloader name=depay ! filesink location={} async=false",
         received.display()
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
+    ));
     receiver.set_state(gst::State::Playing).unwrap();
     let port = receiver.by_name("src").unwrap().property::<i32>("port");
     assert!(port > 0);

@@ -286,7 +286,8 @@ impl FecDepayloader {
             .sticky_event::<gst::event::StreamStart>(0)
             .is_none()
         {
-            let id = format!("fec-depayloader-{:08x}", rand_id());
+            // Upstream sent none (an appsrc, say): one of our own.
+            let id = self.srcpad.create_stream_id(&*self.obj(), None);
             self.srcpad.push_event(gst::event::StreamStart::new(&id));
         }
         if let Some(caps) = caps {
@@ -413,11 +414,6 @@ impl FecDepayloader {
             }
         }
     }
-}
-
-fn rand_id() -> u32 {
-    use std::hash::{BuildHasher, RandomState};
-    RandomState::new().hash_one(Instant::now()) as u32
 }
 
 #[glib::object_subclass]

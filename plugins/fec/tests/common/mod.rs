@@ -34,13 +34,17 @@ pub fn ts_file() -> &'static Path {
         .1
 }
 
-/// Runs a pipeline to EOS (at most two minutes); panics on an error message.
-pub fn run(description: &str) -> gst::Pipeline {
+pub fn pipeline(description: &str) -> gst::Pipeline {
     init();
-    let pipeline = gst::parse::launch(description)
+    gst::parse::launch(description)
         .unwrap()
         .downcast::<gst::Pipeline>()
-        .unwrap();
+        .unwrap()
+}
+
+/// Runs a pipeline to EOS (at most two minutes); panics on an error message.
+pub fn run(description: &str) -> gst::Pipeline {
+    let pipeline = pipeline(description);
     run_pipeline(&pipeline);
     pipeline
 }
