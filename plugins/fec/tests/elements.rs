@@ -11,6 +11,7 @@ use gst_check::Harness;
 const CAPS: &str = "video/mpegts, systemstream=(boolean)true, packetsize=(int)188";
 
 fn input(n: u64) -> Vec<gst::Buffer> {
+    init();
     (0..n)
         .map(|i| {
             let data: Vec<u8> = (0..(188 * (1 + i % 40)))
