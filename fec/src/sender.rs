@@ -46,6 +46,9 @@ impl Default for SenderConfig {
     }
 }
 
+/// First repair index at most: half the 24-bit ESI space, so that repair symbols have room.
+pub const MAX_FIRST_REPAIR: u32 = 1 << 23;
+
 impl SenderConfig {
     pub fn check(&self) -> Result<(), String> {
         let t = usize::from(self.symbol_size);
@@ -58,6 +61,9 @@ impl SenderConfig {
             return Err(format!(
                 "max-block-symbols must be between 1 and {MAX_SOURCE_SYMBOLS}"
             ));
+        }
+        if self.first_repair >= MAX_FIRST_REPAIR {
+            return Err(format!("first-repair-esi must be below {MAX_FIRST_REPAIR}"));
         }
         if self.codec == Codec::None && (self.mode == Mode::Carousel || !self.send_source) {
             return Err(

@@ -653,6 +653,7 @@ impl ObjectImpl for FecPayloader {
                     .build(),
                 glib::ParamSpecUInt::builder("first-repair-esi")
                     .nick("First repair ESI")
+                    .maximum(fanout_fec::sender::MAX_FIRST_REPAIR - 1)
                     .blurb("Index of the first repair symbol of each block: payloaders of one flow given disjoint ranges send symbols a receiver can merge")
                     .mutable_ready()
                     .build(),
