@@ -27,6 +27,9 @@ pub struct SenderConfig {
     pub send_source: bool,
     /// Repeat the stream description every this many packets.
     pub description_interval: u32,
+    /// A block closes once its buffers span this long (ns, by their PTS or DTS); 0 = only
+    /// when full.
+    pub max_block_time: u64,
 }
 
 impl Default for SenderConfig {
@@ -42,6 +45,7 @@ impl Default for SenderConfig {
             first_repair: 0,
             send_source: true,
             description_interval: 64,
+            max_block_time: 100_000_000,
         }
     }
 }
@@ -105,6 +109,8 @@ pub struct Sender {
     k_set: Vec<u16>,
     next_block: u64,
     building: Vec<u8>,
+    /// Timestamp of the first buffer in the block being built.
+    block_start: Option<u64>,
     window: VecDeque<SentBlock>,
     carousel_next: u64,
     description: Option<Description>,
@@ -121,6 +127,7 @@ impl Sender {
             building: Vec::with_capacity(cfg.block_capacity()),
             cfg,
             next_block: 0,
+            block_start: None,
             window: VecDeque::new(),
             carousel_next: 0,
             description: None,
@@ -164,8 +171,18 @@ impl Sender {
         self.next_block
     }
 
-    /// Adds one buffer; full blocks are closed and their packets appended to `out`.
+    /// Adds one buffer; blocks that are full or span `max_block_time` are closed and their
+    /// packets appended to `out`.
     pub fn push_buffer(&mut self, meta: &BufferMeta, data: &[u8], out: &mut Vec<Vec<u8>>) {
+        let ts = meta.pts.or(meta.dts);
+        if let (Some(start), Some(now)) = (self.block_start, ts) {
+            if self.cfg.max_block_time > 0 && now >= start.saturating_add(self.cfg.max_block_time) {
+                self.close_block(out);
+            }
+        }
+        if self.building.is_empty() {
+            self.block_start = ts;
+        }
         let capacity = self.cfg.block_capacity();
         let mut rest = data;
         let mut start = true;
@@ -184,6 +201,8 @@ impl Sender {
             start = false;
             if self.building.len() + 2 > capacity {
                 self.close_block(out);
+                // What is left of this buffer opens the next block.
+                self.block_start = ts;
             }
             if end {
                 break;
@@ -194,6 +213,7 @@ impl Sender {
     /// Drops the block being built (after a flush).
     pub fn discard_pending(&mut self) {
         self.building.clear();
+        self.block_start = None;
     }
 
     /// Closes the block being built (if any) and appends its packets to `out`.

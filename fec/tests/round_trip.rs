@@ -385,3 +385,28 @@ fn a_carousel_receiver_there_from_the_start_gets_everything() {
     assert!(same(&out, &input), "{:?}", rx.stats);
     assert_eq!(rx.stats.blocks_lost, 0);
 }
+
+#[test]
+fn blocks_close_by_time_when_buffers_have_timestamps() {
+    let mut sender = Sender::new(SenderConfig {
+        max_block_time: 100_000_000,
+        ..config(Codec::RaptorQ)
+    })
+    .unwrap();
+    let mut out = Vec::new();
+    for i in 0..30u64 {
+        let meta = BufferMeta {
+            pts: Some(i * 40_000_000),
+            ..BufferMeta::default()
+        };
+        sender.push_buffer(&meta, &[i as u8; 100], &mut out);
+    }
+    // 0, 40 and 80 ms make a block; the buffer at 120 ms opens the next.
+    assert_eq!(sender.stats.blocks, 9);
+    // Without timestamps only size closes blocks.
+    let mut sender = Sender::new(config(Codec::RaptorQ)).unwrap();
+    for i in 0..30u8 {
+        sender.push_buffer(&BufferMeta::default(), &[i; 100], &mut out);
+    }
+    assert_eq!(sender.stats.blocks, 0);
+}

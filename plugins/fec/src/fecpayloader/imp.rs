@@ -92,6 +92,7 @@ impl Settings {
             first_repair: self.first_repair_esi,
             send_source: self.send_source,
             description_interval: self.description_interval.max(1),
+            max_block_time: self.max_block_time,
         }
     }
 }
@@ -113,11 +114,8 @@ struct State {
     time_segment: bool,
     segment: gst::FormattedSegment<gst::ClockTime>,
     segment_sent: bool,
-    /// Running time of the first buffer in the block being built.
-    block_start: Option<u64>,
     /// Packets answering repair requests, waiting for the streaming thread.
     repairs: Vec<gst::Buffer>,
-    max_block_time: u64,
     counters: Counters,
 }
 
@@ -223,16 +221,6 @@ impl FecPayloader {
             flags: buffer.flags().bits(),
         };
         let mut packets = Vec::new();
-        // A block closes when it spans max-block-time, if the input has timestamps.
-        if let (Some(start), Some(now)) = (state.block_start, meta.pts.or(meta.dts)) {
-            if state.max_block_time > 0 && now >= start + state.max_block_time {
-                state.sender.flush(&mut packets);
-                state.block_start = None;
-            }
-        }
-        if state.sender.pending() == 0 {
-            state.block_start = meta.pts.or(meta.dts);
-        }
         let map = buffer.map_readable().map_err(|_| {
             gst::element_imp_error!(
                 self,
@@ -241,12 +229,7 @@ impl FecPayloader {
             );
             gst::FlowError::Error
         })?;
-        let before = state.sender.next_block();
         state.sender.push_buffer(&meta, &map, &mut packets);
-        if state.sender.next_block() != before && state.sender.pending() > 0 {
-            // The buffer's tail opened a new block.
-            state.block_start = meta.pts.or(meta.dts);
-        }
         state.counters.buffers_in += 1;
         state.counters.bytes_in += map.len() as u64;
         state.counters.packets_out += packets.len() as u64;
@@ -290,7 +273,6 @@ impl FecPayloader {
             };
             let mut packets = Vec::new();
             state.sender.flush(&mut packets);
-            state.block_start = None;
             state.counters.packets_out += packets.len() as u64;
             packet_buffers(packets, None)
         };
@@ -417,7 +399,6 @@ impl FecPayloader {
                 if let Some(state) = self.state.lock().unwrap().as_mut() {
                     // What was flushed does not go out; block numbers go on.
                     state.sender.discard_pending();
-                    state.block_start = None;
                     state.segment_sent = false;
                 }
                 gst::Pad::event_default(pad, Some(&*self.obj()), event)
@@ -542,9 +523,7 @@ impl FecPayloader {
             time_segment: false,
             segment: gst::FormattedSegment::new(),
             segment_sent: false,
-            block_start: None,
             repairs: Vec::new(),
-            max_block_time: settings.max_block_time,
             counters: Counters::default(),
         });
         Ok(())
