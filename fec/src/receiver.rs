@@ -73,6 +73,9 @@ pub enum Output {
     },
     /// Blocks `first..first + count` could not be rebuilt in time.
     Lost { first: u64, count: u64 },
+    /// After a loss, the time (ns) the lost buffers covered: from the end of the last buffer
+    /// given out to the start of the next one.
+    Gap { start: u64, duration: u64 },
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -142,6 +145,8 @@ pub struct Receiver {
     next: Option<u64>,
     partial: Option<(BufferMeta, Vec<u8>)>,
     discont: bool,
+    /// End (PTS + duration) of the last buffer given out.
+    last_end: Option<u64>,
     out_of_range_run: u32,
     buffered: usize,
     /// Something was given out (or given up): from then on `next` only moves forward.
@@ -160,6 +165,7 @@ impl Receiver {
             next: None,
             partial: None,
             discont: false,
+            last_end: None,
             out_of_range_run: 0,
             buffered: 0,
             started: false,
@@ -482,6 +488,17 @@ impl Receiver {
     }
 
     fn emit(&mut self, meta: BufferMeta, data: Payload, out: &mut Vec<Output>) {
+        if let (true, Some(end), Some(pts)) = (self.discont, self.last_end, meta.pts) {
+            if pts > end {
+                out.push(Output::Gap {
+                    start: end,
+                    duration: pts - end,
+                });
+            }
+        }
+        if let Some(pts) = meta.pts {
+            self.last_end = Some(pts + meta.duration.unwrap_or(0));
+        }
         self.stats.buffers += 1;
         out.push(Output::Buffer {
             meta,

@@ -152,14 +152,12 @@ fn a_lost_block_drops_only_its_buffers_and_marks_discont() {
     for b in &got {
         assert!(it.any(|i| i == b));
     }
+    // The first buffer after the loss (past the GAP, if any) is marked.
     let after = out
         .iter()
         .skip_while(|o| !matches!(o, Output::Lost { .. }))
-        .nth(1);
-    assert!(
-        matches!(after, Some(Output::Buffer { discont: true, .. })),
-        "{after:?}"
-    );
+        .find(|o| matches!(o, Output::Buffer { .. }));
+    assert!(matches!(after, Some(Output::Buffer { discont: true, .. })));
 }
 
 #[test]
@@ -409,4 +407,36 @@ fn blocks_close_by_time_when_buffers_have_timestamps() {
         sender.push_buffer(&BufferMeta::default(), &[i; 100], &mut out);
     }
     assert_eq!(sender.stats.blocks, 0);
+}
+
+#[test]
+fn a_lost_block_is_reported_as_the_time_it_covered() {
+    let input: Vec<_> = (0..40u64)
+        .map(|i| {
+            let meta = BufferMeta {
+                pts: Some(i * 40_000_000),
+                duration: Some(40_000_000),
+                ..BufferMeta::default()
+            };
+            (meta, vec![i as u8; 20_000])
+        })
+        .collect();
+    let packets = send(config(Codec::RaptorQ), &input);
+    let (out, _) = receive(packets.into_iter().filter(|p| !(p[3] == 1 && p[19] == 2)));
+    let at = out
+        .iter()
+        .position(|o| matches!(o, Output::Gap { .. }))
+        .expect("a gap");
+    let Output::Gap { start, duration } = out[at] else {
+        unreachable!()
+    };
+    let meta = |o: &Output| match o {
+        Output::Buffer { meta, discont, .. } => Some((*meta, *discont)),
+        _ => None,
+    };
+    let (before, _) = out[..at].iter().rev().find_map(meta).unwrap();
+    let (after, discont) = out[at..].iter().find_map(meta).unwrap();
+    assert!(discont);
+    assert_eq!(start, before.pts.unwrap() + 40_000_000);
+    assert_eq!(start + duration, after.pts.unwrap());
 }

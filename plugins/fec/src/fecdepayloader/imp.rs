@@ -44,10 +44,6 @@ struct State {
     receiver: Receiver,
     /// Whether caps and segment went out.
     configured: bool,
-    time_segment: bool,
-    /// End of the last buffer pushed, to size the GAP event after a loss.
-    last_end: Option<gst::ClockTime>,
-    gap_pending: bool,
     last_warning: Option<Instant>,
     lost_since_warning: u64,
     caps_errors: u64,
@@ -163,7 +159,7 @@ impl FecDepayloader {
                     discont,
                 } => {
                     let mut buffer = gst::Buffer::from_slice(data);
-                    let gap = {
+                    {
                         let b = buffer.get_mut().unwrap();
                         let ts = |v: Option<u64>| v.map(gst::ClockTime::from_nseconds);
                         b.set_pts(ts(meta.pts));
@@ -175,13 +171,16 @@ impl FecDepayloader {
                             discont || flags.contains(gst::BufferFlags::DISCONT),
                         );
                         b.set_flags(flags);
-                        self.gap_before(b)
-                    };
-                    if let Some(gap) = gap {
-                        self.push_list(&mut list)?;
-                        self.srcpad.push_event(gap);
                     }
                     list.get_mut().unwrap().add(buffer);
+                }
+                Output::Gap { start, duration } => {
+                    self.push_list(&mut list)?;
+                    let start = gst::ClockTime::from_nseconds(start);
+                    let gap = gst::event::Gap::builder(start)
+                        .duration(gst::ClockTime::from_nseconds(duration))
+                        .build();
+                    self.srcpad.push_event(gap);
                 }
                 Output::Lost { first, count } => {
                     self.lost(first, count);
@@ -209,31 +208,10 @@ impl FecDepayloader {
             .push_list(std::mem::replace(list, gst::BufferList::new()))
     }
 
-    /// A GAP event covering what a lost block held, once the next buffer says where it ends.
-    fn gap_before(&self, buffer: &gst::BufferRef) -> Option<gst::Event> {
-        let mut guard = self.state.lock().unwrap();
-        let state = guard.as_mut()?;
-        let gap = if std::mem::take(&mut state.gap_pending) {
-            match (state.last_end, buffer.pts()) {
-                (Some(end), Some(pts)) if pts > end => {
-                    Some(gst::event::Gap::builder(end).duration(pts - end).build())
-                }
-                _ => None,
-            }
-        } else {
-            None
-        };
-        if let Some(pts) = buffer.pts() {
-            state.last_end = Some(pts + buffer.duration().unwrap_or_default());
-        }
-        gap
-    }
-
     fn lost(&self, first: u64, count: u64) {
         let warn = {
             let mut guard = self.state.lock().unwrap();
             let Some(state) = guard.as_mut() else { return };
-            state.gap_pending = state.time_segment;
             state.lost_since_warning += count;
             let due = state
                 .last_warning
@@ -278,7 +256,6 @@ impl FecDepayloader {
         let first = {
             let mut guard = self.state.lock().unwrap();
             let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
-            state.time_segment = time_segment;
             !std::mem::replace(&mut state.configured, true)
         };
         if self
@@ -395,9 +372,6 @@ impl FecDepayloader {
         *self.state.lock().unwrap() = Some(State {
             receiver,
             configured: false,
-            time_segment: false,
-            last_end: None,
-            gap_pending: false,
             last_warning: None,
             lost_since_warning: 0,
             caps_errors: 0,
