@@ -141,17 +141,16 @@ pub struct FecPayloader {
     stopping: (Mutex<bool>, Condvar),
 }
 
-fn packet_buffers(packets: Vec<Vec<u8>>, pts: Option<gst::ClockTime>) -> gst::BufferList {
-    let mut list = gst::BufferList::new_sized(packets.len());
-    {
-        let list = list.get_mut().unwrap();
-        for p in packets {
-            let mut b = gst::Buffer::from_mut_slice(p);
-            b.get_mut().unwrap().set_pts(pts);
-            list.add(b);
-        }
-    }
-    list
+/// Packets as buffers, stamped with the running time of the input that completed them.
+fn packet_buffers(
+    packets: Vec<Vec<u8>>,
+    pts: Option<gst::ClockTime>,
+) -> impl Iterator<Item = gst::Buffer> {
+    packets.into_iter().map(move |p| {
+        let mut b = gst::Buffer::from_mut_slice(p);
+        b.get_mut().unwrap().set_pts(pts);
+        b
+    })
 }
 
 impl FecPayloader {
@@ -233,12 +232,7 @@ impl FecPayloader {
         state.counters.buffers_in += 1;
         state.counters.bytes_in += map.len() as u64;
         state.counters.packets_out += packets.len() as u64;
-        // Packets go out stamped with the running time of the input that completed them.
-        for p in packets {
-            let mut b = gst::Buffer::from_mut_slice(p);
-            b.get_mut().unwrap().set_pts(pts);
-            out.push(b);
-        }
+        out.extend(packet_buffers(packets, pts));
         Ok(())
     }
 
@@ -266,7 +260,8 @@ impl FecPayloader {
     }
 
     fn flush_block(&self) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let list = {
+        let _push = self.push_lock.lock().unwrap();
+        let list: gst::BufferList = {
             let mut guard = self.state.lock().unwrap();
             let Some(state) = guard.as_mut() else {
                 return Ok(gst::FlowSuccess::Ok);
@@ -274,7 +269,7 @@ impl FecPayloader {
             let mut packets = Vec::new();
             state.sender.flush(&mut packets);
             state.counters.packets_out += packets.len() as u64;
-            packet_buffers(packets, None)
+            packet_buffers(packets, None).collect()
         };
         if list.is_empty() {
             return Ok(gst::FlowSuccess::Ok);
@@ -313,7 +308,7 @@ impl FecPayloader {
                     state.counters.packets_out += packets.len() as u64;
                     sent_bits += packets.iter().map(|p| p.len() as u64 * 8).sum::<u64>();
                     (
-                        packet_buffers(packets, None),
+                        packet_buffers(packets, None).collect::<gst::BufferList>(),
                         std::mem::take(&mut state.repairs),
                     )
                 };
