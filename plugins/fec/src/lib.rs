@@ -76,6 +76,18 @@ pub fn packet_destination(buffer: &gst::BufferRef) -> Option<glib::SendValue> {
     meta.structure().value("destination").ok().cloned()
 }
 
+/// An element's `stats`: live while it runs, those of its last run once it stopped.
+fn live_or_last_stats(
+    running: bool,
+    last: &std::sync::Mutex<Option<gst::Structure>>,
+    live: impl FnOnce() -> gst::Structure,
+) -> gst::Structure {
+    match last.lock().unwrap().clone() {
+        Some(last) if !running => last,
+        _ => live(),
+    }
+}
+
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     if !gst::meta::CustomMeta::is_registered(DESTINATION_META) {
         gst::meta::CustomMeta::register(DESTINATION_META, &[]);

@@ -479,10 +479,7 @@ impl FecPayloader {
 
     fn current_stats(&self) -> gst::Structure {
         let running = self.state.lock().unwrap().is_some();
-        match self.last_stats.lock().unwrap().clone() {
-            Some(last) if !running => last,
-            _ => self.stats(),
-        }
+        crate::live_or_last_stats(running, &self.last_stats, || self.stats())
     }
 
     fn stats(&self) -> gst::Structure {
