@@ -440,3 +440,29 @@ fn a_lost_block_is_reported_as_the_time_it_covered() {
     assert_eq!(start, before.pts.unwrap() + 40_000_000);
     assert_eq!(start + duration, after.pts.unwrap());
 }
+
+/// A symbol packet claiming another symbol size (payload cut to match), checksum valid.
+fn with_symbol_size(p: &[u8], t: u16) -> Vec<u8> {
+    let mut p = p[..36 + usize::from(t)].to_vec();
+    p[30..32].copy_from_slice(&t.to_be_bytes());
+    let crc = crc32c::crc32c(&p);
+    p.extend_from_slice(&crc.to_be_bytes());
+    p
+}
+
+#[test]
+fn a_symbol_size_changing_mid_block_is_counted_and_never_output() {
+    let input = buffers(30, 19);
+    let packets = send(config(Codec::RaptorQ), &input);
+    // Every symbol packet is preceded by a forged twin that says T = 1392, not 1400.
+    let mut mixed = Vec::new();
+    for p in &packets {
+        if p[3] == 1 {
+            mixed.push(with_symbol_size(p, 1392));
+        }
+        mixed.push(p.clone());
+    }
+    let (out, rx) = receive(mixed);
+    assert!(same(&out, &input), "{:?}", rx.stats);
+    assert!(rx.stats.inconsistent > 0);
+}
