@@ -119,15 +119,17 @@ pub fn parse_pieces(block: &[u8]) -> Option<Vec<Piece<'_>>> {
         let mut meta = BufferMeta::default();
         if flags & PIECE_START != 0 {
             meta.flags = u32::try_from(get_varint(block, &mut pos)?).ok()?;
-            if flags & HAS_PTS != 0 {
-                meta.pts = Some(get_varint(block, &mut pos)?);
-            }
-            if flags & HAS_DTS != 0 {
-                meta.dts = Some(get_varint(block, &mut pos)?);
-            }
-            if flags & HAS_DURATION != 0 {
-                meta.duration = Some(get_varint(block, &mut pos)?);
-            }
+            // 2^64 - 1 is GStreamer's "no time": never a time a sender can have had.
+            let mut time = |present: u8| -> Option<Option<u64>> {
+                if flags & present == 0 {
+                    return Some(None);
+                }
+                let t = get_varint(block, &mut pos)?;
+                (t != u64::MAX).then_some(Some(t))
+            };
+            meta.pts = time(HAS_PTS)?;
+            meta.dts = time(HAS_DTS)?;
+            meta.duration = time(HAS_DURATION)?;
         }
         let len = usize::try_from(get_varint(block, &mut pos)?).ok()?;
         let data = block.get(pos..pos.checked_add(len)?)?;

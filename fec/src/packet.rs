@@ -29,6 +29,9 @@ const _: () = assert!(SYMBOL_HEADER + MAX_SYMBOL_SIZE + CRC_LEN <= MAX_DATAGRAM)
 /// RFC 6330 symbol alignment (Al) we use for every codec.
 pub const ALIGNMENT: usize = 8;
 
+/// Block numbers stay below 2^63, so a receiver's arithmetic on them cannot overflow.
+pub const MAX_BLOCK: u64 = (1 << 63) - 1;
+
 /// The ESI field is 24 bits wide (RFC 6330 section 3.2).
 pub const MAX_ESI: u32 = (1 << 24) - 1;
 
@@ -212,6 +215,9 @@ pub fn parse(buf: &[u8]) -> Result<Packet<'_>, ParseError> {
 
     let codec = Codec::from_u8(body[8]).ok_or(ParseError::Invalid("unknown codec"))?;
     let block = be_u64(&body[12..20]);
+    if block > MAX_BLOCK {
+        return Err(ParseError::Invalid("block number beyond 2^63 - 1"));
+    }
     let payload_id = be_u32(&body[20..24]);
     if (payload_id >> 24) as u8 != block as u8 {
         return Err(ParseError::Invalid("SBN does not match the block number"));

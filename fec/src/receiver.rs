@@ -290,7 +290,7 @@ impl Receiver {
                 self.out_of_range_run = 0;
                 return;
             }
-            if far_behind || h.block - next >= self.cfg.max_pending_blocks {
+            if far_behind || h.block.saturating_sub(next) >= self.cfg.max_pending_blocks {
                 // A sender restarting (block numbers from anywhere) shows as a run of these.
                 self.stats.out_of_range += 1;
                 self.out_of_range_run += 1;
@@ -350,7 +350,7 @@ impl Receiver {
             self.stats.inconsistent += 1;
         }
         let variant = &mut block.variants[i];
-        if variant.seen.len() as u32 >= variant.k + MAX_SURPLUS {
+        if variant.seen.len() as u32 >= variant.k.saturating_add(MAX_SURPLUS) {
             self.stats.excess += 1;
             return;
         }
@@ -423,7 +423,7 @@ impl Receiver {
             if self.blocks.get(&next).is_some_and(|b| b.decoded.is_some()) {
                 let bytes = self.remove(next).and_then(|b| b.decoded).unwrap();
                 self.give_out(bytes, out);
-                self.next = Some(next + 1);
+                self.next = Some(next.saturating_add(1));
                 continue;
             }
             let held = self.blocks.range(next..).next().map(|(&n, _)| n);
@@ -438,7 +438,7 @@ impl Receiver {
             // Give up on `next`, or at once on the run of blocks never seen before the next
             // one held (a carousel: before its window).
             let upto = match held {
-                Some(n) if n == next => next + 1,
+                Some(n) if n == next => next.saturating_add(1),
                 Some(n) if next < window_start && carousel => n.min(window_start),
                 Some(n) => n,
                 None => window_start,
@@ -446,7 +446,7 @@ impl Receiver {
             if held == Some(next) {
                 self.remove(next);
             }
-            self.lose(next, upto - next, out);
+            self.lose(next, upto.saturating_sub(next), out);
             self.next = Some(upto);
         }
     }
@@ -497,7 +497,7 @@ impl Receiver {
             }
         }
         if let Some(pts) = meta.pts {
-            self.last_end = Some(pts + meta.duration.unwrap_or(0));
+            self.last_end = Some(pts.saturating_add(meta.duration.unwrap_or(0)));
         }
         self.stats.buffers += 1;
         out.push(Output::Buffer {

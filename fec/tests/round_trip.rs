@@ -1,5 +1,6 @@
 //! Sender to receiver through lossy, reordered, merged and damaged packet streams.
 
+use fanout_fec::packet::{self, Packet, SymbolHeader};
 use fanout_fec::{BufferMeta, Codec, Mode, Output, Receiver, ReceiverConfig, Sender, SenderConfig};
 
 /// xorshift64*: deterministic loss patterns without a dependency.
@@ -141,7 +142,9 @@ fn a_lost_block_drops_only_its_buffers_and_marks_discont() {
     let input = buffers(40, 6);
     let packets = send(config(Codec::RaptorQ), &input);
     // Drop every packet of block 2.
-    let packets = packets.into_iter().filter(|p| !(p[3] == 1 && p[19] == 2));
+    let packets = packets
+        .into_iter()
+        .filter(|p| symbol_header(p).is_none_or(|h| h.block != 2));
     let (out, rx) = receive(packets);
     assert_eq!(rx.stats.blocks_lost, 1);
     assert!(out.contains(&Output::Lost { first: 2, count: 1 }));
@@ -302,7 +305,7 @@ fn an_incomplete_block_is_given_up_after_the_latency() {
     // Block 0 gets only its first packets; block 1 arrives whole, later.
     for p in packets
         .iter()
-        .filter(|p| p[3] != 1 || p[19] != 0 || p[23] < 3)
+        .filter(|p| symbol_header(p).is_none_or(|h| h.block != 0 || h.esi < 3))
     {
         rx.push(p, 1_000, &mut out);
     }
@@ -315,15 +318,23 @@ fn an_incomplete_block_is_given_up_after_the_latency() {
     assert!(buffers_of(&out).len() > 1);
 }
 
-/// A symbol packet moved to another block number, checksum made valid again.
+/// A symbol packet rewritten with an edited header and the first `len` bytes of its symbol:
+/// a forgery with a valid checksum.
+fn forged(p: &[u8], edit: impl FnOnce(&mut SymbolHeader), len: usize) -> Vec<u8> {
+    let Ok(Packet::Symbol { mut header, data }) = packet::parse(p) else {
+        panic!("not a symbol packet");
+    };
+    edit(&mut header);
+    header.symbol_size = len as u16;
+    let mut out = Vec::new();
+    packet::write_symbol(&mut out, &header, &data[..len]);
+    out
+}
+
+/// A symbol packet moved to another block number.
 fn moved_to_block(p: &[u8], block: u64) -> Vec<u8> {
-    let mut p = p.to_vec();
-    p[12..20].copy_from_slice(&block.to_be_bytes());
-    p[20] = block as u8;
-    let n = p.len() - 4;
-    let crc = crc32c::crc32c(&p[..n]);
-    p[n..].copy_from_slice(&crc.to_be_bytes());
-    p
+    let len = symbol_header(p).unwrap().symbol_size.into();
+    forged(p, |h| h.block = block, len)
 }
 
 #[test]
@@ -354,12 +365,9 @@ fn a_restarted_sender_is_followed_after_a_run_of_far_packets() {
     // The same sender starts over at block 0 after thousands of blocks.
     let moved: Vec<_> = packets
         .iter()
-        .map(|p| {
-            if p[3] == 1 {
-                moved_to_block(p, 5000 + u64::from(p[19]))
-            } else {
-                p.clone()
-            }
+        .map(|p| match symbol_header(p) {
+            Some(h) => moved_to_block(p, 5000 + h.block),
+            None => p.clone(),
         })
         .collect();
     for p in moved.iter().chain(&packets).cycle().take(4 * packets.len()) {
@@ -422,7 +430,11 @@ fn a_lost_block_is_reported_as_the_time_it_covered() {
         })
         .collect();
     let packets = send(config(Codec::RaptorQ), &input);
-    let (out, _) = receive(packets.into_iter().filter(|p| !(p[3] == 1 && p[19] == 2)));
+    let (out, _) = receive(
+        packets
+            .into_iter()
+            .filter(|p| symbol_header(p).is_none_or(|h| h.block != 2)),
+    );
     let at = out
         .iter()
         .position(|o| matches!(o, Output::Gap { .. }))
@@ -441,15 +453,6 @@ fn a_lost_block_is_reported_as_the_time_it_covered() {
     assert_eq!(start + duration, after.pts.unwrap());
 }
 
-/// A symbol packet claiming another symbol size (payload cut to match), checksum valid.
-fn with_symbol_size(p: &[u8], t: u16) -> Vec<u8> {
-    let mut p = p[..36 + usize::from(t)].to_vec();
-    p[30..32].copy_from_slice(&t.to_be_bytes());
-    let crc = crc32c::crc32c(&p);
-    p.extend_from_slice(&crc.to_be_bytes());
-    p
-}
-
 #[test]
 fn a_symbol_size_changing_mid_block_is_counted_and_never_output() {
     let input = buffers(30, 19);
@@ -457,12 +460,64 @@ fn a_symbol_size_changing_mid_block_is_counted_and_never_output() {
     // Every symbol packet is preceded by a forged twin that says T = 1392, not 1400.
     let mut mixed = Vec::new();
     for p in &packets {
-        if p[3] == 1 {
-            mixed.push(with_symbol_size(p, 1392));
+        if symbol_header(p).is_some() {
+            mixed.push(forged(p, |_| (), 1392));
         }
         mixed.push(p.clone());
     }
     let (out, rx) = receive(mixed);
     assert!(same(&out, &input), "{:?}", rx.stats);
     assert!(rx.stats.inconsistent > 0);
+}
+
+#[test]
+fn timestamps_at_the_end_of_time_neither_overflow_nor_make_a_wrong_gap() {
+    let near_end = |i: u64| BufferMeta {
+        pts: Some(u64::MAX - 10 + i),
+        duration: Some(u64::MAX / 2),
+        ..BufferMeta::default()
+    };
+    let input: Vec<_> = (0..3).map(|i| (near_end(i), vec![i as u8; 1000])).collect();
+    let mut sender = Sender::new(config(Codec::RaptorQ)).unwrap();
+    sender.set_stream(String::new(), true).unwrap();
+    let mut packets = Vec::new();
+    for (meta, data) in &input {
+        // A block each, so that block 1 can be lost alone.
+        sender.push_buffer(meta, data, &mut packets);
+        sender.flush(&mut packets);
+    }
+    let (out, rx) = receive(
+        packets
+            .into_iter()
+            .filter(|p| symbol_header(p).is_none_or(|h| h.block != 1)),
+    );
+    assert_eq!(rx.stats.blocks_lost, 1, "{:?}", rx.stats);
+    // The end of buffer 0 saturates at the end of time: no buffer starts after it.
+    assert!(
+        !out.iter().any(|o| matches!(o, Output::Gap { .. })),
+        "{out:?}"
+    );
+    assert_eq!(buffers_of(&out).len(), 2);
+}
+
+#[test]
+fn a_time_of_none_in_block_content_makes_the_block_bad() {
+    let input = vec![(
+        BufferMeta {
+            pts: Some(u64::MAX),
+            ..BufferMeta::default()
+        },
+        vec![1u8; 100],
+    )];
+    let (out, rx) = receive(send(config(Codec::RaptorQ), &input));
+    assert!(buffers_of(&out).is_empty());
+    assert_eq!(rx.stats.bad_blocks, 1, "{:?}", rx.stats);
+}
+
+/// The header of a symbol packet, through the parser.
+fn symbol_header(p: &[u8]) -> Option<SymbolHeader> {
+    match packet::parse(p) {
+        Ok(Packet::Symbol { header, .. }) => Some(header),
+        _ => None,
+    }
 }

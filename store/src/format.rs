@@ -130,8 +130,14 @@ impl BufferRecord {
         self.flags & FLAG_DELTA_UNIT == 0
     }
 
+    /// End of the payload in the data file. Decoding checked that it fits a `u64`.
     pub fn end(&self) -> u64 {
-        self.offset + u64::from(self.size)
+        self.offset.saturating_add(u64::from(self.size))
+    }
+
+    /// Store time at which the buffer ends (its duration may come from a crafted file).
+    pub fn end_st(&self) -> u64 {
+        self.st.saturating_add(self.duration.unwrap_or(0))
     }
 
     /// The buffer's time on its original running-time axis, the one `st` was
@@ -177,6 +183,10 @@ impl BufferRecord {
         for (i, (t, prev)) in times.iter_mut().zip(next.times.iter_mut()).enumerate() {
             if present & (1 << i) != 0 {
                 *prev = prev.wrapping_add(unzigzag(get_varint(&mut rest)?) as u64);
+                // 2^64 - 1 is GStreamer's "no time": no recorder writes it.
+                if *prev == u64::MAX {
+                    return Err(BAD);
+                }
                 *t = Some(*prev);
             }
         }
@@ -504,7 +514,7 @@ mod tests {
             st: u64::MAX,
             pts: Some(0),
             dts: Some(u64::MAX - 1),
-            duration: Some(u64::MAX),
+            duration: Some(u64::MAX - 1),
             arrival: Some(1),
             offset: 0,
             size: u32::MAX,
@@ -516,6 +526,16 @@ mod tests {
             decode_record(&b, &mut Context::default()),
             Ok((Record::Buffer(r), b.len()))
         );
+        // 2^64 - 1 is GStreamer's "none", never a recorded time: taken as corruption.
+        let none = BufferRecord {
+            duration: Some(u64::MAX),
+            ..r
+        };
+        let b = encoded(&Record::Buffer(none), &mut Context::default());
+        assert!(matches!(
+            decode_record(&b, &mut Context::default()),
+            Err(DecodeError::Corrupt(_))
+        ));
     }
 
     #[test]

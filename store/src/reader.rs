@@ -122,7 +122,7 @@ impl Reader {
                 let mut end = first_st;
                 while let Next::Entry(e) = r.read_next()? {
                     if let Entry::Buffer(b) = e {
-                        end = end.max(b.st + b.duration.unwrap_or(0));
+                        end = end.max(b.end_st());
                     }
                 }
                 end

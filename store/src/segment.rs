@@ -147,7 +147,7 @@ pub fn scan_segment(dir: &Path, seq: u64, verify_data: bool) -> io::Result<Resul
                 data_len = b.end();
                 summary.buffers += 1;
                 summary.data_bytes = data_len;
-                summary.end_st = summary.end_st.max(b.st + b.duration.unwrap_or(0));
+                summary.end_st = summary.end_st.max(b.end_st());
             }
             Record::SegmentEnd(_) => closed = Some(false),
             Record::StreamEnd(_) => closed = Some(true),

@@ -85,7 +85,7 @@ impl StoreClock {
     fn next(&mut self, m: &BufferMeta) -> u64 {
         let pace = m.dts.or(m.pts).or(m.arrival);
         let st = match (pace, self.last_pace) {
-            (Some(p), Some(lp)) if p >= lp => self.last_st + (p - lp),
+            (Some(p), Some(lp)) if p >= lp => self.last_st.saturating_add(p - lp),
             // New recording, or time went backwards: carry on where the store ends.
             (Some(_), _) => self.end_st,
             // Untimed buffers share the time of the one before.
@@ -95,7 +95,7 @@ impl StoreClock {
             self.last_pace = pace;
         }
         self.last_st = st;
-        self.end_st = self.end_st.max(st + m.duration.unwrap_or(0));
+        self.end_st = self.end_st.max(st.saturating_add(m.duration.unwrap_or(0)));
         st
     }
 }
@@ -170,10 +170,11 @@ impl Writer {
                     None => continue,
                 },
             };
-            self.next_seq = seq + 1;
+            self.next_seq = seq.saturating_add(1);
             self.clock.end_st = self.clock.end_st.max(summary.end_st);
             self.clock.last_st = self.clock.end_st;
-            self.closed_bytes += summary.data_bytes;
+            // Summaries come from files: a crafted one must not overflow the total.
+            self.closed_bytes = self.closed_bytes.saturating_add(summary.data_bytes);
             self.closed.push_back(ClosedSegment { seq, kind, summary });
         }
         Ok(())
@@ -446,7 +447,7 @@ impl Writer {
             .set_len(seg.summary.data_bytes)
             .and_then(|()| seg.data.sync_data())
             .map_err(|e| Error::io(&data_path(&self.dir, seg.seq, seg.kind), e))?;
-        self.closed_bytes += seg.summary.data_bytes;
+        self.closed_bytes = self.closed_bytes.saturating_add(seg.summary.data_bytes);
         self.closed.push_back(ClosedSegment {
             seq: seg.seq,
             kind: seg.kind,
@@ -523,13 +524,13 @@ impl Writer {
                 return;
             };
             let span = newest_end.saturating_sub(oldest.summary.first_st);
-            let bytes = self.closed_bytes + cur_bytes;
+            let bytes = self.closed_bytes.saturating_add(cur_bytes);
             let over = (max_time > 0 && span > max_time) || (max_bytes > 0 && bytes > max_bytes);
             if !over || segments < 2 {
                 return;
             }
             let oldest = self.closed.pop_front().expect("checked above");
-            self.closed_bytes -= oldest.summary.data_bytes;
+            self.closed_bytes = self.closed_bytes.saturating_sub(oldest.summary.data_bytes);
             remove_segment(&self.dir, oldest.seq, Some(oldest.kind));
         }
     }
@@ -550,7 +551,8 @@ impl Writer {
 
     /// Data bytes in the store.
     pub fn store_bytes(&self) -> u64 {
-        self.closed_bytes + self.cur.as_ref().map_or(0, |s| s.summary.data_bytes)
+        self.closed_bytes
+            .saturating_add(self.cur.as_ref().map_or(0, |s| s.summary.data_bytes))
     }
 
     /// Store time covered, from the oldest kept buffer to the end of the newest.

@@ -425,3 +425,50 @@ fn an_index_naming_missing_data_is_cut_there_before_anything_is_read() {
         "{warnings:?}"
     );
 }
+
+/// A hand-made segment whose records carry the largest times the format can hold: a crafted
+/// or corrupt file must not make any arithmetic overflow.
+#[test]
+fn extreme_times_in_a_crafted_segment_do_not_overflow() {
+    use fanout_store::{BufferRecord, Context, DataKind, Record, SegmentHeader};
+    let dir = tempfile::tempdir().unwrap();
+    let header = SegmentHeader {
+        seq: 0,
+        data_kind: DataKind::Raw,
+        session: 1,
+        first_st: u64::MAX - 10,
+    };
+    let mut index = header.encode().to_vec();
+    let mut ctx = Context::new(&header);
+    let data = b"0123456789";
+    for (i, st) in [u64::MAX - 10, u64::MAX - 1].into_iter().enumerate() {
+        let rec = BufferRecord {
+            st,
+            pts: Some(u64::MAX - 2),
+            dts: None,
+            duration: Some(u64::MAX - 2),
+            arrival: Some(u64::MAX - 2),
+            offset: 5 * i as u64,
+            size: 5,
+            flags: 0,
+            data_crc: crc32c::crc32c(&data[5 * i..5 * i + 5]),
+        };
+        Record::Buffer(rec).encode(&mut index, &mut ctx);
+    }
+    fs::write(dir.path().join("0000000000.idx"), &index).unwrap();
+    fs::write(dir.path().join("0000000000.bin"), data).unwrap();
+    fs::write(dir.path().join(fanout_store::LOCK_FILE), b"").unwrap();
+
+    let mut r = Reader::open(dir.path()).unwrap();
+    assert_eq!(r.range().unwrap(), Some((u64::MAX - 10, u64::MAX)));
+    let (entries, payloads) = read_all(&mut r);
+    assert_eq!(buffers(&entries), vec![u64::MAX - 10, u64::MAX - 1]);
+    assert_eq!(payloads.concat(), data);
+    // The writer scans and closes the unclosed segment, then appends after it.
+    let mut w = Writer::open(dir.path(), WriterConfig::default()).unwrap();
+    assert_eq!(w.store_bytes(), 10);
+    record(&mut w, 0..2);
+    drop(w);
+    let (entries, _) = read_all(&mut Reader::open(dir.path()).unwrap());
+    assert_eq!(buffers(&entries).len(), 4);
+}

@@ -5,6 +5,7 @@
 mod common;
 
 use common::*;
+use fanout_fec::packet;
 use gst::prelude::*;
 use gst_check::Harness;
 
@@ -172,30 +173,27 @@ fn repair_requests_answer_with_fresh_tagged_symbols() {
     assert_same_buffers(&out, buffers);
 }
 
-/// A symbol packet with a header field changed and the checksum made valid again.
-fn forged(p: &gst::Buffer, at: usize, value: u8) -> gst::Buffer {
+/// A packet of another format version, its checksum valid.
+fn other_version(p: &gst::Buffer) -> gst::Buffer {
     let mut b = bytes(p);
-    b[at] = value;
-    let n = b.len() - 4;
-    let crc = crc32c(&b[..n]);
+    // The version byte follows the 2-byte magic (docs/fec-format.md).
+    b[2] = packet::VERSION + 1;
+    let n = b.len() - packet::CRC_LEN;
+    let crc = crc32c::crc32c(&b[..n]);
     b[n..].copy_from_slice(&crc.to_be_bytes());
     gst::Buffer::from_mut_slice(b)
 }
 
-fn crc32c(data: &[u8]) -> u32 {
-    // Bitwise CRC-32C (Castagnoli), enough for a test.
-    let mut crc = !0u32;
-    for &byte in data {
-        crc ^= u32::from(byte);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0x82f6_3b78
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
+/// A symbol packet rewritten with an edited header: a forgery with a valid checksum.
+fn forged(p: &gst::Buffer, edit: impl FnOnce(&mut packet::SymbolHeader)) -> gst::Buffer {
+    let b = bytes(p);
+    let Ok(packet::Packet::Symbol { mut header, data }) = packet::parse(&b) else {
+        panic!("not a symbol packet");
+    };
+    edit(&mut header);
+    let mut out = Vec::new();
+    packet::write_symbol(&mut out, &header, data);
+    gst::Buffer::from_mut_slice(out)
 }
 
 #[test]
@@ -209,13 +207,13 @@ fn bad_packets_are_counted_and_never_reach_the_output() {
         // Truncated, garbage, wrong version, bit flip.
         mixed.push(gst::Buffer::from_mut_slice(b[..b.len() / 2].to_vec()));
         mixed.push(gst::Buffer::from_mut_slice(vec![i as u8; 300]));
-        mixed.push(forged(p, 2, 2));
+        mixed.push(other_version(p));
         let mut flipped = b.clone();
         flipped[b.len() / 3] ^= 0x10;
         mixed.push(gst::Buffer::from_mut_slice(flipped));
-        if b[3] == 1 {
+        if symbol_header(p).is_some() {
             // K (through the transfer length) changing mid-block: inconsistent, dropped.
-            mixed.push(forged(p, 27, b[27].wrapping_add(8)));
+            mixed.push(forged(p, |h| h.transfer_length += u64::from(h.symbol_size)));
             forged_count += 1;
         }
         mixed.push(p.clone());
@@ -321,10 +319,7 @@ fn a_lost_block_becomes_a_gap_event_and_a_discont() {
     // Every packet of block 3 is lost.
     let packets: Vec<_> = packets_of(&mut pay)
         .into_iter()
-        .filter(|p| {
-            let b = bytes(p);
-            !(b[3] == 1 && b[19] == 3)
-        })
+        .filter(|p| symbol_header(p).is_none_or(|h| h.block != 3))
         .collect();
     let (out, mut depay) = depayload(&packets, "");
     assert!(out.len() < buffers.len());

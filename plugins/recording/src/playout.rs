@@ -49,7 +49,10 @@ impl Playout {
             }
         }
         self.last_at = Some(at);
-        self.end = self.end.max(at + rec.duration.unwrap_or(self.gap));
+        self.end = self.end.max(
+            at.saturating_add(rec.duration.unwrap_or(self.gap))
+                .min(MAX_TIME),
+        );
         // Keep each timestamp's distance to the pacing time as recorded.
         let pace = i128::from(rec.pace_time().unwrap_or(rec.st));
         let rebase = |t: Option<u64>| t.map(|t| clamp(i128::from(t) - pace + st + shift));
@@ -72,8 +75,12 @@ impl Playout {
     }
 }
 
+/// The largest valid `GstClockTime` (2^64 - 1 means "none").
+pub const MAX_TIME: u64 = u64::MAX - 1;
+
+/// Times come from store files, which may be crafted: kept within what GStreamer can carry.
 fn clamp(t: i128) -> u64 {
-    t.clamp(0, i128::from(u64::MAX)) as u64
+    t.clamp(0, i128::from(MAX_TIME)) as u64
 }
 
 #[cfg(test)]
@@ -129,6 +136,21 @@ mod tests {
         }
         p.join_next();
         assert_eq!(p.place(&rec(0, 0, None, None), || 0).at, 30 * MS);
+    }
+
+    #[test]
+    fn extreme_recorded_times_stay_valid_clock_times() {
+        let mut p = Playout::default();
+        let max = u64::MAX - 1;
+        let a = p.place(&rec(max, max, Some(0), Some(max)), || max);
+        let b = p.place(&rec(max, max, None, None), || unreachable!());
+        p.join_next();
+        let c = p.place(&rec(0, 0, None, Some(u64::MAX - 1)), || 0);
+        for placed in [a, b, c] {
+            assert!(placed.at <= MAX_TIME);
+            assert!(placed.pts.unwrap() <= MAX_TIME);
+        }
+        assert_eq!(c.at, MAX_TIME);
     }
 
     #[test]

@@ -224,7 +224,12 @@ impl FecDepayloader {
                 )
             })
         };
-        gst::debug!(CAT, imp = self, "blocks {first}..{} lost", first + count);
+        gst::debug!(
+            CAT,
+            imp = self,
+            "blocks {first}..{} lost",
+            first.saturating_add(count)
+        );
         if let Some((recent, total)) = warn {
             gst::element_imp_warning!(
                 self,

@@ -121,6 +121,15 @@ pub fn drop_packets(
     seen
 }
 
+/// The header of a symbol packet, through the parser; `None` for other packets.
+pub fn symbol_header(p: &gst::BufferRef) -> Option<fanout_fec::packet::SymbolHeader> {
+    let map = p.map_readable().ok()?;
+    match fanout_fec::packet::parse(&map) {
+        Ok(fanout_fec::packet::Packet::Symbol { header, .. }) => Some(header),
+        _ => None,
+    }
+}
+
 pub fn assert_same_file(a: &Path, b: &Path) {
     let (x, y) = (std::fs::read(a).unwrap(), std::fs::read(b).unwrap());
     let first_diff = x.iter().zip(&y).position(|(p, q)| p != q);

@@ -198,7 +198,7 @@ impl BitratePlayer {
         let (Some(clock), Some(base)) = (obj.clock(), obj.base_time()) else {
             return Ok(());
         };
-        let id = clock.new_single_shot_id(base + at);
+        let id = clock.new_single_shot_id(base.saturating_add(at));
         {
             let mut f = self.flushing.lock().unwrap();
             if f.flushing {
