@@ -5,6 +5,8 @@
 //! present timestamps as LEB128 varints, then the piece length (varint) and its bytes.
 //! A block is a run of pieces, zero-padded to K symbols: a zero flags byte ends the run.
 
+use fanout_wire::varint;
+
 pub const PIECE_START: u8 = 0x01;
 pub const PIECE_END: u8 = 0x02;
 const HAS_PTS: u8 = 0x04;
@@ -34,27 +36,6 @@ pub struct Piece<'a> {
     pub data: &'a [u8],
 }
 
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push(v as u8 | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn get_varint(buf: &[u8], pos: &mut usize) -> Option<u64> {
-    let mut v = 0u64;
-    for shift in (0..64).step_by(7) {
-        let b = *buf.get(*pos)?;
-        *pos += 1;
-        v |= u64::from(b & 0x7f).checked_shl(shift)?;
-        if b & 0x80 == 0 {
-            return Some(v);
-        }
-    }
-    None
-}
-
 /// Appends a piece header to `out`; the caller appends `len` bytes of data after it.
 pub fn put_piece_header(out: &mut Vec<u8>, start: bool, end: bool, meta: &BufferMeta, len: usize) {
     let mut flags = PIECE;
@@ -73,30 +54,33 @@ pub fn put_piece_header(out: &mut Vec<u8>, start: bool, end: bool, meta: &Buffer
     }
     out.push(flags);
     if start {
-        put_varint(out, u64::from(meta.flags));
+        varint::put(out, u64::from(meta.flags));
         for v in [meta.pts, meta.dts, meta.duration].into_iter().flatten() {
-            put_varint(out, v);
+            varint::put(out, v);
         }
     }
-    put_varint(out, len as u64);
-}
-
-fn varint_len(v: u64) -> usize {
-    (64 - v.leading_zeros() as usize).max(1).div_ceil(7)
+    varint::put(out, len as u64);
 }
 
 /// Length of the header [`put_piece_header`] would write.
 pub fn piece_header_len(start: bool, meta: &BufferMeta, len: usize) -> usize {
-    let mut n = 1 + varint_len(len as u64);
+    let mut n = 1 + varint::len(len as u64);
     if start {
-        n += varint_len(u64::from(meta.flags));
+        n += varint::len(u64::from(meta.flags));
         n += [meta.pts, meta.dts, meta.duration]
             .into_iter()
             .flatten()
-            .map(varint_len)
+            .map(varint::len)
             .sum::<usize>();
     }
     n
+}
+
+fn next_varint(block: &[u8], pos: &mut usize) -> Option<u64> {
+    let mut rest = block.get(*pos..)?;
+    let v = varint::get(&mut rest).ok()?;
+    *pos = block.len() - rest.len();
+    Some(v)
 }
 
 /// Reads the pieces of a decoded block; `None` if the content is malformed.
@@ -118,20 +102,20 @@ pub fn parse_pieces(block: &[u8]) -> Option<Vec<Piece<'_>>> {
         }
         let mut meta = BufferMeta::default();
         if flags & PIECE_START != 0 {
-            meta.flags = u32::try_from(get_varint(block, &mut pos)?).ok()?;
+            meta.flags = u32::try_from(next_varint(block, &mut pos)?).ok()?;
             // 2^64 - 1 is GStreamer's "no time": never a time a sender can have had.
             let mut time = |present: u8| -> Option<Option<u64>> {
                 if flags & present == 0 {
                     return Some(None);
                 }
-                let t = get_varint(block, &mut pos)?;
+                let t = next_varint(block, &mut pos)?;
                 (t != u64::MAX).then_some(Some(t))
             };
             meta.pts = time(HAS_PTS)?;
             meta.dts = time(HAS_DTS)?;
             meta.duration = time(HAS_DURATION)?;
         }
-        let len = usize::try_from(get_varint(block, &mut pos)?).ok()?;
+        let len = usize::try_from(next_varint(block, &mut pos)?).ok()?;
         let data = block.get(pos..pos.checked_add(len)?)?;
         pos += len;
         pieces.push(Piece {

@@ -61,24 +61,14 @@ pub enum BlockEncoder {
 impl BlockEncoder {
     /// `data` is the block padded to K * T bytes (so F = K * T); `pool` is the number of
     /// Reed-Solomon recovery shards.
-    pub fn new(
-        codec: Codec,
-        block: u64,
-        data: Vec<u8>,
-        symbol_size: u16,
-        pool: u16,
-    ) -> BlockEncoder {
+    pub fn new(codec: Codec, data: Vec<u8>, symbol_size: u16, pool: u16) -> BlockEncoder {
         let t = usize::from(symbol_size);
         debug_assert_eq!(data.len() % t, 0);
         match codec {
             Codec::None => BlockEncoder::None { data },
             Codec::RaptorQ => {
                 let config = oti(data.len() as u64, symbol_size);
-                BlockEncoder::RaptorQ(Box::new(SourceBlockEncoder::new(
-                    block as u8,
-                    &config,
-                    &data,
-                )))
+                BlockEncoder::RaptorQ(Box::new(SourceBlockEncoder::new(0, &config, &data)))
             }
             Codec::ReedSolomon => {
                 let k = data.len() / t;
@@ -111,7 +101,8 @@ impl BlockEncoder {
     ) -> Vec<(u32, Vec<u8>)> {
         match self {
             BlockEncoder::None { .. } => Vec::new(),
-            // Repair ESIs start at K' (RFC 6330 5.3.4); never-repeating while below 2^24.
+            // Repair ESIs are K + n (RFC 6330 5.3.1; the crate encodes ISI K' + n internally),
+            // never repeating while below 2^24.
             BlockEncoder::RaptorQ(encoder) => encoder
                 .repair_packets(first, count)
                 .into_iter()
@@ -139,13 +130,33 @@ impl BlockEncoder {
     }
 }
 
+/// What a decoder needs to know of a block; every symbol packet of the block says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockParams {
+    pub codec: Codec,
+    /// F: the block's length in bytes (K * T: the padded block).
+    pub transfer_length: u64,
+    /// T.
+    pub symbol_size: u16,
+    /// Reed-Solomon: the number of recovery shards; 0 otherwise.
+    pub pool: u16,
+}
+
+impl BlockParams {
+    /// K = ceil(F / T).
+    pub fn source_symbols(&self) -> u32 {
+        self.transfer_length.div_ceil(u64::from(self.symbol_size)) as u32
+    }
+}
+
 /// Collects the symbols of one block until it can be rebuilt.
 pub enum BlockDecoder {
     Collect {
         symbols: Vec<Option<Vec<u8>>>,
         have: u32,
     },
-    RaptorQ(Box<SourceBlockDecoder>, u8),
+    /// Every block is a one-block RFC 6330 object: SBN 0.
+    RaptorQ(Box<SourceBlockDecoder>),
     /// The decoder (and its work space) is made only once K symbols are in, so that memory
     /// follows the symbols received, not the K a packet claims.
     ReedSolomon {
@@ -159,14 +170,14 @@ pub enum BlockDecoder {
 
 impl BlockDecoder {
     /// Parameters come from a parsed (so already validated) symbol header.
-    pub fn new(
-        codec: Codec,
-        block: u64,
-        transfer_length: u64,
-        symbol_size: u16,
-        pool: u16,
-    ) -> Option<Self> {
-        let k = transfer_length.div_ceil(u64::from(symbol_size)) as usize;
+    pub fn new(params: &BlockParams) -> Option<Self> {
+        let BlockParams {
+            codec,
+            transfer_length,
+            symbol_size,
+            pool,
+        } = *params;
+        let k = params.source_symbols() as usize;
         Some(match codec {
             Codec::None => BlockDecoder::Collect {
                 symbols: vec![None; k],
@@ -174,14 +185,11 @@ impl BlockDecoder {
             },
             Codec::RaptorQ => {
                 let config = oti(transfer_length, symbol_size);
-                BlockDecoder::RaptorQ(
-                    Box::new(SourceBlockDecoder::new(
-                        block as u8,
-                        &config,
-                        transfer_length,
-                    )),
-                    block as u8,
-                )
+                BlockDecoder::RaptorQ(Box::new(SourceBlockDecoder::new(
+                    0,
+                    &config,
+                    transfer_length,
+                )))
             }
             Codec::ReedSolomon => {
                 // Checked now so that a block the codec cannot handle fails at its first packet.
@@ -209,9 +217,10 @@ impl BlockDecoder {
                 (*have as usize == symbols.len())
                     .then(|| symbols.iter_mut().flat_map(|s| s.take().unwrap()).collect())
             }
-            BlockDecoder::RaptorQ(decoder, sbn) => decoder.decode(std::iter::once(
-                EncodingPacket::new(PayloadId::new(*sbn, esi), symbol.to_vec()),
-            )),
+            BlockDecoder::RaptorQ(decoder) => decoder.decode(std::iter::once(EncodingPacket::new(
+                PayloadId::new(0, esi),
+                symbol.to_vec(),
+            ))),
             BlockDecoder::ReedSolomon {
                 originals,
                 have_original,

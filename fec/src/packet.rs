@@ -3,10 +3,12 @@
 //! Every packet starts with an 8-byte common header and ends with a CRC-32C of everything
 //! before it, so a corrupt datagram is dropped instead of poisoning a decoded block.
 
+use crate::codec::BlockParams;
 use crate::Codec;
 
 pub const MAGIC: [u8; 2] = *b"FO";
-pub const VERSION: u8 = 1;
+/// 2: every block is an RFC 6330 object of its own (SBN 0); 1 numbered SBNs modulo 256.
+pub const VERSION: u8 = 2;
 pub const TYPE_SYMBOL: u8 = 1;
 pub const TYPE_DESCRIPTION: u8 = 2;
 
@@ -53,9 +55,19 @@ pub struct SymbolHeader {
 }
 
 impl SymbolHeader {
+    /// What every packet of the block must agree on.
+    pub fn params(&self) -> BlockParams {
+        BlockParams {
+            codec: self.codec,
+            transfer_length: self.transfer_length,
+            symbol_size: self.symbol_size,
+            pool: self.pool,
+        }
+    }
+
     /// Number of source symbols K of the block: ceil(F / T).
     pub fn source_symbols(&self) -> u32 {
-        self.transfer_length.div_ceil(u64::from(self.symbol_size)) as u32
+        self.params().source_symbols()
     }
 }
 
@@ -136,8 +148,9 @@ pub fn write_symbol(out: &mut Vec<u8>, h: &SymbolHeader, symbol: &[u8]) {
     out.push(h.flags);
     out.extend_from_slice(&h.pool.to_be_bytes());
     out.extend_from_slice(&h.block.to_be_bytes());
-    // RFC 6330 3.2 FEC Payload ID: SBN (8 bits), ESI (24 bits).
-    out.extend_from_slice(&((u32::from(h.block as u8) << 24) | h.esi).to_be_bytes());
+    // RFC 6330 3.2 FEC Payload ID: SBN (8 bits), ESI (24 bits). Every block is an object of
+    // its own, identified by the block number as FLUTE identifies objects by TOI: SBN 0.
+    out.extend_from_slice(&h.esi.to_be_bytes());
     // RFC 6330 3.3.2 Common FEC OTI: F (40 bits), reserved (8 bits), T (16 bits).
     out.extend_from_slice(&h.transfer_length.to_be_bytes()[3..]);
     out.push(0);
@@ -219,8 +232,8 @@ pub fn parse(buf: &[u8]) -> Result<Packet<'_>, ParseError> {
         return Err(ParseError::Invalid("block number beyond 2^63 - 1"));
     }
     let payload_id = be_u32(&body[20..24]);
-    if (payload_id >> 24) as u8 != block as u8 {
-        return Err(ParseError::Invalid("SBN does not match the block number"));
+    if payload_id >> 24 != 0 {
+        return Err(ParseError::Invalid("SBN is not 0"));
     }
     let transfer_length =
         u64::from_be_bytes([0, 0, 0, body[24], body[25], body[26], body[27], body[28]]);
@@ -295,8 +308,8 @@ mod tests {
         let sym = vec![0xab; 1000];
         write_symbol(&mut out, &header(), &sym);
         assert_eq!(out.len(), SYMBOL_HEADER + 1000 + CRC_LEN);
-        // SBN is the low byte of the block number.
-        assert_eq!(out[20], 0x02);
+        // SBN 0: each block is an RFC 6330 object of its own.
+        assert_eq!(out[20], 0);
         match parse(&out).unwrap() {
             Packet::Symbol { header: h, data } => {
                 assert_eq!(h, header());
@@ -318,8 +331,8 @@ mod tests {
         flipped[100] ^= 1;
         assert_eq!(parse(&flipped), Err(ParseError::BadChecksum));
         let mut v2 = out.clone();
-        v2[2] = 2;
-        assert_eq!(parse(&v2), Err(ParseError::UnsupportedVersion(2)));
+        v2[2] = VERSION + 1;
+        assert_eq!(parse(&v2), Err(ParseError::UnsupportedVersion(VERSION + 1)));
         assert_eq!(parse(b"garbage garbage garbage"), Err(ParseError::BadMagic));
     }
 

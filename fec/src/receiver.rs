@@ -8,7 +8,7 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use crate::block::{parse_pieces, BufferMeta};
-use crate::codec::BlockDecoder;
+use crate::codec::{BlockDecoder, BlockParams};
 use crate::description::{Description, DescriptionAssembler, Mode};
 use crate::packet::{self, Packet, SymbolHeader};
 
@@ -25,11 +25,14 @@ pub struct ReceiverConfig {
     pub max_buffered_bytes: usize,
 }
 
+/// How long an incomplete block is waited for by default (ns): `fec-depayloader`'s `latency`.
+pub const DEFAULT_LATENCY: u64 = 200_000_000;
+
 impl Default for ReceiverConfig {
     fn default() -> Self {
         ReceiverConfig {
             flow: None,
-            latency: 200_000_000,
+            latency: DEFAULT_LATENCY,
             max_pending_blocks: 256,
             max_buffered_bytes: 256 << 20,
         }
@@ -109,7 +112,7 @@ pub struct ReceiverStats {
 
 /// Symbols of one block that agree on its parameters (codec, F, T, pool).
 struct Variant {
-    params: (crate::Codec, u64, u16, u16),
+    params: BlockParams,
     k: u32,
     decoder: Option<BlockDecoder>,
     seen: HashSet<u32>,
@@ -308,7 +311,7 @@ impl Receiver {
             }
         }
         self.out_of_range_run = 0;
-        let params = (h.codec, h.transfer_length, h.symbol_size, h.pool);
+        let params = h.params();
         if self.buffered + data.len() > self.cfg.max_buffered_bytes && Some(h.block) != self.next {
             self.stats.excess += 1;
             return;
@@ -329,13 +332,7 @@ impl Receiver {
                 block.variants.push(Variant {
                     params,
                     k: h.source_symbols(),
-                    decoder: BlockDecoder::new(
-                        h.codec,
-                        h.block,
-                        h.transfer_length,
-                        h.symbol_size,
-                        h.pool,
-                    ),
+                    decoder: BlockDecoder::new(&params),
                     seen: HashSet::new(),
                     source_seen: 0,
                 });

@@ -32,20 +32,30 @@ pub struct SenderConfig {
     pub max_block_time: u64,
 }
 
+/// Defaults of the sender, and so of `fec-payloader`'s properties.
+pub const DEFAULT_SYMBOL_SIZE: u16 = 1400;
+pub const DEFAULT_MAX_K: u16 = 100;
+pub const DEFAULT_REPAIR_PERCENT: u32 = 25;
+pub const DEFAULT_DESCRIPTION_INTERVAL: u32 = 64;
+pub const DEFAULT_MAX_BLOCK_TIME: u64 = 100_000_000;
+/// Blocks kept for repair requests in stream mode: 1.6 s at the default max block time, many
+/// round trips.
+pub const DEFAULT_STREAM_WINDOW: usize = 16;
+
 impl Default for SenderConfig {
     fn default() -> Self {
         SenderConfig {
             flow: 0,
             codec: Codec::RaptorQ,
-            symbol_size: 1400,
-            max_k: 100,
-            repair_percent: 25,
+            symbol_size: DEFAULT_SYMBOL_SIZE,
+            max_k: DEFAULT_MAX_K,
+            repair_percent: DEFAULT_REPAIR_PERCENT,
             mode: Mode::Stream,
-            window: 16,
+            window: DEFAULT_STREAM_WINDOW,
             first_repair: 0,
             send_source: true,
-            description_interval: 64,
-            max_block_time: 100_000_000,
+            description_interval: DEFAULT_DESCRIPTION_INTERVAL,
+            max_block_time: DEFAULT_MAX_BLOCK_TIME,
         }
     }
 }
@@ -261,7 +271,7 @@ impl Sender {
         // Counted only now: a description sent with the source packets names this block as
         // the oldest one still going out.
         self.next_block += 1;
-        block.encoder = BlockEncoder::new(self.cfg.codec, number, data, self.cfg.symbol_size, pool);
+        block.encoder = BlockEncoder::new(self.cfg.codec, data, self.cfg.symbol_size, pool);
         self.stats.blocks += 1;
         self.window.push_back(block);
         let newest = self.window.len() - 1;
@@ -299,7 +309,12 @@ impl Sender {
     fn emit(&mut self, out: &mut Vec<Vec<u8>>, p: Vec<u8>) {
         if self.since_description >= self.cfg.description_interval {
             if let Some(desc) = &mut self.description {
-                desc.first_block = self.window.front().map_or(self.next_block, |b| b.number);
+                let first_block = self.window.front().map_or(self.next_block, |b| b.number);
+                if desc.first_block != first_block {
+                    // A receiver reassembles fragments by version: new bytes, new version.
+                    desc.first_block = first_block;
+                    self.description_version = self.description_version.wrapping_add(1);
+                }
                 let packets = desc.packets(self.cfg.flow, self.description_version);
                 self.stats.description_packets += packets.len() as u64;
                 out.extend(packets);
@@ -317,7 +332,8 @@ impl Sender {
         if block.encoder_is_none() || count == 0 {
             return Vec::new();
         }
-        // RaptorQ repair ESIs start at K' (< K + 256 for our K) and must stay below 2^24.
+        // Repair ESIs are K + n (RFC 6330) and must stay below 2^24; room is left below the
+        // top so that K + n never reaches it.
         let last = MAX_ESI - u32::from(block.k) - 512;
         if block.next_repair.saturating_add(count) > last {
             block.next_repair = self.cfg.first_repair.min(last - count.min(last));

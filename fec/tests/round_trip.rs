@@ -521,3 +521,37 @@ fn symbol_header(p: &[u8]) -> Option<SymbolHeader> {
         _ => None,
     }
 }
+
+#[test]
+fn a_description_with_other_bytes_has_another_version() {
+    let input = buffers(60, 21);
+    let packets = send(
+        SenderConfig {
+            mode: Mode::Carousel,
+            window: 2,
+            description_interval: 8,
+            ..config(Codec::RaptorQ)
+        },
+        &input,
+    );
+    let mut seen = std::collections::BTreeMap::new();
+    for p in &packets {
+        if let Ok(Packet::Description {
+            version,
+            count: 1,
+            data,
+            ..
+        }) = packet::parse(p)
+        {
+            let first = fanout_fec::Description::from_bytes(data)
+                .unwrap()
+                .first_block;
+            assert_eq!(
+                *seen.entry(version).or_insert(first),
+                first,
+                "version {version}"
+            );
+        }
+    }
+    assert!(seen.len() > 2, "the window moved: {seen:?}");
+}

@@ -3,7 +3,7 @@
 //! panics, and after the repair the store reads without a single warning.
 #![no_main]
 
-use fanout_store::{BufferMeta, Item, Next, Reader, Writer, WriterConfig};
+use fanout_store::{RecordMeta, Item, Next, Reader, Writer, WriterConfig};
 use libfuzzer_sys::fuzz_target;
 
 fn read_all(dir: &std::path::Path) -> (u64, Vec<String>) {
@@ -38,7 +38,7 @@ fuzz_target!(|input: &[u8]| {
         let mut w = Writer::open(dir, WriterConfig { max_segment_time: 1, ..Default::default() }).unwrap();
         w.write(&[Item::Caps("video/mpegts")]).unwrap();
         for i in 0..3u64 {
-            let meta = BufferMeta { pts: Some(i * 10), ..Default::default() };
+            let meta = RecordMeta { pts: Some(i * 10), ..Default::default() };
             w.write(&[Item::Buffer(meta, &[&[i as u8; 188]])]).unwrap();
         }
     }

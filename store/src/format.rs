@@ -3,6 +3,8 @@
 //! Everything here is pure: encoding into a `Vec<u8>` and decoding from a
 //! byte slice, so the parser can be unit-tested and fuzzed without files.
 
+use fanout_wire::varint;
+
 /// First bytes of every index file.
 pub const INDEX_MAGIC: [u8; 4] = *b"FOIX";
 pub const FORMAT_VERSION: u16 = 1;
@@ -157,15 +159,15 @@ impl BufferRecord {
             .enumerate()
             .fold(0u8, |bits, (i, t)| bits | (u8::from(t.is_some()) << i));
         out.push(present);
-        put_varint(out, self.st - ctx.st);
+        varint::put(out, self.st - ctx.st);
         for (t, prev) in times.iter().zip(ctx.times.iter_mut()) {
             if let Some(t) = *t {
-                put_varint(out, zigzag(t.wrapping_sub(*prev) as i64));
+                varint::put(out, zigzag(t.wrapping_sub(*prev) as i64));
                 *prev = t;
             }
         }
-        put_varint(out, u64::from(self.size));
-        put_varint(out, u64::from(self.flags));
+        varint::put(out, u64::from(self.size));
+        varint::put(out, u64::from(self.flags));
         out.extend_from_slice(&self.data_crc.to_le_bytes());
         ctx.st = self.st;
         ctx.next_offset = self.end();
@@ -235,35 +237,8 @@ impl Context {
     }
 }
 
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push(v as u8 | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-/// LEB128, refusing overlong and overflowing encodings so every value has
-/// exactly one encoding.
 fn get_varint(b: &mut &[u8]) -> Result<u64, DecodeError> {
-    const BAD: DecodeError = DecodeError::Corrupt("malformed number in buffer record");
-    let mut v = 0u64;
-    for i in 0..10 {
-        let (&byte, rest) = b.split_first().ok_or(BAD)?;
-        *b = rest;
-        let bits = u64::from(byte & 0x7f);
-        if i == 9 && bits > 1 {
-            return Err(BAD);
-        }
-        v |= bits << (7 * i);
-        if byte & 0x80 == 0 {
-            if byte == 0 && i > 0 {
-                return Err(BAD);
-            }
-            return Ok(v);
-        }
-    }
-    Err(BAD)
+    varint::get(b).map_err(|_| DecodeError::Corrupt("malformed number in buffer record"))
 }
 
 fn zigzag(v: i64) -> u64 {

@@ -25,9 +25,9 @@ pub struct WriterConfig {
     pub max_size_bytes: u64,
 }
 
-/// What the recorder knows of a buffer besides its bytes.
+/// What the record of a buffer keeps besides its bytes: its times, arrival and flags.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct BufferMeta {
+pub struct RecordMeta {
     pub pts: Option<u64>,
     pub dts: Option<u64>,
     pub duration: Option<u64>,
@@ -38,7 +38,7 @@ pub struct BufferMeta {
 #[derive(Debug, Clone, Copy)]
 pub enum Item<'a> {
     /// A buffer's bytes, in one or more parts (its memories), written as is.
-    Buffer(BufferMeta, &'a [&'a [u8]]),
+    Buffer(RecordMeta, &'a [&'a [u8]]),
     Caps(&'a str),
     Tags(&'a str),
 }
@@ -82,7 +82,7 @@ struct StoreClock {
 }
 
 impl StoreClock {
-    fn next(&mut self, m: &BufferMeta) -> u64 {
+    fn next(&mut self, m: &RecordMeta) -> u64 {
         let pace = m.dts.or(m.pts).or(m.arrival);
         let st = match (pace, self.last_pace) {
             (Some(p), Some(lp)) if p >= lp => self.last_st.saturating_add(p - lp),
@@ -665,7 +665,7 @@ mod tests {
     #[test]
     fn store_clock_is_monotonic_and_continues_across_jumps() {
         let mut c = StoreClock::default();
-        let m = |pts: Option<u64>, duration: Option<u64>| BufferMeta {
+        let m = |pts: Option<u64>, duration: Option<u64>| RecordMeta {
             pts,
             duration,
             ..Default::default()
@@ -683,13 +683,13 @@ mod tests {
     #[test]
     fn dts_is_preferred_over_pts_then_arrival() {
         let mut c = StoreClock::default();
-        let first = BufferMeta {
+        let first = RecordMeta {
             pts: Some(500),
             dts: Some(100),
             arrival: Some(9000),
             ..Default::default()
         };
-        let second = BufferMeta {
+        let second = RecordMeta {
             pts: Some(300),
             dts: Some(140),
             arrival: Some(9999),

@@ -3,13 +3,13 @@
 use std::fs;
 use std::path::Path;
 
-use fanout_store::{BufferMeta, Entry, Item, Next, Reader, Writer, WriterConfig, FLAG_DELTA_UNIT};
+use fanout_store::{Entry, Item, Next, Reader, RecordMeta, Writer, WriterConfig, FLAG_DELTA_UNIT};
 
 const MS: u64 = 1_000_000;
 const TS_CAPS: &str = "video/mpegts, systemstream=(boolean)true, packetsize=(int)188";
 
-fn meta(i: u64, keyframe: bool) -> BufferMeta {
-    BufferMeta {
+fn meta(i: u64, keyframe: bool) -> RecordMeta {
+    RecordMeta {
         pts: Some(1_000 * MS + i * 40 * MS),
         dts: None,
         duration: Some(40 * MS),
@@ -217,7 +217,7 @@ fn reopening_appends_with_continuous_store_time() {
     let mut w = Writer::open(dir.path(), config(0)).unwrap();
     // The new recording's running time starts again from zero.
     for i in 0..10u64 {
-        let m = BufferMeta {
+        let m = RecordMeta {
             pts: Some(i * 40 * MS),
             duration: Some(40 * MS),
             ..Default::default()

@@ -21,7 +21,7 @@ pub static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     )
 });
 
-const DEFAULT_LATENCY: u64 = 200_000_000;
+use fanout_fec::receiver::DEFAULT_LATENCY;
 /// Lost-block warnings go on the bus at most this often.
 const WARNING_INTERVAL: Duration = Duration::from_secs(5);
 

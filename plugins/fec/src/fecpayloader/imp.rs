@@ -21,15 +21,11 @@ pub static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     )
 });
 
-const DEFAULT_SYMBOL_SIZE: u32 = 1400;
-const DEFAULT_MAX_BLOCK_SYMBOLS: u32 = 100;
-const DEFAULT_MAX_BLOCK_TIME: u64 = 100_000_000;
-const DEFAULT_REPAIR_PERCENT: u32 = 25;
-const DEFAULT_DESCRIPTION_INTERVAL: u32 = 64;
+use fanout_fec::sender::{
+    DEFAULT_DESCRIPTION_INTERVAL, DEFAULT_MAX_BLOCK_TIME, DEFAULT_MAX_K, DEFAULT_REPAIR_PERCENT,
+    DEFAULT_STREAM_WINDOW, DEFAULT_SYMBOL_SIZE,
+};
 const DEFAULT_CAROUSEL_BITRATE: u64 = 10_000_000;
-/// Blocks kept for repair requests in stream mode when `window-blocks` is 0: 1.6 s at the
-/// default max-block-time, many round trips.
-const STREAM_WINDOW: usize = 16;
 
 #[derive(Debug, Clone)]
 struct Settings {
@@ -53,8 +49,8 @@ impl Default for Settings {
         Settings {
             codec: FecCodec::RaptorQ,
             mode: FecMode::Stream,
-            symbol_size: DEFAULT_SYMBOL_SIZE,
-            max_block_symbols: DEFAULT_MAX_BLOCK_SYMBOLS,
+            symbol_size: DEFAULT_SYMBOL_SIZE.into(),
+            max_block_symbols: DEFAULT_MAX_K.into(),
             max_block_time: DEFAULT_MAX_BLOCK_TIME,
             repair_percent: DEFAULT_REPAIR_PERCENT,
             flow: 0,
@@ -86,7 +82,7 @@ impl Settings {
             repair_percent: self.repair_percent,
             mode,
             window: match (self.window_blocks, mode) {
-                (0, Mode::Stream) => STREAM_WINDOW,
+                (0, Mode::Stream) => DEFAULT_STREAM_WINDOW,
                 (n, _) => n as usize,
             },
             first_repair: self.first_repair_esi,
@@ -593,7 +589,7 @@ impl ObjectImpl for FecPayloader {
                     .blurb("Bytes per symbol (T), a multiple of 8; one symbol per packet, which stays within a 1500-byte MTU up to 1408")
                     .minimum(8)
                     .maximum(fanout_fec::packet::MAX_SYMBOL_SIZE as u32)
-                    .default_value(DEFAULT_SYMBOL_SIZE)
+                    .default_value(DEFAULT_SYMBOL_SIZE.into())
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt::builder("max-block-symbols")
@@ -601,7 +597,7 @@ impl ObjectImpl for FecPayloader {
                     .blurb("Source symbols per full block (K): larger blocks protect better and cost more latency and CPU")
                     .minimum(1)
                     .maximum(u32::from(fanout_fec::MAX_SOURCE_SYMBOLS))
-                    .default_value(DEFAULT_MAX_BLOCK_SYMBOLS)
+                    .default_value(DEFAULT_MAX_K.into())
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt64::builder("max-block-time")

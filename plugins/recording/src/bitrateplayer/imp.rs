@@ -174,9 +174,8 @@ impl BitratePlayer {
         }
     }
 
-    fn follow_and_live(&self) -> (bool, bool) {
-        let s = self.settings.lock().unwrap();
-        (s.follow, s.is_live)
+    fn is_live(&self) -> bool {
+        self.settings.lock().unwrap().is_live
     }
 
     /// Sleeps unless flushing; `Err(Flushing)` when woken by a flush.
@@ -427,7 +426,7 @@ impl BaseSrcImpl for BitratePlayer {
         state.caps = None;
         state.discont = true;
         let landed = gst::ClockTime::from_nseconds(landed.unwrap_or(target));
-        if self.follow_and_live().1 {
+        if self.is_live() {
             // Live output timestamps are running times of this pipeline: the
             // segment stays at zero; only its stream time says where we are.
             seg.set_start(gst::ClockTime::ZERO);
@@ -448,11 +447,7 @@ impl BaseSrcImpl for BitratePlayer {
         if let gst::QueryViewMut::Latency(q) = query.view_mut() {
             // Buffers wait on disk, not in memory: any amount of downstream
             // latency can be absorbed, so there is no maximum.
-            q.set(
-                self.follow_and_live().1,
-                gst::ClockTime::ZERO,
-                gst::ClockTime::NONE,
-            );
+            q.set(self.is_live(), gst::ClockTime::ZERO, gst::ClockTime::NONE);
             return true;
         }
         if let gst::QueryViewMut::Duration(q) = query.view_mut() {

@@ -10,7 +10,7 @@ use std::sync::{Arc, LazyLock, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use fanout_store::{BufferMeta, Writer, WriterConfig};
+use fanout_store::{RecordMeta, Writer, WriterConfig};
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
@@ -155,13 +155,13 @@ impl BitrateRecorder {
         self.srcpad.push(buffer)
     }
 
-    fn meta(&self, buffer: &gst::BufferRef) -> BufferMeta {
+    fn meta(&self, buffer: &gst::BufferRef) -> RecordMeta {
         let segment = self.segment.lock().unwrap();
         let rt = |t: Option<gst::ClockTime>| {
             t.and_then(|t| segment.to_running_time(t))
                 .map(gst::ClockTime::nseconds)
         };
-        BufferMeta {
+        RecordMeta {
             pts: rt(buffer.pts()),
             dts: rt(buffer.dts()),
             duration: buffer.duration().map(gst::ClockTime::nseconds),

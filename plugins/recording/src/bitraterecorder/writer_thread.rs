@@ -11,14 +11,14 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use fanout_store::{BufferMeta, Item, Writer};
+use fanout_store::{Item, RecordMeta, Writer};
 use gst::glib;
 use gst::prelude::*;
 
 use super::imp::{OnDiskError, CAT};
 
 pub enum Msg {
-    Buffer(gst::Buffer, BufferMeta),
+    Buffer(gst::Buffer, RecordMeta),
     Caps(String),
     Tags(String),
     /// End of stream: close and sync, then answer, so EOS goes downstream
