@@ -3,6 +3,7 @@
 //! machines the `fec-payloader` and `fec-depayloader` elements drive.
 
 pub mod block;
+pub mod carousel;
 pub mod codec;
 pub mod description;
 pub mod packet;
@@ -11,6 +12,7 @@ pub mod sender;
 pub mod sizing;
 
 pub use block::BufferMeta;
+pub use carousel::{CarouselRounds, Pacer};
 pub use codec::Codec;
 pub use description::{Description, Mode};
 pub use receiver::{Output, Payload, Receiver, ReceiverConfig, ReceiverStats};

@@ -129,6 +129,11 @@ struct PendingBlock {
     bytes: usize,
 }
 
+struct PartialBuffer {
+    meta: BufferMeta,
+    data: Vec<u8>,
+}
+
 /// Symbols beyond K a block takes at most: RaptorQ fails to decode with K + 2 about once
 /// in a million, so more only come from a broken or forged sender.
 const MAX_SURPLUS: u32 = 32;
@@ -146,7 +151,8 @@ pub struct Receiver {
     description: Option<Description>,
     blocks: BTreeMap<u64, PendingBlock>,
     next: Option<u64>,
-    partial: Option<(BufferMeta, Vec<u8>)>,
+    /// A buffer whose first pieces are in, waiting for the rest.
+    partial: Option<PartialBuffer>,
     discont: bool,
     /// End (PTS + duration) of the last buffer given out.
     last_end: Option<u64>,
@@ -220,7 +226,7 @@ impl Receiver {
     }
 
     /// Gives up on blocks whose time is up; call when [`Self::deadline`] passes.
-    pub fn poll(&mut self, now: u64, out: &mut Vec<Output>) {
+    pub fn handle_timeout(&mut self, now: u64, out: &mut Vec<Output>) {
         self.drain(now, out);
     }
 
@@ -470,15 +476,18 @@ impl Receiver {
                 continue;
             }
             if piece.start {
-                self.partial = Some((piece.meta, Vec::with_capacity(piece.data.len())));
+                self.partial = Some(PartialBuffer {
+                    meta: piece.meta,
+                    data: Vec::with_capacity(piece.data.len()),
+                });
             }
             // A piece continuing a buffer whose start we never had is dropped.
-            let Some((_, data)) = self.partial.as_mut() else {
+            let Some(PartialBuffer { data, .. }) = self.partial.as_mut() else {
                 continue;
             };
             data.extend_from_slice(piece.data);
             if piece.end {
-                let (meta, data) = self.partial.take().unwrap();
+                let PartialBuffer { meta, data } = self.partial.take().unwrap();
                 self.emit(meta, Payload::Owned(data), out);
             }
         }

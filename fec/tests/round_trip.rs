@@ -311,9 +311,9 @@ fn an_incomplete_block_is_given_up_after_the_latency() {
     }
     let deadline = rx.deadline().expect("waiting for block 0");
     assert_eq!(deadline, 1_000 + 200_000_000);
-    rx.poll(deadline - 1, &mut out);
+    rx.handle_timeout(deadline - 1, &mut out);
     assert!(!out.iter().any(|o| matches!(o, Output::Lost { .. })));
-    rx.poll(deadline, &mut out);
+    rx.handle_timeout(deadline, &mut out);
     assert!(out.contains(&Output::Lost { first: 0, count: 1 }));
     assert!(buffers_of(&out).len() > 1);
 }

@@ -28,7 +28,7 @@ fuzz_target!(|data: &[u8]| {
         }
         now += u64::from(flags >> 1) * 10_000_000;
         rx.push(&datagram, now, &mut out);
-        rx.poll(now, &mut out);
+        rx.handle_timeout(now, &mut out);
     }
     rx.finish(&mut out);
     let _ = (rx.deadline(), rx.description());

@@ -13,6 +13,10 @@ use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 
+mod timeline;
+
+use timeline::Timeline;
+
 pub static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
         "fec-depayloader",
@@ -47,7 +51,13 @@ struct State {
     last_warning: Option<Instant>,
     lost_since_warning: u64,
     caps_errors: u64,
-    timer: Option<(u64, gst::SingleShotClockId)>,
+    timer: Option<Timer>,
+}
+
+/// The wake-up for the block waited for.
+struct Timer {
+    deadline: u64,
+    id: gst::SingleShotClockId,
 }
 
 pub struct FecDepayloader {
@@ -59,12 +69,12 @@ pub struct FecDepayloader {
     last_stats: Mutex<Option<gst::Structure>>,
     /// Serializes pushes from the streaming thread and the latency timer.
     push_lock: Mutex<()>,
-    clock: gst::Clock,
+    timeline: Mutex<Timeline>,
 }
 
 impl FecDepayloader {
     fn now(&self) -> u64 {
-        self.clock.time().nseconds()
+        self.timeline.lock().unwrap().now()
     }
 
     fn sink_chain(
@@ -112,15 +122,13 @@ impl FecDepayloader {
         let Some(deadline) = state.receiver.deadline() else {
             return;
         };
-        if state.timer.as_ref().is_some_and(|(t, _)| *t <= deadline) {
+        if state.timer.as_ref().is_some_and(|t| t.deadline <= deadline) {
             return;
         }
-        if let Some((_, id)) = state.timer.take() {
-            id.unschedule();
+        if let Some(timer) = state.timer.take() {
+            timer.id.unschedule();
         }
-        let id = self
-            .clock
-            .new_single_shot_id(gst::ClockTime::from_nseconds(deadline));
+        let id = self.timeline.lock().unwrap().alarm(deadline);
         let weak = self.obj().downgrade();
         let scheduled = id.wait_async(move |_clock, _time, _id| {
             if let Some(obj) = weak.upgrade() {
@@ -128,7 +136,7 @@ impl FecDepayloader {
             }
         });
         if scheduled.is_ok() {
-            state.timer = Some((deadline, id));
+            state.timer = Some(Timer { deadline, id });
         }
     }
 
@@ -139,7 +147,7 @@ impl FecDepayloader {
             let mut guard = self.state.lock().unwrap();
             let Some(state) = guard.as_mut() else { return };
             state.timer = None;
-            state.receiver.poll(self.now(), &mut outputs);
+            state.receiver.handle_timeout(self.now(), &mut outputs);
         }
         let _ = self.push_outputs(outputs);
         self.schedule_timer();
@@ -385,8 +393,8 @@ impl FecDepayloader {
         let _push = self.push_lock.lock().unwrap();
         *self.last_stats.lock().unwrap() = Some(self.stats());
         if let Some(state) = self.state.lock().unwrap().take() {
-            if let Some((_, id)) = state.timer {
-                id.unschedule();
+            if let Some(timer) = state.timer {
+                timer.id.unschedule();
             }
         }
     }
@@ -438,7 +446,7 @@ impl ObjectSubclass for FecDepayloader {
             state: Mutex::new(None),
             last_stats: Mutex::new(None),
             push_lock: Mutex::new(()),
-            clock: gst::SystemClock::obtain(),
+            timeline: Mutex::new(Timeline::default()),
         }
     }
 }
@@ -500,6 +508,22 @@ impl ObjectImpl for FecDepayloader {
 impl GstObjectImpl for FecDepayloader {}
 
 impl ElementImpl for FecDepayloader {
+    fn set_clock(&self, clock: Option<&gst::Clock>) -> bool {
+        self.timeline.lock().unwrap().switch(clock);
+        // A timer set on the old clock is set again on the new one.
+        if let Some(timer) = self
+            .state
+            .lock()
+            .unwrap()
+            .as_mut()
+            .and_then(|s| s.timer.take())
+        {
+            timer.id.unschedule();
+        }
+        self.schedule_timer();
+        self.parent_set_clock(clock)
+    }
+
     fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
         static METADATA: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
             gst::subclass::ElementMetadata::new(

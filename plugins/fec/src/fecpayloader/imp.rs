@@ -3,15 +3,19 @@
 //! `fec-payloader`: cuts the stream into source blocks and pushes datagram-sized packets of
 //! output symbols (see docs/fec-format.md). The block logic lives in `fanout_fec::Sender`.
 
-use std::sync::{Condvar, LazyLock, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::{LazyLock, Mutex};
 
-use fanout_fec::{BufferMeta, Codec, Mode, RepairRefused, Sender, SenderConfig};
+use fanout_fec::{BufferMeta, Codec, Mode, Sender, SenderConfig};
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 
-use crate::{FecCodec, FecMode, DESTINATION_META, REPAIR_REQUEST};
+use crate::{FecCodec, FecMode, REPAIR_REQUEST};
+
+mod carousel;
+mod repair;
+
+use carousel::{Carousel, Interrupt};
 
 pub static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -133,8 +137,10 @@ pub struct FecPayloader {
     last_stats: Mutex<Option<gst::Structure>>,
     /// Serializes pushes from the streaming thread and from repair requests.
     push_lock: Mutex<()>,
-    /// Set when stopping, to end a carousel still going round after EOS.
-    stopping: (Mutex<bool>, Condvar),
+    /// The rounds after EOS in carousel mode, run on the source pad's task.
+    carousel: Mutex<Option<Carousel>>,
+    /// Wakes the carousel task from its pacing wait when stopping or flushing.
+    interrupt: Interrupt,
 }
 
 /// Packets as buffers, stamped with the running time of the input that completed them.
@@ -274,71 +280,6 @@ impl FecPayloader {
         self.srcpad.push_list(list)
     }
 
-    /// After EOS in carousel mode: fresh rounds over the kept blocks, paced to
-    /// carousel-bitrate, until carousel-rounds are done or the element stops.
-    fn run_carousel(&self) {
-        let (rounds, bitrate) = {
-            let s = self.settings.lock().unwrap();
-            (s.carousel_rounds, s.carousel_bitrate)
-        };
-        let started = Instant::now();
-        let mut sent_bits = 0u64;
-        let mut round = 0i64;
-        while rounds < 0 || round < i64::from(rounds) {
-            let blocks = self
-                .state
-                .lock()
-                .unwrap()
-                .as_ref()
-                .map_or(0, |s| s.sender.window_blocks());
-            if blocks == 0 {
-                return;
-            }
-            for _ in 0..blocks {
-                let _push = self.push_lock.lock().unwrap();
-                let (list, repairs) = {
-                    let mut guard = self.state.lock().unwrap();
-                    let Some(state) = guard.as_mut() else { return };
-                    let mut packets = Vec::new();
-                    state.sender.carousel_round(&mut packets);
-                    state.counters.packets_out += packets.len() as u64;
-                    sent_bits += packets.iter().map(|p| p.len() as u64 * 8).sum::<u64>();
-                    (
-                        packet_buffers(packets, None).collect::<gst::BufferList>(),
-                        std::mem::take(&mut state.repairs),
-                    )
-                };
-                if self.push_repairs(repairs).is_err() || self.srcpad.push_list(list).is_err() {
-                    gst::debug!(
-                        CAT,
-                        imp = self,
-                        "carousel ends: downstream is not taking packets"
-                    );
-                    return;
-                }
-                drop(_push);
-                if bitrate > 0 {
-                    let due = Duration::from_secs_f64(sent_bits as f64 / bitrate as f64);
-                    let (lock, cvar) = &self.stopping;
-                    let mut stopping = lock.lock().unwrap();
-                    while !*stopping && started.elapsed() < due {
-                        stopping = cvar
-                            .wait_timeout(stopping, due - started.elapsed())
-                            .unwrap()
-                            .0;
-                    }
-                }
-                if *self.stopping.0.lock().unwrap() {
-                    return;
-                }
-            }
-            round += 1;
-            if let Some(state) = self.state.lock().unwrap().as_mut() {
-                state.counters.carousel_rounds += 1;
-            }
-        }
-    }
-
     fn update_description(&self) {
         let mut guard = self.state.lock().unwrap();
         let Some(state) = guard.as_mut() else { return };
@@ -381,10 +322,16 @@ impl FecPayloader {
             }
             EventView::Eos(_) => {
                 let _ = self.flush_block();
-                if self.settings.lock().unwrap().mode == FecMode::Carousel {
-                    self.run_carousel();
+                match self.start_carousel(event) {
+                    // The task sends EOS on after the rounds: upstream's thread returns now.
+                    Ok(()) => true,
+                    Err(event) => gst::Pad::event_default(pad, Some(&*self.obj()), event),
                 }
-                gst::Pad::event_default(pad, Some(&*self.obj()), event)
+            }
+            EventView::FlushStart(_) => {
+                let ret = gst::Pad::event_default(pad, Some(&*self.obj()), event);
+                self.stop_carousel();
+                ret
             }
             EventView::FlushStop(_) => {
                 if let Some(state) = self.state.lock().unwrap().as_mut() {
@@ -408,69 +355,6 @@ impl FecPayloader {
             }
         }
         gst::Pad::event_default(pad, Some(&*self.obj()), event)
-    }
-
-    /// `fanout-repair-request`: fresh repair symbols for one block, tagged for one receiver.
-    fn repair_request(&self, s: &gst::StructureRef) {
-        let flow = s.get::<u32>("flow").ok();
-        let block = s.get::<u64>("block").ok();
-        let count = s.get::<u32>("count").ok();
-        let (Some(flow), Some(block), Some(count)) = (flow, block, count) else {
-            gst::warning!(CAT, imp = self, "ignoring malformed repair request {s}");
-            return;
-        };
-        let destination = s.value("destination").ok().cloned();
-        {
-            let mut guard = self.state.lock().unwrap();
-            let Some(state) = guard.as_mut() else { return };
-            if flow != state.sender.config().flow {
-                return;
-            }
-            state.counters.repair_requests += 1;
-            // A request cannot make the payloader send more than a block's worth at once.
-            let count = count.min(u32::from(state.sender.config().max_k));
-            match state.sender.repair(block, count) {
-                Ok(packets) => {
-                    state.counters.packets_out += packets.len() as u64;
-                    for p in packets {
-                        let mut b = gst::Buffer::from_mut_slice(p);
-                        if let Some(d) = &destination {
-                            let b = b.get_mut().unwrap();
-                            if let Ok(mut meta) = gst::meta::CustomMeta::add(b, DESTINATION_META) {
-                                meta.mut_structure().set_value("destination", d.clone());
-                            }
-                        }
-                        state.repairs.push(b);
-                    }
-                }
-                Err(why) => {
-                    state.counters.repair_requests_refused += 1;
-                    let why = match why {
-                        RepairRefused::NoCode => "codec none has no repair symbols",
-                        RepairRefused::UnknownBlock => "block no longer (or not yet) kept",
-                    };
-                    gst::debug!(
-                        CAT,
-                        imp = self,
-                        "repair request for block {block} refused: {why}"
-                    );
-                    return;
-                }
-            }
-        }
-        // Pushed now if the streaming thread is not pushing; otherwise it takes them along.
-        if let Ok(_push) = self.push_lock.try_lock() {
-            let repairs = self
-                .state
-                .lock()
-                .unwrap()
-                .as_mut()
-                .map(|s| std::mem::take(&mut s.repairs))
-                .unwrap_or_default();
-            if self.ensure_segment().is_ok() {
-                let _ = self.push_repairs(repairs);
-            }
-        }
     }
 
     fn current_stats(&self) -> gst::Structure {
@@ -504,7 +388,7 @@ impl FecPayloader {
         let settings = self.settings.lock().unwrap().clone();
         let sender = Sender::new(settings.sender_config())
             .map_err(|e| gst::error_msg!(gst::LibraryError::Settings, ["{e}"]))?;
-        *self.stopping.0.lock().unwrap() = false;
+        self.interrupt.clear();
         *self.state.lock().unwrap() = Some(State {
             sender,
             caps: None,
@@ -565,7 +449,8 @@ impl ObjectSubclass for FecPayloader {
             state: Mutex::new(None),
             last_stats: Mutex::new(None),
             push_lock: Mutex::new(()),
-            stopping: (Mutex::new(false), Condvar::new()),
+            carousel: Mutex::new(None),
+            interrupt: Interrupt::default(),
         }
     }
 }
@@ -765,11 +650,7 @@ impl ElementImpl for FecPayloader {
                     gst::StateChangeError
                 })?;
             }
-            gst::StateChange::PausedToReady => {
-                let (lock, cvar) = &self.stopping;
-                *lock.lock().unwrap() = true;
-                cvar.notify_all();
-            }
+            gst::StateChange::PausedToReady => self.stop_carousel(),
             _ => (),
         }
         let ret = self.parent_change_state(transition)?;

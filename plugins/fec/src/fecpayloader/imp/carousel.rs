@@ -1,0 +1,154 @@
+// SPDX-License-Identifier: MPL-2.0
+
+//! After EOS in carousel mode, fresh rounds over the kept blocks go out from the source pad's
+//! own task (as `raptorqenc` releases its delayed packets), so upstream's thread returns at
+//! once; stopping and flushing end the rounds without waiting for the pacing.
+
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use fanout_fec::CarouselRounds;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+
+use super::{packet_buffers, FecPayloader, CAT};
+use crate::FecMode;
+
+/// The rounds in progress, and the EOS they hold back.
+pub struct Carousel {
+    rounds: CarouselRounds,
+    started: Instant,
+    eos: gst::Event,
+}
+
+/// A flag and a condition variable: the pacing wait ends early once it is set.
+#[derive(Default)]
+pub struct Interrupt {
+    set: Mutex<bool>,
+    wake: Condvar,
+}
+
+impl Interrupt {
+    pub fn set(&self) {
+        *self.set.lock().unwrap() = true;
+        self.wake.notify_all();
+    }
+
+    pub fn clear(&self) {
+        *self.set.lock().unwrap() = false;
+    }
+
+    /// Waits until `deadline`; false if interrupted first.
+    fn wait_until(&self, deadline: Instant) -> bool {
+        let mut set = self.set.lock().unwrap();
+        while !*set {
+            let now = Instant::now();
+            if now >= deadline {
+                return true;
+            }
+            set = self.wake.wait_timeout(set, deadline - now).unwrap().0;
+        }
+        false
+    }
+}
+
+impl FecPayloader {
+    /// In carousel mode with rounds to go, takes the EOS and starts the rounds on the source
+    /// pad's task; otherwise gives the event back, to go on at once.
+    pub(super) fn start_carousel(&self, eos: gst::Event) -> Result<(), gst::Event> {
+        let (mode, rounds, bitrate) = {
+            let s = self.settings.lock().unwrap();
+            (s.mode, s.carousel_rounds, s.carousel_bitrate)
+        };
+        if mode != FecMode::Carousel || rounds == 0 {
+            return Err(eos);
+        }
+        self.interrupt.clear();
+        *self.carousel.lock().unwrap() = Some(Carousel {
+            rounds: CarouselRounds::new(u64::try_from(rounds).ok(), bitrate),
+            started: Instant::now(),
+            eos,
+        });
+        let weak = self.obj().downgrade();
+        let started = self.srcpad.start_task(move || {
+            if let Some(obj) = weak.upgrade() {
+                obj.imp().carousel_step();
+            }
+        });
+        if started.is_err() {
+            let eos = self.carousel.lock().unwrap().take().map(|c| c.eos);
+            gst::element_imp_warning!(
+                self,
+                gst::CoreError::Thread,
+                ["Cannot start the carousel task: the stream ends without carousel rounds"]
+            );
+            return Err(eos.expect("set above"));
+        }
+        Ok(())
+    }
+
+    /// Ends the rounds (stop, flush): wakes the task and waits for it to leave.
+    pub(super) fn stop_carousel(&self) {
+        self.interrupt.set();
+        let _ = self.srcpad.stop_task();
+        *self.carousel.lock().unwrap() = None;
+    }
+
+    /// One step of the task: a fresh round of the next kept block, then the pacing wait.
+    fn carousel_step(&self) {
+        let _push = self.push_lock.lock().unwrap();
+        let mut packets = Vec::new();
+        let (due, repairs) = {
+            let mut carousel = self.carousel.lock().unwrap();
+            let mut guard = self.state.lock().unwrap();
+            let (Some(c), Some(state)) = (carousel.as_mut(), guard.as_mut()) else {
+                drop((carousel, guard));
+                let _ = self.srcpad.pause_task();
+                return;
+            };
+            let due = c.rounds.step(&mut state.sender, &mut packets);
+            state.counters.packets_out += packets.len() as u64;
+            state.counters.carousel_rounds = c.rounds.rounds_done;
+            (
+                due.map(|ns| c.started + Duration::from_nanos(ns)),
+                std::mem::take(&mut state.repairs),
+            )
+        };
+        let pushed = self.push_repairs(repairs).and_then(|_| {
+            if packets.is_empty() {
+                return Ok(gst::FlowSuccess::Ok);
+            }
+            self.srcpad
+                .push_list(packet_buffers(packets, None).collect())
+        });
+        drop(_push);
+        match (pushed, due) {
+            (Err(gst::FlowError::Flushing), _) => {
+                gst::debug!(CAT, imp = self, "carousel paused: flushing");
+                let _ = self.srcpad.pause_task();
+            }
+            (Err(e), _) => {
+                gst::debug!(CAT, imp = self, "carousel ends: downstream returned {e:?}");
+                self.finish_carousel();
+            }
+            (Ok(_), None) => {
+                gst::debug!(CAT, imp = self, "carousel rounds done");
+                self.finish_carousel();
+            }
+            (Ok(_), Some(deadline)) => {
+                if !self.interrupt.wait_until(deadline) {
+                    let _ = self.srcpad.pause_task();
+                }
+            }
+        }
+    }
+
+    /// Sends the EOS held back and leaves the task paused.
+    fn finish_carousel(&self) {
+        let eos = self.carousel.lock().unwrap().take().map(|c| c.eos);
+        if let Some(eos) = eos {
+            self.srcpad.push_event(eos);
+        }
+        let _ = self.srcpad.pause_task();
+    }
+}
