@@ -34,8 +34,12 @@ fn play_to_file(dir: &Path, out: &Path) -> (Vec<u8>, String) {
     (std::fs::read(out).unwrap(), log)
 }
 
+/// SIGKILL keeps the page cache, so what this proves is the recorder's own share: what it had
+/// received but not yet handed to the kernel (its backlog) stays within one flush interval, the
+/// store reads back byte for byte after the kill, and recording resumes after it. That written
+/// data also reaches the disk is `a_power_cut_loses_at_most_a_few_flush_intervals`.
 #[test]
-fn kill_9_loses_at_most_one_flush_interval() {
+fn kill_9_leaves_at_most_one_flush_interval_unwritten() {
     let tmp = tempfile::tempdir().unwrap();
     let store = tmp.path().join("rec");
     let reference = tmp.path().join("reference.ts");
@@ -101,11 +105,12 @@ fn kill_9_loses_at_most_one_flush_interval() {
 struct SmallDisk(tempfile::TempDir);
 
 impl SmallDisk {
-    fn new(size: &str) -> Option<Self> {
-        if !is_root() {
-            eprintln!("not root: cannot mount a tmpfs to fill up; skipping");
-            return None;
-        }
+    /// Only as root (scripts/test.sh runs the ignored tests then).
+    fn new(size: &str) -> Self {
+        assert!(
+            is_root(),
+            "needs root to mount a tmpfs: run as root with --include-ignored"
+        );
         let dir = tempfile::tempdir().unwrap();
         let ok = Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
@@ -113,7 +118,7 @@ impl SmallDisk {
             .status()
             .is_ok_and(|s| s.success());
         assert!(ok, "mount -t tmpfs failed although we are root");
-        Some(SmallDisk(dir))
+        SmallDisk(dir)
     }
 
     fn path(&self) -> &Path {
@@ -128,10 +133,9 @@ impl Drop for SmallDisk {
 }
 
 #[test]
+#[ignore = "needs root (mount)"]
 fn full_disk_with_stop_recording_keeps_the_stream_flowing() {
-    let Some(disk) = SmallDisk::new("512k") else {
-        return;
-    };
+    let disk = SmallDisk::new("512k");
     let tmp = tempfile::tempdir().unwrap();
     let store = disk.path().join("rec");
     let onward = tmp.path().join("onward.ts");
@@ -161,10 +165,9 @@ fn full_disk_with_stop_recording_keeps_the_stream_flowing() {
 }
 
 #[test]
+#[ignore = "needs root (mount)"]
 fn full_disk_with_error_fails_the_pipeline_cleanly() {
-    let Some(disk) = SmallDisk::new("512k") else {
-        return;
-    };
+    let disk = SmallDisk::new("512k");
     let tmp = tempfile::tempdir().unwrap();
     let store = disk.path().join("rec");
     let res = run(

@@ -3,16 +3,22 @@
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, IoSlice, Write};
-use std::os::fd::AsRawFd;
+use std::io::{IoSlice, Write};
 use std::path::{Path, PathBuf};
 
 use crate::format::{
     BufferRecord, Context, DataKind, Record, SegmentHeader, SegmentSummary, FLAG_DELTA_UNIT,
     MAX_PAYLOAD,
 };
-use crate::segment::{closed_summary, data_path, index_path, list_segments, scan_segment};
+use crate::segment::{data_path, index_path};
 use crate::{Error, LOCK_FILE};
+
+mod file_ops;
+mod recovery;
+mod store_clock;
+
+use file_ops::{kick, remove_segment, reserve, write_all_vectored, DATA_RESERVE, INDEX_RESERVE};
+use store_clock::StoreClock;
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct WriterConfig {
@@ -72,34 +78,6 @@ struct OpenSegment {
     committed_ctx: Context,
 }
 
-/// Maps buffer times to store time: monotonic across discontinuities and
-/// across recordings appended to the same store.
-#[derive(Debug, Default)]
-struct StoreClock {
-    last_pace: Option<u64>,
-    last_st: u64,
-    end_st: u64,
-}
-
-impl StoreClock {
-    fn next(&mut self, m: &RecordMeta) -> u64 {
-        let pace = m.dts.or(m.pts).or(m.arrival);
-        let st = match (pace, self.last_pace) {
-            (Some(p), Some(lp)) if p >= lp => self.last_st.saturating_add(p - lp),
-            // New recording, or time went backwards: carry on where the store ends.
-            (Some(_), _) => self.end_st,
-            // Untimed buffers share the time of the one before.
-            (None, _) => self.last_st,
-        };
-        if pace.is_some() {
-            self.last_pace = pace;
-        }
-        self.last_st = st;
-        self.end_st = self.end_st.max(st.saturating_add(m.duration.unwrap_or(0)));
-        st
-    }
-}
-
 pub struct Writer {
     dir: PathBuf,
     _lock: File,
@@ -156,76 +134,6 @@ impl Writer {
         w.load_existing()?;
         w.apply_retention();
         Ok(w)
-    }
-
-    fn load_existing(&mut self) -> Result<(), Error> {
-        let seqs = list_segments(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
-        for seq in seqs {
-            let ipath = index_path(&self.dir, seq);
-            let io = |e| Error::io(&ipath, e);
-            let (kind, summary) = match closed_summary(&self.dir, seq).map_err(io)? {
-                Some((h, s, _)) => (h.data_kind, s),
-                None => match self.repair(seq)? {
-                    Some(v) => v,
-                    None => continue,
-                },
-            };
-            self.next_seq = seq.saturating_add(1);
-            self.clock.end_st = self.clock.end_st.max(summary.end_st);
-            self.clock.last_st = self.clock.end_st;
-            // Summaries come from files: a crafted one must not overflow the total.
-            self.closed_bytes = self.closed_bytes.saturating_add(summary.data_bytes);
-            self.closed.push_back(ClosedSegment { seq, kind, summary });
-        }
-        Ok(())
-    }
-
-    /// Cuts an unclosed segment to its valid prefix and closes it.
-    fn repair(&mut self, seq: u64) -> Result<Option<(DataKind, SegmentSummary)>, Error> {
-        let ipath = index_path(&self.dir, seq);
-        let io = |e| Error::io(&ipath, e);
-        let scan = match scan_segment(&self.dir, seq, true).map_err(io)? {
-            Ok(scan) => scan,
-            Err(why) => {
-                // Not even a header: the writer died while creating it.
-                self.warnings
-                    .push(format!("segment {seq}: {why}; removed (it held no data)"));
-                remove_segment(&self.dir, seq, None);
-                return Ok(None);
-            }
-        };
-        let kind = scan.header.data_kind;
-        if scan.summary.buffers == 0 {
-            self.warnings
-                .push(format!("segment {seq}: no complete buffer; removed"));
-            remove_segment(&self.dir, seq, Some(kind));
-            return Ok(None);
-        }
-        let index = OpenOptions::new().append(true).open(&ipath).map_err(io)?;
-        index.set_len(scan.index_len).map_err(io)?;
-        let dpath = data_path(&self.dir, seq, kind);
-        let data = OpenOptions::new()
-            .write(true)
-            .open(&dpath)
-            .map_err(|e| Error::io(&dpath, e))?;
-        data.set_len(scan.data_len)
-            .map_err(|e| Error::io(&dpath, e))?;
-        if scan.problem.is_some() || scan.data_excess > 0 {
-            self.warnings.push(format!(
-                "segment {seq}: {}; kept {} buffers ({} bytes), cut {} index bytes and {} data bytes",
-                scan.problem.as_deref().unwrap_or("unindexed data at the end"),
-                scan.summary.buffers,
-                scan.data_len,
-                scan.index_excess,
-                scan.data_excess,
-            ));
-        }
-        let mut rec = Vec::new();
-        Record::StreamEnd(scan.summary).encode(&mut rec, &mut Context::default());
-        (&index).write_all(&rec).map_err(io)?;
-        index.sync_data().map_err(io)?;
-        data.sync_data().map_err(|e| Error::io(&dpath, e))?;
-        Ok(Some((kind, scan.summary)))
     }
 
     /// Appends items in order. Data is written before the index records that
@@ -574,79 +482,11 @@ impl Drop for Writer {
     }
 }
 
-const PAGE: u64 = 4096;
 /// Stays under `IOV_MAX` (1024 on Linux).
 const IOV_BATCH: usize = 512;
-const DATA_RESERVE: u64 = 8 << 20;
-const INDEX_RESERVE: u64 = 1 << 20;
-
-/// Reserves the next `chunk` bytes of blocks once `len` is within half a
-/// chunk of the end of what is reserved. The file's size does not change.
-/// Failure (a full disk, a file system without `fallocate`) is harmless:
-/// blocks are then allocated as the data is written.
-fn reserve(file: &File, reserved: &mut u64, len: u64, chunk: u64) {
-    if len + chunk / 2 > *reserved {
-        // SAFETY: a plain syscall on a file descriptor we own.
-        unsafe {
-            libc::fallocate(
-                file.as_raw_fd(),
-                libc::FALLOC_FL_KEEP_SIZE,
-                *reserved as libc::off_t,
-                chunk as libc::off_t,
-            );
-        }
-        *reserved += chunk;
-    }
-}
-
-fn kick(file: &File, kicked: &mut u64, len: u64) {
-    let aligned = len & !(PAGE - 1);
-    if aligned > *kicked {
-        // SAFETY: a plain syscall on a file descriptor we own; it only
-        // initiates writeback and touches no memory of ours.
-        unsafe {
-            libc::sync_file_range(
-                file.as_raw_fd(),
-                *kicked as libc::off64_t,
-                (aligned - *kicked) as libc::off64_t,
-                libc::SYNC_FILE_RANGE_WRITE,
-            );
-        }
-        *kicked = aligned;
-    }
-}
-
 fn check_text_len(s: &str) -> Result<(), Error> {
     if s.len() > MAX_PAYLOAD {
         return Err(Error::TooLarge(s.len()));
-    }
-    Ok(())
-}
-
-fn remove_segment(dir: &Path, seq: u64, kind: Option<DataKind>) {
-    // Index first: a reader listing the directory never finds an index without data.
-    let _ = fs::remove_file(index_path(dir, seq));
-    match kind {
-        Some(k) => {
-            let _ = fs::remove_file(data_path(dir, seq, k));
-        }
-        None => {
-            for k in [DataKind::Raw, DataKind::MpegTs] {
-                let _ = fs::remove_file(data_path(dir, seq, k));
-            }
-        }
-    }
-}
-
-fn write_all_vectored(f: &mut File, mut bufs: &mut [IoSlice]) -> io::Result<()> {
-    IoSlice::advance_slices(&mut bufs, 0);
-    while !bufs.is_empty() {
-        match f.write_vectored(bufs) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => IoSlice::advance_slices(&mut bufs, n),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
     }
     Ok(())
 }
@@ -656,46 +496,4 @@ fn session_id() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
     (now.as_nanos() as u64) ^ (u64::from(std::process::id()) << 32)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn store_clock_is_monotonic_and_continues_across_jumps() {
-        let mut c = StoreClock::default();
-        let m = |pts: Option<u64>, duration: Option<u64>| RecordMeta {
-            pts,
-            duration,
-            ..Default::default()
-        };
-        assert_eq!(c.next(&m(Some(1000), Some(10))), 0);
-        assert_eq!(c.next(&m(Some(1010), Some(10))), 10);
-        assert_eq!(c.next(&m(None, None)), 10);
-        // Backwards: carry on where the store ends.
-        assert_eq!(c.next(&m(Some(5), Some(10))), 20);
-        assert_eq!(c.next(&m(Some(15), None)), 30);
-        // Forward gaps are kept: the recording plays back at its own pace.
-        assert_eq!(c.next(&m(Some(1015), None)), 1030);
-    }
-
-    #[test]
-    fn dts_is_preferred_over_pts_then_arrival() {
-        let mut c = StoreClock::default();
-        let first = RecordMeta {
-            pts: Some(500),
-            dts: Some(100),
-            arrival: Some(9000),
-            ..Default::default()
-        };
-        let second = RecordMeta {
-            pts: Some(300),
-            dts: Some(140),
-            arrival: Some(9999),
-            ..Default::default()
-        };
-        assert_eq!(c.next(&first), 0);
-        assert_eq!(c.next(&second), 40);
-    }
 }

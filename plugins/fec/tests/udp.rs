@@ -39,9 +39,14 @@ fn a_live_stream_crosses_udp_and_is_rebuilt_exactly() {
     while done(depay.property("stats")) < blocks && start.elapsed() < 30 * SECOND {
         std::thread::sleep(SECOND / 10);
     }
-    // The last block's buffers are written by the time its stats count it; let them land.
-    std::thread::sleep(SECOND / 2);
+    // EOS through the receiver: once the filesink has it, every rebuilt byte is in the file.
+    assert!(receiver.send_event(gst::event::Eos::new()));
+    let eos = receiver
+        .bus()
+        .unwrap()
+        .timed_pop_filtered(30 * gst::ClockTime::SECOND, &[gst::MessageType::Eos]);
     receiver.set_state(gst::State::Null).unwrap();
+    assert!(eos.is_some(), "the receiver did not end");
     let stats = depay.property::<gst::Structure>("stats");
     assert_eq!(stats.get::<u64>("blocks-lost").unwrap(), 0, "{stats}");
     assert_same_file(&sent, &received);

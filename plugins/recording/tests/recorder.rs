@@ -171,3 +171,45 @@ fn a_backlog_overflow_with_on_disk_error_error_fails_the_stream() {
     assert!(text.contains("cannot keep up"), "{text}");
     stop(h);
 }
+
+#[test]
+fn input_without_caps_or_timestamps_is_recorded_with_one_warning() {
+    init();
+    let dir = tempfile::tempdir().unwrap();
+    // As a plain filesrc gives it: no caps, no timestamps.
+    let mut h = harness(&format!(
+        "bitrate-recorder location={}",
+        dir.path().display()
+    ));
+    h.play();
+    for i in 0..5 {
+        h.push(gst::Buffer::from_mut_slice(payload(i))).unwrap();
+    }
+    h.push_event(gst::event::Eos::new());
+    let warnings = bus_messages(&h, gst::MessageType::Warning);
+    assert_eq!(warnings.len(), 1);
+    let gst::MessageView::Warning(w) = warnings[0].view() else {
+        unreachable!()
+    };
+    assert!(format!("{:?}", w.debug()).contains("tsparse set-timestamps=true"));
+    stop(h);
+    let bins = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension() == Some("bin".as_ref()))
+        .count();
+    assert_eq!(bins, 1);
+}
+
+#[test]
+fn timestamped_input_gets_no_such_warning() {
+    init();
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = recorder(dir.path(), "");
+    h.play();
+    for i in 0..5 {
+        h.push(buffer(i, 40)).unwrap();
+    }
+    h.push_event(gst::event::Eos::new());
+    assert!(bus_messages(&h, gst::MessageType::Warning).is_empty());
+    stop(h);
+}

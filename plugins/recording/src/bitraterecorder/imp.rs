@@ -75,6 +75,8 @@ struct Running {
     shared: Arc<Shared>,
     max_backlog_bytes: u64,
     on_disk_error: OnDiskError,
+    /// Whether input without caps or timestamps was seen (and said once on the bus).
+    untimed_seen: bool,
 }
 
 pub struct BitrateRecorder {
@@ -104,9 +106,9 @@ impl BitrateRecorder {
         _pad: &gst::Pad,
         buffer: gst::Buffer,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let overflow = {
-            let running = self.running.lock().unwrap();
-            let Some(r) = running.as_ref() else {
+        let (overflow, untimed) = {
+            let mut running = self.running.lock().unwrap();
+            let Some(r) = running.as_mut() else {
                 return Err(gst::FlowError::Flushing);
             };
             let shared = &r.shared;
@@ -114,6 +116,9 @@ impl BitrateRecorder {
                 return Err(gst::FlowError::Error);
             }
             let size = buffer.size() as u64;
+            let untimed = !r.untimed_seen && buffer.pts().is_none() && buffer.dts().is_none();
+            r.untimed_seen |= untimed;
+            let untimed = untimed && self.sinkpad.current_caps().is_none();
             shared.bytes_in.fetch_add(size, Ordering::Relaxed);
             shared.buffers_in.fetch_add(1, Ordering::Relaxed);
             let backlog = shared.backlog_bytes.load(Ordering::Relaxed);
@@ -134,8 +139,14 @@ impl BitrateRecorder {
             if !recorded {
                 shared.bytes_not_recorded.fetch_add(size, Ordering::Relaxed);
             }
-            overflows.then(|| (shared.clone(), r.on_disk_error, backlog))
+            (
+                overflows.then(|| (shared.clone(), r.on_disk_error, backlog)),
+                untimed,
+            )
         };
+        if untimed {
+            self.warn_untimed();
+        }
         // Told outside the lock: a bus handler may stop the pipeline.
         if let Some((shared, policy, backlog)) = overflow {
             writer_thread::report_disk_error(
@@ -153,6 +164,15 @@ impl BitrateRecorder {
             }
         }
         self.srcpad.push(buffer)
+    }
+
+    fn warn_untimed(&self) {
+        gst::element_imp_warning!(
+            self,
+            gst::StreamError::Format,
+            ("The input has neither caps nor timestamps: it is recorded as it arrives, and a file read at full speed plays back in a flash"),
+            ["For a TS file, let tsparse stamp it from the PCR: filesrc ! tsparse set-timestamps=true ! bitrate-recorder"]
+        );
     }
 
     fn meta(&self, buffer: &gst::BufferRef) -> RecordMeta {
@@ -266,6 +286,7 @@ impl BitrateRecorder {
             thread,
             shared: self.shared(),
             max_backlog_bytes: settings.max_backlog_bytes,
+            untimed_seen: false,
             on_disk_error: settings.on_disk_error,
         });
         Ok(())
@@ -449,7 +470,10 @@ impl ElementImpl for BitrateRecorder {
             gst::subclass::ElementMetadata::new(
                 "Bitrate recorder",
                 "Generic/File",
-                "Passes a stream on unchanged while writing it to disk at the rate it arrives",
+                "Passes a stream on unchanged while writing it to disk at the rate it arrives. \
+                 Store time follows the buffers' timestamps, else their arrival: to record a TS \
+                 file at its own pace, stamp it from the PCR with \
+                 filesrc ! tsparse set-timestamps=true ! bitrate-recorder",
                 "The fanout developers",
             )
         });

@@ -1,0 +1,73 @@
+//! Store time: buffer times mapped onto one monotonic axis for the whole store.
+
+use super::RecordMeta;
+
+/// Maps buffer times to store time: monotonic across discontinuities and
+/// across recordings appended to the same store.
+#[derive(Debug, Default)]
+pub(super) struct StoreClock {
+    last_pace: Option<u64>,
+    pub(super) last_st: u64,
+    pub(super) end_st: u64,
+}
+
+impl StoreClock {
+    pub(super) fn next(&mut self, m: &RecordMeta) -> u64 {
+        let pace = m.dts.or(m.pts).or(m.arrival);
+        let st = match (pace, self.last_pace) {
+            (Some(p), Some(lp)) if p >= lp => self.last_st.saturating_add(p - lp),
+            // New recording, or time went backwards: carry on where the store ends.
+            (Some(_), _) => self.end_st,
+            // Untimed buffers share the time of the one before.
+            (None, _) => self.last_st,
+        };
+        if pace.is_some() {
+            self.last_pace = pace;
+        }
+        self.last_st = st;
+        self.end_st = self.end_st.max(st.saturating_add(m.duration.unwrap_or(0)));
+        st
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_clock_is_monotonic_and_continues_across_jumps() {
+        let mut c = StoreClock::default();
+        let m = |pts: Option<u64>, duration: Option<u64>| RecordMeta {
+            pts,
+            duration,
+            ..Default::default()
+        };
+        assert_eq!(c.next(&m(Some(1000), Some(10))), 0);
+        assert_eq!(c.next(&m(Some(1010), Some(10))), 10);
+        assert_eq!(c.next(&m(None, None)), 10);
+        // Backwards: carry on where the store ends.
+        assert_eq!(c.next(&m(Some(5), Some(10))), 20);
+        assert_eq!(c.next(&m(Some(15), None)), 30);
+        // Forward gaps are kept: the recording plays back at its own pace.
+        assert_eq!(c.next(&m(Some(1015), None)), 1030);
+    }
+
+    #[test]
+    fn dts_is_preferred_over_pts_then_arrival() {
+        let mut c = StoreClock::default();
+        let first = RecordMeta {
+            pts: Some(500),
+            dts: Some(100),
+            arrival: Some(9000),
+            ..Default::default()
+        };
+        let second = RecordMeta {
+            pts: Some(300),
+            dts: Some(140),
+            arrival: Some(9999),
+            ..Default::default()
+        };
+        assert_eq!(c.next(&first), 0);
+        assert_eq!(c.next(&second), 40);
+    }
+}
