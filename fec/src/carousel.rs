@@ -3,6 +3,9 @@
 
 use crate::Sender;
 
+/// Bits per second of the rounds after the input ends: `fec-payloader`'s `carousel-bitrate`.
+pub const DEFAULT_CAROUSEL_BITRATE: u64 = 10_000_000;
+
 /// Spreads what is sent over time: everything sent so far is due to have gone out this long
 /// after the start.
 #[derive(Debug, Clone, Copy, Default)]
