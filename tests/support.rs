@@ -26,7 +26,7 @@ pub fn plugin_dir() -> PathBuf {
             });
         // The plugin's own sources and those of the workspace crates it uses.
         let manifest = std::fs::read_to_string(plugin.join("Cargo.toml")).unwrap();
-        let mut src_dirs = vec![plugin.join("src")];
+        let mut src_dirs = vec![plugin.join("src"), root.join("wire/src")];
         for (krate, dir) in [("fanout-store", "store"), ("fanout-fec", "fec")] {
             if manifest.contains(krate) {
                 src_dirs.push(root.join(dir).join("src"));

@@ -60,15 +60,18 @@ pub enum BlockEncoder {
 
 impl BlockEncoder {
     /// `data` is the block padded to K * T bytes (so F = K * T); `pool` is the number of
-    /// Reed-Solomon recovery shards.
-    pub fn new(codec: Codec, data: Vec<u8>, symbol_size: u16, pool: u16) -> BlockEncoder {
+    /// Reed-Solomon recovery shards. A codec that keeps the block's bytes takes them from
+    /// `data`; RaptorQ leaves them, for the caller to reuse.
+    pub fn new(codec: Codec, data: &mut Vec<u8>, symbol_size: u16, pool: u16) -> BlockEncoder {
         let t = usize::from(symbol_size);
         debug_assert_eq!(data.len() % t, 0);
         match codec {
-            Codec::None => BlockEncoder::None { data },
+            Codec::None => BlockEncoder::None {
+                data: std::mem::take(data),
+            },
             Codec::RaptorQ => {
                 let config = oti(data.len() as u64, symbol_size);
-                BlockEncoder::RaptorQ(Box::new(SourceBlockEncoder::new(0, &config, &data)))
+                BlockEncoder::RaptorQ(Box::new(SourceBlockEncoder::new(0, &config, data)))
             }
             Codec::ReedSolomon => {
                 let k = data.len() / t;
@@ -84,7 +87,7 @@ impl BlockEncoder {
                 }
                 drop(result);
                 BlockEncoder::ReedSolomon {
-                    data,
+                    data: std::mem::take(data),
                     recovery,
                     pool: u32::from(pool),
                 }

@@ -237,10 +237,9 @@ impl Sender {
         }
         let t = usize::from(self.cfg.symbol_size);
         let k = round_k(&self.k_set, self.building.len().div_ceil(t));
-        let mut data = std::mem::replace(
-            &mut self.building,
-            Vec::with_capacity(self.cfg.block_capacity()),
-        );
+        // Taken for the block's lifetime, and given back when the codec does not keep it:
+        // no fresh block-sized allocation (and its page faults) per block.
+        let mut data = std::mem::take(&mut self.building);
         self.stats.padding_bytes += (usize::from(k) * t - data.len()) as u64;
         data.resize(usize::from(k) * t, 0);
 
@@ -271,7 +270,12 @@ impl Sender {
         // Counted only now: a description sent with the source packets names this block as
         // the oldest one still going out.
         self.next_block += 1;
-        block.encoder = BlockEncoder::new(self.cfg.codec, data, self.cfg.symbol_size, pool);
+        block.encoder = BlockEncoder::new(self.cfg.codec, &mut data, self.cfg.symbol_size, pool);
+        data.clear();
+        if data.capacity() == 0 {
+            data.reserve(self.cfg.block_capacity());
+        }
+        self.building = data;
         self.stats.blocks += 1;
         self.window.push_back(block);
         let newest = self.window.len() - 1;
