@@ -146,9 +146,13 @@ pub struct BlockParams {
 }
 
 impl BlockParams {
-    /// K = ceil(F / T).
+    /// K = ceil(F / T), saturating: F and T come from a packet, and a K past `u32::MAX` must
+    /// not wrap into a small one that passes the checks.
     pub fn source_symbols(&self) -> u32 {
-        self.transfer_length.div_ceil(u64::from(self.symbol_size)) as u32
+        let k = self
+            .transfer_length
+            .div_ceil(u64::from(self.symbol_size.max(1)));
+        u32::try_from(k).unwrap_or(u32::MAX)
     }
 }
 

@@ -337,6 +337,19 @@ mod tests {
     }
 
     #[test]
+    fn a_transfer_length_whose_k_wraps_a_u32_is_refused() {
+        // K = 2^32 + 100: as a u32 it would wrap to 100 and pass for a small block.
+        let h = SymbolHeader {
+            transfer_length: 8 * ((1 << 32) + 100),
+            symbol_size: 8,
+            ..header()
+        };
+        let mut out = Vec::new();
+        write_symbol(&mut out, &h, &[0; 8]);
+        assert_eq!(parse(&out), Err(ParseError::Invalid("transfer length")));
+    }
+
+    #[test]
     fn description_round_trip() {
         let mut out = Vec::new();
         write_description(&mut out, 9, 4, 1, 2, 20, b"0123456789");
