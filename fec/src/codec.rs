@@ -45,14 +45,14 @@ fn oti(transfer_length: u64, symbol_size: u16) -> ObjectTransmissionInformation 
     ObjectTransmissionInformation::new(transfer_length, symbol_size, 1, 1, ALIGNMENT as u8)
 }
 
-/// Encoder state kept for a block while it may still be asked for symbols.
+/// What a codec computed from a block to make repair symbols; the block's bytes are kept
+/// beside it by the caller.
 pub enum BlockEncoder {
-    None {
-        data: Vec<u8>,
-    },
+    /// No code: no repair symbols.
+    None,
     RaptorQ(Box<SourceBlockEncoder>),
+    /// The whole recovery pool, computed at once.
     ReedSolomon {
-        data: Vec<u8>,
         recovery: Vec<u8>,
         pool: u32,
     },
@@ -60,15 +60,12 @@ pub enum BlockEncoder {
 
 impl BlockEncoder {
     /// `data` is the block padded to K * T bytes (so F = K * T); `pool` is the number of
-    /// Reed-Solomon recovery shards. A codec that keeps the block's bytes takes them from
-    /// `data`; RaptorQ leaves them, for the caller to reuse.
-    pub fn new(codec: Codec, data: &mut Vec<u8>, symbol_size: u16, pool: u16) -> BlockEncoder {
+    /// Reed-Solomon recovery shards.
+    pub fn new(codec: Codec, data: &[u8], symbol_size: u16, pool: u16) -> BlockEncoder {
         let t = usize::from(symbol_size);
         debug_assert_eq!(data.len() % t, 0);
         match codec {
-            Codec::None => BlockEncoder::None {
-                data: std::mem::take(data),
-            },
+            Codec::None => BlockEncoder::None,
             Codec::RaptorQ => {
                 let config = oti(data.len() as u64, symbol_size);
                 BlockEncoder::RaptorQ(Box::new(SourceBlockEncoder::new(0, &config, data)))
@@ -87,7 +84,6 @@ impl BlockEncoder {
                 }
                 drop(result);
                 BlockEncoder::ReedSolomon {
-                    data: std::mem::take(data),
                     recovery,
                     pool: u32::from(pool),
                 }
@@ -95,15 +91,17 @@ impl BlockEncoder {
         }
     }
 
-    /// `count` repair symbols starting with the `first`-th, with their ESIs.
+    /// `count` repair symbols of a block of `k` source symbols, starting with the `first`-th,
+    /// with their ESIs.
     pub fn repair_symbols(
         &self,
+        k: u32,
         first: u32,
         count: u32,
         symbol_size: usize,
     ) -> Vec<(u32, Vec<u8>)> {
         match self {
-            BlockEncoder::None { .. } => Vec::new(),
+            BlockEncoder::None => Vec::new(),
             // Repair ESIs are K + n (RFC 6330 5.3.1; the crate encodes ISI K' + n internally),
             // never repeating while below 2^24.
             BlockEncoder::RaptorQ(encoder) => encoder
@@ -114,21 +112,14 @@ impl BlockEncoder {
                     (id.encoding_symbol_id(), data)
                 })
                 .collect(),
-            BlockEncoder::ReedSolomon {
-                data,
-                recovery,
-                pool,
-            } => {
-                let k = (data.len() / symbol_size) as u32;
-                (0..count)
-                    .map(|i| {
-                        // The pool is fixed: past its end the same recovery shards come round.
-                        let n = (first.wrapping_add(i) % pool) as usize;
-                        let shard = recovery[n * symbol_size..(n + 1) * symbol_size].to_vec();
-                        (k + n as u32, shard)
-                    })
-                    .collect()
-            }
+            BlockEncoder::ReedSolomon { recovery, pool } => (0..count)
+                .map(|i| {
+                    // The pool is fixed: past its end the same recovery shards come round.
+                    let n = (first.wrapping_add(i) % pool) as usize;
+                    let shard = recovery[n * symbol_size..(n + 1) * symbol_size].to_vec();
+                    (k + n as u32, shard)
+                })
+                .collect(),
         }
     }
 }

@@ -93,7 +93,12 @@ struct SentBlock {
     k: u16,
     repair: u32,
     pool: u16,
-    encoder: BlockEncoder,
+    /// The block's bytes, padded to K symbols.
+    data: Vec<u8>,
+    /// Made when repair symbols are wanted. In stream mode it is dropped once the block's own
+    /// repair is out, and made again only for a repair request: the window holds bytes, not
+    /// codec state several times their size, and encoding reuses memory still in the cache.
+    encoder: Option<BlockEncoder>,
     /// Index of the next fresh repair symbol.
     next_repair: u32,
 }
@@ -237,8 +242,6 @@ impl Sender {
         }
         let t = usize::from(self.cfg.symbol_size);
         let k = round_k(&self.k_set, self.building.len().div_ceil(t));
-        // Taken for the block's lifetime, and given back when the codec does not keep it:
-        // no fresh block-sized allocation (and its page faults) per block.
         let mut data = std::mem::take(&mut self.building);
         self.stats.padding_bytes += (usize::from(k) * t - data.len()) as u64;
         data.resize(usize::from(k) * t, 0);
@@ -251,17 +254,18 @@ impl Sender {
         }
         .min(u32::from(u16::MAX)) as u16;
         let number = self.next_block;
-        let mut block = SentBlock {
+        let block = SentBlock {
             number,
             k,
             repair,
             pool,
-            encoder: BlockEncoder::None { data: Vec::new() },
+            data,
+            encoder: None,
             next_repair: self.cfg.first_repair,
         };
         // Every codec is systematic: the source symbols are the block itself.
         if self.cfg.send_source {
-            for (esi, symbol) in data.chunks_exact(t).enumerate() {
+            for (esi, symbol) in block.data.chunks_exact(t).enumerate() {
                 let p = self.symbol_packet(&block, esi as u32, symbol);
                 self.stats.source_packets += 1;
                 self.emit(out, p);
@@ -270,19 +274,25 @@ impl Sender {
         // Counted only now: a description sent with the source packets names this block as
         // the oldest one still going out.
         self.next_block += 1;
-        block.encoder = BlockEncoder::new(self.cfg.codec, &mut data, self.cfg.symbol_size, pool);
-        data.clear();
-        if data.capacity() == 0 {
-            data.reserve(self.cfg.block_capacity());
-        }
-        self.building = data;
         self.stats.blocks += 1;
         self.window.push_back(block);
         let newest = self.window.len() - 1;
         self.send_repair(newest, repair, out);
+        if self.cfg.mode == Mode::Stream {
+            self.window[newest].encoder = None;
+        }
         let keep = self.cfg.window;
         while keep > 0 && self.window.len() > keep {
-            self.window.pop_front();
+            let old = self.window.pop_front().expect("longer than keep");
+            // The oldest block's memory holds the next one: no block-sized allocation (and
+            // its page faults) per block once the window is full.
+            if self.building.capacity() == 0 {
+                self.building = old.data;
+                self.building.clear();
+            }
+        }
+        if self.building.capacity() == 0 {
+            self.building.reserve(self.cfg.block_capacity());
         }
         if self.cfg.mode == Mode::Carousel && self.window.len() > 1 {
             // A live carousel: each new block is followed by a fresh round of an older one.
@@ -332,8 +342,9 @@ impl Sender {
     /// `count` fresh repair packets of window entry `i`.
     fn repair_packets(&mut self, i: usize, count: u32) -> Vec<Vec<u8>> {
         let t = usize::from(self.cfg.symbol_size);
+        let (codec, symbol_size) = (self.cfg.codec, self.cfg.symbol_size);
         let block = &mut self.window[i];
-        if block.encoder_is_none() || count == 0 {
+        if codec == Codec::None || count == 0 {
             return Vec::new();
         }
         // Repair ESIs are K + n (RFC 6330) and must stay below 2^24; room is left below the
@@ -342,7 +353,16 @@ impl Sender {
         if block.next_repair.saturating_add(count) > last {
             block.next_repair = self.cfg.first_repair.min(last - count.min(last));
         }
-        let symbols = block.encoder.repair_symbols(block.next_repair, count, t);
+        let SentBlock {
+            data,
+            encoder,
+            pool,
+            k,
+            ..
+        } = block;
+        let encoder =
+            encoder.get_or_insert_with(|| BlockEncoder::new(codec, data, symbol_size, *pool));
+        let symbols = encoder.repair_symbols(u32::from(*k), block.next_repair, count, t);
         block.next_repair += count;
         let block = &self.window[i];
         let packets: Vec<Vec<u8>> = symbols
@@ -393,12 +413,6 @@ impl Sender {
             .position(|b| b.number == block)
             .ok_or(RepairRefused::UnknownBlock)?;
         Ok(self.repair_packets(i, count))
-    }
-}
-
-impl SentBlock {
-    fn encoder_is_none(&self) -> bool {
-        matches!(self.encoder, BlockEncoder::None { .. })
     }
 }
 
