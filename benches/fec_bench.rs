@@ -12,7 +12,6 @@
 //!   target/release/fec-bench [MBYTES]          throughput (default 64 MB of data)
 //!   target/release/fec-bench --recovery [RUNS] recovery (default 20 runs of a 10 s clip)
 
-
 use gst::prelude::*;
 use raptorq::{
     EncodingPacket, ObjectTransmissionInformation, SourceBlockDecoder, SourceBlockEncoder,

@@ -47,8 +47,8 @@ pub struct Shared {
     pub recording: AtomicBool,
     /// Set when a disk error with `on-disk-error=error` must fail the stream.
     pub failed: AtomicBool,
-    /// Input and write bitrates over the last second, in bit/s.
-    pub rates: Mutex<(u64, u64)>,
+    /// Input and write bitrates over the last second.
+    pub rates: Mutex<Rates>,
 }
 
 impl Shared {
@@ -71,7 +71,10 @@ impl Shared {
 
     pub fn structure(&self) -> gst::Structure {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let (input_bitrate, write_bitrate) = *self.rates.lock().unwrap();
+        let Rates {
+            input: input_bitrate,
+            write: write_bitrate,
+        } = *self.rates.lock().unwrap();
         gst::Structure::builder("fanout-recorder-stats")
             .field("bytes-in", get(&self.bytes_in))
             .field("buffers-in", get(&self.buffers_in))
@@ -89,6 +92,20 @@ impl Shared {
             .field("recording", self.recording.load(Ordering::Relaxed))
             .build()
     }
+}
+
+/// Bits per second.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Rates {
+    pub input: u64,
+    pub write: u64,
+}
+
+/// The counters at the last statistics, to compute rates from.
+struct LastCounts {
+    bytes_in: u64,
+    bytes_written: u64,
+    at: Instant,
 }
 
 pub struct Config {
@@ -110,7 +127,11 @@ pub fn run(
 ) {
     let mut unsynced_since: Option<Instant> = None;
     let mut next_stats = Instant::now() + STATS_INTERVAL;
-    let mut last_counts = (0u64, 0u64, Instant::now());
+    let mut last_counts = LastCounts {
+        bytes_in: 0,
+        bytes_written: 0,
+        at: Instant::now(),
+    };
     let mut batch = Vec::with_capacity(BATCH);
     loop {
         let now = Instant::now();
@@ -311,18 +332,23 @@ pub fn report_disk_error(
 fn post_stats(
     element: &glib::WeakRef<super::BitrateRecorder>,
     shared: &Shared,
-    last: &mut (u64, u64, Instant),
+    last: &mut LastCounts,
     writer: &Writer,
 ) {
     let now = Instant::now();
-    let secs = now.duration_since(last.2).as_secs_f64().max(1e-3);
+    let secs = now.duration_since(last.at).as_secs_f64().max(1e-3);
     let bytes_in = shared.bytes_in.load(Ordering::Relaxed);
     let bytes_written = shared.bytes_written.load(Ordering::Relaxed);
-    *shared.rates.lock().unwrap() = (
-        ((bytes_in - last.0) as f64 * 8.0 / secs) as u64,
-        ((bytes_written - last.1) as f64 * 8.0 / secs) as u64,
-    );
-    *last = (bytes_in, bytes_written, now);
+    let rate = |bytes: u64, before: u64| (bytes.saturating_sub(before) as f64 * 8.0 / secs) as u64;
+    *shared.rates.lock().unwrap() = Rates {
+        input: rate(bytes_in, last.bytes_in),
+        write: rate(bytes_written, last.bytes_written),
+    };
+    *last = LastCounts {
+        bytes_in,
+        bytes_written,
+        at: now,
+    };
     shared.update_store(writer);
     if let Some(element) = element.upgrade() {
         let msg = gst::message::Element::builder(shared.structure())
