@@ -10,9 +10,11 @@ use gst::glib;
 mod bitrateplayer;
 mod bitraterecorder;
 pub mod playout;
+mod recording;
 
 pub use bitrateplayer::BitratePlayer;
-pub use bitraterecorder::{BitrateRecorder, OnDiskError};
+pub use bitraterecorder::BitrateRecorder;
+pub use recording::OnDiskError;
 
 /// A `location` property value: an empty string means unset.
 fn location_from_value(value: &glib::Value) -> Option<std::path::PathBuf> {

@@ -4,18 +4,17 @@
 //! thread of its own writes it to a fanout store as it arrives.
 
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
-use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, LazyLock, Mutex};
-use std::thread::JoinHandle;
-use std::time::Duration;
 
-use fanout_store::{RecordMeta, Writer, WriterConfig};
+use fanout_store::WriterConfig;
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 
-use super::writer_thread::{self, Msg, Shared};
+use crate::recording::{
+    self, Msg, OnDiskError, Recording, RecordingConfig, Shared, DEFAULT_FLUSH_INTERVAL,
+    DEFAULT_MAX_BACKLOG_BYTES,
+};
 
 pub static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -25,22 +24,7 @@ pub static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     )
 });
 
-#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, glib::Enum)]
-#[repr(u32)]
-#[enum_type(name = "GstFanoutOnDiskError")]
-pub enum OnDiskError {
-    #[enum_value(
-        name = "Stop recording, post a warning, keep the stream flowing downstream",
-        nick = "stop-recording"
-    )]
-    StopRecording = 0,
-    #[enum_value(name = "Post an error: the pipeline fails", nick = "error")]
-    Error = 1,
-}
-
-const DEFAULT_FLUSH_INTERVAL: u64 = 250_000_000;
 const DEFAULT_MAX_SEGMENT_TIME: u64 = 10_000_000_000;
-const DEFAULT_MAX_BACKLOG_BYTES: u64 = 64 << 20;
 
 #[derive(Debug, Clone)]
 struct Settings {
@@ -67,23 +51,11 @@ impl Default for Settings {
     }
 }
 
-/// What the streaming thread needs per buffer, under one lock. Settings
-/// are fixed from READY on, so the ones used here are copied in at start.
-struct Running {
-    tx: Sender<Msg>,
-    thread: JoinHandle<()>,
-    shared: Arc<Shared>,
-    max_backlog_bytes: u64,
-    on_disk_error: OnDiskError,
-    /// Whether input without caps or timestamps was seen (and said once on the bus).
-    untimed_seen: bool,
-}
-
 pub struct BitrateRecorder {
     sinkpad: gst::Pad,
     srcpad: gst::Pad,
     settings: Mutex<Settings>,
-    running: Mutex<Option<Running>>,
+    running: Mutex<Option<Recording>>,
     /// The input segment, to turn buffer times into running times.
     segment: Mutex<gst::FormattedSegment<gst::ClockTime>>,
     shared: Mutex<Arc<Shared>>,
@@ -95,10 +67,11 @@ impl BitrateRecorder {
     }
 
     fn send(&self, msg: Msg) -> bool {
-        match &*self.running.lock().unwrap() {
-            Some(r) => r.tx.send(msg).is_ok(),
-            None => false,
-        }
+        self.running
+            .lock()
+            .unwrap()
+            .as_ref()
+            .is_some_and(|r| r.send(msg))
     }
 
     fn sink_chain(
@@ -106,62 +79,26 @@ impl BitrateRecorder {
         _pad: &gst::Pad,
         buffer: gst::Buffer,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let (overflow, untimed) = {
+        let meta = recording::record_meta(
+            &self.segment.lock().unwrap(),
+            &buffer,
+            self.obj().current_running_time(),
+        );
+        let (handover, shared, policy) = {
             let mut running = self.running.lock().unwrap();
-            let Some(r) = running.as_mut() else {
-                return Err(gst::FlowError::Flushing);
-            };
-            let shared = &r.shared;
-            if shared.failed.load(Ordering::Relaxed) {
-                return Err(gst::FlowError::Error);
-            }
-            let size = buffer.size() as u64;
-            let untimed = !r.untimed_seen && buffer.pts().is_none() && buffer.dts().is_none();
-            r.untimed_seen |= untimed;
-            let untimed = untimed && self.sinkpad.current_caps().is_none();
-            shared.bytes_in.fetch_add(size, Ordering::Relaxed);
-            shared.buffers_in.fetch_add(1, Ordering::Relaxed);
-            let backlog = shared.backlog_bytes.load(Ordering::Relaxed);
-            let overflows = r.max_backlog_bytes > 0 && backlog + size > r.max_backlog_bytes;
-            let mut recorded = false;
-            if shared.recording.load(Ordering::Relaxed) && !overflows {
-                shared.backlog_bytes.fetch_add(size, Ordering::Relaxed);
-                shared.backlog_buffers.fetch_add(1, Ordering::Relaxed);
-                // A reference, not a copy: the same buffer goes downstream.
-                recorded =
-                    r.tx.send(Msg::Buffer(buffer.clone(), self.meta(&buffer)))
-                        .is_ok();
-                if !recorded {
-                    shared.backlog_bytes.fetch_sub(size, Ordering::Relaxed);
-                    shared.backlog_buffers.fetch_sub(1, Ordering::Relaxed);
-                }
-            }
-            if !recorded {
-                shared.bytes_not_recorded.fetch_add(size, Ordering::Relaxed);
-            }
+            let r = running.as_mut().ok_or(gst::FlowError::Flushing)?;
             (
-                overflows.then(|| (shared.clone(), r.on_disk_error, backlog)),
-                untimed,
+                r.record(&buffer, meta)?,
+                r.shared().clone(),
+                r.on_disk_error(),
             )
         };
-        if untimed {
+        // Told outside the lock: a bus handler may stop the pipeline.
+        if handover.first_untimed && self.sinkpad.current_caps().is_none() {
             self.warn_untimed();
         }
-        // Told outside the lock: a bus handler may stop the pipeline.
-        if let Some((shared, policy, backlog)) = overflow {
-            writer_thread::report_disk_error(
-                &self.obj(),
-                &shared,
-                policy,
-                &format!(
-                    "the disk cannot keep up with the stream: {backlog} bytes wait to be \
-                     written (max-backlog-bytes)"
-                ),
-                false,
-            );
-            if shared.failed.load(Ordering::Relaxed) {
-                return Err(gst::FlowError::Error);
-            }
+        if let Some(backlog) = handover.overflow {
+            Recording::report_overflow(self.obj().upcast_ref(), &shared, policy, backlog)?;
         }
         self.srcpad.push(buffer)
     }
@@ -173,24 +110,6 @@ impl BitrateRecorder {
             ("The input has neither caps nor timestamps: it is recorded as it arrives, and a file read at full speed plays back in a flash"),
             ["For a TS file, let tsparse stamp it from the PCR: filesrc ! tsparse set-timestamps=true ! bitrate-recorder"]
         );
-    }
-
-    fn meta(&self, buffer: &gst::BufferRef) -> RecordMeta {
-        let segment = self.segment.lock().unwrap();
-        let rt = |t: Option<gst::ClockTime>| {
-            t.and_then(|t| segment.to_running_time(t))
-                .map(gst::ClockTime::nseconds)
-        };
-        RecordMeta {
-            pts: rt(buffer.pts()),
-            dts: rt(buffer.dts()),
-            duration: buffer.duration().map(gst::ClockTime::nseconds),
-            arrival: self
-                .obj()
-                .current_running_time()
-                .map(gst::ClockTime::nseconds),
-            flags: buffer.flags().bits(),
-        }
     }
 
     fn sink_event(&self, pad: &gst::Pad, event: gst::Event) -> bool {
@@ -213,11 +132,14 @@ impl BitrateRecorder {
                     .unwrap_or_default();
             }
             EventView::Eos(_) => {
-                let (done, wait) = mpsc::sync_channel(1);
-                if self.send(Msg::Eos(done)) {
-                    // The recording is complete on disk before EOS moves on,
-                    // and any disk error is on the bus before it.
-                    let _ = wait.recv();
+                let tx = self
+                    .running
+                    .lock()
+                    .unwrap()
+                    .as_ref()
+                    .map(Recording::eos_sender);
+                if let Some(tx) = tx {
+                    Recording::finish_stream(&tx);
                 }
             }
             _ => {}
@@ -233,73 +155,27 @@ impl BitrateRecorder {
                 ["No location set: bitrate-recorder needs a directory to record into"]
             ));
         };
-        let config = WriterConfig {
-            max_segment_time: settings.max_segment_time,
-            max_size_time: settings.max_size_time,
-            max_size_bytes: settings.max_size_bytes,
-        };
-        let mut writer = Writer::open(&location, config).map_err(|e| {
-            gst::error_msg!(
-                gst::ResourceError::OpenWrite,
-                (
-                    "Could not open recording {} for writing",
-                    location.display()
-                ),
-                ["{}", e]
-            )
-        })?;
-        for warning in writer.take_warnings() {
-            gst::element_imp_warning!(
-                self,
-                gst::ResourceError::Read,
-                ("Repaired recording {}", location.display()),
-                ["{}", warning]
-            );
-        }
-        gst::info!(
-            CAT,
-            imp = self,
-            "recording into {} ({} segments there already)",
-            location.display(),
-            writer.segment_count()
-        );
-        let shared = Arc::new(Shared::new());
-        shared.update_store(&writer);
-        *self.shared.lock().unwrap() = shared.clone();
-        let (tx, rx) = mpsc::channel();
-        let element = self.obj().downgrade();
-        let config = writer_thread::Config {
-            flush_interval: Duration::from_nanos(settings.flush_interval.max(1_000_000)),
-            on_disk_error: settings.on_disk_error,
-        };
-        let thread = std::thread::Builder::new()
-            .name("fanout-recorder".into())
-            .spawn(move || writer_thread::run(writer, rx, shared, element, config))
-            .map_err(|e| {
-                gst::error_msg!(
-                    gst::CoreError::Failed,
-                    ["Could not start the writing thread: {}", e]
-                )
-            })?;
-        *self.running.lock().unwrap() = Some(Running {
-            tx,
-            thread,
-            shared: self.shared(),
+        let config = RecordingConfig {
+            location,
+            flush_interval: settings.flush_interval,
+            store: WriterConfig {
+                max_segment_time: settings.max_segment_time,
+                max_size_time: settings.max_size_time,
+                max_size_bytes: settings.max_size_bytes,
+            },
             max_backlog_bytes: settings.max_backlog_bytes,
-            untimed_seen: false,
             on_disk_error: settings.on_disk_error,
-        });
+        };
+        let recording = Recording::start(self.obj().upcast_ref(), *CAT, &config)?;
+        *self.shared.lock().unwrap() = recording.shared().clone();
+        *self.running.lock().unwrap() = Some(recording);
         Ok(())
     }
 
     fn stop(&self) {
-        let running = self.running.lock().unwrap().take();
-        if let Some(Running { tx, thread, .. }) = running {
-            drop(tx);
-            // The thread writes what is queued, closes the store and ends.
-            if thread.join().is_err() {
-                gst::error!(CAT, imp = self, "the writing thread panicked");
-            }
+        let recording = self.running.lock().unwrap().take();
+        if let Some(recording) = recording {
+            recording.stop(*CAT);
         }
     }
 }

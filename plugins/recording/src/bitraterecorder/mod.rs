@@ -4,9 +4,6 @@ use gst::glib;
 use gst::prelude::*;
 
 mod imp;
-mod writer_thread;
-
-pub use imp::OnDiskError;
 
 glib::wrapper! {
     pub struct BitrateRecorder(ObjectSubclass<imp::BitrateRecorder>) @extends gst::Element, gst::Object;

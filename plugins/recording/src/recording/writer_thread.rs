@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MPL-2.0
 
-//! The recorder's writing thread: takes buffers as they arrive, writes them
+//! The writing thread of a recording: takes buffers as they arrive, writes them
 //! straight away (in batches when the disk is slower than the stream), makes
 //! them durable every `flush-interval`, and reports statistics every second.
 //! The streaming thread only hands buffers over, so a slow disk never
@@ -15,7 +15,7 @@ use fanout_store::{Item, RecordMeta, Writer};
 use gst::glib;
 use gst::prelude::*;
 
-use super::imp::{OnDiskError, CAT};
+use super::OnDiskError;
 
 pub enum Msg {
     Buffer(gst::Buffer, RecordMeta),
@@ -111,6 +111,8 @@ struct LastCounts {
 pub struct Config {
     pub flush_interval: Duration,
     pub on_disk_error: OnDiskError,
+    /// The element's debug category.
+    pub cat: gst::DebugCategory,
 }
 
 /// Messages taken in one go; bounds the memory mapped at once.
@@ -122,7 +124,7 @@ pub fn run(
     mut writer: Writer,
     rx: Receiver<Msg>,
     shared: Arc<Shared>,
-    element: glib::WeakRef<super::BitrateRecorder>,
+    element: glib::WeakRef<gst::Element>,
     config: Config,
 ) {
     let mut unsynced_since: Option<Instant> = None;
@@ -190,7 +192,7 @@ pub fn run(
             post_stats(&element, &shared, &mut last_counts, &writer);
         }
     }
-    gst::debug!(CAT, "writing thread done");
+    gst::debug!(config.cat, "writing thread done");
     // Dropping the writer closes the segment and makes it durable.
 }
 
@@ -262,7 +264,7 @@ fn release(batch: &[Msg], shared: &Shared, recorded: bool) {
 }
 
 fn disk_error(
-    element: &glib::WeakRef<super::BitrateRecorder>,
+    element: &glib::WeakRef<gst::Element>,
     shared: &Shared,
     config: &Config,
     err: fanout_store::Error,
@@ -282,7 +284,7 @@ fn disk_error(
 /// Stops the recording and tells the application, as `on-disk-error` says.
 /// Shared with the streaming thread, which calls it when the backlog overflows.
 pub fn report_disk_error(
-    element: &super::BitrateRecorder,
+    element: &gst::Element,
     shared: &Shared,
     policy: OnDiskError,
     what: &str,
@@ -330,7 +332,7 @@ pub fn report_disk_error(
 }
 
 fn post_stats(
-    element: &glib::WeakRef<super::BitrateRecorder>,
+    element: &glib::WeakRef<gst::Element>,
     shared: &Shared,
     last: &mut LastCounts,
     writer: &Writer,
@@ -351,9 +353,9 @@ fn post_stats(
     };
     shared.update_store(writer);
     if let Some(element) = element.upgrade() {
-        let msg = gst::message::Element::builder(shared.structure())
-            .src(&element)
-            .build();
+        // The element's own statistics: a recorder's are these, others add their own.
+        let stats = element.property::<gst::Structure>("stats");
+        let msg = gst::message::Element::builder(stats).src(&element).build();
         let _ = element.post_message(msg);
     }
 }
