@@ -20,7 +20,7 @@ pub use format::{
     SegmentSummary, FLAG_DELTA_UNIT,
 };
 pub use reader::{Entry, Next, Reader};
-pub use writer::{Item, RecordMeta, Writer, WriterConfig};
+pub use writer::{Item, RecordMeta, StoreClock, Writer, WriterConfig};
 
 /// Held (exclusively) by the writer for as long as it records.
 pub const LOCK_FILE: &str = "writer.lock";

@@ -18,7 +18,7 @@ mod recovery;
 mod store_clock;
 
 use file_ops::{kick, remove_segment, reserve, write_all_vectored, DATA_RESERVE, INDEX_RESERVE};
-use store_clock::StoreClock;
+pub use store_clock::StoreClock;
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct WriterConfig {
@@ -34,6 +34,9 @@ pub struct WriterConfig {
 /// What the record of a buffer keeps besides its bytes: its times, arrival and flags.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RecordMeta {
+    /// Store time, if the caller ran the store clock itself ([`Writer::store_clock`]);
+    /// `None`: the writer's clock gives it.
+    pub st: Option<u64>,
     pub pts: Option<u64>,
     pub dts: Option<u64>,
     pub duration: Option<u64>,
@@ -168,7 +171,10 @@ impl Writer {
                     if size > u32::MAX as usize {
                         return Err(Error::TooLarge(size));
                     }
-                    let st = self.clock.next(&meta);
+                    let st = match meta.st {
+                        Some(st) => self.clock.accept(st, &meta),
+                        None => self.clock.next(&meta),
+                    };
                     if self.should_rotate(st, meta.flags) {
                         self.flush(iov)?;
                         self.close_segment(false)?;
@@ -455,6 +461,18 @@ impl Writer {
     /// Segments in the store, including the one being written.
     pub fn segment_count(&self) -> usize {
         self.closed.len() + usize::from(self.cur.is_some())
+    }
+
+    /// A copy of the store clock as it stands (at open: continuing after what is stored).
+    pub fn store_clock(&self) -> StoreClock {
+        self.clock.clone()
+    }
+
+    /// Changes the retention (`max_size_time`, `max_size_bytes`) from now on.
+    pub fn set_retention(&mut self, max_size_time: u64, max_size_bytes: u64) {
+        self.config.max_size_time = max_size_time;
+        self.config.max_size_bytes = max_size_bytes;
+        self.apply_retention();
     }
 
     /// Data bytes in the store.

@@ -10,6 +10,7 @@ const TS_CAPS: &str = "video/mpegts, systemstream=(boolean)true, packetsize=(int
 
 fn meta(i: u64, keyframe: bool) -> RecordMeta {
     RecordMeta {
+        st: None,
         pts: Some(1_000 * MS + i * 40 * MS),
         dts: None,
         duration: Some(40 * MS),
@@ -471,4 +472,30 @@ fn extreme_times_in_a_crafted_segment_do_not_overflow() {
     drop(w);
     let (entries, _) = read_all(&mut Reader::open(dir.path()).unwrap());
     assert_eq!(buffers(&entries).len(), 4);
+}
+
+#[test]
+fn store_times_given_by_the_caller_are_kept_monotonic() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = Writer::open(dir.path(), WriterConfig::default()).unwrap();
+    // The caller ran a copy of the store clock; one value goes back (a bug upstream).
+    let mut clock = w.store_clock();
+    let mut given = Vec::new();
+    for i in 0..5 {
+        let mut m = meta(i, true);
+        m.st = Some(clock.next(&m));
+        given.push(m.st.unwrap());
+        w.write(&[Item::Buffer(m, &[&payload(i)])]).unwrap();
+    }
+    let back = RecordMeta {
+        st: Some(1),
+        ..meta(5, true)
+    };
+    w.write(&[Item::Buffer(back, &[&payload(5)])]).unwrap();
+    drop(w);
+    let (entries, _) = read_all(&mut Reader::open(dir.path()).unwrap());
+    let sts = buffers(&entries);
+    assert_eq!(sts[..5], given[..]);
+    assert_eq!(sts[5], given[4], "never before the buffer before it");
+    assert_eq!(given, vec![0, 40 * MS, 80 * MS, 120 * MS, 160 * MS]);
 }

@@ -3,16 +3,20 @@
 use super::RecordMeta;
 
 /// Maps buffer times to store time: monotonic across discontinuities and
-/// across recordings appended to the same store.
-#[derive(Debug, Default)]
-pub(super) struct StoreClock {
+/// across recordings appended to the same store. The writer keeps one; an element that must
+/// know each buffer's store time as it hands it over takes a copy from
+/// [`super::Writer::store_clock`], runs it in its streaming thread and gives the writer the
+/// result (`RecordMeta::st`).
+#[derive(Debug, Default, Clone)]
+pub struct StoreClock {
     last_pace: Option<u64>,
     pub(super) last_st: u64,
     pub(super) end_st: u64,
 }
 
 impl StoreClock {
-    pub(super) fn next(&mut self, m: &RecordMeta) -> u64 {
+    /// The store time of the next buffer.
+    pub fn next(&mut self, m: &RecordMeta) -> u64 {
         let pace = m.dts.or(m.pts).or(m.arrival);
         let st = match (pace, self.last_pace) {
             (Some(p), Some(lp)) if p >= lp => self.last_st.saturating_add(p - lp),
@@ -21,12 +25,23 @@ impl StoreClock {
             // Untimed buffers share the time of the one before.
             (None, _) => self.last_st,
         };
-        if pace.is_some() {
-            self.last_pace = pace;
+        self.accept(st, m)
+    }
+
+    /// Takes a store time computed elsewhere, kept monotonic.
+    pub(super) fn accept(&mut self, st: u64, m: &RecordMeta) -> u64 {
+        let st = st.max(self.last_st);
+        if let Some(pace) = m.dts.or(m.pts).or(m.arrival) {
+            self.last_pace = Some(pace);
         }
         self.last_st = st;
         self.end_st = self.end_st.max(st.saturating_add(m.duration.unwrap_or(0)));
         st
+    }
+
+    /// Where the store ends: the end of the latest buffer.
+    pub fn end(&self) -> u64 {
+        self.end_st
     }
 }
 

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use fanout_store::{RecordMeta, Writer, WriterConfig};
+use fanout_store::{RecordMeta, StoreClock, Writer, WriterConfig};
 use gst::glib;
 use gst::prelude::*;
 
@@ -54,6 +54,8 @@ pub struct Handover {
     pub overflow: Option<u64>,
     /// The first buffer without timestamps arrived.
     pub first_untimed: bool,
+    /// The buffer's store time (whether or not it could be recorded).
+    pub st: u64,
 }
 
 /// A recording in progress, from READY to PAUSED and back.
@@ -64,6 +66,8 @@ pub struct Recording {
     max_backlog_bytes: u64,
     on_disk_error: OnDiskError,
     untimed_seen: bool,
+    /// Run here, so the streaming thread knows each buffer's store time as it hands it over.
+    clock: StoreClock,
 }
 
 impl Recording {
@@ -103,6 +107,7 @@ impl Recording {
         );
         let shared = Arc::new(Shared::new());
         shared.update_store(&writer);
+        let clock = writer.store_clock();
         let (tx, rx) = mpsc::channel();
         let weak = element.downgrade();
         let thread_config = writer_thread::Config {
@@ -127,6 +132,7 @@ impl Recording {
             max_backlog_bytes: config.max_backlog_bytes,
             on_disk_error: config.on_disk_error,
             untimed_seen: false,
+            clock,
         })
     }
 
@@ -143,8 +149,10 @@ impl Recording {
     pub fn record(
         &mut self,
         buffer: &gst::Buffer,
-        meta: RecordMeta,
+        mut meta: RecordMeta,
     ) -> Result<Handover, gst::FlowError> {
+        let st = self.clock.next(&meta);
+        meta.st = Some(st);
         let shared = &self.shared;
         if shared.failed.load(Ordering::Relaxed) {
             return Err(gst::FlowError::Error);
@@ -173,6 +181,7 @@ impl Recording {
         Ok(Handover {
             overflow: overflows.then_some(backlog),
             first_untimed,
+            st,
         })
     }
 
@@ -239,6 +248,7 @@ pub fn record_meta(
             .map(gst::ClockTime::nseconds)
     };
     RecordMeta {
+        st: None,
         pts: rt(buffer.pts()),
         dts: rt(buffer.dts()),
         duration: buffer.duration().map(gst::ClockTime::nseconds),

@@ -21,6 +21,11 @@ pub enum Msg {
     Buffer(gst::Buffer, RecordMeta),
     Caps(String),
     Tags(String),
+    /// New retention limits (0 = none), from the next write on.
+    Retention {
+        max_size_time: u64,
+        max_size_bytes: u64,
+    },
     /// End of stream: close and sync, then answer, so EOS goes downstream
     /// only once the recording is complete on disk.
     Eos(mpsc::SyncSender<()>),
@@ -229,6 +234,14 @@ fn process(
             }
             Msg::Caps(c) => items.push(Item::Caps(c)),
             Msg::Tags(t) => items.push(Item::Tags(t)),
+            Msg::Retention {
+                max_size_time,
+                max_size_bytes,
+            } => {
+                writer.write(&items)?;
+                items.clear();
+                writer.set_retention(*max_size_time, *max_size_bytes);
+            }
             Msg::Eos(_) => {
                 writer.write(&items)?;
                 items.clear();
