@@ -3,17 +3,22 @@
 
 //! fanout recording plugin: `bitrate-recorder` writes a stream to a fanout
 //! store at the rate it arrives while passing it on; `bitrate-player` reads a
-//! store back at its recorded rate, also while it is still being written.
+//! store back at its recorded rate, also while it is still being written; `offset-tee`
+//! serves one input to many outputs, each its own offset behind, from the same store.
 
 use gst::glib;
+use gst::prelude::*;
 
 mod bitrateplayer;
 mod bitraterecorder;
+mod offsettee;
 pub mod playout;
 mod recording;
+pub mod window;
 
 pub use bitrateplayer::BitratePlayer;
 pub use bitraterecorder::BitrateRecorder;
+pub use offsettee::{OffsetTee, OffsetTeeSrcPad};
 pub use recording::OnDiskError;
 
 /// A `location` property value: an empty string means unset.
@@ -25,9 +30,17 @@ fn location_from_value(value: &glib::Value) -> Option<std::path::PathBuf> {
         .map(std::path::PathBuf::from)
 }
 
+/// Tags as the store keeps them (`gst_tag_list_to_string`), read back.
+fn tags_from_string(tags: &str) -> Option<gst::TagList> {
+    glib::Value::deserialize(tags, gst::TagList::static_type())
+        .ok()
+        .and_then(|v| v.get::<gst::TagList>().ok())
+}
+
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     bitraterecorder::register(plugin)?;
     bitrateplayer::register(plugin)?;
+    offsettee::register(plugin)?;
     Ok(())
 }
 

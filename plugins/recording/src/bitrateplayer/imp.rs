@@ -151,11 +151,7 @@ impl BitratePlayer {
     }
 
     fn apply_tags(&self, tags: &str) {
-        // The recorder wrote gst_tag_list_to_string(); this is its inverse.
-        let parsed = glib::Value::deserialize(tags, gst::TagList::static_type())
-            .ok()
-            .and_then(|v| v.get::<gst::TagList>().ok());
-        match parsed {
+        match crate::tags_from_string(tags) {
             Some(list) => {
                 let _ = self.obj().src_pad().push_event(gst::event::Tag::new(list));
             }

@@ -1,0 +1,696 @@
+// SPDX-License-Identifier: MPL-2.0
+
+//! `offset-tee`: one input, any number of outputs, each running its own offset behind the
+//! input. The input goes through the same writing path as `bitrate-recorder` into a store;
+//! recent buffers also stay in a small in-memory window. Each output is a source pad with a
+//! task of its own (see `output.rs`), so no output ever holds up the input or another.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, LazyLock, Mutex};
+
+use fanout_store::{BufferRecord, WriterConfig};
+use gst::glib;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+
+use super::pad::OffsetTeeSrcPad;
+use crate::recording::{
+    self, Msg, OnDiskError, Recording, RecordingConfig, DEFAULT_FLUSH_INTERVAL,
+    DEFAULT_MAX_BACKLOG_BYTES,
+};
+use crate::window::{Limits, Position, Positions, Window};
+
+pub static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "offset-tee",
+        gst::DebugColorFlags::empty(),
+        Some("fanout tee whose outputs each run their own offset behind the input"),
+    )
+});
+
+/// The store keeps the largest offset plus this much, when no retention is set.
+const RETENTION_MARGIN: u64 = 10_000_000_000;
+const DEFAULT_MAX_SEGMENT_TIME: u64 = 10_000_000_000;
+/// What the in-memory window holds at most: outputs further behind read the store.
+const WINDOW: Limits = Limits {
+    max_bytes: 16 << 20,
+    max_span: 2_000_000_000,
+};
+
+#[derive(Debug, Clone)]
+struct Settings {
+    location: Option<PathBuf>,
+    sync: bool,
+    flush_interval: u64,
+    max_segment_time: u64,
+    max_size_time: u64,
+    max_size_bytes: u64,
+    on_disk_error: OnDiskError,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            location: None,
+            sync: true,
+            flush_interval: DEFAULT_FLUSH_INTERVAL,
+            max_segment_time: DEFAULT_MAX_SEGMENT_TIME,
+            max_size_time: 0,
+            max_size_bytes: 0,
+            on_disk_error: OnDiskError::StopRecording,
+        }
+    }
+}
+
+/// A buffer in the window, as an output takes it.
+#[derive(Clone)]
+pub struct Held {
+    pub buffer: gst::Buffer,
+    pub rec: BufferRecord,
+    pub position: Position,
+    pub caps: Option<Arc<str>>,
+}
+
+/// How store time maps to the running time of this run, taken from its first buffer.
+#[derive(Debug, Clone, Copy)]
+pub struct Anchor {
+    pub first_arrival: u64,
+    /// Running time at which a store time arrived, less that store time.
+    release_shift: i128,
+    /// The running time a store time had as a timestamp, less that store time.
+    time_shift: i128,
+    /// How long after its own timestamp a buffer arrives: outputs leave that much after the
+    /// timestamp they carry, as the input did.
+    pub lateness: u64,
+}
+
+fn clamp(t: i128) -> u64 {
+    t.clamp(0, i128::from(crate::playout::MAX_TIME)) as u64
+}
+
+impl Anchor {
+    fn new(arrival: u64, st: u64, timestamp: u64) -> Anchor {
+        let release_shift = i128::from(arrival) - i128::from(st);
+        let time_shift = i128::from(timestamp) - i128::from(st);
+        Anchor {
+            first_arrival: arrival,
+            release_shift,
+            time_shift,
+            lateness: clamp(release_shift - time_shift),
+        }
+    }
+
+    /// The store time the input reaches at running time `rt`.
+    pub fn store_time_at(&self, rt: u64) -> u64 {
+        clamp(i128::from(rt) - self.release_shift)
+    }
+
+    /// The running time, as a timestamp, of store time `st`.
+    pub fn time_of(&self, st: u64) -> u64 {
+        clamp(i128::from(st) + self.time_shift)
+    }
+}
+
+/// What the input side shares with the outputs.
+pub struct Input {
+    pub window: Window<Held>,
+    pub anchor: Option<Anchor>,
+    pub caps: Option<Arc<str>>,
+    positions: Positions,
+    /// The input ended and what it sent is in the store.
+    pub ended: bool,
+}
+
+impl Default for Input {
+    fn default() -> Self {
+        Input {
+            window: Window::new(WINDOW),
+            anchor: None,
+            caps: None,
+            positions: Positions::default(),
+            ended: false,
+        }
+    }
+}
+
+/// The store in use: `location`, or a private directory removed on stop.
+struct Store {
+    dir: PathBuf,
+    _private: Option<tempfile::TempDir>,
+}
+
+pub struct OffsetTee {
+    pub(super) sinkpad: gst::Pad,
+    settings: Mutex<Settings>,
+    pub(super) input: Mutex<Input>,
+    /// Wakes the outputs when input arrives.
+    pub(super) data: Condvar,
+    recording: Mutex<Option<Recording>>,
+    store: Mutex<Option<Store>>,
+    segment: Mutex<gst::FormattedSegment<gst::ClockTime>>,
+    stopping: AtomicBool,
+    last_stats: Mutex<Option<gst::Structure>>,
+}
+
+impl OffsetTee {
+    pub(super) fn location(&self) -> Option<PathBuf> {
+        self.store.lock().unwrap().as_ref().map(|s| s.dir.clone())
+    }
+
+    pub(super) fn sync(&self) -> bool {
+        self.settings.lock().unwrap().sync
+    }
+
+    pub(super) fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
+    fn src_pads(&self) -> Vec<OffsetTeeSrcPad> {
+        self.obj()
+            .src_pads()
+            .into_iter()
+            .filter_map(|p| p.downcast::<OffsetTeeSrcPad>().ok())
+            .collect()
+    }
+
+    fn sink_chain(&self, buffer: gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let arrival = self.obj().current_running_time();
+        let meta = recording::record_meta(&self.segment.lock().unwrap(), &buffer, arrival);
+        let (handover, shared, policy) = {
+            let mut recording = self.recording.lock().unwrap();
+            let r = recording.as_mut().ok_or(gst::FlowError::Flushing)?;
+            (
+                r.record(&buffer, meta)?,
+                r.shared().clone(),
+                r.on_disk_error(),
+            )
+        };
+        if let Some(backlog) = handover.overflow {
+            Recording::report_overflow(self.obj().upcast_ref(), &shared, policy, backlog)?;
+        }
+        let size = buffer.size();
+        let st = handover.st;
+        let mut input = self.input.lock().unwrap();
+        let position = input.positions.next(st);
+        if input.anchor.is_none() {
+            let arrival = arrival.map_or(0, gst::ClockTime::nseconds);
+            let timestamp = meta.dts.or(meta.pts).unwrap_or(arrival);
+            input.anchor = Some(Anchor::new(arrival, st, timestamp));
+        }
+        let held = Held {
+            buffer,
+            rec: super::output::window_record(st, &meta, size),
+            position,
+            caps: input.caps.clone(),
+        };
+        input.window.push(position, size, held);
+        drop(input);
+        self.data.notify_all();
+        Ok(gst::FlowSuccess::Ok)
+    }
+
+    fn sink_event(&self, pad: &gst::Pad, event: gst::Event) -> bool {
+        use gst::EventView;
+        gst::log!(CAT, obj = pad, "event {event:?}");
+        match event.view() {
+            EventView::Caps(c) => {
+                let caps = c.caps().to_string();
+                self.send(Msg::Caps(caps.clone()));
+                self.input.lock().unwrap().caps = Some(caps.into());
+                true
+            }
+            EventView::Tag(t) => {
+                self.send(Msg::Tags(t.tag().to_string()));
+                true
+            }
+            EventView::Segment(s) => {
+                *self.segment.lock().unwrap() = s
+                    .segment()
+                    .downcast_ref::<gst::ClockTime>()
+                    .cloned()
+                    .unwrap_or_default();
+                true
+            }
+            // Each output sends its own stream-start, caps and segment, at its own time.
+            EventView::StreamStart(_) => true,
+            EventView::Eos(_) => {
+                let tx = self
+                    .recording
+                    .lock()
+                    .unwrap()
+                    .as_ref()
+                    .map(Recording::eos_sender);
+                if let Some(tx) = tx {
+                    Recording::finish_stream(&tx);
+                }
+                self.input.lock().unwrap().ended = true;
+                self.data.notify_all();
+                true
+            }
+            EventView::FlushStart(_) => {
+                let ret = gst::Pad::event_default(pad, Some(&*self.obj()), event);
+                for p in self.src_pads() {
+                    p.imp().wake();
+                    let _ = p.pause_task();
+                }
+                ret
+            }
+            EventView::FlushStop(_) => {
+                *self.input.lock().unwrap() = Input::default();
+                let ret = gst::Pad::event_default(pad, Some(&*self.obj()), event);
+                for p in self.src_pads() {
+                    p.imp().output.lock().unwrap().reset();
+                    self.start_output(&p);
+                }
+                ret
+            }
+            _ => gst::Pad::event_default(pad, Some(&*self.obj()), event),
+        }
+    }
+
+    fn send(&self, msg: Msg) {
+        if let Some(r) = self.recording.lock().unwrap().as_ref() {
+            r.send(msg);
+        }
+    }
+
+    fn start_output(&self, pad: &OffsetTeeSrcPad) {
+        let weak_tee = self.obj().downgrade();
+        let weak_pad = pad.downgrade();
+        let res = pad.start_task(move || {
+            if let (Some(tee), Some(pad)) = (weak_tee.upgrade(), weak_pad.upgrade()) {
+                tee.imp().output_step(&pad);
+            }
+        });
+        if let Err(e) = res {
+            gst::element_imp_error!(
+                self,
+                gst::CoreError::Thread,
+                ["Cannot start output {}: {e}", pad.name()]
+            );
+        }
+    }
+
+    fn stop_output(&self, pad: &OffsetTeeSrcPad) {
+        pad.imp().wake();
+        self.data.notify_all();
+        let _ = pad.stop_task();
+    }
+
+    /// Retention that follows the largest offset, unless `max-size-*` is set.
+    fn retention(&self) -> (u64, u64) {
+        let s = self.settings.lock().unwrap();
+        if s.max_size_time > 0 || s.max_size_bytes > 0 {
+            return (s.max_size_time, s.max_size_bytes);
+        }
+        drop(s);
+        let largest = self
+            .src_pads()
+            .iter()
+            .map(|p| p.imp().settings.lock().unwrap().offset)
+            .max()
+            .unwrap_or(0);
+        (largest.saturating_add(RETENTION_MARGIN), 0)
+    }
+
+    /// An output's offset changed (or an output came or went): retention follows.
+    pub(super) fn offsets_changed(&self) {
+        let (max_size_time, max_size_bytes) = self.retention();
+        self.send(Msg::Retention {
+            max_size_time,
+            max_size_bytes,
+        });
+    }
+
+    fn start(&self) -> Result<(), gst::ErrorMessage> {
+        let settings = self.settings.lock().unwrap().clone();
+        let store = match settings.location.clone() {
+            Some(dir) => Store {
+                dir,
+                _private: None,
+            },
+            None => {
+                let private = tempfile::Builder::new()
+                    .prefix("fanout-offset-tee-")
+                    .tempdir()
+                    .map_err(|e| {
+                        gst::error_msg!(
+                            gst::ResourceError::OpenWrite,
+                            ["Cannot make a private directory for the store: {e}"]
+                        )
+                    })?;
+                Store {
+                    dir: private.path().to_owned(),
+                    _private: Some(private),
+                }
+            }
+        };
+        let (max_size_time, max_size_bytes) = self.retention();
+        let config = RecordingConfig {
+            location: store.dir.clone(),
+            flush_interval: settings.flush_interval,
+            store: WriterConfig {
+                max_segment_time: settings.max_segment_time,
+                max_size_time,
+                max_size_bytes,
+            },
+            max_backlog_bytes: DEFAULT_MAX_BACKLOG_BYTES,
+            on_disk_error: settings.on_disk_error,
+        };
+        let recording = Recording::start(self.obj().upcast_ref(), *CAT, &config)?;
+        *self.store.lock().unwrap() = Some(store);
+        *self.recording.lock().unwrap() = Some(recording);
+        *self.input.lock().unwrap() = Input::default();
+        self.stopping.store(false, Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        for p in self.src_pads() {
+            self.stop_output(&p);
+            p.imp().output.lock().unwrap().reset();
+        }
+        *self.last_stats.lock().unwrap() = Some(self.stats());
+        let recording = self.recording.lock().unwrap().take();
+        if let Some(recording) = recording {
+            recording.stop(*CAT);
+        }
+        // A private store goes with it.
+        *self.store.lock().unwrap() = None;
+    }
+
+    fn stats(&self) -> gst::Structure {
+        let recording = self.recording.lock().unwrap();
+        let Some(r) = recording.as_ref() else {
+            return self
+                .last_stats
+                .lock()
+                .unwrap()
+                .clone()
+                .unwrap_or_else(|| gst::Structure::new_empty("fanout-offset-tee-stats"));
+        };
+        let store = r.shared().structure();
+        drop(recording);
+        let mut s = gst::Structure::builder("fanout-offset-tee-stats");
+        for field in [
+            "bytes-in",
+            "buffers-in",
+            "bytes-written",
+            "store-bytes",
+            "store-time",
+            "segments",
+            "recording",
+        ] {
+            if let Ok(v) = store.value(field) {
+                s = s.field(field, v.clone());
+            }
+        }
+        for p in self.src_pads() {
+            let offset = p.imp().settings.lock().unwrap().offset;
+            let o = p.imp().output.lock().map(|o| o.stats).unwrap_or_default();
+            s = s.field(
+                p.name().as_str(),
+                gst::Structure::builder("output")
+                    .field("offset", offset)
+                    .field("position", o.position)
+                    .field("lag", o.lag)
+                    .field("buffers", o.buffers)
+                    .field("bytes", o.bytes)
+                    .field("disconts", o.disconts)
+                    .field("loops", o.loops)
+                    .field("from-store", o.from_store)
+                    .build(),
+            );
+        }
+        s.build()
+    }
+}
+
+#[glib::object_subclass]
+impl ObjectSubclass for OffsetTee {
+    const NAME: &'static str = "GstFanoutOffsetTee";
+    type Type = super::OffsetTee;
+    type ParentType = gst::Element;
+    type Interfaces = (gst::ChildProxy,);
+
+    fn with_class(klass: &Self::Class) -> Self {
+        let sinkpad = gst::Pad::builder_from_template(&klass.pad_template("sink").unwrap())
+            .chain_function(|_pad, parent, buffer| {
+                OffsetTee::catch_panic_pad_function(
+                    parent,
+                    || Err(gst::FlowError::Error),
+                    |tee| tee.sink_chain(buffer),
+                )
+            })
+            .event_function(|pad, parent, event| {
+                OffsetTee::catch_panic_pad_function(
+                    parent,
+                    || false,
+                    |tee| tee.sink_event(pad, event),
+                )
+            })
+            .build();
+        OffsetTee {
+            sinkpad,
+            settings: Mutex::new(Settings::default()),
+            input: Mutex::new(Input::default()),
+            data: Condvar::new(),
+            recording: Mutex::new(None),
+            store: Mutex::new(None),
+            segment: Mutex::new(gst::FormattedSegment::new()),
+            stopping: AtomicBool::new(false),
+            last_stats: Mutex::new(None),
+        }
+    }
+}
+
+impl ObjectImpl for OffsetTee {
+    fn properties() -> &'static [glib::ParamSpec] {
+        static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
+            vec![
+                glib::ParamSpecString::builder("location")
+                    .nick("Location")
+                    .blurb("Directory of the store behind the outputs (a fanout recording: bitrate-player plays it); unset: a private temporary directory, removed on stop. With a location, a restarted pipeline resumes with what was stored")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecBoolean::builder("sync")
+                    .nick("Sync")
+                    .blurb("Release each buffer on the pipeline clock at its time (input arrival + offset), whatever the sink does; false: as fast as downstream takes them, timestamps still shifted")
+                    .default_value(true)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt64::builder("flush-interval")
+                    .nick("Flush interval")
+                    .blurb("Make what was written durable at least this often (ns)")
+                    .minimum(1_000_000)
+                    .default_value(DEFAULT_FLUSH_INTERVAL)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt64::builder("max-segment-time")
+                    .nick("Max segment time")
+                    .blurb("Start a new store segment after this much store time (ns), at a keyframe; 0 = never")
+                    .default_value(DEFAULT_MAX_SEGMENT_TIME)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt64::builder("max-size-time")
+                    .nick("Max size time")
+                    .blurb("Keep at most this much store time (ns); 0 (with max-size-bytes 0) = the largest offset plus 10 s, following the offsets")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt64::builder("max-size-bytes")
+                    .nick("Max size bytes")
+                    .blurb("Keep at most this many bytes; 0 = no byte limit")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecEnum::builder_with_default("on-disk-error", OnDiskError::StopRecording)
+                    .nick("On disk error")
+                    .blurb("What a write error or a full disk does: stop-recording keeps the outputs served from memory flowing")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
+                    .nick("Statistics")
+                    .blurb("bytes-in, buffers-in, bytes-written, store-bytes, store-time, segments, recording; per output (a field named after the pad): offset, position (store time), lag (ns behind schedule), buffers, bytes, disconts, loops, from-store. Also posted as an element message every second")
+                    .read_only()
+                    .build(),
+            ]
+        });
+        PROPERTIES.as_ref()
+    }
+
+    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        let mut s = self.settings.lock().unwrap();
+        match pspec.name() {
+            "location" => s.location = crate::location_from_value(value),
+            "sync" => s.sync = value.get().unwrap(),
+            "flush-interval" => s.flush_interval = value.get().unwrap(),
+            "max-segment-time" => s.max_segment_time = value.get().unwrap(),
+            "max-size-time" => s.max_size_time = value.get().unwrap(),
+            "max-size-bytes" => s.max_size_bytes = value.get().unwrap(),
+            "on-disk-error" => s.on_disk_error = value.get().unwrap(),
+            other => unreachable!("unknown property {other}"),
+        }
+    }
+
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        if pspec.name() == "stats" {
+            return self.stats().to_value();
+        }
+        let s = self.settings.lock().unwrap();
+        match pspec.name() {
+            "location" => s
+                .location
+                .as_ref()
+                .map(|l| l.display().to_string())
+                .to_value(),
+            "sync" => s.sync.to_value(),
+            "flush-interval" => s.flush_interval.to_value(),
+            "max-segment-time" => s.max_segment_time.to_value(),
+            "max-size-time" => s.max_size_time.to_value(),
+            "max-size-bytes" => s.max_size_bytes.to_value(),
+            "on-disk-error" => s.on_disk_error.to_value(),
+            other => unreachable!("unknown property {other}"),
+        }
+    }
+
+    fn constructed(&self) {
+        self.parent_constructed();
+        self.obj().add_pad(&self.sinkpad).unwrap();
+    }
+}
+
+impl GstObjectImpl for OffsetTee {}
+
+/// The outputs as children, so `gst-launch-1.0` sets their properties:
+/// `offset-tee name=t src_1::offset=3600000000000`.
+impl ChildProxyImpl for OffsetTee {
+    fn child_by_index(&self, index: u32) -> Option<glib::Object> {
+        self.obj()
+            .src_pads()
+            .into_iter()
+            .nth(index as usize)
+            .map(|p| p.upcast())
+    }
+
+    fn children_count(&self) -> u32 {
+        self.obj().num_src_pads() as u32
+    }
+
+    fn child_by_name(&self, name: &str) -> Option<glib::Object> {
+        let obj = self.obj();
+        // Asked for before it exists (gst-launch sets pad properties first): requested now.
+        obj.static_pad(name)
+            .or_else(|| obj.request_pad_simple(name))
+            .map(|p| p.upcast())
+    }
+}
+
+impl ElementImpl for OffsetTee {
+    fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
+        static METADATA: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
+            gst::subclass::ElementMetadata::new(
+                "Offset tee",
+                "Generic",
+                "One input, any number of outputs each delayed by its own offset (pad property \
+                 offset, changeable while playing; loop after the input ends), backed by a \
+                 store on disk, not RAM",
+                "The fanout developers",
+            )
+        });
+        Some(&*METADATA)
+    }
+
+    fn pad_templates() -> &'static [gst::PadTemplate] {
+        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
+            vec![
+                gst::PadTemplate::new(
+                    "sink",
+                    gst::PadDirection::Sink,
+                    gst::PadPresence::Always,
+                    &gst::Caps::new_any(),
+                )
+                .unwrap(),
+                gst::PadTemplate::with_gtype(
+                    "src_%u",
+                    gst::PadDirection::Src,
+                    gst::PadPresence::Request,
+                    &gst::Caps::new_any(),
+                    OffsetTeeSrcPad::static_type(),
+                )
+                .unwrap(),
+            ]
+        });
+        TEMPLATES.as_ref()
+    }
+
+    fn request_new_pad(
+        &self,
+        templ: &gst::PadTemplate,
+        name: Option<&str>,
+        _caps: Option<&gst::Caps>,
+    ) -> Option<gst::Pad> {
+        let obj = self.obj();
+        let name = match name {
+            Some(n) => n.to_owned(),
+            None => (0..)
+                .map(|i| format!("src_{i}"))
+                .find(|n| obj.static_pad(n).is_none())
+                .unwrap(),
+        };
+        let pad = gst::PadBuilder::<OffsetTeeSrcPad>::from_template(templ)
+            .name(name.as_str())
+            .build();
+        let running =
+            obj.current_state() >= gst::State::Paused || obj.pending_state() >= gst::State::Paused;
+        if running {
+            let _ = pad.set_active(true);
+        }
+        obj.add_pad(&pad).ok()?;
+        obj.child_added(&pad, &name);
+        if running && self.recording.lock().unwrap().is_some() {
+            self.start_output(&pad);
+        }
+        self.offsets_changed();
+        Some(pad.upcast())
+    }
+
+    fn release_pad(&self, pad: &gst::Pad) {
+        if let Some(p) = pad.downcast_ref::<OffsetTeeSrcPad>() {
+            self.stop_output(p);
+        }
+        let _ = pad.set_active(false);
+        let _ = self.obj().remove_pad(pad);
+        self.obj().child_removed(pad, &pad.name());
+        self.offsets_changed();
+    }
+
+    fn change_state(
+        &self,
+        transition: gst::StateChange,
+    ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
+        match transition {
+            gst::StateChange::ReadyToPaused => self.start().map_err(|e| {
+                self.post_error_message(e);
+                gst::StateChangeError
+            })?,
+            gst::StateChange::PausedToReady => self.stop(),
+            _ => (),
+        }
+        let mut ret = self.parent_change_state(transition)?;
+        if transition == gst::StateChange::ReadyToPaused {
+            for p in self.src_pads() {
+                self.start_output(&p);
+            }
+        }
+        // Outputs release their buffers on the clock, as a live source does: a delayed output
+        // has nothing to preroll with, and its sink must not hold the others back.
+        if matches!(
+            transition,
+            gst::StateChange::ReadyToPaused | gst::StateChange::PlayingToPaused
+        ) {
+            ret = gst::StateChangeSuccess::NoPreroll;
+        }
+        Ok(ret)
+    }
+}

@@ -1,0 +1,24 @@
+// SPDX-License-Identifier: MPL-2.0
+
+use gst::glib;
+use gst::prelude::*;
+
+mod imp;
+mod output;
+mod pad;
+
+pub use pad::OffsetTeeSrcPad;
+
+glib::wrapper! {
+    pub struct OffsetTee(ObjectSubclass<imp::OffsetTee>) @extends gst::Element, gst::Object, @implements gst::ChildProxy;
+}
+
+pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    OffsetTeeSrcPad::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
+    gst::Element::register(
+        Some(plugin),
+        "offset-tee",
+        gst::Rank::NONE,
+        OffsetTee::static_type(),
+    )
+}

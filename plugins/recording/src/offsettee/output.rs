@@ -1,0 +1,502 @@
+// SPDX-License-Identifier: MPL-2.0
+
+//! One output of `offset-tee`, run by its source pad's task: each buffer leaves `offset` after
+//! the input received it, from the in-memory window while the output keeps up, from the store
+//! once it is behind. Timestamps are placed by the player's [`Playout`].
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fanout_store::{BufferRecord, Entry, Next, Reader};
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+
+use super::imp::{Held, Input, OffsetTee, CAT};
+use super::pad::OffsetTeeSrcPad;
+use crate::playout::{Playout, MAX_TIME};
+use crate::window::{Position, Positions};
+
+/// How long a task waits for new input before looking again (a change of offset, a flush
+/// and new input all wake it earlier).
+const IDLE_WAIT: Duration = Duration::from_millis(20);
+
+/// Where an output goes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum Cursor {
+    /// Not placed yet: at start, and after a change of offset.
+    #[default]
+    Unplaced,
+    /// The first buffer at or after this store time.
+    From(u64),
+    /// The buffer after this one.
+    After(Position),
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct OutputStats {
+    pub position: u64,
+    pub lag: u64,
+    pub buffers: u64,
+    pub bytes: u64,
+    pub disconts: u64,
+    pub loops: u64,
+    pub from_store: bool,
+}
+
+/// An output's state, owned by its task.
+#[derive(Default)]
+pub struct Output {
+    cursor: Cursor,
+    /// Reading the store: the output is behind the in-memory window.
+    reader: Option<Reader>,
+    /// Positions of what the reader yields.
+    read_positions: Positions,
+    playout: Playout,
+    /// The origin the next placed buffer gets after a (re)placing, at the earliest.
+    origin: Option<u64>,
+    /// Running time the output reached: never goes back.
+    end: u64,
+    caps: Option<Arc<str>>,
+    stream_started: bool,
+    segment_sent: bool,
+    discont: bool,
+    warned_too_far: bool,
+    pub stats: OutputStats,
+}
+
+impl Output {
+    /// Starts over (a flush, a restart of the task).
+    pub fn reset(&mut self) {
+        let stats = self.stats;
+        *self = Output::default();
+        self.stats = stats;
+    }
+}
+
+/// What one step found.
+enum Step {
+    Buffer(Held),
+    Caps(Arc<str>),
+    Tags(String),
+    Wait,
+    /// The stored content played out and the input ended.
+    End,
+}
+
+impl OffsetTee {
+    /// One step of `pad`'s task: places the output if it must, then delivers one buffer at its
+    /// time, or waits a little for input.
+    pub(super) fn output_step(&self, pad: &OffsetTeeSrcPad) {
+        let p = pad.imp();
+        let mut out = p.output.lock().unwrap();
+        if !out.stream_started {
+            out.stream_started = true;
+            let id = self.stream_id(pad);
+            let _ = pad.push_event(gst::event::StreamStart::new(&id));
+        }
+        if p.jump.swap(false, Ordering::SeqCst) && out.cursor != Cursor::Unplaced {
+            out.cursor = Cursor::Unplaced;
+            out.discont = true;
+        }
+        let offset = p.settings.lock().unwrap().offset;
+        let step = {
+            let input = self.input.lock().unwrap();
+            if out.cursor == Cursor::Unplaced {
+                if !self.place(pad, &mut out, &input, offset) {
+                    self.idle(input);
+                    return;
+                }
+                if !out.segment_sent {
+                    let caps = input.caps.clone();
+                    drop(input);
+                    self.preroll(pad, &mut out, caps);
+                    return;
+                }
+            }
+            match self.next_item(&mut out, &input) {
+                Ok(Step::Wait) => {
+                    self.idle(input);
+                    return;
+                }
+                Ok(step) => step,
+                Err(e) => {
+                    drop(input);
+                    gst::element_imp_error!(self, gst::ResourceError::Read, ["{}", e]);
+                    let _ = pad.pause_task();
+                    return;
+                }
+            }
+        };
+        match step {
+            Step::Caps(caps) => self.push_caps(pad, &mut out, caps),
+            Step::Tags(tags) => {
+                if let Some(list) = crate::tags_from_string(&tags) {
+                    let _ = pad.push_event(gst::event::Tag::new(list));
+                }
+            }
+            Step::Buffer(held) => self.deliver(pad, &mut out, held, offset),
+            Step::End => self.end_of_content(pad, &mut out),
+            Step::Wait => unreachable!("handled above"),
+        }
+    }
+
+    fn idle(&self, input: std::sync::MutexGuard<'_, Input>) {
+        let _ = self.data.wait_timeout(input, IDLE_WAIT).unwrap();
+    }
+
+    fn stream_id(&self, pad: &OffsetTeeSrcPad) -> String {
+        let upstream = self
+            .sinkpad
+            .sticky_event::<gst::event::StreamStart>(0)
+            .map(|e| e.stream_id().to_string());
+        match upstream {
+            Some(id) => format!("{id}/{}", pad.name()),
+            None => pad
+                .create_stream_id(&*self.obj(), Some(pad.name().as_str()))
+                .to_string(),
+        }
+    }
+
+    /// Places the output where input position (now − offset) is: in the window if it holds
+    /// that, else in the store. False while there is no input to place it against yet.
+    fn place(&self, pad: &OffsetTeeSrcPad, out: &mut Output, input: &Input, offset: u64) -> bool {
+        let Some(anchor) = input.anchor else {
+            return false;
+        };
+        let now = self.running_time().unwrap_or(anchor.first_arrival);
+        // Store time the input is at: its newest buffer (which an output without offset
+        // starts with), and the one this output is to show.
+        let live = input
+            .window
+            .newest()
+            .map_or_else(|| anchor.store_time_at(now), |e| e.position.st);
+        let target = live.saturating_sub(offset);
+        out.reader = None;
+        let oldest_held = input.window.oldest().map(|e| e.position.st);
+        if oldest_held.is_some_and(|st| st <= target) || offset == 0 {
+            out.cursor = Cursor::From(target);
+        } else {
+            match self.open_reader(target) {
+                Ok(Some((reader, landed))) => {
+                    if landed > target.saturating_add(1_000_000_000) && !out.warned_too_far {
+                        out.warned_too_far = true;
+                        gst::element_imp_warning!(
+                            self,
+                            gst::ResourceError::Read,
+                            ("{}: offset {} ns reaches further back than what is stored; starting at the oldest stored data", pad.name(), offset),
+                            ["The store begins {} ns after the position asked for", landed - target]
+                        );
+                    }
+                    out.reader = Some(reader);
+                    out.read_positions = Positions::default();
+                    out.cursor = Cursor::From(target.min(landed));
+                }
+                // Nothing stored yet: the window will have it.
+                Ok(None) => out.cursor = Cursor::From(target),
+                Err(e) => {
+                    gst::warning!(CAT, obj = pad, "cannot read the store: {e}");
+                    out.cursor = Cursor::From(target);
+                }
+            }
+        }
+        out.playout.reset();
+        // Each buffer keeps its input running time plus the offset; after a jump the running
+        // time still only goes on.
+        out.origin = Some(out.end);
+        gst::debug!(
+            CAT,
+            obj = pad,
+            "placed at store time {target} (live {live}, offset {offset}, from the {})",
+            if out.reader.is_some() {
+                "store"
+            } else {
+                "window"
+            }
+        );
+        true
+    }
+
+    fn open_reader(&self, st: u64) -> Result<Option<(Reader, u64)>, fanout_store::Error> {
+        let Some(location) = self.location() else {
+            return Ok(None);
+        };
+        let mut reader = Reader::open(&location)?;
+        Ok(reader.seek(st)?.map(|landed| (reader, landed)))
+    }
+
+    /// The next item for the output: from the window, or from the store while behind it.
+    fn next_item(&self, out: &mut Output, input: &Input) -> Result<Step, fanout_store::Error> {
+        if out.reader.is_some() {
+            return self.next_from_store(out, input);
+        }
+        let entry = match out.cursor {
+            Cursor::From(st) => input.window.at_or_after(st),
+            Cursor::After(position) => input.window.after(position),
+            Cursor::Unplaced => unreachable!("placed first"),
+        };
+        if let Some(entry) = entry {
+            if out.caps.as_deref() != entry.item.caps.as_deref() {
+                if let Some(caps) = entry.item.caps.clone() {
+                    return Ok(Step::Caps(caps));
+                }
+            }
+            return Ok(Step::Buffer(entry.item.clone()));
+        }
+        let behind = match out.cursor {
+            Cursor::After(position) => input.window.get(position).is_none(),
+            Cursor::From(st) => input.window.oldest().is_some_and(|e| e.position.st > st),
+            Cursor::Unplaced => false,
+        };
+        if behind {
+            // The window forgot what comes next: read it from the store.
+            let from = match out.cursor {
+                Cursor::After(position) => position.st,
+                Cursor::From(st) => st,
+                Cursor::Unplaced => 0,
+            };
+            if let Some((reader, _)) = self.open_reader(from)? {
+                gst::debug!(
+                    CAT,
+                    imp = self,
+                    "an output fell behind the window: reading the store"
+                );
+                out.reader = Some(reader);
+                out.read_positions = Positions::default();
+                return Ok(Step::Wait);
+            }
+        }
+        Ok(if input.ended { Step::End } else { Step::Wait })
+    }
+
+    fn next_from_store(
+        &self,
+        out: &mut Output,
+        input: &Input,
+    ) -> Result<Step, fanout_store::Error> {
+        let reader = out.reader.as_mut().expect("checked by the caller");
+        loop {
+            match reader.read_next()? {
+                Next::Entry(Entry::Caps(caps)) => {
+                    if out.caps.as_deref() != Some(caps.as_str()) {
+                        return Ok(Step::Caps(caps.into()));
+                    }
+                }
+                Next::Entry(Entry::Tags(tags)) => return Ok(Step::Tags(tags)),
+                Next::Entry(Entry::Buffer(rec)) => {
+                    let position = out.read_positions.next(rec.st);
+                    let wanted = match out.cursor {
+                        Cursor::From(st) => rec.st >= st,
+                        Cursor::After(p) => position > p,
+                        Cursor::Unplaced => true,
+                    };
+                    if !wanted {
+                        continue;
+                    }
+                    let mut buffer = gst::Buffer::with_size(rec.size as usize)
+                        .map_err(|_| fanout_store::Error::TooLarge(rec.size as usize))?;
+                    let intact = {
+                        let mut map = buffer.get_mut().unwrap().map_writable().unwrap();
+                        reader.read_data(&rec, &mut map)?
+                    };
+                    for w in reader.take_warnings() {
+                        gst::warning!(CAT, imp = self, "{w}");
+                    }
+                    if !intact {
+                        out.discont = true;
+                        continue;
+                    }
+                    return Ok(Step::Buffer(Held {
+                        buffer,
+                        rec,
+                        position,
+                        caps: out.caps.clone(),
+                    }));
+                }
+                Next::Pending => {
+                    // At the store's end: back to the window once it holds what follows.
+                    if let Cursor::After(p) = out.cursor {
+                        if input.window.after(p).is_some() {
+                            gst::debug!(CAT, imp = self, "an output caught up: back to the window");
+                            out.reader = None;
+                            return self.next_item(out, input);
+                        }
+                    }
+                    return Ok(if input.ended { Step::End } else { Step::Wait });
+                }
+                Next::End => return Ok(Step::End),
+            }
+        }
+    }
+
+    /// Caps, segment and a gap from the start: the output's sink prerolls at once, as it
+    /// would behind a live source, instead of holding the pipeline back until the output's
+    /// first buffer is due.
+    fn preroll(&self, pad: &OffsetTeeSrcPad, out: &mut Output, caps: Option<Arc<str>>) {
+        if let Some(caps) = caps {
+            self.push_caps(pad, out, caps);
+        }
+        self.push_segment(pad, out);
+        let _ = pad.push_event(gst::event::Gap::builder(gst::ClockTime::ZERO).build());
+    }
+
+    fn push_segment(&self, pad: &OffsetTeeSrcPad, out: &mut Output) {
+        if !out.segment_sent {
+            out.segment_sent = true;
+            let segment = gst::FormattedSegment::<gst::ClockTime>::new();
+            let _ = pad.push_event(gst::event::Segment::new(&segment));
+        }
+    }
+
+    fn push_caps(&self, pad: &OffsetTeeSrcPad, out: &mut Output, caps: Arc<str>) {
+        match caps.parse::<gst::Caps>() {
+            Ok(c) => {
+                let _ = pad.push_event(gst::event::Caps::new(&c));
+            }
+            Err(_) => gst::warning!(CAT, obj = pad, "unreadable caps {caps}"),
+        }
+        out.caps = Some(caps);
+    }
+
+    /// Sends one buffer at its time: the input's running time plus the offset.
+    fn deliver(&self, pad: &OffsetTeeSrcPad, out: &mut Output, held: Held, offset: u64) {
+        let Held {
+            buffer,
+            rec,
+            position,
+            ..
+        } = held;
+        let anchor = self
+            .input
+            .lock()
+            .unwrap()
+            .anchor
+            .expect("placed against it");
+        let floor = out.origin.take();
+        let placed = out.playout.place(&rec, || {
+            let own = anchor.time_of(rec.st).saturating_add(offset);
+            own.max(floor.unwrap_or(0)).min(MAX_TIME)
+        });
+        let release = placed.at.saturating_add(anchor.lateness).min(MAX_TIME);
+        gst::trace!(
+            CAT,
+            obj = pad,
+            "store time {} due at running time {release} (now {:?})",
+            rec.st,
+            self.running_time()
+        );
+        if self.sync() && !self.wait_until(pad, release) {
+            // Woken by a change of offset, a flush or a stop: this buffer waits for its turn
+            // again, wherever the output goes on.
+            out.origin = floor;
+            return;
+        }
+        self.push_segment(pad, out);
+        let mut buffer = buffer;
+        {
+            let b = buffer.make_mut();
+            let ts = |t: Option<u64>| t.map(|t| gst::ClockTime::from_nseconds(t.min(MAX_TIME)));
+            b.set_pts(ts(placed.pts));
+            b.set_dts(ts(placed.dts));
+            b.set_duration(ts(rec.duration));
+            let mut flags = gst::BufferFlags::from_bits_truncate(rec.flags);
+            flags.set(gst::BufferFlags::DISCONT, out.discont);
+            b.set_flags(flags);
+        }
+        let size = buffer.size() as u64;
+        let lag = self
+            .running_time()
+            .map_or(0, |now| now.saturating_sub(release));
+        let res = pad.push(buffer);
+        out.cursor = Cursor::After(position);
+        out.end = out
+            .end
+            .max(placed.at.saturating_add(rec.duration.unwrap_or(0)));
+        let s = &mut out.stats;
+        s.position = rec.st;
+        s.lag = lag;
+        s.buffers += 1;
+        s.bytes += size;
+        s.disconts += u64::from(out.discont);
+        s.from_store = out.reader.is_some();
+        out.discont = false;
+        match res {
+            Ok(_) | Err(gst::FlowError::NotLinked) => (),
+            Err(gst::FlowError::Flushing) | Err(gst::FlowError::Eos) => {
+                let _ = pad.pause_task();
+            }
+            Err(e) => {
+                gst::debug!(CAT, obj = pad, "downstream returned {e:?}: output paused");
+                let _ = pad.pause_task();
+            }
+        }
+    }
+
+    /// The input ended and the output has played what is stored: again (`loop`), or EOS.
+    fn end_of_content(&self, pad: &OffsetTeeSrcPad, out: &mut Output) {
+        let loops = pad.imp().settings.lock().unwrap().loops;
+        let again = loops < 0 || out.stats.loops < loops as u64;
+        if again {
+            if let Ok(Some((reader, _))) = self.open_reader(0) {
+                out.stats.loops += 1;
+                out.reader = Some(reader);
+                out.read_positions = Positions::default();
+                out.cursor = Cursor::From(0);
+                out.playout.join_next();
+                gst::debug!(CAT, obj = pad, "looping, {} done", out.stats.loops);
+                return;
+            }
+        }
+        gst::debug!(CAT, obj = pad, "end of stream");
+        let _ = pad.push_event(gst::event::Eos::new());
+        let _ = pad.pause_task();
+    }
+
+    /// Waits on the pipeline clock until running time `at`; false if woken before.
+    fn wait_until(&self, pad: &OffsetTeeSrcPad, at: u64) -> bool {
+        let obj = self.obj();
+        let (Some(clock), Some(base)) = (obj.clock(), obj.base_time()) else {
+            return true;
+        };
+        let id = clock.new_single_shot_id(base.saturating_add(gst::ClockTime::from_nseconds(at)));
+        *pad.imp().wait.lock().unwrap() = Some(id.clone());
+        if pad.imp().jump.load(Ordering::SeqCst) || self.stopping() {
+            *pad.imp().wait.lock().unwrap() = None;
+            return false;
+        }
+        let (res, jitter) = id.wait();
+        *pad.imp().wait.lock().unwrap() = None;
+        gst::trace!(
+            CAT,
+            obj = pad,
+            "clock wait: {res:?}, jitter {jitter} jump {} stopping {}",
+            pad.imp().jump.load(Ordering::SeqCst),
+            self.stopping()
+        );
+        !matches!(res, Err(gst::ClockError::Unscheduled))
+            && !pad.imp().jump.load(Ordering::SeqCst)
+            && !self.stopping()
+    }
+
+    /// Running time now on the pipeline clock.
+    pub(super) fn running_time(&self) -> Option<u64> {
+        self.obj()
+            .current_running_time()
+            .map(gst::ClockTime::nseconds)
+    }
+}
+
+/// The store record of a buffer held in the window.
+pub fn window_record(st: u64, meta: &fanout_store::RecordMeta, size: usize) -> BufferRecord {
+    BufferRecord {
+        st,
+        pts: meta.pts,
+        dts: meta.dts,
+        duration: meta.duration,
+        arrival: meta.arrival,
+        offset: 0,
+        size: u32::try_from(size).unwrap_or(u32::MAX),
+        flags: meta.flags,
+        data_crc: 0,
+    }
+}
