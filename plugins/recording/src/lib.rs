@@ -30,6 +30,58 @@ fn location_from_value(value: &glib::Value) -> Option<std::path::PathBuf> {
         .map(std::path::PathBuf::from)
 }
 
+/// Name of the serialized custom downstream event that sets `offset-tee`'s offsets.
+pub const OFFSETS_EVENT: &str = "fanout-offsets";
+
+/// Builds a `fanout-offsets` event: the offsets (ns) of `offset-tee`'s `src_0`, `src_1`, … in
+/// order, sent from upstream (an application's `appsrc`, a content provider's element).
+pub fn offsets_event(offsets: &[u64]) -> gst::Event {
+    let array = gst::Array::new(offsets.iter().map(|o| o.to_send_value()));
+    let s = gst::Structure::builder(OFFSETS_EVENT)
+        .field("offsets", array)
+        .build();
+    gst::event::CustomDownstream::new(s)
+}
+
+/// The offsets a `fanout-offsets` structure carries: an array or list of non-negative
+/// integers (any integer type).
+fn offsets_from_structure(s: &gst::StructureRef) -> Result<Vec<u64>, String> {
+    let value = s
+        .value("offsets")
+        .map_err(|_| "it has no offsets field".to_string())?;
+    let values: Vec<glib::SendValue> = if let Ok(a) = value.get::<gst::Array>() {
+        a.iter().cloned().collect()
+    } else if let Ok(l) = value.get::<gst::List>() {
+        l.iter().cloned().collect()
+    } else {
+        return Err(format!("offsets is a {}, not a list of ns", value.type_()));
+    };
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let n = if let Ok(n) = v.get::<u64>() {
+                Some(i128::from(n))
+            } else if let Ok(n) = v.get::<i64>() {
+                Some(i128::from(n))
+            } else if let Ok(n) = v.get::<u32>() {
+                Some(i128::from(n))
+            } else if let Ok(n) = v.get::<i32>() {
+                Some(i128::from(n))
+            } else {
+                None
+            };
+            match n {
+                Some(n) if (0..=i128::from(gst::ClockTime::MAX.nseconds())).contains(&n) => {
+                    Ok(n as u64)
+                }
+                Some(n) => Err(format!("offset {i} is {n}, out of range")),
+                None => Err(format!("offset {i} is a {}, not an integer", v.type_())),
+            }
+        })
+        .collect()
+}
+
 /// Tags as the store keeps them (`gst_tag_list_to_string`), read back.
 fn tags_from_string(tags: &str) -> Option<gst::TagList> {
     glib::Value::deserialize(tags, gst::TagList::static_type())

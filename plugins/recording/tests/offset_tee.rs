@@ -257,3 +257,153 @@ fn an_output_requested_and_released_while_playing() {
     // The first output went on, undisturbed, to the end.
     assert!(a.lock().unwrap().buffers.len() > 50);
 }
+
+fn warnings(pipeline: &gst::Pipeline) -> Vec<String> {
+    let bus = pipeline.bus().unwrap();
+    std::iter::from_fn(|| bus.pop_filtered(&[gst::MessageType::Warning]))
+        .map(|m| match m.view() {
+            gst::MessageView::Warning(w) => format!("{} | {:?}", w.error(), w.debug()),
+            _ => unreachable!(),
+        })
+        .collect()
+}
+
+fn offset_of(tee: &gst::Element, pad: &str) -> u64 {
+    tee.static_pad(pad).unwrap().property::<u64>("offset")
+}
+
+#[test]
+fn offsets_from_upstream_set_the_outputs_and_bad_ones_change_nothing() {
+    let p = pipeline(&format!(
+        "{} ! identity name=up ! offset-tee name=t t.src_0 ! fakesink sync=false t.src_1 ! fakesink sync=false",
+        live_ts(1000)
+    ));
+    let tee = p.by_name("t").unwrap();
+    let up = p.by_name("up").unwrap().static_pad("src").unwrap();
+    p.set_state(gst::State::Playing).unwrap();
+    std::thread::sleep(SECOND / 2);
+    // More entries than outputs: the outputs there take theirs, none is made.
+    assert!(up.push_event(gstfanoutrecording::offsets_event(&[0, 500_000_000, 7])));
+    assert_eq!(
+        (offset_of(&tee, "src_0"), offset_of(&tee, "src_1")),
+        (0, 500_000_000)
+    );
+    assert!(tee.static_pad("src_2").is_none());
+    let w = warnings(&p);
+    assert!(w.len() == 1 && w[0].contains("src_2"), "{w:?}");
+    // Negative, wrongly typed, missing: a warning each, nothing changes.
+    let bad = |field: Option<gst::glib::SendValue>| {
+        let mut s = gst::Structure::builder(gstfanoutrecording::OFFSETS_EVENT);
+        if let Some(v) = field {
+            s = s.field("offsets", v);
+        }
+        gst::event::CustomDownstream::new(s.build())
+    };
+    let negative = gst::Array::new([1_000i64.to_send_value(), (-5i64).to_send_value()]);
+    let strings = gst::Array::new(["one".to_send_value()]);
+    for event in [
+        bad(Some(negative.to_send_value())),
+        bad(Some(strings.to_send_value())),
+        bad(Some(3u64.to_send_value())),
+        bad(None),
+    ] {
+        assert!(up.push_event(event));
+    }
+    assert_eq!(
+        (offset_of(&tee, "src_0"), offset_of(&tee, "src_1")),
+        (0, 500_000_000)
+    );
+    let w = warnings(&p);
+    p.set_state(gst::State::Null).unwrap();
+    assert_eq!(w.len(), 4, "{w:?}");
+    assert!(w[0].contains("-5"), "{w:?}");
+}
+
+#[test]
+fn a_blocked_output_holds_up_neither_the_input_nor_the_others() {
+    let p = pipeline(&format!(
+        "{} ! offset-tee name=t t.src_0 ! fakesink name=a sync=false t.src_1 ! fakesink name=blocked sync=false",
+        live_ts(125)
+    ));
+    let start = Instant::now();
+    let a = collect(&p, "a", start);
+    // The second output's sink takes 3 s over its 10th buffer.
+    let blocked = p.by_name("blocked").unwrap();
+    blocked.set_property("signal-handoffs", true);
+    let seen = Arc::new(Mutex::new(0u32));
+    let s = seen.clone();
+    blocked.connect("handoff", false, move |_| {
+        let mut n = s.lock().unwrap();
+        *n += 1;
+        if *n == 10 {
+            std::thread::sleep(3 * SECOND);
+        }
+        None
+    });
+    let tee = p.by_name("t").unwrap();
+    let written_at = |t: &gst::Element| {
+        t.property::<gst::Structure>("stats")
+            .get::<u64>("bytes-written")
+            .unwrap()
+    };
+    p.set_state(gst::State::Playing).unwrap();
+    std::thread::sleep(SECOND);
+    let before = written_at(&tee);
+    std::thread::sleep(2 * SECOND);
+    let during = written_at(&tee);
+    let bus = p.bus().unwrap();
+    let msg = bus.timed_pop_filtered(
+        60 * gst::ClockTime::SECOND,
+        &[gst::MessageType::Eos, gst::MessageType::Error],
+    );
+    p.set_state(gst::State::Null).unwrap();
+    assert!(matches!(msg.unwrap().view(), gst::MessageView::Eos(_)));
+    assert!(during > before, "the store kept writing");
+    // The other output kept its schedule: no stall anywhere near the 3 s block.
+    let a = a.lock().unwrap();
+    let worst = a.buffers.windows(2).map(|w| w[1].0 - w[0].0).max().unwrap();
+    assert!(worst < SECOND / 2, "output 0 stalled for {worst:?}");
+    // The blocked one caught up and got everything too.
+    assert!(*seen.lock().unwrap() as usize >= a.buffers.len());
+}
+
+#[test]
+fn an_offset_beyond_what_is_stored_starts_at_the_oldest_and_says_so_once() {
+    let p = pipeline(&format!(
+        "{} ! offset-tee name=t max-size-time=1000000000 max-segment-time=250000000 \
+         t.src_0 ! fakesink name=a sync=false",
+        live_ts(100)
+    ));
+    let tee = p.by_name("t").unwrap();
+    let a = collect(&p, "a", Instant::now());
+    let bus = p.bus().unwrap();
+    p.set_state(gst::State::Playing).unwrap();
+    std::thread::sleep(3 * SECOND);
+    // 2.6 s back: further than the in-memory window (2 s) and the store (about 1 s) reach.
+    tee.static_pad("src_0")
+        .unwrap()
+        .set_property("offset", 2_600_000_000u64);
+    let mut w = Vec::new();
+    let ended = loop {
+        let Some(msg) = bus.timed_pop_filtered(
+            60 * gst::ClockTime::SECOND,
+            &[
+                gst::MessageType::Eos,
+                gst::MessageType::Error,
+                gst::MessageType::Warning,
+            ],
+        ) else {
+            break false;
+        };
+        match msg.view() {
+            gst::MessageView::Warning(m) => w.push(format!("{} | {:?}", m.error(), m.debug())),
+            gst::MessageView::Eos(_) => break true,
+            _ => break false,
+        }
+    };
+    p.set_state(gst::State::Null).unwrap();
+    assert!(ended, "{w:?}");
+    let told: Vec<_> = w.iter().filter(|w| w.contains("further back")).collect();
+    assert_eq!(told.len(), 1, "{w:?}");
+    assert!(a.lock().unwrap().buffers.len() > 50);
+}

@@ -76,6 +76,8 @@ pub struct Held {
 #[derive(Debug, Clone, Copy)]
 pub struct Anchor {
     pub first_arrival: u64,
+    /// Store time of this run's first buffer.
+    pub first_st: u64,
     /// Running time at which a store time arrived, less that store time.
     release_shift: i128,
     /// The running time a store time had as a timestamp, less that store time.
@@ -95,6 +97,7 @@ impl Anchor {
         let time_shift = i128::from(timestamp) - i128::from(st);
         Anchor {
             first_arrival: arrival,
+            first_st: st,
             release_shift,
             time_shift,
             lateness: clamp(release_shift - time_shift),
@@ -120,6 +123,8 @@ pub struct Input {
     positions: Positions,
     /// The input ended and what it sent is in the store.
     pub ended: bool,
+    /// The store held a recording before this run (a restart with `location`).
+    pub stored_before: bool,
 }
 
 impl Default for Input {
@@ -130,6 +135,7 @@ impl Default for Input {
             caps: None,
             positions: Positions::default(),
             ended: false,
+            stored_before: false,
         }
     }
 }
@@ -234,6 +240,13 @@ impl OffsetTee {
             }
             // Each output sends its own stream-start, caps and segment, at its own time.
             EventView::StreamStart(_) => true,
+            EventView::CustomDownstream(e)
+                if e.structure()
+                    .is_some_and(|s| s.name() == crate::OFFSETS_EVENT) =>
+            {
+                self.set_offsets(e.structure().unwrap());
+                true
+            }
             EventView::Eos(_) => {
                 let tx = self
                     .recording
@@ -266,6 +279,46 @@ impl OffsetTee {
                 ret
             }
             _ => gst::Pad::event_default(pad, Some(&*self.obj()), event),
+        }
+    }
+
+    /// `fanout-offsets`: the offsets of `src_0`, `src_1`, … in order, from the content
+    /// provider. Entries that are not all non-negative integers change nothing; entries for
+    /// outputs that do not exist are left out, with a warning.
+    fn set_offsets(&self, s: &gst::StructureRef) {
+        let offsets = match crate::offsets_from_structure(s) {
+            Ok(offsets) => offsets,
+            Err(why) => {
+                gst::element_imp_warning!(
+                    self,
+                    gst::StreamError::Format,
+                    ("Ignoring a {} event: {}", crate::OFFSETS_EVENT, why),
+                    ["{s}"]
+                );
+                return;
+            }
+        };
+        let obj = self.obj();
+        let mut missing = Vec::new();
+        for (i, offset) in offsets.into_iter().enumerate() {
+            let name = format!("src_{i}");
+            match obj.static_pad(&name) {
+                Some(pad) => pad.set_property("offset", offset),
+                None => missing.push(name),
+            }
+        }
+        gst::debug!(CAT, imp = self, "offsets set from upstream: {s}");
+        if !missing.is_empty() {
+            gst::element_imp_warning!(
+                self,
+                gst::StreamError::Format,
+                (
+                    "A {} event names outputs that do not exist: {}",
+                    crate::OFFSETS_EVENT,
+                    missing.join(", ")
+                ),
+                ["The outputs that exist took their offsets; none is created"]
+            );
         }
     }
 
@@ -360,8 +413,16 @@ impl OffsetTee {
         };
         let recording = Recording::start(self.obj().upcast_ref(), *CAT, &config)?;
         *self.store.lock().unwrap() = Some(store);
+        let stored_before = recording
+            .shared()
+            .segments
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0;
+        *self.input.lock().unwrap() = Input {
+            stored_before,
+            ..Input::default()
+        };
         *self.recording.lock().unwrap() = Some(recording);
-        *self.input.lock().unwrap() = Input::default();
         self.stopping.store(false, Ordering::SeqCst);
         Ok(())
     }

@@ -179,7 +179,11 @@ impl OffsetTee {
         } else {
             match self.open_reader(target) {
                 Ok(Some((reader, landed))) => {
-                    if landed > target.saturating_add(1_000_000_000) && !out.warned_too_far {
+                    gst::debug!(CAT, obj = pad, "the store has {target} from {landed} on");
+                    // Older content than the store holds was there once (earlier in this
+                    // run, or in a recording before it): retention removed it.
+                    let existed = target >= anchor.first_st || input.stored_before;
+                    if landed > target && existed && !out.warned_too_far {
                         out.warned_too_far = true;
                         gst::element_imp_warning!(
                             self,
