@@ -5,18 +5,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use fanout_tests::{concat_ts, ffprobe_frames, gst_launch, is_root, run, text};
+use fanout_tests::{concat_ts, encoder, ffprobe_frames, gst_launch, is_root, run, text, SmallDisk};
 
 const FLUSH_INTERVAL_NS: u64 = 250_000_000;
-
-/// H.264 in MPEG-TS at about 2 Mbit/s (noise does not compress).
-fn encoder(num_buffers: Option<u32>, live: bool) -> String {
-    let n = num_buffers.map_or(String::new(), |n| format!("num-buffers={n}"));
-    format!(
-        "videotestsrc is-live={live} {n} pattern=snow ! video/x-raw,width=320,height=240,framerate=25/1 \
-         ! x264enc tune=zerolatency bitrate=2000 key-int-max=25 speed-preset=ultrafast ! mpegtsmux alignment=7"
-    )
-}
 
 /// Plays a recording as fast as possible into a file; returns the file's bytes
 /// and the pipeline's output.
@@ -102,37 +93,6 @@ fn kill_9_leaves_at_most_one_flush_interval_unwritten() {
     assert!(res.status.success(), "{}", text(&res));
     let (played, _) = play_to_file(&store, &tmp.path().join("played2.ts"));
     assert!(played.starts_with(&recorded) && played.len() > recorded.len());
-}
-
-/// A small tmpfs, mounted for the test and unmounted after.
-struct SmallDisk(tempfile::TempDir);
-
-impl SmallDisk {
-    /// Only as root (scripts/test.sh runs the ignored tests then).
-    fn new(size: &str) -> Self {
-        assert!(
-            is_root(),
-            "needs root to mount a tmpfs: run as root with --include-ignored"
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "mount -t tmpfs failed although we are root");
-        SmallDisk(dir)
-    }
-
-    fn path(&self) -> &Path {
-        self.0.path()
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.0.path()).status();
-    }
 }
 
 #[test]

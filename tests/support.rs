@@ -183,3 +183,44 @@ pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
 }
+
+/// H.264 in MPEG-TS at about 2 Mbit/s (noise does not compress).
+pub fn encoder(num_buffers: Option<u32>, live: bool) -> String {
+    let n = num_buffers.map_or(String::new(), |n| format!("num-buffers={n}"));
+    format!(
+        "videotestsrc is-live={live} {n} pattern=snow ! video/x-raw,width=320,height=240,framerate=25/1 \
+         ! x264enc tune=zerolatency bitrate=2000 key-int-max=25 speed-preset=ultrafast ! mpegtsmux alignment=7"
+    )
+}
+
+/// A small tmpfs, mounted for the test and unmounted after.
+pub struct SmallDisk(tempfile::TempDir);
+
+impl SmallDisk {
+    /// Only as root (scripts/test.sh runs the ignored tests then).
+    pub fn new(size: &str) -> Self {
+        assert!(
+            is_root(),
+            "needs root to mount a tmpfs: run as root with --include-ignored"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "mount -t tmpfs failed although we are root");
+        SmallDisk(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.0.path()).status();
+    }
+}
+
