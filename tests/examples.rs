@@ -30,6 +30,21 @@ fn python_example_records_and_plays_back() {
 }
 
 #[test]
+fn python_example_sets_offsets_from_upstream() {
+    let child = Command::new("/usr/bin/python3")
+        .arg(examples_dir().join("offsets_from_python.py"))
+        .env("GST_PLUGIN_PATH", plugin_dir())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("/usr/bin/python3");
+    let out = wait_with_timeout(child, Duration::from_secs(60));
+    let log = text(&out);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("offsets set from upstream"), "{log}");
+}
+
+#[test]
 fn rust_example_records_chase_plays_and_replays() {
     let exe = plugin_dir().join("record-and-play");
     assert!(

@@ -21,6 +21,8 @@ const PIPELINES: &[(&str, Option<&str>)] = &[
     ("08-fec-lossy-link", Some("01-record-ts")),
     ("09-fec-carousel", Some("08-fec-lossy-link")),
     ("10-record-a-ts-file", Some("08-fec-lossy-link")),
+    ("11-offset-tee-time-zones", None),
+    ("12-offset-tee-loop", None),
 ];
 
 fn pipelines_dir() -> PathBuf {
@@ -167,4 +169,18 @@ fn p10_records_a_ts_file_paced_by_its_pcr() {
     // The file's own 10 s, not the instant it took to read it.
     assert!(end - first > 9_000_000_000, "{first} {end}");
     assert_same_bytes("fec-copy.ts", &concat_ts(&out_dir().join("from-file")));
+}
+
+#[test]
+fn p11_serves_three_offsets_over_udp() {
+    check("11-offset-tee-time-zones");
+}
+
+#[test]
+fn p12_loops_a_stored_output() {
+    check("12-offset-tee-loop");
+    let looped = std::fs::read(out_dir().join("looped.ts")).unwrap();
+    let third = looped.len() / 3;
+    assert!(third > 10_000 && looped.len() % 3 == 0, "{} bytes", looped.len());
+    assert!(looped[..third] == looped[third..2 * third] && looped[..third] == looped[2 * third..]);
 }
