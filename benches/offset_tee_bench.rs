@@ -6,7 +6,7 @@
 //! are checked to be the input's.
 //!
 //! Usage (after `cargo build --release --workspace`):
-//!   target/release/offset-tee-bench [RATE] [SPANS_IN_MINUTES...]   (default 60, 1 10 60)
+//!   target/release/offset-tee-bench [RATE] [SPANS_IN_MINUTES...]   (default 120, 1 10 60)
 //! Each contender runs in a process of its own (this binary with `--run`), so its peak RSS
 //! and CPU are its own.
 
@@ -18,9 +18,9 @@ use gst::prelude::*;
 const OUTPUTS: u64 = 8;
 /// 8 Mbit/s.
 const BYTES_PER_S: u64 = 1_000_000;
-/// 10 TS packets of 1316 bytes: a cheap source, and few enough buffers per second to run the
+/// 100 TS packets of 1316 bytes: a cheap source, and few enough buffers per second to run the
 /// clock fast.
-const BUFFER: u64 = 13_160;
+const BUFFER: u64 = 131_600;
 /// How long the input goes on after the largest offset, so every output runs a while at once.
 const TAIL_S: u64 = 20;
 
@@ -30,7 +30,7 @@ fn main() {
         let ok = run(&args[1], args[2].parse().unwrap(), args[3].parse().unwrap());
         std::process::exit(if ok { 0 } else { 1 });
     }
-    let rate: u64 = args.first().map_or(60, |s| s.parse().unwrap());
+    let rate: u64 = args.first().map_or(120, |s| s.parse().unwrap());
     let spans: Vec<u64> = if args.len() > 1 {
         args[1..].iter().map(|s| s.parse().unwrap()).collect()
     } else {

@@ -54,7 +54,10 @@ fn after_kill_9_and_a_restart_a_delayed_output_delivers_what_was_stored_before()
     );
     // And goes on into what the restarted pipeline recorded.
     let after = concat_ts(&store);
-    assert!(contains(&after[before.len() - 1000..], &delayed[delayed.len() - 188 * 7..]));
+    assert!(contains(
+        &after[before.len() - 1000..],
+        &delayed[delayed.len() - 188 * 7..]
+    ));
 }
 
 #[test]
@@ -89,7 +92,10 @@ fn a_damaged_store_is_repaired_with_a_warning_and_an_unwritable_one_is_an_error(
     let res = record("");
     let log = text(&res);
     assert!(res.status.success(), "{log}");
-    assert!(log.contains("WARNING") && log.contains("Repaired recording"), "{log}");
+    assert!(
+        log.contains("WARNING") && log.contains("Repaired recording"),
+        "{log}"
+    );
 
     let res = run(
         &format!(
@@ -101,7 +107,10 @@ fn a_damaged_store_is_repaired_with_a_warning_and_an_unwritable_one_is_an_error(
     );
     let log = text(&res);
     assert!(!res.status.success(), "{log}");
-    assert!(log.contains("Could not open recording /proc/fanout-cannot-write"), "{log}");
+    assert!(
+        log.contains("Could not open recording /proc/fanout-cannot-write"),
+        "{log}"
+    );
 }
 
 #[test]
@@ -122,6 +131,9 @@ fn a_full_disk_stops_the_store_but_not_the_output_without_offset() {
     );
     let log = text(&res);
     assert!(res.status.success(), "{log}");
-    assert!(log.contains("WARNING") && log.contains("no space left"), "{log}");
+    assert!(
+        log.contains("WARNING") && log.contains("no space left"),
+        "{log}"
+    );
     assert_eq!(ffprobe_frames(&onward), 250);
 }

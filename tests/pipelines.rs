@@ -181,6 +181,10 @@ fn p12_loops_a_stored_output() {
     check("12-offset-tee-loop");
     let looped = std::fs::read(out_dir().join("looped.ts")).unwrap();
     let third = looped.len() / 3;
-    assert!(third > 10_000 && looped.len() % 3 == 0, "{} bytes", looped.len());
+    assert!(
+        third > 10_000 && looped.len() % 3 == 0,
+        "{} bytes",
+        looped.len()
+    );
     assert!(looped[..third] == looped[third..2 * third] && looped[..third] == looped[2 * third..]);
 }

@@ -223,4 +223,3 @@ impl Drop for SmallDisk {
         let _ = Command::new("umount").arg(self.0.path()).status();
     }
 }
-

@@ -245,7 +245,8 @@ fn an_output_requested_and_released_while_playing() {
         &[gst::MessageType::Eos, gst::MessageType::Error],
     );
     p.set_state(gst::State::Null).unwrap();
-    assert!(matches!(msg.unwrap().view(), gst::MessageView::Eos(_)));
+    let msg = msg.expect("no EOS within a minute");
+    assert!(matches!(msg.view(), gst::MessageView::Eos(_)), "{msg:?}");
     assert!(taken > 10, "the late output got {taken} buffers");
     let b = b.lock().unwrap();
     assert!(b
@@ -320,9 +321,11 @@ fn offsets_from_upstream_set_the_outputs_and_bad_ones_change_nothing() {
 }
 
 #[test]
-fn a_blocked_output_holds_up_neither_the_input_nor_the_others() {
+fn a_blocked_or_unlinked_output_holds_up_neither_the_input_nor_the_others() {
     let p = pipeline(&format!(
-        "{} ! offset-tee name=t t.src_0 ! fakesink name=a sync=false t.src_1 ! fakesink name=blocked sync=false",
+        // src_2 is requested (its offset set) but never linked.
+        "{} ! offset-tee name=t src_2::offset=0 t.src_0 ! fakesink name=a sync=false \
+         t.src_1 ! fakesink name=blocked sync=false",
         live_ts(125)
     ));
     let start = Instant::now();
@@ -406,4 +409,28 @@ fn an_offset_beyond_what_is_stored_starts_at_the_oldest_and_says_so_once() {
     let told: Vec<_> = w.iter().filter(|w| w.contains("further back")).collect();
     assert_eq!(told.len(), 1, "{w:?}");
     assert!(a.lock().unwrap().buffers.len() > 50);
+}
+
+#[test]
+fn retention_follows_the_largest_offset() {
+    // 16 s of a 1 MB/s stream, outputs 0 and 1 s behind: the store keeps about 11 s
+    // (the largest offset plus 10 s), in 1 s segments.
+    let p = pipeline(
+        "fakesrc is-live=true sync=true num-buffers=160 sizetype=fixed sizemax=100000 \
+         filltype=pattern-span datarate=1000000 \
+         ! offset-tee name=t max-segment-time=1000000000 src_1::offset=1000000000 \
+         t.src_0 ! fakesink sync=false t.src_1 ! fakesink sync=false",
+    );
+    let tee = p.by_name("t").unwrap();
+    p.set_state(gst::State::Playing).unwrap();
+    std::thread::sleep(15 * SECOND);
+    let span = tee
+        .property::<gst::Structure>("stats")
+        .get::<u64>("store-time")
+        .unwrap();
+    p.set_state(gst::State::Null).unwrap();
+    assert!(
+        (10_000_000_000..=13_000_000_000).contains(&span),
+        "the store spans {span} ns"
+    );
 }

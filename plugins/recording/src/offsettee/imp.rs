@@ -470,7 +470,7 @@ impl OffsetTee {
         }
         for p in self.src_pads() {
             let offset = p.imp().settings.lock().unwrap().offset;
-            let o = p.imp().output.lock().map(|o| o.stats).unwrap_or_default();
+            let o = *p.imp().stats.lock().unwrap();
             s = s.field(
                 p.name().as_str(),
                 gst::Structure::builder("output")

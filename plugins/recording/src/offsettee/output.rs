@@ -62,15 +62,13 @@ pub struct Output {
     segment_sent: bool,
     discont: bool,
     warned_too_far: bool,
-    pub stats: OutputStats,
+    loops: u64,
 }
 
 impl Output {
     /// Starts over (a flush, a restart of the task).
     pub fn reset(&mut self) {
-        let stats = self.stats;
         *self = Output::default();
-        self.stats = stats;
     }
 }
 
@@ -318,6 +316,12 @@ impl OffsetTee {
                     }));
                 }
                 Next::Pending => {
+                    gst::log!(
+                        CAT,
+                        imp = self,
+                        "store: nothing more yet after {:?}",
+                        out.cursor
+                    );
                     // At the store's end: back to the window once it holds what follows.
                     if let Cursor::After(p) = out.cursor {
                         if input.window.after(p).is_some() {
@@ -328,7 +332,10 @@ impl OffsetTee {
                     }
                     return Ok(if input.ended { Step::End } else { Step::Wait });
                 }
-                Next::End => return Ok(Step::End),
+                Next::End => {
+                    gst::debug!(CAT, imp = self, "store: end after {:?}", out.cursor);
+                    return Ok(Step::End);
+                }
             }
         }
     }
@@ -416,13 +423,18 @@ impl OffsetTee {
         out.end = out
             .end
             .max(placed.at.saturating_add(rec.duration.unwrap_or(0)));
-        let s = &mut out.stats;
-        s.position = rec.st;
-        s.lag = lag;
-        s.buffers += 1;
-        s.bytes += size;
-        s.disconts += u64::from(out.discont);
-        s.from_store = out.reader.is_some();
+        {
+            // Its own lock: statistics are read (every second, by the writing thread too)
+            // while the task holds the output's state for a whole clock wait.
+            let mut s = pad.imp().stats.lock().unwrap();
+            s.position = rec.st;
+            s.lag = lag;
+            s.buffers += 1;
+            s.bytes += size;
+            s.disconts += u64::from(out.discont);
+            s.from_store = out.reader.is_some();
+            s.loops = out.loops;
+        }
         out.discont = false;
         match res {
             Ok(_) | Err(gst::FlowError::NotLinked) => (),
@@ -439,15 +451,16 @@ impl OffsetTee {
     /// The input ended and the output has played what is stored: again (`loop`), or EOS.
     fn end_of_content(&self, pad: &OffsetTeeSrcPad, out: &mut Output) {
         let loops = pad.imp().settings.lock().unwrap().loops;
-        let again = loops < 0 || out.stats.loops < loops as u64;
+        let again = loops < 0 || out.loops < loops as u64;
         if again {
             if let Ok(Some((reader, _))) = self.open_reader(0) {
-                out.stats.loops += 1;
+                out.loops += 1;
+                pad.imp().stats.lock().unwrap().loops = out.loops;
                 out.reader = Some(reader);
                 out.read_positions = Positions::default();
                 out.cursor = Cursor::From(0);
                 out.playout.join_next();
-                gst::debug!(CAT, obj = pad, "looping, {} done", out.stats.loops);
+                gst::debug!(CAT, obj = pad, "looping, {} done", out.loops);
                 return;
             }
         }
@@ -470,13 +483,7 @@ impl OffsetTee {
         }
         let (res, jitter) = id.wait();
         *pad.imp().wait.lock().unwrap() = None;
-        gst::trace!(
-            CAT,
-            obj = pad,
-            "clock wait: {res:?}, jitter {jitter} jump {} stopping {}",
-            pad.imp().jump.load(Ordering::SeqCst),
-            self.stopping()
-        );
+        gst::trace!(CAT, obj = pad, "clock wait: {res:?}, jitter {jitter}");
         !matches!(res, Err(gst::ClockError::Unscheduled))
             && !pad.imp().jump.load(Ordering::SeqCst)
             && !self.stopping()

@@ -10,7 +10,7 @@ use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 
-use super::output::Output;
+use super::output::{Output, OutputStats};
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PadSettings {
@@ -32,6 +32,7 @@ pub mod imp {
         pub(crate) output: Mutex<Output>,
         /// The clock wait the task is in, so a change or a flush can end it.
         pub(crate) wait: Mutex<Option<gst::SingleShotClockId>>,
+        pub(crate) stats: Mutex<OutputStats>,
     }
 
     impl OffsetTeeSrcPad {
