@@ -182,7 +182,7 @@ fn p12_loops_a_stored_output() {
     let looped = std::fs::read(out_dir().join("looped.ts")).unwrap();
     let third = looped.len() / 3;
     assert!(
-        third > 10_000 && looped.len() % 3 == 0,
+        third > 10_000 && looped.len().is_multiple_of(3),
         "{} bytes",
         looped.len()
     );
