@@ -50,6 +50,8 @@ fn main() {
                 continue;
             }
             let exe = std::env::current_exe().unwrap();
+            // Reaped by wait4(2), which also gives its resource usage.
+            #[allow(clippy::zombie_processes)]
             let child = Command::new(exe)
                 .args(["--run", contender, &span.to_string(), &rate.to_string()])
                 .spawn()
