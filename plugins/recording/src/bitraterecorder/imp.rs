@@ -3,18 +3,13 @@
 //! `bitrate-recorder`: passes every buffer downstream unchanged while a
 //! thread of its own writes it to a fanout store as it arrives.
 
-use std::path::PathBuf;
 use std::sync::{Arc, LazyLock, Mutex};
 
-use fanout_store::WriterConfig;
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 
-use crate::recording::{
-    self, Msg, OnDiskError, Recording, RecordingConfig, Shared, DEFAULT_FLUSH_INTERVAL,
-    DEFAULT_MAX_BACKLOG_BYTES,
-};
+use crate::recording::{self, Blurbs, Msg, Recording, RecordingSettings, Shared};
 
 pub static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -24,37 +19,10 @@ pub static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     )
 });
 
-const DEFAULT_MAX_SEGMENT_TIME: u64 = 10_000_000_000;
-
-#[derive(Debug, Clone)]
-struct Settings {
-    location: Option<PathBuf>,
-    flush_interval: u64,
-    max_segment_time: u64,
-    max_size_time: u64,
-    max_size_bytes: u64,
-    max_backlog_bytes: u64,
-    on_disk_error: OnDiskError,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            location: None,
-            flush_interval: DEFAULT_FLUSH_INTERVAL,
-            max_segment_time: DEFAULT_MAX_SEGMENT_TIME,
-            max_size_time: 0,
-            max_size_bytes: 0,
-            max_backlog_bytes: DEFAULT_MAX_BACKLOG_BYTES,
-            on_disk_error: OnDiskError::StopRecording,
-        }
-    }
-}
-
 pub struct BitrateRecorder {
     sinkpad: gst::Pad,
     srcpad: gst::Pad,
-    settings: Mutex<Settings>,
+    settings: Mutex<RecordingSettings>,
     running: Mutex<Option<Recording>>,
     /// The input segment, to turn buffer times into running times.
     segment: Mutex<gst::FormattedSegment<gst::ClockTime>>,
@@ -131,17 +99,7 @@ impl BitrateRecorder {
                     .cloned()
                     .unwrap_or_default();
             }
-            EventView::Eos(_) => {
-                let tx = self
-                    .running
-                    .lock()
-                    .unwrap()
-                    .as_ref()
-                    .map(Recording::eos_sender);
-                if let Some(tx) = tx {
-                    Recording::finish_stream(&tx);
-                }
-            }
+            EventView::Eos(_) => Recording::finish_stream(&self.running),
             _ => {}
         }
         gst::Pad::event_default(pad, Some(&*self.obj()), event)
@@ -155,17 +113,7 @@ impl BitrateRecorder {
                 ["No location set: bitrate-recorder needs a directory to record into"]
             ));
         };
-        let config = RecordingConfig {
-            location,
-            flush_interval: settings.flush_interval,
-            store: WriterConfig {
-                max_segment_time: settings.max_segment_time,
-                max_size_time: settings.max_size_time,
-                max_size_bytes: settings.max_size_bytes,
-            },
-            max_backlog_bytes: settings.max_backlog_bytes,
-            on_disk_error: settings.on_disk_error,
-        };
+        let config = settings.config(location, settings.max_size_time, settings.max_size_bytes);
         let recording = Recording::start(self.obj().upcast_ref(), *CAT, &config)?;
         *self.shared.lock().unwrap() = recording.shared().clone();
         *self.running.lock().unwrap() = Some(recording);
@@ -212,7 +160,7 @@ impl ObjectSubclass for BitrateRecorder {
         BitrateRecorder {
             sinkpad,
             srcpad,
-            settings: Mutex::new(Settings::default()),
+            settings: Mutex::new(RecordingSettings::default()),
             running: Mutex::new(None),
             segment: Mutex::new(gst::FormattedSegment::new()),
             shared: Mutex::new(Arc::new(Shared::new())),
@@ -223,63 +171,13 @@ impl ObjectSubclass for BitrateRecorder {
 impl ObjectImpl for BitrateRecorder {
     fn properties() -> &'static [glib::ParamSpec] {
         static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
-            vec![
-                glib::ParamSpecString::builder("location")
-                    .nick("Location")
-                    .blurb(
-                        "Directory of the recording (created if missing). A recording already \
-                         there is continued after its end",
-                    )
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecUInt64::builder("flush-interval")
-                    .nick("Flush interval")
-                    .blurb(
-                        "Make written data durable (fdatasync) at least this often, in ns; \
-                         bounds what a power cut can lose",
-                    )
-                    .minimum(1_000_000)
-                    .default_value(DEFAULT_FLUSH_INTERVAL)
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecUInt64::builder("max-segment-time")
-                    .nick("Max segment time")
-                    .blurb(
-                        "Start a new segment file at the first keyframe after this much time, \
-                         in ns (0 = one segment). Retention removes whole segments",
-                    )
-                    .default_value(DEFAULT_MAX_SEGMENT_TIME)
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecUInt64::builder("max-size-time")
-                    .nick("Max size time")
-                    .blurb("Keep at most this much of the recording, in ns (0 = keep all)")
-                    .default_value(0)
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecUInt64::builder("max-size-bytes")
-                    .nick("Max size bytes")
-                    .blurb("Keep at most this many bytes of the recording (0 = keep all)")
-                    .default_value(0)
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecUInt64::builder("max-backlog-bytes")
-                    .nick("Max backlog bytes")
-                    .blurb(
-                        "Bytes allowed to wait for a slow disk before on-disk-error applies \
-                         (0 = unlimited)",
-                    )
-                    .default_value(DEFAULT_MAX_BACKLOG_BYTES)
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecEnum::builder_with_default(
-                    "on-disk-error",
-                    OnDiskError::StopRecording,
-                )
-                .nick("On disk error")
-                .blurb("What a write error or a full disk does")
-                .mutable_ready()
-                .build(),
+            let mut specs = RecordingSettings::param_specs(Blurbs {
+                location: "Directory of the recording (created if missing). A recording already \
+                           there is continued after its end",
+                retention: "Keep at most this much of the recording, in ns (0 = keep all)",
+                on_disk_error: "What a write error or a full disk does",
+            });
+            specs.push(
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
                     .blurb(
@@ -289,44 +187,26 @@ impl ObjectImpl for BitrateRecorder {
                     )
                     .read_only()
                     .build(),
-            ]
+            );
+            specs
         });
         PROPERTIES.as_ref()
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
-        let mut s = self.settings.lock().unwrap();
-        match pspec.name() {
-            "location" => s.location = crate::location_from_value(value),
-            "flush-interval" => s.flush_interval = value.get().unwrap(),
-            "max-segment-time" => s.max_segment_time = value.get().unwrap(),
-            "max-size-time" => s.max_size_time = value.get().unwrap(),
-            "max-size-bytes" => s.max_size_bytes = value.get().unwrap(),
-            "max-backlog-bytes" => s.max_backlog_bytes = value.get().unwrap(),
-            "on-disk-error" => s.on_disk_error = value.get().unwrap(),
-            _ => unimplemented!(),
-        }
+        let handled = self.settings.lock().unwrap().set(pspec.name(), value);
+        assert!(handled, "unknown property {}", pspec.name());
     }
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
-        let s = self.settings.lock().unwrap();
         match pspec.name() {
-            "location" => s
-                .location
-                .as_ref()
-                .map(|p| p.to_string_lossy().into_owned())
-                .to_value(),
-            "flush-interval" => s.flush_interval.to_value(),
-            "max-segment-time" => s.max_segment_time.to_value(),
-            "max-size-time" => s.max_size_time.to_value(),
-            "max-size-bytes" => s.max_size_bytes.to_value(),
-            "max-backlog-bytes" => s.max_backlog_bytes.to_value(),
-            "on-disk-error" => s.on_disk_error.to_value(),
-            "stats" => {
-                drop(s);
-                self.shared().structure().to_value()
-            }
-            _ => unimplemented!(),
+            "stats" => self.shared().structure().to_value(),
+            name => self
+                .settings
+                .lock()
+                .unwrap()
+                .get(name)
+                .unwrap_or_else(|| unreachable!("unknown property {name}")),
         }
     }
 

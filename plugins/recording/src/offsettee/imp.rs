@@ -7,19 +7,16 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, LazyLock, Mutex};
+use std::sync::{Condvar, LazyLock, Mutex};
 
-use fanout_store::{BufferRecord, WriterConfig};
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 
+use super::input::Anchor;
+pub use super::input::{Held, Input};
 use super::pad::OffsetTeeSrcPad;
-use crate::recording::{
-    self, Msg, OnDiskError, Recording, RecordingConfig, DEFAULT_FLUSH_INTERVAL,
-    DEFAULT_MAX_BACKLOG_BYTES,
-};
-use crate::window::{Limits, Position, Positions, Window};
+use crate::recording::{self, Blurbs, Msg, Recording, RecordingSettings};
 
 pub static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -31,111 +28,18 @@ pub static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 
 /// The store keeps the largest offset plus this much, when no retention is set.
 const RETENTION_MARGIN: u64 = 10_000_000_000;
-const DEFAULT_MAX_SEGMENT_TIME: u64 = 10_000_000_000;
-/// What the in-memory window holds at most: outputs further behind read the store.
-const WINDOW: Limits = Limits {
-    max_bytes: 16 << 20,
-    max_span: 2_000_000_000,
-};
 
 #[derive(Debug, Clone)]
 struct Settings {
-    location: Option<PathBuf>,
+    recording: RecordingSettings,
     sync: bool,
-    flush_interval: u64,
-    max_segment_time: u64,
-    max_size_time: u64,
-    max_size_bytes: u64,
-    on_disk_error: OnDiskError,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            location: None,
+            recording: RecordingSettings::default(),
             sync: true,
-            flush_interval: DEFAULT_FLUSH_INTERVAL,
-            max_segment_time: DEFAULT_MAX_SEGMENT_TIME,
-            max_size_time: 0,
-            max_size_bytes: 0,
-            on_disk_error: OnDiskError::StopRecording,
-        }
-    }
-}
-
-/// A buffer in the window, as an output takes it.
-#[derive(Clone)]
-pub struct Held {
-    pub buffer: gst::Buffer,
-    pub rec: BufferRecord,
-    pub position: Position,
-    pub caps: Option<Arc<str>>,
-}
-
-/// How store time maps to the running time of this run, taken from its first buffer.
-#[derive(Debug, Clone, Copy)]
-pub struct Anchor {
-    pub first_arrival: u64,
-    /// Store time of this run's first buffer.
-    pub first_st: u64,
-    /// Running time at which a store time arrived, less that store time.
-    release_shift: i128,
-    /// The running time a store time had as a timestamp, less that store time.
-    time_shift: i128,
-    /// How long after its own timestamp a buffer arrives: outputs leave that much after the
-    /// timestamp they carry, as the input did.
-    pub lateness: u64,
-}
-
-fn clamp(t: i128) -> u64 {
-    t.clamp(0, i128::from(crate::playout::MAX_TIME)) as u64
-}
-
-impl Anchor {
-    fn new(arrival: u64, st: u64, timestamp: u64) -> Anchor {
-        let release_shift = i128::from(arrival) - i128::from(st);
-        let time_shift = i128::from(timestamp) - i128::from(st);
-        Anchor {
-            first_arrival: arrival,
-            first_st: st,
-            release_shift,
-            time_shift,
-            lateness: clamp(release_shift - time_shift),
-        }
-    }
-
-    /// The store time the input reaches at running time `rt`.
-    pub fn store_time_at(&self, rt: u64) -> u64 {
-        clamp(i128::from(rt) - self.release_shift)
-    }
-
-    /// The running time, as a timestamp, of store time `st`.
-    pub fn time_of(&self, st: u64) -> u64 {
-        clamp(i128::from(st) + self.time_shift)
-    }
-}
-
-/// What the input side shares with the outputs.
-pub struct Input {
-    pub window: Window<Held>,
-    pub anchor: Option<Anchor>,
-    pub caps: Option<Arc<str>>,
-    positions: Positions,
-    /// The input ended and what it sent is in the store.
-    pub ended: bool,
-    /// The store held a recording before this run (a restart with `location`).
-    pub stored_before: bool,
-}
-
-impl Default for Input {
-    fn default() -> Self {
-        Input {
-            window: Window::new(WINDOW),
-            anchor: None,
-            caps: None,
-            positions: Positions::default(),
-            ended: false,
-            stored_before: false,
         }
     }
 }
@@ -248,15 +152,7 @@ impl OffsetTee {
                 true
             }
             EventView::Eos(_) => {
-                let tx = self
-                    .recording
-                    .lock()
-                    .unwrap()
-                    .as_ref()
-                    .map(Recording::eos_sender);
-                if let Some(tx) = tx {
-                    Recording::finish_stream(&tx);
-                }
+                Recording::finish_stream(&self.recording);
                 self.input.lock().unwrap().ended = true;
                 self.data.notify_all();
                 true
@@ -279,46 +175,6 @@ impl OffsetTee {
                 ret
             }
             _ => gst::Pad::event_default(pad, Some(&*self.obj()), event),
-        }
-    }
-
-    /// `fanout-offsets`: the offsets of `src_0`, `src_1`, … in order, from the content
-    /// provider. Entries that are not all non-negative integers change nothing; entries for
-    /// outputs that do not exist are left out, with a warning.
-    fn set_offsets(&self, s: &gst::StructureRef) {
-        let offsets = match crate::offsets_from_structure(s) {
-            Ok(offsets) => offsets,
-            Err(why) => {
-                gst::element_imp_warning!(
-                    self,
-                    gst::StreamError::Format,
-                    ("Ignoring a {} event: {}", crate::OFFSETS_EVENT, why),
-                    ["{s}"]
-                );
-                return;
-            }
-        };
-        let obj = self.obj();
-        let mut missing = Vec::new();
-        for (i, offset) in offsets.into_iter().enumerate() {
-            let name = format!("src_{i}");
-            match obj.static_pad(&name) {
-                Some(pad) => pad.set_property("offset", offset),
-                None => missing.push(name),
-            }
-        }
-        gst::debug!(CAT, imp = self, "offsets set from upstream: {s}");
-        if !missing.is_empty() {
-            gst::element_imp_warning!(
-                self,
-                gst::StreamError::Format,
-                (
-                    "A {} event names outputs that do not exist: {}",
-                    crate::OFFSETS_EVENT,
-                    missing.join(", ")
-                ),
-                ["The outputs that exist took their offsets; none is created"]
-            );
         }
     }
 
@@ -353,7 +209,7 @@ impl OffsetTee {
 
     /// Retention that follows the largest offset, unless `max-size-*` is set.
     fn retention(&self) -> (u64, u64) {
-        let s = self.settings.lock().unwrap();
+        let s = self.settings.lock().unwrap().recording.clone();
         if s.max_size_time > 0 || s.max_size_bytes > 0 {
             return (s.max_size_time, s.max_size_bytes);
         }
@@ -377,7 +233,7 @@ impl OffsetTee {
     }
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
-        let settings = self.settings.lock().unwrap().clone();
+        let settings = self.settings.lock().unwrap().recording.clone();
         let store = match settings.location.clone() {
             Some(dir) => Store {
                 dir,
@@ -400,17 +256,7 @@ impl OffsetTee {
             }
         };
         let (max_size_time, max_size_bytes) = self.retention();
-        let config = RecordingConfig {
-            location: store.dir.clone(),
-            flush_interval: settings.flush_interval,
-            store: WriterConfig {
-                max_segment_time: settings.max_segment_time,
-                max_size_time,
-                max_size_bytes,
-            },
-            max_backlog_bytes: DEFAULT_MAX_BACKLOG_BYTES,
-            on_disk_error: settings.on_disk_error,
-        };
+        let config = settings.config(store.dir.clone(), max_size_time, max_size_bytes);
         let recording = Recording::start(self.obj().upcast_ref(), *CAT, &config)?;
         *self.store.lock().unwrap() = Some(store);
         let stored_before = recording
@@ -530,52 +376,27 @@ impl ObjectSubclass for OffsetTee {
 impl ObjectImpl for OffsetTee {
     fn properties() -> &'static [glib::ParamSpec] {
         static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
-            vec![
-                glib::ParamSpecString::builder("location")
-                    .nick("Location")
-                    .blurb("Directory of the store behind the outputs (a fanout recording: bitrate-player plays it); unset: a private temporary directory, removed on stop. With a location, a restarted pipeline resumes with what was stored")
-                    .mutable_ready()
-                    .build(),
+            let mut specs = RecordingSettings::param_specs(Blurbs {
+                location: "Directory of the store behind the outputs (a fanout recording: bitrate-player plays it); unset: a private temporary directory, removed on stop. With a location, a restarted pipeline resumes with what was stored",
+                retention: "Keep at most this much store time (ns); 0 (with max-size-bytes 0) = the largest offset plus 10 s, following the offsets",
+                on_disk_error: "What a write error or a full disk does: stop-recording keeps the outputs served from memory flowing",
+            });
+            specs.push(
                 glib::ParamSpecBoolean::builder("sync")
                     .nick("Sync")
                     .blurb("Release each buffer on the pipeline clock at its time (input arrival + offset), whatever the sink does; false: as fast as downstream takes them, timestamps still shifted")
                     .default_value(true)
                     .mutable_playing()
                     .build(),
-                glib::ParamSpecUInt64::builder("flush-interval")
-                    .nick("Flush interval")
-                    .blurb("Make what was written durable at least this often (ns)")
-                    .minimum(1_000_000)
-                    .default_value(DEFAULT_FLUSH_INTERVAL)
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecUInt64::builder("max-segment-time")
-                    .nick("Max segment time")
-                    .blurb("Start a new store segment after this much store time (ns), at a keyframe; 0 = never")
-                    .default_value(DEFAULT_MAX_SEGMENT_TIME)
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecUInt64::builder("max-size-time")
-                    .nick("Max size time")
-                    .blurb("Keep at most this much store time (ns); 0 (with max-size-bytes 0) = the largest offset plus 10 s, following the offsets")
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecUInt64::builder("max-size-bytes")
-                    .nick("Max size bytes")
-                    .blurb("Keep at most this many bytes; 0 = no byte limit")
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecEnum::builder_with_default("on-disk-error", OnDiskError::StopRecording)
-                    .nick("On disk error")
-                    .blurb("What a write error or a full disk does: stop-recording keeps the outputs served from memory flowing")
-                    .mutable_ready()
-                    .build(),
+            );
+            specs.push(
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
                     .blurb("bytes-in, buffers-in, bytes-written, store-bytes, store-time, segments, recording; per output (a field named after the pad): offset, position (store time), lag (ns behind schedule), buffers, bytes, disconts, loops, from-store. Also posted as an element message every second")
                     .read_only()
                     .build(),
-            ]
+            );
+            specs
         });
         PROPERTIES.as_ref()
     }
@@ -583,35 +404,22 @@ impl ObjectImpl for OffsetTee {
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
         let mut s = self.settings.lock().unwrap();
         match pspec.name() {
-            "location" => s.location = crate::location_from_value(value),
             "sync" => s.sync = value.get().unwrap(),
-            "flush-interval" => s.flush_interval = value.get().unwrap(),
-            "max-segment-time" => s.max_segment_time = value.get().unwrap(),
-            "max-size-time" => s.max_size_time = value.get().unwrap(),
-            "max-size-bytes" => s.max_size_bytes = value.get().unwrap(),
-            "on-disk-error" => s.on_disk_error = value.get().unwrap(),
-            other => unreachable!("unknown property {other}"),
+            name => assert!(s.recording.set(name, value), "unknown property {name}"),
         }
     }
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
-        if pspec.name() == "stats" {
-            return self.stats().to_value();
-        }
-        let s = self.settings.lock().unwrap();
         match pspec.name() {
-            "location" => s
-                .location
-                .as_ref()
-                .map(|l| l.display().to_string())
-                .to_value(),
-            "sync" => s.sync.to_value(),
-            "flush-interval" => s.flush_interval.to_value(),
-            "max-segment-time" => s.max_segment_time.to_value(),
-            "max-size-time" => s.max_size_time.to_value(),
-            "max-size-bytes" => s.max_size_bytes.to_value(),
-            "on-disk-error" => s.on_disk_error.to_value(),
-            other => unreachable!("unknown property {other}"),
+            "stats" => self.stats().to_value(),
+            "sync" => self.settings.lock().unwrap().sync.to_value(),
+            name => self
+                .settings
+                .lock()
+                .unwrap()
+                .recording
+                .get(name)
+                .unwrap_or_else(|| unreachable!("unknown property {name}")),
         }
     }
 

@@ -4,6 +4,8 @@ use gst::glib;
 use gst::prelude::*;
 
 mod imp;
+mod input;
+mod offsets;
 mod output;
 mod pad;
 

@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Sender};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -16,8 +16,10 @@ use fanout_store::{RecordMeta, StoreClock, Writer, WriterConfig};
 use gst::glib;
 use gst::prelude::*;
 
+mod settings;
 mod writer_thread;
 
+pub use settings::{Blurbs, RecordingSettings};
 pub use writer_thread::{Msg, Shared};
 
 #[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, glib::Enum)]
@@ -213,15 +215,13 @@ impl Recording {
         self.tx.send(msg).is_ok()
     }
 
-    /// A sender to wait for the end of the stream with (see [`Recording::finish_stream`]);
-    /// taken under the caller's lock, waited on outside it.
-    pub fn eos_sender(&self) -> Sender<Msg> {
-        self.tx.clone()
-    }
-
-    /// Closes the stream in the store and waits until it is durable, so EOS goes on only
-    /// once the recording is complete on disk (and any disk error is on the bus before it).
-    pub fn finish_stream(tx: &Sender<Msg>) {
+    /// Closes the stream of the recording in `slot`, if there is one, and waits until it is
+    /// durable (not holding the lock), so EOS goes on only once the recording is complete on
+    /// disk and any disk error is on the bus before it.
+    pub fn finish_stream(slot: &Mutex<Option<Recording>>) {
+        let Some(tx) = slot.lock().unwrap().as_ref().map(|r| r.tx.clone()) else {
+            return;
+        };
         let (done, wait) = mpsc::sync_channel(1);
         if tx.send(Msg::Eos(done)).is_ok() {
             let _ = wait.recv();
