@@ -58,6 +58,19 @@ fn after_kill_9_and_a_restart_a_delayed_output_delivers_what_was_stored_before()
         &after[before.len() - 1000..],
         &delayed[delayed.len() - 188 * 7..]
     ));
+
+    // The store is a recording like any other: bitrate-player plays all of it.
+    let played = tmp.path().join("played.ts");
+    let res = run(
+        &format!(
+            "bitrate-player location={} is-live=false ! filesink location={}",
+            store.display(),
+            played.display()
+        ),
+        Duration::from_secs(60),
+    );
+    assert!(res.status.success(), "{}", text(&res));
+    assert!(std::fs::read(&played).unwrap() == after);
 }
 
 #[test]
