@@ -232,6 +232,9 @@ fn an_output_requested_and_released_while_playing() {
     p.add(&sink).unwrap();
     let b = collect(&p, "b", Instant::now());
     late.link(&sink.static_pad("sink").unwrap()).unwrap();
+    // Linked to a sink not started yet: pushes meet a flushing pad for a while, and the
+    // output must carry on once the sink runs.
+    std::thread::sleep(SECOND / 5);
     sink.sync_state_with_parent().unwrap();
     std::thread::sleep(SECOND);
     // Released while playing: the tee goes on.
