@@ -440,7 +440,8 @@ impl OffsetTee {
             // As `tee` does: an output nobody takes yet (unlinked, or linked to a sink not
             // started yet) drops its buffers and keeps its schedule.
             Ok(_) | Err(gst::FlowError::NotLinked) => (),
-            Err(gst::FlowError::Flushing) if !pad.pad_flags().contains(gst::PadFlags::FLUSHING) => (),
+            Err(gst::FlowError::Flushing) if !pad.pad_flags().contains(gst::PadFlags::FLUSHING) => {
+            }
             Err(gst::FlowError::Flushing) | Err(gst::FlowError::Eos) => {
                 let _ = pad.pause_task();
             }
