@@ -10,14 +10,12 @@ fn examples_dir() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples"))
 }
 
-#[test]
-fn python_example_records_and_plays_back() {
+/// Runs a Python example with `args`; returns what it printed, once it succeeded.
+fn run_python(example: &str, args: &[&Path]) -> String {
     // Debian's interpreter has PyGObject; the one first on PATH may not.
-    let python = Path::new("/usr/bin/python3");
-    let tmp = tempfile::tempdir().unwrap();
-    let child = Command::new(python)
-        .arg(examples_dir().join("record_and_play.py"))
-        .arg(tmp.path().join("rec"))
+    let child = Command::new("/usr/bin/python3")
+        .arg(examples_dir().join(example))
+        .args(args)
         .env("GST_PLUGIN_PATH", plugin_dir())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -26,21 +24,19 @@ fn python_example_records_and_plays_back() {
     let out = wait_with_timeout(child, Duration::from_secs(60));
     let log = text(&out);
     assert!(out.status.success(), "{log}");
+    log
+}
+
+#[test]
+fn python_example_records_and_plays_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = run_python("record_and_play.py", &[&tmp.path().join("rec")]);
     assert!(log.contains("played back"), "{log}");
 }
 
 #[test]
 fn python_example_sets_offsets_from_upstream() {
-    let child = Command::new("/usr/bin/python3")
-        .arg(examples_dir().join("offsets_from_python.py"))
-        .env("GST_PLUGIN_PATH", plugin_dir())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("/usr/bin/python3");
-    let out = wait_with_timeout(child, Duration::from_secs(60));
-    let log = text(&out);
-    assert!(out.status.success(), "{log}");
+    let log = run_python("offsets_from_python.py", &[]);
     assert!(log.contains("offsets set from upstream"), "{log}");
 }
 
