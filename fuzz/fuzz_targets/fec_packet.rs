@@ -23,7 +23,14 @@ fuzz_target!(|data: &[u8]| {
                 want[29] = 0;
                 assert_eq!(again[..again.len() - 4], want[..]);
             }
-            Ok(Packet::Description { version, index, count, total_len, data, .. }) => {
+            Ok(Packet::Description {
+                version,
+                index,
+                count,
+                total_len,
+                data,
+                ..
+            }) => {
                 let _ = descriptions.add(version, index, count, total_len, data);
             }
             Err(_) => (),

@@ -32,7 +32,10 @@ fuzz_target!(|data: &[u8]| {
     }
     rx.finish(&mut out);
     let _ = (rx.deadline(), rx.description());
-    let buffers = out.iter().filter(|o| matches!(o, Output::Buffer { .. })).count() as u64;
+    let buffers = out
+        .iter()
+        .filter(|o| matches!(o, Output::Buffer { .. }))
+        .count() as u64;
     assert_eq!(buffers, rx.stats.buffers);
     if buffers > 0 {
         assert!(rx.stats.blocks_decoded > 0);

@@ -3,7 +3,7 @@
 //! panics, and after the repair the store reads without a single warning.
 #![no_main]
 
-use fanout_store::{RecordMeta, Item, Next, Reader, Writer, WriterConfig};
+use fanout_store::{Item, Next, Reader, RecordMeta, Writer, WriterConfig};
 use libfuzzer_sys::fuzz_target;
 
 fn read_all(dir: &std::path::Path) -> (u64, Vec<String>) {
@@ -26,7 +26,9 @@ fn read_all(dir: &std::path::Path) -> (u64, Vec<String>) {
 }
 
 fuzz_target!(|input: &[u8]| {
-    let Some((&split, rest)) = input.split_first() else { return };
+    let Some((&split, rest)) = input.split_first() else {
+        return;
+    };
     let split = (split as usize * 4).min(rest.len());
     let (tail_index, tail_data) = rest.split_at(split);
 
@@ -35,10 +37,20 @@ fuzz_target!(|input: &[u8]| {
     // Two healthy segments, then a third whose tail is replaced by the input
     // (its closing record too, most of the time).
     {
-        let mut w = Writer::open(dir, WriterConfig { max_segment_time: 1, ..Default::default() }).unwrap();
+        let mut w = Writer::open(
+            dir,
+            WriterConfig {
+                max_segment_time: 1,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         w.write(&[Item::Caps("video/mpegts")]).unwrap();
         for i in 0..3u64 {
-            let meta = RecordMeta { pts: Some(i * 10), ..Default::default() };
+            let meta = RecordMeta {
+                pts: Some(i * 10),
+                ..Default::default()
+            };
             w.write(&[Item::Buffer(meta, &[&[i as u8; 188]])]).unwrap();
         }
     }
@@ -59,5 +71,8 @@ fuzz_target!(|input: &[u8]| {
     let (after, warnings) = read_all(dir);
     assert!(warnings.is_empty(), "{warnings:?}");
     assert!(after >= 2, "the healthy segments survive");
-    assert!(after <= before, "repair keeps no more than a reader could read");
+    assert!(
+        after <= before,
+        "repair keeps no more than a reader could read"
+    );
 });

@@ -9,6 +9,7 @@
 mod format;
 mod reader;
 mod segment;
+pub mod window;
 mod writer;
 
 use std::fmt;

@@ -14,7 +14,6 @@ mod bitraterecorder;
 mod offsettee;
 pub mod playout;
 mod recording;
-pub mod window;
 
 pub use bitrateplayer::BitratePlayer;
 pub use bitraterecorder::BitrateRecorder;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use fanout_store::BufferRecord;
 
-use crate::window::{Limits, Position, Positions, Window};
+use fanout_store::window::{Limits, Position, Positions, Window};
 
 /// What the in-memory window holds at most: outputs further behind read the store.
 const WINDOW: Limits = Limits {

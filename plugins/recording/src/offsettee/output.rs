@@ -15,7 +15,7 @@ use gst::subclass::prelude::*;
 use super::imp::{Held, Input, OffsetTee, CAT};
 use super::pad::OffsetTeeSrcPad;
 use crate::playout::{Playout, MAX_TIME};
-use crate::window::{Position, Positions};
+use fanout_store::window::{Position, Positions};
 
 /// How long a task waits for new input before looking again (a change of offset, a flush
 /// and new input all wake it earlier).

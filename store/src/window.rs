@@ -1,9 +1,7 @@
-// SPDX-License-Identifier: MPL-2.0
-
-//! The recent past of a stream, kept in memory: outputs that keep up are served from here
-//! (shared buffers, no copy), outputs that fall behind read the store. A buffer is named by
-//! its [`Position`], the same whether it is read from here or from the store.
-//! GStreamer-free so the bookkeeping is unit-tested.
+//! The recent past of a stream, kept in memory beside the store: readers that keep up are
+//! served from here (`offset-tee`'s outputs, sharing the buffers), readers that fall behind
+//! read the store. A buffer is named by its [`Position`], the same whether it is read from
+//! here or from the store.
 
 use std::collections::VecDeque;
 
