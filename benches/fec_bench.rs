@@ -140,12 +140,7 @@ fn encode_breakdown(data: &[u8]) {
     });
     let buffers_s = best_of(|| {
         let pipeline = launch("appsrc name=in format=bytes ! fakesink sync=false");
-        let src = pipeline
-            .by_name("in")
-            .unwrap()
-            .downcast::<gst_app::AppSrc>()
-            .unwrap();
-        src.set_max_bytes(0);
+        let src = appsrc(&pipeline);
         let start = Cpu::now();
         // Made in the timed span, as the element makes them: one list per input block.
         for block in (0..packets).collect::<Vec<_>>().chunks(K + REPAIR) {
@@ -304,14 +299,20 @@ fn launch(description: &str) -> gst::Pipeline {
     gst::parse::launch(description).unwrap().downcast().unwrap()
 }
 
-/// Queues all of `list` and EOS in the pipeline's appsrc `in`.
-fn feed(pipeline: &gst::Pipeline, list: gst::BufferList) {
+/// The pipeline's appsrc `in`, queueing without limit.
+fn appsrc(pipeline: &gst::Pipeline) -> gst_app::AppSrc {
     let src = pipeline
         .by_name("in")
         .unwrap()
         .downcast::<gst_app::AppSrc>()
         .unwrap();
     src.set_max_bytes(0);
+    src
+}
+
+/// Queues all of `list` and EOS in the pipeline's appsrc `in`.
+fn feed(pipeline: &gst::Pipeline, list: gst::BufferList) {
+    let src = appsrc(pipeline);
     src.push_buffer_list(list).unwrap();
     src.end_of_stream().unwrap();
 }

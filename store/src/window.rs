@@ -74,7 +74,7 @@ impl<T> Window<T> {
             if self.bytes <= self.limits.max_bytes && span <= self.limits.max_span {
                 break;
             }
-            self.bytes -= oldest.size;
+            self.bytes = self.bytes.saturating_sub(oldest.size);
             self.entries.pop_front();
         }
     }

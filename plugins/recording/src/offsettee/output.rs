@@ -12,7 +12,7 @@ use fanout_store::{BufferRecord, Entry, Next, Reader};
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 
-use super::imp::{Held, Input, OffsetTee, CAT};
+use super::imp::{Held, OffsetTee, CAT};
 use super::pad::OffsetTeeSrcPad;
 use crate::playout::{Playout, MAX_TIME};
 use fanout_store::window::{Position, Positions};
@@ -98,32 +98,27 @@ impl OffsetTee {
             out.discont = true;
         }
         let offset = p.settings.lock().unwrap().offset;
-        let step = {
-            let input = self.input.lock().unwrap();
-            if out.cursor == Cursor::Unplaced {
-                if !self.place(pad, &mut out, &input, offset) {
-                    self.idle(input);
-                    return;
-                }
-                if !out.segment_sent {
-                    let caps = input.caps.clone();
-                    drop(input);
-                    self.preroll(pad, &mut out, caps);
-                    return;
-                }
+        if out.cursor == Cursor::Unplaced {
+            if !self.place(pad, &mut out, offset) {
+                self.idle();
+                return;
             }
-            match self.next_item(&mut out, &input) {
-                Ok(Step::Wait) => {
-                    self.idle(input);
-                    return;
-                }
-                Ok(step) => step,
-                Err(e) => {
-                    drop(input);
-                    gst::element_imp_error!(self, gst::ResourceError::Read, ["{}", e]);
-                    let _ = pad.pause_task();
-                    return;
-                }
+            if !out.segment_sent {
+                let caps = self.input.lock().unwrap().caps.clone();
+                self.preroll(pad, &mut out, caps);
+                return;
+            }
+        }
+        let step = match self.next_item(&mut out) {
+            Ok(Step::Wait) => {
+                self.idle();
+                return;
+            }
+            Ok(step) => step,
+            Err(e) => {
+                gst::element_imp_error!(self, gst::ResourceError::Read, ["{}", e]);
+                let _ = pad.pause_task();
+                return;
             }
         };
         match step {
@@ -139,7 +134,8 @@ impl OffsetTee {
         }
     }
 
-    fn idle(&self, input: std::sync::MutexGuard<'_, Input>) {
+    fn idle(&self) {
+        let input = self.input.lock().unwrap();
         let _ = self.data.wait_timeout(input, IDLE_WAIT).unwrap();
     }
 
@@ -158,20 +154,25 @@ impl OffsetTee {
 
     /// Places the output where input position (now − offset) is: in the window if it holds
     /// that, else in the store. False while there is no input to place it against yet.
-    fn place(&self, pad: &OffsetTeeSrcPad, out: &mut Output, input: &Input, offset: u64) -> bool {
-        let Some(anchor) = input.anchor else {
-            return false;
+    /// The store is read without the input's lock: the input never waits on a disk.
+    fn place(&self, pad: &OffsetTeeSrcPad, out: &mut Output, offset: u64) -> bool {
+        let (anchor, live, oldest_held, stored_before) = {
+            let input = self.input.lock().unwrap();
+            let Some(anchor) = input.anchor else {
+                return false;
+            };
+            let now = self.running_time().unwrap_or(anchor.first_arrival);
+            // Store time the input is at: its newest buffer (which an output without offset
+            // starts with).
+            let live = input
+                .window
+                .newest()
+                .map_or_else(|| anchor.store_time_at(now), |e| e.position.st);
+            let oldest_held = input.window.oldest().map(|e| e.position.st);
+            (anchor, live, oldest_held, input.stored_before)
         };
-        let now = self.running_time().unwrap_or(anchor.first_arrival);
-        // Store time the input is at: its newest buffer (which an output without offset
-        // starts with), and the one this output is to show.
-        let live = input
-            .window
-            .newest()
-            .map_or_else(|| anchor.store_time_at(now), |e| e.position.st);
         let target = live.saturating_sub(offset);
         out.reader = None;
-        let oldest_held = input.window.oldest().map(|e| e.position.st);
         if oldest_held.is_some_and(|st| st <= target) || offset == 0 {
             out.cursor = Cursor::From(target);
         } else {
@@ -180,7 +181,7 @@ impl OffsetTee {
                     gst::debug!(CAT, obj = pad, "the store has {target} from {landed} on");
                     // Older content than the store holds was there once (earlier in this
                     // run, or in a recording before it): retention removed it.
-                    let existed = target >= anchor.first_st || input.stored_before;
+                    let existed = target >= anchor.first_st || stored_before;
                     if landed > target && existed && !out.warned_too_far {
                         out.warned_too_far = true;
                         gst::element_imp_warning!(
@@ -228,10 +229,11 @@ impl OffsetTee {
     }
 
     /// The next item for the output: from the window, or from the store while behind it.
-    fn next_item(&self, out: &mut Output, input: &Input) -> Result<Step, fanout_store::Error> {
+    fn next_item(&self, out: &mut Output) -> Result<Step, fanout_store::Error> {
         if out.reader.is_some() {
-            return self.next_from_store(out, input);
+            return self.next_from_store(out);
         }
+        let input = self.input.lock().unwrap();
         let entry = match out.cursor {
             Cursor::From(st) => input.window.at_or_after(st),
             Cursor::After(position) => input.window.after(position),
@@ -250,6 +252,8 @@ impl OffsetTee {
             Cursor::From(st) => input.window.oldest().is_some_and(|e| e.position.st > st),
             Cursor::Unplaced => false,
         };
+        let ended = input.ended;
+        drop(input);
         if behind {
             // The window forgot what comes next: read it from the store.
             let from = match out.cursor {
@@ -268,14 +272,10 @@ impl OffsetTee {
                 return Ok(Step::Wait);
             }
         }
-        Ok(if input.ended { Step::End } else { Step::Wait })
+        Ok(if ended { Step::End } else { Step::Wait })
     }
 
-    fn next_from_store(
-        &self,
-        out: &mut Output,
-        input: &Input,
-    ) -> Result<Step, fanout_store::Error> {
+    fn next_from_store(&self, out: &mut Output) -> Result<Step, fanout_store::Error> {
         let reader = out.reader.as_mut().expect("checked by the caller");
         loop {
             match reader.read_next()? {
@@ -323,11 +323,13 @@ impl OffsetTee {
                         out.cursor
                     );
                     // At the store's end: back to the window once it holds what follows.
+                    let input = self.input.lock().unwrap();
                     if let Cursor::After(p) = out.cursor {
                         if input.window.after(p).is_some() {
+                            drop(input);
                             gst::debug!(CAT, imp = self, "an output caught up: back to the window");
                             out.reader = None;
-                            return self.next_item(out, input);
+                            return self.next_item(out);
                         }
                     }
                     return Ok(if input.ended { Step::End } else { Step::Wait });
