@@ -1,0 +1,321 @@
+// SPDX-License-Identifier: MPL-2.0
+
+//! The receiver side, sans-IO: HELLO → COOKIE → JOIN → JOINED, refreshed before it runs out,
+//! started again when the server forgot the session (it restarted) or went silent.
+
+use std::collections::VecDeque;
+
+use crate::message::{
+    self, ChannelInfo, Cookie, Data, Datagram, LostEntry, Message, Reason, Stay, MAX_LOST_ENTRIES,
+};
+
+/// First retransmission of an unanswered HELLO or JOIN; doubled each time up to the max.
+pub const RETRY_FIRST: u64 = 200_000_000;
+pub const RETRY_MAX: u64 = 2_000_000_000;
+pub const DEFAULT_TIMEOUT: u64 = 10_000_000_000;
+pub const DEFAULT_JOIN_DURATION: u64 = 30_000_000_000;
+/// Joined but nothing heard for this long: the server may have restarted, join again.
+pub const DEFAULT_IDLE_REJOIN: u64 = 3_000_000_000;
+
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Channel names; empty for every channel.
+    pub channels: Vec<String>,
+    pub token: Vec<u8>,
+    pub stay: Stay,
+    /// No answer for this long: [`ClientEvent::Unreachable`].
+    pub timeout: u64,
+    pub idle_rejoin: u64,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            channels: Vec::new(),
+            token: Vec::new(),
+            stay: Stay::For(DEFAULT_JOIN_DURATION),
+            timeout: DEFAULT_TIMEOUT,
+            idle_rejoin: DEFAULT_IDLE_REJOIN,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientEvent {
+    /// Every JOINED: the first, refreshes, and joins after a server restart (`new_session`).
+    Joined {
+        channels: Vec<ChannelInfo>,
+        new_session: bool,
+    },
+    /// The server said no (not for a stale cookie or session: those are handled here).
+    Refused { reason: Reason, text: String },
+    /// No answer within the timeout; the client keeps trying.
+    Unreachable,
+    /// The channel's stream ended.
+    Ended { channel: u16 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Hello { nonce: u64 },
+    Join { nonce: u64, cookie: Cookie },
+    Joined,
+    Stopped,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ClientStats {
+    pub datagrams: u64,
+    pub data: u64,
+    pub foreign: u64,
+    pub malformed: u64,
+    pub joins: u64,
+    pub lost_reports: u64,
+    pub lost_entries: u64,
+}
+
+pub struct Client {
+    cfg: ClientConfig,
+    phase: Phase,
+    session: Option<u64>,
+    /// Start of the handshake in flight, for the timeout.
+    started: u64,
+    retry_at: u64,
+    retry: u64,
+    unreachable_told: bool,
+    refresh_at: u64,
+    last_heard: u64,
+    rng: u64,
+    transmits: VecDeque<Vec<u8>>,
+    events: VecDeque<ClientEvent>,
+    pub stats: ClientStats,
+}
+
+impl Client {
+    /// Starts joining at `now`; `seed` makes nonces and jitter (take it from a system RNG).
+    pub fn new(cfg: ClientConfig, now: u64, seed: u64) -> Client {
+        let mut c = Client {
+            cfg,
+            phase: Phase::Stopped,
+            session: None,
+            started: now,
+            retry_at: now,
+            retry: RETRY_FIRST,
+            unreachable_told: false,
+            refresh_at: u64::MAX,
+            last_heard: now,
+            rng: seed,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: ClientStats::default(),
+        };
+        c.handshake(now);
+        c
+    }
+
+    pub fn is_joined(&self) -> bool {
+        self.session.is_some()
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        self.transmits.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<ClientEvent> {
+        self.events.pop_front()
+    }
+
+    fn random(&mut self) -> u64 {
+        // splitmix64
+        self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn handshake(&mut self, now: u64) {
+        let nonce = self.random();
+        self.phase = Phase::Hello { nonce };
+        self.started = now;
+        self.retry = RETRY_FIRST;
+        self.unreachable_told = false;
+        self.send_current(now);
+    }
+
+    fn send_current(&mut self, now: u64) {
+        let m = match self.phase {
+            Phase::Hello { nonce } => Message::Hello { nonce },
+            Phase::Join { nonce, cookie } => {
+                self.stats.joins += 1;
+                Message::Join {
+                    nonce,
+                    cookie,
+                    stay: self.cfg.stay,
+                    token: self.cfg.token.clone(),
+                    channels: self.cfg.channels.clone(),
+                }
+            }
+            Phase::Joined | Phase::Stopped => return,
+        };
+        self.transmits.push_back(message::write(&m));
+        self.retry_at = now.saturating_add(self.retry);
+        self.retry = (self.retry * 2).min(RETRY_MAX);
+    }
+
+    /// Takes one datagram from the server; gives back a DATA payload once joined.
+    pub fn handle_datagram<'a>(&mut self, now: u64, data: &'a [u8]) -> Option<Data<'a>> {
+        self.stats.datagrams += 1;
+        let m = match message::parse(data) {
+            Ok(Datagram::Data(d)) => {
+                if self.session.is_none() || self.phase == Phase::Stopped {
+                    return None;
+                }
+                self.last_heard = now;
+                self.stats.data += 1;
+                return Some(d);
+            }
+            Ok(Datagram::Control(m)) => m,
+            Err(message::ParseError::Foreign) => {
+                self.stats.foreign += 1;
+                return None;
+            }
+            Err(_) => {
+                self.stats.malformed += 1;
+                return None;
+            }
+        };
+        match (self.phase, m) {
+            (Phase::Hello { nonce }, Message::Cookie { nonce: n, cookie }) if n == nonce => {
+                self.last_heard = now;
+                self.phase = Phase::Join { nonce, cookie };
+                self.retry = RETRY_FIRST;
+                self.send_current(now);
+            }
+            (
+                Phase::Join { nonce, .. },
+                Message::Joined {
+                    nonce: n,
+                    session,
+                    expires_in,
+                    channels,
+                },
+            ) if n == nonce => {
+                self.last_heard = now;
+                let new_session = self.session != Some(session);
+                self.session = Some(session);
+                self.phase = Phase::Joined;
+                // Refresh after about two thirds of the time granted, ±10 %.
+                let base = expires_in / 3 * 2;
+                let jitter = self.random() % (base / 5 + 1);
+                self.refresh_at = now.saturating_add(base - base / 10 + jitter);
+                self.events.push_back(ClientEvent::Joined {
+                    channels,
+                    new_session,
+                });
+            }
+            (phase, Message::Refused { nonce, reason, .. })
+                if matches!(reason, Reason::BadCookie | Reason::UnknownSession)
+                    && self.is_ours(phase, nonce) =>
+            {
+                self.last_heard = now;
+                if reason == Reason::UnknownSession {
+                    self.session = None;
+                }
+                self.handshake(now);
+            }
+            (
+                phase,
+                Message::Refused {
+                    nonce,
+                    reason,
+                    text,
+                },
+            ) if self.is_ours(phase, nonce) => {
+                self.phase = Phase::Stopped;
+                self.session = None;
+                self.events.push_back(ClientEvent::Refused { reason, text });
+            }
+            (_, Message::End { session, channel }) if Some(session) == self.session => {
+                self.last_heard = now;
+                self.events.push_back(ClientEvent::Ended { channel });
+            }
+            _ => self.stats.malformed += 1,
+        }
+        None
+    }
+
+    /// Whether a REFUSED names what we sent: the handshake's nonce, or our session id (the
+    /// server's answer to a LOST it does not know).
+    fn is_ours(&self, phase: Phase, nonce: u64) -> bool {
+        match phase {
+            Phase::Hello { nonce: n } | Phase::Join { nonce: n, .. } => n == nonce,
+            Phase::Joined => self.session == Some(nonce),
+            Phase::Stopped => false,
+        }
+    }
+
+    pub fn handle_timeout(&mut self, now: u64) {
+        match self.phase {
+            Phase::Hello { .. } | Phase::Join { .. } => {
+                if now < self.retry_at {
+                    return;
+                }
+                if !self.unreachable_told && now.saturating_sub(self.started) >= self.cfg.timeout {
+                    self.unreachable_told = true;
+                    self.events.push_back(ClientEvent::Unreachable);
+                }
+                // A lost COOKIE or JOINED: start over, the cookie may be stale by now.
+                if matches!(self.phase, Phase::Join { .. }) && self.retry >= RETRY_MAX {
+                    let started = self.started;
+                    let told = self.unreachable_told;
+                    self.handshake(now);
+                    self.started = started;
+                    self.unreachable_told = told;
+                    return;
+                }
+                self.send_current(now);
+            }
+            Phase::Joined => {
+                let idle = now.saturating_sub(self.last_heard) >= self.cfg.idle_rejoin;
+                if now >= self.refresh_at || idle {
+                    self.handshake(now);
+                }
+            }
+            Phase::Stopped => (),
+        }
+    }
+
+    pub fn next_timeout(&self) -> Option<u64> {
+        match self.phase {
+            Phase::Hello { .. } | Phase::Join { .. } => Some(self.retry_at),
+            Phase::Joined => Some(
+                self.refresh_at
+                    .min(self.last_heard.saturating_add(self.cfg.idle_rejoin)),
+            ),
+            Phase::Stopped => None,
+        }
+    }
+
+    /// Reports blocks still missing; sent at once, in as few LOST messages as fit.
+    pub fn report_lost(&mut self, entries: &[LostEntry]) {
+        let Some(session) = self.session else { return };
+        for chunk in entries.chunks(MAX_LOST_ENTRIES) {
+            self.stats.lost_reports += 1;
+            self.stats.lost_entries += chunk.len() as u64;
+            self.transmits.push_back(message::write(&Message::Lost {
+                session,
+                entries: chunk.to_vec(),
+            }));
+        }
+    }
+
+    /// Leaves (a LEAVE to send if joined) and stops.
+    pub fn leave(&mut self) {
+        if let Some(session) = self.session.take() {
+            self.transmits
+                .push_back(message::write(&Message::Leave { session }));
+        }
+        self.phase = Phase::Stopped;
+    }
+}

@@ -1,0 +1,594 @@
+// SPDX-License-Identifier: MPL-2.0
+
+//! The session protocol's datagrams, byte by byte as docs/session-protocol.md gives them.
+//! Parsing is strict: a datagram is one message, every length is checked, trailing bytes
+//! (but HELLO's padding) make it malformed.
+
+/// First two bytes of every datagram: "FS".
+pub const MAGIC: [u8; 2] = *b"FS";
+pub const VERSION: u8 = 1;
+/// Magic, version and type.
+pub const HEADER_LEN: usize = 4;
+/// A HELLO is padded to at least this, so that the COOKIE answering it is never larger.
+pub const HELLO_LEN: usize = 32;
+pub const COOKIE_LEN: usize = 16;
+/// Bytes before a DATA datagram's payload.
+pub const DATA_HEADER_LEN: usize = 8;
+pub const MAX_NAME_LEN: usize = 64;
+pub const MAX_TOKEN_LEN: usize = 255;
+pub const MAX_CAPS_LEN: usize = 1024;
+pub const MAX_REASON_LEN: usize = 200;
+pub const MAX_JOIN_CHANNELS: usize = 16;
+pub const MAX_LOST_ENTRIES: usize = 32;
+/// The largest control message either side sends or takes (DATA is not a control message).
+pub const MAX_CONTROL_LEN: usize = 1400;
+
+const HELLO: u8 = 1;
+const COOKIE: u8 = 2;
+const JOIN: u8 = 3;
+const JOINED: u8 = 4;
+const REFUSED: u8 = 5;
+const LEAVE: u8 = 6;
+const LOST: u8 = 7;
+const END: u8 = 8;
+const DATA: u8 = 16;
+
+/// JOIN flag: `time` is an absolute Unix time (ns) instead of a duration.
+const JOIN_UNTIL: u8 = 1;
+
+pub type Cookie = [u8; COOKIE_LEN];
+
+/// How long a JOIN asks to stay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stay {
+    /// Nanoseconds from when the server takes the JOIN.
+    For(u64),
+    /// Until this Unix time, in nanoseconds.
+    Until(u64),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Reason {
+    /// The cookie is wrong or expired: start again with a HELLO.
+    BadCookie = 1,
+    /// `max-clients` receivers are in already.
+    Full = 2,
+    /// The server's application refused this address or token.
+    NotAuthorized = 3,
+    /// A channel asked for does not exist.
+    UnknownChannel = 4,
+    /// The session id is not (any more) known: the server restarted or the session expired.
+    UnknownSession = 5,
+    /// The answer would not fit one datagram.
+    TooLarge = 6,
+}
+
+impl Reason {
+    fn from_u8(v: u8) -> Option<Reason> {
+        Some(match v {
+            1 => Reason::BadCookie,
+            2 => Reason::Full,
+            3 => Reason::NotAuthorized,
+            4 => Reason::UnknownChannel,
+            5 => Reason::UnknownSession,
+            6 => Reason::TooLarge,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::BadCookie => "bad or expired cookie",
+            Reason::Full => "server full",
+            Reason::NotAuthorized => "not authorized",
+            Reason::UnknownChannel => "unknown channel",
+            Reason::UnknownSession => "unknown session",
+            Reason::TooLarge => "reply too large",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelInfo {
+    /// Number used in DATA, LOST and END.
+    pub index: u16,
+    pub name: String,
+    /// GStreamer caps string; empty while the server does not know them yet.
+    pub caps: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LostEntry {
+    pub channel: u16,
+    pub flow: u32,
+    pub block: u64,
+    /// Symbols the receiver still needs.
+    pub needed: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    Hello {
+        nonce: u64,
+    },
+    Cookie {
+        nonce: u64,
+        cookie: Cookie,
+    },
+    Join {
+        nonce: u64,
+        cookie: Cookie,
+        stay: Stay,
+        token: Vec<u8>,
+        /// Empty: every channel.
+        channels: Vec<String>,
+    },
+    Joined {
+        nonce: u64,
+        session: u64,
+        /// Nanoseconds from now the session lasts unless refreshed.
+        expires_in: u64,
+        channels: Vec<ChannelInfo>,
+    },
+    Refused {
+        nonce: u64,
+        reason: Reason,
+        text: String,
+    },
+    Leave {
+        session: u64,
+    },
+    Lost {
+        session: u64,
+        entries: Vec<LostEntry>,
+    },
+    End {
+        session: u64,
+        channel: u16,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParseError {
+    /// Not this protocol: other magic (or too short to have one).
+    Foreign,
+    /// Another version of this protocol.
+    Version(u8),
+    /// Truncated, unknown type, bad length or value, trailing bytes.
+    Malformed,
+}
+
+/// A DATA datagram: a channel's packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Data<'a> {
+    pub channel: u16,
+    pub payload: &'a [u8],
+}
+
+/// The 8 bytes put before every packet of `channel`.
+pub fn data_header(channel: u16) -> [u8; DATA_HEADER_LEN] {
+    let c = channel.to_be_bytes();
+    [MAGIC[0], MAGIC[1], VERSION, DATA, c[0], c[1], 0, 0]
+}
+
+/// What a datagram is, from its first bytes.
+pub enum Datagram<'a> {
+    Data(Data<'a>),
+    Control(Message),
+}
+
+pub fn parse(b: &[u8]) -> Result<Datagram<'_>, ParseError> {
+    if b.len() < HEADER_LEN || b[..2] != MAGIC {
+        return Err(ParseError::Foreign);
+    }
+    if b[2] != VERSION {
+        return Err(ParseError::Version(b[2]));
+    }
+    if b[3] == DATA {
+        if b.len() < DATA_HEADER_LEN || b[6..8] != [0, 0] {
+            return Err(ParseError::Malformed);
+        }
+        return Ok(Datagram::Data(Data {
+            channel: u16::from_be_bytes([b[4], b[5]]),
+            payload: &b[DATA_HEADER_LEN..],
+        }));
+    }
+    if b.len() > MAX_CONTROL_LEN {
+        return Err(ParseError::Malformed);
+    }
+    parse_control(b[3], &b[HEADER_LEN..])
+        .map(Datagram::Control)
+        .ok_or(ParseError::Malformed)
+}
+
+/// A control message only (DATA is malformed here).
+pub fn parse_message(b: &[u8]) -> Result<Message, ParseError> {
+    match parse(b)? {
+        Datagram::Control(m) => Ok(m),
+        Datagram::Data(_) => Err(ParseError::Malformed),
+    }
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn bytes(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        Some(a)
+    }
+    fn u8(&mut self) -> Option<u8> {
+        self.bytes(1).map(|b| b[0])
+    }
+    fn u16(&mut self) -> Option<u16> {
+        self.bytes(2).map(|b| u16::from_be_bytes([b[0], b[1]]))
+    }
+    fn u32(&mut self) -> Option<u32> {
+        self.bytes(4)
+            .map(|b| u32::from_be_bytes(b.try_into().unwrap()))
+    }
+    fn u64(&mut self) -> Option<u64> {
+        self.bytes(8)
+            .map(|b| u64::from_be_bytes(b.try_into().unwrap()))
+    }
+    fn cookie(&mut self) -> Option<Cookie> {
+        self.bytes(COOKIE_LEN).map(|b| b.try_into().unwrap())
+    }
+    /// UTF-8 text with a one-byte length, at most `max` bytes.
+    fn text8(&mut self, max: usize) -> Option<String> {
+        let n = usize::from(self.u8()?);
+        if n > max {
+            return None;
+        }
+        String::from_utf8(self.bytes(n)?.to_vec()).ok()
+    }
+    fn name(&mut self) -> Option<String> {
+        self.text8(MAX_NAME_LEN).filter(|n| !n.is_empty())
+    }
+    fn end(self) -> Option<()> {
+        self.0.is_empty().then_some(())
+    }
+}
+
+fn parse_control(kind: u8, body: &[u8]) -> Option<Message> {
+    let mut r = Reader(body);
+    let m = match kind {
+        HELLO => {
+            let nonce = r.u64()?;
+            // Padding: zeros, making the datagram at least HELLO_LEN bytes.
+            if HEADER_LEN + body.len() < HELLO_LEN || r.0.iter().any(|&b| b != 0) {
+                return None;
+            }
+            return Some(Message::Hello { nonce });
+        }
+        COOKIE => Message::Cookie {
+            nonce: r.u64()?,
+            cookie: r.cookie()?,
+        },
+        JOIN => {
+            let nonce = r.u64()?;
+            let cookie = r.cookie()?;
+            let flags = r.u8()?;
+            if flags & !JOIN_UNTIL != 0 {
+                return None;
+            }
+            let time = r.u64()?;
+            let stay = if flags & JOIN_UNTIL != 0 {
+                Stay::Until(time)
+            } else {
+                Stay::For(time)
+            };
+            let n = usize::from(r.u8()?);
+            let token = r.bytes(n)?.to_vec();
+            let count = usize::from(r.u8()?);
+            if count > MAX_JOIN_CHANNELS {
+                return None;
+            }
+            let mut channels = Vec::with_capacity(count);
+            for _ in 0..count {
+                channels.push(r.name()?);
+            }
+            Message::Join {
+                nonce,
+                cookie,
+                stay,
+                token,
+                channels,
+            }
+        }
+        JOINED => {
+            let nonce = r.u64()?;
+            let session = r.u64()?;
+            let expires_in = r.u64()?;
+            let count = usize::from(r.u8()?);
+            let mut channels = Vec::with_capacity(count.min(MAX_JOIN_CHANNELS));
+            for _ in 0..count {
+                let index = r.u16()?;
+                let name = r.name()?;
+                let n = usize::from(r.u16()?);
+                if n > MAX_CAPS_LEN {
+                    return None;
+                }
+                let caps = String::from_utf8(r.bytes(n)?.to_vec()).ok()?;
+                channels.push(ChannelInfo { index, name, caps });
+            }
+            Message::Joined {
+                nonce,
+                session,
+                expires_in,
+                channels,
+            }
+        }
+        REFUSED => Message::Refused {
+            nonce: r.u64()?,
+            reason: Reason::from_u8(r.u8()?)?,
+            text: r.text8(MAX_REASON_LEN)?,
+        },
+        LEAVE => Message::Leave { session: r.u64()? },
+        LOST => {
+            let session = r.u64()?;
+            let count = usize::from(r.u8()?);
+            if count == 0 || count > MAX_LOST_ENTRIES {
+                return None;
+            }
+            let mut entries = Vec::with_capacity(count);
+            for _ in 0..count {
+                entries.push(LostEntry {
+                    channel: r.u16()?,
+                    flow: r.u32()?,
+                    block: r.u64()?,
+                    needed: r.u16()?,
+                });
+            }
+            Message::Lost { session, entries }
+        }
+        END => Message::End {
+            session: r.u64()?,
+            channel: r.u16()?,
+        },
+        _ => return None,
+    };
+    r.end()?;
+    Some(m)
+}
+
+fn put_text8(out: &mut Vec<u8>, s: &[u8], max: usize) {
+    let s = &s[..s.len().min(max)];
+    out.push(s.len() as u8);
+    out.extend_from_slice(s);
+}
+
+/// Writes `m`. Names, tokens, caps and texts longer than the format allows are cut, lists
+/// longer than it allows are cut: the caller checks them beforehand where that matters.
+pub fn write(m: &Message) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64);
+    out.extend_from_slice(&MAGIC);
+    out.push(VERSION);
+    match m {
+        Message::Hello { nonce } => {
+            out.push(HELLO);
+            out.extend_from_slice(&nonce.to_be_bytes());
+            out.resize(HELLO_LEN, 0);
+        }
+        Message::Cookie { nonce, cookie } => {
+            out.push(COOKIE);
+            out.extend_from_slice(&nonce.to_be_bytes());
+            out.extend_from_slice(cookie);
+        }
+        Message::Join {
+            nonce,
+            cookie,
+            stay,
+            token,
+            channels,
+        } => {
+            out.push(JOIN);
+            out.extend_from_slice(&nonce.to_be_bytes());
+            out.extend_from_slice(cookie);
+            let (flags, time) = match *stay {
+                Stay::For(d) => (0, d),
+                Stay::Until(t) => (JOIN_UNTIL, t),
+            };
+            out.push(flags);
+            out.extend_from_slice(&time.to_be_bytes());
+            put_text8(&mut out, token, MAX_TOKEN_LEN);
+            let channels = &channels[..channels.len().min(MAX_JOIN_CHANNELS)];
+            out.push(channels.len() as u8);
+            for c in channels {
+                put_text8(&mut out, c.as_bytes(), MAX_NAME_LEN);
+            }
+        }
+        Message::Joined {
+            nonce,
+            session,
+            expires_in,
+            channels,
+        } => {
+            out.push(JOINED);
+            out.extend_from_slice(&nonce.to_be_bytes());
+            out.extend_from_slice(&session.to_be_bytes());
+            out.extend_from_slice(&expires_in.to_be_bytes());
+            let channels = &channels[..channels.len().min(usize::from(u8::MAX))];
+            out.push(channels.len() as u8);
+            for c in channels {
+                out.extend_from_slice(&c.index.to_be_bytes());
+                put_text8(&mut out, c.name.as_bytes(), MAX_NAME_LEN);
+                let caps = &c.caps.as_bytes()[..c.caps.len().min(MAX_CAPS_LEN)];
+                out.extend_from_slice(&(caps.len() as u16).to_be_bytes());
+                out.extend_from_slice(caps);
+            }
+        }
+        Message::Refused {
+            nonce,
+            reason,
+            text,
+        } => {
+            out.push(REFUSED);
+            out.extend_from_slice(&nonce.to_be_bytes());
+            out.push(*reason as u8);
+            put_text8(&mut out, text.as_bytes(), MAX_REASON_LEN);
+        }
+        Message::Leave { session } => {
+            out.push(LEAVE);
+            out.extend_from_slice(&session.to_be_bytes());
+        }
+        Message::Lost { session, entries } => {
+            out.push(LOST);
+            out.extend_from_slice(&session.to_be_bytes());
+            let entries = &entries[..entries.len().min(MAX_LOST_ENTRIES)];
+            out.push(entries.len() as u8);
+            for e in entries {
+                out.extend_from_slice(&e.channel.to_be_bytes());
+                out.extend_from_slice(&e.flow.to_be_bytes());
+                out.extend_from_slice(&e.block.to_be_bytes());
+                out.extend_from_slice(&e.needed.to_be_bytes());
+            }
+        }
+        Message::End { session, channel } => {
+            out.push(END);
+            out.extend_from_slice(&session.to_be_bytes());
+            out.extend_from_slice(&channel.to_be_bytes());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all() -> Vec<Message> {
+        vec![
+            Message::Hello { nonce: 7 },
+            Message::Cookie {
+                nonce: 7,
+                cookie: [9; COOKIE_LEN],
+            },
+            Message::Join {
+                nonce: 1,
+                cookie: [3; COOKIE_LEN],
+                stay: Stay::For(30_000_000_000),
+                token: b"secret token".to_vec(),
+                channels: vec!["hd".into(), "sd".into()],
+            },
+            Message::Join {
+                nonce: 1,
+                cookie: [3; COOKIE_LEN],
+                stay: Stay::Until(u64::MAX),
+                token: vec![],
+                channels: vec![],
+            },
+            Message::Joined {
+                nonce: 1,
+                session: u64::MAX,
+                expires_in: 5,
+                channels: vec![ChannelInfo {
+                    index: 3,
+                    name: "hd".into(),
+                    caps: "application/x-fanout-fec".into(),
+                }],
+            },
+            Message::Refused {
+                nonce: 2,
+                reason: Reason::NotAuthorized,
+                text: "no".into(),
+            },
+            Message::Leave { session: 4 },
+            Message::Lost {
+                session: 4,
+                entries: vec![LostEntry {
+                    channel: 1,
+                    flow: 2,
+                    block: 3,
+                    needed: 4,
+                }],
+            },
+            Message::End {
+                session: 4,
+                channel: 9,
+            },
+        ]
+    }
+
+    #[test]
+    fn every_message_round_trips() {
+        for m in all() {
+            let b = write(&m);
+            assert!(b.len() <= MAX_CONTROL_LEN);
+            assert_eq!(parse_message(&b), Ok(m));
+        }
+    }
+
+    #[test]
+    fn every_truncation_and_every_extra_byte_is_malformed() {
+        for m in all() {
+            let b = write(&m);
+            let shortest = if matches!(m, Message::Hello { .. }) {
+                HELLO_LEN
+            } else {
+                b.len()
+            };
+            for n in 0..shortest {
+                assert!(parse_message(&b[..n]).is_err(), "{m:?} cut at {n}");
+            }
+            let mut longer = b.clone();
+            longer.push(1);
+            assert!(parse_message(&longer).is_err(), "{m:?} with a byte more");
+        }
+    }
+
+    #[test]
+    fn a_cookie_is_never_larger_than_the_hello_it_answers() {
+        let hello = write(&Message::Hello { nonce: 1 });
+        let cookie = write(&Message::Cookie {
+            nonce: 1,
+            cookie: [0; COOKIE_LEN],
+        });
+        assert!(cookie.len() <= hello.len());
+        assert_eq!(hello.len(), HELLO_LEN);
+    }
+
+    #[test]
+    fn foreign_traffic_is_told_apart_on_its_first_bytes() {
+        assert_eq!(parse(b"FO\x02\x01rest").err(), Some(ParseError::Foreign));
+        assert_eq!(parse(b"F").err(), Some(ParseError::Foreign));
+        assert_eq!(parse(b"FS\x02\x01....").err(), Some(ParseError::Version(2)));
+        assert_eq!(parse(b"FS\x01\x63").err(), Some(ParseError::Malformed));
+    }
+
+    #[test]
+    fn data_carries_its_channel_and_payload() {
+        let mut b = data_header(513).to_vec();
+        b.extend_from_slice(b"packet");
+        match parse(&b) {
+            Ok(Datagram::Data(d)) => {
+                assert_eq!(d.channel, 513);
+                assert_eq!(d.payload, b"packet");
+            }
+            _ => panic!("not data"),
+        }
+        b[6] = 1;
+        assert!(parse(&b).is_err());
+    }
+
+    #[test]
+    fn limits_are_enforced() {
+        let mut lost = write(&Message::Lost {
+            session: 1,
+            entries: vec![],
+        });
+        assert!(parse_message(&lost).is_err(), "an empty LOST");
+        lost[12] = (MAX_LOST_ENTRIES + 1) as u8;
+        lost.resize(13 + 16 * (MAX_LOST_ENTRIES + 1), 0);
+        assert!(parse_message(&lost).is_err(), "too many LOST entries");
+        let mut hello = write(&Message::Hello { nonce: 1 });
+        hello[HELLO_LEN - 1] = 1;
+        assert!(parse_message(&hello).is_err(), "non-zero padding");
+        let oversized = [b"FS\x01\x01".as_slice(), &[0; MAX_CONTROL_LEN]].concat();
+        assert!(parse_message(&oversized).is_err());
+    }
+}

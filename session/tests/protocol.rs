@@ -1,0 +1,465 @@
+// SPDX-License-Identifier: MPL-2.0
+
+//! Client and server state machines talking through an in-memory network.
+
+use std::net::SocketAddr;
+
+use fanout_session::message::{self, Cookie, Message, COOKIE_LEN};
+use fanout_session::{
+    Client, ClientConfig, ClientEvent, Event, LostEntry, Now, Reason, RemoveReason, Server,
+    ServerConfig, Stay,
+};
+
+const S: u64 = 1_000_000_000;
+const UNIX0: u64 = 1_800_000_000 * S;
+
+fn now(mono: u64) -> Now {
+    Now {
+        mono,
+        unix: UNIX0 + mono,
+    }
+}
+
+fn addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([192, 0, 2, 1], port))
+}
+
+fn server() -> Server {
+    let mut s = Server::new(ServerConfig::new(b"test secret".to_vec()));
+    s.set_channel(0, "hd", "application/x-fanout-fec");
+    s.set_channel(1, "sd", "video/mpegts");
+    s
+}
+
+fn config(channels: &[&str], stay: Stay) -> ClientConfig {
+    ClientConfig {
+        channels: channels.iter().map(|c| c.to_string()).collect(),
+        stay,
+        // Silence is tested on its own.
+        idle_rejoin: u64::MAX,
+        ..ClientConfig::default()
+    }
+}
+
+/// Runs both machines until neither has anything to send; every JOIN is accepted unless
+/// `authorize` says otherwise. Returns the server's events.
+fn exchange(
+    t: u64,
+    s: &mut Server,
+    c: &mut Client,
+    at: SocketAddr,
+    authorize: &dyn Fn(&[u8]) -> bool,
+) -> Vec<Event> {
+    loop {
+        let mut moved = false;
+        while let Some(d) = c.poll_transmit() {
+            moved = true;
+            if let Some(req) = s.handle_datagram(now(t), at, &d) {
+                if authorize(&req.token) {
+                    s.accept(now(t), req);
+                } else {
+                    s.refuse(req, Reason::NotAuthorized, "token refused");
+                }
+            }
+        }
+        while let Some(tx) = s.poll_transmit() {
+            moved = true;
+            if tx.to == at {
+                c.handle_datagram(t, &tx.data);
+            }
+        }
+        if !moved {
+            break;
+        }
+    }
+    std::iter::from_fn(|| s.poll_event()).collect()
+}
+
+fn yes(_: &[u8]) -> bool {
+    true
+}
+
+fn joined_channels(c: &mut Client) -> Vec<String> {
+    let mut names = None;
+    while let Some(e) = c.poll_event() {
+        if let ClientEvent::Joined { channels, .. } = e {
+            names = Some(channels.into_iter().map(|c| c.name).collect());
+        }
+    }
+    names.expect("joined")
+}
+
+#[test]
+fn join_refresh_and_leave() {
+    let mut s = server();
+    let mut c = Client::new(config(&["hd"], Stay::For(30 * S)), 0, 1);
+    let ev = exchange(0, &mut s, &mut c, addr(5000), &yes);
+    assert_eq!(
+        ev,
+        vec![Event::Added {
+            id: 1,
+            addr: addr(5000)
+        }]
+    );
+    assert_eq!(joined_channels(&mut c), vec!["hd"]);
+    assert_eq!(s.members(0).collect::<Vec<_>>(), vec![(1, addr(5000))]);
+    assert_eq!(s.members(1).count(), 0);
+
+    // The refresh comes at about two thirds of the stay, and keeps the receiver in.
+    let refresh = c.next_timeout().unwrap();
+    assert!((18 * S..=22 * S).contains(&refresh), "{refresh}");
+    c.handle_timeout(refresh);
+    assert!(exchange(refresh, &mut s, &mut c, addr(5000), &yes).is_empty());
+    s.handle_timeout(now(35 * S));
+    assert_eq!(s.client_count(), 1, "the refresh moved the expiry");
+
+    c.leave();
+    let ev = exchange(36 * S, &mut s, &mut c, addr(5000), &yes);
+    assert_eq!(
+        ev,
+        vec![Event::Removed {
+            id: 1,
+            addr: addr(5000),
+            reason: RemoveReason::Left
+        }]
+    );
+    assert_eq!(s.client_count(), 0);
+}
+
+#[test]
+fn a_refresh_sets_the_channel_list() {
+    let mut s = server();
+    let mut c = Client::new(config(&["hd", "sd"], Stay::For(30 * S)), 0, 1);
+    exchange(0, &mut s, &mut c, addr(5000), &yes);
+    assert_eq!(joined_channels(&mut c), vec!["hd", "sd"]);
+    assert_eq!(s.members(0).count(), 1);
+    assert_eq!(s.members(1).count(), 1, "one receiver in two channels");
+    let mut c = Client::new(config(&["sd"], Stay::For(30 * S)), S, 2);
+    exchange(S, &mut s, &mut c, addr(5000), &yes);
+    assert_eq!(s.members(0).count(), 0, "a channel left out is left");
+    assert_eq!(s.members(1).count(), 1);
+    let mut c = Client::new(config(&[], Stay::For(30 * S)), 2 * S, 3);
+    exchange(2 * S, &mut s, &mut c, addr(5000), &yes);
+    assert_eq!(
+        joined_channels(&mut c),
+        vec!["hd", "sd"],
+        "no list: every channel"
+    );
+    assert_eq!(s.client_count(), 1);
+}
+
+#[test]
+fn expiry_by_duration_and_by_absolute_time() {
+    let mut s = server();
+    let mut a = Client::new(config(&["hd"], Stay::For(10 * S)), 0, 1);
+    exchange(0, &mut s, &mut a, addr(1), &yes);
+    let mut b = Client::new(config(&["hd"], Stay::Until(UNIX0 + 20 * S)), 0, 2);
+    exchange(0, &mut s, &mut b, addr(2), &yes);
+    assert_eq!(s.next_timeout(), Some(10 * S));
+    s.handle_timeout(now(10 * S - 1));
+    assert_eq!(s.client_count(), 2);
+    s.handle_timeout(now(10 * S));
+    let ev: Vec<_> = std::iter::from_fn(|| s.poll_event()).collect();
+    assert_eq!(
+        ev,
+        vec![Event::Removed {
+            id: 1,
+            addr: addr(1),
+            reason: RemoveReason::Expired
+        }]
+    );
+    s.handle_timeout(now(20 * S));
+    assert_eq!(
+        s.client_count(),
+        0,
+        "gone at the absolute time it asked for"
+    );
+    // A time already past joins nobody.
+    let mut c = Client::new(config(&["hd"], Stay::Until(UNIX0)), 30 * S, 3);
+    let ev = exchange(30 * S, &mut s, &mut c, addr(3), &yes);
+    assert_eq!(s.client_count(), 0);
+    assert!(matches!(
+        ev.last(),
+        Some(Event::Removed {
+            reason: RemoveReason::Expired,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn an_unknown_channel_and_a_refused_token_are_refused_with_the_reason() {
+    let mut s = server();
+    let mut c = Client::new(config(&["4k"], Stay::For(30 * S)), 0, 1);
+    exchange(0, &mut s, &mut c, addr(1), &yes);
+    assert!(matches!(
+        c.poll_event(),
+        Some(ClientEvent::Refused { reason: Reason::UnknownChannel, text }) if text.contains("4k")
+    ));
+    let mut cfg = config(&["hd"], Stay::For(30 * S));
+    cfg.token = b"wrong".to_vec();
+    let mut c = Client::new(cfg, 0, 2);
+    let ev = exchange(0, &mut s, &mut c, addr(2), &|t| t == b"right");
+    assert!(ev.is_empty());
+    assert_eq!(
+        c.poll_event(),
+        Some(ClientEvent::Refused {
+            reason: Reason::NotAuthorized,
+            text: "token refused".into()
+        })
+    );
+    assert_eq!(s.client_count(), 0);
+}
+
+#[test]
+fn max_clients_is_kept() {
+    let mut cfg = ServerConfig::new(b"k".to_vec());
+    cfg.max_clients = 2;
+    let mut s = Server::new(cfg);
+    s.set_channel(0, "hd", "");
+    for port in 1..=3 {
+        let mut c = Client::new(config(&[], Stay::For(30 * S)), 0, port.into());
+        exchange(0, &mut s, &mut c, addr(port), &yes);
+        if port == 3 {
+            assert!(matches!(
+                c.poll_event(),
+                Some(ClientEvent::Refused {
+                    reason: Reason::Full,
+                    ..
+                })
+            ));
+        }
+    }
+    assert_eq!(s.client_count(), 2);
+}
+
+fn cookie_for(s: &mut Server, t: u64, from: SocketAddr) -> Cookie {
+    s.handle_datagram(now(t), from, &message::write(&Message::Hello { nonce: 5 }));
+    match message::parse_message(&s.poll_transmit().unwrap().data).unwrap() {
+        Message::Cookie { cookie, .. } => cookie,
+        m => panic!("{m:?}"),
+    }
+}
+
+fn join(cookie: Cookie) -> Vec<u8> {
+    message::write(&Message::Join {
+        nonce: 5,
+        cookie,
+        stay: Stay::For(30 * S),
+        token: vec![],
+        channels: vec![],
+    })
+}
+
+#[test]
+fn forged_expired_and_replayed_cookies_create_nothing() {
+    let mut s = server();
+    let good = cookie_for(&mut s, 0, addr(1));
+    // Forged.
+    assert!(s
+        .handle_datagram(now(0), addr(1), &join([0; COOKIE_LEN]))
+        .is_none());
+    // Replayed from another address, or another port.
+    assert!(s.handle_datagram(now(0), addr(2), &join(good)).is_none());
+    assert!(s
+        .handle_datagram(now(0), SocketAddr::from(([192, 0, 2, 2], 1)), &join(good))
+        .is_none());
+    // Expired: two buckets on.
+    assert!(s
+        .handle_datagram(now(60 * S), addr(1), &join(good))
+        .is_none());
+    assert_eq!(s.client_count(), 0);
+    assert_eq!(s.stats.bad_cookies, 4);
+    // Still good one bucket on.
+    assert!(s
+        .handle_datagram(now(45 * S), addr(1), &join(good))
+        .is_some());
+    // Every refusal was a small reply, no state.
+    while let Some(tx) = s.poll_transmit() {
+        assert!(tx.data.len() <= join(good).len());
+    }
+}
+
+#[test]
+fn a_flood_of_spoofed_joins_and_random_datagrams_creates_no_state_and_no_amplification() {
+    let mut s = server();
+    let mut c = Client::new(config(&["hd"], Stay::For(30 * S)), 0, 1);
+    exchange(0, &mut s, &mut c, addr(9), &yes);
+    let mut x = 0x1234_5678_u64;
+    let mut sent = 0usize;
+    let mut replied = 0usize;
+    for i in 0..200_000u32 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let from = SocketAddr::from(([10, (x >> 8) as u8, (x >> 16) as u8, x as u8], x as u16));
+        let len = (x % 80) as usize;
+        let mut d: Vec<u8> = (0..len).map(|j| (x >> (j % 56)) as u8).collect();
+        match i % 4 {
+            0 => d = join([(x % 251) as u8; COOKIE_LEN]),
+            1 if d.len() >= 4 => d[..4].copy_from_slice(b"FS\x01\x01"),
+            2 if d.len() >= 4 => d[..4].copy_from_slice(&[b'F', b'S', 1, (x % 9) as u8]),
+            _ => (),
+        }
+        sent += d.len();
+        assert!(s.handle_datagram(now(S), from, &d).is_none());
+        while let Some(tx) = s.poll_transmit() {
+            assert!(tx.data.len() <= d.len(), "a reply larger than its request");
+            replied += tx.data.len();
+        }
+    }
+    assert_eq!(s.client_count(), 1, "only the real receiver");
+    assert!(replied <= sent);
+    assert_eq!(s.members(0).collect::<Vec<_>>(), vec![(1, addr(9))]);
+}
+
+#[test]
+fn a_hundred_thousand_join_leave_cycles_leave_nothing_behind() {
+    let mut s = server();
+    for i in 0..100_000u64 {
+        let at = addr((i % 60_000) as u16 + 1);
+        let mut c = Client::new(config(&["hd"], Stay::For(30 * S)), i, i);
+        exchange(i, &mut s, &mut c, at, &yes);
+        c.leave();
+        exchange(i, &mut s, &mut c, at, &yes);
+        assert_eq!(s.client_count(), 0);
+    }
+    assert!(s.poll_event().is_none(), "events were drained by exchange");
+    assert_eq!(s.members(0).count(), 0);
+    assert!(s.address_of(1).is_none());
+}
+
+#[test]
+fn lost_reports_become_bounded_repairs_for_joined_channels_only() {
+    let mut s = server();
+    let mut c = Client::new(config(&["hd"], Stay::For(30 * S)), 0, 1);
+    exchange(0, &mut s, &mut c, addr(1), &yes);
+    let lost = |channel, needed| LostEntry {
+        channel,
+        flow: 7,
+        block: 42,
+        needed,
+    };
+    c.report_lost(&[lost(0, 5), lost(1, 5)]);
+    let ev = exchange(0, &mut s, &mut c, addr(1), &yes);
+    assert_eq!(
+        ev,
+        vec![Event::Repair {
+            id: 1,
+            channel: 0,
+            flow: 7,
+            block: 42,
+            count: 5
+        }],
+        "nothing for a channel it did not join"
+    );
+    // A flood: never more than the burst, then the rate.
+    let burst = u64::from(s.config().repair_burst);
+    let mut granted = 5u64;
+    for _ in 0..1000 {
+        c.report_lost(&[lost(0, u16::MAX)]);
+        for e in exchange(0, &mut s, &mut c, addr(1), &yes) {
+            if let Event::Repair { count, .. } = e {
+                granted += u64::from(count);
+            }
+        }
+    }
+    assert_eq!(granted, burst);
+    c.report_lost(&[lost(0, u16::MAX)]);
+    let ev = exchange(S / 2, &mut s, &mut c, addr(1), &yes);
+    let rate = u64::from(s.config().repair_rate);
+    assert!(
+        matches!(ev[..], [Event::Repair { count, .. }] if u64::from(count) == (rate / 2).min(burst))
+    );
+}
+
+#[test]
+fn lost_from_another_address_or_session_creates_nothing() {
+    let mut s = server();
+    let mut c = Client::new(config(&["hd"], Stay::For(30 * S)), 0, 1);
+    exchange(0, &mut s, &mut c, addr(1), &yes);
+    c.report_lost(&[LostEntry {
+        channel: 0,
+        flow: 0,
+        block: 0,
+        needed: 3,
+    }]);
+    let spoofed = c.poll_transmit().unwrap();
+    s.handle_datagram(now(0), addr(2), &spoofed);
+    assert!(s.poll_event().is_none());
+    let reply = s.poll_transmit().unwrap();
+    assert!(reply.data.len() <= spoofed.len());
+    // A LEAVE with the wrong session does nothing either.
+    s.handle_datagram(
+        now(0),
+        addr(1),
+        &message::write(&Message::Leave { session: 1 }),
+    );
+    assert_eq!(s.client_count(), 1);
+}
+
+#[test]
+fn a_restarted_server_is_joined_again() {
+    let mut s = server();
+    let mut c = Client::new(config(&["hd"], Stay::For(30 * S)), 0, 1);
+    exchange(0, &mut s, &mut c, addr(1), &yes);
+    joined_channels(&mut c);
+    // New server, new secret: the old session is unknown, its LOST is refused.
+    let mut s = Server::new(ServerConfig::new(b"another secret".to_vec()));
+    s.set_channel(0, "hd", "");
+    c.report_lost(&[LostEntry {
+        channel: 0,
+        flow: 0,
+        block: 0,
+        needed: 3,
+    }]);
+    exchange(S, &mut s, &mut c, addr(1), &yes);
+    assert_eq!(s.client_count(), 1, "joined the new server");
+    assert!(matches!(
+        c.poll_event(),
+        Some(ClientEvent::Joined {
+            new_session: true,
+            ..
+        })
+    ));
+    // And silence alone (no LOST to refuse) makes it join again too.
+    let mut c = Client::new(ClientConfig::default(), 0, 1);
+    exchange(0, &mut s, &mut c, addr(1), &yes);
+    let mut s = server();
+    let t = c.next_timeout().unwrap();
+    assert!(t <= S + 3 * S);
+    c.handle_timeout(t);
+    exchange(t, &mut s, &mut c, addr(1), &yes);
+    assert_eq!(s.client_count(), 1);
+}
+
+#[test]
+fn an_unanswered_client_retries_then_says_unreachable() {
+    let mut c = Client::new(config(&["hd"], Stay::For(30 * S)), 0, 1);
+    let mut sends = 0;
+    let mut t = 0;
+    while t < 12 * S {
+        while c.poll_transmit().is_some() {
+            sends += 1;
+        }
+        t = c.next_timeout().unwrap();
+        c.handle_timeout(t);
+    }
+    assert!((5..20).contains(&sends), "{sends} HELLOs, backing off");
+    let ev: Vec<_> = std::iter::from_fn(|| c.poll_event()).collect();
+    assert_eq!(ev, vec![ClientEvent::Unreachable]);
+}
+
+#[test]
+fn end_reaches_the_channels_receivers() {
+    let mut s = server();
+    let mut c = Client::new(config(&["sd"], Stay::For(30 * S)), 0, 1);
+    exchange(0, &mut s, &mut c, addr(1), &yes);
+    joined_channels(&mut c);
+    s.end_channel(0);
+    assert!(s.poll_transmit().is_none(), "not in hd");
+    s.end_channel(1);
+    let tx = s.poll_transmit().unwrap();
+    c.handle_datagram(0, &tx.data);
+    assert_eq!(c.poll_event(), Some(ClientEvent::Ended { channel: 1 }));
+}
