@@ -8,7 +8,7 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use crate::block::{parse_pieces, BufferMeta};
-use crate::codec::{BlockDecoder, BlockParams};
+use crate::codec::{BlockDecoder, BlockParams, Codec};
 use crate::description::{Description, DescriptionAssembler, Mode};
 use crate::packet::{self, Packet, SymbolHeader};
 
@@ -23,6 +23,22 @@ pub struct ReceiverConfig {
     /// Bytes of symbols and rebuilt blocks held at most; past it only the block waited
     /// for takes new symbols.
     pub max_buffered_bytes: usize,
+    /// How long (ns) an incomplete block waits before [`Receiver::missing`] reports it (at
+    /// once when a later block's packets arrive); reported again after as long, at most
+    /// [`MAX_REPORTS`] times. 0: never reported.
+    pub report_delay: u64,
+}
+
+/// Times one block is reported missing at most.
+pub const MAX_REPORTS: u8 = 3;
+/// Blocks one call to [`Receiver::missing`] reports at most.
+pub const MAX_MISSING: usize = 16;
+
+/// A block waited for that is short of symbols: `needed` more would rebuild it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Missing {
+    pub block: u64,
+    pub needed: u32,
 }
 
 /// How long an incomplete block is waited for by default (ns): `fec-depayloader`'s `latency`.
@@ -35,6 +51,7 @@ impl Default for ReceiverConfig {
             latency: DEFAULT_LATENCY,
             max_pending_blocks: 256,
             max_buffered_bytes: 256 << 20,
+            report_delay: 0,
         }
     }
 }
@@ -127,6 +144,9 @@ struct PendingBlock {
     decoded: Option<Vec<u8>>,
     /// Bytes held for this block (symbols, then the rebuilt block).
     bytes: usize,
+    /// When it was last reported missing, and how often.
+    reported: Option<u64>,
+    reports: u8,
 }
 
 struct PartialBuffer {
@@ -254,6 +274,75 @@ impl Receiver {
             .map(|t| t.saturating_add(self.cfg.latency))
     }
 
+    /// The flow taken.
+    pub fn flow(&self) -> Option<u32> {
+        self.flow
+    }
+
+    /// Blocks waited for that are still short of symbols and due for a (first or repeated)
+    /// report at `now`: what a repair request should ask for. Stream mode only (a carousel
+    /// brings every block round again), never for codec none, at most [`MAX_MISSING`].
+    /// A block none of whose packets arrived is not reported: its size is unknown.
+    pub fn missing(&mut self, now: u64, out: &mut Vec<Missing>) {
+        let delay = self.cfg.report_delay;
+        let (Some(next), Some(desc)) = (self.next, &self.description) else {
+            return;
+        };
+        if delay == 0 || desc.mode == Mode::Carousel {
+            return;
+        }
+        let newest = self.blocks.keys().next_back().copied().unwrap_or(0);
+        for (&n, b) in self.blocks.range_mut(next..) {
+            if out.len() >= MAX_MISSING {
+                break;
+            }
+            let Some(v) = b.variants.first().filter(|v| v.decoder.is_some()) else {
+                continue;
+            };
+            if b.decoded.is_some() || b.reports >= MAX_REPORTS || v.params.codec == Codec::None {
+                continue;
+            }
+            let due = match b.reported {
+                None => newest > n || now >= b.first_seen.saturating_add(delay),
+                Some(t) => now >= t.saturating_add(delay),
+            };
+            if !due {
+                continue;
+            }
+            // RaptorQ decodes from K symbols almost always, from K + 2 all but once in a
+            // million; Reed-Solomon from exactly K.
+            let margin = if v.params.codec == Codec::RaptorQ {
+                2
+            } else {
+                0
+            };
+            let have = v.seen.len() as u32;
+            let needed = v.k.saturating_add(margin).saturating_sub(have).max(1);
+            b.reported = Some(now);
+            b.reports += 1;
+            out.push(Missing { block: n, needed });
+        }
+    }
+
+    /// When [`Self::missing`] next has something to report, if no packet comes first.
+    pub fn next_report(&self) -> Option<u64> {
+        let delay = self.cfg.report_delay;
+        let next = self.next?;
+        if delay == 0 || self.description.as_ref()?.mode == Mode::Carousel {
+            return None;
+        }
+        self.blocks
+            .range(next..)
+            .filter(|(_, b)| b.decoded.is_none() && b.reports < MAX_REPORTS)
+            .filter(|(_, b)| {
+                b.variants
+                    .first()
+                    .is_some_and(|v| v.decoder.is_some() && v.params.codec != Codec::None)
+            })
+            .map(|(_, b)| b.reported.unwrap_or(b.first_seen).saturating_add(delay))
+            .min()
+    }
+
     fn set_description(&mut self, desc: Description, out: &mut Vec<Output>) {
         if self.description.as_ref() == Some(&desc) {
             return;
@@ -327,6 +416,8 @@ impl Receiver {
             variants: Vec::new(),
             decoded: None,
             bytes: 0,
+            reported: None,
+            reports: 0,
         });
         if block.decoded.is_some() {
             self.stats.duplicates += 1;

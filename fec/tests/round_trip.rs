@@ -555,3 +555,75 @@ fn a_description_with_other_bytes_has_another_version() {
     }
     assert!(seen.len() > 2, "the window moved: {seen:?}");
 }
+
+#[test]
+fn missing_blocks_are_reported_with_what_they_need_and_the_repairs_complete_them() {
+    let input = buffers(30, 21);
+    let mut sender = Sender::new(SenderConfig {
+        repair_percent: 0,
+        ..config(Codec::RaptorQ)
+    })
+    .unwrap();
+    sender
+        .set_stream("application/x-test".into(), true)
+        .unwrap();
+    let mut packets = Vec::new();
+    for (meta, data) in &input {
+        sender.push_buffer(meta, data, &mut packets);
+    }
+    sender.flush(&mut packets);
+    let mut rx = Receiver::new(ReceiverConfig {
+        report_delay: 10,
+        ..ReceiverConfig::default()
+    });
+    let mut out = Vec::new();
+    let mut rng = Rng(5);
+    for p in &packets {
+        if !rng.chance(0.1) {
+            rx.push(p, 0, &mut out);
+        }
+    }
+    let mut missing = Vec::new();
+    rx.missing(0, &mut missing);
+    assert!(!missing.is_empty(), "10 % loss without repair symbols");
+    assert!(missing.len() <= fanout_fec::receiver::MAX_MISSING);
+    // Reported once now; again only after the delay.
+    let mut again = Vec::new();
+    rx.missing(5, &mut again);
+    assert!(again
+        .iter()
+        .all(|m| !missing.iter().any(|n| n.block == m.block)));
+    assert!(rx.next_report().is_some_and(|t| t <= 10));
+    // Exactly what was asked for completes every block.
+    for round in 0..4u64 {
+        for m in missing.drain(..) {
+            for p in sender.repair(m.block, m.needed).unwrap() {
+                rx.push(&p, 20 * round, &mut out);
+            }
+        }
+        rx.missing(20 * round + 15, &mut missing);
+    }
+    rx.finish(&mut out);
+    assert_eq!(rx.stats.blocks_lost, 0, "{:?}", rx.stats);
+    assert!(same(&out, &input));
+}
+
+#[test]
+fn nothing_is_reported_without_a_delay_set_or_for_codec_none() {
+    let input = buffers(10, 3);
+    for (codec, delay) in [(Codec::RaptorQ, 0), (Codec::None, 10)] {
+        let packets = send(config(codec), &input);
+        let mut rx = Receiver::new(ReceiverConfig {
+            report_delay: delay,
+            ..ReceiverConfig::default()
+        });
+        let mut out = Vec::new();
+        for p in packets.iter().skip(1).step_by(2) {
+            rx.push(p, 0, &mut out);
+        }
+        let mut missing = Vec::new();
+        rx.missing(1_000, &mut missing);
+        assert!(missing.is_empty(), "{codec:?} {delay}");
+        assert_eq!(rx.next_report(), None);
+    }
+}

@@ -221,6 +221,19 @@ impl Server {
             .map(|(a, c)| (c.id, *a))
     }
 
+    /// Every receiver: (id, address).
+    pub fn clients(&self) -> impl Iterator<Item = (u64, SocketAddr)> + '_ {
+        self.clients.iter().map(|(a, c)| (c.id, *a))
+    }
+
+    /// Channel indices receiver `id` is in.
+    pub fn channels_of(&self, id: u64) -> &[u16] {
+        self.by_id
+            .get(&id)
+            .and_then(|a| self.clients.get(a))
+            .map_or(&[], |c| c.channels.as_slice())
+    }
+
     pub fn address_of(&self, id: u64) -> Option<SocketAddr> {
         self.by_id.get(&id).copied()
     }
@@ -362,10 +375,11 @@ impl Server {
             nonce: req.nonce,
             session,
             expires_in: req.expires.saturating_sub(now.mono),
-            channels: self
+            // In the order asked for: receivers number their pads by it.
+            channels: req
                 .channels
                 .iter()
-                .filter(|c| req.channels.contains(&c.info.index))
+                .filter_map(|i| self.channels.iter().find(|c| c.info.index == *i))
                 .map(|c| c.info.clone())
                 .collect(),
         }

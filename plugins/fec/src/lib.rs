@@ -16,6 +16,9 @@ pub use fecpayloader::FecPayloader;
 
 /// Name of the upstream custom event asking `fec-payloader` for fresh repair symbols.
 pub const REPAIR_REQUEST: &str = "fanout-repair-request";
+/// Name of the upstream custom event `fec-depayloader` sends for a block it still misses
+/// symbols of, well before it gives the block up (fields `flow`, `block`, `needed`).
+pub const BLOCK_MISSING: &str = "fanout-block-missing";
 /// Name of the custom buffer meta naming the receiver a repair packet is for.
 pub const DESTINATION_META: &str = "FanoutDestinationMeta";
 
@@ -68,6 +71,26 @@ pub fn repair_request(
         .field("destination", destination.to_send_value())
         .build();
     gst::event::CustomUpstream::new(s)
+}
+
+/// Builds a `fanout-block-missing` event: `needed` more symbols would rebuild `block`.
+pub fn block_missing(flow: u32, block: u64, needed: u32) -> gst::Event {
+    let s = gst::Structure::builder(BLOCK_MISSING)
+        .field("flow", flow)
+        .field("block", block)
+        .field("needed", needed)
+        .build();
+    gst::event::CustomUpstream::new(s)
+}
+
+/// The (flow, block, needed) of a `fanout-block-missing` event, if it is one.
+pub fn parse_block_missing(event: &gst::EventRef) -> Option<(u32, u64, u32)> {
+    let s = event.structure().filter(|s| s.name() == BLOCK_MISSING)?;
+    Some((
+        s.get("flow").ok()?,
+        s.get("block").ok()?,
+        s.get("needed").ok()?,
+    ))
 }
 
 /// The destination a repair packet was made for, if it was.

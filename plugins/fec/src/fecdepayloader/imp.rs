@@ -33,13 +33,18 @@ const WARNING_INTERVAL: Duration = Duration::from_secs(5);
 struct Settings {
     latency: u64,
     flow: i64,
+    repair_delay: u64,
 }
+
+/// How long an incomplete block waits before upstream is asked for more symbols.
+pub const DEFAULT_REPAIR_DELAY: u64 = 40_000_000;
 
 impl Default for Settings {
     fn default() -> Self {
         Settings {
             latency: DEFAULT_LATENCY,
             flow: -1,
+            repair_delay: DEFAULT_REPAIR_DELAY,
         }
     }
 }
@@ -52,6 +57,7 @@ struct State {
     lost_since_warning: u64,
     caps_errors: u64,
     timer: Option<Timer>,
+    block_missing_sent: u64,
 }
 
 /// The wake-up for the block waited for.
@@ -99,7 +105,7 @@ impl FecDepayloader {
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
         let _push = self.push_lock.lock().unwrap();
         let mut outputs = Vec::new();
-        {
+        let missing = {
             let mut guard = self.state.lock().unwrap();
             let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
             let now = self.now();
@@ -109,18 +115,43 @@ impl FecDepayloader {
                     state.receiver.push(&map, now, &mut outputs);
                 }
             }
-        }
+            Self::missing(state, now)
+        };
         let ret = self.push_outputs(outputs);
+        self.ask_upstream(missing);
         self.schedule_timer();
         ret
+    }
+
+    /// Blocks due for a repair request now, as `fanout-block-missing` events.
+    fn missing(state: &mut State, now: u64) -> Vec<gst::Event> {
+        let mut missing = Vec::new();
+        state.receiver.missing(now, &mut missing);
+        let Some(flow) = state.receiver.flow() else {
+            return Vec::new();
+        };
+        state.block_missing_sent += missing.len() as u64;
+        missing
+            .into_iter()
+            .map(|m| crate::block_missing(flow, m.block, m.needed))
+            .collect()
+    }
+
+    fn ask_upstream(&self, events: Vec<gst::Event>) {
+        for e in events {
+            gst::log!(CAT, imp = self, "asking upstream: {:?}", e.structure());
+            self.sinkpad.push_event(e);
+        }
     }
 
     /// Wakes up when the block waited for is due, if no packet completes it first.
     fn schedule_timer(&self) {
         let mut guard = self.state.lock().unwrap();
         let Some(state) = guard.as_mut() else { return };
-        let Some(deadline) = state.receiver.deadline() else {
-            return;
+        let deadline = match (state.receiver.deadline(), state.receiver.next_report()) {
+            (Some(a), Some(b)) => a.min(b),
+            (Some(t), None) | (None, Some(t)) => t,
+            (None, None) => return,
         };
         if state.timer.as_ref().is_some_and(|t| t.deadline <= deadline) {
             return;
@@ -143,13 +174,16 @@ impl FecDepayloader {
     fn on_timer(&self) {
         let _push = self.push_lock.lock().unwrap();
         let mut outputs = Vec::new();
-        {
+        let missing = {
             let mut guard = self.state.lock().unwrap();
             let Some(state) = guard.as_mut() else { return };
             state.timer = None;
-            state.receiver.handle_timeout(self.now(), &mut outputs);
-        }
+            let now = self.now();
+            state.receiver.handle_timeout(now, &mut outputs);
+            Self::missing(state, now)
+        };
         let _ = self.push_outputs(outputs);
+        self.ask_upstream(missing);
         self.schedule_timer();
     }
 
@@ -369,6 +403,10 @@ impl FecDepayloader {
             .field("descriptions", st.descriptions)
             .field("resyncs", st.resyncs)
             .field("caps-errors", guard.as_ref().map_or(0, |s| s.caps_errors))
+            .field(
+                "block-missing-sent",
+                guard.as_ref().map_or(0, |s| s.block_missing_sent),
+            )
             .build()
     }
 
@@ -377,6 +415,8 @@ impl FecDepayloader {
         let receiver = Receiver::new(ReceiverConfig {
             flow: u32::try_from(settings.flow).ok(),
             latency: settings.latency,
+            // Asked well before the block is given up.
+            report_delay: settings.repair_delay.min(settings.latency / 2),
             ..ReceiverConfig::default()
         });
         *self.state.lock().unwrap() = Some(State {
@@ -386,6 +426,7 @@ impl FecDepayloader {
             lost_since_warning: 0,
             caps_errors: 0,
             timer: None,
+            block_missing_sent: 0,
         });
     }
 
@@ -469,9 +510,15 @@ impl ObjectImpl for FecDepayloader {
                     .default_value(-1)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecUInt64::builder("repair-delay")
+                    .nick("Repair delay")
+                    .blurb("How long (ns, at most latency/2) an incomplete block waits before an upstream fanout-block-missing event asks for the symbols it needs (at once when a later block arrives; repeated twice); session-src turns it into a loss report. 0: never ask")
+                    .default_value(DEFAULT_REPAIR_DELAY)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
-                    .blurb("packets, malformed, other-flow, duplicates, late, inconsistent, out-of-range, excess, symbols, blocks-decoded, blocks-recovered, blocks-lost, bad-blocks, buffers, partial-buffers-dropped, descriptions, resyncs, caps-errors")
+                    .blurb("packets, malformed, other-flow, duplicates, late, inconsistent, out-of-range, excess, symbols, blocks-decoded, blocks-recovered, blocks-lost, bad-blocks, buffers, partial-buffers-dropped, descriptions, resyncs, caps-errors, block-missing-sent")
                     .read_only()
                     .build(),
             ]
@@ -484,6 +531,7 @@ impl ObjectImpl for FecDepayloader {
         match pspec.name() {
             "latency" => s.latency = value.get().unwrap(),
             "flow" => s.flow = value.get().unwrap(),
+            "repair-delay" => s.repair_delay = value.get().unwrap(),
             other => unreachable!("unknown property {other}"),
         }
     }
@@ -492,6 +540,7 @@ impl ObjectImpl for FecDepayloader {
         match pspec.name() {
             "latency" => self.settings.lock().unwrap().latency.to_value(),
             "flow" => self.settings.lock().unwrap().flow.to_value(),
+            "repair-delay" => self.settings.lock().unwrap().repair_delay.to_value(),
             "stats" => self.current_stats().to_value(),
             other => unreachable!("unknown property {other}"),
         }

@@ -1,0 +1,601 @@
+// SPDX-License-Identifier: MPL-2.0
+
+//! `session-sink`: request pads (one channel each), the data path (every buffer to every
+//! receiver of its channel, repair packets to the one receiver that asked) and the element's
+//! life cycle. The protocol runs in `control.rs`, on its own thread.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::thread::JoinHandle;
+
+use fanout_session::server::{DEFAULT_MAX_CLIENTS, DEFAULT_REPAIR_BURST, DEFAULT_REPAIR_RATE};
+use fanout_session::{message, Server, ServerConfig};
+use gst::glib;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+use gstfanoutfec::packet_destination;
+
+use super::control::{self, Snapshot};
+use super::pad::{ChannelStats, SessionSinkPad};
+use crate::fanout::{Fanout, Target};
+
+pub static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "session-sink",
+        gst::DebugColorFlags::empty(),
+        Some("fanout session sink: independent receiver sessions, UDP GSO fan-out"),
+    )
+});
+
+pub const DEFAULT_ADDRESS: &str = "0.0.0.0";
+pub const DEFAULT_PORT: u32 = 5600;
+/// Consecutive failed sends after which a receiver is evicted.
+pub const EVICT_AFTER_ERRORS: u64 = 1000;
+
+#[derive(Debug, Clone)]
+pub(super) struct Settings {
+    pub address: String,
+    pub port: u32,
+    pub secret: Option<String>,
+    pub max_clients: u32,
+    pub gso: bool,
+    pub repair_rate: u32,
+    pub repair_burst: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            address: DEFAULT_ADDRESS.into(),
+            port: DEFAULT_PORT,
+            secret: None,
+            max_clients: DEFAULT_MAX_CLIENTS as u32,
+            gso: true,
+            repair_rate: DEFAULT_REPAIR_RATE,
+            repair_burst: DEFAULT_REPAIR_BURST,
+        }
+    }
+}
+
+/// What exists between READY→PAUSED and PAUSED→READY, shared with the control thread.
+pub(super) struct Running {
+    pub socket: Arc<UdpSocket>,
+    pub fanout: Fanout,
+    pub server: Mutex<Server>,
+    pub snapshot: Mutex<Arc<Snapshot>>,
+    pub stop: AtomicBool,
+    /// Channels whose stream ended, for the control thread to tell their receivers.
+    pub ended: Mutex<Vec<u16>>,
+    /// Receivers whose sends keep failing, for the control thread to evict.
+    pub evict: Mutex<Vec<u64>>,
+    pub gso_refusal_told: AtomicBool,
+}
+
+pub struct SessionSink {
+    pub(super) settings: Mutex<Settings>,
+    pub(super) running: Mutex<Option<Arc<Running>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    last_stats: Mutex<Option<gst::Structure>>,
+}
+
+impl SessionSink {
+    fn running(&self) -> Option<Arc<Running>> {
+        self.running.lock().unwrap().clone()
+    }
+
+    fn start(&self) -> Result<(), gst::ErrorMessage> {
+        let s = self.settings.lock().unwrap().clone();
+        let ip: std::net::IpAddr = s.address.parse().map_err(|_| {
+            gst::error_msg!(
+                gst::ResourceError::Settings,
+                ["address {:?} is not an IP address", s.address]
+            )
+        })?;
+        let bind = SocketAddr::new(ip, s.port as u16);
+        let socket = control::bind(bind).map_err(|e| {
+            gst::error_msg!(
+                gst::ResourceError::OpenReadWrite,
+                ["cannot listen on {bind}: {e}"]
+            )
+        })?;
+        let secret = match &s.secret {
+            Some(k) => k.as_bytes().to_vec(),
+            None => {
+                let mut k = vec![0u8; 32];
+                getrandom::fill(&mut k).map_err(|e| {
+                    gst::error_msg!(gst::LibraryError::Init, ["no random secret: {e}"])
+                })?;
+                k
+            }
+        };
+        let mut cfg = ServerConfig::new(secret);
+        cfg.max_clients = s.max_clients as usize;
+        cfg.repair_rate = s.repair_rate;
+        cfg.repair_burst = s.repair_burst;
+        let mut server = Server::new(cfg);
+        for pad in self.sink_pads() {
+            server.set_channel(pad.index(), &pad.channel_name(), &caps_of(&pad));
+        }
+        let socket = Arc::new(socket);
+        let running = Arc::new(Running {
+            fanout: Fanout::new(socket.clone(), s.gso),
+            socket,
+            server: Mutex::new(server),
+            snapshot: Mutex::default(),
+            stop: AtomicBool::new(false),
+            ended: Mutex::default(),
+            evict: Mutex::default(),
+            gso_refusal_told: AtomicBool::new(false),
+        });
+        gst::info!(CAT, imp = self, "listening on {bind}, GSO {}", s.gso);
+        let weak = self.obj().downgrade();
+        let r = running.clone();
+        let thread = std::thread::Builder::new()
+            .name("session-sink".into())
+            .spawn(move || control::run(weak, r))
+            .map_err(|e| gst::error_msg!(gst::CoreError::Thread, ["{e}"]))?;
+        *self.thread.lock().unwrap() = Some(thread);
+        *self.running.lock().unwrap() = Some(running);
+        Ok(())
+    }
+
+    fn stop(&self) {
+        let running = self.running.lock().unwrap().take();
+        if let Some(r) = &running {
+            r.stop.store(true, Ordering::SeqCst);
+        }
+        if let Some(t) = self.thread.lock().unwrap().take() {
+            let _ = t.join();
+        }
+        if let Some(r) = running {
+            *self.last_stats.lock().unwrap() = Some(control::stats(self, &r));
+        }
+        for pad in self.sink_pads() {
+            pad.imp().eos.store(false, Ordering::SeqCst);
+        }
+    }
+
+    pub(super) fn sink_pads(&self) -> Vec<SessionSinkPad> {
+        self.obj()
+            .sink_pads()
+            .into_iter()
+            .filter_map(|p| p.downcast::<SessionSinkPad>().ok())
+            .collect()
+    }
+
+    pub(super) fn pad_of(&self, index: u16) -> Option<SessionSinkPad> {
+        self.sink_pads().into_iter().find(|p| p.index() == index)
+    }
+
+    /// The pad's `channel` or caps changed: receivers learn it at their next JOIN.
+    pub(super) fn channel_changed(&self, pad: &SessionSinkPad) {
+        if let Some(r) = self.running() {
+            r.server
+                .lock()
+                .unwrap()
+                .set_channel(pad.index(), &pad.channel_name(), &caps_of(pad));
+        }
+    }
+
+    fn chain_list(
+        &self,
+        pad: &SessionSinkPad,
+        list: gst::BufferList,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let Some(r) = self.running() else {
+            return Err(gst::FlowError::Flushing);
+        };
+        let snapshot = r.snapshot.lock().unwrap().clone();
+        let index = pad.index();
+        let header = message::data_header(index);
+        let everyone = snapshot
+            .channels
+            .get(&index)
+            .map(|t| t.as_slice())
+            .unwrap_or(&[]);
+        let stats = &pad.imp().stats;
+        // Runs of packets for everyone go out together; a repair packet goes on its own.
+        let mut maps: Vec<gst::BufferMap<'_, gst::buffer::Readable>> = Vec::new();
+        let flush = |maps: &mut Vec<gst::BufferMap<'_, gst::buffer::Readable>>| {
+            if maps.is_empty() {
+                return;
+            }
+            let packets: Vec<&[u8]> = maps.iter().map(|m| m.as_slice()).collect();
+            self.send(&r, &header, &packets, everyone, stats);
+            maps.clear();
+        };
+        for buffer in list.iter() {
+            stats.buffers.fetch_add(1, Ordering::Relaxed);
+            stats
+                .bytes
+                .fetch_add(buffer.size() as u64, Ordering::Relaxed);
+            let Ok(map) = buffer.map_readable() else {
+                gst::warning!(CAT, imp = self, "unreadable buffer dropped");
+                continue;
+            };
+            match packet_destination(buffer) {
+                None => maps.push(map),
+                Some(dest) => {
+                    flush(&mut maps);
+                    let target = dest
+                        .get::<u64>()
+                        .ok()
+                        .and_then(|id| snapshot.by_id.get(&id))
+                        .filter(|t| everyone.iter().any(|e| e.id == t.id));
+                    if let Some(t) = target {
+                        if t.stats.take_repair_credit() {
+                            stats.repairs.fetch_add(1, Ordering::Relaxed);
+                            t.stats.repairs.fetch_add(1, Ordering::Relaxed);
+                            self.send(
+                                &r,
+                                &header,
+                                &[map.as_slice()],
+                                std::slice::from_ref(t),
+                                stats,
+                            );
+                        } else {
+                            t.stats.repairs_refused.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            }
+        }
+        flush(&mut maps);
+        Ok(gst::FlowSuccess::Ok)
+    }
+
+    fn send(
+        &self,
+        r: &Running,
+        header: &[u8],
+        packets: &[&[u8]],
+        targets: &[Arc<Target>],
+        stats: &ChannelStats,
+    ) {
+        let (sent, gso_refused) = r.fanout.send(header, packets, targets);
+        stats.datagrams.fetch_add(sent.datagrams, Ordering::Relaxed);
+        if gso_refused && !r.gso_refusal_told.swap(true, Ordering::Relaxed) {
+            gst::debug!(
+                CAT,
+                imp = self,
+                "the kernel refused UDP GSO: sending plain datagrams from now on"
+            );
+        }
+        if sent.errors > 0 {
+            let failing = targets
+                .iter()
+                .filter(|t| t.stats.errors_in_a_row.load(Ordering::Relaxed) >= EVICT_AFTER_ERRORS)
+                .map(|t| t.id);
+            r.evict.lock().unwrap().extend(failing);
+        }
+    }
+
+    fn sink_event(&self, pad: &SessionSinkPad, event: gst::Event) -> bool {
+        match event.view() {
+            gst::EventView::Caps(c) => {
+                *pad.imp().caps.lock().unwrap() = c.caps().to_string();
+                self.channel_changed(pad);
+                return true;
+            }
+            gst::EventView::Eos(_) => {
+                pad.imp().eos.store(true, Ordering::SeqCst);
+                if let Some(r) = self.running() {
+                    r.ended.lock().unwrap().push(pad.index());
+                }
+                return true;
+            }
+            gst::EventView::FlushStop(_) => pad.imp().eos.store(false, Ordering::SeqCst),
+            _ => (),
+        }
+        gst::Pad::event_default(pad, Some(&*self.obj()), event)
+    }
+
+    /// Removes the receiver at `address` ("ip:port"); false if there is none.
+    fn remove_client(&self, address: &str) -> bool {
+        let (Some(r), Ok(addr)) = (self.running(), address.parse::<SocketAddr>()) else {
+            return false;
+        };
+        let mut server = r.server.lock().unwrap();
+        let id = server.clients().find(|(_, a)| *a == addr).map(|(id, _)| id);
+        id.is_some_and(|id| server.remove(id, fanout_session::RemoveReason::Removed))
+    }
+}
+
+fn caps_of(pad: &SessionSinkPad) -> String {
+    pad.imp().caps.lock().unwrap().clone()
+}
+
+#[glib::object_subclass]
+impl ObjectSubclass for SessionSink {
+    const NAME: &'static str = "GstFanoutSessionSink";
+    type Type = super::SessionSink;
+    type ParentType = gst::Element;
+    type Interfaces = (gst::ChildProxy,);
+
+    fn new() -> Self {
+        SessionSink {
+            settings: Mutex::default(),
+            running: Mutex::default(),
+            thread: Mutex::default(),
+            last_stats: Mutex::default(),
+        }
+    }
+}
+
+impl ObjectImpl for SessionSink {
+    fn constructed(&self) {
+        self.parent_constructed();
+        self.obj().set_element_flags(gst::ElementFlags::SINK);
+    }
+
+    fn properties() -> &'static [glib::ParamSpec] {
+        static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
+            vec![
+                glib::ParamSpecString::builder("address")
+                    .nick("Address")
+                    .blurb("Local IP address to listen on (IPv4 or IPv6)")
+                    .default_value(Some(DEFAULT_ADDRESS))
+                    .build(),
+                glib::ParamSpecUInt::builder("port")
+                    .nick("Port")
+                    .blurb("UDP port receivers join on and data is sent from")
+                    .maximum(u16::MAX.into())
+                    .default_value(DEFAULT_PORT)
+                    .build(),
+                glib::ParamSpecString::builder("secret")
+                    .nick("Secret")
+                    .blurb("Key of the address cookies; servers sharing it accept each other's cookies. Unset: random at every start")
+                    .write_only()
+                    .build(),
+                glib::ParamSpecUInt::builder("max-clients")
+                    .nick("Max clients")
+                    .blurb("Receivers at most; further JOINs are refused as full")
+                    .minimum(1)
+                    .default_value(DEFAULT_MAX_CLIENTS as u32)
+                    .build(),
+                glib::ParamSpecBoolean::builder("gso")
+                    .nick("GSO")
+                    .blurb("Send runs of equal-size packets as UDP GSO super-datagrams (turned off by itself where the kernel refuses it)")
+                    .default_value(true)
+                    .build(),
+                glib::ParamSpecUInt::builder("max-repair-rate")
+                    .nick("Max repair rate")
+                    .blurb("Repair packets a second one receiver can ask for (after a burst of max-repair-burst)")
+                    .default_value(DEFAULT_REPAIR_RATE)
+                    .build(),
+                glib::ParamSpecUInt::builder("max-repair-burst")
+                    .nick("Max repair burst")
+                    .blurb("Repair packets one receiver can ask for at once")
+                    .default_value(DEFAULT_REPAIR_BURST)
+                    .build(),
+                glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
+                    .nick("Statistics")
+                    .blurb("Receivers and traffic: totals, per channel (channels) and per receiver (receivers); also posted on the bus every second")
+                    .read_only()
+                    .build(),
+            ]
+        });
+        PROPERTIES.as_ref()
+    }
+
+    fn signals() -> &'static [glib::subclass::Signal] {
+        static SIGNALS: LazyLock<Vec<glib::subclass::Signal>> = LazyLock::new(|| {
+            vec![
+                glib::subclass::Signal::builder("client-added")
+                    .param_types([String::static_type()])
+                    .build(),
+                glib::subclass::Signal::builder("client-removed")
+                    .param_types([String::static_type(), String::static_type()])
+                    .build(),
+                glib::subclass::Signal::builder("client-joining")
+                    .param_types([String::static_type(), String::static_type()])
+                    .return_type::<bool>()
+                    .class_handler(|_| Some(true.to_value()))
+                    // The first handler saying no decides.
+                    .accumulator(|_hint, _acc, value| {
+                        if value.get::<bool>().unwrap_or(false) {
+                            std::ops::ControlFlow::Continue(value.clone())
+                        } else {
+                            std::ops::ControlFlow::Break(false.to_value())
+                        }
+                    })
+                    .build(),
+                glib::subclass::Signal::builder("remove-client")
+                    .param_types([String::static_type()])
+                    .return_type::<bool>()
+                    .action()
+                    .class_handler(|args| {
+                        let sink = args[0].get::<super::SessionSink>().unwrap();
+                        let address = args[1].get::<String>().unwrap_or_default();
+                        Some(sink.imp().remove_client(&address).to_value())
+                    })
+                    .build(),
+            ]
+        });
+        SIGNALS.as_ref()
+    }
+
+    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        let mut s = self.settings.lock().unwrap();
+        match pspec.name() {
+            "address" => {
+                s.address = value
+                    .get::<Option<String>>()
+                    .unwrap()
+                    .unwrap_or_else(|| DEFAULT_ADDRESS.into())
+            }
+            "port" => s.port = value.get().unwrap(),
+            "secret" => {
+                s.secret = value
+                    .get::<Option<String>>()
+                    .unwrap()
+                    .filter(|k| !k.is_empty())
+            }
+            "max-clients" => s.max_clients = value.get().unwrap(),
+            "gso" => s.gso = value.get().unwrap(),
+            "max-repair-rate" => s.repair_rate = value.get().unwrap(),
+            "max-repair-burst" => s.repair_burst = value.get().unwrap(),
+            other => unreachable!("unknown property {other}"),
+        }
+    }
+
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        let s = self.settings.lock().unwrap();
+        match pspec.name() {
+            "address" => s.address.to_value(),
+            "port" => s.port.to_value(),
+            "secret" => None::<String>.to_value(),
+            "max-clients" => s.max_clients.to_value(),
+            "gso" => s.gso.to_value(),
+            "max-repair-rate" => s.repair_rate.to_value(),
+            "max-repair-burst" => s.repair_burst.to_value(),
+            "stats" => {
+                drop(s);
+                match self.running() {
+                    Some(r) => control::stats(self, &r).to_value(),
+                    None => self
+                        .last_stats
+                        .lock()
+                        .unwrap()
+                        .clone()
+                        .unwrap_or_else(control::empty_stats)
+                        .to_value(),
+                }
+            }
+            other => unreachable!("unknown property {other}"),
+        }
+    }
+}
+
+impl GstObjectImpl for SessionSink {}
+
+impl ChildProxyImpl for SessionSink {
+    fn child_by_index(&self, index: u32) -> Option<glib::Object> {
+        self.obj()
+            .sink_pads()
+            .into_iter()
+            .nth(index as usize)
+            .map(|p| p.upcast())
+    }
+
+    fn children_count(&self) -> u32 {
+        self.obj().num_sink_pads() as u32
+    }
+
+    fn child_by_name(&self, name: &str) -> Option<glib::Object> {
+        let obj = self.obj();
+        // gst-launch sets pad properties before it links: the pad is requested now.
+        obj.static_pad(name)
+            .or_else(|| obj.request_pad_simple(name))
+            .map(|p| p.upcast())
+    }
+}
+
+impl ElementImpl for SessionSink {
+    fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
+        static METADATA: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
+            gst::subclass::ElementMetadata::new(
+                "fanout session sink",
+                "Sink/Network",
+                "Serves every channel (one per sink pad) to the receivers that joined it with session-src: cookie handshake, expiry, loss reports answered with fresh repair symbols, UDP GSO fan-out",
+                "The fanout developers",
+            )
+        });
+        Some(&*METADATA)
+    }
+
+    fn pad_templates() -> &'static [gst::PadTemplate] {
+        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
+            vec![gst::PadTemplate::with_gtype(
+                "sink_%u",
+                gst::PadDirection::Sink,
+                gst::PadPresence::Request,
+                &gst::Caps::new_any(),
+                SessionSinkPad::static_type(),
+            )
+            .unwrap()]
+        });
+        TEMPLATES.as_ref()
+    }
+
+    fn request_new_pad(
+        &self,
+        templ: &gst::PadTemplate,
+        name: Option<&str>,
+        _caps: Option<&gst::Caps>,
+    ) -> Option<gst::Pad> {
+        let obj = self.obj();
+        let name = match name {
+            Some(n) => n.to_owned(),
+            None => (0..u16::MAX)
+                .map(|i| format!("sink_{i}"))
+                .find(|n| obj.static_pad(n).is_none())?,
+        };
+        let index: u16 = name.strip_prefix("sink_")?.parse().ok()?;
+        if index == u16::MAX || obj.static_pad(&name).is_some() {
+            return None;
+        }
+        let pad = gst::PadBuilder::<SessionSinkPad>::from_template(templ)
+            .name(name.as_str())
+            .chain_function(|pad, parent, buffer| {
+                SessionSink::catch_panic_pad_function(
+                    parent,
+                    || Err(gst::FlowError::Error),
+                    |sink| {
+                        let mut list = gst::BufferList::new_sized(1);
+                        list.get_mut().unwrap().add(buffer);
+                        sink.chain_list(pad, list)
+                    },
+                )
+            })
+            .chain_list_function(|pad, parent, list| {
+                SessionSink::catch_panic_pad_function(
+                    parent,
+                    || Err(gst::FlowError::Error),
+                    |sink| sink.chain_list(pad, list),
+                )
+            })
+            .event_function(|pad, parent, event| {
+                SessionSink::catch_panic_pad_function(
+                    parent,
+                    || false,
+                    |sink| sink.sink_event(pad, event),
+                )
+            })
+            .build();
+        if obj.current_state() >= gst::State::Paused {
+            let _ = pad.set_active(true);
+        }
+        obj.add_pad(&pad).ok()?;
+        obj.child_added(&pad, &name);
+        self.channel_changed(&pad);
+        Some(pad.upcast())
+    }
+
+    fn release_pad(&self, pad: &gst::Pad) {
+        if let (Some(p), Some(r)) = (pad.downcast_ref::<SessionSinkPad>(), self.running()) {
+            r.server.lock().unwrap().remove_channel(p.index());
+        }
+        let _ = pad.set_active(false);
+        let _ = self.obj().remove_pad(pad);
+        self.obj().child_removed(pad, &pad.name());
+    }
+
+    fn change_state(
+        &self,
+        transition: gst::StateChange,
+    ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
+        if transition == gst::StateChange::ReadyToPaused {
+            self.start().map_err(|e| {
+                self.post_error_message(e);
+                gst::StateChangeError
+            })?;
+        }
+        let ret = self.parent_change_state(transition);
+        if transition == gst::StateChange::PausedToReady || ret.is_err() {
+            self.stop();
+        }
+        ret
+    }
+}

@@ -1,0 +1,29 @@
+// SPDX-License-Identifier: MPL-2.0
+
+use gst::glib;
+use gst::prelude::*;
+
+mod imp;
+mod receive;
+
+glib::wrapper! {
+    pub struct SessionSrc(ObjectSubclass<imp::SessionSrc>) @extends gst::Element, gst::Object;
+}
+
+#[derive(Debug, Eq, PartialEq, Hash, Clone, Copy, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstFanoutSessionTransport")]
+pub enum Transport {
+    #[enum_value(name = "UDP unicast from the server", nick = "udp")]
+    Udp = 0,
+}
+
+pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    Transport::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
+    gst::Element::register(
+        Some(plugin),
+        "session-src",
+        gst::Rank::NONE,
+        SessionSrc::static_type(),
+    )
+}

@@ -1,0 +1,362 @@
+// SPDX-License-Identifier: MPL-2.0
+
+//! `session-src`'s thread: receives from the server (a connected socket takes nothing from
+//! anyone else), runs the [`Client`](fanout_session::Client) state machine, adds the
+//! channels' pads and pushes their packets, timestamped with the running time of arrival.
+
+use std::io::ErrorKind;
+use std::net::{SocketAddr, UdpSocket};
+use std::str::FromStr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fanout_session::{ChannelInfo, ClientEvent};
+use gst::glib;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+
+use super::imp::{Running, SessionSrc, CAT};
+
+/// How long the thread waits for a datagram before it looks at its timers.
+const TICK: Duration = Duration::from_millis(20);
+
+pub(super) fn connect(server: SocketAddr) -> std::io::Result<UdpSocket> {
+    let domain = socket2::Domain::for_address(server);
+    let s = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
+    // A block arrives as a burst.
+    let _ = s.set_recv_buffer_size(4 << 20);
+    let any: SocketAddr = if server.is_ipv4() {
+        "0.0.0.0:0".parse().unwrap()
+    } else {
+        "[::]:0".parse().unwrap()
+    };
+    s.bind(&any.into())?;
+    s.connect(&server.into())?;
+    let s: UdpSocket = s.into();
+    s.set_read_timeout(Some(TICK))?;
+    Ok(s)
+}
+
+struct ChannelPad {
+    index: u16,
+    name: String,
+    pad: gst::Pad,
+    caps: Option<gst::Caps>,
+    /// Caps (and stream-start, segment) pushed for the current `caps`.
+    configured: bool,
+    eos: bool,
+    packets: u64,
+    bytes: u64,
+}
+
+/// The channels joined and their pads.
+#[derive(Default)]
+pub(crate) struct Channels {
+    list: Vec<ChannelPad>,
+    dropped_not_playing: u64,
+    dropped_no_caps: u64,
+    unknown_channel: u64,
+    joined: bool,
+    no_more_pads: bool,
+}
+
+impl Channels {
+    pub fn pads(&self) -> impl Iterator<Item = &gst::Pad> {
+        self.list.iter().map(|c| &c.pad)
+    }
+
+    pub fn index_of(&self, pad: &gst::Pad) -> Option<u16> {
+        self.list.iter().find(|c| &c.pad == pad).map(|c| c.index)
+    }
+}
+
+pub(super) fn run(weak: glib::WeakRef<super::SessionSrc>, r: Arc<Running>) {
+    let mut buf = vec![0u8; 65_536];
+    let mut unreachable_told = false;
+    while !r.stop.load(Ordering::SeqCst) {
+        let got = r.socket.recv(&mut buf);
+        let Some(src) = weak.upgrade() else { break };
+        let imp = src.imp();
+        let now = r.now();
+        match got {
+            Ok(n) => {
+                let data = {
+                    let mut client = r.client.lock().unwrap();
+                    let d = client
+                        .handle_datagram(now, &buf[..n])
+                        .map(|d| (d.channel, gst::Buffer::from_slice(d.payload.to_vec())));
+                    r.flush(&mut client);
+                    d
+                };
+                if let Some((channel, buffer)) = data {
+                    push(imp, channel, buffer);
+                }
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => (),
+            // The server's port is closed (ICMP): the retries go on.
+            Err(e) => gst::trace!(CAT, imp = imp, "receive: {e}"),
+        }
+        let events: Vec<ClientEvent> = {
+            let mut client = r.client.lock().unwrap();
+            if client.next_timeout().is_some_and(|t| t <= now) {
+                client.handle_timeout(now);
+            }
+            r.flush(&mut client);
+            std::iter::from_fn(|| client.poll_event()).collect()
+        };
+        for e in events {
+            handle_event(imp, &r, e, &mut unreachable_told);
+        }
+    }
+}
+
+fn handle_event(imp: &SessionSrc, r: &Running, e: ClientEvent, unreachable_told: &mut bool) {
+    match e {
+        ClientEvent::Joined {
+            channels,
+            new_session,
+        } => {
+            let first = !imp.channels.lock().unwrap().joined;
+            if new_session && !first {
+                gst::info!(
+                    CAT,
+                    imp = imp,
+                    "joined {} again (the server restarted)",
+                    r.server
+                );
+            } else if first {
+                gst::info!(CAT, imp = imp, "joined {}", r.server);
+            }
+            *unreachable_told = false;
+            add_pads(imp, &channels);
+        }
+        ClientEvent::Refused { reason, text } => {
+            let why = if text.is_empty() {
+                reason.as_str().to_owned()
+            } else {
+                format!("{} ({text})", reason.as_str())
+            };
+            gst::element_imp_error!(
+                imp,
+                gst::ResourceError::OpenRead,
+                ["{} refused the JOIN: {why}", r.server]
+            );
+        }
+        ClientEvent::Unreachable => {
+            if *unreachable_told {
+                return;
+            }
+            *unreachable_told = true;
+            let timeout = gst::ClockTime::from_nseconds(imp.settings.lock().unwrap().timeout);
+            if imp.channels.lock().unwrap().joined {
+                gst::element_imp_warning!(
+                    imp,
+                    gst::ResourceError::Read,
+                    ["no answer from {} for {timeout}: still trying", r.server]
+                );
+            } else {
+                gst::element_imp_error!(
+                    imp,
+                    gst::ResourceError::OpenRead,
+                    [
+                        "no answer from {} within {timeout}: is a session-sink there?",
+                        r.server
+                    ]
+                );
+            }
+        }
+        ClientEvent::Ended { channel } => {
+            let pad = {
+                let mut ch = imp.channels.lock().unwrap();
+                ch.list
+                    .iter_mut()
+                    .find(|c| c.index == channel && !c.eos)
+                    .map(|c| {
+                        c.eos = true;
+                        c.pad.clone()
+                    })
+            };
+            if let Some(pad) = pad {
+                gst::debug!(CAT, obj = pad, "the channel ended");
+                pad.push_event(gst::event::Eos::new());
+            }
+        }
+    }
+}
+
+fn add_pads(imp: &SessionSrc, channels: &[ChannelInfo]) {
+    let obj = imp.obj();
+    let mut new = Vec::new();
+    {
+        let mut ch = imp.channels.lock().unwrap();
+        ch.joined = true;
+        for info in channels {
+            let caps = if info.caps.is_empty() {
+                None
+            } else {
+                match gst::Caps::from_str(&info.caps) {
+                    Ok(c) => Some(c),
+                    Err(_) => {
+                        gst::warning!(
+                            CAT,
+                            imp = imp,
+                            "channel {}: unreadable caps {:?}",
+                            info.name,
+                            info.caps
+                        );
+                        None
+                    }
+                }
+            };
+            if let Some(c) = ch.list.iter_mut().find(|c| c.index == info.index) {
+                if caps.is_some() && c.caps != caps {
+                    c.caps = caps;
+                    c.configured = false;
+                }
+                continue;
+            }
+            let templ = obj.pad_template("src_%u").unwrap();
+            let pad = gst::Pad::builder_from_template(&templ)
+                .name(format!("src_{}", ch.list.len()))
+                .event_function(|pad, parent, event| {
+                    SessionSrc::catch_panic_pad_function(
+                        parent,
+                        || false,
+                        |src| src.src_event(pad, event),
+                    )
+                })
+                .query_function(|pad, parent, query| {
+                    SessionSrc::catch_panic_pad_function(
+                        parent,
+                        || false,
+                        |src| src.src_query(pad, query),
+                    )
+                })
+                .build();
+            ch.list.push(ChannelPad {
+                index: info.index,
+                name: info.name.clone(),
+                pad: pad.clone(),
+                caps,
+                configured: false,
+                eos: false,
+                packets: 0,
+                bytes: 0,
+            });
+            new.push(pad);
+        }
+    }
+    for pad in new {
+        let _ = pad.set_active(true);
+        if obj.add_pad(&pad).is_err() {
+            gst::warning!(CAT, imp = imp, "cannot add pad {}", pad.name());
+        }
+    }
+    let mut ch = imp.channels.lock().unwrap();
+    if !ch.no_more_pads {
+        ch.no_more_pads = true;
+        drop(ch);
+        obj.no_more_pads();
+    }
+}
+
+fn push(imp: &SessionSrc, channel: u16, mut buffer: gst::Buffer) {
+    let obj = imp.obj();
+    let (pad, setup) = {
+        let mut ch = imp.channels.lock().unwrap();
+        if !imp.playing.load(Ordering::SeqCst) {
+            ch.dropped_not_playing += 1;
+            return;
+        }
+        let Some(c) = ch.list.iter_mut().find(|c| c.index == channel) else {
+            ch.unknown_channel += 1;
+            return;
+        };
+        if c.eos {
+            return;
+        }
+        let Some(caps) = c.caps.clone() else {
+            ch.dropped_no_caps += 1;
+            return;
+        };
+        c.packets += 1;
+        c.bytes += buffer.size() as u64;
+        let setup = (!c.configured).then(|| {
+            c.configured = true;
+            caps
+        });
+        (c.pad.clone(), setup)
+    };
+    if let Some(caps) = setup {
+        if pad.sticky_event::<gst::event::StreamStart>(0).is_none() {
+            let id = format!("{}/{}", obj.name(), pad.name());
+            pad.push_event(gst::event::StreamStart::builder(&id).build());
+        }
+        pad.push_event(gst::event::Caps::new(&caps));
+        if pad.sticky_event::<gst::event::Segment>(0).is_none() {
+            let segment = gst::FormattedSegment::<gst::ClockTime>::new();
+            pad.push_event(gst::event::Segment::new(&segment));
+        }
+        buffer.make_mut().set_flags(gst::BufferFlags::DISCONT);
+    }
+    if let (Some(clock), Some(base)) = (obj.clock(), obj.base_time()) {
+        let b = buffer.make_mut();
+        b.set_pts(clock.time().saturating_sub(base));
+    }
+    match pad.push(buffer) {
+        Ok(_) | Err(gst::FlowError::Flushing) | Err(gst::FlowError::Eos) => (),
+        Err(gst::FlowError::NotLinked) => gst::trace!(CAT, obj = pad, "not linked"),
+        Err(e) => {
+            gst::element_imp_error!(
+                imp,
+                gst::StreamError::Failed,
+                ["streaming stopped, reason {e:?}"]
+            );
+        }
+    }
+}
+
+pub(super) fn empty_stats() -> gst::Structure {
+    gst::Structure::builder("application/x-fanout-session-src-stats")
+        .field("joined", false)
+        .build()
+}
+
+pub(super) fn stats(imp: &SessionSrc, r: &Running) -> gst::Structure {
+    let c = r.client.lock().unwrap();
+    let joined = c.is_joined();
+    let s = c.stats;
+    drop(c);
+    let ch = imp.channels.lock().unwrap();
+    let channels: Vec<glib::SendValue> = ch
+        .list
+        .iter()
+        .map(|c| {
+            gst::Structure::builder("channel")
+                .field("index", u32::from(c.index))
+                .field("name", &c.name)
+                .field("pad", c.pad.name().as_str())
+                .field("packets", c.packets)
+                .field("bytes", c.bytes)
+                .field("ended", c.eos)
+                .build()
+                .to_send_value()
+        })
+        .collect();
+    gst::Structure::builder("application/x-fanout-session-src-stats")
+        .field("joined", joined)
+        .field("server", r.server.to_string())
+        .field("datagrams", s.datagrams)
+        .field("data", s.data)
+        .field("foreign", s.foreign)
+        .field("malformed", s.malformed)
+        .field("joins", s.joins)
+        .field("lost-reports", s.lost_reports)
+        .field("lost-entries", s.lost_entries)
+        .field("dropped-not-playing", ch.dropped_not_playing)
+        .field("dropped-no-caps", ch.dropped_no_caps)
+        .field("unknown-channel", ch.unknown_channel)
+        .field("channels", gst::Array::from_values(channels))
+        .build()
+}
