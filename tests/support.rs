@@ -27,7 +27,12 @@ pub fn plugin_dir() -> PathBuf {
         // The plugin's own sources and those of the workspace crates it uses.
         let manifest = std::fs::read_to_string(plugin.join("Cargo.toml")).unwrap();
         let mut src_dirs = vec![plugin.join("src"), root.join("wire/src")];
-        for (krate, dir) in [("fanout-store", "store"), ("fanout-fec", "fec")] {
+        for (krate, dir) in [
+            ("fanout-store", "store"),
+            ("fanout-fec", "fec"),
+            ("fanout-session", "session"),
+            ("gst-plugin-fanout-fec", "plugins/fec"),
+        ] {
             if manifest.contains(krate) {
                 src_dirs.push(root.join(dir).join("src"));
             }

@@ -53,6 +53,8 @@ pub enum ClientEvent {
     Unreachable,
     /// The channel's stream ended.
     Ended { channel: u16 },
+    /// A joined channel's caps (or name) changed.
+    Changed { channel: ChannelInfo },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -239,6 +241,11 @@ impl Client {
             (_, Message::End { session, channel }) if Some(session) == self.session => {
                 self.last_heard = now;
                 self.events.push_back(ClientEvent::Ended { channel });
+            }
+            (_, Message::Channel { session, info }) if Some(session) == self.session => {
+                self.last_heard = now;
+                self.events
+                    .push_back(ClientEvent::Changed { channel: info });
             }
             _ => self.stats.malformed += 1,
         }

@@ -31,6 +31,7 @@ const REFUSED: u8 = 5;
 const LEAVE: u8 = 6;
 const LOST: u8 = 7;
 const END: u8 = 8;
+const CHANNEL: u8 = 9;
 const DATA: u8 = 16;
 
 /// JOIN flag: `time` is an absolute Unix time (ns) instead of a duration.
@@ -147,6 +148,11 @@ pub enum Message {
         session: u64,
         channel: u16,
     },
+    /// A joined channel's name or caps changed (or became known).
+    Channel {
+        session: u64,
+        info: ChannelInfo,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -249,6 +255,17 @@ impl<'a> Reader<'a> {
     fn name(&mut self) -> Option<String> {
         self.text8(MAX_NAME_LEN).filter(|n| !n.is_empty())
     }
+    fn channel_info(&mut self) -> Option<ChannelInfo> {
+        let index = self.u16()?;
+        let name = self.name()?;
+        let n = usize::from(self.u16()?);
+        if n > MAX_CAPS_LEN {
+            return None;
+        }
+        let caps = String::from_utf8(self.bytes(n)?.to_vec()).ok()?;
+        Some(ChannelInfo { index, name, caps })
+    }
+
     fn end(self) -> Option<()> {
         self.0.is_empty().then_some(())
     }
@@ -307,14 +324,7 @@ fn parse_control(kind: u8, body: &[u8]) -> Option<Message> {
             let count = usize::from(r.u8()?);
             let mut channels = Vec::with_capacity(count.min(MAX_JOIN_CHANNELS));
             for _ in 0..count {
-                let index = r.u16()?;
-                let name = r.name()?;
-                let n = usize::from(r.u16()?);
-                if n > MAX_CAPS_LEN {
-                    return None;
-                }
-                let caps = String::from_utf8(r.bytes(n)?.to_vec()).ok()?;
-                channels.push(ChannelInfo { index, name, caps });
+                channels.push(r.channel_info()?);
             }
             Message::Joined {
                 nonce,
@@ -350,6 +360,10 @@ fn parse_control(kind: u8, body: &[u8]) -> Option<Message> {
             session: r.u64()?,
             channel: r.u16()?,
         },
+        CHANNEL => Message::Channel {
+            session: r.u64()?,
+            info: r.channel_info()?,
+        },
         _ => return None,
     };
     r.end()?;
@@ -360,6 +374,14 @@ fn put_text8(out: &mut Vec<u8>, s: &[u8], max: usize) {
     let s = &s[..s.len().min(max)];
     out.push(s.len() as u8);
     out.extend_from_slice(s);
+}
+
+fn put_channel_info(out: &mut Vec<u8>, c: &ChannelInfo) {
+    out.extend_from_slice(&c.index.to_be_bytes());
+    put_text8(out, c.name.as_bytes(), MAX_NAME_LEN);
+    let caps = &c.caps.as_bytes()[..c.caps.len().min(MAX_CAPS_LEN)];
+    out.extend_from_slice(&(caps.len() as u16).to_be_bytes());
+    out.extend_from_slice(caps);
 }
 
 /// Writes `m`. Names, tokens, caps and texts longer than the format allows are cut, lists
@@ -415,11 +437,7 @@ pub fn write(m: &Message) -> Vec<u8> {
             let channels = &channels[..channels.len().min(usize::from(u8::MAX))];
             out.push(channels.len() as u8);
             for c in channels {
-                out.extend_from_slice(&c.index.to_be_bytes());
-                put_text8(&mut out, c.name.as_bytes(), MAX_NAME_LEN);
-                let caps = &c.caps.as_bytes()[..c.caps.len().min(MAX_CAPS_LEN)];
-                out.extend_from_slice(&(caps.len() as u16).to_be_bytes());
-                out.extend_from_slice(caps);
+                put_channel_info(&mut out, c);
             }
         }
         Message::Refused {
@@ -452,6 +470,11 @@ pub fn write(m: &Message) -> Vec<u8> {
             out.push(END);
             out.extend_from_slice(&session.to_be_bytes());
             out.extend_from_slice(&channel.to_be_bytes());
+        }
+        Message::Channel { session, info } => {
+            out.push(CHANNEL);
+            out.extend_from_slice(&session.to_be_bytes());
+            put_channel_info(&mut out, info);
         }
     }
     out
@@ -510,6 +533,14 @@ mod tests {
             Message::End {
                 session: 4,
                 channel: 9,
+            },
+            Message::Channel {
+                session: 4,
+                info: ChannelInfo {
+                    index: 1,
+                    name: "sd".into(),
+                    caps: "video/mpegts".into(),
+                },
             },
         ]
     }

@@ -183,7 +183,7 @@ impl Server {
         &self.cfg
     }
 
-    /// Adds or updates a channel; receivers learn new caps when they next JOIN.
+    /// Adds or updates a channel; its receivers are told of a change (CHANNEL).
     pub fn set_channel(&mut self, index: u16, name: &str, caps: &str) {
         let info = ChannelInfo {
             index,
@@ -191,8 +191,24 @@ impl Server {
             caps: caps.to_owned(),
         };
         match self.channels.iter_mut().find(|c| c.info.index == index) {
-            Some(c) => c.info = info,
-            None => self.channels.push(Channel { info }),
+            Some(c) if c.info == info => return,
+            Some(c) => c.info = info.clone(),
+            None => {
+                self.channels.push(Channel { info });
+                return;
+            }
+        }
+        for (addr, c) in &self.clients {
+            if c.channels.contains(&index) {
+                let m = Message::Channel {
+                    session: c.session,
+                    info: info.clone(),
+                };
+                self.transmits.push_back(Transmit {
+                    to: *addr,
+                    data: message::write(&m),
+                });
+            }
         }
     }
 
@@ -312,7 +328,8 @@ impl Server {
             Message::Cookie { .. }
             | Message::Joined { .. }
             | Message::Refused { .. }
-            | Message::End { .. } => {
+            | Message::End { .. }
+            | Message::Channel { .. } => {
                 self.stats.malformed += 1;
                 None
             }

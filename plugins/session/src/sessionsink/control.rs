@@ -24,7 +24,7 @@ use crate::fanout::Target;
 /// How long the thread waits for a datagram before it looks at its timers.
 const TICK: Duration = Duration::from_millis(20);
 /// END is not acknowledged: sent this many times, this far apart.
-const END_REPEATS: u32 = 3;
+const END_REPEATS: u32 = 5;
 const END_SPACING: Duration = Duration::from_millis(30);
 const STATS_INTERVAL: Duration = Duration::from_secs(1);
 

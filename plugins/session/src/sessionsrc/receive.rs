@@ -55,7 +55,6 @@ struct ChannelPad {
 pub(crate) struct Channels {
     list: Vec<ChannelPad>,
     dropped_not_playing: u64,
-    dropped_no_caps: u64,
     unknown_channel: u64,
     joined: bool,
     no_more_pads: bool,
@@ -166,6 +165,7 @@ fn handle_event(imp: &SessionSrc, r: &Running, e: ClientEvent, unreachable_told:
                 );
             }
         }
+        ClientEvent::Changed { channel } => add_pads(imp, std::slice::from_ref(&channel)),
         ClientEvent::Ended { channel } => {
             let pad = {
                 let mut ch = imp.channels.lock().unwrap();
@@ -276,15 +276,12 @@ fn push(imp: &SessionSrc, channel: u16, mut buffer: gst::Buffer) {
         if c.eos {
             return;
         }
-        let Some(caps) = c.caps.clone() else {
-            ch.dropped_no_caps += 1;
-            return;
-        };
         c.packets += 1;
         c.bytes += buffer.size() as u64;
+        // Caps unknown (the server's input has none): data without caps, as udpsrc does.
         let setup = (!c.configured).then(|| {
             c.configured = true;
-            caps
+            c.caps.clone()
         });
         (c.pad.clone(), setup)
     };
@@ -293,7 +290,9 @@ fn push(imp: &SessionSrc, channel: u16, mut buffer: gst::Buffer) {
             let id = format!("{}/{}", obj.name(), pad.name());
             pad.push_event(gst::event::StreamStart::builder(&id).build());
         }
-        pad.push_event(gst::event::Caps::new(&caps));
+        if let Some(caps) = caps {
+            pad.push_event(gst::event::Caps::new(&caps));
+        }
         if pad.sticky_event::<gst::event::Segment>(0).is_none() {
             let segment = gst::FormattedSegment::<gst::ClockTime>::new();
             pad.push_event(gst::event::Segment::new(&segment));
@@ -355,7 +354,6 @@ pub(super) fn stats(imp: &SessionSrc, r: &Running) -> gst::Structure {
         .field("lost-reports", s.lost_reports)
         .field("lost-entries", s.lost_entries)
         .field("dropped-not-playing", ch.dropped_not_playing)
-        .field("dropped-no-caps", ch.dropped_no_caps)
         .field("unknown-channel", ch.unknown_channel)
         .field("channels", gst::Array::from_values(channels))
         .build()

@@ -2,7 +2,8 @@
 
 //! After EOS in carousel mode, fresh rounds over the kept blocks go out from the source pad's
 //! own task (as `raptorqenc` releases its delayed packets), so upstream's thread returns at
-//! once; stopping and flushing end the rounds without waiting for the pacing.
+//! once; stopping and flushing end the rounds without waiting for the pacing. In stream mode
+//! with `repair-linger`, the same task holds EOS back while repair requests are answered.
 
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -14,10 +15,11 @@ use gst::subclass::prelude::*;
 use super::{packet_buffers, FecPayloader, CAT};
 use crate::FecMode;
 
-/// The rounds in progress, and the EOS they hold back.
+/// The rounds in progress (none: a stream-mode linger), and the EOS they hold back.
 pub struct Carousel {
-    rounds: CarouselRounds,
+    rounds: Option<CarouselRounds>,
     started: Instant,
+    linger: Duration,
     eos: gst::Event,
 }
 
@@ -56,17 +58,27 @@ impl FecPayloader {
     /// In carousel mode with rounds to go, takes the EOS and starts the rounds on the source
     /// pad's task; otherwise gives the event back, to go on at once.
     pub(super) fn start_carousel(&self, eos: gst::Event) -> Result<(), gst::Event> {
-        let (mode, rounds, bitrate) = {
+        let (mode, rounds, bitrate, linger) = {
             let s = self.settings.lock().unwrap();
-            (s.mode, s.carousel_rounds, s.carousel_bitrate)
+            (
+                s.mode,
+                s.carousel_rounds,
+                s.carousel_bitrate,
+                s.repair_linger,
+            )
         };
-        if mode != FecMode::Carousel || rounds == 0 {
-            return Err(eos);
-        }
+        let rounds = match mode {
+            FecMode::Carousel if rounds != 0 => {
+                Some(CarouselRounds::new(u64::try_from(rounds).ok(), bitrate))
+            }
+            FecMode::Stream if linger > 0 => None,
+            _ => return Err(eos),
+        };
         self.interrupt.clear();
         *self.carousel.lock().unwrap() = Some(Carousel {
-            rounds: CarouselRounds::new(u64::try_from(rounds).ok(), bitrate),
+            rounds,
             started: Instant::now(),
+            linger: Duration::from_nanos(linger),
             eos,
         });
         let weak = self.obj().downgrade();
@@ -96,21 +108,41 @@ impl FecPayloader {
 
     /// One step of the task: a fresh round of the next kept block, then the pacing wait.
     fn carousel_step(&self) {
+        let linger_end = match self.carousel.lock().unwrap().as_ref() {
+            Some(c) if c.rounds.is_none() => Some(c.started + c.linger),
+            _ => None,
+        };
+        if let Some(end) = linger_end {
+            // Repair requests push their packets themselves meanwhile.
+            if self.interrupt.wait_until(end) {
+                gst::debug!(CAT, imp = self, "repair linger over");
+                self.finish_carousel();
+            } else {
+                let _ = self.srcpad.pause_task();
+            }
+            return;
+        }
         let _push = self.push_lock.lock().unwrap();
         let mut packets = Vec::new();
         let (due, repairs) = {
             let mut carousel = self.carousel.lock().unwrap();
             let mut guard = self.state.lock().unwrap();
-            let (Some(c), Some(state)) = (carousel.as_mut(), guard.as_mut()) else {
+            let (Some(c), Some(state)) = (
+                carousel
+                    .as_mut()
+                    .and_then(|c| c.rounds.as_mut().map(|r| (r, c.started))),
+                guard.as_mut(),
+            ) else {
                 drop((carousel, guard));
                 let _ = self.srcpad.pause_task();
                 return;
             };
-            let due = c.rounds.step(&mut state.sender, &mut packets);
+            let (rounds, started) = c;
+            let due = rounds.step(&mut state.sender, &mut packets);
             state.counters.packets_out += packets.len() as u64;
-            state.counters.carousel_rounds = c.rounds.rounds_done;
+            state.counters.carousel_rounds = rounds.rounds_done;
             (
-                due.map(|ns| c.started + Duration::from_nanos(ns)),
+                due.map(|ns| started + Duration::from_nanos(ns)),
                 std::mem::take(&mut state.repairs),
             )
         };

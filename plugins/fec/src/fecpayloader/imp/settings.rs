@@ -29,6 +29,7 @@ pub struct Settings {
     pub description_interval: u32,
     pub carousel_rounds: i32,
     pub carousel_bitrate: u64,
+    pub repair_linger: u64,
 }
 
 impl Default for Settings {
@@ -47,6 +48,7 @@ impl Default for Settings {
             description_interval: DEFAULT_DESCRIPTION_INTERVAL,
             carousel_rounds: -1,
             carousel_bitrate: DEFAULT_CAROUSEL_BITRATE,
+            repair_linger: 0,
         }
     }
 }
@@ -151,6 +153,11 @@ impl Settings {
                     .default_value(DEFAULT_DESCRIPTION_INTERVAL)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecUInt64::builder("repair-linger")
+                    .nick("Repair linger")
+                    .blurb("Stream mode: after EOS, how long (ns) the last blocks are still answered for repair requests before EOS goes downstream (session-sink receivers asking for their last block); 0: EOS at once")
+                    .maximum(60_000_000_000)
+                    .build(),
                 glib::ParamSpecInt::builder("carousel-rounds")
                     .nick("Carousel rounds")
                     .blurb("Carousel mode: rounds over the kept blocks after the input ends, before EOS goes on (-1 = until stopped)")
@@ -182,6 +189,7 @@ impl Settings {
             "window-blocks" => s.window_blocks = value.get().unwrap(),
             "description-interval" => s.description_interval = value.get().unwrap(),
             "carousel-rounds" => s.carousel_rounds = value.get().unwrap(),
+            "repair-linger" => s.repair_linger = value.get().unwrap(),
             "carousel-bitrate" => s.carousel_bitrate = value.get().unwrap(),
             other => unreachable!("unknown property {other}"),
         }
@@ -202,6 +210,7 @@ impl Settings {
             "window-blocks" => s.window_blocks.to_value(),
             "description-interval" => s.description_interval.to_value(),
             "carousel-rounds" => s.carousel_rounds.to_value(),
+            "repair-linger" => s.repair_linger.to_value(),
             "carousel-bitrate" => s.carousel_bitrate.to_value(),
             other => unreachable!("unknown property {other}"),
         }

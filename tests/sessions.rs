@@ -1,0 +1,261 @@
+//! `fec-payloader ! session-sink` and `session-src ! fec-depayloader` in separate
+//! gst-launch processes, through a lossy UDP relay this test runs: what arrives is the
+//! input's bytes, and LOST reports are what makes every block arrive.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use fanout_tests::*;
+
+/// Forwards one receiver's datagrams to the server and back, dropping `loss` of them at
+/// random either way.
+struct Relay {
+    port: u16,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+    dropped: Arc<AtomicU64>,
+    /// A JOINED went through to the receiver.
+    joined: Arc<AtomicBool>,
+}
+
+struct Rng(u64);
+
+impl Rng {
+    fn chance(&mut self, p: f64) -> bool {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        ((self.0 >> 11) as f64 / (1u64 << 53) as f64) < p
+    }
+}
+
+impl Relay {
+    fn start(server: SocketAddr, loss: f64, seed: u64) -> Relay {
+        let front = Arc::new(UdpSocket::bind("127.0.0.1:0").unwrap());
+        let back = Arc::new(UdpSocket::bind("127.0.0.1:0").unwrap());
+        back.connect(server).unwrap();
+        for s in [&front, &back] {
+            s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+        }
+        let port = front.local_addr().unwrap().port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let dropped = Arc::new(AtomicU64::new(0));
+        let joined = Arc::new(AtomicBool::new(false));
+        let client: Arc<Mutex<Option<SocketAddr>>> = Arc::default();
+        let up = {
+            let (front, back, stop, dropped, client) = (
+                front.clone(),
+                back.clone(),
+                stop.clone(),
+                dropped.clone(),
+                client.clone(),
+            );
+            std::thread::spawn(move || {
+                let mut rng = Rng(seed | 1);
+                let mut buf = [0u8; 65536];
+                while !stop.load(Ordering::Relaxed) {
+                    if let Ok((n, from)) = front.recv_from(&mut buf) {
+                        *client.lock().unwrap() = Some(from);
+                        if rng.chance(loss) {
+                            dropped.fetch_add(1, Ordering::Relaxed);
+                        } else {
+                            let _ = back.send(&buf[..n]);
+                        }
+                    }
+                }
+            })
+        };
+        let down = {
+            let (stop, dropped, joined) = (stop.clone(), dropped.clone(), joined.clone());
+            std::thread::spawn(move || {
+                let mut rng = Rng(seed.rotate_left(17) | 1);
+                let mut buf = [0u8; 65536];
+                while !stop.load(Ordering::Relaxed) {
+                    if let Ok(n) = back.recv(&mut buf) {
+                        let to = *client.lock().unwrap();
+                        if rng.chance(loss) {
+                            dropped.fetch_add(1, Ordering::Relaxed);
+                        } else if let Some(to) = to {
+                            if buf[..n].starts_with(b"FS\x01\x04") {
+                                joined.store(true, Ordering::Relaxed);
+                            }
+                            let _ = front.send_to(&buf[..n], to);
+                        }
+                    }
+                }
+            })
+        };
+        Relay {
+            port,
+            stop,
+            threads: vec![up, down],
+            dropped,
+            joined,
+        }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// 1 500 packets' worth of random bytes.
+fn random_bytes(seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..1500 * 1316)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn mkfifo(path: &Path) {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+}
+
+struct Transfer {
+    input: Vec<u8>,
+    outputs: Vec<Vec<u8>>,
+    /// What the receivers' gst-launch printed.
+    logs: Vec<String>,
+}
+
+/// Sends 2 MB through `session-sink` to `receivers` receivers (each through its own relay
+/// losing `loss`), paced at about 7 Mbit/s. The sender reads a FIFO the test writes only once
+/// every receiver joined, so every receiver can get every byte.
+fn transfer(
+    loss: f64,
+    receivers: usize,
+    pay_opts: &str,
+    sink_opts: &str,
+    depay_opts: &str,
+) -> Transfer {
+    let tmp = tempfile::tempdir().unwrap();
+    let input_path = tmp.path().join("in.fifo");
+    mkfifo(&input_path);
+    let input = random_bytes(42);
+    let port = free_udp_port();
+    let server: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let relays: Vec<Relay> = (0..receivers)
+        .map(|i| Relay::start(server, loss, 7 + i as u64))
+        .collect();
+    let children: Vec<_> = relays
+        .iter()
+        .enumerate()
+        .map(|(i, relay)| {
+            let out = tmp.path().join(format!("out{i}.bin"));
+            let child = gst_launch(&format!(
+                "session-src port={} ! fec-depayloader {depay_opts} ! filesink location={}",
+                relay.port,
+                out.display(),
+            ))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+            (child, out)
+        })
+        .collect();
+    let sender = gst_launch(&format!(
+        "filesrc location={} blocksize=1316 ! identity sleep-time=1500 \
+         ! fec-payloader repair-linger=500000000 {pay_opts} ! session-sink port={port} {sink_opts}",
+        input_path.display()
+    ))
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    let start = std::time::Instant::now();
+    while !relays.iter().all(|r| r.joined.load(Ordering::Relaxed)) {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "receivers did not join"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::fs::write(&input_path, &input).unwrap();
+    let sender = wait_with_timeout(sender, Duration::from_secs(90));
+    assert!(sender.status.success(), "{}", text(&sender));
+    let outputs = children
+        .into_iter()
+        .map(|(child, out)| {
+            let o = wait_with_timeout(child, Duration::from_secs(30));
+            assert!(o.status.success(), "{}", text(&o));
+            (std::fs::read(out).unwrap(), text(&o))
+        })
+        .collect::<Vec<_>>();
+    let (outputs, logs) = outputs.into_iter().unzip();
+    for r in &relays {
+        if loss > 0.0 {
+            assert!(
+                r.dropped.load(Ordering::Relaxed) > 100,
+                "the relay lost nothing"
+            );
+        }
+    }
+    Transfer {
+        input,
+        outputs,
+        logs,
+    }
+}
+
+#[test]
+fn with_loss_reports_every_block_arrives_through_10_percent_loss() {
+    let t = transfer(0.1, 1, "repair-percent=5", "", "");
+    assert!(
+        t.input == t.outputs[0],
+        "got {} of {} bytes, the input's end: {}\n{}",
+        t.outputs[0].len(),
+        t.input.len(),
+        t.input.ends_with(&t.outputs[0]),
+        t.logs[0]
+    );
+}
+
+#[test]
+fn without_loss_reports_the_same_run_loses_blocks() {
+    // The same sender; the receiving fec-depayloader never asks (repair-delay=0).
+    let t = transfer(0.1, 1, "repair-percent=5", "", "repair-delay=0");
+    assert!(
+        t.input != t.outputs[0],
+        "5 % repair symbols alone covered 10 % loss: the test shows nothing"
+    );
+}
+
+#[test]
+fn gso_on_and_forced_off_give_the_same_bytes_to_every_receiver() {
+    for gso in [true, false] {
+        let t = transfer(0.0, 2, "", &format!("gso={gso}"), "");
+        for o in &t.outputs {
+            assert!(
+                &t.input == o,
+                "gso={gso}: got {} of {} bytes, or not the input's",
+                o.len(),
+                t.input.len()
+            );
+        }
+    }
+}
