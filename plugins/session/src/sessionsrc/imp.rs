@@ -174,6 +174,11 @@ impl SessionSrc {
         if let Some(r) = running {
             *self.last_stats.lock().unwrap() = Some(receive::stats(self, &r));
         }
+        let tasks = self.channels.lock().unwrap().tasks();
+        for (pad, queue) in tasks {
+            queue.set_flushing(true);
+            let _ = pad.stop_task();
+        }
         let pads: Vec<gst::Pad> = self.channels.lock().unwrap().pads().cloned().collect();
         for pad in pads {
             let _ = pad.set_active(false);
@@ -378,6 +383,8 @@ impl ElementImpl for SessionSrc {
                 gst::StateChangeError
             })?,
             gst::StateChange::PlayingToPaused => self.playing.store(false, Ordering::SeqCst),
+            // The pads' tasks end before the pads are deactivated (which waits for them).
+            gst::StateChange::PausedToReady => self.stop(),
             _ => (),
         }
         let mut ret = self.parent_change_state(transition);
@@ -386,7 +393,6 @@ impl ElementImpl for SessionSrc {
                 ret = ret.map(|_| gst::StateChangeSuccess::NoPreroll)
             }
             gst::StateChange::PausedToPlaying => self.playing.store(true, Ordering::SeqCst),
-            gst::StateChange::PausedToReady => self.stop(),
             _ => (),
         }
         if ret.is_err() {

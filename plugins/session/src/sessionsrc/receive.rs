@@ -17,6 +17,7 @@ use gst::prelude::*;
 use gst::subclass::prelude::*;
 
 use super::imp::{Running, SessionSrc, CAT};
+use super::output::{self, Item, PadQueue};
 
 /// How long the thread waits for a datagram before it looks at its timers.
 const TICK: Duration = Duration::from_millis(20);
@@ -42,6 +43,7 @@ struct ChannelPad {
     index: u16,
     name: String,
     pad: gst::Pad,
+    queue: Arc<PadQueue>,
     caps: Option<gst::Caps>,
     /// Caps (and stream-start, segment) pushed for the current `caps`.
     configured: bool,
@@ -67,6 +69,15 @@ impl Channels {
 
     pub fn index_of(&self, pad: &gst::Pad) -> Option<u16> {
         self.list.iter().find(|c| &c.pad == pad).map(|c| c.index)
+    }
+
+    /// Each pad with its queue, to end their tasks without holding the lock (a task may
+    /// be in a pad function that takes it).
+    pub fn tasks(&self) -> Vec<(gst::Pad, Arc<PadQueue>)> {
+        self.list
+            .iter()
+            .map(|c| (c.pad.clone(), c.queue.clone()))
+            .collect()
     }
 }
 
@@ -167,19 +178,11 @@ fn handle_event(imp: &SessionSrc, r: &Running, e: ClientEvent, unreachable_told:
         }
         ClientEvent::Changed { channel } => add_pads(imp, std::slice::from_ref(&channel)),
         ClientEvent::Ended { channel } => {
-            let pad = {
-                let mut ch = imp.channels.lock().unwrap();
-                ch.list
-                    .iter_mut()
-                    .find(|c| c.index == channel && !c.eos)
-                    .map(|c| {
-                        c.eos = true;
-                        c.pad.clone()
-                    })
-            };
-            if let Some(pad) = pad {
-                gst::debug!(CAT, obj = pad, "the channel ended");
-                pad.push_event(gst::event::Eos::new());
+            let mut ch = imp.channels.lock().unwrap();
+            if let Some(c) = ch.list.iter_mut().find(|c| c.index == channel && !c.eos) {
+                gst::debug!(CAT, obj = c.pad, "the channel ended");
+                c.eos = true;
+                c.queue.push(Item::Eos);
             }
         }
     }
@@ -238,20 +241,22 @@ fn add_pads(imp: &SessionSrc, channels: &[ChannelInfo]) {
                 index: info.index,
                 name: info.name.clone(),
                 pad: pad.clone(),
+                queue: Arc::default(),
                 caps,
                 configured: false,
                 eos: false,
                 packets: 0,
                 bytes: 0,
             });
-            new.push(pad);
+            new.push((pad, ch.list.last().unwrap().queue.clone()));
         }
     }
-    for pad in new {
+    for (pad, queue) in new {
         let _ = pad.set_active(true);
         if obj.add_pad(&pad).is_err() {
             gst::warning!(CAT, imp = imp, "cannot add pad {}", pad.name());
         }
+        output::start(obj.upcast_ref(), &pad, queue);
     }
     let mut ch = imp.channels.lock().unwrap();
     if !ch.no_more_pads {
@@ -261,59 +266,34 @@ fn add_pads(imp: &SessionSrc, channels: &[ChannelInfo]) {
     }
 }
 
+/// Queues a packet for its channel's pad, timestamped with the running time now.
 fn push(imp: &SessionSrc, channel: u16, mut buffer: gst::Buffer) {
     let obj = imp.obj();
-    let (pad, setup) = {
-        let mut ch = imp.channels.lock().unwrap();
-        if !imp.playing.load(Ordering::SeqCst) {
-            ch.dropped_not_playing += 1;
-            return;
-        }
-        let Some(c) = ch.list.iter_mut().find(|c| c.index == channel) else {
-            ch.unknown_channel += 1;
-            return;
-        };
-        if c.eos {
-            return;
-        }
-        c.packets += 1;
-        c.bytes += buffer.size() as u64;
-        // Caps unknown (the server's input has none): data without caps, as udpsrc does.
-        let setup = (!c.configured).then(|| {
-            c.configured = true;
-            c.caps.clone()
-        });
-        (c.pad.clone(), setup)
-    };
-    if let Some(caps) = setup {
-        if pad.sticky_event::<gst::event::StreamStart>(0).is_none() {
-            let id = format!("{}/{}", obj.name(), pad.name());
-            pad.push_event(gst::event::StreamStart::builder(&id).build());
-        }
-        if let Some(caps) = caps {
-            pad.push_event(gst::event::Caps::new(&caps));
-        }
-        if pad.sticky_event::<gst::event::Segment>(0).is_none() {
-            let segment = gst::FormattedSegment::<gst::ClockTime>::new();
-            pad.push_event(gst::event::Segment::new(&segment));
-        }
-        buffer.make_mut().set_flags(gst::BufferFlags::DISCONT);
+    let mut ch = imp.channels.lock().unwrap();
+    if !imp.playing.load(Ordering::SeqCst) {
+        ch.dropped_not_playing += 1;
+        return;
     }
+    let Some(c) = ch.list.iter_mut().find(|c| c.index == channel) else {
+        ch.unknown_channel += 1;
+        return;
+    };
+    if c.eos {
+        return;
+    }
+    c.packets += 1;
+    c.bytes += buffer.size() as u64;
+    let b = buffer.make_mut();
     if let (Some(clock), Some(base)) = (obj.clock(), obj.base_time()) {
-        let b = buffer.make_mut();
         b.set_pts(clock.time().saturating_sub(base));
     }
-    match pad.push(buffer) {
-        Ok(_) | Err(gst::FlowError::Flushing) | Err(gst::FlowError::Eos) => (),
-        Err(gst::FlowError::NotLinked) => gst::trace!(CAT, obj = pad, "not linked"),
-        Err(e) => {
-            gst::element_imp_error!(
-                imp,
-                gst::StreamError::Failed,
-                ["streaming stopped, reason {e:?}"]
-            );
-        }
+    if !c.configured {
+        // Caps unknown (the server's input has none): data without caps, as udpsrc does.
+        c.configured = true;
+        c.queue.push(Item::Setup(c.caps.clone()));
+        b.set_flags(gst::BufferFlags::DISCONT);
     }
+    c.queue.push(Item::Buffer(buffer));
 }
 
 pub(super) fn empty_stats() -> gst::Structure {
@@ -339,6 +319,7 @@ pub(super) fn stats(imp: &SessionSrc, r: &Running) -> gst::Structure {
                 .field("packets", c.packets)
                 .field("bytes", c.bytes)
                 .field("ended", c.eos)
+                .field("dropped-overflow", c.queue.dropped())
                 .build()
                 .to_send_value()
         })

@@ -1,0 +1,142 @@
+// SPDX-License-Identifier: MPL-2.0
+
+//! One streaming task per source pad, fed by the receiving thread through a bounded queue:
+//! a sink prerolling or syncing on one channel never stops the others, nor the session.
+//! A queue that overflows drops its oldest packets (the fountain code makes that harmless).
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use gst::prelude::*;
+
+use super::imp::CAT;
+
+/// Packets queued per pad at most (about 6 MB of 1.4 kB packets).
+pub const MAX_QUEUED: usize = 4096;
+
+pub enum Item {
+    /// Stream-start, caps (if known) and segment before the next buffer.
+    Setup(Option<gst::Caps>),
+    Buffer(gst::Buffer),
+    Eos,
+}
+
+#[derive(Default)]
+struct Inner {
+    items: VecDeque<Item>,
+    flushing: bool,
+    dropped: u64,
+}
+
+#[derive(Default)]
+pub struct PadQueue {
+    inner: Mutex<Inner>,
+    wake: Condvar,
+}
+
+impl PadQueue {
+    pub fn push(&self, item: Item) {
+        let mut q = self.inner.lock().unwrap();
+        if q.flushing {
+            return;
+        }
+        if q.items.len() >= MAX_QUEUED {
+            if let Some(i) = q.items.iter().position(|i| matches!(i, Item::Buffer(_))) {
+                q.items.remove(i);
+                q.dropped += 1;
+            }
+        }
+        q.items.push_back(item);
+        self.wake.notify_one();
+    }
+
+    pub fn set_flushing(&self, flushing: bool) {
+        let mut q = self.inner.lock().unwrap();
+        q.flushing = flushing;
+        if flushing {
+            q.items.clear();
+        }
+        self.wake.notify_all();
+    }
+
+    pub fn dropped(&self) -> u64 {
+        self.inner.lock().unwrap().dropped
+    }
+
+    /// The next item; `None` when flushing or nothing came within the wait.
+    fn pop(&self) -> Option<Item> {
+        let mut q = self.inner.lock().unwrap();
+        if q.items.is_empty() && !q.flushing {
+            q = self
+                .wake
+                .wait_timeout(q, Duration::from_millis(100))
+                .unwrap()
+                .0;
+        }
+        if q.flushing {
+            return None;
+        }
+        q.items.pop_front()
+    }
+
+    fn is_flushing(&self) -> bool {
+        self.inner.lock().unwrap().flushing
+    }
+}
+
+/// Starts `pad`'s task, pushing what `queue` gets; a fatal flow error goes on the bus once.
+pub fn start(element: &gst::Element, pad: &gst::Pad, queue: Arc<PadQueue>) {
+    let (weak, p) = (element.downgrade(), pad.clone());
+    let started = pad.start_task(move || {
+        let Some(item) = queue.pop() else {
+            if queue.is_flushing() {
+                let _ = p.pause_task();
+            }
+            return;
+        };
+        let ret = match item {
+            Item::Setup(caps) => {
+                if p.sticky_event::<gst::event::StreamStart>(0).is_none() {
+                    let name = weak.upgrade().map(|e| e.name()).unwrap_or_default();
+                    let id = format!("{name}/{}", p.name());
+                    p.push_event(gst::event::StreamStart::builder(&id).build());
+                }
+                if let Some(caps) = caps {
+                    p.push_event(gst::event::Caps::new(&caps));
+                }
+                if p.sticky_event::<gst::event::Segment>(0).is_none() {
+                    let segment = gst::FormattedSegment::<gst::ClockTime>::new();
+                    p.push_event(gst::event::Segment::new(&segment));
+                }
+                Ok(gst::FlowSuccess::Ok)
+            }
+            Item::Buffer(b) => p.push(b),
+            Item::Eos => {
+                p.push_event(gst::event::Eos::new());
+                Ok(gst::FlowSuccess::Ok)
+            }
+        };
+        match ret {
+            Ok(_) | Err(gst::FlowError::Flushing) | Err(gst::FlowError::Eos) => (),
+            Err(gst::FlowError::NotLinked) => gst::trace!(CAT, obj = p, "not linked"),
+            Err(e) => {
+                if let Some(element) = weak.upgrade() {
+                    gst::element_error!(
+                        element,
+                        gst::StreamError::Failed,
+                        ["streaming on {} stopped, reason {e:?}", p.name()]
+                    );
+                }
+                let _ = p.pause_task();
+            }
+        }
+    });
+    if let Err(e) = started {
+        gst::element_error!(
+            element,
+            gst::CoreError::Thread,
+            ["cannot start {}: {e}", pad.name()]
+        );
+    }
+}

@@ -1,0 +1,172 @@
+// SPDX-License-Identifier: MPL-2.0
+#![allow(dead_code)]
+
+//! Pipelines of the elements in this process, and a bare protocol client over a socket.
+
+use std::net::UdpSocket;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use fanout_session::{Client, ClientConfig, Stay};
+use gst::prelude::*;
+
+pub const SECOND: Duration = Duration::from_secs(1);
+
+pub fn init() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        gst::init().unwrap();
+        gstfanoutfec::plugin_register_static().unwrap();
+        gstfanoutsession::plugin_register_static().unwrap();
+    });
+}
+
+pub fn free_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn pipeline(desc: &str) -> gst::Pipeline {
+    init();
+    gst::parse::launch(desc)
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap()
+}
+
+/// A live FEC stream (about 100 packets a second) into `session-sink name=sink`.
+pub fn server(port: u16, sink_opts: &str, pay_opts: &str) -> gst::Pipeline {
+    let p = pipeline(&format!(
+        "videotestsrc is-live=true pattern=snow ! video/x-raw,width=64,height=48,framerate=50/1 \
+         ! fec-payloader {pay_opts} ! session-sink name=sink port={port} {sink_opts}"
+    ));
+    p.set_state(gst::State::Playing).unwrap();
+    p
+}
+
+pub fn sink(p: &gst::Pipeline) -> gst::Element {
+    p.by_name("sink").unwrap()
+}
+
+/// Collects the signals `client-added` and `client-removed` as "added ADDR" and
+/// "removed ADDR REASON".
+pub fn record_signals(sink: &gst::Element) -> Arc<Mutex<Vec<String>>> {
+    let log: Arc<Mutex<Vec<String>>> = Arc::default();
+    let l = log.clone();
+    sink.connect("client-added", false, move |args| {
+        let addr = args[1].get::<String>().unwrap();
+        l.lock().unwrap().push(format!("added {addr}"));
+        None
+    });
+    let l = log.clone();
+    sink.connect("client-removed", false, move |args| {
+        let addr = args[1].get::<String>().unwrap();
+        let reason = args[2].get::<String>().unwrap();
+        l.lock().unwrap().push(format!("removed {addr} {reason}"));
+        None
+    });
+    log
+}
+
+/// Waits up to `timeout` for `f` to hold.
+pub fn wait_for(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    f()
+}
+
+/// The first error or warning on the bus within `timeout`, as text.
+pub fn bus_message(p: &gst::Pipeline, kind: gst::MessageType, timeout: Duration) -> Option<String> {
+    let msg = p.bus().unwrap().timed_pop_filtered(
+        gst::ClockTime::from_nseconds(timeout.as_nanos() as u64),
+        &[kind],
+    )?;
+    Some(match msg.view() {
+        gst::MessageView::Error(e) => format!("{} {:?}", e.error(), e.debug()),
+        gst::MessageView::Warning(w) => format!("{} {:?}", w.error(), w.debug()),
+        _ => format!("{msg:?}"),
+    })
+}
+
+pub fn stats(e: &gst::Element) -> gst::Structure {
+    e.property::<gst::Structure>("stats")
+}
+
+/// The protocol's client over a plain socket: a receiver the test controls byte by byte.
+pub struct RawClient {
+    pub sock: UdpSocket,
+    pub client: Client,
+    start: Instant,
+}
+
+impl RawClient {
+    pub fn new(port: u16, cfg: ClientConfig) -> RawClient {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.connect(("127.0.0.1", port)).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(10)))
+            .unwrap();
+        let seed = u64::from(sock.local_addr().unwrap().port());
+        RawClient {
+            sock,
+            client: Client::new(cfg, 0, seed),
+            start: Instant::now(),
+        }
+    }
+
+    /// Joins every channel for `stay`, or panics.
+    pub fn join(port: u16, stay: Stay) -> RawClient {
+        let mut c = RawClient::new(
+            port,
+            ClientConfig {
+                stay,
+                ..ClientConfig::default()
+            },
+        );
+        let start = Instant::now();
+        while !c.client.is_joined() {
+            assert!(start.elapsed() < 10 * SECOND, "did not join");
+            c.pump(Duration::from_millis(20));
+        }
+        c
+    }
+
+    pub fn now(&self) -> u64 {
+        self.start.elapsed().as_nanos() as u64
+    }
+
+    pub fn flush(&mut self) {
+        while let Some(d) = self.client.poll_transmit() {
+            let _ = self.sock.send(&d);
+        }
+    }
+
+    /// Runs the client for `dur`; returns the DATA payloads that came.
+    pub fn pump(&mut self, dur: Duration) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        let start = Instant::now();
+        let mut buf = [0u8; 65536];
+        while start.elapsed() < dur {
+            self.flush();
+            if let Ok(n) = self.sock.recv(&mut buf) {
+                let now = self.now();
+                if let Some(d) = self.client.handle_datagram(now, &buf[..n]) {
+                    out.push(d.payload.to_vec());
+                }
+            }
+            let now = self.now();
+            if self.client.next_timeout().is_some_and(|t| t <= now) {
+                self.client.handle_timeout(now);
+            }
+        }
+        self.flush();
+        out
+    }
+}

@@ -1,0 +1,319 @@
+// SPDX-License-Identifier: MPL-2.0
+
+//! session-sink and session-src in pipelines, with bare protocol clients where the test
+//! needs to misbehave: joins, expiry, authorization, channels, floods, repairs.
+
+mod common;
+
+use std::net::UdpSocket;
+use std::time::{Duration, SystemTime};
+
+use common::*;
+use fanout_fec::packet::{self, Packet};
+use fanout_session::message::{self, Message, COOKIE_LEN};
+use fanout_session::{LostEntry, Stay};
+use gst::prelude::*;
+
+fn receiver(port: u16, opts: &str) -> gst::Pipeline {
+    let p = pipeline(&format!(
+        "session-src name=src port={port} {opts} ! fec-depayloader name=depay ! fakesink"
+    ));
+    p.set_state(gst::State::Playing).unwrap();
+    p
+}
+
+fn clients(sink: &gst::Element) -> u32 {
+    stats(sink).get::<u32>("clients").unwrap()
+}
+
+#[test]
+fn join_and_leave_are_signalled_and_counted() {
+    let port = free_port();
+    let srv = server(port, "", "");
+    let sink = sink(&srv);
+    let log = record_signals(&sink);
+    let rx = receiver(port, "");
+    assert!(wait_for(5 * SECOND, || log.lock().unwrap().len() == 1));
+    let added = log.lock().unwrap()[0].clone();
+    assert!(added.starts_with("added 127.0.0.1:"), "{added}");
+    let depay = rx.by_name("depay").unwrap();
+    assert!(wait_for(10 * SECOND, || stats(&depay)
+        .get::<u64>("buffers")
+        .unwrap()
+        > 10));
+    let s = stats(&sink);
+    assert_eq!(s.get::<u32>("clients").unwrap(), 1);
+    let receivers = s.get::<gst::Array>("receivers").unwrap();
+    let r = receivers[0].get::<gst::Structure>().unwrap();
+    assert!(r.get::<u64>("packets").unwrap() > 0, "{s}");
+    let src = rx.by_name("src").unwrap();
+    assert!(stats(&src).get::<bool>("joined").unwrap());
+    rx.set_state(gst::State::Null).unwrap();
+    assert!(wait_for(5 * SECOND, || log.lock().unwrap().len() == 2));
+    let removed = log.lock().unwrap()[1].clone();
+    assert_eq!(removed, format!("removed {} left", &added[6..]));
+    assert_eq!(clients(&sink), 0);
+    srv.set_state(gst::State::Null).unwrap();
+}
+
+#[test]
+fn a_receiver_that_vanishes_expires_by_duration_and_by_absolute_time() {
+    let port = free_port();
+    let srv = server(port, "", "");
+    let sink = sink(&srv);
+    let log = record_signals(&sink);
+    let unix = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let a = RawClient::join(port, Stay::For(1_000_000_000));
+    let b = RawClient::join(port, Stay::Until(unix + 1_500_000_000));
+    assert_eq!(clients(&sink), 2);
+    // Neither says LEAVE: both sockets just go.
+    drop((a, b));
+    assert!(wait_for(6 * SECOND, || log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.ends_with(" expired"))
+        .count()
+        == 2));
+    assert_eq!(clients(&sink), 0);
+    srv.set_state(gst::State::Null).unwrap();
+}
+
+#[test]
+fn client_joining_refuses_a_wrong_token_with_a_clear_error() {
+    let port = free_port();
+    let srv = server(port, "", "");
+    let sink = sink(&srv);
+    sink.connect("client-joining", false, |args| {
+        let token = args[2].get::<String>().unwrap();
+        Some((token == "open sesame").to_value())
+    });
+    let bad = receiver(port, "token=wrong");
+    let err = bus_message(&bad, gst::MessageType::Error, 10 * SECOND).expect("an error");
+    assert!(err.contains("not authorized"), "{err}");
+    bad.set_state(gst::State::Null).unwrap();
+    assert_eq!(clients(&sink), 0);
+    let good = receiver(port, "token=\"open sesame\"");
+    assert!(wait_for(5 * SECOND, || clients(&sink) == 1));
+    good.set_state(gst::State::Null).unwrap();
+    srv.set_state(gst::State::Null).unwrap();
+}
+
+#[test]
+fn an_unreachable_server_is_an_error_after_the_timeout() {
+    let rx = receiver(free_port(), "timeout=1000000000");
+    let err = bus_message(&rx, gst::MessageType::Error, 10 * SECOND).expect("an error");
+    assert!(err.contains("no answer from 127.0.0.1:"), "{err}");
+    rx.set_state(gst::State::Null).unwrap();
+}
+
+#[test]
+fn max_clients_refuses_the_next_receiver_as_full() {
+    let port = free_port();
+    let srv = server(port, "max-clients=1", "");
+    let sink = sink(&srv);
+    let first = receiver(port, "");
+    assert!(wait_for(5 * SECOND, || clients(&sink) == 1));
+    let second = receiver(port, "");
+    let err = bus_message(&second, gst::MessageType::Error, 10 * SECOND).expect("an error");
+    assert!(err.contains("server full"), "{err}");
+    for p in [first, second, srv] {
+        p.set_state(gst::State::Null).unwrap();
+    }
+}
+
+#[test]
+fn remove_client_takes_a_receiver_out() {
+    let port = free_port();
+    let srv = server(port, "", "");
+    let sink = sink(&srv);
+    let log = record_signals(&sink);
+    let _rx = RawClient::join(port, Stay::For(30_000_000_000));
+    let addr = log.lock().unwrap()[0][6..].to_string();
+    assert!(!sink.emit_by_name::<bool>("remove-client", &[&"127.0.0.1:1"]));
+    assert!(sink.emit_by_name::<bool>("remove-client", &[&addr]));
+    assert!(wait_for(2 * SECOND, || log.lock().unwrap().len() == 2));
+    assert_eq!(log.lock().unwrap()[1], format!("removed {addr} removed"));
+    srv.set_state(gst::State::Null).unwrap();
+}
+
+#[test]
+fn two_channels_reach_one_receiver_in_both_on_their_own_pads() {
+    let port = free_port();
+    let srv = pipeline(&format!(
+        "session-sink name=sink port={port} sink_0::channel=video sink_1::channel=audio \
+         videotestsrc is-live=true ! video/x-raw,width=64,height=48,framerate=25/1 ! fec-payloader flow=1 ! sink.sink_0 \
+         audiotestsrc is-live=true ! fec-payloader flow=2 ! sink.sink_1"
+    ));
+    srv.set_state(gst::State::Playing).unwrap();
+    let rx = pipeline(&format!(
+        "session-src name=src port={port} channels=audio,video \
+         src.src_0 ! fec-depayloader name=a ! fakesink \
+         src.src_1 ! fec-depayloader name=v ! fakesink"
+    ));
+    rx.set_state(gst::State::Playing).unwrap();
+    let (a, v) = (rx.by_name("a").unwrap(), rx.by_name("v").unwrap());
+    let buffers = |e: &gst::Element| stats(e).get::<u64>("buffers").unwrap();
+    assert!(wait_for(10 * SECOND, || buffers(&a) > 5 && buffers(&v) > 5));
+    // src_0 is the first channel asked for.
+    let caps = |e: &gst::Element| e.static_pad("src").unwrap().current_caps().unwrap();
+    assert!(
+        caps(&a).to_string().starts_with("audio/x-raw"),
+        "{}",
+        caps(&a)
+    );
+    assert!(
+        caps(&v).to_string().starts_with("video/x-raw"),
+        "{}",
+        caps(&v)
+    );
+    let src_caps = rx
+        .by_name("src")
+        .unwrap()
+        .static_pad("src_0")
+        .unwrap()
+        .current_caps();
+    assert!(src_caps
+        .unwrap()
+        .to_string()
+        .starts_with("application/x-fanout-fec"));
+    let s = stats(&srv.by_name("sink").unwrap());
+    let channels = s.get::<gst::Array>("channels").unwrap();
+    for c in channels.iter() {
+        let c = c.get::<gst::Structure>().unwrap();
+        assert_eq!(c.get::<u32>("clients").unwrap(), 1, "{c}");
+    }
+    assert_eq!(
+        s.get::<u32>("clients").unwrap(),
+        1,
+        "one receiver in two channels"
+    );
+    rx.set_state(gst::State::Null).unwrap();
+    srv.set_state(gst::State::Null).unwrap();
+}
+
+#[test]
+fn foreign_datagrams_and_forged_joins_create_nothing_and_disturb_nobody() {
+    let port = free_port();
+    let srv = server(port, "", "");
+    let sink = sink(&srv);
+    let mut real = RawClient::join(port, Stay::For(30_000_000_000));
+    let flood = UdpSocket::bind("127.0.0.1:0").unwrap();
+    flood.set_nonblocking(true).unwrap();
+    let mut sent = 0usize;
+    let mut x = 99u64;
+    for i in 0..20_000u32 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let d = match i % 3 {
+            0 => message::write(&Message::Join {
+                nonce: x,
+                cookie: [x as u8; COOKIE_LEN],
+                stay: Stay::For(u64::MAX),
+                token: vec![],
+                channels: vec![],
+            }),
+            1 => x.to_be_bytes().repeat((x % 40) as usize),
+            _ => [b"FS\x01".as_slice(), &x.to_be_bytes()].concat(),
+        };
+        sent += d.len();
+        let _ = flood.send_to(&d, ("127.0.0.1", port));
+        if i % 1000 == 0 {
+            real.pump(Duration::from_millis(1));
+        }
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let mut replied = 0usize;
+    let mut buf = [0u8; 2048];
+    while let Ok(n) = flood.recv(&mut buf) {
+        replied += n;
+    }
+    assert!(replied <= sent, "{replied} bytes answered to {sent}");
+    let s = stats(&sink);
+    assert_eq!(s.get::<u32>("clients").unwrap(), 1, "{s}");
+    assert!(s.get::<u64>("bad-cookies").unwrap() > 0, "{s}");
+    assert!(s.get::<u64>("foreign").unwrap() + s.get::<u64>("malformed").unwrap() > 0);
+    assert!(
+        !real.pump(SECOND).is_empty(),
+        "the real receiver still receives"
+    );
+    srv.set_state(gst::State::Null).unwrap();
+}
+
+#[test]
+fn a_receiver_whose_port_closed_disturbs_nobody() {
+    let port = free_port();
+    let srv = server(port, "", "");
+    let gone = RawClient::join(port, Stay::For(30_000_000_000));
+    let mut other = RawClient::join(port, Stay::For(30_000_000_000));
+    drop(gone);
+    // Every datagram to the closed port draws an ICMP port unreachable.
+    other.pump(SECOND);
+    let got = other.pump(SECOND);
+    assert!(got.len() > 50, "{} packets in a second", got.len());
+    assert!(bus_message(&srv, gst::MessageType::Error, Duration::ZERO).is_none());
+    srv.set_state(gst::State::Null).unwrap();
+}
+
+fn symbol(p: &[u8]) -> Option<(u64, u32, bool)> {
+    match packet::parse(p).ok()? {
+        Packet::Symbol { header, .. } => Some((header.block, header.esi, header.flags & 1 != 0)),
+        _ => None,
+    }
+}
+
+#[test]
+fn lost_reports_bring_repairs_to_that_receiver_only_and_no_more_than_asked() {
+    let port = free_port();
+    // No repair symbols but those asked for.
+    let srv = server(port, "max-repair-burst=40", "repair-percent=0");
+    let mut a = RawClient::join(port, Stay::For(30_000_000_000));
+    let mut b = RawClient::join(port, Stay::For(30_000_000_000));
+    let seen = a.pump(Duration::from_millis(500));
+    b.pump(Duration::from_millis(10));
+    let block = seen
+        .iter()
+        .filter_map(|p| symbol(p))
+        .map(|s| s.0)
+        .max()
+        .unwrap();
+    let lost = |needed| LostEntry {
+        channel: 0,
+        flow: 0,
+        block,
+        needed,
+    };
+    a.client.report_lost(&[lost(5)]);
+    let repairs = |got: &[Vec<u8>]| {
+        got.iter()
+            .filter_map(|p| symbol(p))
+            .filter(|s| s.2 && s.0 == block)
+            .count()
+    };
+    assert_eq!(repairs(&a.pump(Duration::from_millis(300))), 5);
+    assert_eq!(
+        repairs(&b.pump(Duration::from_millis(50))),
+        0,
+        "not to the other one"
+    );
+    // A flood of reports gets the burst at most (and the rate, in the time it takes).
+    for _ in 0..50 {
+        a.client.report_lost(&[lost(1000)]);
+    }
+    let got = repairs(&a.pump(Duration::from_millis(300)));
+    assert!((20..=40 + 2000 * 3 / 10).contains(&got), "{got} repairs");
+    let s = stats(&sink(&srv));
+    assert!(
+        s.get::<u64>("repair-symbols-asked").unwrap() >= 50_000,
+        "{s}"
+    );
+    assert!(
+        s.get::<u64>("repair-symbols-granted").unwrap() < 1000,
+        "{s}"
+    );
+    srv.set_state(gst::State::Null).unwrap();
+}
