@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use fanout_tests::{concat_ts, ffprobe_frames, files_with_extension, run, text};
+use fanout_tests::{
+    concat_ts, ffprobe_frames, files_with_extension, gst_launch, run, text, wait_with_timeout,
+};
 
 const DEMO_DIR: &str = "/tmp/fanout-demo";
 
@@ -23,6 +25,10 @@ const PIPELINES: &[(&str, Option<&str>)] = &[
     ("10-record-a-ts-file", Some("08-fec-lossy-link")),
     ("11-offset-tee-time-zones", None),
     ("12-offset-tee-loop", None),
+    // Run together, by their own test.
+    ("13-session-server", Some("01-record-ts")),
+    ("14-session-receive-to-player", None),
+    ("15-session-receive-to-recorder", None),
 ];
 
 fn pipelines_dir() -> PathBuf {
@@ -53,17 +59,26 @@ fn ran(name: &str) -> Result<(), String> {
         .clone()
 }
 
-fn launch(name: &str) -> Result<(), String> {
+/// Pipeline `name` as gst-launch arguments, writing under this run's directory.
+fn description(name: &str) -> String {
     let file = pipelines_dir().join(format!("{name}.txt"));
-    let description: String = std::fs::read_to_string(&file)
+    std::fs::read_to_string(&file)
         .unwrap()
         .lines()
         .filter(|l| !l.trim_start().starts_with('#'))
         .collect::<Vec<_>>()
         .join(" ")
-        .replace(DEMO_DIR, out_dir().to_str().unwrap());
-    let out = run(&description, Duration::from_secs(120));
-    let log = text(&out);
+        .replace(DEMO_DIR, out_dir().to_str().unwrap())
+}
+
+fn launch(name: &str) -> Result<(), String> {
+    let file = pipelines_dir().join(format!("{name}.txt"));
+    let out = run(&description(name), Duration::from_secs(120));
+    check_output(&file, &out)
+}
+
+fn check_output(file: &Path, out: &std::process::Output) -> Result<(), String> {
+    let log = text(out);
     if !out.status.success() || log.contains("ERROR") {
         return Err(format!("{} failed:\n{log}", file.display()));
     }
@@ -187,4 +202,44 @@ fn p12_loops_a_stored_output() {
         looped.len()
     );
     assert!(looped[..third] == looped[third..2 * third] && looped[..third] == looped[2 * third..]);
+}
+
+#[test]
+fn p13_p14_p15_serve_a_recording_to_a_player_and_a_recorder_at_once() {
+    check("01-record-ts");
+    // The receivers first: they keep trying until the server is there.
+    let receivers: Vec<_> = [
+        "14-session-receive-to-player",
+        "15-session-receive-to-recorder",
+    ]
+    .iter()
+    .map(|name| {
+        let child = gst_launch(&description(name))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        (name, child)
+    })
+    .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    check_output(
+        &pipelines_dir().join("13-session-server.txt"),
+        &run(&description("13-session-server"), Duration::from_secs(120)),
+    )
+    .unwrap();
+    for (name, child) in receivers {
+        let out = wait_with_timeout(child, Duration::from_secs(30));
+        check_output(&pipelines_dir().join(format!("{name}.txt")), &out).unwrap();
+    }
+    // The recorder has the stream from where it joined on, byte for byte.
+    let received = concat_ts(&out_dir().join("received"));
+    let recording = recording();
+    assert!(
+        recording.ends_with(&received) && received.len() >= recording.len() * 8 / 10,
+        "received {} of {} bytes, the recording's end: {}",
+        received.len(),
+        recording.len(),
+        recording.ends_with(&received)
+    );
 }

@@ -1,0 +1,108 @@
+//! The whole server state machine, and a client beside it: random message sequences from
+//! random addresses, with time going forward. Some datagrams are made valid (a real cookie,
+//! a real session id) so mutations reach past the checks. What must hold: no panic; no reply
+//! to an unproven address larger than its request; never more receivers than max-clients;
+//! repairs only for receivers in, never more than their budget.
+#![no_main]
+
+use std::net::SocketAddr;
+
+use fanout_session::message::{self, LostEntry, Message, Stay};
+use fanout_session::{Client, ClientConfig, Event, Now, Reason, Server, ServerConfig};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let mut cfg = ServerConfig::new(b"fuzz".to_vec());
+    cfg.max_clients = 4;
+    cfg.repair_burst = 50;
+    let mut server = Server::new(cfg);
+    server.set_channel(0, "a", "x/y");
+    server.set_channel(7, "b", "");
+    let mut client = Client::new(ClientConfig::default(), 0, 1);
+    let mut t = 0u64;
+    let mut cookies: Vec<[u8; 16]> = Vec::new();
+    let mut granted = 0u64;
+    let mut rest = data;
+    while rest.len() >= 4 {
+        let (head, tail) = rest.split_at(4);
+        let len = usize::from(head[2]).min(tail.len());
+        let (body, tail) = tail.split_at(len);
+        rest = tail;
+        t = t.saturating_add(u64::from(head[1]) * 50_000_000);
+        let now = Now {
+            mono: t,
+            unix: t.wrapping_add(1 << 60),
+        };
+        let from = SocketAddr::from(([10, 0, 0, head[0] % 8], 1000 + u16::from(head[0] >> 3)));
+        let datagram = match head[3] % 6 {
+            // A JOIN with the cookie the server gave this address (if it did).
+            0 => {
+                let cookie = cookies.last().copied().unwrap_or([0; 16]);
+                message::write(&Message::Join {
+                    nonce: 1,
+                    cookie,
+                    stay: Stay::For(u64::from(head[1]) << 28),
+                    token: body.to_vec(),
+                    channels: if head[0] & 1 == 0 { vec![] } else { vec!["a".into()] },
+                })
+            }
+            1 => message::write(&Message::Hello { nonce: 2 }),
+            2 => message::write(&Message::Lost {
+                session: u64::from_le_bytes(body.get(..8).unwrap_or(&[0; 8]).try_into().unwrap()),
+                entries: vec![LostEntry {
+                    channel: u16::from(head[1] & 7),
+                    flow: 0,
+                    block: 9,
+                    needed: u16::from(head[2]) * 4,
+                }],
+            }),
+            // Whatever the client state machine would send, and its answers back to it.
+            3 => {
+                client.handle_timeout(t);
+                client.poll_transmit().unwrap_or_default()
+            }
+            _ => body.to_vec(),
+        };
+        let verified_before = server.clients().any(|(_, a)| a == from);
+        if let Some(req) = server.handle_datagram(now, from, &datagram) {
+            if head[1] & 3 == 0 {
+                server.refuse(req, Reason::NotAuthorized, "no");
+            } else {
+                server.accept(now, req);
+            }
+        }
+        assert!(server.client_count() <= 4);
+        while let Some(tx) = server.poll_transmit() {
+            let proven = verified_before || server.clients().any(|(_, a)| a == tx.to);
+            // What goes to an address before it proved itself: a COOKIE, or a REFUSED
+            // about a bad cookie or unknown session, never larger than what came from it.
+            let unproven_reply = match message::parse_message(&tx.data) {
+                Ok(Message::Cookie { cookie, .. }) => {
+                    cookies.push(cookie);
+                    true
+                }
+                Ok(Message::Refused { reason, .. }) => {
+                    matches!(reason, Reason::BadCookie | Reason::UnknownSession)
+                }
+                _ => false,
+            };
+            if unproven_reply && !proven {
+                assert!(tx.data.len() <= datagram.len(), "amplification");
+            }
+            assert_eq!(tx.to, from, "a reply to another address");
+            let _ = client.handle_datagram(t, &tx.data);
+        }
+        while let Some(e) = server.poll_event() {
+            if let Event::Repair { id, count, .. } = e {
+                assert!(server.address_of(id).is_some());
+                granted += u64::from(count);
+            }
+        }
+        while client.poll_event().is_some() {}
+        server.handle_timeout(now);
+        let _ = client.handle_datagram(t, body);
+    }
+    // Never more than the burst plus the rate over the time that passed, per receiver.
+    let budget = (50 + t / 1_000_000_000 * 2000 + 2000) * 64;
+    assert!(granted <= budget);
+});
