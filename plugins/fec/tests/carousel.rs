@@ -130,3 +130,48 @@ fn counted_rounds_end_with_eos_downstream() {
     // Each round went over every kept block, besides what went out before EOS.
     assert!(drain(&mut h) as u64 > 2 * blocks);
 }
+
+#[test]
+fn repair_linger_holds_eos_while_the_last_blocks_are_still_repaired() {
+    init();
+    let mut h = Harness::with_element(
+        &gst::parse::launch(
+            "fec-payloader max-block-time=0 repair-percent=0 repair-linger=400000000",
+        )
+        .unwrap(),
+        Some("sink"),
+        Some("src"),
+    );
+    h.set_src_caps_str("application/octet-stream");
+    h.play();
+    for i in 0..5u8 {
+        h.push(gst::Buffer::from_mut_slice(vec![i; 10_000]))
+            .unwrap();
+    }
+    let start = Instant::now();
+    assert!(
+        h.push_event(gst::event::Eos::new()),
+        "upstream's thread returns at once"
+    );
+    assert!(start.elapsed() < Duration::from_millis(300));
+    drain(&mut h);
+    // During the linger a repair request is still answered, tagged for its receiver.
+    let block = 0;
+    assert!(h.push_upstream_event(gstfanoutfec::repair_request(0, block, 3, 77u64)));
+    let repairs: Vec<gst::Buffer> = (0..3)
+        .map(|_| next_packet(&mut h, Duration::from_secs(2)).expect("a repair packet"))
+        .collect();
+    for r in &repairs {
+        let dest = gstfanoutfec::packet_destination(r).unwrap();
+        assert_eq!(dest.get::<u64>().unwrap(), 77);
+    }
+    // Then EOS, after the linger and not before.
+    let eos = loop {
+        match h.pull_event() {
+            Ok(e) if e.type_() == gst::EventType::Eos => break start.elapsed(),
+            Ok(_) => continue,
+            Err(_) => panic!("no EOS"),
+        }
+    };
+    assert!(eos >= Duration::from_millis(390), "{eos:?}");
+}

@@ -365,3 +365,40 @@ fn a_lost_block_becomes_a_gap_event_and_a_discont() {
     assert_eq!(start, before.pts().unwrap() + before.duration().unwrap());
     assert_eq!(start + duration.unwrap(), out[first_after].pts().unwrap());
 }
+
+#[test]
+fn a_block_short_of_symbols_is_asked_for_upstream_with_what_it_needs() {
+    let (packets, _pay) = payload("repair-percent=0 max-block-time=0", &input(200));
+    let first_block = |p: &gst::Buffer| symbol_header(p).is_some_and(|h| h.block == 0);
+    let k = packets.iter().filter(|p| first_block(p)).count() as u32;
+    // Block 0 loses three packets; the next block's packets show it is over.
+    let mut dropped = 0;
+    let mut h = depayloader("");
+    for p in &packets {
+        if first_block(p) && symbol_header(p).unwrap().esi > 0 && dropped < 3 {
+            dropped += 1;
+            continue;
+        }
+        h.push(p.clone()).unwrap();
+    }
+    let asks: Vec<(u32, u64, u32)> = std::iter::from_fn(|| h.try_pull_upstream_event())
+        .filter_map(|e| gstfanoutfec::parse_block_missing(&e))
+        .collect();
+    assert_eq!(
+        asks.first(),
+        Some(&(0, 0, 3 + 2)),
+        "K - held + 2 for RaptorQ: {asks:?} (K {k})"
+    );
+    assert!(stats_of(&h).get::<u64>("block-missing-sent").unwrap() >= 1);
+    // repair-delay=0: never asks.
+    let mut h = depayloader("repair-delay=0");
+    for p in packets.iter().skip(1) {
+        h.push(p.clone()).unwrap();
+    }
+    assert!(std::iter::from_fn(|| h.try_pull_upstream_event())
+        .all(|e| gstfanoutfec::parse_block_missing(&e).is_none()));
+}
+
+fn stats_of(h: &Harness) -> gst::Structure {
+    h.element().unwrap().property::<gst::Structure>("stats")
+}

@@ -317,3 +317,21 @@ fn lost_reports_bring_repairs_to_that_receiver_only_and_no_more_than_asked() {
     );
     srv.set_state(gst::State::Null).unwrap();
 }
+
+#[test]
+fn a_receiver_joins_a_restarted_server_again_by_itself() {
+    let port = free_port();
+    let srv = server(port, "", "");
+    let rx = receiver(port, "");
+    let depay = rx.by_name("depay").unwrap();
+    let buffers = || stats(&depay).get::<u64>("buffers").unwrap();
+    assert!(wait_for(10 * SECOND, || buffers() > 10));
+    srv.set_state(gst::State::Null).unwrap();
+    // A new server on the same port knows nothing of the receiver (another secret).
+    let srv = server(port, "", "");
+    let before = buffers();
+    assert!(wait_for(15 * SECOND, || clients(&sink(&srv)) == 1));
+    assert!(wait_for(10 * SECOND, || buffers() > before + 10));
+    rx.set_state(gst::State::Null).unwrap();
+    srv.set_state(gst::State::Null).unwrap();
+}

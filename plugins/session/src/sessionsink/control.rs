@@ -204,10 +204,14 @@ fn service(
                 else {
                     continue;
                 };
-                target
-                    .stats
-                    .repair_credit
-                    .fetch_add(u64::from(count), Ordering::Relaxed);
+                // Credit for what a refused request (unknown block) never used does not
+                // pile up past one burst.
+                let burst = u64::from(r.server.lock().unwrap().config().repair_burst);
+                let _ = target.stats.repair_credit.fetch_update(
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                    |c| Some(c.saturating_add(u64::from(count)).min(burst.max(1))),
+                );
                 gst::log!(
                     CAT,
                     imp = imp,
