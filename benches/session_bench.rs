@@ -2,7 +2,7 @@
 //! bare UDP GSO + `sendmmsg` loop without GStreamer, all in one run, by datagrams sent per
 //! CPU-second of the process; then the repair path's wire bytes per delivered byte.
 //!
-//!     cargo build --release --workspace && target/release/session-bench [seconds]
+//!     cargo build --release --workspace && target/release/session-bench [seconds [rounds]]
 
 use std::io::IoSlice;
 use std::net::{SocketAddr, UdpSocket};
@@ -51,6 +51,17 @@ fn receivers(n: usize) -> Vec<UdpSocket> {
         .collect()
 }
 
+/// Empties every receiver's socket, so each measurement starts from the same state (and a
+/// join's answers are not dropped behind old packets).
+fn drain(socks: &[UdpSocket]) {
+    let mut buf = [0u8; 2048];
+    for s in socks {
+        s.set_nonblocking(true).unwrap();
+        while s.recv(&mut buf).is_ok() {}
+        s.set_nonblocking(false).unwrap();
+    }
+}
+
 fn packets() -> Vec<Vec<u8>> {
     (0..LIST).map(|i| vec![i as u8; PAYLOAD]).collect()
 }
@@ -58,6 +69,7 @@ fn packets() -> Vec<Vec<u8>> {
 /// The reference: per receiver, runs of 49 equal datagrams in one GSO send, 512 receivers'
 /// messages per `sendmmsg`, iovecs over the same packet memory.
 fn bare_loop(socks: &[UdpSocket], seconds: f64) -> f64 {
+    drain(socks);
     let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
     let header = [0u8; HEADER];
     let packets = packets();
@@ -174,6 +186,20 @@ fn join_all(socks: &[UdpSocket], port: u16) {
 
 fn session_sink_datagrams(_lists: u64, sink: &gst::Element) -> u64 {
     let stats = sink.property::<gst::Structure>("stats");
+    let errors: u64 = stats
+        .get::<gst::Array>("receivers")
+        .unwrap()
+        .iter()
+        .map(|r| {
+            r.get::<gst::Structure>()
+                .unwrap()
+                .get::<u64>("send-errors")
+                .unwrap()
+        })
+        .sum();
+    if errors > 0 {
+        eprintln!("session-sink: {errors} failed sends");
+    }
     let channels = stats.get::<gst::Array>("channels").unwrap();
     channels
         .iter()
@@ -194,17 +220,20 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn fan_out(n: usize, seconds: f64) {
-    let socks = receivers(n);
-    let bare = bare_loop(&socks, seconds);
-
+/// One round: datagrams per CPU-second for session-sink (GSO, then plain), multiudpsink and
+/// the bare loop, each starting from drained receivers.
+fn round(socks: &[UdpSocket], seconds: f64) -> [f64; 4] {
+    let n = socks.len();
+    let bare = bare_loop(socks, seconds);
     let mut session = [0.0; 2];
     for (i, gso) in [true, false].into_iter().enumerate() {
         let port = free_port();
         let p = appsrc_into(&format!(
             "session-sink name=sink port={port} gso={gso} max-clients={n}"
         ));
-        join_all(&socks, port);
+        drain(socks);
+        join_all(socks, port);
+        drain(socks);
         let clients = p
             .by_name("sink")
             .unwrap()
@@ -214,7 +243,6 @@ fn fan_out(n: usize, seconds: f64) {
         assert_eq!(clients as usize, n);
         session[i] = through_gstreamer(&p, seconds, session_sink_datagrams);
     }
-
     let clients: Vec<String> = socks
         .iter()
         .map(|s| s.local_addr().unwrap().to_string())
@@ -223,16 +251,35 @@ fn fan_out(n: usize, seconds: f64) {
         "multiudpsink name=sink sync=false async=false clients={}",
         clients.join(",")
     ));
+    drain(socks);
     let multi = through_gstreamer(&p, seconds, |lists, _| lists * LIST as u64 * n as u64);
+    [session[0], session[1], multi, bare]
+}
 
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+/// The median of `rounds` rounds, and the range of the two ratios.
+fn fan_out(n: usize, seconds: f64, rounds: usize) {
+    let socks = receivers(n);
+    let results: Vec<[f64; 4]> = (0..rounds).map(|_| round(&socks, seconds)).collect();
+    let col = |i: usize| median(results.iter().map(|r| r[i]).collect());
+    let ratios = |d: usize| {
+        let v: Vec<f64> = results.iter().map(|r| r[0] / r[d]).collect();
+        let lo = v.iter().cloned().fold(f64::MAX, f64::min);
+        let hi = v.iter().cloned().fold(0.0, f64::max);
+        format!("{:.2}× ({lo:.2}–{hi:.2})", median(v.clone()))
+    };
     println!(
-        "| {n} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2}× | {:.2}× |",
-        session[0] / 1e3,
-        session[1] / 1e3,
-        multi / 1e3,
-        bare / 1e3,
-        session[0] / multi,
-        session[0] / bare
+        "| {n} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {} |",
+        col(0) / 1e3,
+        col(1) / 1e3,
+        col(2) / 1e3,
+        col(3) / 1e3,
+        ratios(2),
+        ratios(3)
     );
 }
 
@@ -252,6 +299,9 @@ impl Relay {
         back.connect(("127.0.0.1", server)).unwrap();
         for s in [&front, &back] {
             s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+            // As session-src's own socket: a block arrives as one burst.
+            nix::sys::socket::setsockopt(&**s, nix::sys::socket::sockopt::RcvBuf, &(4 << 20))
+                .unwrap();
         }
         let r = Relay {
             port: front.local_addr().unwrap().port(),
@@ -393,12 +443,15 @@ fn main() {
     let seconds: f64 = std::env::args()
         .nth(1)
         .map_or(3.0, |s| s.parse().expect("seconds of CPU per measurement"));
+    let rounds: usize = std::env::args()
+        .nth(2)
+        .map_or(3, |s| s.parse().expect("rounds"));
 
-    println!("Fan-out, thousands of datagrams sent per CPU-second ({PAYLOAD}-byte payloads, lists of {LIST}):\n");
+    println!("Fan-out, thousands of datagrams sent per CPU-second ({PAYLOAD}-byte payloads, lists of {LIST}), median of {rounds} rounds (ratio range):\n");
     println!("| receivers | session-sink | session-sink gso=false | multiudpsink | bare GSO loop | session-sink / multiudpsink | session-sink / bare loop |");
     println!("|---|---|---|---|---|---|---|");
     for n in [200, 1000] {
-        fan_out(n, seconds);
+        fan_out(n, seconds, rounds);
     }
 
     println!("\nRepair path, 10 % loss both ways, one receiver, 3000 × {PAYLOAD} bytes:\n");

@@ -52,6 +52,36 @@ pub struct Target {
     pub stats: Arc<TargetStats>,
 }
 
+/// Receivers with their addresses in the form the system call takes, made once per change
+/// of receivers rather than per send.
+#[derive(Debug, Default, Clone)]
+pub struct Targets {
+    list: Vec<Arc<Target>>,
+    addrs: Vec<Option<SockaddrStorage>>,
+}
+
+impl Targets {
+    pub fn new(list: Vec<Arc<Target>>) -> Targets {
+        let addrs = list
+            .iter()
+            .map(|t| Some(SockaddrStorage::from(t.addr)))
+            .collect();
+        Targets { list, addrs }
+    }
+
+    pub fn list(&self) -> &[Arc<Target>] {
+        &self.list
+    }
+
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+}
+
 /// What one call sent.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Sent {
@@ -106,20 +136,17 @@ impl Fanout {
     /// Sends every packet, each after `header`, to every target. Errors are counted against
     /// the target they happened for; nobody else waits for them. Returns what went out, and
     /// whether GSO was just found unsupported (and turned off).
-    pub fn send(&self, header: &[u8], packets: &[&[u8]], targets: &[Arc<Target>]) -> (Sent, bool) {
+    pub fn send(&self, header: &[u8], packets: &[&[u8]], targets: &Targets) -> (Sent, bool) {
         let mut sent = Sent::default();
         let mut gso_refused = false;
         if targets.is_empty() || packets.is_empty() {
             return (sent, false);
         }
-        let addrs: Vec<Option<SockaddrStorage>> = targets
-            .iter()
-            .map(|t| Some(SockaddrStorage::from(t.addr)))
-            .collect();
+        let (addrs, targets) = (&targets.addrs, &targets.list);
         let gso = self.gso();
         for run in runs(header.len(), packets, gso) {
             let run = &packets[run];
-            if !self.send_run(header, run, targets, &addrs, gso, &mut sent) {
+            if !self.send_run(header, run, targets, addrs, gso, &mut sent) {
                 // The kernel refused GSO: off for good, this run again plainly.
                 self.gso.store(false, Ordering::Relaxed);
                 gso_refused = true;
@@ -128,7 +155,7 @@ impl Fanout {
                         header,
                         std::slice::from_ref(p),
                         targets,
-                        &addrs,
+                        addrs,
                         false,
                         &mut sent,
                     );
@@ -276,7 +303,7 @@ mod tests {
             .collect();
         let refs: Vec<&[u8]> = packets.iter().map(|p| p.as_slice()).collect();
         let fanout = Fanout::new(tx, gso);
-        let (sent, _) = fanout.send(b"HDRHDRHD", &refs, &targets);
+        let (sent, _) = fanout.send(b"HDRHDRHD", &refs, &Targets::new(targets.clone()));
         assert_eq!(sent.datagrams, 120);
         assert_eq!(sent.errors, 0);
         if fanout.gso() {
@@ -312,7 +339,7 @@ mod tests {
             .local_addr()
             .unwrap();
         let open = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let targets = vec![
+        let targets = Targets::new(vec![
             Arc::new(Target {
                 id: 0,
                 addr: closed,
@@ -323,7 +350,7 @@ mod tests {
                 addr: open.local_addr().unwrap(),
                 stats: Arc::default(),
             }),
-        ];
+        ]);
         let fanout = Fanout::new(tx, true);
         let p = [7u8; 500];
         for _ in 0..20 {

@@ -19,7 +19,7 @@ use gst::subclass::prelude::*;
 use gstfanoutfec::repair_request;
 
 use super::imp::{Running, SessionSink, CAT};
-use crate::fanout::Target;
+use crate::fanout::{Target, Targets};
 
 /// How long the thread waits for a datagram before it looks at its timers.
 const TICK: Duration = Duration::from_millis(20);
@@ -31,7 +31,7 @@ const STATS_INTERVAL: Duration = Duration::from_secs(1);
 /// Who gets what, as the streaming threads see it; replaced whole when receivers change.
 #[derive(Default)]
 pub(crate) struct Snapshot {
-    pub channels: HashMap<u16, Vec<Arc<Target>>>,
+    pub channels: HashMap<u16, Targets>,
     pub by_id: HashMap<u64, Arc<Target>>,
 }
 
@@ -59,7 +59,11 @@ fn now(start: Instant) -> Now {
 
 fn rebuild(server: &Server, old: &Snapshot) -> Snapshot {
     let mut snap = Snapshot::default();
-    for (id, addr) in server.clients() {
+    let mut channels: HashMap<u16, Vec<Arc<Target>>> = HashMap::new();
+    let mut clients: Vec<(u64, SocketAddr)> = server.clients().collect();
+    // In join order: sends then walk the kernel's sockets in a steady order.
+    clients.sort_unstable();
+    for (id, addr) in clients {
         let target = old.by_id.get(&id).cloned().unwrap_or_else(|| {
             Arc::new(Target {
                 id,
@@ -68,10 +72,14 @@ fn rebuild(server: &Server, old: &Snapshot) -> Snapshot {
             })
         });
         for &c in server.channels_of(id) {
-            snap.channels.entry(c).or_default().push(target.clone());
+            channels.entry(c).or_default().push(target.clone());
         }
         snap.by_id.insert(id, target);
     }
+    snap.channels = channels
+        .into_iter()
+        .map(|(c, list)| (c, Targets::new(list)))
+        .collect();
     snap
 }
 

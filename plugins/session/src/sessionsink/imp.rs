@@ -18,7 +18,7 @@ use gstfanoutfec::packet_destination;
 
 use super::control::{self, Snapshot};
 use super::pad::{ChannelStats, SessionSinkPad};
-use crate::fanout::{Fanout, Target};
+use crate::fanout::{Fanout, Targets};
 
 pub static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -189,11 +189,8 @@ impl SessionSink {
         let snapshot = r.snapshot.lock().unwrap().clone();
         let index = pad.index();
         let header = message::data_header(index);
-        let everyone = snapshot
-            .channels
-            .get(&index)
-            .map(|t| t.as_slice())
-            .unwrap_or(&[]);
+        let none = Targets::default();
+        let everyone = snapshot.channels.get(&index).unwrap_or(&none);
         let stats = &pad.imp().stats;
         // Runs of packets for everyone go out together; a repair packet goes on its own.
         let mut maps: Vec<gst::BufferMap<'_, gst::buffer::Readable>> = Vec::new();
@@ -222,7 +219,7 @@ impl SessionSink {
                         .get::<u64>()
                         .ok()
                         .and_then(|id| snapshot.by_id.get(&id))
-                        .filter(|t| everyone.iter().any(|e| e.id == t.id));
+                        .filter(|t| everyone.list().iter().any(|e| e.id == t.id));
                     if let Some(t) = target {
                         if t.stats.take_repair_credit() {
                             stats.repairs.fetch_add(1, Ordering::Relaxed);
@@ -231,7 +228,7 @@ impl SessionSink {
                                 &r,
                                 &header,
                                 &[map.as_slice()],
-                                std::slice::from_ref(t),
+                                &Targets::new(vec![t.clone()]),
                                 stats,
                             );
                         } else {
@@ -250,7 +247,7 @@ impl SessionSink {
         r: &Running,
         header: &[u8],
         packets: &[&[u8]],
-        targets: &[Arc<Target>],
+        targets: &Targets,
         stats: &ChannelStats,
     ) {
         let (sent, gso_refused) = r.fanout.send(header, packets, targets);
@@ -264,6 +261,7 @@ impl SessionSink {
         }
         if sent.errors > 0 {
             let failing = targets
+                .list()
                 .iter()
                 .filter(|t| t.stats.errors_in_a_row.load(Ordering::Relaxed) >= EVICT_AFTER_ERRORS)
                 .map(|t| t.id);
