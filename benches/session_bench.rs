@@ -16,30 +16,14 @@ use gst::prelude::*;
 use gst_app::AppSrc;
 use nix::sys::socket::{sendmmsg, ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage};
 
+mod cpu;
+
+use cpu::Cpu;
+
 const PAYLOAD: usize = 1316;
 const LIST: usize = 100;
 /// session-sink's channel header, which the bare loop sends too (same bytes on the wire).
 const HEADER: usize = 8;
-
-/// CPU time of the whole process (user + system, every thread).
-struct Cpu(f64);
-
-impl Cpu {
-    fn now() -> Cpu {
-        // SAFETY: getrusage(2) fills the struct it is given and touches nothing else.
-        let usage = unsafe {
-            let mut usage = std::mem::zeroed::<libc::rusage>();
-            libc::getrusage(libc::RUSAGE_SELF, &mut usage);
-            usage
-        };
-        let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-        Cpu(secs(usage.ru_utime) + secs(usage.ru_stime))
-    }
-
-    fn elapsed(&self) -> f64 {
-        Cpu::now().0 - self.0
-    }
-}
 
 fn receivers(n: usize) -> Vec<UdpSocket> {
     (0..n)

@@ -1,5 +1,6 @@
 //! The block assembler: any sequence of datagrams (valid checksums or not) gives outputs or
-//! counted drops, never a panic, and buffers only out of blocks that decoded.
+//! counted drops, never a panic, and buffers only out of blocks that decoded; its repair
+//! requests stay bounded (at most 16 a call, each asking for at least one symbol).
 #![no_main]
 
 use fanout_fec::{Output, Receiver, ReceiverConfig};
@@ -9,8 +10,10 @@ fuzz_target!(|data: &[u8]| {
     let mut rx = Receiver::new(ReceiverConfig {
         max_pending_blocks: 64,
         max_buffered_bytes: 8 << 20,
+        report_delay: 20_000_000,
         ..ReceiverConfig::default()
     });
+    let mut missing = Vec::new();
     let mut out = Vec::new();
     let mut now = 0u64;
     // Each datagram: a flags byte (bit 0: fix the checksum, so the fuzzer reaches past it;
@@ -29,6 +32,11 @@ fuzz_target!(|data: &[u8]| {
         now += u64::from(flags >> 1) * 10_000_000;
         rx.push(&datagram, now, &mut out);
         rx.handle_timeout(now, &mut out);
+        missing.clear();
+        rx.missing(now, &mut missing);
+        assert!(missing.len() <= fanout_fec::receiver::MAX_MISSING);
+        assert!(missing.iter().all(|m| m.needed >= 1));
+        let _ = rx.next_report();
     }
     rx.finish(&mut out);
     let _ = (rx.deadline(), rx.description());
