@@ -22,7 +22,8 @@ if [ "$(id -u)" = 0 ]; then
 else
   echo "not root: the tests that need root are skipped"
 fi
-cargo test --workspace "${ignored[@]}" 2>&1 | tee "$log"
+# --no-fail-fast: every failure shows, not just the first binary's.
+cargo test --workspace --no-fail-fast "${ignored[@]}" 2>&1 | tee "$log"
 
 echo "== meson: build, install into a staging directory, inspect from there"
 scripts/check-meson.sh

@@ -283,7 +283,8 @@ fn an_incomplete_block_is_given_up_on_the_pipeline_clock_after_the_latency() {
             Some(h) => h.block == 1,
         })
         .collect();
-    let mut depay = depayloader("latency=50000000");
+    // The give-up timer alone (no repair asks, which have timers of their own).
+    let mut depay = depayloader("latency=50000000 repair-delay=0");
     depay.use_testclock();
     let clock = depay.testclock().unwrap();
     clock.set_time(gst::ClockTime::from_seconds(10));
@@ -401,4 +402,53 @@ fn a_block_short_of_symbols_is_asked_for_upstream_with_what_it_needs() {
 
 fn stats_of(h: &Harness) -> gst::Structure {
     h.element().unwrap().property::<gst::Structure>("stats")
+}
+
+#[test]
+fn a_block_is_asked_for_again_on_the_pipeline_clock_until_it_is_given_up() {
+    let (packets, _pay) = payload("repair-percent=0 max-block-time=0", &input(40));
+    let mut depay = depayloader("latency=200000000 repair-delay=40000000");
+    depay.use_testclock();
+    let clock = depay.testclock().unwrap();
+    clock.set_time(gst::ClockTime::from_seconds(10));
+    // Only block 0's first half: no later block tells it is over, the clock must.
+    let mut half = 0;
+    for p in packets
+        .iter()
+        .filter(|p| symbol_header(p).is_none_or(|h| h.block == 0))
+    {
+        if symbol_header(p).is_some() {
+            half += 1;
+            if half > 30 {
+                continue;
+            }
+        }
+        depay.push(p.clone()).unwrap();
+    }
+    let asks = |h: &mut Harness| {
+        std::iter::from_fn(|| h.try_pull_upstream_event())
+            .filter(|e| gstfanoutfec::parse_block_missing(e).is_some())
+            .count()
+    };
+    assert_eq!(asks(&mut depay), 0, "not before the delay");
+    for at in [10_040, 10_080, 10_120] {
+        let id = clock.wait_for_next_pending_id();
+        assert_eq!(id.time(), gst::ClockTime::from_mseconds(at));
+        depay.crank_single_clock_wait().unwrap();
+        assert!(wait(|| asks(&mut depay) == 1), "an ask at {at} ms");
+    }
+    // Three asks at most; then the give-up at 10.2 s.
+    let id = clock.wait_for_next_pending_id();
+    assert_eq!(id.time(), gst::ClockTime::from_mseconds(10_200));
+}
+
+fn wait(mut f: impl FnMut() -> bool) -> bool {
+    let start = std::time::Instant::now();
+    while start.elapsed() < std::time::Duration::from_secs(5) {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    false
 }
