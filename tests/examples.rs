@@ -67,3 +67,10 @@ fn rust_example_records_chase_plays_and_replays() {
     let numbers: Vec<u64> = line.split(' ').filter_map(|w| w.parse().ok()).collect();
     assert_eq!(numbers[0], numbers[2], "{line}");
 }
+
+#[test]
+fn python_example_authorizes_receivers_by_token() {
+    let log = run_python("sessions_from_python.py", &[]);
+    assert!(log.contains("refused the JOIN: not authorized"), "{log}");
+    assert!(log.contains("authorized by token from Python"), "{log}");
+}

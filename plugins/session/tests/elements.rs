@@ -335,3 +335,18 @@ fn a_receiver_joins_a_restarted_server_again_by_itself() {
     rx.set_state(gst::State::Null).unwrap();
     srv.set_state(gst::State::Null).unwrap();
 }
+
+#[test]
+fn a_port_in_use_is_a_clear_error() {
+    let port = free_port();
+    let first = server(port, "", "");
+    let second = pipeline(&format!("fakesrc ! session-sink port={port}"));
+    assert!(second.set_state(gst::State::Playing).is_err());
+    let err = bus_message(&second, gst::MessageType::Error, 5 * SECOND).expect("an error");
+    assert!(
+        err.contains(&format!("cannot listen on 0.0.0.0:{port}")),
+        "{err}"
+    );
+    second.set_state(gst::State::Null).unwrap();
+    first.set_state(gst::State::Null).unwrap();
+}

@@ -89,14 +89,14 @@ impl SessionSink {
         let ip: std::net::IpAddr = s.address.parse().map_err(|_| {
             gst::error_msg!(
                 gst::ResourceError::Settings,
-                ["address {:?} is not an IP address", s.address]
+                ("address {:?} is not an IP address", s.address)
             )
         })?;
         let bind = SocketAddr::new(ip, s.port as u16);
         let socket = control::bind(bind).map_err(|e| {
             gst::error_msg!(
                 gst::ResourceError::OpenReadWrite,
-                ["cannot listen on {bind}: {e}"]
+                ("cannot listen on {bind}: {e}")
             )
         })?;
         let secret = match &s.secret {
@@ -104,7 +104,7 @@ impl SessionSink {
             None => {
                 let mut k = vec![0u8; 32];
                 getrandom::fill(&mut k).map_err(|e| {
-                    gst::error_msg!(gst::LibraryError::Init, ["no random secret: {e}"])
+                    gst::error_msg!(gst::LibraryError::Init, ("no random secret: {e}"))
                 })?;
                 k
             }
@@ -134,7 +134,7 @@ impl SessionSink {
         let thread = std::thread::Builder::new()
             .name("session-sink".into())
             .spawn(move || control::run(weak, r))
-            .map_err(|e| gst::error_msg!(gst::CoreError::Thread, ["{e}"]))?;
+            .map_err(|e| gst::error_msg!(gst::CoreError::Thread, ("{e}")))?;
         *self.thread.lock().unwrap() = Some(thread);
         *self.running.lock().unwrap() = Some(running);
         Ok(())

@@ -113,13 +113,13 @@ impl SessionSrc {
             .ok_or_else(|| {
                 gst::error_msg!(
                     gst::ResourceError::NotFound,
-                    ["cannot resolve host {:?}", s.host]
+                    ("cannot resolve host {:?}", s.host)
                 )
             })?;
         let socket = receive::connect(server).map_err(|e| {
             gst::error_msg!(
                 gst::ResourceError::OpenReadWrite,
-                ["cannot open a socket to {server}: {e}"]
+                ("cannot open a socket to {server}: {e}")
             )
         })?;
         let stay = if s.join_until > 0 {
@@ -154,7 +154,7 @@ impl SessionSrc {
         let thread = std::thread::Builder::new()
             .name("session-src".into())
             .spawn(move || receive::run(weak, r))
-            .map_err(|e| gst::error_msg!(gst::CoreError::Thread, ["{e}"]))?;
+            .map_err(|e| gst::error_msg!(gst::CoreError::Thread, ("{e}")))?;
         *self.thread.lock().unwrap() = Some(thread);
         *self.running.lock().unwrap() = Some(running);
         Ok(())

@@ -125,7 +125,7 @@ pub fn start(element: &gst::Element, pad: &gst::Pad, queue: Arc<PadQueue>) {
                     gst::element_error!(
                         element,
                         gst::StreamError::Failed,
-                        ["streaming on {} stopped, reason {e:?}", p.name()]
+                        ("streaming on {} stopped, reason {e:?}", p.name())
                     );
                 }
                 let _ = p.pause_task();
@@ -136,7 +136,7 @@ pub fn start(element: &gst::Element, pad: &gst::Pad, queue: Arc<PadQueue>) {
         gst::element_error!(
             element,
             gst::CoreError::Thread,
-            ["cannot start {}: {e}", pad.name()]
+            ("cannot start {}: {e}", pad.name())
         );
     }
 }

@@ -150,7 +150,7 @@ fn handle_event(imp: &SessionSrc, r: &Running, e: ClientEvent, unreachable_told:
             gst::element_imp_error!(
                 imp,
                 gst::ResourceError::OpenRead,
-                ["{} refused the JOIN: {why}", r.server]
+                ("{} refused the JOIN: {why}", r.server)
             );
         }
         ClientEvent::Unreachable => {
@@ -163,16 +163,16 @@ fn handle_event(imp: &SessionSrc, r: &Running, e: ClientEvent, unreachable_told:
                 gst::element_imp_warning!(
                     imp,
                     gst::ResourceError::Read,
-                    ["no answer from {} for {timeout}: still trying", r.server]
+                    ("no answer from {} for {timeout}: still trying", r.server)
                 );
             } else {
                 gst::element_imp_error!(
                     imp,
                     gst::ResourceError::OpenRead,
-                    [
+                    (
                         "no answer from {} within {timeout}: is a session-sink there?",
                         r.server
-                    ]
+                    )
                 );
             }
         }
