@@ -236,6 +236,7 @@ impl ObjectImpl for SessionSrc {
                     .nick("Host")
                     .blurb("The session-sink to join: host name or IP address")
                     .default_value(Some(DEFAULT_HOST))
+                    .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt::builder("port")
                     .nick("Port")
@@ -243,35 +244,42 @@ impl ObjectImpl for SessionSrc {
                     .minimum(1)
                     .maximum(u16::MAX.into())
                     .default_value(DEFAULT_PORT)
+                    .mutable_ready()
                     .build(),
                 glib::ParamSpecString::builder("channels")
                     .nick("Channels")
                     .blurb("Comma-separated channel names to join; src_0 is the first, src_1 the second... Empty: every channel, in the server's order")
                     .default_value(Some(""))
+                    .mutable_ready()
                     .build(),
                 glib::ParamSpecEnum::builder_with_default("transport", Transport::Udp)
                     .nick("Transport")
                     .blurb("How packets arrive")
+                    .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt64::builder("join-duration")
                     .nick("Join duration")
                     .blurb("How long each JOIN asks to stay (ns); refreshed at about two thirds of it while running (the server may grant less)")
                     .minimum(1_000_000_000)
                     .default_value(DEFAULT_JOIN_DURATION)
+                    .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt64::builder("join-until")
                     .nick("Join until")
                     .blurb("If set, stay until this Unix time (ns) instead of join-duration, without refreshing past it")
+                    .mutable_ready()
                     .build(),
                 glib::ParamSpecString::builder("token")
                     .nick("Token")
                     .blurb("Sent with each JOIN for the server's application to authorize (up to 255 bytes)")
+                    .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt64::builder("timeout")
                     .nick("Timeout")
                     .blurb("No answer from the server for this long (ns): an error before the first JOIN succeeded, a warning after")
                     .minimum(100_000_000)
                     .default_value(DEFAULT_TIMEOUT)
+                    .mutable_ready()
                     .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
