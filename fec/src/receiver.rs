@@ -180,6 +180,10 @@ pub struct Receiver {
     buffered: usize,
     /// Something was given out (or given up): from then on `next` only moves forward.
     started: bool,
+    /// Blocks of which no packet arrived, reported missing: when last, and how often.
+    absent: BTreeMap<u64, (Option<u64>, u8)>,
+    /// Codec and K of the latest block seen: the guess for a block of which nothing came.
+    last_k: Option<(Codec, u32)>,
     pub stats: ReceiverStats,
 }
 
@@ -198,6 +202,8 @@ impl Receiver {
             out_of_range_run: 0,
             buffered: 0,
             started: false,
+            absent: BTreeMap::new(),
+            last_k: None,
             stats: ReceiverStats::default(),
         }
     }
@@ -282,7 +288,8 @@ impl Receiver {
     /// Blocks waited for that are still short of symbols and due for a (first or repeated)
     /// report at `now`: what a repair request should ask for. Stream mode only (a carousel
     /// brings every block round again), never for codec none, at most [`MAX_MISSING`].
-    /// A block none of whose packets arrived is not reported: its size is unknown.
+    /// A block none of whose packets arrived, though a later one's did, is asked for with
+    /// the K of the latest block seen.
     pub fn missing(&mut self, now: u64, out: &mut Vec<Missing>) {
         let delay = self.cfg.report_delay;
         let (Some(next), Some(desc)) = (self.next, &self.description) else {
@@ -322,6 +329,41 @@ impl Receiver {
             b.reports += 1;
             out.push(Missing { block: n, needed });
         }
+        self.missing_absent(now, next, newest, out);
+    }
+
+    /// Blocks of which nothing arrived though a later one did: asked for with the K of the
+    /// latest block seen (a guess; the repairs that come make the block known, and a short
+    /// guess is completed by the next report).
+    fn missing_absent(&mut self, now: u64, next: u64, newest: u64, out: &mut Vec<Missing>) {
+        let delay = self.cfg.report_delay;
+        self.absent = self.absent.split_off(&next);
+        let Some((codec, k)) = self.last_k.filter(|(c, _)| *c != Codec::None) else {
+            return;
+        };
+        let margin = if codec == Codec::RaptorQ { 2 } else { 0 };
+        let needed = k.saturating_add(margin).max(1);
+        let mut n = next;
+        while n < newest && out.len() < MAX_MISSING {
+            let Some(&held) = self.blocks.range(n..).next().map(|(h, _)| h) else {
+                break;
+            };
+            if held == n {
+                self.absent.remove(&n);
+                n += 1;
+                continue;
+            }
+            while n < held && out.len() < MAX_MISSING {
+                let (reported, reports) = self.absent.entry(n).or_insert((None, 0));
+                let due = reported.is_none_or(|t| now >= t.saturating_add(delay));
+                if due && *reports < MAX_REPORTS {
+                    *reported = Some(now);
+                    *reports += 1;
+                    out.push(Missing { block: n, needed });
+                }
+                n += 1;
+            }
+        }
     }
 
     /// When [`Self::missing`] next has something to report, if no packet comes first.
@@ -331,7 +373,8 @@ impl Receiver {
         if delay == 0 || self.description.as_ref()?.mode == Mode::Carousel {
             return None;
         }
-        self.blocks
+        let held = self
+            .blocks
             .range(next..)
             .filter(|(_, b)| b.decoded.is_none() && b.reports < MAX_REPORTS)
             .filter(|(_, b)| {
@@ -339,8 +382,13 @@ impl Receiver {
                     .first()
                     .is_some_and(|v| v.decoder.is_some() && v.params.codec != Codec::None)
             })
-            .map(|(_, b)| b.reported.unwrap_or(b.first_seen).saturating_add(delay))
-            .min()
+            .map(|(_, b)| b.reported.unwrap_or(b.first_seen).saturating_add(delay));
+        let absent = self
+            .absent
+            .range(next..)
+            .filter(|(n, (_, reports))| *reports < MAX_REPORTS && !self.blocks.contains_key(n))
+            .filter_map(|(_, (reported, _))| reported.map(|t| t.saturating_add(delay)));
+        held.chain(absent).min()
     }
 
     fn set_description(&mut self, desc: Description, out: &mut Vec<Output>) {
@@ -426,6 +474,7 @@ impl Receiver {
         let i = match block.variants.iter().position(|v| v.params == params) {
             Some(i) => i,
             None if block.variants.len() < MAX_VARIANTS => {
+                self.last_k = Some((params.codec, h.source_symbols()));
                 block.variants.push(Variant {
                     params,
                     k: h.source_symbols(),
@@ -490,6 +539,8 @@ impl Receiver {
     fn resync(&mut self) {
         self.stats.resyncs += 1;
         self.blocks.clear();
+        self.absent.clear();
+        self.last_k = None;
         self.buffered = 0;
         self.started = false;
         self.next = None;

@@ -627,3 +627,54 @@ fn nothing_is_reported_without_a_delay_set_or_for_codec_none() {
         assert_eq!(rx.next_report(), None);
     }
 }
+
+#[test]
+fn a_block_of_which_nothing_arrived_is_asked_for_and_rebuilt_from_repairs_alone() {
+    let input = buffers(30, 8);
+    let mut sender = Sender::new(SenderConfig {
+        repair_percent: 0,
+        ..config(Codec::RaptorQ)
+    })
+    .unwrap();
+    sender
+        .set_stream("application/x-test".into(), true)
+        .unwrap();
+    let mut packets = Vec::new();
+    for (meta, data) in &input {
+        sender.push_buffer(meta, data, &mut packets);
+    }
+    sender.flush(&mut packets);
+    assert!(sender.next_block() > 3);
+    let mut rx = Receiver::new(ReceiverConfig {
+        report_delay: 10,
+        ..ReceiverConfig::default()
+    });
+    let mut out = Vec::new();
+    // Every packet of block 2 is lost.
+    for p in packets
+        .iter()
+        .filter(|p| symbol_header(p).is_none_or(|h| h.block != 2))
+    {
+        rx.push(p, 0, &mut out);
+    }
+    let mut missing = Vec::new();
+    rx.missing(0, &mut missing);
+    let ask = missing
+        .iter()
+        .find(|m| m.block == 2)
+        .expect("block 2 asked for");
+    assert!(ask.needed >= 2, "{ask:?}");
+    let mut round = 0;
+    while !missing.is_empty() && round < 4 {
+        for m in missing.drain(..) {
+            for p in sender.repair(m.block, m.needed).unwrap() {
+                rx.push(&p, 20 * round, &mut out);
+            }
+        }
+        round += 1;
+        rx.missing(20 * round + 15, &mut missing);
+    }
+    rx.finish(&mut out);
+    assert_eq!(rx.stats.blocks_lost, 0, "{:?}", rx.stats);
+    assert!(same(&out, &input));
+}
