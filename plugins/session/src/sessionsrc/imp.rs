@@ -57,8 +57,11 @@ impl Default for Settings {
     }
 }
 
-/// What exists between READY→PAUSED and PAUSED→READY, shared with the receiving thread.
+/// One server's session, between READY→PAUSED and PAUSED→READY, shared with its receiving
+/// thread.
 pub(super) struct Running {
+    /// Its place in `host`.
+    pub number: usize,
     pub socket: UdpSocket,
     pub server: SocketAddr,
     pub client: Mutex<Client>,
@@ -84,11 +87,38 @@ impl Running {
 #[derive(Default)]
 pub struct SessionSrc {
     pub(super) settings: Mutex<Settings>,
-    pub(super) running: Mutex<Option<Arc<Running>>>,
+    /// One per server in `host`.
+    pub(super) running: Mutex<Vec<Arc<Running>>>,
     pub(super) channels: Mutex<Channels>,
     pub(super) playing: AtomicBool,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
     last_stats: Mutex<Option<gst::Structure>>,
+}
+
+/// `host` as servers: `host`, `host:port` or `[v6]:port` items, comma-separated; `port`
+/// where an item has none.
+fn parse_servers(hosts: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
+    parse_list(hosts)
+        .iter()
+        .map(|item| {
+            let (host, port) = match item.parse::<SocketAddr>() {
+                Ok(a) => return Ok(a),
+                Err(_) => match item.rsplit_once(':') {
+                    Some((h, p)) if !h.contains(':') => (
+                        h,
+                        p.parse::<u16>()
+                            .map_err(|_| format!("bad port in {item:?}"))?,
+                    ),
+                    _ => (item.as_str(), port),
+                },
+            };
+            (host.trim_matches(|c| c == '[' || c == ']'), port)
+                .to_socket_addrs()
+                .ok()
+                .and_then(|mut a| a.next())
+                .ok_or_else(|| format!("cannot resolve host {host:?}"))
+        })
+        .collect()
 }
 
 fn parse_list(s: &str) -> Vec<String> {
@@ -100,22 +130,33 @@ fn parse_list(s: &str) -> Vec<String> {
 }
 
 impl SessionSrc {
-    fn running(&self) -> Option<Arc<Running>> {
+    pub(super) fn running(&self) -> Vec<Arc<Running>> {
         self.running.lock().unwrap().clone()
     }
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         let s = self.settings.lock().unwrap().clone();
-        let server = (s.host.as_str(), s.port as u16)
-            .to_socket_addrs()
-            .ok()
-            .and_then(|mut a| a.next())
-            .ok_or_else(|| {
-                gst::error_msg!(
-                    gst::ResourceError::NotFound,
-                    ("cannot resolve host {:?}", s.host)
-                )
-            })?;
+        let servers = parse_servers(&s.host, s.port as u16)
+            .map_err(|e| gst::error_msg!(gst::ResourceError::NotFound, ("{e}")))?;
+        if servers.is_empty() {
+            return Err(gst::error_msg!(
+                gst::ResourceError::NotFound,
+                ("no host given")
+            ));
+        }
+        *self.channels.lock().unwrap() = Channels::default();
+        for (number, server) in servers.into_iter().enumerate() {
+            self.start_one(&s, number, server)?;
+        }
+        Ok(())
+    }
+
+    fn start_one(
+        &self,
+        s: &Settings,
+        number: usize,
+        server: SocketAddr,
+    ) -> Result<(), gst::ErrorMessage> {
         let socket = receive::connect(server).map_err(|e| {
             gst::error_msg!(
                 gst::ResourceError::OpenReadWrite,
@@ -129,7 +170,7 @@ impl SessionSrc {
         };
         let cfg = ClientConfig {
             channels: s.channels.clone(),
-            token: s.token.into_bytes(),
+            token: s.token.clone().into_bytes(),
             stay,
             timeout: s.timeout,
             ..ClientConfig::default()
@@ -137,6 +178,7 @@ impl SessionSrc {
         let seed = getrandom::u64().unwrap_or_else(|_| std::process::id().into());
         let start = Instant::now();
         let running = Arc::new(Running {
+            number,
             socket,
             server,
             client: Mutex::new(Client::new(cfg, 0, seed)),
@@ -148,31 +190,30 @@ impl SessionSrc {
             running.flush(&mut client);
         }
         gst::info!(CAT, imp = self, "joining {server}");
-        *self.channels.lock().unwrap() = Channels::default();
         let weak = self.obj().downgrade();
         let r = running.clone();
         let thread = std::thread::Builder::new()
             .name("session-src".into())
             .spawn(move || receive::run(weak, r))
             .map_err(|e| gst::error_msg!(gst::CoreError::Thread, ("{e}")))?;
-        *self.thread.lock().unwrap() = Some(thread);
-        *self.running.lock().unwrap() = Some(running);
+        self.threads.lock().unwrap().push(thread);
+        self.running.lock().unwrap().push(running);
         Ok(())
     }
 
     fn stop(&self) {
-        let running = self.running.lock().unwrap().take();
-        if let Some(r) = &running {
+        let running = std::mem::take(&mut *self.running.lock().unwrap());
+        for r in &running {
             r.stop.store(true, Ordering::SeqCst);
             let mut client = r.client.lock().unwrap();
             client.leave();
             r.flush(&mut client);
         }
-        if let Some(t) = self.thread.lock().unwrap().take() {
+        for t in std::mem::take(&mut *self.threads.lock().unwrap()) {
             let _ = t.join();
         }
-        if let Some(r) = running {
-            *self.last_stats.lock().unwrap() = Some(receive::stats(self, &r));
+        if !running.is_empty() {
+            *self.last_stats.lock().unwrap() = Some(receive::stats(self, &running));
         }
         let tasks = self.channels.lock().unwrap().tasks();
         for (pad, queue) in tasks {
@@ -187,11 +228,17 @@ impl SessionSrc {
         *self.channels.lock().unwrap() = Channels::default();
     }
 
-    /// Downstream (`fec-depayloader`) misses symbols of a block: a LOST to the server.
+    /// Downstream (`fec-depayloader`) misses symbols of a block: a LOST to every server
+    /// carrying the channel (each answers from its own repair symbols; one that is gone
+    /// costs nothing).
     pub(super) fn src_event(&self, pad: &gst::Pad, event: gst::Event) -> bool {
         if let Some((flow, block, needed)) = gstfanoutfec::parse_block_missing(&event) {
-            let channel = self.channels.lock().unwrap().index_of(pad);
-            if let (Some(channel), Some(r)) = (channel, self.running()) {
+            let sources = self.channels.lock().unwrap().sources_of(pad);
+            let running = self.running();
+            for (number, channel) in sources {
+                let Some(r) = running.iter().find(|r| r.number == number) else {
+                    continue;
+                };
                 let entry = LostEntry {
                     channel,
                     flow,
@@ -234,7 +281,7 @@ impl ObjectImpl for SessionSrc {
             vec![
                 glib::ParamSpecString::builder("host")
                     .nick("Host")
-                    .blurb("The session-sink to join: host name or IP address")
+                    .blurb("The session-sink to join: host name or IP address, or several as host[:port],host[:port],... (IPv6 as [addr]:port): each is joined and their packets merge per channel name")
                     .default_value(Some(DEFAULT_HOST))
                     .mutable_ready()
                     .build(),
@@ -337,9 +384,10 @@ impl ObjectImpl for SessionSrc {
             "timeout" => s.timeout.to_value(),
             "stats" => {
                 drop(s);
-                match self.running() {
-                    Some(r) => receive::stats(self, &r).to_value(),
-                    None => self
+                let running = self.running();
+                match running.is_empty() {
+                    false => receive::stats(self, &running).to_value(),
+                    true => self
                         .last_stats
                         .lock()
                         .unwrap()

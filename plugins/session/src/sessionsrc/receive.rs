@@ -40,7 +40,10 @@ pub(super) fn connect(server: SocketAddr) -> std::io::Result<UdpSocket> {
 }
 
 struct ChannelPad {
-    index: u16,
+    /// (server number, the server's index for it): one channel name, any number of servers.
+    sources: Vec<(usize, u16)>,
+    /// Sources whose stream ended; EOS when all did.
+    ended: Vec<(usize, u16)>,
     name: String,
     pad: gst::Pad,
     queue: Arc<PadQueue>,
@@ -58,7 +61,8 @@ pub(crate) struct Channels {
     list: Vec<ChannelPad>,
     dropped_not_playing: u64,
     unknown_channel: u64,
-    joined: bool,
+    /// Servers that answered a JOIN at least once.
+    joined: Vec<usize>,
     no_more_pads: bool,
 }
 
@@ -67,8 +71,18 @@ impl Channels {
         self.list.iter().map(|c| &c.pad)
     }
 
-    pub fn index_of(&self, pad: &gst::Pad) -> Option<u16> {
-        self.list.iter().find(|c| &c.pad == pad).map(|c| c.index)
+    pub fn sources_of(&self, pad: &gst::Pad) -> Vec<(usize, u16)> {
+        self.list
+            .iter()
+            .find(|c| &c.pad == pad)
+            .map(|c| c.sources.clone())
+            .unwrap_or_default()
+    }
+
+    fn of(&mut self, number: usize, index: u16) -> Option<&mut ChannelPad> {
+        self.list
+            .iter_mut()
+            .find(|c| c.sources.contains(&(number, index)))
     }
 
     /// Each pad with its queue, to end their tasks without holding the lock (a task may
@@ -100,7 +114,7 @@ pub(super) fn run(weak: glib::WeakRef<super::SessionSrc>, r: Arc<Running>) {
                     d
                 };
                 if let Some((channel, buffer)) = data {
-                    push(imp, channel, buffer);
+                    push(imp, r.number, channel, buffer);
                 }
             }
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => (),
@@ -127,7 +141,7 @@ fn handle_event(imp: &SessionSrc, r: &Running, e: ClientEvent, unreachable_told:
             channels,
             new_session,
         } => {
-            let first = !imp.channels.lock().unwrap().joined;
+            let first = !imp.channels.lock().unwrap().joined.contains(&r.number);
             if new_session && !first {
                 gst::info!(
                     CAT,
@@ -139,7 +153,7 @@ fn handle_event(imp: &SessionSrc, r: &Running, e: ClientEvent, unreachable_told:
                 gst::info!(CAT, imp = imp, "joined {}", r.server);
             }
             *unreachable_told = false;
-            add_pads(imp, &channels);
+            add_pads(imp, r.number, &channels);
         }
         ClientEvent::Refused { reason, text } => {
             let why = if text.is_empty() {
@@ -147,11 +161,27 @@ fn handle_event(imp: &SessionSrc, r: &Running, e: ClientEvent, unreachable_told:
             } else {
                 format!("{} ({text})", reason.as_str())
             };
-            gst::element_imp_error!(
-                imp,
-                gst::ResourceError::OpenRead,
-                ("{} refused the JOIN: {why}", r.server)
-            );
+            // With other servers answering, one refusing is a warning.
+            if imp
+                .channels
+                .lock()
+                .unwrap()
+                .joined
+                .iter()
+                .any(|&n| n != r.number)
+            {
+                gst::element_imp_warning!(
+                    imp,
+                    gst::ResourceError::OpenRead,
+                    ("{} refused the JOIN: {why}", r.server)
+                );
+            } else {
+                gst::element_imp_error!(
+                    imp,
+                    gst::ResourceError::OpenRead,
+                    ("{} refused the JOIN: {why}", r.server)
+                );
+            }
         }
         ClientEvent::Unreachable => {
             if *unreachable_told {
@@ -159,7 +189,7 @@ fn handle_event(imp: &SessionSrc, r: &Running, e: ClientEvent, unreachable_told:
             }
             *unreachable_told = true;
             let timeout = gst::ClockTime::from_nseconds(imp.settings.lock().unwrap().timeout);
-            if imp.channels.lock().unwrap().joined {
+            if !imp.channels.lock().unwrap().joined.is_empty() {
                 gst::element_imp_warning!(
                     imp,
                     gst::ResourceError::Read,
@@ -176,24 +206,33 @@ fn handle_event(imp: &SessionSrc, r: &Running, e: ClientEvent, unreachable_told:
                 );
             }
         }
-        ClientEvent::Changed { channel } => add_pads(imp, std::slice::from_ref(&channel)),
+        ClientEvent::Changed { channel } => add_pads(imp, r.number, std::slice::from_ref(&channel)),
         ClientEvent::Ended { channel } => {
             let mut ch = imp.channels.lock().unwrap();
-            if let Some(c) = ch.list.iter_mut().find(|c| c.index == channel && !c.eos) {
-                gst::debug!(CAT, obj = c.pad, "the channel ended");
-                c.eos = true;
-                c.queue.push(Item::Eos);
+            if let Some(c) = ch.of(r.number, channel).filter(|c| !c.eos) {
+                if !c.ended.contains(&(r.number, channel)) {
+                    c.ended.push((r.number, channel));
+                }
+                if c.sources.iter().all(|s| c.ended.contains(s)) {
+                    gst::debug!(CAT, obj = c.pad, "the channel ended");
+                    c.eos = true;
+                    c.queue.push(Item::Eos);
+                }
             }
         }
     }
 }
 
-fn add_pads(imp: &SessionSrc, channels: &[ChannelInfo]) {
+/// Pads for the channels server `number` gave; a name another server gave already shares
+/// its pad.
+fn add_pads(imp: &SessionSrc, number: usize, channels: &[ChannelInfo]) {
     let obj = imp.obj();
     let mut new = Vec::new();
     {
         let mut ch = imp.channels.lock().unwrap();
-        ch.joined = true;
+        if !ch.joined.contains(&number) {
+            ch.joined.push(number);
+        }
         for info in channels {
             let caps = if info.caps.is_empty() {
                 None
@@ -212,7 +251,11 @@ fn add_pads(imp: &SessionSrc, channels: &[ChannelInfo]) {
                     }
                 }
             };
-            if let Some(c) = ch.list.iter_mut().find(|c| c.index == info.index) {
+            let source = (number, info.index);
+            if let Some(c) = ch.list.iter_mut().find(|c| c.name == info.name) {
+                if !c.sources.contains(&source) {
+                    c.sources.push(source);
+                }
                 if caps.is_some() && c.caps != caps {
                     c.caps = caps;
                     c.configured = false;
@@ -238,7 +281,8 @@ fn add_pads(imp: &SessionSrc, channels: &[ChannelInfo]) {
                 })
                 .build();
             ch.list.push(ChannelPad {
-                index: info.index,
+                sources: vec![source],
+                ended: Vec::new(),
                 name: info.name.clone(),
                 pad: pad.clone(),
                 queue: Arc::default(),
@@ -267,14 +311,14 @@ fn add_pads(imp: &SessionSrc, channels: &[ChannelInfo]) {
 }
 
 /// Queues a packet for its channel's pad, timestamped with the running time now.
-fn push(imp: &SessionSrc, channel: u16, mut buffer: gst::Buffer) {
+fn push(imp: &SessionSrc, number: usize, channel: u16, mut buffer: gst::Buffer) {
     let obj = imp.obj();
     let mut ch = imp.channels.lock().unwrap();
     if !imp.playing.load(Ordering::SeqCst) {
         ch.dropped_not_playing += 1;
         return;
     }
-    let Some(c) = ch.list.iter_mut().find(|c| c.index == channel) else {
+    let Some(c) = ch.of(number, channel) else {
         ch.unknown_channel += 1;
         return;
     };
@@ -302,20 +346,43 @@ pub(super) fn empty_stats() -> gst::Structure {
         .build()
 }
 
-pub(super) fn stats(imp: &SessionSrc, r: &Running) -> gst::Structure {
-    let c = r.client.lock().unwrap();
-    let joined = c.is_joined();
-    let s = c.stats;
-    drop(c);
+/// Totals over the servers (`joined`: to any), and `servers`: each one's session.
+pub(super) fn stats(imp: &SessionSrc, running: &[Arc<Running>]) -> gst::Structure {
+    let mut total = fanout_session::client::ClientStats::default();
+    let mut joined = false;
+    let servers: Vec<glib::SendValue> = running
+        .iter()
+        .map(|r| {
+            let c = r.client.lock().unwrap();
+            let s = c.stats;
+            joined |= c.is_joined();
+            total.datagrams += s.datagrams;
+            total.data += s.data;
+            total.foreign += s.foreign;
+            total.malformed += s.malformed;
+            total.joins += s.joins;
+            total.lost_reports += s.lost_reports;
+            total.lost_entries += s.lost_entries;
+            gst::Structure::builder("server")
+                .field("address", r.server.to_string())
+                .field("joined", c.is_joined())
+                .field("datagrams", s.datagrams)
+                .field("data", s.data)
+                .field("joins", s.joins)
+                .field("lost-reports", s.lost_reports)
+                .build()
+                .to_send_value()
+        })
+        .collect();
     let ch = imp.channels.lock().unwrap();
     let channels: Vec<glib::SendValue> = ch
         .list
         .iter()
         .map(|c| {
             gst::Structure::builder("channel")
-                .field("index", u32::from(c.index))
                 .field("name", &c.name)
                 .field("pad", c.pad.name().as_str())
+                .field("servers", c.sources.len() as u32)
                 .field("packets", c.packets)
                 .field("bytes", c.bytes)
                 .field("ended", c.eos)
@@ -326,16 +393,16 @@ pub(super) fn stats(imp: &SessionSrc, r: &Running) -> gst::Structure {
         .collect();
     gst::Structure::builder("application/x-fanout-session-src-stats")
         .field("joined", joined)
-        .field("server", r.server.to_string())
-        .field("datagrams", s.datagrams)
-        .field("data", s.data)
-        .field("foreign", s.foreign)
-        .field("malformed", s.malformed)
-        .field("joins", s.joins)
-        .field("lost-reports", s.lost_reports)
-        .field("lost-entries", s.lost_entries)
+        .field("datagrams", total.datagrams)
+        .field("data", total.data)
+        .field("foreign", total.foreign)
+        .field("malformed", total.malformed)
+        .field("joins", total.joins)
+        .field("lost-reports", total.lost_reports)
+        .field("lost-entries", total.lost_entries)
         .field("dropped-not-playing", ch.dropped_not_playing)
         .field("unknown-channel", ch.unknown_channel)
+        .field("servers", gst::Array::from_values(servers))
         .field("channels", gst::Array::from_values(channels))
         .build()
 }
