@@ -93,6 +93,16 @@ pub fn parse_block_missing(event: &gst::EventRef) -> Option<(u32, u64, u32)> {
     ))
 }
 
+/// The (flow, block, count) of a `fanout-repair-request` event, if it is one.
+pub fn parse_repair_request(event: &gst::EventRef) -> Option<(u32, u64, u32)> {
+    let s = event.structure().filter(|s| s.name() == REPAIR_REQUEST)?;
+    Some((
+        s.get("flow").ok()?,
+        s.get("block").ok()?,
+        s.get("count").ok()?,
+    ))
+}
+
 /// The destination a repair packet was made for, if it was.
 pub fn packet_destination(buffer: &gst::BufferRef) -> Option<glib::SendValue> {
     let meta = gst::meta::CustomMeta::from_buffer(buffer, DESTINATION_META).ok()?;

@@ -483,3 +483,41 @@ fn losing_one_of_two_servers_loses_nothing_when_the_other_carries_enough() {
         .set_state(gst::State::Null)
         .unwrap();
 }
+
+#[test]
+fn an_edge_relay_forwards_its_receivers_loss_reports_to_the_origin() {
+    let (origin, edge) = (free_port(), free_port());
+    // No repair symbols at the origin but those asked for.
+    let srv = server(origin, "", "repair-percent=0");
+    let relay = pipeline(&format!(
+        "session-src host=127.0.0.1 port={origin} ! session-sink port={edge}"
+    ));
+    relay.set_state(gst::State::Playing).unwrap();
+    let mut rx = RawClient::join(edge, Stay::For(30_000_000_000));
+    let seen = rx.pump(Duration::from_millis(500));
+    let block = seen
+        .iter()
+        .filter_map(|p| symbol(p))
+        .map(|s| s.0)
+        .max()
+        .expect("packets through the edge");
+    rx.client.report_lost(&[LostEntry {
+        channel: 0,
+        flow: 0,
+        block,
+        needed: 4,
+    }]);
+    let got = rx.pump(Duration::from_millis(500));
+    let repairs = got
+        .iter()
+        .filter_map(|p| symbol(p))
+        .filter(|s| s.2 && s.0 == block)
+        .count();
+    assert_eq!(
+        repairs, 4,
+        "fresh symbols from the origin, through the edge"
+    );
+    for p in [relay, srv] {
+        p.set_state(gst::State::Null).unwrap();
+    }
+}

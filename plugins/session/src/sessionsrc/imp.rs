@@ -228,11 +228,15 @@ impl SessionSrc {
         *self.channels.lock().unwrap() = Channels::default();
     }
 
-    /// Downstream (`fec-depayloader`) misses symbols of a block: a LOST to every server
-    /// carrying the channel (each answers from its own repair symbols; one that is gone
-    /// costs nothing).
+    /// Downstream (`fec-depayloader`, or an edge's `session-sink`) misses symbols of a
+    /// block: a LOST to every server carrying the channel (each answers from its own repair
+    /// symbols; one that is gone costs nothing).
     pub(super) fn src_event(&self, pad: &gst::Pad, event: gst::Event) -> bool {
-        if let Some((flow, block, needed)) = gstfanoutfec::parse_block_missing(&event) {
+        // An edge relay's session-sink asks for repairs its receivers need: they come from
+        // the origin, to this edge, and go out to all of the edge's receivers of the channel.
+        let ask = gstfanoutfec::parse_block_missing(&event)
+            .or_else(|| gstfanoutfec::parse_repair_request(&event));
+        if let Some((flow, block, needed)) = ask {
             let sources = self.channels.lock().unwrap().sources_of(pad);
             let running = self.running();
             for (number, channel) in sources {
