@@ -556,9 +556,8 @@ fn a_description_with_other_bytes_has_another_version() {
     assert!(seen.len() > 2, "the window moved: {seen:?}");
 }
 
-#[test]
-fn missing_blocks_are_reported_with_what_they_need_and_the_repairs_complete_them() {
-    let input = buffers(30, 21);
+/// RaptorQ packets of `input` without repair symbols, and the sender, to ask for some.
+fn sent_without_repair(input: &[(BufferMeta, Vec<u8>)]) -> (Sender, Vec<Vec<u8>>) {
     let mut sender = Sender::new(SenderConfig {
         repair_percent: 0,
         ..config(Codec::RaptorQ)
@@ -568,14 +567,26 @@ fn missing_blocks_are_reported_with_what_they_need_and_the_repairs_complete_them
         .set_stream("application/x-test".into(), true)
         .unwrap();
     let mut packets = Vec::new();
-    for (meta, data) in &input {
+    for (meta, data) in input {
         sender.push_buffer(meta, data, &mut packets);
     }
     sender.flush(&mut packets);
-    let mut rx = Receiver::new(ReceiverConfig {
+    (sender, packets)
+}
+
+/// A receiver that reports incomplete blocks 10 ns after their first packet.
+fn reporting_receiver() -> Receiver {
+    Receiver::new(ReceiverConfig {
         report_delay: 10,
         ..ReceiverConfig::default()
-    });
+    })
+}
+
+#[test]
+fn missing_blocks_are_reported_with_what_they_need_and_the_repairs_complete_them() {
+    let input = buffers(30, 21);
+    let (mut sender, packets) = sent_without_repair(&input);
+    let mut rx = reporting_receiver();
     let mut out = Vec::new();
     let mut rng = Rng(5);
     for p in &packets {
@@ -631,24 +642,9 @@ fn nothing_is_reported_without_a_delay_set_or_for_codec_none() {
 #[test]
 fn a_block_of_which_nothing_arrived_is_asked_for_and_rebuilt_from_repairs_alone() {
     let input = buffers(30, 8);
-    let mut sender = Sender::new(SenderConfig {
-        repair_percent: 0,
-        ..config(Codec::RaptorQ)
-    })
-    .unwrap();
-    sender
-        .set_stream("application/x-test".into(), true)
-        .unwrap();
-    let mut packets = Vec::new();
-    for (meta, data) in &input {
-        sender.push_buffer(meta, data, &mut packets);
-    }
-    sender.flush(&mut packets);
+    let (mut sender, packets) = sent_without_repair(&input);
     assert!(sender.next_block() > 3);
-    let mut rx = Receiver::new(ReceiverConfig {
-        report_delay: 10,
-        ..ReceiverConfig::default()
-    });
+    let mut rx = reporting_receiver();
     let mut out = Vec::new();
     // Every packet of block 2 is lost.
     for p in packets

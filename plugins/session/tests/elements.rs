@@ -6,6 +6,8 @@
 mod common;
 
 use std::net::UdpSocket;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use common::*;
@@ -364,137 +366,123 @@ fn a_port_in_use_is_a_clear_error() {
     first.set_state(gst::State::Null).unwrap();
 }
 
-/// Two servers, `appsrc ! fec-payloader ! session-sink` each, that the test feeds the same
-/// buffers: the same blocks (cut by size alone), each server its own repair symbols.
-fn two_servers(a: u16, b: u16, pay_a: &str, pay_b: &str) -> [gst::Pipeline; 2] {
-    [(a, pay_a), (b, pay_b)].map(|(port, pay)| {
-        let p = pipeline(&format!(
-            "appsrc name=src is-live=true format=time ! fec-payloader max-block-time=0 {pay} \
-             ! session-sink port={port}"
+/// Two servers, `appsrc ! fec-payloader ! session-sink` each, fed the same buffers by the
+/// test (the same blocks: cut by size alone; each server its own repair symbols), and a
+/// receiver joined to both that rebuilt a few blocks already.
+struct TwoServers {
+    servers: Arc<Mutex<Vec<gst::Pipeline>>>,
+    rx: gst::Pipeline,
+    stop: Arc<AtomicBool>,
+    feeder: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TwoServers {
+    fn start(pay_a: &str, pay_b: &str) -> TwoServers {
+        let (a, b) = (free_port(), free_port());
+        let servers: Vec<gst::Pipeline> = [(a, pay_a), (b, pay_b)]
+            .iter()
+            .map(|(port, pay)| {
+                let p = pipeline(&format!(
+                    "appsrc name=src is-live=true format=time ! fec-payloader max-block-time=0 {pay} \
+                     ! session-sink port={port}"
+                ));
+                p.set_state(gst::State::Playing).unwrap();
+                p
+            })
+            .collect();
+        let rx = pipeline(&format!(
+            "session-src name=src host=127.0.0.1:{a},127.0.0.1:{b} ! fec-depayloader name=depay ! fakesink"
         ));
-        p.set_state(gst::State::Playing).unwrap();
-        p
-    })
-}
-
-/// Pushes 10 kB buffers, 100 a second, into every server still in `servers` until `stop`.
-fn feed(
-    servers: std::sync::Arc<std::sync::Mutex<Vec<gst::Pipeline>>>,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-) -> std::thread::JoinHandle<()> {
-    std::thread::spawn(move || {
-        let mut i = 0u64;
-        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-            let data: Vec<u8> = (0..10_000).map(|j| (i * 7 + j) as u8).collect();
-            for p in servers.lock().unwrap().iter() {
-                let src = p
-                    .by_name("src")
-                    .unwrap()
-                    .downcast::<gst_app::AppSrc>()
-                    .unwrap();
-                let _ = src.push_buffer(gst::Buffer::from_slice(data.clone()));
-            }
-            i += 1;
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    })
-}
-
-fn receiver_of(opts: &str) -> gst::Pipeline {
-    let p = pipeline(&format!(
-        "session-src name=src {opts} ! fec-depayloader name=depay ! fakesink"
-    ));
-    p.set_state(gst::State::Playing).unwrap();
-    p
-}
-
-fn depay_stat(rx: &gst::Pipeline, field: &str) -> u64 {
-    stats(&rx.by_name("depay").unwrap())
-        .get::<u64>(field)
-        .unwrap()
-}
-
-#[test]
-fn symbols_from_two_servers_add_up_per_channel() {
-    let (a, b) = (free_port(), free_port());
-    // Neither server sends enough to rebuild a block alone: 60 % of K each, disjoint
-    // repair symbols; together 120 %.
-    let servers = std::sync::Arc::new(std::sync::Mutex::new(
-        two_servers(
-            a,
-            b,
-            "send-source=false repair-percent=60 first-repair-esi=0",
-            "send-source=false repair-percent=60 first-repair-esi=100000",
-        )
-        .to_vec(),
-    ));
-    let rx = receiver_of(&format!("host=127.0.0.1:{a},127.0.0.1:{b}"));
-    let src = rx.by_name("src").unwrap();
-    assert!(wait_for(10 * SECOND, || stats(&src)
-        .get::<gst::Array>("servers")
-        .unwrap()
-        .iter()
-        .all(|s| s
-            .get::<gst::Structure>()
+        rx.set_state(gst::State::Playing).unwrap();
+        let src = rx.by_name("src").unwrap();
+        let joined = |s: &gst::glib::SendValue| {
+            s.get::<gst::Structure>()
+                .unwrap()
+                .get::<bool>("joined")
+                .unwrap()
+        };
+        assert!(wait_for(10 * SECOND, || stats(&src)
+            .get::<gst::Array>("servers")
             .unwrap()
-            .get::<bool>("joined")
-            .unwrap())));
-    let stop = std::sync::Arc::default();
-    let feeder = feed(servers.clone(), std::sync::Arc::clone(&stop));
-    assert!(wait_for(20 * SECOND, || depay_stat(&rx, "blocks-decoded") >= 5));
-    let s = stats(&src);
-    let channels = s.get::<gst::Array>("channels").unwrap();
-    assert_eq!(channels.len(), 1, "one channel name, one pad: {s}");
-    let channel = channels[0].get::<gst::Structure>().unwrap();
-    assert_eq!(channel.get::<u32>("servers").unwrap(), 2);
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    feeder.join().unwrap();
-    rx.set_state(gst::State::Null).unwrap();
-    for p in servers.lock().unwrap().iter() {
-        p.set_state(gst::State::Null).unwrap();
+            .iter()
+            .all(joined)));
+        let mut t = TwoServers {
+            servers: Arc::new(Mutex::new(servers)),
+            rx,
+            stop: Arc::default(),
+            feeder: None,
+        };
+        t.feeder = Some(t.feed());
+        assert!(wait_for(20 * SECOND, || t.depay("blocks-decoded") >= 5));
+        t
+    }
+
+    /// Pushes 10 kB buffers, 100 a second, into every server still there.
+    fn feed(&self) -> std::thread::JoinHandle<()> {
+        let (servers, stop) = (self.servers.clone(), self.stop.clone());
+        std::thread::spawn(move || {
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let data: Vec<u8> = (0..10_000).map(|j| (i * 7 + j) as u8).collect();
+                for p in servers.lock().unwrap().iter() {
+                    let src = p.by_name("src").unwrap();
+                    let src = src.downcast::<gst_app::AppSrc>().unwrap();
+                    let _ = src.push_buffer(gst::Buffer::from_slice(data.clone()));
+                }
+                i += 1;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        })
+    }
+
+    fn depay(&self, field: &str) -> u64 {
+        stats(&self.rx.by_name("depay").unwrap())
+            .get::<u64>(field)
+            .unwrap()
+    }
+}
+
+impl Drop for TwoServers {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(f) = self.feeder.take() {
+            let _ = f.join();
+        }
+        let _ = self.rx.set_state(gst::State::Null);
+        for p in self.servers.lock().unwrap().iter() {
+            let _ = p.set_state(gst::State::Null);
+        }
     }
 }
 
 #[test]
+fn symbols_from_two_servers_add_up_per_channel() {
+    // Neither server sends enough to rebuild a block alone: 60 % of K each, disjoint
+    // repair symbols; together 120 %.
+    let t = TwoServers::start(
+        "send-source=false repair-percent=60 first-repair-esi=0",
+        "send-source=false repair-percent=60 first-repair-esi=100000",
+    );
+    let s = stats(&t.rx.by_name("src").unwrap());
+    let channels = s.get::<gst::Array>("channels").unwrap();
+    assert_eq!(channels.len(), 1, "one channel name, one pad: {s}");
+    let channel = channels[0].get::<gst::Structure>().unwrap();
+    assert_eq!(channel.get::<u32>("servers").unwrap(), 2);
+}
+
+#[test]
 fn losing_one_of_two_servers_loses_nothing_when_the_other_carries_enough() {
-    let (a, b) = (free_port(), free_port());
-    let servers = std::sync::Arc::new(std::sync::Mutex::new(
-        two_servers(
-            a,
-            b,
-            "repair-percent=30 first-repair-esi=0",
-            "send-source=false repair-percent=30 first-repair-esi=100000",
-        )
-        .to_vec(),
-    ));
-    let rx = receiver_of(&format!("host=127.0.0.1:{a},127.0.0.1:{b}"));
-    let src = rx.by_name("src").unwrap();
-    assert!(wait_for(10 * SECOND, || stats(&src)
-        .get::<gst::Array>("servers")
-        .unwrap()
-        .iter()
-        .all(|s| s
-            .get::<gst::Structure>()
-            .unwrap()
-            .get::<bool>("joined")
-            .unwrap())));
-    let stop = std::sync::Arc::default();
-    let feeder = feed(servers.clone(), std::sync::Arc::clone(&stop));
-    assert!(wait_for(20 * SECOND, || depay_stat(&rx, "blocks-decoded") >= 5));
+    let t = TwoServers::start(
+        "repair-percent=30 first-repair-esi=0",
+        "send-source=false repair-percent=30 first-repair-esi=100000",
+    );
     // Server b goes away mid-stream.
-    let b = servers.lock().unwrap().pop().unwrap();
+    let b = t.servers.lock().unwrap().pop().unwrap();
     b.set_state(gst::State::Null).unwrap();
-    let decoded = depay_stat(&rx, "blocks-decoded");
-    assert!(wait_for(20 * SECOND, || depay_stat(&rx, "blocks-decoded")
-        >= decoded + 10));
-    assert_eq!(depay_stat(&rx, "blocks-lost"), 0);
-    assert!(bus_message(&rx, gst::MessageType::Error, Duration::ZERO).is_none());
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    feeder.join().unwrap();
-    rx.set_state(gst::State::Null).unwrap();
-    servers.lock().unwrap()[0]
-        .set_state(gst::State::Null)
-        .unwrap();
+    let decoded = t.depay("blocks-decoded");
+    assert!(wait_for(20 * SECOND, || t.depay("blocks-decoded") >= decoded + 10));
+    assert_eq!(t.depay("blocks-lost"), 0);
+    assert!(bus_message(&t.rx, gst::MessageType::Error, Duration::ZERO).is_none());
 }
 
 #[test]
