@@ -279,11 +279,13 @@ impl FecPayloader {
     }
 
     fn src_event(&self, pad: &gst::Pad, event: gst::Event) -> bool {
-        if let gst::EventView::CustomUpstream(e) = event.view() {
-            if let Some(s) = e.structure().filter(|s| s.name() == REPAIR_REQUEST) {
-                self.repair_request(s);
-                return true;
-            }
+        if event.type_() == gst::EventType::CustomUpstream
+            && event
+                .structure()
+                .is_some_and(|s| s.name() == REPAIR_REQUEST)
+        {
+            self.repair_request(&event);
+            return true;
         }
         gst::Pad::event_default(pad, Some(&*self.obj()), event)
     }

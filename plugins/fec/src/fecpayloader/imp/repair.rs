@@ -10,15 +10,18 @@ use crate::DESTINATION_META;
 
 impl FecPayloader {
     /// `fanout-repair-request`: fresh repair symbols for one block, tagged for one receiver.
-    pub(super) fn repair_request(&self, s: &gst::StructureRef) {
-        let flow = s.get::<u32>("flow").ok();
-        let block = s.get::<u64>("block").ok();
-        let count = s.get::<u32>("count").ok();
-        let (Some(flow), Some(block), Some(count)) = (flow, block, count) else {
-            gst::warning!(CAT, imp = self, "ignoring malformed repair request {s}");
+    pub(super) fn repair_request(&self, event: &gst::EventRef) {
+        let Some((flow, block, count)) = crate::parse_repair_request(event) else {
+            gst::warning!(
+                CAT,
+                imp = self,
+                "ignoring malformed repair request {event:?}"
+            );
             return;
         };
-        let destination = s.value("destination").ok().cloned();
+        let destination = event
+            .structure()
+            .and_then(|s| s.value("destination").ok().cloned());
         {
             let mut guard = self.state.lock().unwrap();
             let Some(state) = guard.as_mut() else { return };
