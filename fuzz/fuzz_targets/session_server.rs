@@ -2,13 +2,16 @@
 //! random addresses, with time going forward. Some datagrams are made valid (a real cookie,
 //! a real session id) so mutations reach past the checks. What must hold: no panic; no reply
 //! to an unproven address larger than its request; never more receivers than max-clients;
-//! repairs only for receivers in, never more than their budget.
+//! repairs only for receivers in, never more than their budget; group repairs (channel 0
+//! has a multicast group) within the group's budget. Peers come over UDP and TCP.
 #![no_main]
 
 use std::net::SocketAddr;
 
 use fanout_session::message::{self, LostEntry, Message, Stay};
-use fanout_session::{Client, ClientConfig, Event, Now, Reason, Server, ServerConfig};
+use fanout_session::{
+    Client, ClientConfig, Event, Now, Peer, Reason, RepairTo, Server, ServerConfig,
+};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -16,12 +19,13 @@ fuzz_target!(|data: &[u8]| {
     cfg.max_clients = 4;
     cfg.repair_burst = 50;
     let mut server = Server::new(cfg);
-    server.set_channel(0, "a", "x/y");
-    server.set_channel(7, "b", "");
+    server.set_channel(0, "a", "x/y", Some("239.1.1.1:5000".parse().unwrap()));
+    server.set_channel(7, "b", "", None);
     let mut client = Client::new(ClientConfig::default(), 0, 1);
     let mut t = 0u64;
     let mut cookies: Vec<[u8; 16]> = Vec::new();
     let mut granted = 0u64;
+    let mut to_group = 0u64;
     let mut rest = data;
     while rest.len() >= 4 {
         let (head, tail) = rest.split_at(4);
@@ -33,7 +37,12 @@ fuzz_target!(|data: &[u8]| {
             mono: t,
             unix: t.wrapping_add(1 << 60),
         };
-        let from = SocketAddr::from(([10, 0, 0, head[0] % 8], 1000 + u16::from(head[0] >> 3)));
+        let addr = SocketAddr::from(([10, 0, 0, head[0] % 8], 1000 + u16::from(head[0] >> 4)));
+        let from = if head[0] & 8 != 0 {
+            Peer::Tcp(addr)
+        } else {
+            Peer::Udp(addr)
+        };
         let datagram = match head[3] % 6 {
             // A JOIN with the cookie the server gave this address (if it did).
             0 => {
@@ -42,6 +51,7 @@ fuzz_target!(|data: &[u8]| {
                     nonce: 1,
                     cookie,
                     stay: Stay::For(u64::from(head[1]) << 28),
+                    multicast: head[1] & 4 != 0,
                     token: body.to_vec(),
                     channels: if head[0] & 1 == 0 { vec![] } else { vec!["a".into()] },
                 })
@@ -64,7 +74,11 @@ fuzz_target!(|data: &[u8]| {
             _ => body.to_vec(),
         };
         let verified_before = server.clients().any(|(_, a)| a == from);
-        if let Some(req) = server.handle_datagram(now, from, &datagram) {
+        let req = match from {
+            Peer::Udp(a) => server.handle_datagram(now, a, &datagram),
+            Peer::Tcp(a) => server.handle_stream(now, a, &datagram),
+        };
+        if let Some(req) = req {
             if head[1] & 3 == 0 {
                 server.refuse(req, Reason::NotAuthorized, "no");
             } else {
@@ -93,16 +107,36 @@ fuzz_target!(|data: &[u8]| {
             let _ = client.handle_datagram(t, &tx.data);
         }
         while let Some(e) = server.poll_event() {
-            if let Event::Repair { id, count, .. } = e {
-                assert!(server.address_of(id).is_some());
-                granted += u64::from(count);
+            match e {
+                Event::Repair {
+                    to: RepairTo::Receiver(id),
+                    count,
+                    ..
+                } => {
+                    assert!(server.address_of(id).is_some());
+                    granted += u64::from(count);
+                }
+                Event::Repair {
+                    to: RepairTo::Group,
+                    channel,
+                    count,
+                    ..
+                } => {
+                    assert_eq!(channel, 0, "a group repair for a channel without a group");
+                    to_group += u64::from(count);
+                }
+                _ => (),
             }
         }
         while client.poll_event().is_some() {}
         server.handle_timeout(now);
+        if head[3] & 0x40 != 0 {
+            server.connection_closed(addr);
+        }
         let _ = client.handle_datagram(t, body);
     }
     // Never more than the burst plus the rate over the time that passed, per receiver.
     let budget = (50 + t / 1_000_000_000 * 2000 + 2000) * 64;
     assert!(granted <= budget);
+    assert!(to_group <= 50 + t / 1_000_000_000 * 2000 + 2000);
 });

@@ -26,6 +26,8 @@ pub struct ClientConfig {
     /// No answer for this long: [`ClientEvent::Unreachable`].
     pub timeout: u64,
     pub idle_rejoin: u64,
+    /// Ask to take channels that have a multicast group from the group.
+    pub multicast: bool,
 }
 
 impl Default for ClientConfig {
@@ -36,6 +38,7 @@ impl Default for ClientConfig {
             stay: Stay::For(DEFAULT_JOIN_DURATION),
             timeout: DEFAULT_TIMEOUT,
             idle_rejoin: DEFAULT_IDLE_REJOIN,
+            multicast: false,
         }
     }
 }
@@ -78,6 +81,8 @@ pub struct ClientStats {
 
 pub struct Client {
     cfg: ClientConfig,
+    /// Over a TCP connection: no cookie round, the connection proves the address.
+    stream: bool,
     phase: Phase,
     session: Option<u64>,
     /// Start of the handshake in flight, for the timeout.
@@ -96,8 +101,19 @@ pub struct Client {
 impl Client {
     /// Starts joining at `now`; `seed` makes nonces and jitter (take it from a system RNG).
     pub fn new(cfg: ClientConfig, now: u64, seed: u64) -> Client {
+        Client::start(cfg, false, now, seed)
+    }
+
+    /// A client on a TCP connection (frames as docs/session-protocol.md gives them): its
+    /// first message is the JOIN.
+    pub fn new_stream(cfg: ClientConfig, now: u64, seed: u64) -> Client {
+        Client::start(cfg, true, now, seed)
+    }
+
+    fn start(cfg: ClientConfig, stream: bool, now: u64, seed: u64) -> Client {
         let mut c = Client {
             cfg,
+            stream,
             phase: Phase::Stopped,
             session: None,
             started: now,
@@ -136,9 +152,50 @@ impl Client {
         z ^ (z >> 31)
     }
 
+    /// Something arrived from the server by another way (its multicast group): it is alive.
+    pub fn heard(&mut self, now: u64) {
+        self.last_heard = self.last_heard.max(now);
+    }
+
+    pub fn multicast(&self) -> bool {
+        self.cfg.multicast
+    }
+
+    /// Asks for the group (or for unicast copies) from now on: joins again at once.
+    pub fn set_multicast(&mut self, on: bool, now: u64) {
+        if self.cfg.multicast == on {
+            return;
+        }
+        self.cfg.multicast = on;
+        if self.phase != Phase::Stopped {
+            self.handshake(now);
+        }
+    }
+
+    /// Joins again now (a new connection to the server): a handshake in flight starts
+    /// over and keeps its timeout.
+    pub fn rejoin_now(&mut self, now: u64) {
+        if self.phase == Phase::Stopped {
+            return;
+        }
+        let joined = self.phase == Phase::Joined;
+        let (started, told) = (self.started, self.unreachable_told);
+        self.handshake(now);
+        if !joined {
+            self.started = started;
+            self.unreachable_told = told;
+        }
+    }
+
     fn handshake(&mut self, now: u64) {
         let nonce = self.random();
-        self.phase = Phase::Hello { nonce };
+        self.phase = match self.stream {
+            false => Phase::Hello { nonce },
+            true => Phase::Join {
+                nonce,
+                cookie: [0; message::COOKIE_LEN],
+            },
+        };
         self.started = now;
         self.retry = RETRY_FIRST;
         self.unreachable_told = false;
@@ -154,6 +211,7 @@ impl Client {
                     nonce,
                     cookie,
                     stay: self.cfg.stay,
+                    multicast: self.cfg.multicast,
                     token: self.cfg.token.clone(),
                     channels: self.cfg.channels.clone(),
                 }

@@ -7,9 +7,17 @@
 
 pub mod client;
 pub mod cookie;
+pub mod fallback;
+pub mod frame;
 pub mod message;
+pub mod report;
 pub mod server;
 
 pub use client::{Client, ClientConfig, ClientEvent};
+pub use fallback::{Fallback, Transport};
+pub use frame::{frame, Deframer};
 pub use message::{ChannelInfo, LostEntry, Message, Reason, Stay};
-pub use server::{Event, JoinRequest, Now, RemoveReason, Server, ServerConfig, Transmit};
+pub use report::Reports;
+pub use server::{
+    Event, JoinRequest, Now, Peer, RemoveReason, RepairTo, Server, ServerConfig, Transmit,
+};

@@ -4,6 +4,8 @@
 //! Parsing is strict: a datagram is one message, every length is checked, trailing bytes
 //! (but HELLO's padding) make it malformed.
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
 /// First two bytes of every datagram: "FS".
 pub const MAGIC: [u8; 2] = *b"FS";
 pub const VERSION: u8 = 1;
@@ -36,6 +38,13 @@ const DATA: u8 = 16;
 
 /// JOIN flag: `time` is an absolute Unix time (ns) instead of a duration.
 const JOIN_UNTIL: u8 = 1;
+/// JOIN flag: the receiver takes channels that have a multicast group from the group, not
+/// as unicast copies.
+const JOIN_MULTICAST: u8 = 2;
+/// A channel's group address family in [`ChannelInfo`]: none, IPv4, IPv6.
+const GROUP_NONE: u8 = 0;
+const GROUP_V4: u8 = 4;
+const GROUP_V6: u8 = 6;
 
 pub type Cookie = [u8; COOKIE_LEN];
 
@@ -97,6 +106,8 @@ pub struct ChannelInfo {
     pub name: String,
     /// GStreamer caps string; empty while the server does not know them yet.
     pub caps: String,
+    /// The multicast group every packet of the channel also goes to.
+    pub group: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,6 +132,8 @@ pub enum Message {
         nonce: u64,
         cookie: Cookie,
         stay: Stay,
+        /// Take channels that have a group from the group (no unicast copies).
+        multicast: bool,
         token: Vec<u8>,
         /// Empty: every channel.
         channels: Vec<String>,
@@ -263,7 +276,28 @@ impl<'a> Reader<'a> {
             return None;
         }
         let caps = String::from_utf8(self.bytes(n)?.to_vec()).ok()?;
-        Some(ChannelInfo { index, name, caps })
+        let ip = match self.u8()? {
+            GROUP_NONE => None,
+            GROUP_V4 => Some(IpAddr::V4(Ipv4Addr::from(self.u32()?))),
+            GROUP_V6 => {
+                let b: [u8; 16] = self.bytes(16)?.try_into().unwrap();
+                Some(IpAddr::V6(Ipv6Addr::from(b)))
+            }
+            _ => return None,
+        };
+        let group = match ip {
+            None => None,
+            // Only a multicast address is a group: anything else would turn receivers into
+            // senders of joins to an arbitrary host.
+            Some(ip) if ip.is_multicast() => Some(SocketAddr::new(ip, self.u16()?)),
+            Some(_) => return None,
+        };
+        Some(ChannelInfo {
+            index,
+            name,
+            caps,
+            group,
+        })
     }
 
     fn end(self) -> Option<()> {
@@ -290,7 +324,7 @@ fn parse_control(kind: u8, body: &[u8]) -> Option<Message> {
             let nonce = r.u64()?;
             let cookie = r.cookie()?;
             let flags = r.u8()?;
-            if flags & !JOIN_UNTIL != 0 {
+            if flags & !(JOIN_UNTIL | JOIN_MULTICAST) != 0 {
                 return None;
             }
             let time = r.u64()?;
@@ -313,6 +347,7 @@ fn parse_control(kind: u8, body: &[u8]) -> Option<Message> {
                 nonce,
                 cookie,
                 stay,
+                multicast: flags & JOIN_MULTICAST != 0,
                 token,
                 channels,
             }
@@ -382,6 +417,19 @@ fn put_channel_info(out: &mut Vec<u8>, c: &ChannelInfo) {
     let caps = &c.caps.as_bytes()[..c.caps.len().min(MAX_CAPS_LEN)];
     out.extend_from_slice(&(caps.len() as u16).to_be_bytes());
     out.extend_from_slice(caps);
+    match c.group {
+        None => out.push(GROUP_NONE),
+        Some(SocketAddr::V4(a)) => {
+            out.push(GROUP_V4);
+            out.extend_from_slice(&a.ip().octets());
+            out.extend_from_slice(&a.port().to_be_bytes());
+        }
+        Some(SocketAddr::V6(a)) => {
+            out.push(GROUP_V6);
+            out.extend_from_slice(&a.ip().octets());
+            out.extend_from_slice(&a.port().to_be_bytes());
+        }
+    }
 }
 
 /// Writes `m`. Names, tokens, caps and texts longer than the format allows are cut, lists
@@ -405,6 +453,7 @@ pub fn write(m: &Message) -> Vec<u8> {
             nonce,
             cookie,
             stay,
+            multicast,
             token,
             channels,
         } => {
@@ -415,7 +464,7 @@ pub fn write(m: &Message) -> Vec<u8> {
                 Stay::For(d) => (0, d),
                 Stay::Until(t) => (JOIN_UNTIL, t),
             };
-            out.push(flags);
+            out.push(flags | if *multicast { JOIN_MULTICAST } else { 0 });
             out.extend_from_slice(&time.to_be_bytes());
             put_text8(&mut out, token, MAX_TOKEN_LEN);
             let channels = &channels[..channels.len().min(MAX_JOIN_CHANNELS)];
@@ -495,6 +544,7 @@ mod tests {
                 nonce: 1,
                 cookie: [3; COOKIE_LEN],
                 stay: Stay::For(30_000_000_000),
+                multicast: false,
                 token: b"secret token".to_vec(),
                 channels: vec!["hd".into(), "sd".into()],
             },
@@ -502,6 +552,7 @@ mod tests {
                 nonce: 1,
                 cookie: [3; COOKIE_LEN],
                 stay: Stay::Until(u64::MAX),
+                multicast: true,
                 token: vec![],
                 channels: vec![],
             },
@@ -513,6 +564,7 @@ mod tests {
                     index: 3,
                     name: "hd".into(),
                     caps: "application/x-fanout-fec".into(),
+                    group: Some("239.1.2.3:5700".parse().unwrap()),
                 }],
             },
             Message::Refused {
@@ -540,6 +592,16 @@ mod tests {
                     index: 1,
                     name: "sd".into(),
                     caps: "video/mpegts".into(),
+                    group: Some("[ff15::1]:5701".parse().unwrap()),
+                },
+            },
+            Message::Channel {
+                session: 4,
+                info: ChannelInfo {
+                    index: 2,
+                    name: "x".into(),
+                    caps: String::new(),
+                    group: None,
                 },
             },
         ]
@@ -604,6 +666,23 @@ mod tests {
         }
         b[6] = 1;
         assert!(parse(&b).is_err());
+    }
+
+    #[test]
+    fn a_group_that_is_not_multicast_is_malformed() {
+        let mut b = write(&Message::Channel {
+            session: 1,
+            info: ChannelInfo {
+                index: 0,
+                name: "a".into(),
+                caps: String::new(),
+                group: Some("239.0.0.1:9".parse().unwrap()),
+            },
+        });
+        assert!(parse_message(&b).is_ok());
+        let at = b.len() - 6;
+        b[at..at + 4].copy_from_slice(&[10, 0, 0, 1]);
+        assert!(parse_message(&b).is_err());
     }
 
     #[test]

@@ -2,10 +2,13 @@
 
 //! The server side, sans-IO: fed datagrams with their source address and the time, it
 //! queues datagrams to send and events. No state is created for an address before it
-//! proved, with a cookie, that it receives what is sent to it.
+//! proved, with a cookie, that it receives what is sent to it (or connected over TCP, which
+//! proves the same).
 
 use std::collections::{HashMap, VecDeque};
+use std::fmt;
 use std::net::SocketAddr;
+use std::str::FromStr;
 
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
@@ -20,6 +23,52 @@ pub const DEFAULT_MAX_STAY: u64 = 24 * 3600 * 1_000_000_000;
 pub const DEFAULT_REPAIR_RATE: u32 = 2000;
 pub const DEFAULT_REPAIR_BURST: u32 = 1000;
 pub const DEFAULT_MAX_CLIENTS: usize = 1000;
+/// Reports of one block from multicast receivers are gathered this long, then answered once.
+pub const DEFAULT_GROUP_WINDOW: u64 = 20_000_000;
+/// After a group repair, reports of that block asking no more than it sent are taken as
+/// sent before it arrived, for this long.
+pub const DEFAULT_GROUP_HOLD: u64 = 30_000_000;
+/// Blocks whose reports are being gathered at once; more are answered per receiver.
+const MAX_ROUNDS: usize = 4096;
+
+/// Where a receiver is: a UDP address, or a TCP connection's peer address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Peer {
+    Udp(SocketAddr),
+    Tcp(SocketAddr),
+}
+
+impl Peer {
+    pub fn addr(&self) -> SocketAddr {
+        match *self {
+            Peer::Udp(a) | Peer::Tcp(a) => a,
+        }
+    }
+
+    pub fn is_tcp(&self) -> bool {
+        matches!(self, Peer::Tcp(_))
+    }
+}
+
+/// `ip:port` for UDP, `tcp:ip:port` for TCP.
+impl fmt::Display for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Peer::Udp(a) => write!(f, "{a}"),
+            Peer::Tcp(a) => write!(f, "tcp:{a}"),
+        }
+    }
+}
+
+impl FromStr for Peer {
+    type Err = std::net::AddrParseError;
+    fn from_str(s: &str) -> Result<Peer, Self::Err> {
+        match s.strip_prefix("tcp:") {
+            Some(a) => a.parse().map(Peer::Tcp),
+            None => s.parse().map(Peer::Udp),
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -33,6 +82,10 @@ pub struct ServerConfig {
     /// Repair symbols a second one receiver may have (token bucket rate, and its depth).
     pub repair_rate: u32,
     pub repair_burst: u32,
+    /// Multicast repair: how long reports of a block are gathered (ns), and how long after a
+    /// group repair reports it already covers are dropped (ns).
+    pub group_window: u64,
+    pub group_hold: u64,
 }
 
 impl ServerConfig {
@@ -44,6 +97,8 @@ impl ServerConfig {
             max_stay: DEFAULT_MAX_STAY,
             repair_rate: DEFAULT_REPAIR_RATE,
             repair_burst: DEFAULT_REPAIR_BURST,
+            group_window: DEFAULT_GROUP_WINDOW,
+            group_hold: DEFAULT_GROUP_HOLD,
         }
     }
 }
@@ -58,8 +113,16 @@ pub struct Now {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transmit {
-    pub to: SocketAddr,
+    pub to: Peer,
     pub data: Vec<u8>,
+}
+
+/// Who a repair goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RepairTo {
+    Receiver(u64),
+    /// The channel's multicast group: several of its receivers miss the block.
+    Group,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,16 +150,16 @@ impl RemoveReason {
 pub enum Event {
     Added {
         id: u64,
-        addr: SocketAddr,
+        peer: Peer,
     },
     Removed {
         id: u64,
-        addr: SocketAddr,
+        peer: Peer,
         reason: RemoveReason,
     },
-    /// Send `count` fresh repair symbols of `block` of `flow` on `channel` to receiver `id`.
+    /// Send `count` fresh repair symbols of `block` of `flow` on `channel` to `to`.
     Repair {
-        id: u64,
+        to: RepairTo,
         channel: u16,
         flow: u32,
         block: u64,
@@ -107,7 +170,9 @@ pub enum Event {
 /// A JOIN whose cookie checked out, waiting for the application to accept or refuse it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JoinRequest {
-    pub addr: SocketAddr,
+    pub peer: Peer,
+    /// Takes channels with a group from the group.
+    pub multicast: bool,
     pub token: Vec<u8>,
     /// Channel indices.
     pub channels: Vec<u16>,
@@ -129,21 +194,72 @@ pub struct ServerStats {
     pub lost_reports: u64,
     pub repair_symbols_asked: u64,
     pub repair_symbols_granted: u64,
+    /// Repair symbols sent to a group, and reports a group repair already covered.
+    pub group_repairs: u64,
+    pub group_reports_covered: u64,
     /// Replies not sent because they would have been larger than the unverified request.
     pub replies_withheld: u64,
 }
 
 struct Channel {
     info: ChannelInfo,
+    /// Repair credit of the channel's group, like a receiver's.
+    bucket: Bucket,
+}
+
+/// A token bucket: `repair_rate` a second, at most `repair_burst`.
+#[derive(Clone, Copy)]
+struct Bucket {
+    tokens: u64,
+    refilled: u64,
+}
+
+impl Bucket {
+    fn full(cfg: &ServerConfig, now: u64) -> Bucket {
+        Bucket {
+            tokens: u64::from(cfg.repair_burst),
+            refilled: now,
+        }
+    }
+
+    /// Takes up to `n` tokens; how many it got.
+    fn take(&mut self, cfg: &ServerConfig, now: u64, n: u64) -> u64 {
+        let elapsed = now.saturating_sub(self.refilled);
+        let refill = u128::from(elapsed) * u128::from(cfg.repair_rate) / 1_000_000_000;
+        if refill > 0 {
+            self.tokens = (self.tokens as u128 + refill).min(u128::from(cfg.repair_burst)) as u64;
+            self.refilled = now;
+        }
+        let got = n.min(self.tokens);
+        self.tokens -= got;
+        got
+    }
 }
 
 struct Client {
     id: u64,
     session: u64,
     channels: Vec<u16>,
+    multicast: bool,
     expires: u64,
-    tokens: u64,
-    refilled: u64,
+    bucket: Bucket,
+}
+
+type BlockKey = (u16, u32, u64);
+
+/// Reports of one block from a channel's multicast receivers, being gathered.
+struct Round {
+    closes: u64,
+    needed: u16,
+    /// The first reporter, and whether anyone else reported.
+    first: u64,
+    several: bool,
+}
+
+/// The last group repair of a block.
+struct Served {
+    until: u64,
+    count: u16,
 }
 
 pub struct Server {
@@ -151,8 +267,10 @@ pub struct Server {
     jar: CookieJar,
     ids: Hmac<Sha256>,
     channels: Vec<Channel>,
-    clients: HashMap<SocketAddr, Client>,
-    by_id: HashMap<u64, SocketAddr>,
+    clients: HashMap<Peer, Client>,
+    by_id: HashMap<u64, Peer>,
+    rounds: HashMap<BlockKey, Round>,
+    served: HashMap<BlockKey, Served>,
     next_id: u64,
     generation: u64,
     transmits: VecDeque<Transmit>,
@@ -171,6 +289,8 @@ impl Server {
             channels: Vec::new(),
             clients: HashMap::new(),
             by_id: HashMap::new(),
+            rounds: HashMap::new(),
+            served: HashMap::new(),
             next_id: 1,
             generation: 0,
             transmits: VecDeque::new(),
@@ -184,17 +304,27 @@ impl Server {
     }
 
     /// Adds or updates a channel; its receivers are told of a change (CHANNEL).
-    pub fn set_channel(&mut self, index: u16, name: &str, caps: &str) {
+    pub fn set_channel(&mut self, index: u16, name: &str, caps: &str, group: Option<SocketAddr>) {
         let info = ChannelInfo {
             index,
             name: name.to_owned(),
             caps: caps.to_owned(),
+            group,
         };
         match self.channels.iter_mut().find(|c| c.info.index == index) {
             Some(c) if c.info == info => return,
-            Some(c) => c.info = info.clone(),
+            Some(c) => {
+                if c.info.group != info.group {
+                    // Who takes unicast copies changes.
+                    self.generation += 1;
+                }
+                c.info = info.clone();
+            }
             None => {
-                self.channels.push(Channel { info });
+                self.channels.push(Channel {
+                    info,
+                    bucket: Bucket::full(&self.cfg, 0),
+                });
                 return;
             }
         }
@@ -229,17 +359,39 @@ impl Server {
         self.clients.len()
     }
 
-    /// Receivers of `channel`: (id, address).
-    pub fn members(&self, channel: u16) -> impl Iterator<Item = (u64, SocketAddr)> + '_ {
+    /// Receivers of `channel`: (id, peer).
+    pub fn members(&self, channel: u16) -> impl Iterator<Item = (u64, Peer)> + '_ {
         self.clients
             .iter()
             .filter(move |(_, c)| c.channels.contains(&channel))
             .map(|(a, c)| (c.id, *a))
     }
 
-    /// Every receiver: (id, address).
-    pub fn clients(&self) -> impl Iterator<Item = (u64, SocketAddr)> + '_ {
+    /// Receivers of `channel` that take its packets as unicast copies: all of them but the
+    /// multicast receivers of a channel with a group.
+    pub fn unicast_members(&self, channel: u16) -> impl Iterator<Item = (u64, Peer)> + '_ {
+        let grouped = self.group_of(channel).is_some();
+        self.members(channel)
+            .filter(move |(id, _)| !(grouped && self.is_multicast(*id)))
+    }
+
+    /// Every receiver: (id, peer).
+    pub fn clients(&self) -> impl Iterator<Item = (u64, Peer)> + '_ {
         self.clients.iter().map(|(a, c)| (c.id, *a))
+    }
+
+    pub fn is_multicast(&self, id: u64) -> bool {
+        self.by_id
+            .get(&id)
+            .and_then(|a| self.clients.get(a))
+            .is_some_and(|c| c.multicast)
+    }
+
+    pub fn group_of(&self, channel: u16) -> Option<SocketAddr> {
+        self.channels
+            .iter()
+            .find(|c| c.info.index == channel)
+            .and_then(|c| c.info.group)
     }
 
     /// Channel indices receiver `id` is in.
@@ -250,7 +402,7 @@ impl Server {
             .map_or(&[], |c| c.channels.as_slice())
     }
 
-    pub fn address_of(&self, id: u64) -> Option<SocketAddr> {
+    pub fn address_of(&self, id: u64) -> Option<Peer> {
         self.by_id.get(&id).copied()
     }
 
@@ -262,14 +414,29 @@ impl Server {
         self.events.pop_front()
     }
 
-    /// Takes one datagram from `from`. A JOIN whose cookie checks out comes back for the
-    /// application to [`accept`](Self::accept) or [`refuse`](Self::refuse).
+    /// Takes one UDP datagram from `from`. A JOIN whose cookie checks out comes back for
+    /// the application to [`accept`](Self::accept) or [`refuse`](Self::refuse).
     pub fn handle_datagram(
         &mut self,
         now: Now,
         from: SocketAddr,
         data: &[u8],
     ) -> Option<JoinRequest> {
+        self.handle(now, Peer::Udp(from), data)
+    }
+
+    /// Takes one message (a frame's contents) from the TCP connection of `from`. The
+    /// connection proved the address: a JOIN's cookie is not checked.
+    pub fn handle_stream(
+        &mut self,
+        now: Now,
+        from: SocketAddr,
+        data: &[u8],
+    ) -> Option<JoinRequest> {
+        self.handle(now, Peer::Tcp(from), data)
+    }
+
+    fn handle(&mut self, now: Now, from: Peer, data: &[u8]) -> Option<JoinRequest> {
         self.stats.datagrams += 1;
         let m = match message::parse(data) {
             Ok(Datagram::Control(m)) => m,
@@ -285,7 +452,7 @@ impl Server {
         match m {
             Message::Hello { nonce } => {
                 self.stats.hellos += 1;
-                let cookie = self.jar.make(from, now.mono);
+                let cookie = self.jar.make(from.addr(), now.mono);
                 self.reply_unverified(from, data.len(), &Message::Cookie { nonce, cookie });
                 None
             }
@@ -293,17 +460,19 @@ impl Server {
                 nonce,
                 cookie,
                 stay,
+                multicast,
                 token,
                 channels,
             } => {
                 self.stats.joins += 1;
-                if !self.jar.check(from, now.mono, &cookie) {
+                if !from.is_tcp() && !self.jar.check(from.addr(), now.mono, &cookie) {
                     self.stats.bad_cookies += 1;
                     let m = refused(nonce, Reason::BadCookie, "");
                     self.reply_unverified(from, data.len(), &m);
                     return None;
                 }
-                self.join_request(now, from, nonce, stay, token, channels)
+                let req = self.join_request(now, from, nonce, stay, token, channels);
+                req.map(|r| JoinRequest { multicast, ..r })
             }
             Message::Leave { session } => {
                 self.stats.leaves += 1;
@@ -339,7 +508,7 @@ impl Server {
     fn join_request(
         &mut self,
         now: Now,
-        from: SocketAddr,
+        from: Peer,
         nonce: u64,
         stay: Stay,
         token: Vec<u8>,
@@ -369,7 +538,8 @@ impl Server {
             Stay::Until(t) => t.saturating_sub(now.unix),
         };
         let req = JoinRequest {
-            addr: from,
+            peer: from,
+            multicast: false,
             token,
             channels,
             nonce,
@@ -404,29 +574,29 @@ impl Server {
 
     /// Lets a checked JOIN in: a new receiver, or a refresh (new expiry, new channel list).
     pub fn accept(&mut self, now: Now, req: JoinRequest) {
-        if !self.clients.contains_key(&req.addr) {
+        if !self.clients.contains_key(&req.peer) {
             if self.clients.len() >= self.cfg.max_clients {
-                self.refuse_to(req.addr, req.nonce, Reason::Full, "");
+                self.refuse_to(req.peer, req.nonce, Reason::Full, "");
                 return;
             }
             let id = self.next_id;
             self.next_id += 1;
             let session = self.new_session(id);
             self.clients.insert(
-                req.addr,
+                req.peer,
                 Client {
                     id,
                     session,
                     channels: Vec::new(),
+                    multicast: false,
                     expires: 0,
-                    tokens: u64::from(self.cfg.repair_burst),
-                    refilled: now.mono,
+                    bucket: Bucket::full(&self.cfg, now.mono),
                 },
             );
-            self.by_id.insert(id, req.addr);
-            self.events.push_back(Event::Added { id, addr: req.addr });
+            self.by_id.insert(id, req.peer);
+            self.events.push_back(Event::Added { id, peer: req.peer });
         }
-        let client = self.clients.get_mut(&req.addr).unwrap();
+        let client = self.clients.get_mut(&req.peer).unwrap();
         client.expires = req.expires;
         // Channels removed since the request was checked are not joined.
         let known: Vec<u16> = req
@@ -435,26 +605,27 @@ impl Server {
             .copied()
             .filter(|i| self.channels.iter().any(|c| c.info.index == *i))
             .collect();
-        if client.channels != known {
+        if client.channels != known || client.multicast != req.multicast {
             client.channels = known;
+            client.multicast = req.multicast;
             self.generation += 1;
         }
         let session = client.session;
         let m = self.joined(&req, now, session);
         self.transmits.push_back(Transmit {
-            to: req.addr,
+            to: req.peer,
             data: message::write(&m),
         });
         if req.expires <= now.mono {
-            self.remove_addr(req.addr, RemoveReason::Expired);
+            self.remove_addr(req.peer, RemoveReason::Expired);
         }
     }
 
     pub fn refuse(&mut self, req: JoinRequest, reason: Reason, text: &str) {
-        self.refuse_to(req.addr, req.nonce, reason, text);
+        self.refuse_to(req.peer, req.nonce, reason, text);
     }
 
-    fn refuse_to(&mut self, to: SocketAddr, nonce: u64, reason: Reason, text: &str) {
+    fn refuse_to(&mut self, to: Peer, nonce: u64, reason: Reason, text: &str) {
         self.stats.refused += 1;
         self.transmits.push_back(Transmit {
             to,
@@ -463,7 +634,7 @@ impl Server {
     }
 
     /// A reply to an address not proven yet: never more bytes than it sent.
-    fn reply_unverified(&mut self, to: SocketAddr, request_len: usize, m: &Message) {
+    fn reply_unverified(&mut self, to: Peer, request_len: usize, m: &Message) {
         let data = message::write(m);
         if data.len() > request_len {
             self.stats.replies_withheld += 1;
@@ -477,39 +648,115 @@ impl Server {
         u64::from_be_bytes(tag.into_bytes()[..8].try_into().unwrap())
     }
 
-    fn session_of(&self, addr: SocketAddr) -> Option<u64> {
+    fn session_of(&self, addr: Peer) -> Option<u64> {
         self.clients.get(&addr).map(|c| c.session)
     }
 
-    fn lost(&mut self, now: Now, from: SocketAddr, entries: &[LostEntry]) {
-        let cfg = &self.cfg;
-        let client = self.clients.get_mut(&from).unwrap();
-        let elapsed = now.mono.saturating_sub(client.refilled);
-        let refill = u128::from(elapsed) * u128::from(cfg.repair_rate) / 1_000_000_000;
-        if refill > 0 {
-            client.tokens =
-                (client.tokens as u128 + refill).min(u128::from(cfg.repair_burst)) as u64;
-            client.refilled = now.mono;
-        }
+    fn lost(&mut self, now: Now, from: Peer, entries: &[LostEntry]) {
+        let client = &self.clients[&from];
+        let (id, multicast) = (client.id, client.multicast);
         for e in entries {
-            if !client.channels.contains(&e.channel) || e.needed == 0 {
+            if !self.clients[&from].channels.contains(&e.channel) || e.needed == 0 {
                 continue;
             }
             self.stats.repair_symbols_asked += u64::from(e.needed);
-            let count = u64::from(e.needed).min(client.tokens);
+            let key = (e.channel, e.flow, e.block);
+            if multicast && self.group_of(e.channel).is_some() {
+                self.gather(now, id, key, e.needed);
+            } else {
+                self.repair_receiver(now, id, key, e.needed);
+            }
+        }
+    }
+
+    fn repair_receiver(&mut self, now: Now, id: u64, key: BlockKey, needed: u16) {
+        let Some(client) = self.by_id.get(&id).and_then(|p| self.clients.get_mut(p)) else {
+            return;
+        };
+        let count = client.bucket.take(&self.cfg, now.mono, u64::from(needed));
+        if count == 0 {
+            return;
+        }
+        self.stats.repair_symbols_granted += count;
+        self.events.push_back(Event::Repair {
+            to: RepairTo::Receiver(id),
+            channel: key.0,
+            flow: key.1,
+            block: key.2,
+            count: count as u32,
+        });
+    }
+
+    /// A multicast receiver's report: gathered with the others' of the same block, so
+    /// that one group repair answers all of them.
+    fn gather(&mut self, now: Now, id: u64, key: BlockKey, needed: u16) {
+        if let Some(s) = self.served.get(&key) {
+            if now.mono < s.until && needed <= s.count {
+                // Sent before the group repair reached it.
+                self.stats.group_reports_covered += 1;
+                return;
+            }
+        }
+        if let Some(r) = self.rounds.get_mut(&key) {
+            r.needed = r.needed.max(needed);
+            r.several |= r.first != id;
+            return;
+        }
+        if self.rounds.len() >= MAX_ROUNDS {
+            self.repair_receiver(now, id, key, needed);
+            return;
+        }
+        self.rounds.insert(
+            key,
+            Round {
+                closes: now.mono.saturating_add(self.cfg.group_window),
+                needed,
+                first: id,
+                several: false,
+            },
+        );
+    }
+
+    /// Answers the rounds whose window is over: one reporter gets its own repair, several
+    /// get the largest need, once, to the group.
+    fn close_rounds(&mut self, now: Now) {
+        let due: Vec<BlockKey> = self
+            .rounds
+            .iter()
+            .filter(|(_, r)| r.closes <= now.mono)
+            .map(|(k, _)| *k)
+            .collect();
+        for key in due {
+            let r = self.rounds.remove(&key).unwrap();
+            if !r.several {
+                self.repair_receiver(now, r.first, key, r.needed);
+                continue;
+            }
+            let Some(c) = self.channels.iter_mut().find(|c| c.info.index == key.0) else {
+                continue;
+            };
+            let count = c.bucket.take(&self.cfg, now.mono, u64::from(r.needed));
             if count == 0 {
                 continue;
             }
-            client.tokens -= count;
+            self.stats.group_repairs += count;
             self.stats.repair_symbols_granted += count;
+            self.served.insert(
+                key,
+                Served {
+                    until: now.mono.saturating_add(self.cfg.group_hold),
+                    count: count as u16,
+                },
+            );
             self.events.push_back(Event::Repair {
-                id: client.id,
-                channel: e.channel,
-                flow: e.flow,
-                block: e.block,
+                to: RepairTo::Group,
+                channel: key.0,
+                flow: key.1,
+                block: key.2,
                 count: count as u32,
             });
         }
+        self.served.retain(|_, s| s.until > now.mono);
     }
 
     /// Tells every receiver of `channel` that its stream ended. END is not acknowledged:
@@ -540,21 +787,27 @@ impl Server {
         }
     }
 
-    fn remove_addr(&mut self, addr: SocketAddr, reason: RemoveReason) {
-        if let Some(c) = self.clients.remove(&addr) {
+    fn remove_addr(&mut self, peer: Peer, reason: RemoveReason) {
+        if let Some(c) = self.clients.remove(&peer) {
             self.by_id.remove(&c.id);
             self.generation += 1;
             self.events.push_back(Event::Removed {
                 id: c.id,
-                addr,
+                peer,
                 reason,
             });
         }
     }
 
-    /// Removes receivers whose time is up.
+    /// A TCP receiver's connection closed: it left.
+    pub fn connection_closed(&mut self, from: SocketAddr) {
+        self.remove_addr(Peer::Tcp(from), RemoveReason::Left);
+    }
+
+    /// Removes receivers whose time is up, answers gathered loss reports.
     pub fn handle_timeout(&mut self, now: Now) {
-        let expired: Vec<SocketAddr> = self
+        self.close_rounds(now);
+        let expired: Vec<Peer> = self
             .clients
             .iter()
             .filter(|(_, c)| c.expires <= now.mono)
@@ -565,9 +818,10 @@ impl Server {
         }
     }
 
-    /// When the next receiver expires (monotonic ns).
+    /// When the next receiver expires or gathered reports are due (monotonic ns).
     pub fn next_timeout(&self) -> Option<u64> {
-        self.clients.values().map(|c| c.expires).min()
+        let rounds = self.rounds.values().map(|r| r.closes);
+        self.clients.values().map(|c| c.expires).chain(rounds).min()
     }
 }
 

@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 
 use fanout_session::message::{self, Cookie, Message, COOKIE_LEN};
 use fanout_session::{
-    Client, ClientConfig, ClientEvent, Event, LostEntry, Now, Reason, RemoveReason, Server,
-    ServerConfig, Stay,
+    Client, ClientConfig, ClientEvent, Event, LostEntry, Now, Peer, Reason, RemoveReason, RepairTo,
+    Server, ServerConfig, Stay,
 };
 
 const S: u64 = 1_000_000_000;
@@ -24,10 +24,14 @@ fn addr(port: u16) -> SocketAddr {
     SocketAddr::from(([192, 0, 2, 1], port))
 }
 
+fn peer(port: u16) -> Peer {
+    Peer::Udp(addr(port))
+}
+
 fn server() -> Server {
     let mut s = Server::new(ServerConfig::new(b"test secret".to_vec()));
-    s.set_channel(0, "hd", "application/x-fanout-fec");
-    s.set_channel(1, "sd", "video/mpegts");
+    s.set_channel(0, "hd", "application/x-fanout-fec", None);
+    s.set_channel(1, "sd", "video/mpegts", None);
     s
 }
 
@@ -64,7 +68,7 @@ fn exchange(
         }
         while let Some(tx) = s.poll_transmit() {
             moved = true;
-            if tx.to == at {
+            if tx.to == Peer::Udp(at) {
                 c.handle_datagram(t, &tx.data);
             }
         }
@@ -98,11 +102,11 @@ fn join_refresh_and_leave() {
         ev,
         vec![Event::Added {
             id: 1,
-            addr: addr(5000)
+            peer: peer(5000)
         }]
     );
     assert_eq!(joined_channels(&mut c), vec!["hd"]);
-    assert_eq!(s.members(0).collect::<Vec<_>>(), vec![(1, addr(5000))]);
+    assert_eq!(s.members(0).collect::<Vec<_>>(), vec![(1, peer(5000))]);
     assert_eq!(s.members(1).count(), 0);
 
     // The refresh comes at about two thirds of the stay, and keeps the receiver in.
@@ -119,7 +123,7 @@ fn join_refresh_and_leave() {
         ev,
         vec![Event::Removed {
             id: 1,
-            addr: addr(5000),
+            peer: peer(5000),
             reason: RemoveReason::Left
         }]
     );
@@ -164,7 +168,7 @@ fn expiry_by_duration_and_by_absolute_time() {
         ev,
         vec![Event::Removed {
             id: 1,
-            addr: addr(1),
+            peer: peer(1),
             reason: RemoveReason::Expired
         }]
     );
@@ -216,7 +220,7 @@ fn max_clients_is_kept() {
     let mut cfg = ServerConfig::new(b"k".to_vec());
     cfg.max_clients = 2;
     let mut s = Server::new(cfg);
-    s.set_channel(0, "hd", "");
+    s.set_channel(0, "hd", "", None);
     for port in 1..=3 {
         let mut c = Client::new(config(&[], Stay::For(30 * S)), 0, port.into());
         exchange(0, &mut s, &mut c, addr(port), &yes);
@@ -246,6 +250,7 @@ fn join(cookie: Cookie) -> Vec<u8> {
         nonce: 5,
         cookie,
         stay: Stay::For(30 * S),
+        multicast: false,
         token: vec![],
         channels: vec![],
     })
@@ -310,7 +315,7 @@ fn a_flood_of_spoofed_joins_and_random_datagrams_creates_no_state_and_no_amplifi
     }
     assert_eq!(s.client_count(), 1, "only the real receiver");
     assert!(replied <= sent);
-    assert_eq!(s.members(0).collect::<Vec<_>>(), vec![(1, addr(9))]);
+    assert_eq!(s.members(0).collect::<Vec<_>>(), vec![(1, peer(9))]);
 }
 
 #[test]
@@ -345,7 +350,7 @@ fn lost_reports_become_bounded_repairs_for_joined_channels_only() {
     assert_eq!(
         ev,
         vec![Event::Repair {
-            id: 1,
+            to: RepairTo::Receiver(1),
             channel: 0,
             flow: 7,
             block: 42,
@@ -406,7 +411,7 @@ fn a_restarted_server_is_joined_again() {
     joined_channels(&mut c);
     // New server, new secret: the old session is unknown, its LOST is refused.
     let mut s = Server::new(ServerConfig::new(b"another secret".to_vec()));
-    s.set_channel(0, "hd", "");
+    s.set_channel(0, "hd", "", None);
     c.report_lost(&[LostEntry {
         channel: 0,
         flow: 0,
@@ -462,4 +467,186 @@ fn end_reaches_the_channels_receivers() {
     let tx = s.poll_transmit().unwrap();
     c.handle_datagram(0, &tx.data);
     assert_eq!(c.poll_event(), Some(ClientEvent::Ended { channel: 1 }));
+}
+
+fn group() -> SocketAddr {
+    "239.255.0.1:5700".parse().unwrap()
+}
+
+/// A server whose channel "hd" also goes to a group, with `n` multicast receivers joined.
+fn multicast_server(n: u16) -> (Server, Vec<Client>) {
+    let mut s = server();
+    s.set_channel(0, "hd", "application/x-fanout-fec", Some(group()));
+    let clients = (1..=n)
+        .map(|port| {
+            let cfg = ClientConfig {
+                multicast: true,
+                ..config(&["hd"], Stay::For(30 * S))
+            };
+            let mut c = Client::new(cfg, 0, u64::from(port));
+            exchange(0, &mut s, &mut c, addr(port), &yes);
+            c
+        })
+        .collect();
+    (s, clients)
+}
+
+fn lost(block: u64, needed: u16) -> LostEntry {
+    LostEntry {
+        channel: 0,
+        flow: 7,
+        block,
+        needed,
+    }
+}
+
+fn repairs(s: &mut Server) -> Vec<(RepairTo, u64, u32)> {
+    std::iter::from_fn(|| s.poll_event())
+        .filter_map(|e| match e {
+            Event::Repair {
+                to, block, count, ..
+            } => Some((to, block, count)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn the_joined_reply_names_the_group_and_multicast_receivers_get_no_unicast_copies() {
+    let (mut s, mut clients) = multicast_server(1);
+    let mut unicast = Client::new(config(&["hd"], Stay::For(30 * S)), 0, 9);
+    exchange(0, &mut s, &mut unicast, addr(100), &yes);
+    let mut got = None;
+    while let Some(e) = clients[0].poll_event() {
+        if let ClientEvent::Joined { channels, .. } = e {
+            got = Some(channels[0].group);
+        }
+    }
+    assert_eq!(got, Some(Some(group())));
+    assert_eq!(s.members(0).count(), 2);
+    assert_eq!(
+        s.unicast_members(0).collect::<Vec<_>>(),
+        vec![(2, peer(100))]
+    );
+    // Asking for unicast copies again (a multicast receiver falling back).
+    let g = s.generation();
+    clients[0].set_multicast(false, S);
+    exchange(S, &mut s, &mut clients[0], addr(1), &yes);
+    assert_ne!(s.generation(), g);
+    assert_eq!(s.unicast_members(0).count(), 2);
+    // A channel without a group goes to everyone as unicast copies.
+    s.set_channel(0, "hd", "application/x-fanout-fec", None);
+    clients[0].set_multicast(true, 2 * S);
+    exchange(2 * S, &mut s, &mut clients[0], addr(1), &yes);
+    assert_eq!(s.unicast_members(0).count(), 2);
+}
+
+#[test]
+fn reports_of_one_block_from_several_multicast_receivers_become_one_group_repair() {
+    let (mut s, mut clients) = multicast_server(50);
+    std::iter::from_fn(|| s.poll_event()).for_each(drop);
+    let t = S;
+    for (i, c) in clients.iter_mut().enumerate() {
+        c.report_lost(&[lost(42, 3 + (i % 8) as u16)]);
+        exchange(t, &mut s, c, addr(i as u16 + 1), &yes);
+    }
+    assert!(repairs(&mut s).is_empty(), "gathered, not answered yet");
+    s.handle_timeout(now(t + s.config().group_window));
+    assert_eq!(
+        repairs(&mut s),
+        vec![(RepairTo::Group, 42, 10)],
+        "the largest need, once"
+    );
+    // Reports sent before the repair arrived: covered.
+    let t = t + s.config().group_window + 1;
+    for (i, c) in clients.iter_mut().enumerate().take(20) {
+        c.report_lost(&[lost(42, 10)]);
+        exchange(t, &mut s, c, addr(i as u16 + 1), &yes);
+    }
+    s.handle_timeout(now(t + s.config().group_window));
+    assert!(repairs(&mut s).is_empty());
+    assert_eq!(s.stats.group_reports_covered, 20);
+    // Asking for more than the last round sent starts a new one.
+    clients[0].report_lost(&[lost(42, 11)]);
+    exchange(t, &mut s, &mut clients[0], addr(1), &yes);
+    clients[1].report_lost(&[lost(42, 12)]);
+    exchange(t, &mut s, &mut clients[1], addr(2), &yes);
+    s.handle_timeout(now(t + s.config().group_window));
+    assert_eq!(repairs(&mut s), vec![(RepairTo::Group, 42, 12)]);
+}
+
+#[test]
+fn one_multicast_reporter_is_repaired_alone() {
+    let (mut s, mut clients) = multicast_server(3);
+    std::iter::from_fn(|| s.poll_event()).for_each(drop);
+    clients[2].report_lost(&[lost(9, 4)]);
+    exchange(S, &mut s, &mut clients[2], addr(3), &yes);
+    assert!(s
+        .next_timeout()
+        .is_some_and(|t| t <= S + s.config().group_window));
+    s.handle_timeout(now(S + s.config().group_window));
+    assert_eq!(repairs(&mut s), vec![(RepairTo::Receiver(3), 9, 4)]);
+}
+
+#[test]
+fn a_storm_of_reports_is_bounded_per_block_and_by_the_group_credit() {
+    let (mut s, mut clients) = multicast_server(100);
+    std::iter::from_fn(|| s.poll_event()).for_each(drop);
+    let mut per_block = std::collections::HashMap::<u64, u64>::new();
+    let mut total = 0u64;
+    // Every receiver reports the same 10 blocks every 10 ms for a second.
+    for step in 0..100u64 {
+        let t = S + step * 10_000_000;
+        for (i, c) in clients.iter_mut().enumerate() {
+            let entries: Vec<LostEntry> = (0..10).map(|b| lost(b, 30)).collect();
+            c.report_lost(&entries);
+            exchange(t, &mut s, c, addr(i as u16 + 1), &yes);
+        }
+        s.handle_timeout(now(t));
+        for (to, block, count) in repairs(&mut s) {
+            assert_eq!(to, RepairTo::Group);
+            *per_block.entry(block).or_default() += u64::from(count);
+            total += u64::from(count);
+        }
+    }
+    // One round of 30 per block per hold (100 ms) at most, over the second.
+    let hold_rounds = S / s.config().group_hold + 1;
+    assert!(
+        per_block.values().all(|&n| n <= 30 * hold_rounds),
+        "{per_block:?}"
+    );
+    let cfg = s.config();
+    assert!(
+        total <= u64::from(cfg.repair_burst) + u64::from(cfg.repair_rate),
+        "{total}"
+    );
+    assert!(total > 0);
+}
+
+#[test]
+fn a_tcp_receiver_joins_with_its_first_message_and_leaves_by_closing() {
+    let mut s = server();
+    let mut c = Client::new_stream(config(&["sd"], Stay::For(30 * S)), 0, 4);
+    let at = addr(7000);
+    let join = c.poll_transmit().expect("a JOIN at once");
+    assert!(matches!(
+        message::parse_message(&join),
+        Ok(Message::Join { cookie, .. }) if cookie == [0; COOKIE_LEN]
+    ));
+    // The same bytes over UDP do not pass: no cookie.
+    assert!(s.handle_datagram(now(0), at, &join).is_none());
+    let req = s
+        .handle_stream(now(0), at, &join)
+        .expect("no cookie needed");
+    s.accept(now(0), req);
+    assert_eq!(s.members(1).collect::<Vec<_>>(), vec![(1, Peer::Tcp(at))]);
+    let reply = std::iter::from_fn(|| s.poll_transmit())
+        .find(|t| t.to == Peer::Tcp(at))
+        .unwrap();
+    c.handle_datagram(0, &reply.data);
+    assert!(c.is_joined());
+    assert_eq!(Peer::Tcp(at).to_string(), "tcp:192.0.2.1:7000");
+    assert_eq!("tcp:192.0.2.1:7000".parse::<Peer>(), Ok(Peer::Tcp(at)));
+    s.connection_closed(at);
+    assert_eq!(s.client_count(), 0);
 }

@@ -6,6 +6,8 @@
 //! session alive and reports losses. The protocol is the GStreamer-free `fanout-session`.
 
 pub mod fanout;
+pub mod multicast;
+pub mod sendqueue;
 mod sessionsink;
 mod sessionsrc;
 

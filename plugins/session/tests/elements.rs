@@ -218,6 +218,7 @@ fn foreign_datagrams_and_forged_joins_create_nothing_and_disturb_nobody() {
                 nonce: x,
                 cookie: [x as u8; COOKIE_LEN],
                 stay: Stay::For(u64::MAX),
+                multicast: x & 1 == 0,
                 token: vec![],
                 channels: vec![],
             }),

@@ -1,24 +1,26 @@
 // SPDX-License-Identifier: MPL-2.0
 
-//! `session-sink`'s control thread: receives the protocol's datagrams, runs the
-//! [`Server`](fanout_session::Server) state machine, emits the signals (with no lock held),
-//! turns LOST reports into upstream repair requests, tells receivers a channel ended, and
-//! posts `stats` every second. The streaming threads only read [`Snapshot`]s it publishes.
+//! `session-sink`'s control thread: receives the protocol's datagrams (and takes TCP
+//! connections), runs the [`Server`](fanout_session::Server) state machine, emits the
+//! signals (with no lock held), turns LOST reports into upstream repair requests, tells
+//! receivers a channel ended, and posts `stats` every second. The streaming threads only
+//! read [`Snapshot`]s it publishes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use fanout_session::{Event, Now, RemoveReason, Server};
+use fanout_session::{Event, Now, Peer, RemoveReason, RepairTo, Server, Transmit};
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 use gstfanoutfec::repair_request;
 
 use super::imp::{Running, SessionSink, CAT};
+use super::tcp::{self, Conn};
 use crate::fanout::{Target, Targets};
 
 /// How long the thread waits for a datagram before it looks at its timers.
@@ -28,11 +30,22 @@ const END_REPEATS: u32 = 5;
 const END_SPACING: Duration = Duration::from_millis(30);
 const STATS_INTERVAL: Duration = Duration::from_secs(1);
 
+/// Repairs for a channel's group carry this destination.
+pub(crate) const GROUP_DESTINATION: u64 = 0;
+
 /// Who gets what, as the streaming threads see it; replaced whole when receivers change.
 #[derive(Default)]
 pub(crate) struct Snapshot {
+    /// UDP receivers taking unicast copies, per channel.
     pub channels: HashMap<u16, Targets>,
+    /// TCP receivers, per channel.
+    pub tcp: HashMap<u16, Vec<Arc<Conn>>>,
+    /// The channel's multicast group, as one target.
+    pub groups: HashMap<u16, Targets>,
+    /// Every receiver of the channel (for repairs to one of them).
+    pub members: HashMap<u16, HashSet<u64>>,
     pub by_id: HashMap<u64, Arc<Target>>,
+    pub conns: HashMap<u64, Arc<Conn>>,
 }
 
 pub(super) fn bind(addr: SocketAddr) -> std::io::Result<UdpSocket> {
@@ -47,7 +60,7 @@ pub(super) fn bind(addr: SocketAddr) -> std::io::Result<UdpSocket> {
     Ok(s)
 }
 
-fn now(start: Instant) -> Now {
+pub(super) fn now(start: Instant) -> Now {
     let unix = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
@@ -57,30 +70,104 @@ fn now(start: Instant) -> Now {
     }
 }
 
-fn rebuild(server: &Server, old: &Snapshot) -> Snapshot {
+fn rebuild(server: &Server, r: &Running, groups: &[(u16, SocketAddr)], old: &Snapshot) -> Snapshot {
     let mut snap = Snapshot::default();
     let mut channels: HashMap<u16, Vec<Arc<Target>>> = HashMap::new();
-    let mut clients: Vec<(u64, SocketAddr)> = server.clients().collect();
+    let mut clients: Vec<(u64, Peer)> = server.clients().collect();
     // In join order: sends then walk the kernel's sockets in a steady order.
     clients.sort_unstable();
-    for (id, addr) in clients {
-        let target = old.by_id.get(&id).cloned().unwrap_or_else(|| {
-            Arc::new(Target {
-                id,
-                addr,
-                stats: Arc::default(),
-            })
-        });
+    let conns = r.conns.lock().unwrap();
+    for (id, peer) in clients {
+        let multicast = server.is_multicast(id);
+        let conn = match peer {
+            Peer::Tcp(a) => match conns.get(&a) {
+                Some(c) => Some(c.clone()),
+                // Closed meanwhile: taken out at the next turn.
+                None => continue,
+            },
+            Peer::Udp(_) => None,
+        };
+        let target = match &conn {
+            Some(c) => c.target.clone(),
+            None => old.by_id.get(&id).cloned().unwrap_or_else(|| {
+                Arc::new(Target {
+                    id,
+                    addr: peer.addr(),
+                    stats: Arc::default(),
+                })
+            }),
+        };
         for &c in server.channels_of(id) {
-            channels.entry(c).or_default().push(target.clone());
+            snap.members.entry(c).or_default().insert(id);
+            if multicast && server.group_of(c).is_some() {
+                continue;
+            }
+            match &conn {
+                Some(conn) => snap.tcp.entry(c).or_default().push(conn.clone()),
+                None => channels.entry(c).or_default().push(target.clone()),
+            }
         }
-        snap.by_id.insert(id, target);
+        match conn {
+            Some(conn) => {
+                snap.conns.insert(id, conn);
+            }
+            None => {
+                snap.by_id.insert(id, target);
+            }
+        }
     }
     snap.channels = channels
         .into_iter()
         .map(|(c, list)| (c, Targets::new(list)))
         .collect();
+    for &(c, group) in groups {
+        let target = Target {
+            id: GROUP_DESTINATION,
+            addr: group,
+            stats: Arc::default(),
+        };
+        snap.groups.insert(c, Targets::new(vec![Arc::new(target)]));
+    }
     snap
+}
+
+/// One message from a receiver, by UDP or TCP: a JOIN goes past `client-joining`, with no
+/// lock held while the application decides.
+pub(super) fn take_message(sink: &super::SessionSink, r: &Running, from: Peer, data: &[u8]) {
+    let imp = sink.imp();
+    let req = {
+        let mut server = r.server.lock().unwrap();
+        match from {
+            Peer::Udp(a) => server.handle_datagram(now(r.start), a, data),
+            Peer::Tcp(a) => server.handle_stream(now(r.start), a, data),
+        }
+    };
+    let Some(req) = req else { return };
+    let token = String::from_utf8_lossy(&req.token).into_owned();
+    let allowed = sink.emit_by_name::<bool>("client-joining", &[&from.to_string(), &token]);
+    let mut server = r.server.lock().unwrap();
+    if allowed {
+        server.accept(now(r.start), req);
+    } else {
+        gst::info!(CAT, imp = imp, "JOIN from {from} not authorized");
+        server.refuse(req, fanout_session::Reason::NotAuthorized, "");
+    }
+}
+
+fn deliver(imp: &SessionSink, r: &Running, tx: Transmit) {
+    match tx.to {
+        Peer::Udp(a) => {
+            if let Err(e) = r.socket.send_to(&tx.data, a) {
+                gst::debug!(CAT, imp = imp, "reply to {a}: {e}");
+            }
+        }
+        Peer::Tcp(a) => {
+            let conn = r.conns.lock().unwrap().get(&a).cloned();
+            if let (Some(c), Some(f)) = (conn, fanout_session::frame(&[&tx.data])) {
+                c.queue.push_control(f);
+            }
+        }
+    }
 }
 
 struct PendingEnd {
@@ -90,7 +177,6 @@ struct PendingEnd {
 }
 
 pub(super) fn run(weak: glib::WeakRef<super::SessionSink>, r: Arc<Running>) {
-    let start = Instant::now();
     let mut buf = vec![0u8; 2048];
     let mut generation = None;
     let mut next_stats = Instant::now() + STATS_INTERVAL;
@@ -101,30 +187,13 @@ pub(super) fn run(weak: glib::WeakRef<super::SessionSink>, r: Arc<Running>) {
         let Some(sink) = weak.upgrade() else { break };
         let imp = sink.imp();
         match received {
-            Ok((n, from)) => {
-                let req = r
-                    .server
-                    .lock()
-                    .unwrap()
-                    .handle_datagram(now(start), from, &buf[..n]);
-                if let Some(req) = req {
-                    let token = String::from_utf8_lossy(&req.token).into_owned();
-                    let allowed =
-                        sink.emit_by_name::<bool>("client-joining", &[&from.to_string(), &token]);
-                    let mut server = r.server.lock().unwrap();
-                    if allowed {
-                        server.accept(now(start), req);
-                    } else {
-                        gst::info!(CAT, imp = imp, "JOIN from {from} not authorized");
-                        server.refuse(req, fanout_session::Reason::NotAuthorized, "");
-                    }
-                }
-            }
+            Ok((n, from)) => take_message(&sink, &r, Peer::Udp(from), &buf[..n]),
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => (),
             // An ICMP error for something sent earlier: nothing to do here.
             Err(e) => gst::trace!(CAT, imp = imp, "receive: {e}"),
         }
-        service(imp, &r, start, &mut generation, &mut ends);
+        tcp::accept(&weak, &r);
+        service(imp, &r, &mut generation, &mut ends);
         let all_ended = imp
             .sink_pads()
             .iter()
@@ -148,13 +217,22 @@ pub(super) fn run(weak: glib::WeakRef<super::SessionSink>, r: Arc<Running>) {
 fn service(
     imp: &SessionSink,
     r: &Running,
-    start: Instant,
     generation: &mut Option<u64>,
     ends: &mut Vec<PendingEnd>,
 ) {
-    let t = now(start);
+    let t = now(r.start);
+    let groups: Vec<(u16, SocketAddr)> = imp
+        .sink_pads()
+        .iter()
+        .filter_map(|p| Some((p.index(), p.group()?)))
+        .collect();
+    let closed = std::mem::take(&mut *r.tcp_closed.lock().unwrap());
     let (transmits, events) = {
         let mut server = r.server.lock().unwrap();
+        for peer in closed {
+            r.conns.lock().unwrap().remove(&peer);
+            server.connection_closed(peer);
+        }
         if server.next_timeout().is_some_and(|d| d <= t.mono) {
             server.handle_timeout(t);
         }
@@ -178,38 +256,62 @@ fn service(
         if *generation != Some(server.generation()) {
             *generation = Some(server.generation());
             let old = r.snapshot.lock().unwrap().clone();
-            *r.snapshot.lock().unwrap() = Arc::new(rebuild(&server, &old));
+            *r.snapshot.lock().unwrap() = Arc::new(rebuild(&server, r, &groups, &old));
         }
         let transmits: Vec<_> = std::iter::from_fn(|| server.poll_transmit()).collect();
         let events: Vec<_> = std::iter::from_fn(|| server.poll_event()).collect();
         (transmits, events)
     };
     for tx in transmits {
-        if let Err(e) = r.socket.send_to(&tx.data, tx.to) {
-            gst::debug!(CAT, imp = imp, "reply to {}: {e}", tx.to);
-        }
+        deliver(imp, r, tx);
     }
     let sink = imp.obj();
     for e in events {
         match e {
-            Event::Added { addr, .. } => {
-                gst::info!(CAT, imp = imp, "receiver {addr} joined");
-                sink.emit_by_name::<()>("client-added", &[&addr.to_string()]);
+            Event::Added { peer, .. } => {
+                gst::info!(CAT, imp = imp, "receiver {peer} joined");
+                sink.emit_by_name::<()>("client-added", &[&peer.to_string()]);
             }
-            Event::Removed { addr, reason, .. } => {
-                gst::info!(CAT, imp = imp, "receiver {addr} out: {}", reason.as_str());
-                sink.emit_by_name::<()>("client-removed", &[&addr.to_string(), &reason.as_str()]);
+            Event::Removed { peer, reason, .. } => {
+                gst::info!(CAT, imp = imp, "receiver {peer} out: {}", reason.as_str());
+                if let Peer::Tcp(a) = peer {
+                    let conn = r.conns.lock().unwrap().remove(&a);
+                    if let Some(c) = conn {
+                        c.close(r);
+                    }
+                }
+                sink.emit_by_name::<()>("client-removed", &[&peer.to_string(), &reason.as_str()]);
             }
             Event::Repair {
-                id,
+                to: RepairTo::Group,
+                channel,
+                flow,
+                block,
+                count,
+            } => {
+                let Some(pad) = imp.pad_of(channel) else {
+                    continue;
+                };
+                gst::log!(
+                    CAT,
+                    imp = imp,
+                    "{count} repairs of block {block} of flow {flow} to channel {channel}'s group"
+                );
+                pad.push_event(repair_request(flow, block, count, GROUP_DESTINATION));
+            }
+            Event::Repair {
+                to: RepairTo::Receiver(id),
                 channel,
                 flow,
                 block,
                 count,
             } => {
                 let snapshot = r.snapshot.lock().unwrap().clone();
-                let (Some(target), Some(pad)) = (snapshot.by_id.get(&id), imp.pad_of(channel))
-                else {
+                let target = snapshot
+                    .by_id
+                    .get(&id)
+                    .or_else(|| snapshot.conns.get(&id).map(|c| &c.target));
+                let (Some(target), Some(pad)) = (target, imp.pad_of(channel)) else {
                     continue;
                 };
                 // Credit for what a refused request (unknown block) never used does not
@@ -260,22 +362,47 @@ pub(super) fn stats(imp: &SessionSink, r: &Running) -> gst::Structure {
                 .field("bytes", load(&c.bytes))
                 .field("datagrams", load(&c.datagrams))
                 .field("repairs", load(&c.repairs))
+                .field(
+                    "multicast-group",
+                    p.group().map(|g| g.to_string()).unwrap_or_default(),
+                )
+                .field("group-datagrams", load(&c.group_datagrams))
+                .field("group-repairs", load(&c.group_repairs))
+                .field("tcp-frames", load(&c.tcp_frames))
                 .build()
                 .to_send_value()
         })
         .collect();
-    let receivers: Vec<glib::SendValue> = snapshot
+    let udp = snapshot
         .by_id
-        .values()
-        .map(|t| {
+        .iter()
+        .map(|(id, t)| (*id, t, None::<&Arc<Conn>>));
+    let tcp = snapshot
+        .conns
+        .iter()
+        .map(|(id, c)| (*id, &c.target, Some(c)));
+    let receivers: Vec<glib::SendValue> = udp
+        .chain(tcp)
+        .map(|(id, t, conn)| {
             let st = &t.stats;
+            let transport = match conn {
+                Some(_) => "tcp",
+                None if server.is_multicast(id) => "multicast",
+                None => "udp",
+            };
             let channels: Vec<String> = server
-                .channels_of(t.id)
+                .channels_of(id)
                 .iter()
                 .filter_map(|&c| imp.pad_of(c).map(|p| p.channel_name()))
                 .collect();
+            let address = server.address_of(id).map(|p| p.to_string());
             gst::Structure::builder("receiver")
-                .field("address", t.addr.to_string())
+                .field("address", address.unwrap_or_default())
+                .field("transport", transport)
+                .field(
+                    "queue-dropped",
+                    conn.map_or(0, |c| c.queue.dropped.load(Ordering::Relaxed)),
+                )
                 .field("channels", channels.join(","))
                 .field("packets", load(&st.packets))
                 .field("bytes", load(&st.bytes))
@@ -303,6 +430,9 @@ pub(super) fn stats(imp: &SessionSink, r: &Running) -> gst::Structure {
         .field("repair-symbols-asked", s.repair_symbols_asked)
         .field("repair-symbols-granted", s.repair_symbols_granted)
         .field("replies-withheld", s.replies_withheld)
+        .field("group-repairs", s.group_repairs)
+        .field("group-reports-covered", s.group_reports_covered)
+        .field("tcp-connections", r.conns.lock().unwrap().len() as u32)
         .field("channels", gst::Array::from_values(channels))
         .field("receivers", gst::Array::from_values(receivers))
         .build()

@@ -1,13 +1,16 @@
 // SPDX-License-Identifier: MPL-2.0
 
 //! `session-sink`: request pads (one channel each), the data path (every buffer to every
-//! receiver of its channel, repair packets to the one receiver that asked) and the element's
-//! life cycle. The protocol runs in `control.rs`, on its own thread.
+//! receiver of its channel, to its multicast group and to its TCP receivers' queues; repair
+//! packets to the one receiver or the group that asked) and the element's life cycle. The
+//! protocol runs in `control.rs`, on its own thread; TCP connections in `tcp.rs`.
 
-use std::net::{SocketAddr, UdpSocket};
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use fanout_session::server::{DEFAULT_MAX_CLIENTS, DEFAULT_REPAIR_BURST, DEFAULT_REPAIR_RATE};
 use fanout_session::{message, Server, ServerConfig};
@@ -16,9 +19,11 @@ use gst::prelude::*;
 use gst::subclass::prelude::*;
 use gstfanoutfec::packet_destination;
 
-use super::control::{self, Snapshot};
+use super::control::{self, Snapshot, GROUP_DESTINATION};
 use super::pad::{ChannelStats, SessionSinkPad};
+use super::tcp::{self, Conn};
 use crate::fanout::{Fanout, Targets};
+use crate::multicast;
 
 pub static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -32,6 +37,8 @@ pub const DEFAULT_ADDRESS: &str = "0.0.0.0";
 pub const DEFAULT_PORT: u32 = 5600;
 /// Consecutive failed sends after which a receiver is evicted.
 pub const EVICT_AFTER_ERRORS: u64 = 1000;
+pub const DEFAULT_TTL: u32 = 1;
+pub const DEFAULT_TCP_QUEUE: u32 = 4096;
 
 #[derive(Debug, Clone)]
 pub(super) struct Settings {
@@ -42,6 +49,11 @@ pub(super) struct Settings {
     pub gso: bool,
     pub repair_rate: u32,
     pub repair_burst: u32,
+    pub ttl: u32,
+    pub multicast_iface: String,
+    pub multicast_loop: bool,
+    pub tcp: bool,
+    pub tcp_queue: u32,
 }
 
 impl Default for Settings {
@@ -54,14 +66,30 @@ impl Default for Settings {
             gso: true,
             repair_rate: DEFAULT_REPAIR_RATE,
             repair_burst: DEFAULT_REPAIR_BURST,
+            ttl: DEFAULT_TTL,
+            multicast_iface: String::new(),
+            multicast_loop: false,
+            tcp: false,
+            tcp_queue: DEFAULT_TCP_QUEUE,
         }
     }
 }
 
 /// What exists between READY→PAUSED and PAUSED→READY, shared with the control thread.
 pub(super) struct Running {
+    pub start: Instant,
     pub socket: Arc<UdpSocket>,
     pub fanout: Fanout,
+    /// Sends to IPv4 and IPv6 groups (made on first use: most servers need neither).
+    pub group_v4: Mutex<Option<Arc<Fanout>>>,
+    pub group_v6: Mutex<Option<Arc<Fanout>>>,
+    pub group_settings: (u32, multicast::Iface, bool, bool),
+    pub listener: Option<TcpListener>,
+    pub conns: Mutex<HashMap<SocketAddr, Arc<Conn>>>,
+    pub tcp_queue: usize,
+    /// TCP connections that closed, for the control thread to take their receivers out.
+    pub tcp_closed: Mutex<Vec<SocketAddr>>,
+    pub tcp_threads: Mutex<Vec<JoinHandle<()>>>,
     pub server: Mutex<Server>,
     pub snapshot: Mutex<Arc<Snapshot>>,
     pub stop: AtomicBool,
@@ -77,6 +105,25 @@ pub struct SessionSink {
     pub(super) running: Mutex<Option<Arc<Running>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
     last_stats: Mutex<Option<gst::Structure>>,
+}
+
+impl Running {
+    /// The sender for `group`'s address family; made on first use.
+    fn group_fanout(&self, group: SocketAddr) -> Option<Arc<Fanout>> {
+        let slot = match group {
+            SocketAddr::V4(_) => &self.group_v4,
+            SocketAddr::V6(_) => &self.group_v6,
+        };
+        let mut slot = slot.lock().unwrap();
+        if slot.is_none() {
+            let (ttl, iface, looped, gso) = self.group_settings;
+            match multicast::sender(group.is_ipv6(), ttl, iface, looped) {
+                Ok(s) => *slot = Some(Arc::new(Fanout::new(Arc::new(s), gso))),
+                Err(e) => gst::warning!(CAT, "cannot send to multicast group {group}: {e}"),
+            }
+        }
+        slot.clone()
+    }
 }
 
 impl SessionSink {
@@ -115,11 +162,40 @@ impl SessionSink {
         cfg.repair_burst = s.repair_burst;
         let mut server = Server::new(cfg);
         for pad in self.sink_pads() {
-            server.set_channel(pad.index(), &pad.channel_name(), &caps_of(&pad));
+            server.set_channel(
+                pad.index(),
+                &pad.channel_name(),
+                &caps_of(&pad),
+                pad.group(),
+            );
         }
+        let iface = multicast::iface(&s.multicast_iface).map_err(|e| {
+            gst::error_msg!(
+                gst::ResourceError::Settings,
+                ("multicast-iface {:?}: {e}", s.multicast_iface)
+            )
+        })?;
+        let listener = match s.tcp {
+            false => None,
+            true => Some(tcp::listen(bind).map_err(|e| {
+                gst::error_msg!(
+                    gst::ResourceError::OpenReadWrite,
+                    ("cannot listen on TCP {bind}: {e}")
+                )
+            })?),
+        };
         let socket = Arc::new(socket);
         let running = Arc::new(Running {
+            start: Instant::now(),
             fanout: Fanout::new(socket.clone(), s.gso),
+            group_v4: Mutex::default(),
+            group_v6: Mutex::default(),
+            group_settings: (s.ttl, iface, s.multicast_loop, s.gso),
+            listener,
+            conns: Mutex::default(),
+            tcp_queue: s.tcp_queue as usize,
+            tcp_closed: Mutex::default(),
+            tcp_threads: Mutex::default(),
             socket,
             server: Mutex::new(server),
             snapshot: Mutex::default(),
@@ -128,7 +204,13 @@ impl SessionSink {
             evict: Mutex::default(),
             gso_refusal_told: AtomicBool::new(false),
         });
-        gst::info!(CAT, imp = self, "listening on {bind}, GSO {}", s.gso);
+        gst::info!(
+            CAT,
+            imp = self,
+            "listening on {bind}{}, GSO {}",
+            if s.tcp { " (UDP and TCP)" } else { "" },
+            s.gso
+        );
         let weak = self.obj().downgrade();
         let r = running.clone();
         let thread = std::thread::Builder::new()
@@ -150,6 +232,13 @@ impl SessionSink {
         }
         if let Some(r) = running {
             *self.last_stats.lock().unwrap() = Some(control::stats(self, &r));
+            let conns: Vec<Arc<Conn>> = r.conns.lock().unwrap().values().cloned().collect();
+            for c in conns {
+                c.close(&r);
+            }
+            for t in std::mem::take(&mut *r.tcp_threads.lock().unwrap()) {
+                let _ = t.join();
+            }
         }
         for pad in self.sink_pads() {
             pad.imp().eos.store(false, Ordering::SeqCst);
@@ -168,13 +257,15 @@ impl SessionSink {
         self.sink_pads().into_iter().find(|p| p.index() == index)
     }
 
-    /// The pad's `channel` or caps changed: receivers learn it at their next JOIN.
+    /// The pad's `channel`, group or caps changed: its receivers are told (CHANNEL).
     pub(super) fn channel_changed(&self, pad: &SessionSinkPad) {
         if let Some(r) = self.running() {
-            r.server
-                .lock()
-                .unwrap()
-                .set_channel(pad.index(), &pad.channel_name(), &caps_of(pad));
+            r.server.lock().unwrap().set_channel(
+                pad.index(),
+                &pad.channel_name(),
+                &caps_of(pad),
+                pad.group(),
+            );
         }
     }
 
@@ -188,10 +279,13 @@ impl SessionSink {
         };
         let snapshot = r.snapshot.lock().unwrap().clone();
         let index = pad.index();
-        let header = message::data_header(index);
-        let none = Targets::default();
-        let everyone = snapshot.channels.get(&index).unwrap_or(&none);
-        let stats = &pad.imp().stats;
+        let out = Outputs {
+            header: message::data_header(index),
+            unicast: snapshot.channels.get(&index),
+            group: snapshot.groups.get(&index),
+            tcp: snapshot.tcp.get(&index).map_or(&[], |v| v.as_slice()),
+            stats: &pad.imp().stats,
+        };
         // Runs of packets for everyone go out together; a repair packet goes on its own.
         let mut maps: Vec<gst::BufferMap<'_, gst::buffer::Readable>> = Vec::new();
         let flush = |maps: &mut Vec<gst::BufferMap<'_, gst::buffer::Readable>>| {
@@ -199,42 +293,23 @@ impl SessionSink {
                 return;
             }
             let packets: Vec<&[u8]> = maps.iter().map(|m| m.as_slice()).collect();
-            self.send(&r, &header, &packets, everyone, stats);
+            self.send_all(&r, &out, &packets);
             maps.clear();
         };
         for buffer in list.iter() {
-            stats.buffers.fetch_add(1, Ordering::Relaxed);
-            stats
+            out.stats.buffers.fetch_add(1, Ordering::Relaxed);
+            out.stats
                 .bytes
                 .fetch_add(buffer.size() as u64, Ordering::Relaxed);
             let Ok(map) = buffer.map_readable() else {
                 gst::warning!(CAT, imp = self, "unreadable buffer dropped");
                 continue;
             };
-            match packet_destination(buffer) {
+            match packet_destination(buffer).and_then(|d| d.get::<u64>().ok()) {
                 None => maps.push(map),
                 Some(dest) => {
                     flush(&mut maps);
-                    let target = dest
-                        .get::<u64>()
-                        .ok()
-                        .and_then(|id| snapshot.by_id.get(&id))
-                        .filter(|t| everyone.list().iter().any(|e| e.id == t.id));
-                    if let Some(t) = target {
-                        if t.stats.take_repair_credit() {
-                            stats.repairs.fetch_add(1, Ordering::Relaxed);
-                            t.stats.repairs.fetch_add(1, Ordering::Relaxed);
-                            self.send(
-                                &r,
-                                &header,
-                                &[map.as_slice()],
-                                &Targets::new(vec![t.clone()]),
-                                stats,
-                            );
-                        } else {
-                            t.stats.repairs_refused.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
+                    self.send_repair(&r, &snapshot, &out, dest, map.as_slice());
                 }
             }
         }
@@ -242,15 +317,85 @@ impl SessionSink {
         Ok(gst::FlowSuccess::Ok)
     }
 
+    /// Packets for everyone: unicast copies, the group once, the TCP receivers' queues.
+    fn send_all(&self, r: &Running, out: &Outputs, packets: &[&[u8]]) {
+        if let Some(targets) = out.unicast {
+            self.send(r, &r.fanout, &out.header, packets, targets, out.stats);
+        }
+        if let Some(group) = out.group {
+            self.send_group(r, out, packets, group);
+        }
+        for conn in out.tcp {
+            for p in packets {
+                self.push_tcp(conn, out, p);
+            }
+        }
+    }
+
+    fn send_group(&self, r: &Running, out: &Outputs, packets: &[&[u8]], group: &Targets) {
+        let Some(fanout) = r.group_fanout(group.list()[0].addr) else {
+            return;
+        };
+        let (sent, _) = fanout.send(&out.header, packets, group);
+        out.stats
+            .group_datagrams
+            .fetch_add(sent.datagrams, Ordering::Relaxed);
+    }
+
+    fn push_tcp(&self, conn: &Conn, out: &Outputs, packet: &[u8]) {
+        if let Some(frame) = fanout_session::frame(&[&out.header, packet]) {
+            out.stats.tcp_frames.fetch_add(1, Ordering::Relaxed);
+            let st = &conn.target.stats;
+            st.packets.fetch_add(1, Ordering::Relaxed);
+            st.bytes.fetch_add(packet.len() as u64, Ordering::Relaxed);
+            conn.queue.push_data(frame);
+        }
+    }
+
+    /// A repair packet for `dest`: the group, or one receiver of the channel within the
+    /// credit its loss reports gave it.
+    fn send_repair(&self, r: &Running, snap: &Snapshot, out: &Outputs, dest: u64, packet: &[u8]) {
+        if dest == GROUP_DESTINATION {
+            if let Some(group) = out.group {
+                out.stats.repairs.fetch_add(1, Ordering::Relaxed);
+                out.stats.group_repairs.fetch_add(1, Ordering::Relaxed);
+                self.send_group(r, out, &[packet], group);
+            }
+            return;
+        }
+        let index = u16::from_be_bytes([out.header[4], out.header[5]]);
+        if !snap.members.get(&index).is_some_and(|m| m.contains(&dest)) {
+            return;
+        }
+        let conn = snap.conns.get(&dest);
+        let Some(target) = snap.by_id.get(&dest).or(conn.map(|c| &c.target)) else {
+            return;
+        };
+        if !target.stats.take_repair_credit() {
+            target.stats.repairs_refused.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        out.stats.repairs.fetch_add(1, Ordering::Relaxed);
+        target.stats.repairs.fetch_add(1, Ordering::Relaxed);
+        match conn {
+            Some(c) => self.push_tcp(c, out, packet),
+            None => {
+                let one = Targets::new(vec![target.clone()]);
+                self.send(r, &r.fanout, &out.header, &[packet], &one, out.stats);
+            }
+        }
+    }
+
     fn send(
         &self,
         r: &Running,
+        fanout: &Fanout,
         header: &[u8],
         packets: &[&[u8]],
         targets: &Targets,
         stats: &ChannelStats,
     ) {
-        let (sent, gso_refused) = r.fanout.send(header, packets, targets);
+        let (sent, gso_refused) = fanout.send(header, packets, targets);
         stats.datagrams.fetch_add(sent.datagrams, Ordering::Relaxed);
         if gso_refused && !r.gso_refusal_told.swap(true, Ordering::Relaxed) {
             gst::debug!(
@@ -289,15 +434,24 @@ impl SessionSink {
         gst::Pad::event_default(pad, Some(&*self.obj()), event)
     }
 
-    /// Removes the receiver at `address` ("ip:port"); false if there is none.
+    /// Removes the receiver at `address` ("ip:port", "tcp:ip:port"); false if there is none.
     fn remove_client(&self, address: &str) -> bool {
-        let (Some(r), Ok(addr)) = (self.running(), address.parse::<SocketAddr>()) else {
+        let (Some(r), Ok(addr)) = (self.running(), address.parse::<fanout_session::Peer>()) else {
             return false;
         };
         let mut server = r.server.lock().unwrap();
         let id = server.clients().find(|(_, a)| *a == addr).map(|(id, _)| id);
         id.is_some_and(|id| server.remove(id, fanout_session::RemoveReason::Removed))
     }
+}
+
+/// Where a channel's packets go, for one chain call.
+struct Outputs<'a> {
+    header: [u8; message::DATA_HEADER_LEN],
+    unicast: Option<&'a Targets>,
+    group: Option<&'a Targets>,
+    tcp: &'a [Arc<Conn>],
+    stats: &'a ChannelStats,
 }
 
 fn caps_of(pad: &SessionSinkPad) -> String {
@@ -374,6 +528,39 @@ impl ObjectImpl for SessionSink {
                     .default_value(DEFAULT_REPAIR_BURST)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecUInt::builder("ttl")
+                    .nick("Multicast TTL")
+                    .blurb("Time to live (IPv6: hop limit) of packets sent to multicast groups")
+                    .minimum(1)
+                    .maximum(255)
+                    .default_value(DEFAULT_TTL)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("multicast-iface")
+                    .nick("Multicast interface")
+                    .blurb("Interface (name, or IPv4 address) multicast packets go out of; empty: as the routing table says")
+                    .default_value(Some(""))
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecBoolean::builder("loop")
+                    .nick("Multicast loopback")
+                    .blurb("Deliver multicast packets to receivers on this host too")
+                    .default_value(false)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecBoolean::builder("tcp")
+                    .nick("TCP")
+                    .blurb("Also listen on TCP port for receivers that get no UDP (session-src transport=tcp or auto): framed packets, no cookie round")
+                    .default_value(false)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("tcp-queue")
+                    .nick("TCP queue")
+                    .blurb("Packets waiting for one TCP receiver at most; when it falls behind its oldest packets are dropped (counted in stats), nobody else waits")
+                    .minimum(16)
+                    .default_value(DEFAULT_TCP_QUEUE)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
                     .blurb("Receivers and traffic: totals, per channel (channels) and per receiver (receivers); also posted on the bus every second")
@@ -441,6 +628,13 @@ impl ObjectImpl for SessionSink {
             "gso" => s.gso = value.get().unwrap(),
             "max-repair-rate" => s.repair_rate = value.get().unwrap(),
             "max-repair-burst" => s.repair_burst = value.get().unwrap(),
+            "ttl" => s.ttl = value.get().unwrap(),
+            "multicast-iface" => {
+                s.multicast_iface = value.get::<Option<String>>().unwrap().unwrap_or_default()
+            }
+            "loop" => s.multicast_loop = value.get().unwrap(),
+            "tcp" => s.tcp = value.get().unwrap(),
+            "tcp-queue" => s.tcp_queue = value.get().unwrap(),
             other => unreachable!("unknown property {other}"),
         }
     }
@@ -455,6 +649,11 @@ impl ObjectImpl for SessionSink {
             "gso" => s.gso.to_value(),
             "max-repair-rate" => s.repair_rate.to_value(),
             "max-repair-burst" => s.repair_burst.to_value(),
+            "ttl" => s.ttl.to_value(),
+            "multicast-iface" => s.multicast_iface.to_value(),
+            "loop" => s.multicast_loop.to_value(),
+            "tcp" => s.tcp.to_value(),
+            "tcp-queue" => s.tcp_queue.to_value(),
             "stats" => {
                 drop(s);
                 match self.running() {
@@ -503,7 +702,7 @@ impl ElementImpl for SessionSink {
             gst::subclass::ElementMetadata::new(
                 "fanout session sink",
                 "Sink/Network",
-                "Serves every channel (one per sink pad) to the receivers that joined it with session-src: cookie handshake, expiry, loss reports answered with fresh repair symbols, UDP GSO fan-out",
+                "Serves every channel (one per sink pad) to the receivers that joined it with session-src: cookie handshake, expiry, loss reports answered with fresh repair symbols; UDP GSO fan-out, multicast groups, TCP",
                 "The fanout developers",
             )
         });

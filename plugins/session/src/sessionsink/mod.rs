@@ -6,6 +6,7 @@ use gst::prelude::*;
 mod control;
 mod imp;
 mod pad;
+mod tcp;
 
 pub use imp::DEFAULT_PORT;
 pub use pad::SessionSinkPad;

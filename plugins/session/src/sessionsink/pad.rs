@@ -2,6 +2,7 @@
 
 //! `session-sink`'s request pads: one channel each, named by the pad property `channel`.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{LazyLock, Mutex};
 
@@ -16,6 +17,11 @@ pub struct ChannelStats {
     /// Datagrams sent, all receivers together.
     pub datagrams: AtomicU64,
     pub repairs: AtomicU64,
+    /// Datagrams sent to the channel's multicast group (repairs to it included).
+    pub group_datagrams: AtomicU64,
+    pub group_repairs: AtomicU64,
+    /// Frames queued for TCP receivers.
+    pub tcp_frames: AtomicU64,
 }
 
 pub mod imp {
@@ -24,6 +30,7 @@ pub mod imp {
     #[derive(Default)]
     pub struct SessionSinkPad {
         pub(crate) channel: Mutex<Option<String>>,
+        pub(crate) group: Mutex<Option<SocketAddr>>,
         pub(crate) eos: AtomicBool,
         /// The caps receivers are told, as a string.
         pub(crate) caps: Mutex<String>,
@@ -40,11 +47,18 @@ pub mod imp {
     impl ObjectImpl for SessionSinkPad {
         fn properties() -> &'static [glib::ParamSpec] {
             static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
-                vec![glib::ParamSpecString::builder("channel")
-                    .nick("Channel")
-                    .blurb("Name receivers join this pad's stream by (1 to 64 bytes); default: the pad's number, \"0\" for sink_0")
-                    .mutable_playing()
-                    .build()]
+                vec![
+                    glib::ParamSpecString::builder("channel")
+                        .nick("Channel")
+                        .blurb("Name receivers join this pad's stream by (1 to 64 bytes); default: the pad's number, \"0\" for sink_0")
+                        .mutable_playing()
+                        .build(),
+                    glib::ParamSpecString::builder("multicast-group")
+                        .nick("Multicast group")
+                        .blurb("address:port (IPv6 as [addr]:port) every packet of this channel also goes to, once; receivers joining with transport=multicast or auto are told it and take the channel from it. Empty: unicast only")
+                        .mutable_playing()
+                        .build(),
+                ]
             });
             PROPERTIES.as_ref()
         }
@@ -63,6 +77,31 @@ pub mod imp {
                         sink.imp().channel_changed(&self.obj());
                     }
                 }
+                "multicast-group" => {
+                    let text: Option<String> = value.get().unwrap();
+                    let group = match text.as_deref().map(str::trim) {
+                        None | Some("") => None,
+                        Some(t) => match t.parse::<SocketAddr>() {
+                            Ok(a) if a.ip().is_multicast() && a.port() != 0 => Some(a),
+                            _ => {
+                                gst::warning!(
+                                    super::super::imp::CAT,
+                                    imp = self,
+                                    "multicast-group {t:?} is not a multicast address:port: ignored"
+                                );
+                                None
+                            }
+                        },
+                    };
+                    *self.group.lock().unwrap() = group;
+                    if let Some(sink) = self
+                        .obj()
+                        .parent()
+                        .and_downcast::<super::super::SessionSink>()
+                    {
+                        sink.imp().channel_changed(&self.obj());
+                    }
+                }
                 other => unreachable!("unknown property {other}"),
             }
         }
@@ -70,6 +109,7 @@ pub mod imp {
         fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
             match pspec.name() {
                 "channel" => self.obj().channel_name().to_value(),
+                "multicast-group" => self.group.lock().unwrap().map(|g| g.to_string()).to_value(),
                 other => unreachable!("unknown property {other}"),
             }
         }
@@ -91,6 +131,10 @@ impl SessionSinkPad {
             .next()
             .and_then(|n| n.parse::<u16>().ok())
             .unwrap_or(u16::MAX)
+    }
+
+    pub fn group(&self) -> Option<SocketAddr> {
+        *self.imp().group.lock().unwrap()
     }
 
     pub fn channel_name(&self) -> String {

@@ -1,23 +1,24 @@
 // SPDX-License-Identifier: MPL-2.0
 
-//! `session-src`: joins a `session-sink`, one `src_%u` pad per channel it was given, and
-//! turns `fanout-block-missing` from downstream into LOST reports. The socket and protocol
-//! run in `receive.rs`, on the element's own thread.
+//! `session-src`: joins `session-sink`s, one `src_%u` pad per channel it was given, and
+//! turns `fanout-block-missing` from downstream into LOST reports. Each server's session
+//! runs in `link.rs`, on a thread of its own; pads and stats are in `receive.rs`.
 
-use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::thread::JoinHandle;
-use std::time::Instant;
 
 use fanout_session::client::{DEFAULT_JOIN_DURATION, DEFAULT_TIMEOUT};
-use fanout_session::{Client, ClientConfig, LostEntry, Stay};
+use fanout_session::{ClientConfig, Fallback, LostEntry, Stay};
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 
+use super::link::Running;
 use super::receive::{self, Channels};
 use super::Transport;
+use crate::multicast;
 
 pub static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -29,6 +30,7 @@ pub static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 
 const DEFAULT_HOST: &str = "127.0.0.1";
 const DEFAULT_PORT: u32 = crate::sessionsink::DEFAULT_PORT;
+const DEFAULT_FALLBACK_TIMEOUT: u64 = 3_000_000_000;
 
 #[derive(Debug, Clone)]
 pub(super) struct Settings {
@@ -40,6 +42,8 @@ pub(super) struct Settings {
     pub join_until: u64,
     pub token: String,
     pub timeout: u64,
+    pub fallback_timeout: u64,
+    pub multicast_iface: String,
 }
 
 impl Default for Settings {
@@ -53,33 +57,8 @@ impl Default for Settings {
             join_until: 0,
             token: String::new(),
             timeout: DEFAULT_TIMEOUT,
-        }
-    }
-}
-
-/// One server's session, between READY→PAUSED and PAUSED→READY, shared with its receiving
-/// thread.
-pub(super) struct Running {
-    /// Its place in `host`.
-    pub number: usize,
-    pub socket: UdpSocket,
-    pub server: SocketAddr,
-    pub client: Mutex<Client>,
-    pub start: Instant,
-    pub stop: AtomicBool,
-}
-
-impl Running {
-    pub fn now(&self) -> u64 {
-        self.start.elapsed().as_nanos() as u64
-    }
-
-    /// Sends whatever the client has to send.
-    pub fn flush(&self, client: &mut Client) {
-        while let Some(d) = client.poll_transmit() {
-            if let Err(e) = self.socket.send(&d) {
-                gst::debug!(CAT, "send to {}: {e}", self.server);
-            }
+            fallback_timeout: DEFAULT_FALLBACK_TIMEOUT,
+            multicast_iface: String::new(),
         }
     }
 }
@@ -157,12 +136,6 @@ impl SessionSrc {
         number: usize,
         server: SocketAddr,
     ) -> Result<(), gst::ErrorMessage> {
-        let socket = receive::connect(server).map_err(|e| {
-            gst::error_msg!(
-                gst::ResourceError::OpenReadWrite,
-                ("cannot open a socket to {server}: {e}")
-            )
-        })?;
         let stay = if s.join_until > 0 {
             Stay::Until(s.join_until)
         } else {
@@ -175,27 +148,28 @@ impl SessionSrc {
             timeout: s.timeout,
             ..ClientConfig::default()
         };
-        let seed = getrandom::u64().unwrap_or_else(|_| std::process::id().into());
-        let start = Instant::now();
-        let running = Arc::new(Running {
-            number,
-            socket,
-            server,
-            client: Mutex::new(Client::new(cfg, 0, seed)),
-            start,
-            stop: AtomicBool::new(false),
-        });
-        {
-            let mut client = running.client.lock().unwrap();
-            running.flush(&mut client);
-        }
-        gst::info!(CAT, imp = self, "joining {server}");
+        let (first, auto) = match s.transport {
+            Transport::Auto => (fanout_session::Transport::Multicast, true),
+            Transport::Multicast => (fanout_session::Transport::Multicast, false),
+            Transport::Udp => (fanout_session::Transport::Udp, false),
+            Transport::Tcp => (fanout_session::Transport::Tcp, false),
+        };
+        let fallback = Fallback::new(first, auto, s.fallback_timeout, 0);
+        let iface = multicast::iface(&s.multicast_iface).map_err(|e| {
+            gst::error_msg!(
+                gst::ResourceError::Settings,
+                ("multicast-iface {:?}: {e}", s.multicast_iface)
+            )
+        })?;
         let weak = self.obj().downgrade();
-        let r = running.clone();
-        let thread = std::thread::Builder::new()
-            .name("session-src".into())
-            .spawn(move || receive::run(weak, r))
-            .map_err(|e| gst::error_msg!(gst::CoreError::Thread, ("{e}")))?;
+        let (running, thread) = Running::start(weak, number, server, cfg, fallback, iface)
+            .map_err(|e| {
+                gst::error_msg!(
+                    gst::ResourceError::OpenReadWrite,
+                    ("cannot open a socket to {server}: {e}")
+                )
+            })?;
+        gst::info!(CAT, imp = self, "joining {server} ({})", first.as_str());
         self.threads.lock().unwrap().push(thread);
         self.running.lock().unwrap().push(running);
         Ok(())
@@ -204,10 +178,7 @@ impl SessionSrc {
     fn stop(&self) {
         let running = std::mem::take(&mut *self.running.lock().unwrap());
         for r in &running {
-            r.stop.store(true, Ordering::SeqCst);
-            let mut client = r.client.lock().unwrap();
-            client.leave();
-            r.flush(&mut client);
+            r.stop();
         }
         for t in std::mem::take(&mut *self.threads.lock().unwrap()) {
             let _ = t.join();
@@ -243,15 +214,12 @@ impl SessionSrc {
                 let Some(r) = running.iter().find(|r| r.number == number) else {
                     continue;
                 };
-                let entry = LostEntry {
+                r.report_lost(LostEntry {
                     channel,
                     flow,
                     block,
                     needed: needed.min(u32::from(u16::MAX)) as u16,
-                };
-                let mut client = r.client.lock().unwrap();
-                client.report_lost(&[entry]);
-                r.flush(&mut client);
+                });
             }
             return true;
         }
@@ -305,7 +273,20 @@ impl ObjectImpl for SessionSrc {
                     .build(),
                 glib::ParamSpecEnum::builder_with_default("transport", Transport::Udp)
                     .nick("Transport")
-                    .blurb("How packets arrive")
+                    .blurb("How packets arrive: udp (unicast copies), multicast (the channel's group; the session stays on UDP for loss reports and expiry), tcp (framed over a connection, for networks without UDP; needs session-sink tcp=true), auto (multicast, else UDP, else TCP: each given fallback-timeout to deliver)")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt64::builder("fallback-timeout")
+                    .nick("Fallback timeout")
+                    .blurb("transport=auto: how long (ns) a transport may stay silent before the next is tried; each change is posted on the bus (element message fanout-session-transport) and shown in stats")
+                    .minimum(100_000_000)
+                    .default_value(DEFAULT_FALLBACK_TIMEOUT)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("multicast-iface")
+                    .nick("Multicast interface")
+                    .blurb("Interface (name, or IPv4 address) multicast groups are joined on; empty: as the routing table says")
+                    .default_value(Some(""))
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt64::builder("join-duration")
@@ -371,6 +352,10 @@ impl ObjectImpl for SessionSrc {
                 s.token = t;
             }
             "timeout" => s.timeout = value.get().unwrap(),
+            "fallback-timeout" => s.fallback_timeout = value.get().unwrap(),
+            "multicast-iface" => {
+                s.multicast_iface = value.get::<Option<String>>().unwrap().unwrap_or_default()
+            }
             other => unreachable!("unknown property {other}"),
         }
     }
@@ -386,6 +371,8 @@ impl ObjectImpl for SessionSrc {
             "join-until" => s.join_until.to_value(),
             "token" => s.token.to_value(),
             "timeout" => s.timeout.to_value(),
+            "fallback-timeout" => s.fallback_timeout.to_value(),
+            "multicast-iface" => s.multicast_iface.to_value(),
             "stats" => {
                 drop(s);
                 let running = self.running();
@@ -413,7 +400,7 @@ impl ElementImpl for SessionSrc {
             gst::subclass::ElementMetadata::new(
                 "fanout session source",
                 "Source/Network",
-                "Joins a session-sink (cookie handshake), keeps the session alive, adds one src_%u pad per channel with the server's caps, and reports blocks fec-depayloader still misses",
+                "Joins a session-sink (cookie handshake), keeps the session alive, adds one src_%u pad per channel with the server's caps, and reports blocks fec-depayloader still misses; UDP, multicast or TCP, falling back from one to the next with transport=auto",
                 "The fanout developers",
             )
         });

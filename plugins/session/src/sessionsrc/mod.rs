@@ -4,6 +4,7 @@ use gst::glib;
 use gst::prelude::*;
 
 mod imp;
+mod link;
 mod output;
 mod receive;
 
@@ -17,6 +18,18 @@ glib::wrapper! {
 pub enum Transport {
     #[enum_value(name = "UDP unicast from the server", nick = "udp")]
     Udp = 0,
+    #[enum_value(
+        name = "The channel's multicast group (the session itself on UDP)",
+        nick = "multicast"
+    )]
+    Multicast = 1,
+    #[enum_value(name = "Framed over a TCP connection", nick = "tcp")]
+    Tcp = 2,
+    #[enum_value(
+        name = "Multicast, else UDP unicast, else TCP (fallback-timeout each)",
+        nick = "auto"
+    )]
+    Auto = 3,
 }
 
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {

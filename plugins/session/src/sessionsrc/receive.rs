@@ -1,43 +1,21 @@
 // SPDX-License-Identifier: MPL-2.0
 
-//! `session-src`'s thread: receives from the server (a connected socket takes nothing from
-//! anyone else), runs the [`Client`](fanout_session::Client) state machine, adds the
-//! channels' pads and pushes their packets, timestamped with the running time of arrival.
+//! `session-src`'s channels: pads made from the servers' JOINED (one per channel name,
+//! fed by every server that has it), packets queued for them, timestamped with the running
+//! time of arrival, and the element's stats.
 
-use std::io::ErrorKind;
-use std::net::{SocketAddr, UdpSocket};
 use std::str::FromStr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
-use fanout_session::{ChannelInfo, ClientEvent};
+use fanout_session::ChannelInfo;
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 
-use super::imp::{Running, SessionSrc, CAT};
+use super::imp::{SessionSrc, CAT};
+use super::link::Running;
 use super::output::{self, Item, PadQueue};
-
-/// How long the thread waits for a datagram before it looks at its timers.
-const TICK: Duration = Duration::from_millis(20);
-
-pub(super) fn connect(server: SocketAddr) -> std::io::Result<UdpSocket> {
-    let domain = socket2::Domain::for_address(server);
-    let s = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
-    // A block arrives as a burst.
-    let _ = s.set_recv_buffer_size(4 << 20);
-    let any: SocketAddr = if server.is_ipv4() {
-        "0.0.0.0:0".parse().unwrap()
-    } else {
-        "[::]:0".parse().unwrap()
-    };
-    s.bind(&any.into())?;
-    s.connect(&server.into())?;
-    let s: UdpSocket = s.into();
-    s.set_read_timeout(Some(TICK))?;
-    Ok(s)
-}
 
 struct ChannelPad {
     /// (server number, the server's index for it): one channel name, any number of servers.
@@ -95,137 +73,39 @@ impl Channels {
     }
 }
 
-pub(super) fn run(weak: glib::WeakRef<super::SessionSrc>, r: Arc<Running>) {
-    let mut buf = vec![0u8; 65_536];
-    let mut unreachable_told = false;
-    while !r.stop.load(Ordering::SeqCst) {
-        let got = r.socket.recv(&mut buf);
-        let Some(src) = weak.upgrade() else { break };
-        let imp = src.imp();
-        let now = r.now();
-        match got {
-            Ok(n) => {
-                let data = {
-                    let mut client = r.client.lock().unwrap();
-                    let d = client
-                        .handle_datagram(now, &buf[..n])
-                        .map(|d| (d.channel, gst::Buffer::from_slice(d.payload.to_vec())));
-                    r.flush(&mut client);
-                    d
-                };
-                if let Some((channel, buffer)) = data {
-                    push(imp, r.number, channel, buffer);
-                }
-            }
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => (),
-            // The server's port is closed (ICMP): the retries go on.
-            Err(e) => gst::trace!(CAT, imp = imp, "receive: {e}"),
-        }
-        let events: Vec<ClientEvent> = {
-            let mut client = r.client.lock().unwrap();
-            if client.next_timeout().is_some_and(|t| t <= now) {
-                client.handle_timeout(now);
-            }
-            r.flush(&mut client);
-            std::iter::from_fn(|| client.poll_event()).collect()
-        };
-        for e in events {
-            handle_event(imp, &r, e, &mut unreachable_told);
-        }
+impl Channels {
+    pub fn has_joined(&self, number: usize) -> bool {
+        self.joined.contains(&number)
+    }
+
+    /// Whether a server other than `number` answered a JOIN.
+    pub fn joined_other(&self, number: usize) -> bool {
+        self.joined.iter().any(|&n| n != number)
+    }
+
+    pub fn joined_any(&self) -> bool {
+        !self.joined.is_empty()
     }
 }
 
-fn handle_event(imp: &SessionSrc, r: &Running, e: ClientEvent, unreachable_told: &mut bool) {
-    match e {
-        ClientEvent::Joined {
-            channels,
-            new_session,
-        } => {
-            let first = !imp.channels.lock().unwrap().joined.contains(&r.number);
-            if new_session && !first {
-                gst::info!(
-                    CAT,
-                    imp = imp,
-                    "joined {} again (the server restarted)",
-                    r.server
-                );
-            } else if first {
-                gst::info!(CAT, imp = imp, "joined {}", r.server);
-            }
-            *unreachable_told = false;
-            add_pads(imp, r.number, &channels);
+/// Server `number`'s stream of `channel` ended; the pad ends when all its servers' did.
+pub(super) fn ended(imp: &SessionSrc, number: usize, channel: u16) {
+    let mut ch = imp.channels.lock().unwrap();
+    if let Some(c) = ch.of(number, channel).filter(|c| !c.eos) {
+        if !c.ended.contains(&(number, channel)) {
+            c.ended.push((number, channel));
         }
-        ClientEvent::Refused { reason, text } => {
-            let why = if text.is_empty() {
-                reason.as_str().to_owned()
-            } else {
-                format!("{} ({text})", reason.as_str())
-            };
-            // With other servers answering, one refusing is a warning.
-            if imp
-                .channels
-                .lock()
-                .unwrap()
-                .joined
-                .iter()
-                .any(|&n| n != r.number)
-            {
-                gst::element_imp_warning!(
-                    imp,
-                    gst::ResourceError::OpenRead,
-                    ("{} refused the JOIN: {why}", r.server)
-                );
-            } else {
-                gst::element_imp_error!(
-                    imp,
-                    gst::ResourceError::OpenRead,
-                    ("{} refused the JOIN: {why}", r.server)
-                );
-            }
-        }
-        ClientEvent::Unreachable => {
-            if *unreachable_told {
-                return;
-            }
-            *unreachable_told = true;
-            let timeout = gst::ClockTime::from_nseconds(imp.settings.lock().unwrap().timeout);
-            if !imp.channels.lock().unwrap().joined.is_empty() {
-                gst::element_imp_warning!(
-                    imp,
-                    gst::ResourceError::Read,
-                    ("no answer from {} for {timeout}: still trying", r.server)
-                );
-            } else {
-                gst::element_imp_error!(
-                    imp,
-                    gst::ResourceError::OpenRead,
-                    (
-                        "no answer from {} within {timeout}: is a session-sink there?",
-                        r.server
-                    )
-                );
-            }
-        }
-        ClientEvent::Changed { channel } => add_pads(imp, r.number, std::slice::from_ref(&channel)),
-        ClientEvent::Ended { channel } => {
-            let mut ch = imp.channels.lock().unwrap();
-            if let Some(c) = ch.of(r.number, channel).filter(|c| !c.eos) {
-                if !c.ended.contains(&(r.number, channel)) {
-                    c.ended.push((r.number, channel));
-                }
-                if c.sources.iter().all(|s| c.ended.contains(s)) {
-                    gst::debug!(CAT, obj = c.pad, "the channel ended");
-                    c.eos = true;
-                    c.queue.push(Item::Eos);
-                }
-            }
+        if c.sources.iter().all(|s| c.ended.contains(s)) {
+            gst::debug!(CAT, obj = c.pad, "the channel ended");
+            c.eos = true;
+            c.queue.push(Item::Eos);
         }
     }
 }
 
 /// Pads for the channels server `number` gave; a name another server gave already shares
 /// its pad.
-fn add_pads(imp: &SessionSrc, number: usize, channels: &[ChannelInfo]) {
+pub(super) fn add_pads(imp: &SessionSrc, number: usize, channels: &[ChannelInfo]) {
     let obj = imp.obj();
     let mut new = Vec::new();
     {
@@ -311,7 +191,7 @@ fn add_pads(imp: &SessionSrc, number: usize, channels: &[ChannelInfo]) {
 }
 
 /// Queues a packet for its channel's pad, timestamped with the running time now.
-fn push(imp: &SessionSrc, number: usize, channel: u16, mut buffer: gst::Buffer) {
+pub(super) fn push(imp: &SessionSrc, number: usize, channel: u16, mut buffer: gst::Buffer) {
     let obj = imp.obj();
     let mut ch = imp.channels.lock().unwrap();
     if !imp.playing.load(Ordering::SeqCst) {
@@ -363,9 +243,21 @@ pub(super) fn stats(imp: &SessionSrc, running: &[Arc<Running>]) -> gst::Structur
             total.joins += s.joins;
             total.lost_reports += s.lost_reports;
             total.lost_entries += s.lost_entries;
+            let reports = r.reports.lock().unwrap().stats;
+            let fallback = r.fallback.lock().unwrap();
+            let changes: Vec<String> = fallback
+                .changes
+                .iter()
+                .map(|(t, _)| t.as_str().to_owned())
+                .collect();
             gst::Structure::builder("server")
                 .field("address", r.server.to_string())
                 .field("joined", c.is_joined())
+                .field("transport", fallback.current().as_str())
+                .field("transport-changes", changes.join(","))
+                .field("group-datagrams", r.group_datagrams.load(Ordering::Relaxed))
+                .field("reports-delayed", reports.sent)
+                .field("reports-suppressed", reports.suppressed)
                 .field("datagrams", s.datagrams)
                 .field("data", s.data)
                 .field("joins", s.joins)

@@ -3,6 +3,8 @@
 
 //! Pipelines of the elements in this process, and a bare protocol client over a socket.
 
+pub mod netns;
+
 use std::net::UdpSocket;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -1,0 +1,432 @@
+// SPDX-License-Identifier: MPL-2.0
+
+//! Multicast, TCP and `transport=auto`: receivers decode exactly what was sent, whichever
+//! way the packets came. Multicast and blocked-UDP tests run in network namespaces of their
+//! own (root); TCP tests on 127.0.0.1.
+
+mod common;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::netns::{drop_input, in_netns};
+use common::*;
+use fanout_session::message::{self, Message};
+use fanout_session::{frame, Client, ClientConfig, Stay};
+use gst::prelude::*;
+
+const GROUP: &str = "239.255.42.1";
+
+/// A server fed by the test: `appsrc ! fec-payloader ! session-sink name=sink`.
+struct Feed {
+    pipeline: gst::Pipeline,
+    src: gst_app::AppSrc,
+    data: Vec<u8>,
+}
+
+impl Feed {
+    fn new(port: u16, sink_opts: &str, pay_opts: &str, size: usize) -> Feed {
+        let pipeline = pipeline(&format!(
+            "appsrc name=in is-live=true ! fec-payloader repair-linger=500000000 {pay_opts} \
+             ! session-sink name=sink port={port} {sink_opts}"
+        ));
+        let src = pipeline
+            .by_name("in")
+            .unwrap()
+            .downcast::<gst_app::AppSrc>()
+            .unwrap();
+        pipeline.set_state(gst::State::Playing).unwrap();
+        let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ size as u64;
+        let data = (0..size)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        Feed {
+            pipeline,
+            src,
+            data,
+        }
+    }
+
+    fn sink(&self) -> gst::Element {
+        self.pipeline.by_name("sink").unwrap()
+    }
+
+    /// Pushes the data at about 4 MB/s, then EOS.
+    fn run(&self) {
+        for chunk in self.data.chunks(4096) {
+            self.src
+                .push_buffer(gst::Buffer::from_slice(chunk.to_vec()))
+                .unwrap();
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        self.src.end_of_stream().unwrap();
+    }
+}
+
+impl Drop for Feed {
+    fn drop(&mut self) {
+        let _ = self.pipeline.set_state(gst::State::Null);
+    }
+}
+
+/// `session-src ! identity drop-probability=LOSS ! fec-depayloader ! appsink`, collecting
+/// what it decodes.
+struct Rx {
+    pipeline: gst::Pipeline,
+    out: Arc<Mutex<Vec<u8>>>,
+    eos: Arc<AtomicBool>,
+}
+
+impl Rx {
+    fn new(port: u16, opts: &str, loss: f64) -> Rx {
+        let pipeline = pipeline(&format!(
+            "session-src name=src port={port} {opts} ! identity drop-probability={loss} \
+             ! fec-depayloader name=depay ! appsink name=out sync=false"
+        ));
+        let out: Arc<Mutex<Vec<u8>>> = Arc::default();
+        let eos = Arc::new(AtomicBool::new(false));
+        let sink = pipeline
+            .by_name("out")
+            .unwrap()
+            .downcast::<gst_app::AppSink>()
+            .unwrap();
+        let (o, e) = (out.clone(), eos.clone());
+        sink.set_callbacks(
+            gst_app::AppSinkCallbacks::builder()
+                .new_sample(move |s| {
+                    let sample = s.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                    let map = sample.buffer().unwrap().map_readable().unwrap();
+                    o.lock().unwrap().extend_from_slice(&map);
+                    Ok(gst::FlowSuccess::Ok)
+                })
+                .eos(move |_| e.store(true, Ordering::SeqCst))
+                .build(),
+        );
+        pipeline.set_state(gst::State::Playing).unwrap();
+        Rx { pipeline, out, eos }
+    }
+
+    fn src(&self) -> gst::Element {
+        self.pipeline.by_name("src").unwrap()
+    }
+
+    fn server_stats(&self) -> gst::Structure {
+        let s = stats(&self.src());
+        s.get::<gst::Array>("servers").unwrap()[0]
+            .get::<gst::Structure>()
+            .unwrap()
+    }
+
+    fn finish(&self, timeout: Duration) -> Vec<u8> {
+        assert!(
+            wait_for(timeout, || self.eos.load(Ordering::SeqCst)),
+            "no EOS"
+        );
+        self.out.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Rx {
+    fn drop(&mut self) {
+        let _ = self.pipeline.set_state(gst::State::Null);
+    }
+}
+
+fn clients(sink: &gst::Element) -> u32 {
+    stats(sink).get::<u32>("clients").unwrap()
+}
+
+/// The transports `transport=auto` moved to, from its bus messages, waiting up to
+/// `timeout` for `last`.
+fn transport_changes(rx: &Rx, last: &str, timeout: Duration) -> Vec<String> {
+    let bus = rx.pipeline.bus().unwrap();
+    let mut seen = Vec::new();
+    let start = Instant::now();
+    while start.elapsed() < timeout && seen.last().map(String::as_str) != Some(last) {
+        let Some(m) = bus.timed_pop_filtered(
+            gst::ClockTime::from_mseconds(100),
+            &[gst::MessageType::Element],
+        ) else {
+            continue;
+        };
+        if let Some(s) = m
+            .structure()
+            .filter(|s| s.name() == "fanout-session-transport")
+        {
+            seen.push(s.get::<String>("transport").unwrap());
+        }
+    }
+    seen
+}
+
+fn receiver_stats(sink: &gst::Element) -> Vec<gst::Structure> {
+    stats(sink)
+        .get::<gst::Array>("receivers")
+        .unwrap()
+        .iter()
+        .map(|v| v.get::<gst::Structure>().unwrap())
+        .collect()
+}
+
+#[test]
+fn multicast_and_unicast_receivers_of_one_channel_decode_the_same_bytes() {
+    in_netns(
+        "multicast_and_unicast_receivers_of_one_channel_decode_the_same_bytes",
+        &[],
+        || {
+            let port = free_port();
+            let feed = Feed::new(
+                port,
+                &format!("loop=true sink_0::multicast-group={GROUP}:{}", port + 1),
+                "repair-percent=5",
+                2_000_000,
+            );
+            let sink = feed.sink();
+            let mc = Rx::new(port, "transport=multicast", 0.0);
+            let uc = Rx::new(port, "transport=udp", 0.0);
+            assert!(wait_for(10 * SECOND, || clients(&sink) == 2));
+            std::thread::sleep(Duration::from_millis(300));
+            feed.run();
+            assert!(mc.finish(20 * SECOND) == feed.data, "multicast receiver");
+            assert!(uc.finish(20 * SECOND) == feed.data, "unicast receiver");
+            let s = mc.server_stats();
+            assert_eq!(s.get::<String>("transport").unwrap(), "multicast");
+            assert!(s.get::<u64>("group-datagrams").unwrap() > 1000, "{s}");
+            let ch = stats(&sink).get::<gst::Array>("channels").unwrap()[0]
+                .get::<gst::Structure>()
+                .unwrap();
+            assert!(ch.get::<u64>("group-datagrams").unwrap() > 1000, "{ch}");
+            // No unicast copies for the receiver on the group.
+            let rs = receiver_stats(&sink);
+            let on_group: Vec<_> = rs
+                .iter()
+                .filter(|r| r.get::<String>("transport").unwrap() == "multicast")
+                .collect();
+            assert_eq!(on_group.len(), 1);
+            assert_eq!(on_group[0].get::<u64>("packets").unwrap(), 0);
+        },
+    );
+}
+
+#[test]
+fn five_multicast_receivers_with_independent_loss_decode_every_block() {
+    in_netns(
+        "five_multicast_receivers_with_independent_loss_decode_every_block",
+        &[],
+        || {
+            let port = free_port();
+            let feed = Feed::new(
+                port,
+                &format!("loop=true sink_0::multicast-group={GROUP}:{}", port + 1),
+                "repair-percent=5",
+                1_500_000,
+            );
+            let sink = feed.sink();
+            let rxs: Vec<Rx> = (0..5)
+                .map(|_| Rx::new(port, "transport=multicast", 0.1))
+                .collect();
+            assert!(wait_for(10 * SECOND, || clients(&sink) == 5));
+            std::thread::sleep(Duration::from_millis(300));
+            feed.run();
+            for (i, rx) in rxs.iter().enumerate() {
+                let out = rx.finish(30 * SECOND);
+                let depay = rx.pipeline.by_name("depay").unwrap();
+                assert!(
+                    out == feed.data,
+                    "receiver {i}: {} of {} bytes, {} {}",
+                    out.len(),
+                    feed.data.len(),
+                    stats(&depay),
+                    rx.server_stats()
+                );
+                assert_eq!(stats(&depay).get::<u64>("blocks-lost").unwrap(), 0);
+            }
+            let s = stats(&sink);
+            assert!(s.get::<u64>("group-repairs").unwrap() > 0, "{s}");
+        },
+    );
+}
+
+#[test]
+fn a_group_that_never_delivers_falls_back_to_udp_within_the_timeout() {
+    in_netns(
+        "a_group_that_never_delivers_falls_back_to_udp_within_the_timeout",
+        &[&drop_input(&format!("ip daddr {GROUP}"))],
+        || {
+            let port = free_port();
+            let srv = server(
+                port,
+                &format!("sink_0::multicast-group={GROUP}:{}", port + 1),
+                "",
+            );
+            let rx = Rx::new(port, "transport=auto fallback-timeout=1000000000", 0.0);
+            let start = Instant::now();
+            assert_eq!(transport_changes(&rx, "udp", 10 * SECOND), vec!["udp"]);
+            assert!(start.elapsed() < 5 * SECOND, "{:?}", start.elapsed());
+            let depay = rx.pipeline.by_name("depay").unwrap();
+            assert!(wait_for(10 * SECOND, || stats(&depay)
+                .get::<u64>("buffers")
+                .unwrap()
+                > 10));
+            let s = rx.server_stats();
+            assert_eq!(s.get::<String>("transport").unwrap(), "udp");
+            assert_eq!(s.get::<String>("transport-changes").unwrap(), "udp");
+            srv.set_state(gst::State::Null).unwrap();
+        },
+    );
+}
+
+#[test]
+fn a_receiver_whose_network_drops_udp_ends_on_tcp() {
+    // The port is fixed: the namespace's firewall is set up before the test picks one.
+    const PORT: u16 = 5690;
+    in_netns(
+        "a_receiver_whose_network_drops_udp_ends_on_tcp",
+        &[&drop_input(&format!("udp dport {PORT}"))],
+        || {
+            let srv = server(PORT, "tcp=true", "");
+            let sink = sink(&srv);
+            let rx = Rx::new(PORT, "transport=auto fallback-timeout=1000000000", 0.0);
+            assert_eq!(
+                transport_changes(&rx, "tcp", 15 * SECOND),
+                vec!["udp", "tcp"]
+            );
+            let depay = rx.pipeline.by_name("depay").unwrap();
+            assert!(wait_for(10 * SECOND, || stats(&depay)
+                .get::<u64>("buffers")
+                .unwrap()
+                > 10));
+            let rs = receiver_stats(&sink);
+            assert_eq!(rs.len(), 1);
+            assert_eq!(rs[0].get::<String>("transport").unwrap(), "tcp");
+            assert!(rs[0].get::<String>("address").unwrap().starts_with("tcp:"));
+            assert_eq!(rx.server_stats().get::<String>("transport").unwrap(), "tcp");
+            srv.set_state(gst::State::Null).unwrap();
+        },
+    );
+}
+
+/// A receiver over TCP made by hand: joins, then reads only when told.
+fn tcp_join(port: u16) -> TcpStream {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut c = Client::new_stream(
+        ClientConfig {
+            stay: Stay::For(30_000_000_000),
+            ..ClientConfig::default()
+        },
+        0,
+        1,
+    );
+    let join = c.poll_transmit().unwrap();
+    s.write_all(&frame(&[&join]).unwrap()).unwrap();
+    s
+}
+
+#[test]
+fn a_tcp_receiver_that_stops_reading_loses_its_oldest_packets_and_slows_nobody() {
+    let port = free_port();
+    let feed = Feed::new(
+        port,
+        "tcp=true tcp-queue=256",
+        "repair-percent=5",
+        3_000_000,
+    );
+    let sink = feed.sink();
+    let good = Rx::new(port, "transport=tcp", 0.0);
+    let stuck = tcp_join(port);
+    // A small receive buffer, so that its window shuts soon.
+    let _ = nix::sys::socket::setsockopt(&stuck, nix::sys::socket::sockopt::RcvBuf, &4096);
+    assert!(wait_for(10 * SECOND, || clients(&sink) == 2));
+    let started = Instant::now();
+    feed.run();
+    let fed_in = started.elapsed();
+    // The receiver that reads decodes everything, whatever the other one does.
+    assert!(good.finish(20 * SECOND) == feed.data);
+    let rs = receiver_stats(&sink);
+    let mut dropped: Vec<u64> = rs
+        .iter()
+        .map(|r| r.get::<u64>("queue-dropped").unwrap())
+        .collect();
+    dropped.sort();
+    eprintln!("packets dropped from the TCP queues (reading, stuck): {dropped:?}");
+    assert!(
+        dropped[1] > 1000,
+        "the stuck receiver lost its oldest packets: {rs:?}"
+    );
+    // Pushing never waited for the stuck receiver (about 0.75 s of sleeps at 1 ms a chunk).
+    assert!(fed_in < 10 * SECOND, "{fed_in:?}");
+    drop(stuck);
+}
+
+/// Whether the server closes `s` within a few seconds.
+fn closed_by_server(s: &mut TcpStream) -> bool {
+    s.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let start = Instant::now();
+    let mut buf = [0u8; 1024];
+    while start.elapsed() < 5 * SECOND {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => (),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => (),
+            Err(_) => return true,
+        }
+    }
+    false
+}
+
+#[test]
+fn a_tcp_peer_sending_garbage_is_closed_and_half_a_frame_waits_for_the_rest() {
+    let port = free_port();
+    let srv = server(port, "tcp=true", "");
+    let sink = sink(&srv);
+    let mut http = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    http.write_all(b"\x00\x12GET / HTTP/1.0\r\n\r\n").unwrap();
+    assert!(closed_by_server(&mut http), "garbage is not this protocol");
+    let mut huge = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    huge.write_all(&[0xff, 0xff, b'F', b'S']).unwrap();
+    assert!(
+        closed_by_server(&mut huge),
+        "a frame longer than any control message"
+    );
+    assert_eq!(clients(&sink), 0);
+
+    let mut c = Client::new_stream(ClientConfig::default(), 0, 1);
+    let join = frame(&[&c.poll_transmit().unwrap()]).unwrap();
+    let mut half = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    half.write_all(&join[..5]).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(clients(&sink), 0);
+    half.write_all(&join[5..]).unwrap();
+    assert!(wait_for(5 * SECOND, || clients(&sink) == 1));
+    // The JOINED comes back as a frame.
+    let mut d = fanout_session::Deframer::new(fanout_session::frame::MAX_FRAME);
+    let mut buf = [0u8; 65536];
+    half.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let start = Instant::now();
+    let mut joined = false;
+    while !joined && start.elapsed() < 5 * SECOND {
+        if let Ok(n) = half.read(&mut buf) {
+            d.push(&buf[..n]);
+            while let Some(Ok(f)) = d.next_frame() {
+                joined |= matches!(message::parse_message(f), Ok(Message::Joined { .. }));
+            }
+        }
+    }
+    assert!(joined);
+    drop(half);
+    assert!(
+        wait_for(5 * SECOND, || clients(&sink) == 0),
+        "closing leaves"
+    );
+    srv.set_state(gst::State::Null).unwrap();
+}

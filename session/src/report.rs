@@ -1,0 +1,186 @@
+// SPDX-License-Identifier: MPL-2.0
+
+//! Loss reports of a multicast receiver, spread over a random back-off and suppressed when
+//! the repair symbols they ask for arrive meanwhile (another receiver asked first, and the
+//! server answered to the whole group), as DVB-MABR and 3GPP MBMS unicast repair do.
+
+use crate::message::LostEntry;
+
+/// Reports wait a uniformly random time in `[0, DEFAULT_BACKOFF)` (ns).
+pub const DEFAULT_BACKOFF: u64 = 30_000_000;
+/// Reports waiting at once; beyond it they go out without a back-off.
+const MAX_PENDING: usize = 256;
+
+struct Pending {
+    entry: LostEntry,
+    due: u64,
+    /// Symbols of the block that arrived since the report.
+    arrived: u32,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ReportStats {
+    /// Reports that went out, and those the symbols arriving meanwhile made unneeded.
+    pub sent: u64,
+    pub suppressed: u64,
+}
+
+pub struct Reports {
+    backoff: u64,
+    pending: Vec<Pending>,
+    rng: u64,
+    pub stats: ReportStats,
+}
+
+impl Reports {
+    /// `backoff` 0 sends every report at once (a unicast receiver's).
+    pub fn new(backoff: u64, seed: u64) -> Reports {
+        Reports {
+            backoff,
+            pending: Vec::new(),
+            rng: seed,
+            stats: ReportStats::default(),
+        }
+    }
+
+    fn random(&mut self) -> u64 {
+        // xorshift64*: cheap, and a seed of 0 must not stick at 0.
+        let mut x = self.rng | 1;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A block misses `entry.needed` symbols as of `now`. A report of the same block still
+    /// waiting takes the new count and keeps its time.
+    pub fn report(&mut self, now: u64, entry: LostEntry) {
+        let same = |p: &Pending| {
+            (p.entry.channel, p.entry.flow, p.entry.block)
+                == (entry.channel, entry.flow, entry.block)
+        };
+        if let Some(p) = self.pending.iter_mut().find(|p| same(p)) {
+            p.entry.needed = entry.needed;
+            p.arrived = 0;
+            return;
+        }
+        let wait = match self.backoff {
+            0 => 0,
+            _ if self.pending.len() >= MAX_PENDING => 0,
+            b => self.random() % b,
+        };
+        self.pending.push(Pending {
+            entry,
+            due: now.saturating_add(wait),
+            arrived: 0,
+        });
+    }
+
+    /// A symbol of `block` arrived (only worth calling while [`Self::is_waiting`]).
+    pub fn symbol(&mut self, channel: u16, flow: u32, block: u64) {
+        for p in &mut self.pending {
+            if (p.entry.channel, p.entry.flow, p.entry.block) == (channel, flow, block) {
+                p.arrived = p.arrived.saturating_add(1);
+            }
+        }
+    }
+
+    pub fn is_waiting(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// The reports whose back-off is over, each asking for what is still missing.
+    pub fn due(&mut self, now: u64) -> Vec<LostEntry> {
+        let mut out = Vec::new();
+        let mut suppressed = 0;
+        self.pending.retain(|p| {
+            if p.due > now {
+                return true;
+            }
+            let still = u32::from(p.entry.needed).saturating_sub(p.arrived);
+            if still == 0 {
+                suppressed += 1;
+            } else {
+                out.push(LostEntry {
+                    needed: still as u16,
+                    ..p.entry
+                });
+            }
+            false
+        });
+        self.stats.suppressed += suppressed;
+        self.stats.sent += out.len() as u64;
+        out
+    }
+
+    pub fn next_due(&self) -> Option<u64> {
+        self.pending.iter().map(|p| p.due).min()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(block: u64, needed: u16) -> LostEntry {
+        LostEntry {
+            channel: 0,
+            flow: 1,
+            block,
+            needed,
+        }
+    }
+
+    #[test]
+    fn reports_wait_within_the_backoff_and_then_go_out() {
+        let mut r = Reports::new(30, 7);
+        r.report(100, entry(5, 3));
+        assert!(r.next_due().is_some_and(|d| (100..130).contains(&d)));
+        assert!(r.due(99).is_empty());
+        assert_eq!(r.due(130), vec![entry(5, 3)]);
+        assert!(!r.is_waiting());
+    }
+
+    #[test]
+    fn symbols_arriving_meanwhile_shrink_or_suppress_the_report() {
+        let mut r = Reports::new(30, 7);
+        r.report(0, entry(5, 3));
+        r.report(0, entry(6, 3));
+        r.symbol(0, 1, 5);
+        r.symbol(0, 1, 5);
+        r.symbol(0, 1, 5);
+        r.symbol(0, 1, 6);
+        r.symbol(0, 2, 6); // another flow
+        assert_eq!(r.due(30), vec![entry(6, 2)]);
+        assert_eq!(r.stats.suppressed, 1);
+        assert_eq!(r.stats.sent, 1);
+    }
+
+    #[test]
+    fn a_new_report_of_a_waiting_block_replaces_its_count() {
+        let mut r = Reports::new(30, 7);
+        r.report(0, entry(5, 9));
+        r.symbol(0, 1, 5);
+        r.report(10, entry(5, 4));
+        assert_eq!(r.due(40), vec![entry(5, 4)]);
+    }
+
+    #[test]
+    fn no_backoff_sends_at_once_and_the_spread_covers_the_window() {
+        let mut r = Reports::new(0, 1);
+        r.report(5, entry(1, 1));
+        assert_eq!(r.due(5).len(), 1);
+        let mut r = Reports::new(1000, 3);
+        let mut dues = Vec::new();
+        for b in 0..200 {
+            r.report(0, entry(b, 1));
+        }
+        while let Some(d) = r.next_due() {
+            dues.push(d);
+            r.due(d);
+        }
+        assert!(dues.iter().all(|&d| d < 1000));
+        assert!(dues.iter().any(|&d| d < 250) && dues.iter().any(|&d| d > 750));
+    }
+}
