@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what fanout needs on Debian 12 that is not there yet: GStreamer
-# 1.22 with its development files and plugins, ffprobe, meson, PyGObject.
+# 1.22 with its development files and plugins, ffprobe, meson, PyGObject, and
+# iproute2 + nftables for the tests that build networks in namespaces.
 # Needs root (or sudo). Rust itself comes from rustup (https://rustup.rs):
 # Debian's rustc is too old for gstreamer-rs.
 set -euo pipefail
@@ -11,6 +12,7 @@ packages=(
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
   ffmpeg meson ninja-build python3-gi gir1.2-gstreamer-1.0
+  iproute2 nftables
 )
 
 missing=()

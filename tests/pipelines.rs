@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use fanout_tests::{
     concat_ts, ffprobe_frames, files_with_extension, gst_launch, run, text, wait_with_timeout,
+    Network,
 };
 
 const DEMO_DIR: &str = "/tmp/fanout-demo";
@@ -29,6 +30,12 @@ const PIPELINES: &[(&str, Option<&str>)] = &[
     ("13-session-server", Some("01-record-ts")),
     ("14-session-receive-to-player", None),
     ("15-session-receive-to-recorder", None),
+    // An origin, two edges, three receivers, each in a network namespace: by their own test.
+    ("16-scale-out-origin", None),
+    ("17-scale-out-edge", None),
+    ("18-scale-out-edge-multicast", None),
+    ("19-receive-from-two-edges", None),
+    ("20-receive-auto", None),
 ];
 
 fn pipelines_dir() -> PathBuf {
@@ -242,4 +249,104 @@ fn p13_p14_p15_serve_a_recording_to_a_player_and_a_recorder_at_once() {
         recording.len(),
         recording.ends_with(&received)
     );
+}
+
+/// `received` is the end of `sent` (a receiver that joined late starts late), at least
+/// `share` of it; `log` is the receiver's output, its warnings shown if not.
+fn assert_tail(name: &str, received: &[u8], sent: &[u8], share: f64, log: &str) {
+    let warnings: Vec<&str> = log.lines().filter(|l| l.contains("WARN")).collect();
+    assert!(
+        sent.ends_with(received) && received.len() as f64 >= sent.len() as f64 * share,
+        "{name}: received {} of {} bytes, the end of what was sent: {} (the last {} bytes \
+         agree); warnings: {warnings:#?}",
+        received.len(),
+        sent.len(),
+        sent.ends_with(received),
+        received
+            .iter()
+            .rev()
+            .zip(sent.iter().rev())
+            .take_while(|(a, b)| a == b)
+            .count()
+    );
+}
+
+#[test]
+#[ignore = "needs root: network namespaces"]
+fn p16_to_p20_an_origin_two_edges_and_three_receivers_on_a_lan() {
+    let net = Network::new(&[
+        ("origin", "10.78.0.1"),
+        ("edge1", "10.78.0.2"),
+        ("edge2", "10.78.0.3"),
+        ("rx1", "10.78.0.11"),
+        ("rx2", "10.78.0.12"),
+        ("rx3", "10.78.0.13"),
+    ]);
+    // rx1 loses 30 % of what comes from each edge; rx2's network carries no multicast,
+    // rx3's no UDP at all.
+    net.drop_input(
+        "rx1",
+        &[
+            "ip saddr 10.78.0.2 numgen random mod 100 < 30",
+            "ip saddr 10.78.0.3 numgen random mod 100 < 30",
+        ],
+    );
+    net.drop_input("rx2", &["ip daddr 224.0.0.0/4"]);
+    net.drop_input("rx3", &["meta l4proto udp"]);
+    let auto = description("20-receive-auto");
+    let start = |host: &str, desc: String| {
+        (
+            host.to_owned(),
+            net.gst_launch(host, &desc).spawn().unwrap(),
+        )
+    };
+    // Edges and receivers first: they keep trying until the origin is there.
+    let mut children = vec![
+        start("edge1", description("17-scale-out-edge")),
+        start("edge2", description("18-scale-out-edge-multicast")),
+        start("rx1", description("19-receive-from-two-edges")),
+        start(
+            "rx2",
+            format!("-m {}", auto.replace("received-auto", "received-rx2")),
+        ),
+        start(
+            "rx3",
+            format!("-m {}", auto.replace("received-auto", "received-rx3")),
+        ),
+    ];
+    std::thread::sleep(Duration::from_millis(1500));
+    let origin = net
+        .gst_launch("origin", &description("16-scale-out-origin"))
+        .spawn()
+        .unwrap();
+    children.insert(0, ("origin".into(), origin));
+    let mut outputs = Vec::new();
+    for (host, child) in children {
+        let out = wait_with_timeout(child, Duration::from_secs(90));
+        assert!(out.status.success(), "{host}: {}", text(&out));
+        outputs.push((host, text(&out)));
+    }
+    let sent = std::fs::read(out_dir().join("origin.ts")).unwrap();
+    assert!(sent.len() > 2_000_000, "{} bytes sent", sent.len());
+    let read = |f: &str| std::fs::read(out_dir().join(f)).unwrap();
+    let log = |host: &str| outputs.iter().find(|(h, _)| h == host).unwrap().1.as_str();
+    assert_tail(
+        "rx1",
+        &read("received-two-edges.ts"),
+        &sent,
+        0.7,
+        log("rx1"),
+    );
+    assert_tail("rx2", &read("received-rx2.ts"), &sent, 0.5, log("rx2"));
+    assert_tail("rx3", &read("received-rx3.ts"), &sent, 0.4, log("rx3"));
+    let changes = |host: &str| -> Vec<String> {
+        log(host)
+            .lines()
+            .filter(|l| l.contains("fanout-session-transport"))
+            .filter_map(|l| l.split("transport=(string)").nth(1))
+            .map(|t| t.split([',', ';']).next().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(changes("rx2"), vec!["udp"], "no multicast: UDP unicast");
+    assert_eq!(changes("rx3"), vec!["udp", "tcp"], "no UDP: TCP");
 }

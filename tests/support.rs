@@ -228,3 +228,121 @@ impl Drop for SmallDisk {
         let _ = Command::new("umount").arg(self.0.path()).status();
     }
 }
+
+/// Hosts on one LAN, each a network namespace with an `eth0` on a bridge (its own
+/// namespace too; multicast snooping off, so groups are flooded like on a plain switch),
+/// multicast routed on `eth0`. Removed on drop. Needs root.
+pub struct Network {
+    prefix: String,
+}
+
+impl Network {
+    /// `hosts`: (name, IPv4 address on 10.78.0.0/24).
+    pub fn new(hosts: &[(&str, &str)]) -> Network {
+        let net = Network {
+            prefix: format!("fanout{}", std::process::id()),
+        };
+        let sw = net.ns("sw");
+        net.ip(&["netns", "add", &sw]);
+        net.ip(&[
+            "-n",
+            &sw,
+            "link",
+            "add",
+            "br0",
+            "type",
+            "bridge",
+            "mcast_snooping",
+            "0",
+        ]);
+        net.ip(&["-n", &sw, "link", "set", "br0", "up"]);
+        for (i, (host, addr)) in hosts.iter().enumerate() {
+            let ns = net.ns(host);
+            let port = format!("p{i}");
+            net.ip(&["netns", "add", &ns]);
+            net.ip(&[
+                "link", "add", "eth0", "netns", &ns, "type", "veth", "peer", "name", &port,
+                "netns", &sw,
+            ]);
+            net.ip(&["-n", &sw, "link", "set", &port, "master", "br0", "up"]);
+            net.ip(&[
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("{addr}/24"),
+                "dev",
+                "eth0",
+            ]);
+            net.ip(&["-n", &ns, "link", "set", "eth0", "up"]);
+            net.ip(&["-n", &ns, "link", "set", "lo", "up"]);
+            net.ip(&["-n", &ns, "route", "add", "224.0.0.0/4", "dev", "eth0"]);
+        }
+        net
+    }
+
+    fn ns(&self, host: &str) -> String {
+        format!("{}-{host}", self.prefix)
+    }
+
+    fn ip(&self, args: &[&str]) {
+        let out = Command::new("ip").args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Drops, on `host`'s input, what each nftables match in `rules` matches.
+    pub fn drop_input(&self, host: &str, rules: &[&str]) {
+        let mut script = String::from(
+            "table inet fanout {\n chain input {\n  type filter hook input priority 0;\n",
+        );
+        for r in rules {
+            script += &format!("  {r} drop\n");
+        }
+        script += " }\n}\n";
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &self.ns(host), "nft", "-f", "-"])
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("nft (nftables) is installed");
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(script.as_bytes())
+            .unwrap();
+        assert!(child.wait().unwrap().success(), "nft -f: {script}");
+    }
+
+    /// [`gst_launch`] on `host`.
+    pub fn gst_launch(&self, host: &str, args: &str) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.ns(host), "gst-launch-1.0", "-e"])
+            .args(split_words(args))
+            .env("GST_PLUGIN_PATH", plugin_dir())
+            .env("GST_DEBUG_NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd
+    }
+}
+
+impl Drop for Network {
+    fn drop(&mut self) {
+        let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
+            return;
+        };
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let name = line.split_whitespace().next().unwrap_or("");
+            if name.starts_with(&format!("{}-", self.prefix)) {
+                let _ = Command::new("ip").args(["netns", "del", name]).status();
+            }
+        }
+    }
+}

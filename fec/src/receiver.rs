@@ -24,13 +24,20 @@ pub struct ReceiverConfig {
     /// for takes new symbols.
     pub max_buffered_bytes: usize,
     /// How long (ns) an incomplete block waits before [`Receiver::missing`] reports it (at
-    /// once when a later block's packets arrive); reported again after as long, at most
-    /// [`MAX_REPORTS`] times. 0: never reported.
+    /// once when a later block's packets arrive); reported again after as long twice, then
+    /// after twice as long each time (a long latency leaves room for repairs that come
+    /// from far), at most [`MAX_REPORTS`] times. 0: never reported.
     pub report_delay: u64,
 }
 
 /// Times one block is reported missing at most.
-pub const MAX_REPORTS: u8 = 3;
+pub const MAX_REPORTS: u8 = 8;
+
+/// How long after its `reports`-th report a block is reported again: `delay`, `delay`,
+/// then doubling (with the default 200 ms latency that is 3 reports, with 1 s 6).
+fn report_gap(delay: u64, reports: u8) -> u64 {
+    delay.saturating_mul(1 << reports.saturating_sub(2).min(16))
+}
 /// Blocks one call to [`Receiver::missing`] reports at most.
 pub const MAX_MISSING: usize = 16;
 
@@ -311,7 +318,7 @@ impl Receiver {
             }
             let due = match b.reported {
                 None => newest > n || now >= b.first_seen.saturating_add(delay),
-                Some(t) => now >= t.saturating_add(delay),
+                Some(t) => now >= t.saturating_add(report_gap(delay, b.reports)),
             };
             if !due {
                 continue;
@@ -355,7 +362,8 @@ impl Receiver {
             }
             while n < held && out.len() < MAX_MISSING {
                 let (reported, reports) = self.absent.entry(n).or_insert((None, 0));
-                let due = reported.is_none_or(|t| now >= t.saturating_add(delay));
+                let due =
+                    reported.is_none_or(|t| now >= t.saturating_add(report_gap(delay, *reports)));
                 if due && *reports < MAX_REPORTS {
                     *reported = Some(now);
                     *reports += 1;
@@ -382,12 +390,17 @@ impl Receiver {
                     .first()
                     .is_some_and(|v| v.decoder.is_some() && v.params.codec != Codec::None)
             })
-            .map(|(_, b)| b.reported.unwrap_or(b.first_seen).saturating_add(delay));
+            .map(|(_, b)| match b.reported {
+                None => b.first_seen.saturating_add(delay),
+                Some(t) => t.saturating_add(report_gap(delay, b.reports)),
+            });
         let absent = self
             .absent
             .range(next..)
             .filter(|(n, (_, reports))| *reports < MAX_REPORTS && !self.blocks.contains_key(n))
-            .filter_map(|(_, (reported, _))| reported.map(|t| t.saturating_add(delay)));
+            .filter_map(|(_, (reported, reports))| {
+                reported.map(|t| t.saturating_add(report_gap(delay, *reports)))
+            });
         held.chain(absent).min()
     }
 

@@ -674,3 +674,32 @@ fn a_block_of_which_nothing_arrived_is_asked_for_and_rebuilt_from_repairs_alone(
     assert_eq!(rx.stats.blocks_lost, 0, "{:?}", rx.stats);
     assert!(same(&out, &input));
 }
+
+#[test]
+fn a_block_is_asked_for_again_at_growing_gaps_while_the_latency_allows() {
+    let input = buffers(30, 21);
+    let (_sender, packets) = sent_without_repair(&input);
+    let mut rx = Receiver::new(ReceiverConfig {
+        report_delay: 40,
+        latency: 1000,
+        ..ReceiverConfig::default()
+    });
+    let mut out = Vec::new();
+    // Block 0 short of one symbol, nothing after it.
+    let first = packets.iter().position(|p| p[3] == 1).unwrap();
+    for p in packets.iter().take(first + 3).skip(first + 1) {
+        rx.push(p, 0, &mut out);
+    }
+    for p in &packets[..first] {
+        rx.push(p, 0, &mut out);
+    }
+    let mut asked = Vec::new();
+    for t in 0..1000 {
+        let mut m = Vec::new();
+        rx.missing(t, &mut m);
+        if !m.is_empty() {
+            asked.push(t);
+        }
+    }
+    assert_eq!(asked, vec![40, 80, 120, 200, 360, 680]);
+}

@@ -2,7 +2,7 @@
 
 //! Multicast, TCP and `transport=auto`: receivers decode exactly what was sent, whichever
 //! way the packets came. Multicast and blocked-UDP tests run in network namespaces of their
-//! own (root); TCP tests on 127.0.0.1.
+//! own (root, so `#[ignore]`d: `scripts/test.sh` runs them as root); TCP tests on 127.0.0.1.
 
 mod common;
 
@@ -177,6 +177,7 @@ fn receiver_stats(sink: &gst::Element) -> Vec<gst::Structure> {
 }
 
 #[test]
+#[ignore = "needs root: a network namespace"]
 fn multicast_and_unicast_receivers_of_one_channel_decode_the_same_bytes() {
     in_netns(
         "multicast_and_unicast_receivers_of_one_channel_decode_the_same_bytes",
@@ -217,6 +218,7 @@ fn multicast_and_unicast_receivers_of_one_channel_decode_the_same_bytes() {
 }
 
 #[test]
+#[ignore = "needs root: a network namespace"]
 fn five_multicast_receivers_with_independent_loss_decode_every_block() {
     in_netns(
         "five_multicast_receivers_with_independent_loss_decode_every_block",
@@ -256,6 +258,7 @@ fn five_multicast_receivers_with_independent_loss_decode_every_block() {
 }
 
 #[test]
+#[ignore = "needs root: a network namespace"]
 fn a_group_that_never_delivers_falls_back_to_udp_within_the_timeout() {
     in_netns(
         "a_group_that_never_delivers_falls_back_to_udp_within_the_timeout",
@@ -285,6 +288,7 @@ fn a_group_that_never_delivers_falls_back_to_udp_within_the_timeout() {
 }
 
 #[test]
+#[ignore = "needs root: a network namespace"]
 fn a_receiver_whose_network_drops_udp_ends_on_tcp() {
     // The port is fixed: the namespace's firewall is set up before the test picks one.
     const PORT: u16 = 5690;

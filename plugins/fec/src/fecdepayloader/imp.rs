@@ -512,7 +512,7 @@ impl ObjectImpl for FecDepayloader {
                     .build(),
                 glib::ParamSpecUInt64::builder("repair-delay")
                     .nick("Repair delay")
-                    .blurb("How long (ns, at most latency/2) an incomplete block waits before an upstream fanout-block-missing event asks for the symbols it needs (at once when a later block arrives; repeated twice); session-src turns it into a loss report. 0: never ask")
+                    .blurb("How long (ns, at most latency/2) an incomplete block waits before an upstream fanout-block-missing event asks for the symbols it needs (at once when a later block arrives; asked again after as long twice, then after twice the gap each time until rebuilt or given up); session-src turns it into a loss report. 0: never ask")
                     .default_value(DEFAULT_REPAIR_DELAY)
                     .mutable_ready()
                     .build(),

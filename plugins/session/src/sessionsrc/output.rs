@@ -102,12 +102,19 @@ pub fn start(element: &gst::Element, pad: &gst::Pad, queue: Arc<PadQueue>) {
                     let id = format!("{name}/{}", p.name());
                     p.push_event(gst::event::StreamStart::builder(&id).build());
                 }
+                let segment = p.sticky_event::<gst::event::Segment>(0);
                 if let Some(caps) = caps {
                     p.push_event(gst::event::Caps::new(&caps));
                 }
-                if p.sticky_event::<gst::event::Segment>(0).is_none() {
-                    let segment = gst::FormattedSegment::<gst::ClockTime>::new();
-                    p.push_event(gst::event::Segment::new(&segment));
+                // Caps that became known mid-stream come before a segment again.
+                match segment {
+                    Some(s) => {
+                        p.push_event(s);
+                    }
+                    None => {
+                        let segment = gst::FormattedSegment::<gst::ClockTime>::new();
+                        p.push_event(gst::event::Segment::new(&segment));
+                    }
                 }
                 Ok(gst::FlowSuccess::Ok)
             }

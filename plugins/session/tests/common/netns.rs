@@ -2,7 +2,8 @@
 
 //! Tests that need a network of their own (multicast, blocked ports): the test binary runs
 //! itself, with only that test, inside a network namespace made for it, with multicast
-//! routed on its loopback. Needs root; skipped with a message otherwise.
+//! routed on its loopback. Needs root: such tests are `#[ignore]`d, and `scripts/test.sh`
+//! includes them when root.
 
 use std::process::Command;
 
@@ -59,7 +60,13 @@ pub fn in_netns(name: &str, setup: &[&str], body: impl FnOnce()) {
     let status = Command::new("ip")
         .args(["netns", "exec", &ns.0])
         .arg(exe)
-        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            name,
+            "--include-ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(INSIDE, "1")
         .status()
         .unwrap();
