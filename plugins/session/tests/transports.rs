@@ -434,3 +434,47 @@ fn a_tcp_peer_sending_garbage_is_closed_and_half_a_frame_waits_for_the_rest() {
     );
     srv.set_state(gst::State::Null).unwrap();
 }
+
+/// Groups this namespace's interfaces are members of, from /proc/net/igmp (IPv4, the
+/// addresses as the kernel prints them: hex, host byte order).
+fn igmp_groups() -> String {
+    std::fs::read_to_string("/proc/net/igmp").unwrap()
+}
+
+#[test]
+#[ignore = "needs root: a network namespace"]
+fn a_multicast_receiver_leaves_the_group_when_stopped_and_joins_it_again() {
+    in_netns(
+        "a_multicast_receiver_leaves_the_group_when_stopped_and_joins_it_again",
+        &[],
+        || {
+            let port = free_port();
+            let srv = server(
+                port,
+                &format!("sink_0::multicast-group={GROUP}:{}", port + 1),
+                "",
+            );
+            let sink = sink(&srv);
+            // 239.255.42.1 as /proc/net/igmp prints it.
+            let member = || igmp_groups().contains("012AFFEF");
+            assert!(!member());
+            let rx = Rx::new(port, "transport=multicast", 0.0);
+            let depay = rx.pipeline.by_name("depay").unwrap();
+            let buffers = |d: &gst::Element| stats(d).get::<u64>("buffers").unwrap();
+            assert!(wait_for(10 * SECOND, || buffers(&depay) > 10));
+            assert!(member(), "{}", igmp_groups());
+            rx.pipeline.set_state(gst::State::Null).unwrap();
+            assert!(!member(), "left on stop: {}", igmp_groups());
+            assert!(wait_for(5 * SECOND, || clients(&sink) == 0));
+            rx.pipeline.set_state(gst::State::Playing).unwrap();
+            assert!(wait_for(10 * SECOND, || member() && clients(&sink) == 1));
+            let got = rx.server_stats().get::<u64>("group-datagrams").unwrap();
+            assert!(wait_for(10 * SECOND, || rx
+                .server_stats()
+                .get::<u64>("group-datagrams")
+                .unwrap()
+                > got + 10));
+            srv.set_state(gst::State::Null).unwrap();
+        },
+    );
+}
