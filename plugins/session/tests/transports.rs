@@ -59,6 +59,13 @@ impl Feed {
         self.pipeline.by_name("sink").unwrap()
     }
 
+    /// Once `n` receivers joined (and had time to join their groups), [`Self::run`].
+    fn run_when_joined(&self, n: u32) {
+        assert!(wait_for(10 * SECOND, || clients(&self.sink()) == n));
+        std::thread::sleep(Duration::from_millis(300));
+        self.run();
+    }
+
     /// Pushes the data at about 4 MB/s, then EOS.
     fn run(&self) {
         for chunk in self.data.chunks(4096) {
@@ -69,6 +76,16 @@ impl Feed {
         }
         self.src.end_of_stream().unwrap();
     }
+}
+
+/// A feed whose channel also goes to [`GROUP`] (port `port + 1`), `repair-percent=5`.
+fn group_feed(port: u16, size: usize) -> Feed {
+    Feed::new(
+        port,
+        &format!("loop=true sink_0::multicast-group={GROUP}:{}", port + 1),
+        "repair-percent=5",
+        size,
+    )
 }
 
 impl Drop for Feed {
@@ -184,18 +201,11 @@ fn multicast_and_unicast_receivers_of_one_channel_decode_the_same_bytes() {
         &[],
         || {
             let port = free_port();
-            let feed = Feed::new(
-                port,
-                &format!("loop=true sink_0::multicast-group={GROUP}:{}", port + 1),
-                "repair-percent=5",
-                2_000_000,
-            );
+            let feed = group_feed(port, 2_000_000);
             let sink = feed.sink();
             let mc = Rx::new(port, "transport=multicast", 0.0);
             let uc = Rx::new(port, "transport=udp", 0.0);
-            assert!(wait_for(10 * SECOND, || clients(&sink) == 2));
-            std::thread::sleep(Duration::from_millis(300));
-            feed.run();
+            feed.run_when_joined(2);
             assert!(mc.finish(20 * SECOND) == feed.data, "multicast receiver");
             assert!(uc.finish(20 * SECOND) == feed.data, "unicast receiver");
             let s = mc.server_stats();
@@ -225,19 +235,12 @@ fn five_multicast_receivers_with_independent_loss_decode_every_block() {
         &[],
         || {
             let port = free_port();
-            let feed = Feed::new(
-                port,
-                &format!("loop=true sink_0::multicast-group={GROUP}:{}", port + 1),
-                "repair-percent=5",
-                1_500_000,
-            );
+            let feed = group_feed(port, 1_500_000);
             let sink = feed.sink();
             let rxs: Vec<Rx> = (0..5)
                 .map(|_| Rx::new(port, "transport=multicast", 0.1))
                 .collect();
-            assert!(wait_for(10 * SECOND, || clients(&sink) == 5));
-            std::thread::sleep(Duration::from_millis(300));
-            feed.run();
+            feed.run_when_joined(5);
             for (i, rx) in rxs.iter().enumerate() {
                 let out = rx.finish(30 * SECOND);
                 let depay = rx.pipeline.by_name("depay").unwrap();
