@@ -579,6 +579,13 @@ fn reports_of_one_block_from_several_multicast_receivers_become_one_group_repair
 fn one_multicast_reporter_is_repaired_alone() {
     let (mut s, mut clients) = multicast_server(3);
     std::iter::from_fn(|| s.poll_event()).for_each(drop);
+    // A LOST in another receiver's name (its address, a guessed session) gathers nothing.
+    let spoofed = message::write(&Message::Lost {
+        session: 12345,
+        entries: vec![lost(9, 500)],
+    });
+    assert!(s.handle_datagram(now(S), addr(1), &spoofed).is_none());
+    assert_eq!(s.next_timeout(), Some(30 * S), "only the receivers' expiry");
     clients[2].report_lost(&[lost(9, 4)]);
     exchange(S, &mut s, &mut clients[2], addr(3), &yes);
     assert!(s
