@@ -280,6 +280,7 @@ impl SessionSink {
         let snapshot = r.snapshot.lock().unwrap().clone();
         let index = pad.index();
         let out = Outputs {
+            index,
             header: message::data_header(index),
             unicast: snapshot.channels.get(&index),
             group: snapshot.groups.get(&index),
@@ -363,8 +364,11 @@ impl SessionSink {
             }
             return;
         }
-        let index = u16::from_be_bytes([out.header[4], out.header[5]]);
-        if !snap.members.get(&index).is_some_and(|m| m.contains(&dest)) {
+        if !snap
+            .members
+            .get(&out.index)
+            .is_some_and(|m| m.contains(&dest))
+        {
             return;
         }
         let conn = snap.conns.get(&dest);
@@ -447,6 +451,7 @@ impl SessionSink {
 
 /// Where a channel's packets go, for one chain call.
 struct Outputs<'a> {
+    index: u16,
     header: [u8; message::DATA_HEADER_LEN],
     unicast: Option<&'a Targets>,
     group: Option<&'a Targets>,
