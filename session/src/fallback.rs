@@ -88,6 +88,15 @@ impl Fallback {
         }
     }
 
+    /// The server answered (JOINED). Over UDP or TCP, which carry the session, that proves
+    /// the way works both ways: an idle stream is no reason to move on. A group has to
+    /// prove itself with data.
+    pub fn answered(&mut self) {
+        if self.current != Transport::Multicast {
+            self.delivered = true;
+        }
+    }
+
     /// A JOINED named no group: with multicast asked for, the server sends unicast copies.
     pub fn no_group(&mut self, now: u64) -> Option<Transport> {
         if self.current == Transport::Multicast && !self.delivered {
@@ -138,6 +147,20 @@ mod tests {
             f.changes,
             vec![(Transport::Udp, Why::Silent), (Transport::Tcp, Why::Silent)]
         );
+    }
+
+    #[test]
+    fn an_answer_proves_udp_and_tcp_but_not_a_group() {
+        let mut f = Fallback::new(Transport::Udp, true, 100, 0);
+        f.answered();
+        assert_eq!(
+            f.poll(100),
+            Some(Transport::Udp),
+            "a JOINED is not group data"
+        );
+        f.answered();
+        assert_eq!(f.poll(10_000), None);
+        assert_eq!(f.current(), Transport::Udp);
     }
 
     #[test]

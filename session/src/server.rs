@@ -380,6 +380,11 @@ impl Server {
         self.clients.iter().map(|(a, c)| (c.id, *a))
     }
 
+    /// Whether the receiver at `peer` is in.
+    pub fn has(&self, peer: Peer) -> bool {
+        self.clients.contains_key(&peer)
+    }
+
     pub fn is_multicast(&self, id: u64) -> bool {
         self.by_id
             .get(&id)

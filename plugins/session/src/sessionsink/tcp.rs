@@ -176,12 +176,7 @@ fn read(
             }
             let Some(sink) = weak.upgrade() else { return };
             control::take_message(&sink, &r, Peer::Tcp(conn.peer), frame);
-            let joined = r
-                .server
-                .lock()
-                .unwrap()
-                .clients()
-                .any(|(_, p)| p == Peer::Tcp(conn.peer));
+            let joined = r.server.lock().unwrap().has(Peer::Tcp(conn.peer));
             conn.joined.store(joined, Ordering::Relaxed);
         }
         if garbage {

@@ -368,11 +368,14 @@ fn read_group(
         if r.group_of.lock().unwrap().get(&d.channel) != Some(&g) {
             continue;
         }
-        if !r.client.lock().unwrap().is_joined() {
-            continue;
+        {
+            let mut client = r.client.lock().unwrap();
+            if !client.is_joined() {
+                continue;
+            }
+            client.heard(r.now());
         }
         let Some(src) = weak.upgrade() else { break };
-        r.client.lock().unwrap().heard(r.now());
         r.group_datagrams.fetch_add(1, Ordering::Relaxed);
         r.data(Transport::Multicast, d.channel, d.payload);
         receive::push(
@@ -507,15 +510,7 @@ fn handle_event(
             }
             *unreachable_told = false;
             receive::add_pads(imp, r.number, &channels);
-            // An answer over UDP or TCP proves that way works both ways: an idle stream is
-            // no reason to move on from it. Only a group has to prove itself with data.
-            {
-                let mut f = r.fallback.lock().unwrap();
-                if f.current() != Transport::Multicast {
-                    let current = f.current();
-                    f.came_over(current);
-                }
-            }
+            r.fallback.lock().unwrap().answered();
             let multicast = r.client.lock().unwrap().multicast();
             if multicast && r.transport() == Transport::Multicast {
                 sync_groups(imp, r, &channels);
