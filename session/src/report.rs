@@ -6,8 +6,9 @@
 
 use crate::message::LostEntry;
 
-/// Reports wait a uniformly random time in `[0, DEFAULT_BACKOFF)` (ns).
-pub const DEFAULT_BACKOFF: u64 = 30_000_000;
+/// Reports wait a uniformly random time in `[0, DEFAULT_BACKOFF)` (ns): enough to spread a
+/// burst of reports, short enough that a server's round gathers them all.
+pub const DEFAULT_BACKOFF: u64 = 10_000_000;
 /// Reports waiting at once; beyond it they go out without a back-off.
 const MAX_PENDING: usize = 256;
 

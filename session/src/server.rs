@@ -24,10 +24,16 @@ pub const DEFAULT_REPAIR_RATE: u32 = 2000;
 pub const DEFAULT_REPAIR_BURST: u32 = 1000;
 pub const DEFAULT_MAX_CLIENTS: usize = 1000;
 /// Reports of one block from multicast receivers are gathered this long, then answered once.
-pub const DEFAULT_GROUP_WINDOW: u64 = 20_000_000;
+/// Longer than the receivers' back-off ([`crate::report::DEFAULT_BACKOFF`]), so that the
+/// reports of one loss land in one round.
+pub const DEFAULT_GROUP_WINDOW: u64 = 15_000_000;
 /// After a group repair, reports of that block asking no more than it sent are taken as
-/// sent before it arrived, for this long.
-pub const DEFAULT_GROUP_HOLD: u64 = 30_000_000;
+/// sent before it arrived, for this long: a round trip on a LAN with room to spare. Any
+/// longer and it drops the reports of receivers that lost some of the repair itself (a
+/// receiver's report counts down the symbols that arrive meanwhile, so a report sent after
+/// the repair arrived asks only for what is still missing); over a longer path, a report
+/// already on its way costs one more repair at worst.
+pub const DEFAULT_GROUP_HOLD: u64 = 5_000_000;
 /// Blocks whose reports are being gathered at once; more are answered per receiver.
 const MAX_ROUNDS: usize = 4096;
 

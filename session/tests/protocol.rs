@@ -616,10 +616,10 @@ fn a_storm_of_reports_is_bounded_per_block_and_by_the_group_credit() {
             total += u64::from(count);
         }
     }
-    // One round of 30 per block per hold (100 ms) at most, over the second.
-    let hold_rounds = S / s.config().group_hold + 1;
+    // One round of 30 per block per window at most, over the second.
+    let rounds = S / s.config().group_window + 1;
     assert!(
-        per_block.values().all(|&n| n <= 30 * hold_rounds),
+        per_block.values().all(|&n| n <= 30 * rounds),
         "{per_block:?}"
     );
     let cfg = s.config();

@@ -10,6 +10,7 @@ pub mod multicast;
 pub mod sendqueue;
 mod sessionsink;
 mod sessionsrc;
+mod tick;
 
 use gst::glib;
 

@@ -95,7 +95,9 @@ impl Drop for Feed {
 }
 
 /// `session-src ! identity drop-probability=LOSS ! fec-depayloader ! appsink`, collecting
-/// what it decodes.
+/// what it decodes. The depayloader waits up to a second for a block (not the default
+/// 200 ms): on a loaded machine a receiver's streaming thread can fall that far behind the
+/// repair symbols already queued for it, and the blocks would be given up meanwhile.
 struct Rx {
     pipeline: gst::Pipeline,
     out: Arc<Mutex<Vec<u8>>>,
@@ -106,7 +108,7 @@ impl Rx {
     fn new(port: u16, opts: &str, loss: f64) -> Rx {
         let pipeline = pipeline(&format!(
             "session-src name=src port={port} {opts} ! identity drop-probability={loss} \
-             ! fec-depayloader name=depay ! appsink name=out sync=false"
+             ! fec-depayloader name=depay latency=1000000000 ! appsink name=out sync=false"
         ));
         let out: Arc<Mutex<Vec<u8>>> = Arc::default();
         let eos = Arc::new(AtomicBool::new(false));

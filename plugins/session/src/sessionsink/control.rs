@@ -22,9 +22,8 @@ use gstfanoutfec::repair_request;
 use super::imp::{Running, SessionSink, CAT};
 use super::tcp::{self, Conn};
 use crate::fanout::{Target, Targets};
+use crate::tick::{self, TICK};
 
-/// How long the thread waits for a datagram before it looks at its timers.
-const TICK: Duration = Duration::from_millis(20);
 /// END is not acknowledged: sent this many times, this far apart.
 const END_REPEATS: u32 = 5;
 const END_SPACING: Duration = Duration::from_millis(30);
@@ -182,7 +181,14 @@ pub(super) fn run(weak: glib::WeakRef<super::SessionSink>, r: Arc<Running>) {
     let mut next_stats = Instant::now() + STATS_INTERVAL;
     let mut ends: Vec<PendingEnd> = Vec::new();
     let mut eos_posted = false;
+    let mut wait = TICK;
     while !r.stop.load(Ordering::SeqCst) {
+        // A gathering round closes on time, not a tick late.
+        let next = r.server.lock().unwrap().next_timeout();
+        let w = tick::until(next, now(r.start).mono);
+        if w != wait && r.socket.set_read_timeout(Some(w)).is_ok() {
+            wait = w;
+        }
         let received = r.socket.recv_from(&mut buf);
         let Some(sink) = weak.upgrade() else { break };
         let imp = sink.imp();

@@ -27,9 +27,8 @@ use gst::subclass::prelude::*;
 use super::imp::{SessionSrc, CAT};
 use super::receive;
 use crate::multicast::{self, Iface};
+use crate::tick::{self, TICK};
 
-/// How long a read waits before the thread looks at its timers.
-const TICK: Duration = Duration::from_millis(20);
 const TCP_RETRY: Duration = Duration::from_secs(1);
 const TCP_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -43,9 +42,12 @@ enum Link {
 
 /// What the thread reads from.
 enum Input {
-    Udp(UdpSocket),
+    /// The socket and its read timeout.
+    Udp(UdpSocket, Duration),
     Tcp(TcpStream, Deframer),
-    Connecting { at: Instant },
+    Connecting {
+        at: Instant,
+    },
 }
 
 struct Group {
@@ -120,7 +122,7 @@ impl Running {
                 };
                 (
                     Link::Udp(socket.try_clone()?),
-                    Input::Udp(socket),
+                    Input::Udp(socket, TICK),
                     Client::new(mc, 0, seed()),
                 )
             }
@@ -192,6 +194,22 @@ impl Running {
         self.flush(&mut client);
     }
 
+    /// Sends the delayed reports whose back-off is over.
+    fn send_due_reports(&self) {
+        let due = {
+            let mut reports = self.reports.lock().unwrap();
+            if !reports.is_waiting() {
+                return;
+            }
+            reports.due(self.now())
+        };
+        if !due.is_empty() {
+            let mut client = self.client.lock().unwrap();
+            client.report_lost(&due);
+            self.flush(&mut client);
+        }
+    }
+
     /// Ends the session: LEAVE, groups left, threads told to stop.
     pub fn stop(&self) {
         self.stop.store(true, Ordering::SeqCst);
@@ -241,12 +259,9 @@ fn run(weak: glib::WeakRef<super::SessionSrc>, r: Arc<Running>, mut input: Input
         if let Some(t) = switch {
             change_transport(imp, &r, &mut input, t, Why::Silent);
         }
-        let due = r.reports.lock().unwrap().due(now);
+        r.send_due_reports();
         let events: Vec<ClientEvent> = {
             let mut client = r.client.lock().unwrap();
-            if !due.is_empty() {
-                client.report_lost(&due);
-            }
             if client.next_timeout().is_some_and(|t| t <= now) {
                 client.handle_timeout(now);
             }
@@ -261,12 +276,19 @@ fn run(weak: glib::WeakRef<super::SessionSrc>, r: Arc<Running>, mut input: Input
 
 fn read(imp: &SessionSrc, r: &Running, input: &mut Input, buf: &mut [u8]) {
     match input {
-        Input::Udp(s) => match s.recv(buf) {
-            Ok(n) => message_in(imp, r, Transport::Udp, &buf[..n]),
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => (),
-            // The server's port is closed (ICMP): the retries go on.
-            Err(e) => gst::trace!(CAT, imp = imp, "receive: {e}"),
-        },
+        Input::Udp(s, wait) => {
+            // This thread also sends the delayed reports: it wakes when one is due.
+            let w = tick::until(r.reports.lock().unwrap().next_due(), r.now());
+            if w != *wait && s.set_read_timeout(Some(w)).is_ok() {
+                *wait = w;
+            }
+            match s.recv(buf) {
+                Ok(n) => message_in(imp, r, Transport::Udp, &buf[..n]),
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => (),
+                // The server's port is closed (ICMP): the retries go on.
+                Err(e) => gst::trace!(CAT, imp = imp, "receive: {e}"),
+            }
+        }
         Input::Tcp(s, frames) => {
             let closed = match s.read(buf) {
                 Ok(0) => true,
@@ -378,6 +400,9 @@ fn read_group(
         let Some(src) = weak.upgrade() else { break };
         r.group_datagrams.fetch_add(1, Ordering::Relaxed);
         r.data(Transport::Multicast, d.channel, d.payload);
+        // While packets come, reports go out on time here rather than when the session's
+        // thread next wakes.
+        r.send_due_reports();
         receive::push(
             src.imp(),
             r.number,
