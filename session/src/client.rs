@@ -79,6 +79,19 @@ pub struct ClientStats {
     pub lost_entries: u64,
 }
 
+impl std::ops::AddAssign for ClientStats {
+    /// Totals over several sessions.
+    fn add_assign(&mut self, o: ClientStats) {
+        self.datagrams = self.datagrams.saturating_add(o.datagrams);
+        self.data = self.data.saturating_add(o.data);
+        self.foreign = self.foreign.saturating_add(o.foreign);
+        self.malformed = self.malformed.saturating_add(o.malformed);
+        self.joins = self.joins.saturating_add(o.joins);
+        self.lost_reports = self.lost_reports.saturating_add(o.lost_reports);
+        self.lost_entries = self.lost_entries.saturating_add(o.lost_entries);
+    }
+}
+
 pub struct Client {
     cfg: ClientConfig,
     /// Over a TCP connection: no cookie round, the connection proves the address.

@@ -203,9 +203,13 @@ impl Running {
             }
             reports.due(self.now())
         };
+        self.send_reports(&due);
+    }
+
+    fn send_reports(&self, due: &[LostEntry]) {
         if !due.is_empty() {
             let mut client = self.client.lock().unwrap();
-            client.report_lost(&due);
+            client.report_lost(due);
             self.flush(&mut client);
         }
     }
@@ -233,16 +237,20 @@ impl Running {
     }
 
     /// A data packet from the server, by any way: fallback and delayed reports learn of it.
-    fn data(&self, via: Transport, channel: u16, payload: &[u8]) {
+    /// Returns the delayed reports due now: while packets come, they go out on time from
+    /// whichever thread reads them, not when the session's thread next wakes.
+    fn data(&self, via: Transport, channel: u16, payload: &[u8]) -> Vec<LostEntry> {
         self.fallback.lock().unwrap().came_over(via);
         let mut reports = self.reports.lock().unwrap();
-        if reports.is_waiting() {
-            if let Ok(fanout_fec::packet::Packet::Symbol { header, .. }) =
-                fanout_fec::packet::parse(payload)
-            {
-                reports.symbol(channel, header.flow, header.block);
-            }
+        if !reports.is_waiting() {
+            return Vec::new();
         }
+        if let Ok(fanout_fec::packet::Packet::Symbol { header, .. }) =
+            fanout_fec::packet::parse(payload)
+        {
+            reports.symbol(channel, header.flow, header.block);
+        }
+        reports.due(self.now())
     }
 }
 
@@ -359,11 +367,14 @@ fn message_in(imp: &SessionSrc, r: &Running, via: Transport, bytes: &[u8]) {
     let data = {
         let mut client = r.client.lock().unwrap();
         let d = client.handle_datagram(now, bytes).map(|d| {
-            r.data(via, d.channel, d.payload);
-            (d.channel, gst::Buffer::from_slice(d.payload.to_vec()))
+            let due = r.data(via, d.channel, d.payload);
+            (d.channel, gst::Buffer::from_slice(d.payload.to_vec()), due)
         });
+        if let Some((_, _, due)) = &d {
+            client.report_lost(due);
+        }
         r.flush(&mut client);
-        d
+        d.map(|(channel, buffer, _)| (channel, buffer))
     };
     if let Some((channel, buffer)) = data {
         receive::push(imp, r.number, channel, buffer);
@@ -399,10 +410,8 @@ fn read_group(
         }
         let Some(src) = weak.upgrade() else { break };
         r.group_datagrams.fetch_add(1, Ordering::Relaxed);
-        r.data(Transport::Multicast, d.channel, d.payload);
-        // While packets come, reports go out on time here rather than when the session's
-        // thread next wakes.
-        r.send_due_reports();
+        let due = r.data(Transport::Multicast, d.channel, d.payload);
+        r.send_reports(&due);
         receive::push(
             src.imp(),
             r.number,

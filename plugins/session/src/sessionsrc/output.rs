@@ -103,14 +103,16 @@ pub fn start(element: &gst::Element, pad: &gst::Pad, queue: Arc<PadQueue>) {
                     p.push_event(gst::event::StreamStart::builder(&id).build());
                 }
                 let segment = p.sticky_event::<gst::event::Segment>(0);
+                let new_caps = caps.is_some();
                 if let Some(caps) = caps {
                     p.push_event(gst::event::Caps::new(&caps));
                 }
-                // Caps that became known mid-stream come before a segment again.
                 match segment {
-                    Some(s) => {
+                    // Caps that became known mid-stream come before a segment again.
+                    Some(s) if new_caps => {
                         p.push_event(s);
                     }
+                    Some(_) => (),
                     None => {
                         let segment = gst::FormattedSegment::<gst::ClockTime>::new();
                         p.push_event(gst::event::Segment::new(&segment));

@@ -236,13 +236,7 @@ pub(super) fn stats(imp: &SessionSrc, running: &[Arc<Running>]) -> gst::Structur
             let c = r.client.lock().unwrap();
             let s = c.stats;
             joined |= c.is_joined();
-            total.datagrams += s.datagrams;
-            total.data += s.data;
-            total.foreign += s.foreign;
-            total.malformed += s.malformed;
-            total.joins += s.joins;
-            total.lost_reports += s.lost_reports;
-            total.lost_entries += s.lost_entries;
+            total += s;
             let reports = r.reports.lock().unwrap().stats;
             let fallback = r.fallback.lock().unwrap();
             let changes: Vec<String> = fallback
