@@ -2,12 +2,18 @@
 
 //! A TCP receiver's frames waiting for its writer thread. Bounded: when the receiver falls
 //! behind, its *oldest* data frames go (the fountain code makes up for any of them); control
-//! frames (JOINED, END...) are never dropped. Pushing never blocks.
+//! frames (JOINED, END...) are never dropped, but a receiver that leaves
+//! [`MAX_CONTROL`] of them unread (it sends and does not read) is closed. Pushing never
+//! blocks.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
+
+/// Control frames waiting at most: a receiver answers a few at a time (JOINED, CHANNEL,
+/// END); one this far behind is sending requests without reading the answers.
+pub const MAX_CONTROL: usize = 256;
 
 #[derive(Default)]
 struct Inner {
@@ -48,9 +54,15 @@ impl SendQueue {
         self.ready.notify_one();
     }
 
+    /// Queues a control frame; closes the queue instead if [`MAX_CONTROL`] are waiting.
     pub fn push_control(&self, frame: Vec<u8>) {
         let mut q = self.inner.lock().unwrap();
         if q.closed {
+            return;
+        }
+        if q.control.len() >= MAX_CONTROL {
+            drop(q);
+            self.close();
             return;
         }
         q.control.push_back(frame);
@@ -111,6 +123,18 @@ mod tests {
         assert_eq!(q.dropped.load(Ordering::Relaxed), 2);
         let got: Vec<u8> = std::iter::from_fn(|| q.pop(NOW)).map(|f| f[0]).collect();
         assert_eq!(got, vec![100, 2, 3, 4]);
+    }
+
+    #[test]
+    fn a_receiver_that_leaves_its_control_frames_unread_is_closed() {
+        let q = SendQueue::new(3);
+        for i in 0..MAX_CONTROL {
+            q.push_control(vec![i as u8]);
+        }
+        assert!(!q.is_closed());
+        q.push_control(vec![0]);
+        assert!(q.is_closed());
+        assert_eq!(q.pop(NOW), None);
     }
 
     #[test]

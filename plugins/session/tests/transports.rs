@@ -440,6 +440,33 @@ fn a_tcp_peer_sending_garbage_is_closed_and_half_a_frame_waits_for_the_rest() {
     srv.set_state(gst::State::Null).unwrap();
 }
 
+#[test]
+fn a_tcp_peer_that_sends_but_never_reads_its_answers_is_closed() {
+    let port = free_port();
+    let srv = server(port, "tcp=true", "");
+    let sink = sink(&srv);
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let _ = nix::sys::socket::setsockopt(&s, nix::sys::socket::sockopt::RcvBuf, &4096);
+    let mut c = Client::new_stream(
+        ClientConfig {
+            stay: Stay::For(30_000_000_000),
+            ..ClientConfig::default()
+        },
+        0,
+        1,
+    );
+    // Every JOIN is a refresh the server answers with a JOINED this peer never reads.
+    let joins = frame(&[&c.poll_transmit().unwrap()]).unwrap().repeat(100);
+    let start = Instant::now();
+    let mut closed = false;
+    while !closed && start.elapsed() < 30 * SECOND {
+        closed = s.write_all(&joins).is_err();
+    }
+    assert!(closed, "still open after {:?}", start.elapsed());
+    assert!(wait_for(5 * SECOND, || clients(&sink) == 0));
+    srv.set_state(gst::State::Null).unwrap();
+}
+
 /// Groups this namespace's interfaces are members of, from /proc/net/igmp (IPv4, the
 /// addresses as the kernel prints them: hex, host byte order).
 fn igmp_groups() -> String {

@@ -164,6 +164,9 @@ fn deliver(imp: &SessionSink, r: &Running, tx: Transmit) {
             let conn = r.conns.lock().unwrap().get(&a).cloned();
             if let (Some(c), Some(f)) = (conn, fanout_session::frame(&[&tx.data])) {
                 c.queue.push_control(f);
+                if c.queue.is_closed() {
+                    gst::debug!(CAT, imp = imp, "tcp:{a}: does not read its answers: closed");
+                }
             }
         }
     }
