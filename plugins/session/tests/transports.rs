@@ -323,9 +323,8 @@ fn a_receiver_whose_network_drops_udp_ends_on_tcp() {
     );
 }
 
-/// A receiver over TCP made by hand: joins, then reads only when told.
-fn tcp_join(port: u16) -> TcpStream {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+/// A TCP receiver's JOIN, as a frame.
+fn tcp_join_frame() -> Vec<u8> {
     let mut c = Client::new_stream(
         ClientConfig {
             stay: Stay::For(30_000_000_000),
@@ -334,8 +333,13 @@ fn tcp_join(port: u16) -> TcpStream {
         0,
         1,
     );
-    let join = c.poll_transmit().unwrap();
-    s.write_all(&frame(&[&join]).unwrap()).unwrap();
+    frame(&[&c.poll_transmit().unwrap()]).unwrap()
+}
+
+/// A receiver over TCP made by hand: joins, then reads only when told.
+fn tcp_join(port: u16) -> TcpStream {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(&tcp_join_frame()).unwrap();
     s
 }
 
@@ -447,16 +451,8 @@ fn a_tcp_peer_that_sends_but_never_reads_its_answers_is_closed() {
     let sink = sink(&srv);
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     let _ = nix::sys::socket::setsockopt(&s, nix::sys::socket::sockopt::RcvBuf, &4096);
-    let mut c = Client::new_stream(
-        ClientConfig {
-            stay: Stay::For(30_000_000_000),
-            ..ClientConfig::default()
-        },
-        0,
-        1,
-    );
     // Every JOIN is a refresh the server answers with a JOINED this peer never reads.
-    let joins = frame(&[&c.poll_transmit().unwrap()]).unwrap().repeat(100);
+    let joins = tcp_join_frame().repeat(100);
     let start = Instant::now();
     let mut closed = false;
     while !closed && start.elapsed() < 30 * SECOND {
