@@ -450,7 +450,6 @@ fn a_tcp_peer_that_sends_but_never_reads_its_answers_is_closed() {
     let srv = server(port, "tcp=true", "");
     let sink = sink(&srv);
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    let _ = nix::sys::socket::setsockopt(&s, nix::sys::socket::sockopt::RcvBuf, &4096);
     // Every JOIN is a refresh the server answers with a JOINED this peer never reads.
     let joins = tcp_join_frame().repeat(100);
     let start = Instant::now();

@@ -163,8 +163,9 @@ fn deliver(imp: &SessionSink, r: &Running, tx: Transmit) {
         Peer::Tcp(a) => {
             let conn = r.conns.lock().unwrap().get(&a).cloned();
             if let (Some(c), Some(f)) = (conn, fanout_session::frame(&[&tx.data])) {
+                let open = !c.queue.is_closed();
                 c.queue.push_control(f);
-                if c.queue.is_closed() {
+                if open && c.queue.is_closed() {
                     gst::debug!(CAT, imp = imp, "tcp:{a}: does not read its answers: closed");
                 }
             }
