@@ -50,7 +50,7 @@ impl BitrateRecorder {
         let meta = recording::record_meta(
             &self.segment.lock().unwrap(),
             &buffer,
-            self.obj().current_running_time(),
+            recording::arrival(self.obj().upcast_ref()),
         );
         let (handover, shared, policy) = {
             let mut running = self.running.lock().unwrap();

@@ -85,7 +85,7 @@ impl OffsetTee {
     }
 
     fn sink_chain(&self, buffer: gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let arrival = self.obj().current_running_time();
+        let arrival = recording::arrival(self.obj().upcast_ref());
         let meta = recording::record_meta(&self.segment.lock().unwrap(), &buffer, arrival);
         let (handover, shared, policy) = {
             let mut recording = self.recording.lock().unwrap();
@@ -518,6 +518,8 @@ impl ElementImpl for OffsetTee {
         obj.add_pad(&pad).ok()?;
         obj.child_added(&pad, &name);
         if running && self.recording.lock().unwrap().is_some() {
+            pad.imp().output.lock().unwrap().late_join =
+                self.input.lock().unwrap().anchor.is_some();
             self.start_output(&pad);
         }
         self.offsets_changed();

@@ -63,6 +63,9 @@ pub struct Output {
     discont: bool,
     warned_too_far: bool,
     loops: u64,
+    /// Requested while the input was already flowing: starts from the input's position now,
+    /// not from the run's first buffer.
+    pub late_join: bool,
 }
 
 impl Output {
@@ -156,6 +159,9 @@ impl OffsetTee {
     /// that, else in the store. False while there is no input to place it against yet.
     /// The store is read without the input's lock: the input never waits on a disk.
     fn place(&self, pad: &OffsetTeeSrcPad, out: &mut Output, offset: u64) -> bool {
+        // An output there from the start begins `offset` before the run's first buffer, however
+        // late its task gets here: a fast input may have sent many buffers by then.
+        let from_start = !out.segment_sent && !out.late_join;
         let (anchor, live, oldest_held, stored_before) = {
             let input = self.input.lock().unwrap();
             let Some(anchor) = input.anchor else {
@@ -171,7 +177,17 @@ impl OffsetTee {
             let oldest_held = input.window.oldest().map(|e| e.position.st);
             (anchor, live, oldest_held, input.stored_before)
         };
-        let target = live.saturating_sub(offset);
+        let target = if from_start {
+            let target = anchor.first_st.saturating_sub(offset);
+            // Nothing is older than this run's first buffer in a new store.
+            if stored_before {
+                target
+            } else {
+                target.max(anchor.first_st)
+            }
+        } else {
+            live.saturating_sub(offset)
+        };
         out.reader = None;
         if oldest_held.is_some_and(|st| st <= target) || offset == 0 {
             out.cursor = Cursor::From(target);

@@ -237,6 +237,16 @@ impl Recording {
     }
 }
 
+/// When a buffer arrives, as running time; `None` before the element is PLAYING. Going to
+/// PLAYING, a pipeline gives its elements the clock before their base time, so a running time
+/// read then is the clock's absolute time: store time would jump by the machine's uptime.
+pub fn arrival(element: &gst::Element) -> Option<gst::ClockTime> {
+    if element.current_state() != gst::State::Playing {
+        return None;
+    }
+    element.current_running_time()
+}
+
 /// The record of `buffer`: its times as running times of `segment`, and its arrival.
 pub fn record_meta(
     segment: &gst::FormattedSegment<gst::ClockTime>,
