@@ -6,8 +6,8 @@
 mod common;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use common::*;
 use gst::prelude::*;
@@ -90,4 +90,117 @@ fn at_startup_no_output_misses_a_buffer_of_a_fast_non_live_input() {
         "{} of {RUNS} runs lost bytes: {short:#?}",
         short.len()
     );
+}
+
+/// When each buffer an element hands off passed, with its size.
+fn timed_sizes(
+    pipeline: &gst::Pipeline,
+    name: &str,
+    start: Instant,
+) -> Arc<Mutex<Vec<(Duration, usize)>>> {
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let element = pipeline.by_name(name).unwrap();
+    element.set_property("signal-handoffs", true);
+    let g = got.clone();
+    element.connect("handoff", false, move |args| {
+        let buffer = args[1].get::<gst::Buffer>().unwrap();
+        g.lock().unwrap().push((start.elapsed(), buffer.size()));
+        None
+    });
+    got
+}
+
+/// Restarts on a store holding 4 s (1000-byte buffers, 10 ms apart) with a live input of
+/// 500-byte buffers and one output `offset` behind. Returns, for the output: how many old
+/// buffers came before the first new one, when its first buffer left and when the first new
+/// one did, both counted from the input's first buffer; and the warnings.
+fn restart_with_offset(offset: Duration) -> (usize, Duration, Duration, Vec<String>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("shift");
+    let first = pipeline(&format!(
+        "fakesrc num-buffers=400 sizetype=fixed sizemax=1000 datarate=100000 \
+         ! offset-tee name=t location={} sync=false t.src_0 ! fakesink sync=false",
+        store.display()
+    ));
+    run_to_eos(&first, Duration::from_secs(60));
+
+    let p = pipeline(&format!(
+        "fakesrc is-live=true sync=true num-buffers=1500 sizetype=fixed sizemax=500 datarate=50000 \
+         ! identity name=in ! offset-tee name=t location={} src_0::offset={} \
+         t.src_0 ! fakesink name=out sync=false",
+        store.display(),
+        offset.as_nanos()
+    ));
+    let start = Instant::now();
+    let input = timed_sizes(&p, "in", start);
+    let out = timed_sizes(&p, "out", start);
+    let bus = p.bus().unwrap();
+    p.set_state(gst::State::Playing).unwrap();
+    let deadline = Instant::now() + offset * 3 + Duration::from_secs(20);
+    while !out.lock().unwrap().iter().any(|&(_, size)| size == 500) {
+        assert!(Instant::now() < deadline, "no new buffer out");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Read before NULL, which flushes the bus.
+    let warnings = std::iter::from_fn(|| bus.pop_filtered(&[gst::MessageType::Warning]))
+        .map(|m| match m.view() {
+            gst::MessageView::Warning(w) => format!("{} | {:?}", w.error(), w.debug()),
+            _ => unreachable!(),
+        })
+        .collect();
+    p.set_state(gst::State::Null).unwrap();
+    let input_start = input.lock().unwrap()[0].0;
+    let out = out.lock().unwrap();
+    let old = out.iter().take_while(|&&(_, size)| size == 1000).count();
+    let first_new = out[old].0.saturating_sub(input_start);
+    (
+        old,
+        out[0].0.saturating_sub(input_start),
+        first_new,
+        warnings,
+    )
+}
+
+/// Issue 15 (3): restarted on its store, an output `offset` behind plays at once the last
+/// `offset` of what was stored, then the new input, `offset` behind it (not twice that).
+#[test]
+fn a_restart_resumes_at_once_with_the_last_offset_of_the_store() {
+    let offset = Duration::from_secs(2);
+    let (old, first, first_new, warnings) = restart_with_offset(offset);
+    assert!(
+        (190..=210).contains(&old),
+        "{old} stored buffers (10 ms each) played first"
+    );
+    assert!(
+        first < Duration::from_millis(700),
+        "first buffer {first:?} after the input's"
+    );
+    assert!(
+        first_new.abs_diff(offset) < Duration::from_millis(700),
+        "the new input comes out {first_new:?} behind, want {offset:?}"
+    );
+    assert!(warnings.is_empty(), "{warnings:?}");
+}
+
+/// Issue 15 (3): an offset beyond what is stored starts with the oldest stored buffer, when it
+/// is `offset` behind, with the warning; the new input then comes `offset` behind.
+#[test]
+fn a_restart_with_an_offset_beyond_the_store_starts_at_the_oldest_and_says_so() {
+    let offset = Duration::from_secs(6);
+    let (old, first, first_new, warnings) = restart_with_offset(offset);
+    assert_eq!(old, 400, "the whole store is played first");
+    // 4 s are stored: the oldest buffer is 6 s behind 2 s after the restart.
+    assert!(
+        first.abs_diff(Duration::from_secs(2)) < Duration::from_millis(700),
+        "first buffer {first:?} after the input's"
+    );
+    assert!(
+        first_new.abs_diff(offset) < Duration::from_millis(700),
+        "the new input comes out {first_new:?} behind, want {offset:?}"
+    );
+    let told = warnings
+        .iter()
+        .filter(|w| w.contains("further back"))
+        .count();
+    assert_eq!(told, 1, "{warnings:?}");
 }

@@ -61,9 +61,11 @@ impl Anchor {
         clamp(i128::from(rt) - self.release_shift)
     }
 
-    /// The running time, as a timestamp, of store time `st`.
-    pub fn time_of(&self, st: u64) -> u64 {
-        clamp(i128::from(st) + self.time_shift)
+    /// The running time, as a timestamp, at which an output `offset` behind has store time
+    /// `st`. Added before clamping: what was stored before this run has a time before its
+    /// start, which the offset brings forward again.
+    pub fn time_of(&self, st: u64, offset: u64) -> u64 {
+        clamp(i128::from(st) + self.time_shift + i128::from(offset))
     }
 }
 

@@ -177,16 +177,15 @@ impl OffsetTee {
             let oldest_held = input.window.oldest().map(|e| e.position.st);
             (anchor, live, oldest_held, input.stored_before)
         };
-        let target = if from_start {
-            let target = anchor.first_st.saturating_sub(offset);
-            // Nothing is older than this run's first buffer in a new store.
-            if stored_before {
-                target
-            } else {
-                target.max(anchor.first_st)
-            }
+        // Store time wanted, below 0 when the offset reaches back before the store began.
+        let wanted =
+            i128::from(if from_start { anchor.first_st } else { live }) - i128::from(offset);
+        let target = u64::try_from(wanted).unwrap_or(0);
+        // Nothing is older than this run's first buffer in a new store.
+        let target = if from_start && !stored_before {
+            target.max(anchor.first_st)
         } else {
-            live.saturating_sub(offset)
+            target
         };
         out.reader = None;
         if oldest_held.is_some_and(|st| st <= target) || offset == 0 {
@@ -197,14 +196,15 @@ impl OffsetTee {
                     gst::debug!(CAT, obj = pad, "the store has {target} from {landed} on");
                     // Older content than the store holds was there once (earlier in this
                     // run, or in a recording before it): retention removed it.
-                    let existed = target >= anchor.first_st || stored_before;
-                    if landed > target && existed && !out.warned_too_far {
+                    let existed = wanted >= i128::from(anchor.first_st) || stored_before;
+                    let short = i128::from(landed) - wanted;
+                    if short > 0 && existed && !out.warned_too_far {
                         out.warned_too_far = true;
                         gst::element_imp_warning!(
                             self,
                             gst::ResourceError::Read,
                             ("{}: offset {} ns reaches further back than what is stored; starting at the oldest stored data", pad.name(), offset),
-                            ["The store begins {} ns after the position asked for", landed - target]
+                            ["The store begins {} ns after the position asked for", short]
                         );
                     }
                     out.reader = Some(reader);
@@ -403,7 +403,7 @@ impl OffsetTee {
             .expect("placed against it");
         let floor = out.origin.take();
         let placed = out.playout.place(&rec, || {
-            let own = anchor.time_of(rec.st).saturating_add(offset);
+            let own = anchor.time_of(rec.st, offset);
             own.max(floor.unwrap_or(0)).min(MAX_TIME)
         });
         let release = placed.at.saturating_add(anchor.lateness).min(MAX_TIME);
