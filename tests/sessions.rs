@@ -180,7 +180,7 @@ fn transfer(
         .collect();
     let sender = gst_launch(&format!(
         "filesrc location={} blocksize=1316 ! identity sleep-time=1500 \
-         ! fec-payloader repair-linger=500000000 {pay_opts} ! session-sink port={port} {sink_opts}",
+         ! fec-payloader {pay_opts} ! session-sink port={port} {sink_opts}",
         input_path.display()
     ))
     .stdout(std::process::Stdio::piped())
@@ -236,13 +236,22 @@ fn with_loss_reports_every_block_arrives_through_10_percent_loss() {
 }
 
 #[test]
-fn without_loss_reports_the_same_run_loses_blocks() {
+fn without_loss_reports_the_same_run_loses_blocks_and_says_how_much() {
     // The same sender; the receiving fec-depayloader never asks (repair-delay=0).
     let t = transfer(0.1, 1, "repair-percent=5", "", "repair-delay=0");
     assert!(
         t.input != t.outputs[0],
         "5 % repair symbols alone covered 10 % loss: the test shows nothing"
     );
+    // Never silently: the warning names the blocks and bytes, the summary counts them.
+    let log = &t.logs[0];
+    assert!(log.contains("could not be rebuilt in time"), "{log}");
+    assert!(log.contains("bytes) could not be rebuilt"), "{log}");
+    let summary = log
+        .lines()
+        .find(|l| l.contains("stream ended:"))
+        .unwrap_or_else(|| panic!("no summary at EOS: {log}"));
+    assert!(!summary.contains(" 0 lost"), "{summary}");
 }
 
 #[test]
@@ -258,4 +267,77 @@ fn gso_on_and_forced_off_give_the_same_bytes_to_every_receiver() {
             );
         }
     }
+}
+
+/// Receivers started before the sender (3 s and 0.3 s before), sender with
+/// `wait-for-clients`: both get the stream from its first byte.
+#[test]
+fn receivers_started_before_the_sender_get_every_byte() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input_path = tmp.path().join("in.bin");
+    let input = random_bytes(11);
+    std::fs::write(&input_path, &input).unwrap();
+    let port = free_udp_port();
+    let receiver = |i: usize| {
+        let out = tmp.path().join(format!("out{i}.bin"));
+        let child = gst_launch(&format!(
+            "session-src port={port} ! fec-depayloader ! filesink location={}",
+            out.display(),
+        ))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+        (child, out)
+    };
+    let early = receiver(0);
+    std::thread::sleep(Duration::from_millis(2700));
+    let late = receiver(1);
+    std::thread::sleep(Duration::from_millis(300));
+    let sender = run(
+        &format!(
+            "filesrc location={} blocksize=1316 ! identity sleep-time=1500 \
+             ! fec-payloader ! session-sink port={port} wait-for-clients=2 wait-timeout=20000000000",
+            input_path.display()
+        ),
+        Duration::from_secs(90),
+    );
+    assert!(sender.status.success(), "{}", text(&sender));
+    assert!(
+        !text(&sender).contains("receivers joined within"),
+        "the hold timed out: {}",
+        text(&sender)
+    );
+    for (child, out) in [early, late] {
+        let o = wait_with_timeout(child, Duration::from_secs(30));
+        assert!(o.status.success(), "{}", text(&o));
+        let got = std::fs::read(out).unwrap();
+        assert!(
+            got == input,
+            "got {} of {} bytes; the input's end: {}\n{}",
+            got.len(),
+            input.len(),
+            input.ends_with(&got),
+            text(&o)
+        );
+    }
+}
+
+/// Nobody joins: the sender waits `wait-timeout`, says so, and sends anyway.
+#[test]
+fn a_sender_waiting_for_receivers_that_never_come_warns_and_goes_on() {
+    let port = free_udp_port();
+    let o = run(
+        &format!(
+            "fakesrc num-buffers=20 sizetype=fixed sizemax=1000 ! fec-payloader \
+             ! session-sink port={port} wait-for-clients=1 wait-timeout=500000000"
+        ),
+        Duration::from_secs(60),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("only 0 of 1 receivers joined within"),
+        "{}",
+        text(&o)
+    );
 }

@@ -3,7 +3,7 @@
 //!
 //! Sans-IO: fed datagrams and the time, it returns outputs; the element owns clocks and pads.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -98,8 +98,9 @@ pub enum Output {
         data: Payload,
         discont: bool,
     },
-    /// Blocks `first..first + count` could not be rebuilt in time.
-    Lost { first: u64, count: u64 },
+    /// Blocks `first..first + count` could not be rebuilt in time; they held about `bytes`
+    /// (their padded length; for blocks of which nothing arrived, a guess from the latest).
+    Lost { first: u64, count: u64, bytes: u64 },
     /// After a loss, the time (ns) the lost buffers covered: from the end of the last buffer
     /// given out to the start of the next one.
     Gap { start: u64, duration: u64 },
@@ -112,8 +113,10 @@ pub struct ReceiverStats {
     pub malformed: u64,
     pub other_flow: u64,
     pub duplicates: u64,
-    /// For blocks already given out or given up.
+    /// For blocks already given up: they came too late to help.
     pub late: u64,
+    /// For blocks already rebuilt and given out: repair symbols that were not needed.
+    pub surplus: u64,
     /// Contradicting what the first packets of the same block said.
     pub inconsistent: u64,
     /// Too far ahead of the block being waited for.
@@ -191,6 +194,9 @@ pub struct Receiver {
     absent: BTreeMap<u64, (Option<u64>, u8)>,
     /// Codec and K of the latest block seen: the guess for a block of which nothing came.
     last_k: Option<(Codec, u32)>,
+    /// The latest blocks given up (at most `max_pending_blocks`): a symbol for one is late,
+    /// one for any other block already behind is surplus.
+    given_up: BTreeSet<u64>,
     pub stats: ReceiverStats,
 }
 
@@ -211,6 +217,7 @@ impl Receiver {
             started: false,
             absent: BTreeMap::new(),
             last_k: None,
+            given_up: BTreeSet::new(),
             stats: ReceiverStats::default(),
         }
     }
@@ -445,7 +452,10 @@ impl Receiver {
                     .as_ref()
                     .is_none_or(|d| d.mode == Mode::Stream || h.block < d.first_block);
             if h.block < next && !far_behind {
-                self.stats.late += 1;
+                match self.given_up.contains(&h.block) {
+                    true => self.stats.late += 1,
+                    false => self.stats.surplus += 1,
+                }
                 self.out_of_range_run = 0;
                 return;
             }
@@ -553,6 +563,7 @@ impl Receiver {
         self.stats.resyncs += 1;
         self.blocks.clear();
         self.absent.clear();
+        self.given_up.clear();
         self.last_k = None;
         self.buffered = 0;
         self.started = false;
@@ -574,6 +585,7 @@ impl Receiver {
         };
         let carousel = desc.mode == Mode::Carousel;
         let window_start = desc.first_block;
+        let symbol_size = u64::from(desc.symbol_size);
         if self.next.is_none() {
             self.next = self.blocks.keys().next().copied();
         }
@@ -601,19 +613,37 @@ impl Receiver {
                 Some(n) => n,
                 None => window_start,
             };
-            if held == Some(next) {
-                self.remove(next);
-            }
-            self.lose(next, upto.saturating_sub(next), out);
+            let count = upto.saturating_sub(next);
+            let bytes = match held {
+                Some(n) if n == next => self
+                    .remove(next)
+                    .and_then(|b| b.variants.first().map(|v| v.params.transfer_length))
+                    .unwrap_or(0),
+                _ => {
+                    let k = self.last_k.map_or(0, |(_, k)| u64::from(k));
+                    count.saturating_mul(k).saturating_mul(symbol_size)
+                }
+            };
+            self.lose(next, count, bytes, out);
             self.next = Some(upto);
         }
     }
 
-    fn lose(&mut self, first: u64, count: u64, out: &mut Vec<Output>) {
+    fn lose(&mut self, first: u64, count: u64, bytes: u64, out: &mut Vec<Output>) {
         self.started = true;
         self.stats.blocks_lost += count;
+        let end = first.saturating_add(count);
+        let from = end.saturating_sub(self.cfg.max_pending_blocks).max(first);
+        self.given_up.extend(from..end);
+        while self.given_up.len() as u64 > self.cfg.max_pending_blocks {
+            self.given_up.pop_first();
+        }
         self.flush_partial();
-        out.push(Output::Lost { first, count });
+        out.push(Output::Lost {
+            first,
+            count,
+            bytes,
+        });
     }
 
     fn give_out(&mut self, bytes: Vec<u8>, out: &mut Vec<Output>) {

@@ -12,6 +12,14 @@ use crate::message::{
 /// First retransmission of an unanswered HELLO or JOIN; doubled each time up to the max.
 pub const RETRY_FIRST: u64 = 200_000_000;
 pub const RETRY_MAX: u64 = 2_000_000_000;
+/// While nothing answers a handshake's HELLO, it is repeated this often for the first
+/// [`EAGER_FOR`], so a receiver started before its server joins within about this long of
+/// the server coming up (at most 50 HELLOs of 32 bytes per server); then it backs off.
+pub const RETRY_EAGER: u64 = 100_000_000;
+pub const EAGER_FOR: u64 = 5_000_000_000;
+/// A refresh starts this long before the time granted runs out (or 40 % of it, if more),
+/// less up to 10 % of the time granted at random: room for slow answers on short sessions.
+pub const REFRESH_MARGIN_MIN: u64 = 1_000_000_000;
 pub const DEFAULT_TIMEOUT: u64 = 10_000_000_000;
 pub const DEFAULT_JOIN_DURATION: u64 = 30_000_000_000;
 /// Joined but nothing heard for this long: the server may have restarted, join again.
@@ -90,6 +98,14 @@ impl std::ops::AddAssign for ClientStats {
         self.lost_reports = self.lost_reports.saturating_add(o.lost_reports);
         self.lost_entries = self.lost_entries.saturating_add(o.lost_entries);
     }
+}
+
+/// When to start refreshing a session granted `granted` ns: `granted − max(1 s, 40 %)` (but
+/// not before half of it), less `jitter` (at most 10 % of `granted`), so receivers that
+/// joined together spread out.
+pub fn refresh_after(granted: u64, jitter: u64) -> u64 {
+    let margin = (granted / 5 * 2).max(REFRESH_MARGIN_MIN).min(granted / 2);
+    granted.saturating_sub(margin).saturating_sub(jitter)
 }
 
 pub struct Client {
@@ -232,6 +248,12 @@ impl Client {
             Phase::Joined | Phase::Stopped => return,
         };
         self.transmits.push_back(message::write(&m));
+        let eager = matches!(self.phase, Phase::Hello { .. })
+            && now.saturating_sub(self.started) < EAGER_FOR;
+        if eager {
+            self.retry_at = now.saturating_add(RETRY_EAGER);
+            return;
+        }
         self.retry_at = now.saturating_add(self.retry);
         self.retry = (self.retry * 2).min(RETRY_MAX);
     }
@@ -278,10 +300,8 @@ impl Client {
                 let new_session = self.session != Some(session);
                 self.session = Some(session);
                 self.phase = Phase::Joined;
-                // Refresh after about two thirds of the time granted, ±10 %.
-                let base = expires_in / 3 * 2;
-                let jitter = self.random() % (base / 5 + 1);
-                self.refresh_at = now.saturating_add(base - base / 10 + jitter);
+                let jitter = self.random() % (expires_in / 10 + 1);
+                self.refresh_at = now.saturating_add(refresh_after(expires_in, jitter));
                 self.events.push_back(ClientEvent::Joined {
                     channels,
                     new_session,

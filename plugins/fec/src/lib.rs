@@ -8,9 +8,11 @@
 use gst::glib;
 use gst::prelude::*;
 
+mod bus_stats;
 mod fecdepayloader;
 mod fecpayloader;
 
+pub use bus_stats::{post_stats, StatsTicker, STATS_INTERVAL};
 pub use fecdepayloader::FecDepayloader;
 pub use fecpayloader::FecPayloader;
 
@@ -19,6 +21,10 @@ pub const REPAIR_REQUEST: &str = "fanout-repair-request";
 /// Name of the upstream custom event `fec-depayloader` sends for a block it still misses
 /// symbols of, well before it gives the block up (fields `flow`, `block`, `needed`).
 pub const BLOCK_MISSING: &str = "fanout-block-missing";
+/// Name of the custom downstream query `fec-payloader` asks at EOS: an element that turns
+/// loss reports into repair requests (`session-sink`) answers it, and only then do the last
+/// blocks wait `repair-linger` for repair requests.
+pub const REPAIR_PATH_QUERY: &str = "fanout-repair-path";
 /// Name of the custom buffer meta naming the receiver a repair packet is for.
 pub const DESTINATION_META: &str = "FanoutDestinationMeta";
 
@@ -101,6 +107,20 @@ pub fn parse_repair_request(event: &gst::EventRef) -> Option<(u32, u64, u32)> {
         s.get("block").ok()?,
         s.get("count").ok()?,
     ))
+}
+
+/// Whether `query` is the [`REPAIR_PATH_QUERY`].
+pub fn is_repair_path_query(query: &gst::QueryRef) -> bool {
+    query.type_() == gst::QueryType::Custom
+        && query
+            .structure()
+            .is_some_and(|s| s.name() == REPAIR_PATH_QUERY)
+}
+
+/// Asks downstream of `pad` whether repair requests can come back upstream.
+pub fn has_repair_path(pad: &gst::Pad) -> bool {
+    let mut q = gst::query::Custom::new(gst::Structure::new_empty(REPAIR_PATH_QUERY));
+    pad.peer_query(&mut q)
 }
 
 /// The destination a repair packet was made for, if it was.

@@ -452,3 +452,59 @@ fn wait(mut f: impl FnMut() -> bool) -> bool {
     }
     false
 }
+
+#[test]
+fn a_block_incomplete_at_eos_is_counted_said_with_its_size_and_summed_up() {
+    let (packets, _) = payload("max-block-time=0", &input(40));
+    let last = packets
+        .iter()
+        .filter_map(|p| symbol_header(p))
+        .map(|h| h.block)
+        .max()
+        .unwrap();
+    // The last block keeps only its first 3 symbols: it cannot be rebuilt.
+    let mut kept_of_last = 0;
+    let packets: Vec<_> = packets
+        .into_iter()
+        .filter(|p| match symbol_header(p) {
+            Some(h) if h.block == last => {
+                kept_of_last += 1;
+                kept_of_last <= 3
+            }
+            _ => true,
+        })
+        .collect();
+    let mut depay = depayloader("repair-delay=0");
+    let bus = gst::Bus::new();
+    depay.element().unwrap().set_bus(Some(&bus));
+    for p in packets {
+        depay.push(p).unwrap();
+    }
+    depay.push_event(gst::event::Eos::new());
+    assert_eq!(stats_of(&depay).get::<u64>("blocks-lost").unwrap(), 1);
+    let messages: Vec<gst::Message> = std::iter::from_fn(|| bus.pop()).collect();
+    let warning = messages
+        .iter()
+        .find_map(|m| match m.view() {
+            gst::MessageView::Warning(w) => Some(w.error().to_string()),
+            _ => None,
+        })
+        .expect("a warning for the lost block");
+    assert!(
+        warning.contains(&format!("from block {last} (about ")) && !warning.contains("about 0 "),
+        "{warning}"
+    );
+    let summary = messages
+        .iter()
+        .find_map(|m| match m.view() {
+            gst::MessageView::Info(i) => Some(i.error().to_string()),
+            _ => None,
+        })
+        .expect("a summary at EOS");
+    assert!(summary.contains(", 1 lost (about "), "{summary}");
+    let stats = messages.iter().any(|m| {
+        m.structure()
+            .is_some_and(|s| s.name() == "fanout-fec-depayloader-stats")
+    });
+    assert!(stats, "the final stats on the bus");
+}

@@ -54,7 +54,12 @@ struct State {
     /// Whether caps and segment went out.
     configured: bool,
     last_warning: Option<Instant>,
+    /// Blocks lost (and about how many bytes, and the first) not yet said on the bus.
     lost_since_warning: u64,
+    lost_bytes_since_warning: u64,
+    first_lost_since_warning: Option<u64>,
+    lost_bytes: u64,
+    bytes_out: u64,
     caps_errors: u64,
     timer: Option<Timer>,
     block_missing_sent: u64,
@@ -76,6 +81,7 @@ pub struct FecDepayloader {
     /// Serializes pushes from the streaming thread and the latency timer.
     push_lock: Mutex<()>,
     timeline: Mutex<Timeline>,
+    ticker: crate::StatsTicker,
 }
 
 impl FecDepayloader {
@@ -120,6 +126,9 @@ impl FecDepayloader {
         let ret = self.push_outputs(outputs);
         self.ask_upstream(missing);
         self.schedule_timer();
+        if self.ticker.due() {
+            crate::post_stats(&*self.obj(), self.stats());
+        }
         ret
     }
 
@@ -200,6 +209,9 @@ impl FecDepayloader {
                     data,
                     discont,
                 } => {
+                    if let Some(s) = self.state.lock().unwrap().as_mut() {
+                        s.bytes_out = s.bytes_out.saturating_add(data.as_ref().len() as u64);
+                    }
                     let mut buffer = gst::Buffer::from_slice(data);
                     {
                         let b = buffer.get_mut().unwrap();
@@ -224,8 +236,12 @@ impl FecDepayloader {
                         .build();
                     self.srcpad.push_event(gap);
                 }
-                Output::Lost { first, count } => {
-                    self.lost(first, count);
+                Output::Lost {
+                    first,
+                    count,
+                    bytes,
+                } => {
+                    self.lost(first, count, bytes);
                 }
             }
         }
@@ -250,35 +266,76 @@ impl FecDepayloader {
             .push_list(std::mem::replace(list, gst::BufferList::new()))
     }
 
-    fn lost(&self, first: u64, count: u64) {
-        let warn = {
+    fn lost(&self, first: u64, count: u64, bytes: u64) {
+        {
             let mut guard = self.state.lock().unwrap();
             let Some(state) = guard.as_mut() else { return };
-            state.lost_since_warning += count;
-            let due = state
-                .last_warning
-                .is_none_or(|t| t.elapsed() >= WARNING_INTERVAL);
-            due.then(|| {
-                state.last_warning = Some(Instant::now());
-                (
-                    std::mem::take(&mut state.lost_since_warning),
-                    state.receiver.stats.blocks_lost,
-                )
-            })
-        };
+            state.lost_since_warning = state.lost_since_warning.saturating_add(count);
+            state.lost_bytes_since_warning = state.lost_bytes_since_warning.saturating_add(bytes);
+            state.lost_bytes = state.lost_bytes.saturating_add(bytes);
+            state.first_lost_since_warning.get_or_insert(first);
+        }
         gst::debug!(
             CAT,
             imp = self,
-            "blocks {first}..{} lost",
+            "blocks {first}..{} lost (about {bytes} bytes)",
             first.saturating_add(count)
         );
-        if let Some((recent, total)) = warn {
-            gst::element_imp_warning!(
-                self,
-                gst::StreamError::Decode,
-                ["{recent} block(s) could not be rebuilt in time (from block {first}; {total} in all): too much loss for the repair sent, or latency too short"]
-            );
-        }
+        self.warn_lost(false);
+    }
+
+    /// Says on the bus which blocks were lost and how much since the last warning: at most
+    /// every [`WARNING_INTERVAL`], or now (`force`, at the end of the stream).
+    fn warn_lost(&self, force: bool) {
+        let warn = {
+            let mut guard = self.state.lock().unwrap();
+            let Some(state) = guard.as_mut() else { return };
+            let due = force
+                || state
+                    .last_warning
+                    .is_none_or(|t| t.elapsed() >= WARNING_INTERVAL);
+            if !due || state.lost_since_warning == 0 {
+                return;
+            }
+            state.last_warning = Some(Instant::now());
+            (
+                std::mem::take(&mut state.lost_since_warning),
+                std::mem::take(&mut state.lost_bytes_since_warning),
+                state.first_lost_since_warning.take().unwrap_or(0),
+                state.receiver.stats.blocks_lost,
+            )
+        };
+        let (recent, bytes, first, total) = warn;
+        gst::element_imp_warning!(
+            self,
+            gst::StreamError::Decode,
+            ("{recent} block(s) from block {first} (about {bytes} bytes) could not be rebuilt in time ({total} lost in all): too much loss for the repair sent, or latency too short")
+        );
+    }
+
+    /// At the end of the stream: what was rebuilt and lost, on the bus (stats and a line).
+    fn post_summary(&self) {
+        let stats = self.stats();
+        let st = self
+            .state
+            .lock()
+            .unwrap()
+            .as_ref()
+            .map(|s| (s.receiver.stats, s.bytes_out, s.lost_bytes));
+        let Some((st, bytes_out, lost_bytes)) = st else {
+            return;
+        };
+        crate::post_stats(&*self.obj(), stats);
+        let line = format!(
+            "stream ended: {} blocks rebuilt ({} with repair), {} lost (about {lost_bytes} bytes); {} buffers, {bytes_out} bytes out",
+            st.blocks_decoded, st.blocks_recovered, st.blocks_lost, st.buffers
+        );
+        gst::info!(CAT, imp = self, "{line}");
+        let msg = gst::message::Info::builder(gst::CoreError::Failed, &line)
+            .debug(&line)
+            .src(&*self.obj())
+            .build();
+        let _ = self.obj().post_message(msg);
     }
 
     /// Caps of the original stream and a segment from zero, in the input's format.
@@ -294,7 +351,7 @@ impl FecDepayloader {
                 gst::element_imp_error!(
                     self,
                     gst::StreamError::Format,
-                    ["The stream description carries caps that do not parse: {caps}"]
+                    ("The stream description carries caps that do not parse: {caps}")
                 );
                 return Err(gst::FlowError::NotNegotiated);
             }
@@ -348,6 +405,8 @@ impl FecDepayloader {
                     state.receiver.finish(&mut outputs);
                 }
                 let _ = self.push_outputs(outputs);
+                self.warn_lost(true);
+                self.post_summary();
                 let configured = self
                     .state
                     .lock()
@@ -355,7 +414,7 @@ impl FecDepayloader {
                     .as_ref()
                     .is_some_and(|s| s.configured);
                 if !configured {
-                    gst::element_imp_warning!(self, gst::StreamError::Demux, ["The stream ended before any stream description arrived: nothing could be rebuilt"]);
+                    gst::element_imp_warning!(self, gst::StreamError::Demux, ("The stream ended before any stream description arrived: nothing could be rebuilt"));
                 }
                 gst::Pad::event_default(pad, Some(&*self.obj()), event)
             }
@@ -384,12 +443,13 @@ impl FecDepayloader {
     fn stats(&self) -> gst::Structure {
         let guard = self.state.lock().unwrap();
         let st: ReceiverStats = guard.as_ref().map(|s| s.receiver.stats).unwrap_or_default();
-        gst::Structure::builder("application/x-fanout-fec-depayloader-stats")
+        gst::Structure::builder("fanout-fec-depayloader-stats")
             .field("packets", st.packets)
             .field("malformed", st.malformed)
             .field("other-flow", st.other_flow)
             .field("duplicates", st.duplicates)
             .field("late", st.late)
+            .field("surplus", st.surplus)
             .field("inconsistent", st.inconsistent)
             .field("out-of-range", st.out_of_range)
             .field("excess", st.excess)
@@ -399,6 +459,8 @@ impl FecDepayloader {
             .field("blocks-lost", st.blocks_lost)
             .field("bad-blocks", st.bad_blocks)
             .field("buffers", st.buffers)
+            .field("bytes-out", guard.as_ref().map_or(0, |s| s.bytes_out))
+            .field("lost-bytes", guard.as_ref().map_or(0, |s| s.lost_bytes))
             .field("partial-buffers-dropped", st.partial_buffers_dropped)
             .field("descriptions", st.descriptions)
             .field("resyncs", st.resyncs)
@@ -411,6 +473,7 @@ impl FecDepayloader {
     }
 
     fn start(&self) {
+        self.ticker.reset();
         let settings = *self.settings.lock().unwrap();
         let receiver = Receiver::new(ReceiverConfig {
             flow: u32::try_from(settings.flow).ok(),
@@ -424,6 +487,10 @@ impl FecDepayloader {
             configured: false,
             last_warning: None,
             lost_since_warning: 0,
+            lost_bytes_since_warning: 0,
+            first_lost_since_warning: None,
+            lost_bytes: 0,
+            bytes_out: 0,
             caps_errors: 0,
             timer: None,
             block_missing_sent: 0,
@@ -488,6 +555,7 @@ impl ObjectSubclass for FecDepayloader {
             last_stats: Mutex::new(None),
             push_lock: Mutex::new(()),
             timeline: Mutex::new(Timeline::default()),
+            ticker: crate::StatsTicker::default(),
         }
     }
 }
@@ -518,7 +586,7 @@ impl ObjectImpl for FecDepayloader {
                     .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
-                    .blurb("packets, malformed, other-flow, duplicates, late, inconsistent, out-of-range, excess, symbols, blocks-decoded, blocks-recovered, blocks-lost, bad-blocks, buffers, partial-buffers-dropped, descriptions, resyncs, caps-errors, block-missing-sent")
+                    .blurb("fanout-fec-depayloader-stats, also posted on the bus every second and at EOS: packets, malformed, other-flow, duplicates, late (symbols of blocks already given up), surplus (unneeded repair symbols of blocks already rebuilt: normal), inconsistent, out-of-range, excess, symbols, blocks-decoded, blocks-recovered (needed repair), blocks-lost, bad-blocks, buffers, bytes-out, lost-bytes (about), partial-buffers-dropped, descriptions, resyncs, caps-errors, block-missing-sent")
                     .read_only()
                     .build(),
             ]

@@ -72,6 +72,7 @@ pub struct FecPayloader {
     carousel: Mutex<Option<Carousel>>,
     /// Wakes the carousel task from its pacing wait when stopping or flushing.
     interrupt: Interrupt,
+    ticker: crate::StatsTicker,
 }
 
 /// Packets as buffers, stamped with the running time of the input that completed them.
@@ -135,7 +136,11 @@ impl FecPayloader {
         }
         let list = gst::BufferList::from_iter(list);
         gst::trace!(CAT, imp = self, "pushing {} packets", list.len());
-        self.srcpad.push_list(list)
+        let ret = self.srcpad.push_list(list);
+        if self.ticker.due() {
+            crate::post_stats(&*self.obj(), self.stats());
+        }
+        ret
     }
 
     fn take_buffer(
@@ -157,7 +162,7 @@ impl FecPayloader {
             gst::element_imp_error!(
                 self,
                 gst::StreamError::Failed,
-                ["Cannot read an input buffer"]
+                ("Cannot read an input buffer")
             );
             gst::FlowError::Error
         })?;
@@ -219,7 +224,7 @@ impl FecPayloader {
             gst::element_imp_warning!(
                 self,
                 gst::StreamError::Format,
-                ["Cannot describe the stream: {e}"]
+                ("Cannot describe the stream: {e}")
             );
         }
     }
@@ -297,7 +302,7 @@ impl FecPayloader {
 
     fn stats(&self) -> gst::Structure {
         let guard = self.state.lock().unwrap();
-        let mut s = gst::Structure::builder("application/x-fanout-fec-payloader-stats");
+        let mut s = gst::Structure::builder("fanout-fec-payloader-stats");
         if let Some(state) = guard.as_ref() {
             let c = &state.counters;
             let st = state.sender.stats;
@@ -318,6 +323,7 @@ impl FecPayloader {
     }
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
+        self.ticker.reset();
         let settings = self.settings.lock().unwrap().clone();
         let sender = Sender::new(settings.sender_config())
             .map_err(|e| gst::error_msg!(gst::LibraryError::Settings, ["{e}"]))?;
@@ -384,6 +390,7 @@ impl ObjectSubclass for FecPayloader {
             push_lock: Mutex::new(()),
             carousel: Mutex::new(None),
             interrupt: Interrupt::default(),
+            ticker: crate::StatsTicker::default(),
         }
     }
 }
@@ -395,7 +402,7 @@ impl ObjectImpl for FecPayloader {
             specs.push(
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
-                    .blurb("buffers-in, bytes-in, packets-out, blocks, source-packets, repair-packets, description-packets, padding-bytes, repair-requests, repair-requests-refused, carousel-rounds")
+                    .blurb("fanout-fec-payloader-stats, also posted on the bus every second while data flows: buffers-in, bytes-in, packets-out, blocks, source-packets, repair-packets, description-packets, padding-bytes, repair-requests, repair-requests-refused, carousel-rounds")
                     .read_only()
                     .build(),
             );

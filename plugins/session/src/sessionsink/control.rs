@@ -19,6 +19,7 @@ use gst::prelude::*;
 use gst::subclass::prelude::*;
 use gstfanoutfec::repair_request;
 
+use super::hold::Opened;
 use super::imp::{Running, SessionSink, CAT};
 use super::tcp::{self, Conn};
 use crate::fanout::{Target, Targets};
@@ -204,6 +205,9 @@ pub(super) fn run(weak: glib::WeakRef<super::SessionSink>, r: Arc<Running>) {
         }
         tcp::accept(&weak, &r);
         service(imp, &r, &mut generation, &mut ends);
+        if r.hold.is_waiting() {
+            release_hold(imp, &r);
+        }
         let all_ended = imp
             .sink_pads()
             .iter()
@@ -220,6 +224,29 @@ pub(super) fn run(weak: glib::WeakRef<super::SessionSink>, r: Arc<Running>) {
             let s = stats(imp, &r);
             let _ = sink.post_message(gst::message::Element::builder(s).src(&sink).build());
         }
+    }
+}
+
+/// `wait-for-clients`: lets the data go once enough receivers joined or time is up.
+fn release_hold(imp: &SessionSink, r: &Running) {
+    let joined = r.server.lock().unwrap().client_count();
+    match r.hold.check(joined) {
+        Some(Opened::Joined { want }) => {
+            gst::info!(
+                CAT,
+                imp = imp,
+                "{joined} receiver(s) joined (waited for {want}): sending"
+            );
+        }
+        Some(Opened::TimedOut { want, joined }) => {
+            let timeout = gst::ClockTime::from_nseconds(imp.settings.lock().unwrap().wait_timeout);
+            gst::element_imp_warning!(
+                imp,
+                gst::ResourceError::Failed,
+                ("only {joined} of {want} receivers joined within {timeout}: sending to those")
+            );
+        }
+        None => (),
     }
 }
 
@@ -345,7 +372,7 @@ fn service(
 }
 
 pub(super) fn empty_stats() -> gst::Structure {
-    gst::Structure::builder("application/x-fanout-session-sink-stats")
+    gst::Structure::builder("fanout-session-sink-stats")
         .field("clients", 0u32)
         .build()
 }
@@ -424,7 +451,7 @@ pub(super) fn stats(imp: &SessionSink, r: &Running) -> gst::Structure {
                 .to_send_value()
         })
         .collect();
-    gst::Structure::builder("application/x-fanout-session-sink-stats")
+    gst::Structure::builder("fanout-session-sink-stats")
         .field("clients", server.client_count() as u32)
         .field("gso", r.fanout.gso())
         .field("datagrams-received", s.datagrams)

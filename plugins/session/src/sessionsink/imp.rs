@@ -20,6 +20,7 @@ use gst::subclass::prelude::*;
 use gstfanoutfec::packet_destination;
 
 use super::control::{self, Snapshot, GROUP_DESTINATION};
+use super::hold::Hold;
 use super::pad::{ChannelStats, SessionSinkPad};
 use super::tcp::{self, Conn};
 use crate::fanout::{Fanout, Targets};
@@ -39,6 +40,7 @@ pub const DEFAULT_PORT: u32 = 5600;
 pub const EVICT_AFTER_ERRORS: u64 = 1000;
 pub const DEFAULT_TTL: u32 = 1;
 pub const DEFAULT_TCP_QUEUE: u32 = 4096;
+pub const DEFAULT_WAIT_TIMEOUT: u64 = 30_000_000_000;
 
 #[derive(Debug, Clone)]
 pub(super) struct Settings {
@@ -54,6 +56,8 @@ pub(super) struct Settings {
     pub multicast_loop: bool,
     pub tcp: bool,
     pub tcp_queue: u32,
+    pub wait_for_clients: u32,
+    pub wait_timeout: u64,
 }
 
 impl Default for Settings {
@@ -71,6 +75,8 @@ impl Default for Settings {
             multicast_loop: false,
             tcp: false,
             tcp_queue: DEFAULT_TCP_QUEUE,
+            wait_for_clients: 0,
+            wait_timeout: DEFAULT_WAIT_TIMEOUT,
         }
     }
 }
@@ -98,6 +104,8 @@ pub(super) struct Running {
     /// Receivers whose sends keep failing, for the control thread to evict.
     pub evict: Mutex<Vec<u64>>,
     pub gso_refusal_told: AtomicBool,
+    /// `wait-for-clients`: data waits here until enough receivers joined.
+    pub hold: Hold,
 }
 
 pub struct SessionSink {
@@ -203,6 +211,7 @@ impl SessionSink {
             ended: Mutex::default(),
             evict: Mutex::default(),
             gso_refusal_told: AtomicBool::new(false),
+            hold: Hold::new(s.wait_for_clients, s.wait_timeout),
         });
         gst::info!(
             CAT,
@@ -277,6 +286,7 @@ impl SessionSink {
         let Some(r) = self.running() else {
             return Err(gst::FlowError::Flushing);
         };
+        r.hold.wait(&pad.imp().flushing)?;
         let snapshot = r.snapshot.lock().unwrap().clone();
         let index = pad.index();
         let out = Outputs {
@@ -432,7 +442,16 @@ impl SessionSink {
                 }
                 return true;
             }
-            gst::EventView::FlushStop(_) => pad.imp().eos.store(false, Ordering::SeqCst),
+            gst::EventView::FlushStart(_) => {
+                pad.imp().flushing.store(true, Ordering::SeqCst);
+                if let Some(r) = self.running() {
+                    r.hold.wake_all();
+                }
+            }
+            gst::EventView::FlushStop(_) => {
+                pad.imp().flushing.store(false, Ordering::SeqCst);
+                pad.imp().eos.store(false, Ordering::SeqCst)
+            }
             _ => (),
         }
         gst::Pad::event_default(pad, Some(&*self.obj()), event)
@@ -566,9 +585,20 @@ impl ObjectImpl for SessionSink {
                     .default_value(DEFAULT_TCP_QUEUE)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecUInt::builder("wait-for-clients")
+                    .nick("Wait for clients")
+                    .blurb("Hold the data of every channel (upstream waits) until this many receivers have joined, or wait-timeout passed (then a warning): receivers started before the stream get it from its first byte. 0: send at once")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt64::builder("wait-timeout")
+                    .nick("Wait timeout")
+                    .blurb("How long (ns, from the start) wait-for-clients holds the data at most; 0: until they joined")
+                    .default_value(DEFAULT_WAIT_TIMEOUT)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
-                    .blurb("Receivers and traffic: totals, per channel (channels) and per receiver (receivers); also posted on the bus every second")
+                    .blurb("fanout-session-sink-stats, also posted on the bus every second: clients, gso, datagrams-received, foreign, malformed, hellos, joins, bad-cookies, refused, leaves, unknown-session, lost-reports, repair-symbols-asked, repair-symbols-granted, replies-withheld, group-repairs, group-reports-covered, tcp-connections; channels (one structure per channel: index, name, clients, buffers, bytes, datagrams, repairs, multicast-group, group-datagrams, group-repairs, tcp-frames); receivers (one per receiver: address, transport, queue-dropped, channels, packets, bytes, repairs, repairs-refused, gso-sends, send-errors). Python reads the lists with python3-gst-1.0 installed")
                     .read_only()
                     .build(),
             ]
@@ -640,6 +670,8 @@ impl ObjectImpl for SessionSink {
             "loop" => s.multicast_loop = value.get().unwrap(),
             "tcp" => s.tcp = value.get().unwrap(),
             "tcp-queue" => s.tcp_queue = value.get().unwrap(),
+            "wait-for-clients" => s.wait_for_clients = value.get().unwrap(),
+            "wait-timeout" => s.wait_timeout = value.get().unwrap(),
             other => unreachable!("unknown property {other}"),
         }
     }
@@ -659,6 +691,8 @@ impl ObjectImpl for SessionSink {
             "loop" => s.multicast_loop.to_value(),
             "tcp" => s.tcp.to_value(),
             "tcp-queue" => s.tcp_queue.to_value(),
+            "wait-for-clients" => s.wait_for_clients.to_value(),
+            "wait-timeout" => s.wait_timeout.to_value(),
             "stats" => {
                 drop(s);
                 match self.running() {
@@ -772,6 +806,11 @@ impl ElementImpl for SessionSink {
                     |sink| sink.sink_event(pad, event),
                 )
             })
+            .query_function(|pad, parent, query| {
+                // Loss reports come back from here: fec-payloader lingers for them at EOS.
+                gstfanoutfec::is_repair_path_query(query)
+                    || gst::Pad::query_default(pad, parent, query)
+            })
             .build();
         if obj.current_state() >= gst::State::Paused {
             let _ = pad.set_active(true);
@@ -800,6 +839,12 @@ impl ElementImpl for SessionSink {
                 self.post_error_message(e);
                 gst::StateChangeError
             })?;
+        }
+        if transition == gst::StateChange::PausedToReady {
+            // A streaming thread held for receivers lets go before the pads deactivate.
+            if let Some(r) = self.running() {
+                r.hold.stop();
+            }
         }
         let ret = self.parent_change_state(transition);
         if transition == gst::StateChange::PausedToReady || ret.is_err() {

@@ -4,6 +4,7 @@ use gst::glib;
 use gst::prelude::*;
 
 mod control;
+mod hold;
 mod imp;
 mod pad;
 mod tcp;

@@ -32,6 +32,8 @@ pub mod imp {
         pub(crate) channel: Mutex<Option<String>>,
         pub(crate) group: Mutex<Option<SocketAddr>>,
         pub(crate) eos: AtomicBool,
+        /// Between FLUSH_START and FLUSH_STOP: a chain held by `wait-for-clients` leaves.
+        pub(crate) flushing: AtomicBool,
         /// The caps receivers are told, as a string.
         pub(crate) caps: Mutex<String>,
         pub(crate) stats: ChannelStats,

@@ -72,6 +72,8 @@ pub struct SessionSrc {
     pub(super) playing: AtomicBool,
     threads: Mutex<Vec<JoinHandle<()>>>,
     last_stats: Mutex<Option<gst::Structure>>,
+    /// Stats go on the bus about once a second, from whichever session thread is first.
+    pub(super) ticker: gstfanoutfec::StatsTicker,
 }
 
 /// `host` as servers: `host`, `host:port` or `[v6]:port` items, comma-separated; `port`
@@ -114,6 +116,7 @@ impl SessionSrc {
     }
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
+        self.ticker.reset();
         let s = self.settings.lock().unwrap().clone();
         let servers = parse_servers(&s.host, s.port as u16)
             .map_err(|e| gst::error_msg!(gst::ResourceError::NotFound, ("{e}")))?;
@@ -315,7 +318,7 @@ impl ObjectImpl for SessionSrc {
                     .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
-                    .blurb("Session state, datagrams, data packets per channel, loss reports")
+                    .blurb("fanout-session-src-stats, also posted on the bus every second: joined, datagrams, data, foreign, malformed, joins, lost-reports, lost-entries, dropped-not-playing, unknown-channel; servers (one structure per server: address, joined, transport, transport-changes, group-datagrams, reports-delayed, reports-suppressed, datagrams, data, joins, lost-reports); channels (one per channel: name, pad, servers, packets, bytes, ended, dropped-overflow). Python reads the lists with python3-gst-1.0 installed")
                     .read_only()
                     .build(),
             ]

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use fanout_session::client;
 use fanout_session::fallback::Why;
 use fanout_session::frame::MAX_FRAME;
 use fanout_session::message::{self, Datagram};
@@ -47,7 +48,18 @@ enum Input {
     Tcp(TcpStream, Deframer),
     Connecting {
         at: Instant,
+        /// Since when no connection was made: retries are eager at first.
+        since: Instant,
     },
+}
+
+impl Input {
+    fn connecting(at: Instant) -> Input {
+        Input::Connecting {
+            at,
+            since: Instant::now(),
+        }
+    }
 }
 
 struct Group {
@@ -111,7 +123,7 @@ impl Running {
         let (link, input, client) = match first {
             Transport::Tcp => (
                 Link::None,
-                Input::Connecting { at: Instant::now() },
+                Input::connecting(Instant::now()),
                 Client::new_stream(cfg.clone(), 0, seed()),
             ),
             Transport::Multicast | Transport::Udp => {
@@ -279,6 +291,10 @@ fn run(weak: glib::WeakRef<super::SessionSrc>, r: Arc<Running>, mut input: Input
         for e in events {
             handle_event(imp, &r, &mut input, e, &mut unreachable_told);
         }
+        if imp.ticker.due() {
+            let running = imp.running.lock().unwrap().clone();
+            gstfanoutfec::post_stats(&src, receive::stats(imp, &running));
+        }
     }
 }
 
@@ -321,12 +337,10 @@ fn read(imp: &SessionSrc, r: &Running, input: &mut Input, buf: &mut [u8]) {
             if closed {
                 gst::info!(CAT, imp = imp, "TCP connection to {} closed", r.server);
                 *r.link.lock().unwrap() = Link::None;
-                *input = Input::Connecting {
-                    at: Instant::now() + TCP_RETRY,
-                };
+                *input = Input::connecting(Instant::now() + TCP_RETRY);
             }
         }
-        Input::Connecting { at } => {
+        Input::Connecting { at, since } => {
             std::thread::sleep(TICK);
             if Instant::now() < *at {
                 return;
@@ -346,7 +360,13 @@ fn read(imp: &SessionSrc, r: &Running, input: &mut Input, buf: &mut [u8]) {
                 },
                 Err(e) => {
                     gst::debug!(CAT, imp = imp, "TCP to {}: {e}", r.server);
-                    *at = Instant::now() + TCP_RETRY;
+                    // A receiver started before its server connects soon after it is up.
+                    let eager = since.elapsed() < Duration::from_nanos(client::EAGER_FOR);
+                    *at = Instant::now()
+                        + match eager {
+                            true => Duration::from_nanos(client::RETRY_EAGER),
+                            false => TCP_RETRY,
+                        };
                 }
             }
         }
@@ -504,7 +524,7 @@ fn change_transport(
             // A new session over the connection, timed out from now.
             *client = Client::new_stream(r.cfg.clone(), r.now(), seed());
             *r.link.lock().unwrap() = Link::None;
-            *input = Input::Connecting { at: Instant::now() };
+            *input = Input::connecting(Instant::now());
         }
         Transport::Multicast => (),
     }

@@ -221,7 +221,7 @@ pub(super) fn push(imp: &SessionSrc, number: usize, channel: u16, mut buffer: gs
 }
 
 pub(super) fn empty_stats() -> gst::Structure {
-    gst::Structure::builder("application/x-fanout-session-src-stats")
+    gst::Structure::builder("fanout-session-src-stats")
         .field("joined", false)
         .build()
 }
@@ -277,7 +277,7 @@ pub(super) fn stats(imp: &SessionSrc, running: &[Arc<Running>]) -> gst::Structur
                 .to_send_value()
         })
         .collect();
-    gst::Structure::builder("application/x-fanout-session-src-stats")
+    gst::Structure::builder("fanout-session-src-stats")
         .field("joined", joined)
         .field("datagrams", total.datagrams)
         .field("data", total.data)

@@ -58,20 +58,26 @@ impl FecPayloader {
     /// In carousel mode with rounds to go, takes the EOS and starts the rounds on the source
     /// pad's task; otherwise gives the event back, to go on at once.
     pub(super) fn start_carousel(&self, eos: gst::Event) -> Result<(), gst::Event> {
-        let (mode, rounds, bitrate, linger) = {
+        let (mode, rounds, bitrate, linger, linger_set) = {
             let s = self.settings.lock().unwrap();
             (
                 s.mode,
                 s.carousel_rounds,
                 s.carousel_bitrate,
                 s.repair_linger,
+                s.repair_linger_set,
             )
         };
         let rounds = match mode {
             FecMode::Carousel if rounds != 0 => {
                 Some(CarouselRounds::new(u64::try_from(rounds).ok(), bitrate))
             }
-            FecMode::Stream if linger > 0 => None,
+            // The default lingers only where repair requests can come back (a session-sink).
+            FecMode::Stream
+                if linger > 0 && (linger_set || crate::has_repair_path(&self.srcpad)) =>
+            {
+                None
+            }
             _ => return Err(eos),
         };
         self.interrupt.clear();
@@ -92,7 +98,7 @@ impl FecPayloader {
             gst::element_imp_warning!(
                 self,
                 gst::CoreError::Thread,
-                ["Cannot start the carousel task: the stream ends without carousel rounds"]
+                ("Cannot start the carousel task: the stream ends without carousel rounds")
             );
             return Err(eos.expect("set above"));
         }

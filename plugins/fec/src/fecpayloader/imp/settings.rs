@@ -14,6 +14,10 @@ use fanout_fec::sender::{
     DEFAULT_STREAM_WINDOW, DEFAULT_SYMBOL_SIZE,
 };
 
+/// After EOS, how long the last blocks stay answerable when a session-sink is downstream:
+/// covers a receiver's default `latency` (200 ms) with room for a second round of repair.
+pub const DEFAULT_REPAIR_LINGER: u64 = 500_000_000;
+
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub codec: FecCodec,
@@ -30,6 +34,8 @@ pub struct Settings {
     pub carousel_rounds: i32,
     pub carousel_bitrate: u64,
     pub repair_linger: u64,
+    /// Set by the user: applies whatever is downstream.
+    pub repair_linger_set: bool,
 }
 
 impl Default for Settings {
@@ -48,7 +54,8 @@ impl Default for Settings {
             description_interval: DEFAULT_DESCRIPTION_INTERVAL,
             carousel_rounds: -1,
             carousel_bitrate: DEFAULT_CAROUSEL_BITRATE,
-            repair_linger: 0,
+            repair_linger: DEFAULT_REPAIR_LINGER,
+            repair_linger_set: false,
         }
     }
 }
@@ -155,8 +162,9 @@ impl Settings {
                     .build(),
                 glib::ParamSpecUInt64::builder("repair-linger")
                     .nick("Repair linger")
-                    .blurb("Stream mode: after EOS, how long (ns) the last blocks are still answered for repair requests before EOS goes downstream (session-sink receivers asking for their last block); 0: EOS at once")
+                    .blurb("Stream mode: after EOS, how long (ns) the last blocks are still answered for repair requests before EOS goes downstream, so receivers can repair the last blocks. Unset, the default applies only where downstream can ask for repair (a session-sink), else EOS goes on at once; set, it always applies. 0: EOS at once")
                     .maximum(60_000_000_000)
+                    .default_value(DEFAULT_REPAIR_LINGER)
                     .build(),
                 glib::ParamSpecInt::builder("carousel-rounds")
                     .nick("Carousel rounds")
@@ -189,7 +197,10 @@ impl Settings {
             "window-blocks" => s.window_blocks = value.get().unwrap(),
             "description-interval" => s.description_interval = value.get().unwrap(),
             "carousel-rounds" => s.carousel_rounds = value.get().unwrap(),
-            "repair-linger" => s.repair_linger = value.get().unwrap(),
+            "repair-linger" => {
+                s.repair_linger = value.get().unwrap();
+                s.repair_linger_set = true;
+            }
             "carousel-bitrate" => s.carousel_bitrate = value.get().unwrap(),
             other => unreachable!("unknown property {other}"),
         }

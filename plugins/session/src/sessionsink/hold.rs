@@ -1,0 +1,149 @@
+// SPDX-License-Identifier: MPL-2.0
+
+//! `wait-for-clients`: the data of every channel waits until that many receivers have
+//! joined or `wait-timeout` passed, so receivers started before the stream get its first
+//! byte. The streaming threads wait here; the control thread opens it.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// `want` receivers are awaited until `deadline` (none: for ever).
+    Waiting {
+        want: u32,
+        deadline: Option<Instant>,
+    },
+    Open,
+    /// Stopping: waiters leave with `Flushing`.
+    Stopped,
+}
+
+/// Why the hold opened, for the bus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Opened {
+    Joined { want: u32 },
+    TimedOut { want: u32, joined: usize },
+}
+
+#[derive(Debug)]
+pub(super) struct Hold {
+    state: Mutex<State>,
+    wake: Condvar,
+}
+
+impl Hold {
+    /// Waits for `want` receivers (0: open at once) for `timeout` ns from now (0: for ever).
+    pub fn new(want: u32, timeout: u64) -> Hold {
+        let state = match want {
+            0 => State::Open,
+            _ => State::Waiting {
+                want,
+                deadline: (timeout > 0)
+                    .then(|| Instant::now().checked_add(Duration::from_nanos(timeout)))
+                    .flatten(),
+            },
+        };
+        Hold {
+            state: Mutex::new(state),
+            wake: Condvar::new(),
+        }
+    }
+
+    /// Blocks a streaming thread until the hold opens; `Err` when stopping, or when its pad
+    /// starts `flushing` (then [`Self::wake_all`]).
+    pub fn wait(&self, flushing: &AtomicBool) -> Result<(), gst::FlowError> {
+        let mut s = self.state.lock().unwrap();
+        loop {
+            match *s {
+                State::Open => return Ok(()),
+                State::Stopped => return Err(gst::FlowError::Flushing),
+                State::Waiting { .. } if flushing.load(Ordering::SeqCst) => {
+                    return Err(gst::FlowError::Flushing)
+                }
+                State::Waiting { .. } => s = self.wake.wait(s).unwrap(),
+            }
+        }
+    }
+
+    /// Wakes the waiters to look at their pad's flushing flag.
+    pub fn wake_all(&self) {
+        let _s = self.state.lock().unwrap();
+        self.wake.notify_all();
+    }
+
+    /// The control thread's check, with the receivers in now: opens when enough joined or
+    /// the time is up, and says which.
+    pub fn check(&self, joined: usize) -> Option<Opened> {
+        let mut s = self.state.lock().unwrap();
+        let State::Waiting { want, deadline } = *s else {
+            return None;
+        };
+        let opened = if joined >= want as usize {
+            Opened::Joined { want }
+        } else if deadline.is_some_and(|d| Instant::now() >= d) {
+            Opened::TimedOut { want, joined }
+        } else {
+            return None;
+        };
+        *s = State::Open;
+        self.wake.notify_all();
+        Some(opened)
+    }
+
+    pub fn is_waiting(&self) -> bool {
+        matches!(*self.state.lock().unwrap(), State::Waiting { .. })
+    }
+
+    /// Lets every waiter go with `Flushing`: the element stops.
+    pub fn stop(&self) {
+        *self.state.lock().unwrap() = State::Stopped;
+        self.wake.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn opens_when_enough_joined_and_releases_waiters() {
+        let hold = Arc::new(Hold::new(2, 0));
+        let h = hold.clone();
+        let waiter = std::thread::spawn(move || h.wait(&AtomicBool::new(false)));
+        assert_eq!(hold.check(1), None);
+        assert_eq!(hold.check(2), Some(Opened::Joined { want: 2 }));
+        assert_eq!(waiter.join().unwrap(), Ok(()));
+        assert_eq!(hold.check(0), None, "opened once");
+        assert_eq!(hold.wait(&AtomicBool::new(true)), Ok(()));
+    }
+
+    #[test]
+    fn opens_at_the_deadline_with_who_joined() {
+        let hold = Hold::new(3, 1);
+        std::thread::sleep(Duration::from_millis(2));
+        assert_eq!(hold.check(1), Some(Opened::TimedOut { want: 3, joined: 1 }));
+        assert!(!hold.is_waiting());
+    }
+
+    #[test]
+    fn nothing_to_wait_for_is_open_and_flushing_or_stopping_lets_waiters_go() {
+        assert_eq!(Hold::new(0, 0).wait(&AtomicBool::new(false)), Ok(()));
+        let hold = Arc::new(Hold::new(1, 0));
+        let flushing = Arc::new(AtomicBool::new(false));
+        let (h, f) = (hold.clone(), flushing.clone());
+        let waiter = std::thread::spawn(move || h.wait(&f));
+        flushing.store(true, Ordering::SeqCst);
+        hold.wake_all();
+        assert_eq!(waiter.join().unwrap(), Err(gst::FlowError::Flushing));
+        assert!(hold.is_waiting(), "a flush does not open the hold");
+        let h = hold.clone();
+        let waiter = std::thread::spawn(move || h.wait(&AtomicBool::new(false)));
+        hold.stop();
+        assert_eq!(waiter.join().unwrap(), Err(gst::FlowError::Flushing));
+        // An absurd timeout waits for ever instead of overflowing.
+        assert!(Hold::new(1, u64::MAX).is_waiting());
+    }
+}
