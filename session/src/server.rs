@@ -334,8 +334,21 @@ impl Server {
                 return;
             }
         }
+        self.tell_members(&info);
+    }
+
+    /// A channel that sent nothing for a while: its receivers get CHANNEL again, unchanged,
+    /// so they know the server is there and keep their sessions without a new handshake.
+    pub fn keepalive(&mut self, channel: u16) {
+        if let Some(c) = self.channels.iter().find(|c| c.info.index == channel) {
+            let info = c.info.clone();
+            self.tell_members(&info);
+        }
+    }
+
+    fn tell_members(&mut self, info: &ChannelInfo) {
         for (addr, c) in &self.clients {
-            if c.channels.contains(&index) {
+            if c.channels.contains(&info.index) {
                 let m = Message::Channel {
                     session: c.session,
                     info: info.clone(),

@@ -700,3 +700,37 @@ fn a_tcp_receiver_joins_with_its_first_message_and_leaves_by_closing() {
     s.connection_closed(at);
     assert_eq!(s.client_count(), 0);
 }
+
+#[test]
+fn a_keepalive_reaches_the_channels_receivers_and_keeps_them_from_starting_over() {
+    let mut s = server();
+    let mut hd = Client::new(
+        ClientConfig {
+            channels: vec!["hd".into()],
+            ..ClientConfig::default()
+        },
+        0,
+        1,
+    );
+    let mut sd = Client::new(
+        ClientConfig {
+            channels: vec!["sd".into()],
+            ..ClientConfig::default()
+        },
+        0,
+        2,
+    );
+    exchange(0, &mut s, &mut hd, addr(1), &yes);
+    exchange(0, &mut s, &mut sd, addr(2), &yes);
+    // 2.5 s of silence, then a keepalive on "hd" only.
+    s.keepalive(0);
+    let sent: Vec<_> = std::iter::from_fn(|| s.poll_transmit()).collect();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].to, peer(1));
+    hd.handle_datagram(2_500_000_000, &sent[0].data);
+    // At 3 s the silent one starts over (a HELLO), the one kept alive does not.
+    hd.handle_timeout(3 * S);
+    sd.handle_timeout(3 * S);
+    assert!(hd.poll_transmit().is_none());
+    assert!(sd.poll_transmit().is_some());
+}

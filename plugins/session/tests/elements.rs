@@ -531,3 +531,41 @@ fn an_edge_relay_forwards_its_receivers_loss_reports_to_the_origin() {
         p.set_state(gst::State::Null).unwrap();
     }
 }
+
+#[test]
+fn a_quiet_channel_keeps_its_receivers_and_refreshes_do_not_ask_again() {
+    let port = free_port();
+    // A channel whose data has not started (a delayed output, say): nothing for 7 s.
+    let srv = pipeline(&format!(
+        "appsrc name=in is-live=true caps=application/octet-stream format=time \
+         ! fec-payloader ! session-sink name=sink port={port}"
+    ));
+    srv.set_state(gst::State::Playing).unwrap();
+    let sink = sink(&srv);
+    let asked = Arc::new(Mutex::new(0u32));
+    let a = asked.clone();
+    sink.connect("client-joining", false, move |_| {
+        *a.lock().unwrap() += 1;
+        Some(true.to_value())
+    });
+    // One joined for 30 s, one for 2 s (it refreshes about every second meanwhile).
+    let long = receiver(port, "");
+    let short = receiver(port, "join-duration=2000000000");
+    assert!(wait_for(5 * SECOND, || clients(&sink) == 2));
+    std::thread::sleep(7 * SECOND);
+    let joins = |p: &gst::Pipeline| {
+        stats(&p.by_name("src").unwrap())
+            .get::<u64>("joins")
+            .unwrap()
+    };
+    // Silence for more than 3 s would make a receiver start over with a new handshake:
+    // the channel's keepalive (CHANNEL every second) tells it the server is there.
+    assert_eq!(joins(&long), 1, "{}", stats(&sink));
+    assert!(joins(&short) >= 3, "the short session refreshed");
+    // client-joining asks once per receiver, never for a refresh.
+    assert_eq!(*asked.lock().unwrap(), 2, "{}", stats(&sink));
+    assert_eq!(clients(&sink), 2);
+    short.set_state(gst::State::Null).unwrap();
+    long.set_state(gst::State::Null).unwrap();
+    srv.set_state(gst::State::Null).unwrap();
+}

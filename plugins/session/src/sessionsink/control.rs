@@ -29,6 +29,8 @@ use crate::tick::{self, TICK};
 const END_REPEATS: u32 = 5;
 const END_SPACING: Duration = Duration::from_millis(30);
 const STATS_INTERVAL: Duration = Duration::from_secs(1);
+/// A channel that sent nothing for this long tells its receivers it is there (CHANNEL).
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Repairs for a channel's group carry this destination.
 pub(crate) const GROUP_DESTINATION: u64 = 0;
@@ -131,15 +133,23 @@ fn rebuild(server: &Server, r: &Running, groups: &[(u16, SocketAddr)], old: &Sna
     snap
 }
 
-/// One message from a receiver, by UDP or TCP: a JOIN goes past `client-joining`, with no
-/// lock held while the application decides.
+/// One message from a receiver, by UDP or TCP: a new receiver's JOIN goes past
+/// `client-joining`, with no lock held while the application decides; a refresh (or a new
+/// handshake) of a receiver already in keeps it without asking again.
 pub(super) fn take_message(sink: &super::SessionSink, r: &Running, from: Peer, data: &[u8]) {
     let imp = sink.imp();
     let req = {
         let mut server = r.server.lock().unwrap();
-        match from {
+        let req = match from {
             Peer::Udp(a) => server.handle_datagram(now(r.start), a, data),
             Peer::Tcp(a) => server.handle_stream(now(r.start), a, data),
+        };
+        match req {
+            Some(req) if server.has(from) => {
+                server.accept(now(r.start), req);
+                return;
+            }
+            req => req,
         }
     };
     let Some(req) = req else { return };
@@ -187,6 +197,8 @@ pub(super) fn run(weak: glib::WeakRef<super::SessionSink>, r: Arc<Running>) {
     let mut ends: Vec<PendingEnd> = Vec::new();
     let mut eos_posted = false;
     let mut wait = TICK;
+    let mut next_keepalive = Instant::now() + KEEPALIVE_INTERVAL;
+    let mut buffers_seen: HashMap<u16, u64> = HashMap::new();
     while !r.stop.load(Ordering::SeqCst) {
         // A gathering round closes on time, not a tick late.
         let next = r.server.lock().unwrap().next_timeout();
@@ -219,10 +231,28 @@ pub(super) fn run(weak: glib::WeakRef<super::SessionSink>, r: Arc<Running>) {
             gst::debug!(CAT, imp = imp, "every channel ended");
             let _ = sink.post_message(gst::message::Eos::builder().src(&sink).build());
         }
+        if Instant::now() >= next_keepalive {
+            next_keepalive = Instant::now() + KEEPALIVE_INTERVAL;
+            keep_quiet_channels_alive(imp, &r, &mut buffers_seen);
+        }
         if Instant::now() >= next_stats {
             next_stats += STATS_INTERVAL;
             let s = stats(imp, &r);
             let _ = sink.post_message(gst::message::Element::builder(s).src(&sink).build());
+        }
+    }
+}
+
+/// Receivers of a channel with no buffer since the last look (a delayed output not started
+/// yet, a hold) hear CHANNEL instead, and keep their sessions without a new handshake.
+fn keep_quiet_channels_alive(imp: &SessionSink, r: &Running, seen: &mut HashMap<u16, u64>) {
+    let mut server = r.server.lock().unwrap();
+    for pad in imp.sink_pads() {
+        let p = pad.imp();
+        let buffers = p.stats.buffers.load(Ordering::Relaxed);
+        let before = seen.insert(pad.index(), buffers);
+        if before == Some(buffers) && !p.eos.load(Ordering::SeqCst) {
+            server.keepalive(pad.index());
         }
     }
 }
