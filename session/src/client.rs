@@ -14,7 +14,8 @@ pub const RETRY_FIRST: u64 = 200_000_000;
 pub const RETRY_MAX: u64 = 2_000_000_000;
 /// While nothing answers a handshake's HELLO, it is repeated this often for the first
 /// [`EAGER_FOR`], so a receiver started before its server joins within about this long of
-/// the server coming up (at most 50 HELLOs of 32 bytes per server); then it backs off.
+/// the server coming up (at most 50 HELLOs of 32 bytes per server); then it backs off. A
+/// JOIN is repeated every [`RETRY_FIRST`] meanwhile, so loss both ways costs little time.
 pub const RETRY_EAGER: u64 = 100_000_000;
 pub const EAGER_FOR: u64 = 5_000_000_000;
 /// A refresh starts this long before the time granted runs out (or 40 % of it, if more),
@@ -248,10 +249,12 @@ impl Client {
             Phase::Joined | Phase::Stopped => return,
         };
         self.transmits.push_back(message::write(&m));
-        let eager = matches!(self.phase, Phase::Hello { .. })
-            && now.saturating_sub(self.started) < EAGER_FOR;
-        if eager {
-            self.retry_at = now.saturating_add(RETRY_EAGER);
+        if now.saturating_sub(self.started) < EAGER_FOR {
+            let every = match self.phase {
+                Phase::Hello { .. } => RETRY_EAGER,
+                _ => RETRY_FIRST,
+            };
+            self.retry_at = now.saturating_add(every);
             return;
         }
         self.retry_at = now.saturating_add(self.retry);

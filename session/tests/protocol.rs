@@ -734,3 +734,44 @@ fn a_keepalive_reaches_the_channels_receivers_and_keeps_them_from_starting_over(
     assert!(hd.poll_transmit().is_none());
     assert!(sd.poll_transmit().is_some());
 }
+
+#[test]
+fn with_20_percent_loss_both_ways_most_joins_take_under_a_second() {
+    let mut times = Vec::new();
+    for seed in 1..=200u64 {
+        let mut s = server();
+        let mut c = Client::new(config(&["hd"], Stay::For(30 * S)), 0, seed);
+        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let mut lost = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % 5 == 0
+        };
+        let mut t = 0;
+        while s.client_count() == 0 && t < 30 * S {
+            while let Some(d) = c.poll_transmit() {
+                if lost() {
+                    continue;
+                }
+                if let Some(req) = s.handle_datagram(now(t), addr(1), &d) {
+                    s.accept(now(t), req);
+                }
+            }
+            while let Some(tx) = s.poll_transmit() {
+                if !lost() {
+                    c.handle_datagram(t, &tx.data);
+                }
+            }
+            if s.client_count() == 0 {
+                t = c.next_timeout().unwrap();
+                c.handle_timeout(t);
+            }
+        }
+        times.push(t);
+    }
+    times.sort_unstable();
+    let p90 = times[times.len() * 9 / 10];
+    assert!(p90 < S, "90th percentile {p90} ns: {times:?}");
+    assert!(times[times.len() - 1] < 3 * S, "{times:?}");
+}
