@@ -5,7 +5,9 @@ no; `client-added` / `client-removed` tell who came and went, and `stats` how
 much each one got (docs/session-protocol.md).
 
 Run with Debian's /usr/bin/python3 (it has PyGObject) and the plugins on
-GST_PLUGIN_PATH, for example after `cargo build --release`:
+GST_PLUGIN_PATH, for example after `cargo build --release`. The per-receiver and
+per-channel lists in session-sink's stats (GstValueArray) read only with Debian's
+python3-gst-1.0 installed (scripts/setup.sh installs it):
 
     GST_PLUGIN_PATH=$PWD/target/release /usr/bin/python3 examples/sessions_from_python.py
 """
@@ -59,8 +61,14 @@ msg = welcome.get_bus().timed_pop_filtered(30 * Gst.SECOND, Gst.MessageType.EOS 
 if msg is None or msg.type != Gst.MessageType.EOS:
     sys.exit("the receiver did not get to the end of the stream")
 buffers = welcome.get_by_name("d").get_property("stats").get_value("buffers")
-clients = sink.get_property("stats").get_uint("clients")[1]
+stats = sink.get_property("stats")
+clients = stats.get_uint("clients")[1]
 print(f"the server has {clients} receiver(s); the welcome one rebuilt {buffers} buffers")
+try:
+    for r in stats.get_value("receivers"):
+        print(f"  {r.get_string('address')}: {r.get_value('packets')} packets")
+except TypeError:
+    sys.exit("reading the stats' lists needs python3-gst-1.0: apt-get install python3-gst-1.0")
 welcome.set_state(Gst.State.NULL)
 time.sleep(0.2)
 server.set_state(Gst.State.NULL)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what fanout needs on Debian 12 that is not there yet: GStreamer
-# 1.22 with its development files and plugins, ffprobe, meson, PyGObject, and
+# 1.22 with its development files and plugins, ffprobe, meson, PyGObject (with
+# python3-gst-1.0, which reads the lists in session elements' stats), and
 # iproute2 + nftables for the tests that build networks in namespaces.
 # Needs root (or sudo). Rust itself comes from rustup (https://rustup.rs):
 # Debian's rustc is too old for gstreamer-rs.
@@ -11,7 +12,7 @@ packages=(
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
-  ffmpeg meson ninja-build python3-gi gir1.2-gstreamer-1.0
+  ffmpeg meson ninja-build python3-gi python3-gst-1.0 gir1.2-gstreamer-1.0
   iproute2 nftables
 )
 
