@@ -171,7 +171,8 @@ fn run(contender: &str, span_min: u64, rate: u64) -> bool {
                 .enumerate()
                 .map(|(k, off)| format!(" src_{k}::offset={off}"))
                 .collect();
-            format!("offset-tee name=t{props}")
+            // Every output plays to its end, so all bytes can be compared.
+            format!("offset-tee name=t eos-mode=play-out{props}")
         }
         _ => "tee name=t".to_string(),
     };

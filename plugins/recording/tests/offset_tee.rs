@@ -87,7 +87,7 @@ const TWO_FRAMES: Duration = Duration::from_millis(80);
 #[test]
 fn each_output_arrives_its_offset_later_with_the_same_bytes() {
     let p = pipeline(&format!(
-        "{} ! offset-tee name=t src_0::offset=0 src_1::offset=1000000000 src_2::offset=2000000000 \
+        "{} ! offset-tee name=t eos-mode=play-out src_0::offset=0 src_1::offset=1000000000 src_2::offset=2000000000 \
          t.src_0 ! fakesink name=a sync=false t.src_1 ! fakesink name=b sync=false \
          t.src_2 ! fakesink name=c sync=false",
         live_ts(75)
@@ -126,7 +126,7 @@ fn each_output_arrives_its_offset_later_with_the_same_bytes() {
 #[test]
 fn loop_two_delivers_three_copies_with_increasing_timestamps() {
     let p = pipeline(&format!(
-        "{} ! offset-tee name=t src_0::loop=2 sync=false t.src_0 ! fakesink name=a sync=false",
+        "{} ! offset-tee name=t eos-mode=play-out src_0::loop=2 sync=false t.src_0 ! fakesink name=a sync=false",
         live_ts(25)
     ));
     let got = collect(&p, "a", Instant::now());
@@ -152,7 +152,7 @@ fn loop_two_delivers_three_copies_with_increasing_timestamps() {
 #[test]
 fn a_changed_offset_jumps_back_with_discont_and_running_time_going_on() {
     let p = pipeline(&format!(
-        "{} ! offset-tee name=t src_0::offset=0 t.src_0 ! fakesink name=a sync=false",
+        "{} ! offset-tee name=t eos-mode=play-out src_0::offset=0 t.src_0 ! fakesink name=a sync=false",
         live_ts(100)
     ));
     let start = Instant::now();

@@ -65,7 +65,7 @@ fn at_startup_no_output_misses_a_buffer_of_a_fast_non_live_input() {
         let timed = if run % 2 == 0 { "datarate=131600" } else { "" };
         let p = pipeline(&format!(
             "fakesrc num-buffers=60 sizetype=fixed sizemax=1316 filltype=pattern-span {timed} \
-             ! identity name=in ! offset-tee name=t sync=false src_0::loop=2 \
+             ! identity name=in ! offset-tee name=t sync=false eos-mode=play-out src_0::loop=2 \
              t.src_0 ! fakesink name=looped sync=false t.src_1 ! fakesink name=plain sync=false",
         ));
         let input = count_bytes(&p, "in");
@@ -203,4 +203,62 @@ fn a_restart_with_an_offset_beyond_the_store_starts_at_the_oldest_and_says_so() 
         .filter(|w| w.contains("further back"))
         .count();
     assert_eq!(told, 1, "{warnings:?}");
+}
+
+/// Sums the sizes of the buffers in the store at `dir`, as far as it goes now.
+fn stored_bytes(dir: &std::path::Path) -> u64 {
+    let mut reader = fanout_store::Reader::open(dir).unwrap();
+    reader.seek(0).unwrap();
+    let mut bytes = 0;
+    while let fanout_store::Next::Entry(e) = reader.read_next().unwrap() {
+        if let fanout_store::Entry::Buffer(b) = e {
+            bytes += u64::from(b.size);
+        }
+    }
+    bytes
+}
+
+/// A live input into an offset-tee with `outputs` (pad properties), stopped as
+/// `gst-launch-1.0 -e` does on Ctrl-C: an EOS event sent to the pipeline after a second.
+/// Must reach EOS on the bus soon, with everything the input sent stored on disk by then.
+fn stops_at_once(outputs: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(&format!(
+        "fakesrc is-live=true sync=true sizetype=fixed sizemax=1316 datarate=131600 \
+         ! identity name=in ! offset-tee name=t location={} {outputs} \
+         t.src_0 ! fakesink sync=false t.src_1 ! fakesink sync=false",
+        dir.path().display()
+    ));
+    let input = count_bytes(&p, "in");
+    let bus = p.bus().unwrap();
+    p.set_state(gst::State::Playing).unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(p.send_event(gst::event::Eos::new()));
+    let msg = bus.timed_pop_filtered(
+        20 * gst::ClockTime::SECOND,
+        &[gst::MessageType::Eos, gst::MessageType::Error],
+    );
+    // Read while the pipeline still holds the store: EOS means complete on disk.
+    let stored = stored_bytes(dir.path());
+    p.set_state(gst::State::Null).unwrap();
+    match msg.as_ref().map(|m| m.view()) {
+        Some(gst::MessageView::Eos(_)) => (),
+        Some(gst::MessageView::Error(e)) => panic!("{} {:?}", e.error(), e.debug()),
+        _ => panic!("{outputs}: no EOS within 20 s of the EOS event"),
+    }
+    let sent = input.load(Ordering::SeqCst);
+    assert!(sent > 0);
+    assert_eq!(stored, sent, "{outputs}: stored at EOS");
+}
+
+/// Issue 15 (5): EOS on an output an hour behind ends the pipeline now, the store complete.
+#[test]
+fn eos_with_an_hour_long_offset_ends_at_once_with_the_store_complete() {
+    stops_at_once("src_0::offset=3600000000000 src_1::offset=0");
+}
+
+/// Issue 15 (5): the same with an output looping forever.
+#[test]
+fn eos_with_an_endless_loop_ends_at_once_with_the_store_complete() {
+    stops_at_once("src_0::loop=-1 src_1::offset=2000000000");
 }

@@ -13,6 +13,7 @@ use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 
+use super::eos::EosMode;
 use super::input::Anchor;
 pub use super::input::{Held, Input};
 use super::pad::OffsetTeeSrcPad;
@@ -33,6 +34,7 @@ const RETENTION_MARGIN: u64 = 10_000_000_000;
 struct Settings {
     recording: RecordingSettings,
     sync: bool,
+    eos_mode: EosMode,
 }
 
 impl Default for Settings {
@@ -40,6 +42,7 @@ impl Default for Settings {
         Settings {
             recording: RecordingSettings::default(),
             sync: true,
+            eos_mode: EosMode::default(),
         }
     }
 }
@@ -70,6 +73,10 @@ impl OffsetTee {
 
     pub(super) fn sync(&self) -> bool {
         self.settings.lock().unwrap().sync
+    }
+
+    pub(super) fn eos_mode(&self) -> EosMode {
+        self.settings.lock().unwrap().eos_mode
     }
 
     pub(super) fn stopping(&self) -> bool {
@@ -153,8 +160,16 @@ impl OffsetTee {
             }
             EventView::Eos(_) => {
                 Recording::finish_stream(&self.recording);
-                self.input.lock().unwrap().ended = true;
+                {
+                    let mut input = self.input.lock().unwrap();
+                    input.ended = true;
+                    input.last_st = input.window.newest().map(|e| e.position.st);
+                }
                 self.data.notify_all();
+                // Outputs waiting for a buffer's time look again: in `end` mode they stop.
+                for p in self.src_pads() {
+                    p.imp().wake();
+                }
                 true
             }
             EventView::FlushStart(_) => {
@@ -390,6 +405,13 @@ impl ObjectImpl for OffsetTee {
                     .build(),
             );
             specs.push(
+                glib::ParamSpecEnum::builder_with_default("eos-mode", EosMode::End)
+                    .nick("EOS mode")
+                    .blurb("What the outputs do when the input ends. end: once the store is complete on disk, each output sends what was due by then (up to the input's end less its offset) and EOS, without loops, so gst-launch-1.0 -e stops within seconds whatever the offsets; play-out: each output plays what is stored after the input's end at its offset, then its loop plays, then EOS (file-based NVOD)")
+                    .mutable_playing()
+                    .build(),
+            );
+            specs.push(
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
                     .blurb("bytes-in, buffers-in, bytes-written, store-bytes, store-time, segments, recording; per output (a field named after the pad): offset, position (store time), lag (ns behind schedule), buffers, bytes, disconts, loops, from-store. Also posted as an element message every second")
@@ -405,6 +427,7 @@ impl ObjectImpl for OffsetTee {
         let mut s = self.settings.lock().unwrap();
         match pspec.name() {
             "sync" => s.sync = value.get().unwrap(),
+            "eos-mode" => s.eos_mode = value.get().unwrap(),
             name => assert!(s.recording.set(name, value), "unknown property {name}"),
         }
     }
@@ -413,6 +436,7 @@ impl ObjectImpl for OffsetTee {
         match pspec.name() {
             "stats" => self.stats().to_value(),
             "sync" => self.settings.lock().unwrap().sync.to_value(),
+            "eos-mode" => self.eos_mode().to_value(),
             name => self
                 .settings
                 .lock()

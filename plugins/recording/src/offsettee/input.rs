@@ -77,6 +77,8 @@ pub struct Input {
     pub positions: Positions,
     /// The input ended and what it sent is in the store.
     pub ended: bool,
+    /// Store time of the input's last buffer, once it ended.
+    pub last_st: Option<u64>,
     /// The store held a recording before this run (a restart with `location`).
     pub stored_before: bool,
 }
@@ -89,6 +91,7 @@ impl Default for Input {
             caps: None,
             positions: Positions::default(),
             ended: false,
+            last_st: None,
             stored_before: false,
         }
     }

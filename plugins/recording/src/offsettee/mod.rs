@@ -3,12 +3,14 @@
 use gst::glib;
 use gst::prelude::*;
 
+mod eos;
 mod imp;
 mod input;
 mod offsets;
 mod output;
 mod pad;
 
+pub use eos::EosMode;
 pub use pad::OffsetTeeSrcPad;
 
 glib::wrapper! {
@@ -17,6 +19,7 @@ glib::wrapper! {
 
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     OffsetTeeSrcPad::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
+    EosMode::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
     gst::Element::register(
         Some(plugin),
         "offset-tee",

@@ -12,6 +12,7 @@ use fanout_store::{BufferRecord, Entry, Next, Reader};
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 
+use super::eos::EosMode;
 use super::imp::{Held, OffsetTee, CAT};
 use super::pad::OffsetTeeSrcPad;
 use crate::playout::{Playout, MAX_TIME};
@@ -103,6 +104,11 @@ impl OffsetTee {
         let offset = p.settings.lock().unwrap().offset;
         if out.cursor == Cursor::Unplaced {
             if !self.place(pad, &mut out, offset) {
+                // The input ended without a buffer: nothing to wait for.
+                if self.input.lock().unwrap().ended {
+                    self.send_eos(pad);
+                    return;
+                }
                 self.idle();
                 return;
             }
@@ -131,10 +137,30 @@ impl OffsetTee {
                     let _ = pad.push_event(gst::event::Tag::new(list));
                 }
             }
+            Step::Buffer(held) if self.cut(held.rec.st, offset) => {
+                gst::debug!(
+                    CAT,
+                    obj = pad,
+                    "the input ended: EOS at store time {}",
+                    held.rec.st
+                );
+                self.send_eos(pad);
+            }
             Step::Buffer(held) => self.deliver(pad, &mut out, held, offset),
             Step::End => self.end_of_content(pad, &mut out),
             Step::Wait => unreachable!("handled above"),
         }
+    }
+
+    /// In `eos-mode=end`, whether the output stops before the buffer at store time `st`.
+    fn cut(&self, st: u64, offset: u64) -> bool {
+        let last_st = self.input.lock().unwrap().last_st;
+        super::eos::ends_before(self.eos_mode(), last_st, st, offset)
+    }
+
+    fn send_eos(&self, pad: &OffsetTeeSrcPad) {
+        let _ = pad.push_event(gst::event::Eos::new());
+        let _ = pad.pause_task();
     }
 
     fn idle(&self) {
@@ -414,7 +440,7 @@ impl OffsetTee {
             rec.st,
             self.running_time()
         );
-        if self.sync() && !self.wait_until(pad, release) {
+        if self.sync() && !self.wait_until(pad, release, || self.cut(rec.st, offset)) {
             // Woken by a change of offset, a flush or a stop: this buffer waits for its turn
             // again, wherever the output goes on.
             out.origin = floor;
@@ -473,7 +499,7 @@ impl OffsetTee {
     /// The input ended and the output has played what is stored: again (`loop`), or EOS.
     fn end_of_content(&self, pad: &OffsetTeeSrcPad, out: &mut Output) {
         let loops = pad.imp().settings.lock().unwrap().loops;
-        let again = loops < 0 || out.loops < loops as u64;
+        let again = self.eos_mode() == EosMode::PlayOut && (loops < 0 || out.loops < loops as u64);
         if again {
             if let Ok(Some((reader, _))) = self.open_reader(0) {
                 out.loops += 1;
@@ -487,19 +513,19 @@ impl OffsetTee {
             }
         }
         gst::debug!(CAT, obj = pad, "end of stream");
-        let _ = pad.push_event(gst::event::Eos::new());
-        let _ = pad.pause_task();
+        self.send_eos(pad);
     }
 
-    /// Waits on the pipeline clock until running time `at`; false if woken before.
-    fn wait_until(&self, pad: &OffsetTeeSrcPad, at: u64) -> bool {
+    /// Waits on the pipeline clock until running time `at`; false if woken before, or if
+    /// `cut` says the output ends first (the input's EOS may have come just before the wait).
+    fn wait_until(&self, pad: &OffsetTeeSrcPad, at: u64, cut: impl Fn() -> bool) -> bool {
         let obj = self.obj();
         let (Some(clock), Some(base)) = (obj.clock(), obj.base_time()) else {
             return true;
         };
         let id = clock.new_single_shot_id(base.saturating_add(gst::ClockTime::from_nseconds(at)));
         *pad.imp().wait.lock().unwrap() = Some(id.clone());
-        if pad.imp().jump.load(Ordering::SeqCst) || self.stopping() {
+        if pad.imp().jump.load(Ordering::SeqCst) || self.stopping() || cut() {
             *pad.imp().wait.lock().unwrap() = None;
             return false;
         }

@@ -63,7 +63,7 @@ pub mod imp {
                         .build(),
                     glib::ParamSpecInt::builder("loop")
                         .nick("Loop")
-                        .blurb("After the input ends, play the stored content this many more times (-1 = forever), timestamps going on")
+                        .blurb("After the input ends, play the stored content this many more times (-1 = forever), timestamps going on; only with the element's eos-mode=play-out")
                         .minimum(-1)
                         .default_value(0)
                         .mutable_playing()
