@@ -2,7 +2,8 @@
 # Installs what fanout needs on Debian 12 that is not there yet: GStreamer
 # 1.22 with its development files and plugins, ffprobe, meson, PyGObject (with
 # python3-gst-1.0, which reads the lists in session elements' stats), and
-# iproute2 + nftables for the tests that build networks in namespaces.
+# iproute2 + nftables for the tests that build networks in namespaces, and
+# fontconfig with a font for the labels of fanout-plot's charts.
 # Needs root (or sudo). Rust itself comes from rustup (https://rustup.rs):
 # Debian's rustc is too old for gstreamer-rs.
 set -euo pipefail
@@ -14,6 +15,7 @@ packages=(
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
   ffmpeg meson ninja-build python3-gi python3-gst-1.0 gir1.2-gstreamer-1.0
   iproute2 nftables
+  libfontconfig1-dev fonts-dejavu-core
 )
 
 missing=()
