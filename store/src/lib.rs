@@ -8,6 +8,7 @@
 
 mod format;
 mod reader;
+mod seek;
 mod segment;
 pub mod window;
 mod writer;
@@ -21,6 +22,7 @@ pub use format::{
     SegmentSummary, FLAG_DELTA_UNIT,
 };
 pub use reader::{Entry, Next, Reader};
+pub use seek::KeyframeSeek;
 pub use writer::{Item, RecordMeta, StoreClock, Writer, WriterConfig};
 
 /// Held (exclusively) by the writer for as long as it records.

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use crate::format::{
     decode_record, BufferRecord, Context, DecodeError, Record, SegmentHeader, HEADER_LEN,
 };
+use crate::seek::KeyframeSeek;
 use crate::segment::{closed_summary, data_path, index_path, list_segments};
 use crate::{Error, LOCK_FILE};
 
@@ -51,7 +52,6 @@ struct Landing {
     ctx: Context,
     caps: Option<String>,
     tags: Option<String>,
-    st: u64,
 }
 
 pub struct Reader {
@@ -261,7 +261,7 @@ impl Reader {
         cur.read_more()?;
         let mut caps = None;
         let mut tags = None;
-        let mut best: Option<Landing> = None;
+        let mut seek = KeyframeSeek::new(st);
         let mut pos = cur.pos;
         let mut ctx = cur.ctx;
         loop {
@@ -270,19 +270,16 @@ impl Reader {
                 break;
             };
             match record {
-                Record::Buffer(b) if b.st > st && best.is_some() => break,
-                // Among buffers sharing a time, the first keyframe wins.
-                Record::Buffer(b)
-                    if best.is_none()
-                        || (b.is_keyframe() && best.as_ref().is_some_and(|l| b.st > l.st)) =>
-                {
-                    best = Some(Landing {
+                Record::Buffer(b) => {
+                    let landing = || Landing {
                         pos,
                         ctx: before,
                         caps: caps.clone(),
                         tags: tags.clone(),
-                        st: b.st,
-                    });
+                    };
+                    if !seek.offer(b.st, b.is_keyframe(), landing) {
+                        break;
+                    }
                 }
                 Record::Caps(c) => caps = Some(c),
                 Record::Tags(t) => tags = Some(t),
@@ -291,13 +288,13 @@ impl Reader {
             pos += len;
         }
         self.last_seq = Some(seq);
-        let landed = best.map(|l| {
+        let landed = seek.landing().map(|(st, l)| {
             cur.pos = l.pos;
             cur.ctx = l.ctx;
             // Popped from the end: caps first.
             cur.queued.extend(l.tags.map(Entry::Tags));
             cur.queued.extend(l.caps.map(Entry::Caps));
-            l.st
+            st
         });
         self.cur = Some(cur);
         Ok(landed)

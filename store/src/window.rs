@@ -5,6 +5,8 @@
 
 use std::collections::VecDeque;
 
+use crate::seek::KeyframeSeek;
+
 /// A buffer's place in the store: its store time and, since several buffers can share one
 /// (untimed buffers take the time of the one before), how many before it had the same.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -116,6 +118,26 @@ impl<T> Window<T> {
         self.entries.get(i)
     }
 
+    /// Where a seek to store time `st` lands, by the store's rule ([`KeyframeSeek`]): the last
+    /// keyframe at or before `st`, if the window reaches back to `st` and holds one.
+    pub fn keyframe_at_or_before(
+        &self,
+        st: u64,
+        is_keyframe: impl Fn(&T) -> bool,
+    ) -> Option<&Entry<T>> {
+        if self.oldest()?.position.st > st {
+            return None;
+        }
+        let mut seek = KeyframeSeek::new(st);
+        for (i, e) in self.entries.iter().enumerate() {
+            if !seek.offer(e.position.st, is_keyframe(&e.item), || i) {
+                break;
+            }
+        }
+        let (_, i) = seek.landing()?;
+        self.entries.get(i).filter(|e| is_keyframe(&e.item))
+    }
+
     /// The oldest entry at or after store time `st`, if the window reaches back to `st`.
     pub fn at_or_after(&self, st: u64) -> Option<&Entry<T>> {
         if self.oldest()?.position.st > st {
@@ -181,5 +203,23 @@ mod tests {
         assert_eq!(w.at_or_after(25).unwrap().item, 3);
         assert!(w.at_or_after(45).is_none(), "not there yet");
         assert!(w.at_or_after(5).is_none(), "older than the window");
+    }
+
+    #[test]
+    fn keyframe_seeks_land_as_in_the_store() {
+        // Items are indices; every third a keyframe: 0, 3, 6.
+        let w = window(&[10, 20, 30, 40, 50, 60, 70]);
+        let key = |i: &usize| i.is_multiple_of(3);
+        assert_eq!(w.keyframe_at_or_before(55, key).unwrap().item, 3);
+        assert_eq!(w.keyframe_at_or_before(70, key).unwrap().item, 6);
+        assert!(
+            w.keyframe_at_or_before(5, key).is_none(),
+            "older than the window"
+        );
+        let late = window(&[20, 30, 40]);
+        let key_at_0 = |i: &usize| *i == 0;
+        assert_eq!(late.keyframe_at_or_before(35, key_at_0).unwrap().item, 0);
+        // No keyframe held at or before: the store must say.
+        assert!(late.keyframe_at_or_before(35, |_| false).is_none());
     }
 }

@@ -262,3 +262,43 @@ fn eos_with_an_hour_long_offset_ends_at_once_with_the_store_complete() {
 fn eos_with_an_endless_loop_ends_at_once_with_the_store_complete() {
     stops_at_once("src_0::loop=-1 src_1::offset=2000000000");
 }
+
+/// Issue 15 (6): buffers marked as keyframes every 10th (`DELTA_UNIT` on the others, 10 ms
+/// apart); a change of offset lands on the keyframe at or before the target, as
+/// `bitrate-player`'s seeks do, not in the middle of a group of pictures.
+#[test]
+fn a_changed_offset_lands_on_the_keyframe_at_or_before_the_target() {
+    init();
+    let tee = element("offset-tee sync=false");
+    let mut h = gst_check::Harness::with_element(&tee, Some("sink"), Some("src_0"));
+    h.set_src_caps_str(TS_CAPS);
+    h.play();
+    for i in 0..300 {
+        h.push(buffer(i, 10)).unwrap();
+    }
+    for i in 0..300 {
+        assert_eq!(bytes(&h.pull().unwrap()), payload(i), "buffer {i}");
+    }
+    // The input is at 2990 ms: 255 ms back is 2735 ms, in the group from the keyframe at
+    // 2700 ms, held in memory; 2.5 s back is 490 ms, beyond the in-memory window (2 s): the
+    // store has the keyframe at 400 ms.
+    for (offset, key) in [(255_000_000u64, 270), (2_500_000_000, 40)] {
+        h.element()
+            .unwrap()
+            .static_pad("src_0")
+            .unwrap()
+            .set_property("offset", offset);
+        let b = h.pull().unwrap();
+        assert!(b.flags().contains(gst::BufferFlags::DISCONT), "{offset}");
+        assert!(
+            !b.flags().contains(gst::BufferFlags::DELTA_UNIT),
+            "{offset}: lands on a delta unit"
+        );
+        assert_eq!(bytes(&b), payload(key), "offset {offset}");
+        // Then on to the input's newest.
+        for i in key + 1..300 {
+            assert_eq!(bytes(&h.pull().unwrap()), payload(i), "buffer {i}");
+        }
+    }
+    stop(h);
+}

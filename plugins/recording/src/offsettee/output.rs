@@ -30,6 +30,8 @@ enum Cursor {
     Unplaced,
     /// The first buffer at or after this store time.
     From(u64),
+    /// This buffer (a keyframe landed on), then what follows.
+    At(Position),
     /// The buffer after this one.
     After(Position),
 }
@@ -188,7 +190,7 @@ impl OffsetTee {
         // An output there from the start begins `offset` before the run's first buffer, however
         // late its task gets here: a fast input may have sent many buffers by then.
         let from_start = !out.segment_sent && !out.late_join;
-        let (anchor, live, oldest_held, stored_before) = {
+        let (anchor, live, wanted, target, in_window, stored_before) = {
             let input = self.input.lock().unwrap();
             let Some(anchor) = input.anchor else {
                 return false;
@@ -200,22 +202,36 @@ impl OffsetTee {
                 .window
                 .newest()
                 .map_or_else(|| anchor.store_time_at(now), |e| e.position.st);
-            let oldest_held = input.window.oldest().map(|e| e.position.st);
-            (anchor, live, oldest_held, input.stored_before)
-        };
-        // Store time wanted, below 0 when the offset reaches back before the store began.
-        let wanted =
-            i128::from(if from_start { anchor.first_st } else { live }) - i128::from(offset);
-        let target = u64::try_from(wanted).unwrap_or(0);
-        // Nothing is older than this run's first buffer in a new store.
-        let target = if from_start && !stored_before {
-            target.max(anchor.first_st)
-        } else {
-            target
+            // Store time wanted, below 0 when the offset reaches back before the store began.
+            let wanted =
+                i128::from(if from_start { anchor.first_st } else { live }) - i128::from(offset);
+            let target = u64::try_from(wanted).unwrap_or(0);
+            let stored_before = input.stored_before;
+            let in_window = if from_start {
+                // Nothing is older than this run's first buffer in a new store.
+                let target = if stored_before {
+                    target
+                } else {
+                    target.max(anchor.first_st)
+                };
+                let held = input
+                    .window
+                    .oldest()
+                    .is_some_and(|e| e.position.st <= target);
+                (held || offset == 0).then_some(Cursor::From(target))
+            } else {
+                // A jump or a late join lands on a keyframe, as the player's seeks do; the
+                // store has the one the window does not hold.
+                input
+                    .window
+                    .keyframe_at_or_before(target, |h| h.rec.is_keyframe())
+                    .map(|e| Cursor::At(e.position))
+            };
+            (anchor, live, wanted, target, in_window, stored_before)
         };
         out.reader = None;
-        if oldest_held.is_some_and(|st| st <= target) || offset == 0 {
-            out.cursor = Cursor::From(target);
+        if let Some(cursor) = in_window {
+            out.cursor = cursor;
         } else {
             match self.open_reader(target) {
                 Ok(Some((reader, landed))) => {
@@ -278,6 +294,7 @@ impl OffsetTee {
         let input = self.input.lock().unwrap();
         let entry = match out.cursor {
             Cursor::From(st) => input.window.at_or_after(st),
+            Cursor::At(position) => input.window.get(position),
             Cursor::After(position) => input.window.after(position),
             Cursor::Unplaced => unreachable!("placed first"),
         };
@@ -290,7 +307,7 @@ impl OffsetTee {
             return Ok(Step::Buffer(entry.item.clone()));
         }
         let behind = match out.cursor {
-            Cursor::After(position) => input.window.get(position).is_none(),
+            Cursor::After(position) | Cursor::At(position) => input.window.get(position).is_none(),
             Cursor::From(st) => input.window.oldest().is_some_and(|e| e.position.st > st),
             Cursor::Unplaced => false,
         };
@@ -299,7 +316,7 @@ impl OffsetTee {
         if behind {
             // The window forgot what comes next: read it from the store.
             let from = match out.cursor {
-                Cursor::After(position) => position.st,
+                Cursor::After(position) | Cursor::At(position) => position.st,
                 Cursor::From(st) => st,
                 Cursor::Unplaced => 0,
             };
@@ -332,6 +349,7 @@ impl OffsetTee {
                     let wanted = match out.cursor {
                         Cursor::From(st) => rec.st >= st,
                         Cursor::After(p) => position > p,
+                        Cursor::At(p) => position >= p,
                         Cursor::Unplaced => true,
                     };
                     if !wanted {

@@ -57,7 +57,7 @@ pub mod imp {
                 vec![
                     glib::ParamSpecUInt64::builder("offset")
                         .nick("Offset")
-                        .blurb("How far this output runs behind the input (ns); changed while playing, the output jumps to the input position now - offset, with DISCONT, its running time going on")
+                        .blurb("How far this output runs behind the input (ns); changed while playing, the output jumps to the input position now - offset (the keyframe at or before it, when the stream marks keyframes), with DISCONT, its running time going on")
                         .maximum(gst::ClockTime::MAX.nseconds())
                         .mutable_playing()
                         .build(),
