@@ -150,3 +150,56 @@ fn a_full_disk_stops_the_store_but_not_the_output_without_offset() {
     );
     assert_eq!(ffprobe_frames(&onward), 250);
 }
+
+/// Issue 15 (5): `gst-launch-1.0 -e` and Ctrl-C with an output an hour behind and one looping
+/// forever ends within seconds; the store is complete, and the output without offset got all
+/// of it.
+#[test]
+fn ctrl_c_under_gst_launch_e_ends_at_once_with_long_offsets_and_endless_loops() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("shift");
+    let onward = tmp.path().join("onward.ts");
+    let child = gst_launch(&format!(
+        "{} ! offset-tee name=t location={} src_0::offset=3600000000000 src_1::loop=-1 \
+         t.src_0 ! fakesink t.src_1 ! filesink location={}",
+        encoder(None, true),
+        store.display(),
+        onward.display()
+    ))
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !store.exists() || concat_ts(&store).len() < 200_000 {
+        assert!(Instant::now() < deadline, "nothing stored");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // SAFETY: kill(2) on our own child's pid; SIGINT is Ctrl-C.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let started = Instant::now();
+    let res = fanout_tests::wait_with_timeout(child, Duration::from_secs(20));
+    let log = text(&res);
+    assert!(
+        res.status.success() && started.elapsed() < Duration::from_secs(20),
+        "{log}"
+    );
+    assert!(log.contains("Got EOS"), "{log}");
+    let stored = concat_ts(&store);
+    assert_eq!(
+        std::fs::read(&onward).unwrap(),
+        stored,
+        "the undelayed output"
+    );
+    let played = tmp.path().join("played.ts");
+    let res = run(
+        &format!(
+            "bitrate-player location={} is-live=false ! filesink location={}",
+            store.display(),
+            played.display()
+        ),
+        Duration::from_secs(60),
+    );
+    assert!(res.status.success(), "{}", text(&res));
+    assert!(std::fs::read(&played).unwrap() == stored);
+}

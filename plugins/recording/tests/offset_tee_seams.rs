@@ -218,18 +218,20 @@ fn stored_bytes(dir: &std::path::Path) -> u64 {
     bytes
 }
 
-/// A live input into an offset-tee with `outputs` (pad properties), stopped as
-/// `gst-launch-1.0 -e` does on Ctrl-C: an EOS event sent to the pipeline after a second.
-/// Must reach EOS on the bus soon, with everything the input sent stored on disk by then.
-fn stops_at_once(outputs: &str) {
+/// A live input into an offset-tee with `outputs` (pad properties; `src_{undelayed}` without
+/// offset), stopped as `gst-launch-1.0 -e` does on Ctrl-C: an EOS event sent to the pipeline
+/// after a second. Must reach EOS on the bus soon, with everything the input sent stored on
+/// disk by then and delivered by the output without offset.
+fn stops_at_once(outputs: &str, undelayed: usize) {
     let dir = tempfile::tempdir().unwrap();
     let p = pipeline(&format!(
         "fakesrc is-live=true sync=true sizetype=fixed sizemax=1316 datarate=131600 \
          ! identity name=in ! offset-tee name=t location={} {outputs} \
-         t.src_0 ! fakesink sync=false t.src_1 ! fakesink sync=false",
+         t.src_0 ! fakesink name=out0 sync=false t.src_1 ! fakesink name=out1 sync=false",
         dir.path().display()
     ));
     let input = count_bytes(&p, "in");
+    let out = count_bytes(&p, &format!("out{undelayed}"));
     let bus = p.bus().unwrap();
     p.set_state(gst::State::Playing).unwrap();
     std::thread::sleep(Duration::from_secs(1));
@@ -249,18 +251,23 @@ fn stops_at_once(outputs: &str) {
     let sent = input.load(Ordering::SeqCst);
     assert!(sent > 0);
     assert_eq!(stored, sent, "{outputs}: stored at EOS");
+    assert_eq!(
+        out.load(Ordering::SeqCst),
+        sent,
+        "{outputs}: src_{undelayed} delivered"
+    );
 }
 
 /// Issue 15 (5): EOS on an output an hour behind ends the pipeline now, the store complete.
 #[test]
 fn eos_with_an_hour_long_offset_ends_at_once_with_the_store_complete() {
-    stops_at_once("src_0::offset=3600000000000 src_1::offset=0");
+    stops_at_once("src_0::offset=3600000000000 src_1::offset=0", 1);
 }
 
 /// Issue 15 (5): the same with an output looping forever.
 #[test]
 fn eos_with_an_endless_loop_ends_at_once_with_the_store_complete() {
-    stops_at_once("src_0::loop=-1 src_1::offset=2000000000");
+    stops_at_once("src_0::loop=-1 src_1::offset=2000000000", 0);
 }
 
 /// Issue 15 (6): buffers marked as keyframes every 10th (`DELTA_UNIT` on the others, 10 ms
