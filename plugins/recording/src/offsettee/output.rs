@@ -55,6 +55,9 @@ pub struct Output {
     reader: Option<Reader>,
     /// Positions of what the reader yields.
     read_positions: Positions,
+    /// A buffer taken but not sent: its clock wait was woken (the input's EOS, a change of
+    /// offset). A reader does not give it again, so it goes first, unless the output jumps.
+    pending: Option<Held>,
     playout: Playout,
     /// The origin the next placed buffer gets after a (re)placing, at the earliest.
     origin: Option<u64>,
@@ -230,6 +233,7 @@ impl OffsetTee {
             (anchor, live, wanted, target, in_window, stored_before)
         };
         out.reader = None;
+        out.pending = None;
         if let Some(cursor) = in_window {
             out.cursor = cursor;
         } else {
@@ -288,6 +292,9 @@ impl OffsetTee {
 
     /// The next item for the output: from the window, or from the store while behind it.
     fn next_item(&self, out: &mut Output) -> Result<Step, fanout_store::Error> {
+        if let Some(held) = out.pending.take() {
+            return Ok(Step::Buffer(held));
+        }
         if out.reader.is_some() {
             return self.next_from_store(out);
         }
@@ -433,12 +440,7 @@ impl OffsetTee {
 
     /// Sends one buffer at its time: the input's running time plus the offset.
     fn deliver(&self, pad: &OffsetTeeSrcPad, out: &mut Output, held: Held, offset: u64) {
-        let Held {
-            buffer,
-            rec,
-            position,
-            ..
-        } = held;
+        let (rec, position) = (held.rec, held.position);
         let anchor = self
             .input
             .lock()
@@ -459,13 +461,14 @@ impl OffsetTee {
             self.running_time()
         );
         if self.sync() && !self.wait_until(pad, release, || self.cut(rec.st, offset)) {
-            // Woken by a change of offset, a flush or a stop: this buffer waits for its turn
-            // again, wherever the output goes on.
+            // Woken by the input's EOS, a change of offset, a flush or a stop: this buffer
+            // waits for its turn again, unless the output jumps elsewhere.
             out.origin = floor;
+            out.pending = Some(held);
             return;
         }
         self.push_segment(pad, out);
-        let mut buffer = buffer;
+        let mut buffer = held.buffer;
         {
             let b = buffer.make_mut();
             let ts = |t: Option<u64>| t.map(|t| gst::ClockTime::from_nseconds(t.min(MAX_TIME)));
