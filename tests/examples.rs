@@ -74,3 +74,115 @@ fn python_example_authorizes_receivers_by_token() {
     assert!(log.contains("refused the JOIN: not authorized"), "{log}");
     assert!(log.contains("authorized by token from Python"), "{log}");
 }
+
+#[test]
+fn rust_flagship_records_delays_and_serves_every_byte_and_changes_an_offset_live() {
+    let exe = plugin_dir().join("flagship");
+    assert!(
+        exe.exists(),
+        "build the workspace first: no {}",
+        exe.display()
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo");
+    let child = Command::new(exe)
+        .arg(&dir)
+        .arg("6")
+        .arg("--change-offset")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = wait_with_timeout(child, Duration::from_secs(120));
+    let log = text(&out);
+    assert!(out.status.success(), "{log}");
+    assert_eq!(log.matches(" joined").count(), 3, "{log}");
+    assert!(log.contains("receivers 3/3"), "{log}");
+    assert!(log.contains("offset changed live to 3 s"), "{log}");
+    // Each channel's receiver: the recording byte for byte, at its offset within two
+    // frames (80 ms); the 4 s one with the jump of its live change.
+    let report = |channel: &str| -> (String, f64) {
+        let mut lines = log
+            .lines()
+            .skip_while(|l| !l.trim_start().starts_with(&format!("{channel}:")));
+        let what = lines
+            .next()
+            .unwrap_or_else(|| panic!("no {channel} in {log}"))
+            .to_owned();
+        let offset = lines
+            .next()
+            .and_then(|l| l.trim_start().strip_prefix("offset "))
+            .and_then(|l| l.split(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no offset for {channel} in {log}"));
+        (what, offset)
+    };
+    for (channel, want) in [("now", 0.0), ("plus2s", 2.0), ("plus4s", 4.0)] {
+        let (what, offset) = report(channel);
+        assert!(
+            (offset - want).abs() <= 0.08,
+            "{channel}: offset {offset}: {log}"
+        );
+        if channel == "plus4s" {
+            assert!(what.contains(" then "), "no jump: {what}");
+        } else {
+            assert!(
+                what.contains("the whole recording, byte for byte"),
+                "{what}"
+            );
+        }
+    }
+    let png = dir.join("flagship.png");
+    assert!(std::fs::read(&png).unwrap().starts_with(b"\x89PNG"));
+    assert!(fanout_tests::coloured_pixels(&png) > 2000, "an empty plot");
+}
+
+#[test]
+fn fanout_plot_draws_a_gst_launch_m_log_and_a_live_pipeline() {
+    let exe = plugin_dir().join("fanout-plot");
+    assert!(
+        exe.exists(),
+        "build the workspace first: no {}",
+        exe.display()
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let pipeline = |rec: &str| {
+        format!(
+            "videotestsrc is-live=true num-buffers=75 ! video/x-raw,width=160,height=120,framerate=25/1 \
+             ! bitrate-recorder name=rec location={} ! fec-payloader ! identity drop-probability=0.05 \
+             ! fec-depayloader name=rx ! fakesink",
+            tmp.path().join(rec).display()
+        )
+    };
+    let out = fanout_tests::run(&format!("-m {}", pipeline("rec")), Duration::from_secs(60));
+    assert!(out.status.success(), "{}", text(&out));
+    let log = tmp.path().join("run.log");
+    std::fs::write(&log, text(&out)).unwrap();
+    let from_log = tmp.path().join("from-log.png");
+    let live = tmp.path().join("live.png");
+    let runs: [Vec<std::ffi::OsString>; 2] = [
+        vec![log.into(), from_log.clone().into()],
+        vec![
+            "--launch".into(),
+            pipeline("live-rec").into(),
+            live.clone().into(),
+        ],
+    ];
+    for args in runs {
+        let child = Command::new(&exe)
+            .args(&args)
+            .env("GST_PLUGIN_PATH", plugin_dir())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = wait_with_timeout(child, Duration::from_secs(60));
+        assert!(out.status.success(), "{args:?}: {}", text(&out));
+    }
+    for png in [from_log, live] {
+        assert!(
+            fanout_tests::coloured_pixels(&png) > 1000,
+            "{png:?}: an empty plot"
+        );
+    }
+}

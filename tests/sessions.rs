@@ -4,109 +4,10 @@
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
+use fanout_examples::LossyRelay;
 use fanout_tests::*;
-
-/// Forwards one receiver's datagrams to the server and back, dropping `loss` of them at
-/// random either way.
-struct Relay {
-    port: u16,
-    stop: Arc<AtomicBool>,
-    threads: Vec<JoinHandle<()>>,
-    dropped: Arc<AtomicU64>,
-    /// A JOINED went through to the receiver.
-    joined: Arc<AtomicBool>,
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn chance(&mut self, p: f64) -> bool {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        ((self.0 >> 11) as f64 / (1u64 << 53) as f64) < p
-    }
-}
-
-impl Relay {
-    fn start(server: SocketAddr, loss: f64, seed: u64) -> Relay {
-        let front = Arc::new(UdpSocket::bind("127.0.0.1:0").unwrap());
-        let back = Arc::new(UdpSocket::bind("127.0.0.1:0").unwrap());
-        back.connect(server).unwrap();
-        for s in [&front, &back] {
-            s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
-        }
-        let port = front.local_addr().unwrap().port();
-        let stop = Arc::new(AtomicBool::new(false));
-        let dropped = Arc::new(AtomicU64::new(0));
-        let joined = Arc::new(AtomicBool::new(false));
-        let client: Arc<Mutex<Option<SocketAddr>>> = Arc::default();
-        let up = {
-            let (front, back, stop, dropped, client) = (
-                front.clone(),
-                back.clone(),
-                stop.clone(),
-                dropped.clone(),
-                client.clone(),
-            );
-            std::thread::spawn(move || {
-                let mut rng = Rng(seed | 1);
-                let mut buf = [0u8; 65536];
-                while !stop.load(Ordering::Relaxed) {
-                    if let Ok((n, from)) = front.recv_from(&mut buf) {
-                        *client.lock().unwrap() = Some(from);
-                        if rng.chance(loss) {
-                            dropped.fetch_add(1, Ordering::Relaxed);
-                        } else {
-                            let _ = back.send(&buf[..n]);
-                        }
-                    }
-                }
-            })
-        };
-        let down = {
-            let (stop, dropped, joined) = (stop.clone(), dropped.clone(), joined.clone());
-            std::thread::spawn(move || {
-                let mut rng = Rng(seed.rotate_left(17) | 1);
-                let mut buf = [0u8; 65536];
-                while !stop.load(Ordering::Relaxed) {
-                    if let Ok(n) = back.recv(&mut buf) {
-                        let to = *client.lock().unwrap();
-                        if rng.chance(loss) {
-                            dropped.fetch_add(1, Ordering::Relaxed);
-                        } else if let Some(to) = to {
-                            if buf[..n].starts_with(b"FS\x01\x04") {
-                                joined.store(true, Ordering::Relaxed);
-                            }
-                            let _ = front.send_to(&buf[..n], to);
-                        }
-                    }
-                }
-            })
-        };
-        Relay {
-            port,
-            stop,
-            threads: vec![up, down],
-            dropped,
-            joined,
-        }
-    }
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.threads.drain(..) {
-            let _ = t.join();
-        }
-    }
-}
 
 fn free_udp_port() -> u16 {
     UdpSocket::bind("127.0.0.1:0")
@@ -158,8 +59,8 @@ fn transfer(
     let input = random_bytes(42);
     let port = free_udp_port();
     let server: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let relays: Vec<Relay> = (0..receivers)
-        .map(|i| Relay::start(server, loss, 7 + i as u64))
+    let relays: Vec<LossyRelay> = (0..receivers)
+        .map(|i| LossyRelay::start(server, loss, 7 + i as u64).unwrap())
         .collect();
     let children: Vec<_> = relays
         .iter()
@@ -168,7 +69,7 @@ fn transfer(
             let out = tmp.path().join(format!("out{i}.bin"));
             let child = gst_launch(&format!(
                 "session-src port={} ! fec-depayloader {depay_opts} ! filesink location={}",
-                relay.port,
+                relay.port(),
                 out.display(),
             ))
             .stdout(std::process::Stdio::piped())
@@ -188,7 +89,7 @@ fn transfer(
     .spawn()
     .unwrap();
     let start = std::time::Instant::now();
-    while !relays.iter().all(|r| r.joined.load(Ordering::Relaxed)) {
+    while !relays.iter().all(|r| r.joined()) {
         assert!(
             start.elapsed() < Duration::from_secs(20),
             "receivers did not join"
@@ -209,10 +110,7 @@ fn transfer(
     let (outputs, logs) = outputs.into_iter().unzip();
     for r in &relays {
         if loss > 0.0 {
-            assert!(
-                r.dropped.load(Ordering::Relaxed) > 100,
-                "the relay lost nothing"
-            );
+            assert!(r.dropped() > 100, "the relay lost nothing");
         }
     }
     Transfer {

@@ -346,3 +346,21 @@ impl Drop for Network {
         }
     }
 }
+
+/// Pixels of a PNG that are clearly coloured (not white, grey or black): a chart's lines,
+/// which an empty chart has none of.
+pub fn coloured_pixels(png_file: &Path) -> usize {
+    let decoder = png::Decoder::new(std::fs::File::open(png_file).unwrap());
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    let channels = info.color_type.samples();
+    assert!(channels >= 3, "{png_file:?}: not an RGB picture");
+    buf[..info.buffer_size()]
+        .chunks(channels)
+        .filter(|p| {
+            let (hi, lo) = (p[..3].iter().max().unwrap(), p[..3].iter().min().unwrap());
+            hi - lo > 60
+        })
+        .count()
+}
