@@ -569,3 +569,28 @@ fn a_quiet_channel_keeps_its_receivers_and_refreshes_do_not_ask_again() {
     long.set_state(gst::State::Null).unwrap();
     srv.set_state(gst::State::Null).unwrap();
 }
+
+#[test]
+fn eos_sent_to_a_receiver_ends_it_as_gst_launch_e_does_on_ctrl_c() {
+    let port = free_port();
+    let srv = server(port, "", "");
+    let rx = receiver(port, "");
+    let depay = rx.by_name("depay").unwrap();
+    assert!(wait_for(10 * SECOND, || stats(&depay)
+        .get::<u64>("buffers")
+        .unwrap()
+        > 10));
+    assert!(rx.send_event(gst::event::Eos::new()));
+    assert!(
+        bus_message(&rx, gst::MessageType::Eos, 10 * SECOND).is_some(),
+        "no EOS after the application's EOS"
+    );
+    rx.set_state(gst::State::Null).unwrap();
+    // Before any server answered there is no pad to end: a clear error, not a hang.
+    let lonely = receiver(free_port(), "");
+    assert!(lonely.send_event(gst::event::Eos::new()));
+    let err = bus_message(&lonely, gst::MessageType::Error, 5 * SECOND).expect("an error");
+    assert!(err.contains("before any server answered"), "{err}");
+    lonely.set_state(gst::State::Null).unwrap();
+    srv.set_state(gst::State::Null).unwrap();
+}

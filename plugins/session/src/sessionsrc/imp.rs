@@ -398,6 +398,22 @@ impl ObjectImpl for SessionSrc {
 impl GstObjectImpl for SessionSrc {}
 
 impl ElementImpl for SessionSrc {
+    /// EOS from the application (`gst-launch-1.0 -e` on Ctrl-C) ends every pad.
+    fn send_event(&self, event: gst::Event) -> bool {
+        if event.type_() != gst::EventType::Eos {
+            return self.parent_send_event(event);
+        }
+        if !receive::end_all(self) {
+            // No pad yet: nothing downstream could end, the pipeline would wait for ever.
+            gst::element_imp_error!(
+                self,
+                gst::ResourceError::Read,
+                ("stopped before any server answered: nothing was received")
+            );
+        }
+        true
+    }
+
     fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
         static METADATA: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
             gst::subclass::ElementMetadata::new(

@@ -103,6 +103,17 @@ pub(super) fn ended(imp: &SessionSrc, number: usize, channel: u16) {
     }
 }
 
+/// EOS sent to the element (`gst-launch-1.0 -e` on Ctrl-C): every pad ends now. False if
+/// there is no pad to end (no server answered yet).
+pub(super) fn end_all(imp: &SessionSrc) -> bool {
+    let mut ch = imp.channels.lock().unwrap();
+    for c in ch.list.iter_mut().filter(|c| !c.eos) {
+        c.eos = true;
+        c.queue.push(Item::Eos);
+    }
+    !ch.list.is_empty()
+}
+
 /// Pads for the channels server `number` gave; a name another server gave already shares
 /// its pad.
 pub(super) fn add_pads(imp: &SessionSrc, number: usize, channels: &[ChannelInfo]) {
