@@ -1,16 +1,14 @@
 //! Every pipeline in pipelines/ runs as a user would run it, each in a test of its own. A
 //! pipeline that plays what another recorded runs that one first (once per test run).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use fanout_tests::{
-    concat_ts, ffprobe_frames, files_with_extension, gst_launch, run, text, wait_with_timeout,
-    Network,
+    concat_ts, ffprobe_frames, files_with_extension, gst_launch, pipeline_text, pipelines_dir, run,
+    text, wait_with_timeout, Network,
 };
-
-const DEMO_DIR: &str = "/tmp/fanout-demo";
 
 /// Each pipeline file, with the one whose output it reads.
 const PIPELINES: &[(&str, Option<&str>)] = &[
@@ -36,11 +34,15 @@ const PIPELINES: &[(&str, Option<&str>)] = &[
     ("18-scale-out-edge-multicast", None),
     ("19-receive-from-two-edges", None),
     ("20-receive-auto", None),
+    // The flagship, senders and receivers together: by tests/flagship.rs.
+    ("21-flagship-sender", None),
+    ("22-flagship-receiver", None),
+    ("23-flagship-sender-multicast", None),
+    ("24-flagship-receiving-server", None),
+    ("25-flagship-receive-auto", None),
+    ("26-nvod-from-a-file", Some("08-fec-lossy-link")),
+    ("27-loop-a-recording-to-sessions", Some("01-record-ts")),
 ];
-
-fn pipelines_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../pipelines")
-}
 
 /// Where the pipelines' `/tmp/fanout-demo` goes in this test run.
 fn out_dir() -> &'static Path {
@@ -68,14 +70,7 @@ fn ran(name: &str) -> Result<(), String> {
 
 /// Pipeline `name` as gst-launch arguments, writing under this run's directory.
 fn description(name: &str) -> String {
-    let file = pipelines_dir().join(format!("{name}.txt"));
-    std::fs::read_to_string(&file)
-        .unwrap()
-        .lines()
-        .filter(|l| !l.trim_start().starts_with('#'))
-        .collect::<Vec<_>>()
-        .join(" ")
-        .replace(DEMO_DIR, out_dir().to_str().unwrap())
+    pipeline_text(name, out_dir())
 }
 
 fn launch(name: &str) -> Result<(), String> {
@@ -349,4 +344,88 @@ fn p16_to_p20_an_origin_two_edges_and_three_receivers_on_a_lan() {
     };
     assert_eq!(changes("rx2"), vec!["udp"], "no multicast: UDP unicast");
     assert_eq!(changes("rx3"), vec!["udp", "tcp"], "no UDP: TCP");
+}
+
+#[test]
+fn p26_starts_a_file_again_on_delayed_channels() {
+    check("08-fec-lossy-link");
+    // A receiver of the 4 s start, there before it: the whole file, byte for byte.
+    let copy = out_dir().join("nvod-start4.ts");
+    let receiver = gst_launch(&format!(
+        "session-src port=5640 channels=start4 ! fec-depayloader ! filesink location={}",
+        copy.display()
+    ))
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    check_output(
+        &pipelines_dir().join("26-nvod-from-a-file.txt"),
+        &run(
+            &description("26-nvod-from-a-file"),
+            Duration::from_secs(120),
+        ),
+    )
+    .unwrap();
+    let out = wait_with_timeout(receiver, Duration::from_secs(30));
+    assert!(out.status.success(), "{}", text(&out));
+    assert_same_bytes(
+        "nvod-start4.ts",
+        &std::fs::read(out_dir().join("fec-copy.ts")).unwrap(),
+    );
+}
+
+#[test]
+fn p27_loops_a_recording_to_receivers_until_ctrl_c() {
+    check("01-record-ts");
+    let recording = recording();
+    let sender = gst_launch(&description("27-loop-a-recording-to-sessions"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let copy = out_dir().join("looped-sessions.ts");
+    let receiver = gst_launch(&format!(
+        "session-src port=5650 ! fec-depayloader ! filesink location={}",
+        copy.display()
+    ))
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    // More than one play of the recording reaches the receiver.
+    let start = std::time::Instant::now();
+    while std::fs::metadata(&copy).map_or(0, |m| m.len()) < recording.len() as u64 * 3 / 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the playout does not loop"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Ctrl-C: gst-launch -e sends EOS, the receiver ends with it.
+    // SAFETY: signalling a child process this test started.
+    unsafe { libc::kill(sender.id() as i32, libc::SIGINT) };
+    let out = wait_with_timeout(sender, Duration::from_secs(20));
+    check_output(
+        &pipelines_dir().join("27-loop-a-recording-to-sessions.txt"),
+        &out,
+    )
+    .unwrap();
+    let out = wait_with_timeout(receiver, Duration::from_secs(20));
+    assert!(out.status.success(), "{}", text(&out));
+    // What came is the recording over and over, from where the receiver joined.
+    let got = std::fs::read(&copy).unwrap();
+    let pieces = fanout_examples::pieces(&got, &recording).expect("only the recording's bytes");
+    assert!(pieces.len() >= 2, "{pieces:?}");
+    for p in &pieces[1..] {
+        assert_eq!(p.at, 0, "each play from the start: {pieces:?}");
+    }
+    for p in &pieces[..pieces.len() - 1] {
+        assert_eq!(
+            p.at + p.len,
+            recording.len(),
+            "each play to the end: {pieces:?}"
+        );
+    }
 }

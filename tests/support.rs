@@ -364,3 +364,21 @@ pub fn coloured_pixels(png_file: &Path) -> usize {
         })
         .count()
 }
+
+/// Where the pipelines users copy are.
+pub fn pipelines_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../pipelines")
+}
+
+/// Pipeline `name` of pipelines/ as gst-launch arguments (its `#` lines left out), writing
+/// under `out` instead of `/tmp/fanout-demo`.
+pub fn pipeline_text(name: &str, out: &Path) -> String {
+    let file = pipelines_dir().join(format!("{name}.txt"));
+    std::fs::read_to_string(&file)
+        .unwrap_or_else(|e| panic!("{}: {e}", file.display()))
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .collect::<Vec<_>>()
+        .join(" ")
+        .replace("/tmp/fanout-demo", out.to_str().unwrap())
+}

@@ -244,7 +244,8 @@ pub(super) fn run(weak: glib::WeakRef<super::SessionSink>, r: Arc<Running>) {
 }
 
 /// Receivers of a channel with no buffer since the last look (a delayed output not started
-/// yet, a hold) hear CHANNEL instead, and keep their sessions without a new handshake.
+/// yet, a hold) hear CHANNEL instead, and keep their sessions without a new handshake; its
+/// multicast group hears an empty DATA, so receivers see the group works.
 fn keep_quiet_channels_alive(imp: &SessionSink, r: &Running, seen: &mut HashMap<u16, u64>) {
     let mut server = r.server.lock().unwrap();
     for pad in imp.sink_pads() {
@@ -253,6 +254,7 @@ fn keep_quiet_channels_alive(imp: &SessionSink, r: &Running, seen: &mut HashMap<
         let before = seen.insert(pad.index(), buffers);
         if before == Some(buffers) && !p.eos.load(Ordering::SeqCst) {
             server.keepalive(pad.index());
+            imp.group_keepalive(r, &pad);
         }
     }
 }

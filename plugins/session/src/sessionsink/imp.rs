@@ -353,6 +353,27 @@ impl SessionSink {
             .fetch_add(sent.datagrams, Ordering::Relaxed);
     }
 
+    /// A quiet channel's group hears a DATA datagram with an empty payload: receivers
+    /// waiting to see whether the group reaches them (`transport=auto`) learn it does before
+    /// the stream starts, instead of falling back to unicast for want of data.
+    pub(super) fn group_keepalive(&self, r: &Running, pad: &SessionSinkPad) {
+        let Some(addr) = pad.group() else { return };
+        let Some(fanout) = r.group_fanout(addr) else {
+            return;
+        };
+        let group = Targets::new(vec![Arc::new(crate::fanout::Target {
+            id: GROUP_DESTINATION,
+            addr,
+            stats: Arc::default(),
+        })]);
+        let header = message::data_header(pad.index());
+        let (sent, _) = fanout.send(&header, &[&[]], &group);
+        pad.imp()
+            .stats
+            .group_datagrams
+            .fetch_add(sent.datagrams, Ordering::Relaxed);
+    }
+
     fn push_tcp(&self, conn: &Conn, out: &Outputs, packet: &[u8]) {
         if let Some(frame) = fanout_session::frame(&[&out.header, packet]) {
             out.stats.tcp_frames.fetch_add(1, Ordering::Relaxed);

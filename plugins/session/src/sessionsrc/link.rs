@@ -84,6 +84,11 @@ pub(super) struct Running {
     group_of: Mutex<HashMap<u16, SocketAddr>>,
     iface: Iface,
     pub group_datagrams: AtomicU64,
+    /// Events taken from the client early (a JOINED read with the data after it), for the
+    /// session's thread to handle in order.
+    early_events: Mutex<Vec<ClientEvent>>,
+    /// A JOINED from this server was handled.
+    joined_once: AtomicBool,
     pub start: Instant,
     pub stop: AtomicBool,
 }
@@ -154,6 +159,8 @@ impl Running {
             group_of: Mutex::default(),
             iface,
             group_datagrams: AtomicU64::new(0),
+            early_events: Mutex::default(),
+            joined_once: AtomicBool::new(false),
             start: Instant::now(),
             stop: AtomicBool::new(false),
         });
@@ -280,14 +287,15 @@ fn run(weak: glib::WeakRef<super::SessionSrc>, r: Arc<Running>, mut input: Input
             change_transport(imp, &r, &mut input, t, Why::Silent);
         }
         r.send_due_reports();
-        let events: Vec<ClientEvent> = {
+        let mut events = std::mem::take(&mut *r.early_events.lock().unwrap());
+        {
             let mut client = r.client.lock().unwrap();
             if client.next_timeout().is_some_and(|t| t <= now) {
                 client.handle_timeout(now);
             }
             r.flush(&mut client);
-            std::iter::from_fn(|| client.poll_event()).collect()
-        };
+            events.extend(std::iter::from_fn(|| client.poll_event()));
+        }
         for e in events {
             handle_event(imp, &r, &mut input, e, &mut unreachable_told);
         }
@@ -394,9 +402,19 @@ fn message_in(imp: &SessionSrc, r: &Running, via: Transport, bytes: &[u8]) {
             client.report_lost(due);
         }
         r.flush(&mut client);
-        d.map(|(channel, buffer, _)| (channel, buffer))
+        let events: Vec<ClientEvent> = std::iter::from_fn(|| client.poll_event()).collect();
+        (d.map(|(channel, buffer, _)| (channel, buffer)), events)
     };
-    if let Some((channel, buffer)) = data {
+    let (data, events) = data;
+    // A JOINED's pads are there before the DATA read right after it (TCP reads many frames
+    // at once); the rest of the event is handled on the session's thread.
+    for e in &events {
+        if let ClientEvent::Joined { channels, .. } = e {
+            receive::add_pads(imp, r.number, channels);
+        }
+    }
+    r.early_events.lock().unwrap().extend(events);
+    if let Some((channel, buffer)) = data.filter(|(_, b)| b.size() > 0) {
         receive::push(imp, r.number, channel, buffer);
     }
 }
@@ -432,6 +450,10 @@ fn read_group(
         r.group_datagrams.fetch_add(1, Ordering::Relaxed);
         let due = r.data(Transport::Multicast, d.channel, d.payload);
         r.send_reports(&due);
+        if d.payload.is_empty() {
+            // A quiet channel's keepalive: the group works, there is nothing to pass on.
+            continue;
+        }
         receive::push(
             src.imp(),
             r.number,
@@ -556,7 +578,7 @@ fn handle_event(
             channels,
             new_session,
         } => {
-            let first = !imp.channels.lock().unwrap().has_joined(r.number);
+            let first = !r.joined_once.swap(true, Ordering::SeqCst);
             if new_session && !first {
                 gst::info!(CAT, imp = imp, "joined {} again (a new session)", r.server);
             } else if first {

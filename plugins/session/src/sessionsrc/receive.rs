@@ -74,10 +74,6 @@ impl Channels {
 }
 
 impl Channels {
-    pub fn has_joined(&self, number: usize) -> bool {
-        self.joined.contains(&number)
-    }
-
     /// Whether a server other than `number` answered a JOIN.
     pub fn joined_other(&self, number: usize) -> bool {
         self.joined.iter().any(|&n| n != number)
