@@ -31,7 +31,7 @@ def run(description):
             raise RuntimeError(f"{err.message}: {debug}")
         if msg.type == Gst.MessageType.ELEMENT:
             s = msg.get_structure()
-            if s.get_name() == "fanout-recorder-stats":
+            if s.get_name() == "fanout-bitrate-recorder-stats":
                 print(f"  recorder: {s.get_value('bytes-written')} bytes written, "
                       f"{s.get_value('input-bitrate') / 1e6:.2f} Mbit/s in")
             continue

@@ -217,7 +217,7 @@ fn poll_bus(
 }
 
 fn print_stats(s: &gst::StructureRef, start: Instant) {
-    if s.name() != "fanout-recorder-stats" {
+    if s.name() != "fanout-bitrate-recorder-stats" {
         return;
     }
     let get = |f: &str| s.get::<u64>(f).unwrap_or(0);

@@ -213,3 +213,24 @@ fn live_seek_continues_on_the_running_time_from_the_keyframe_before() {
     assert_eq!(segment.start(), Some(gst::ClockTime::ZERO));
     assert_eq!(segment.time(), Some(gst::ClockTime::from_seconds(2)));
 }
+
+#[test]
+fn live_playback_posts_its_stats_on_the_bus_every_second() {
+    init();
+    let dir = tempfile::tempdir().unwrap();
+    // 50 buffers 40 ms apart: two seconds of recording.
+    record(dir.path(), 50, 40);
+    let mut h = player(dir.path(), "");
+    let bus = gst::Bus::new();
+    h.element().unwrap().set_bus(Some(&bus));
+    h.use_systemclock();
+    h.play();
+    assert_eq!(pull_all(&mut h).len(), 50);
+    let posted: Vec<gst::Structure> = std::iter::from_fn(|| bus.pop())
+        .filter_map(|m| m.structure().map(|s| s.to_owned()))
+        .filter(|s| s.name() == "fanout-bitrate-player-stats")
+        .collect();
+    // About one a second after the first buffer: one or two in two seconds.
+    assert!(!posted.is_empty() && posted.len() <= 3, "{posted:?}");
+    assert!(posted[0].get::<u64>("buffers-out").unwrap() > 0);
+}

@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 use std::sync::{Condvar, LazyLock, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use fanout_store::{BufferRecord, Entry, Next, Reader};
 use gst::glib;
@@ -80,7 +80,12 @@ pub struct BitratePlayer {
     counters: Mutex<Counters>,
     flushing: Mutex<Flushing>,
     wake: Condvar,
+    /// When stats next go on the bus (none: counting starts at the next buffer).
+    next_stats: Mutex<Option<Instant>>,
 }
+
+/// Stats go on the bus this often while buffers flow.
+const STATS_INTERVAL: Duration = Duration::from_secs(1);
 
 impl BitratePlayer {
     /// The next buffer record to play, handling caps, tags, the live edge
@@ -89,7 +94,7 @@ impl BitratePlayer {
         let follow = state.follow;
         loop {
             let next = state.reader.read_next().map_err(|e| {
-                gst::element_imp_error!(self, gst::ResourceError::Read, ["{}", e]);
+                gst::element_imp_error!(self, gst::ResourceError::Read, ("{}", e));
                 gst::FlowError::Error
             })?;
             self.post_reader_warnings(state);
@@ -111,7 +116,7 @@ impl BitratePlayer {
                         .reader
                         .rewind()
                         .map_err(|e| {
-                            gst::element_imp_error!(self, gst::ResourceError::Read, ["{}", e]);
+                            gst::element_imp_error!(self, gst::ResourceError::Read, ("{}", e));
                             gst::FlowError::Error
                         })?
                         .is_none()
@@ -133,7 +138,7 @@ impl BitratePlayer {
             gst::element_imp_error!(
                 self,
                 gst::StreamError::Format,
-                ["Unreadable recorded caps {}", caps]
+                ("Unreadable recorded caps {}", caps)
             );
             gst::FlowError::NotNegotiated
         })?;
@@ -142,7 +147,7 @@ impl BitratePlayer {
             gst::element_imp_error!(
                 self,
                 gst::CoreError::Negotiation,
-                ["Downstream refused the recorded caps {}", caps]
+                ("Downstream refused the recorded caps {}", caps)
             );
             gst::FlowError::NotNegotiated
         })?;
@@ -211,9 +216,25 @@ impl BitratePlayer {
         }
     }
 
+    /// Posts the stats about once a second, as every fanout element does.
+    fn post_stats_when_due(&self) {
+        let now = Instant::now();
+        let first = {
+            let mut next = self.next_stats.lock().unwrap();
+            if next.is_some_and(|t| now < t) {
+                return;
+            }
+            next.replace(now + STATS_INTERVAL).is_none()
+        };
+        if !first {
+            let stats = gst::message::Element::builder(self.stats()).src(&*self.obj());
+            let _ = self.obj().post_message(stats.build());
+        }
+    }
+
     fn stats(&self) -> gst::Structure {
         let c = *self.counters.lock().unwrap();
-        gst::Structure::builder("fanout-player-stats")
+        gst::Structure::builder("fanout-bitrate-player-stats")
             .field("buffers-out", c.buffers_out)
             .field("bytes-out", c.bytes_out)
             .field("buffers-skipped", c.skipped)
@@ -235,6 +256,7 @@ impl ObjectSubclass for BitratePlayer {
             counters: Mutex::new(Counters::default()),
             flushing: Mutex::new(Flushing::default()),
             wake: Condvar::new(),
+            next_stats: Mutex::new(None),
         }
     }
 }
@@ -275,7 +297,7 @@ impl ObjectImpl for BitratePlayer {
                     .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
-                    .blurb("buffers-out, bytes-out, buffers-skipped (damaged), loops-done")
+                    .blurb("fanout-bitrate-player-stats, also posted on the bus every second while playing: buffers-out, bytes-out, buffers-skipped (damaged), loops-done")
                     .read_only()
                     .build(),
             ]
@@ -357,6 +379,7 @@ impl ElementImpl for BitratePlayer {
 
 impl BaseSrcImpl for BitratePlayer {
     fn start(&self) -> Result<(), gst::ErrorMessage> {
+        *self.next_stats.lock().unwrap() = None;
         let settings = self.settings.lock().unwrap().clone();
         let Some(location) = settings.location else {
             return Err(gst::error_msg!(
@@ -501,7 +524,7 @@ impl PushSrcImpl for BitratePlayer {
                 gst::element_imp_error!(
                     self,
                     gst::ResourceError::NoSpaceLeft,
-                    ["Cannot allocate {} bytes", rec.size]
+                    ("Cannot allocate {} bytes", rec.size)
                 );
                 gst::FlowError::Error
             })?;
@@ -509,7 +532,7 @@ impl PushSrcImpl for BitratePlayer {
                 let buf = buffer.get_mut().unwrap();
                 let mut map = buf.map_writable().map_err(|_| gst::FlowError::Error)?;
                 state.reader.read_data(&rec, &mut map).map_err(|e| {
-                    gst::element_imp_error!(self, gst::ResourceError::Read, ["{}", e]);
+                    gst::element_imp_error!(self, gst::ResourceError::Read, ("{}", e));
                     gst::FlowError::Error
                 })?
             };
@@ -541,6 +564,7 @@ impl PushSrcImpl for BitratePlayer {
                 c.buffers_out += 1;
                 c.bytes_out += u64::from(rec.size);
             }
+            self.post_stats_when_due();
             if live {
                 // Wait without holding the state: stop and seeks need it.
                 drop(guard);

@@ -181,9 +181,11 @@ impl ObjectImpl for BitrateRecorder {
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
                     .blurb(
-                        "bytes-in, bytes-written, input-bitrate and write-bitrate (bit/s), \
-                         backlog-bytes, segments, store-bytes, store-time, recording; also \
-                         posted as an element message every second",
+                        "fanout-bitrate-recorder-stats, also posted on the bus every second: \
+                         bytes-in, buffers-in, bytes-written, buffers-written, \
+                         bytes-not-recorded, input-bitrate and write-bitrate (bit/s), \
+                         backlog-bytes, backlog-buffers, segments, store-bytes, store-time, \
+                         syncs, recording",
                     )
                     .read_only()
                     .build(),

@@ -211,7 +211,7 @@ impl OffsetTee {
             gst::element_imp_error!(
                 self,
                 gst::CoreError::Thread,
-                ["Cannot start output {}: {e}", pad.name()]
+                ("Cannot start output {}: {e}", pad.name())
             );
         }
     }
@@ -414,7 +414,7 @@ impl ObjectImpl for OffsetTee {
             specs.push(
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
-                    .blurb("bytes-in, buffers-in, bytes-written, store-bytes, store-time, segments, recording; per output (a field named after the pad): offset, position (store time), lag (ns behind schedule), buffers, bytes, disconts, loops, from-store. Also posted as an element message every second")
+                    .blurb("fanout-offset-tee-stats, also posted on the bus every second: bytes-in, buffers-in, bytes-written, store-bytes, store-time, segments, recording; per output (a field named after the pad): offset, position (store time), lag (ns behind schedule), buffers, bytes, disconts, loops, from-store")
                     .read_only()
                     .build(),
             );

@@ -130,7 +130,7 @@ impl OffsetTee {
             }
             Ok(step) => step,
             Err(e) => {
-                gst::element_imp_error!(self, gst::ResourceError::Read, ["{}", e]);
+                gst::element_imp_error!(self, gst::ResourceError::Read, ("{}", e));
                 let _ = pad.pause_task();
                 return;
             }

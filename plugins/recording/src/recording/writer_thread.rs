@@ -80,7 +80,7 @@ impl Shared {
             input: input_bitrate,
             write: write_bitrate,
         } = *self.rates.lock().unwrap();
-        gst::Structure::builder("fanout-recorder-stats")
+        gst::Structure::builder("fanout-bitrate-recorder-stats")
             .field("bytes-in", get(&self.bytes_in))
             .field("buffers-in", get(&self.buffers_in))
             .field("bytes-written", get(&self.bytes_written))
