@@ -9,8 +9,9 @@
 //! and leaves, checks at the end that every receiver got the recording byte for byte at its
 //! offset (and measures the offsets), and plots the run.
 //!
-//! With `--change-offset`, the 4 s channel moves to 3 s halfway through, live: its receiver
-//! then gets the recording with a jump, which the check shows.
+//! With `--change-offset` (and 6 s or more of source), the 4 s channel moves to 3 s live,
+//! while the source still runs: its receiver then gets the recording with a jump forward, to a
+//! keyframe, which the check shows.
 //!
 //! Usage: flagship [DIRECTORY] [SECONDS] [--change-offset]
 
@@ -158,8 +159,8 @@ fn run() -> Result<(), Error> {
                 }
             }
         }
-        // Halfway through the 4 s channel's output (which starts 4 s in).
-        if !changed && t >= 4.0 + f64::from(seconds) / 2.0 {
+        // While the source still runs, once the 4 s channel has started (with 6 s or more).
+        if !changed && t >= 2.0 + f64::from(seconds) / 2.0 {
             changed = true;
             let pad = sender.by_name("delays").and_then(|t| t.static_pad("src_2"));
             if let Some(pad) = pad {

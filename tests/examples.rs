@@ -12,6 +12,11 @@ fn examples_dir() -> &'static Path {
 
 /// Runs a Python example with `args`; returns what it printed, once it succeeded.
 fn run_python(example: &str, args: &[&Path]) -> String {
+    run_python_for(example, args, 60)
+}
+
+/// [`run_python`], given `seconds` to end.
+fn run_python_for(example: &str, args: &[&Path], seconds: u64) -> String {
     // Debian's interpreter has PyGObject; the one first on PATH may not.
     let child = Command::new("/usr/bin/python3")
         .arg(examples_dir().join(example))
@@ -21,7 +26,7 @@ fn run_python(example: &str, args: &[&Path]) -> String {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("/usr/bin/python3");
-    let out = wait_with_timeout(child, Duration::from_secs(60));
+    let out = wait_with_timeout(child, Duration::from_secs(seconds));
     let log = text(&out);
     assert!(out.status.success(), "{log}");
     log
@@ -185,4 +190,26 @@ fn fanout_plot_draws_a_gst_launch_m_log_and_a_live_pipeline() {
             "{png:?}: an empty plot"
         );
     }
+}
+
+#[test]
+fn python_flagship_builds_serves_and_changes_an_offset_live() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = run_python_for(
+        "flagship.py",
+        &[&tmp.path().join("py"), Path::new("6")],
+        120,
+    );
+    assert_eq!(log.matches(" joined").count(), 3, "{log}");
+    assert!(log.contains("offset changed live to 3 s"), "{log}");
+    assert!(log.contains("receivers 3/3"), "{log}");
+    assert_eq!(
+        log.matches("the whole recording, byte for byte").count(),
+        2,
+        "{log}"
+    );
+    assert!(
+        log.contains("every receiver got the recording at its offset"),
+        "{log}"
+    );
 }

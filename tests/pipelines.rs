@@ -42,6 +42,7 @@ const PIPELINES: &[(&str, Option<&str>)] = &[
     ("25-flagship-receive-auto", None),
     ("26-nvod-from-a-file", Some("08-fec-lossy-link")),
     ("27-loop-a-recording-to-sessions", Some("01-record-ts")),
+    ("28-hls-origin-at-two-offsets", None),
 ];
 
 /// Where the pipelines' `/tmp/fanout-demo` goes in this test run.
@@ -427,5 +428,19 @@ fn p27_loops_a_recording_to_receivers_until_ctrl_c() {
             recording.len(),
             "each play to the end: {pieces:?}"
         );
+    }
+}
+
+#[test]
+fn p28_publishes_hls_at_two_offsets_that_a_stock_player_reads_whole() {
+    for d in ["hls/now", "hls/plus2s"] {
+        std::fs::create_dir_all(out_dir().join(d)).unwrap();
+    }
+    check("28-hls-origin-at-two-offsets");
+    for d in ["now", "plus2s"] {
+        let playlist = out_dir().join(format!("hls/{d}/playlist.m3u8"));
+        let text = std::fs::read_to_string(&playlist).unwrap();
+        assert!(text.contains("#EXT-X-ENDLIST"), "{d}: {text}");
+        assert_eq!(ffprobe_frames(&playlist), 150, "{d}");
     }
 }
