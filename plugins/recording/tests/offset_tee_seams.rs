@@ -415,3 +415,104 @@ fn end_delivers_the_input_up_to_its_end_less_the_offset_without_a_hole() {
         );
     }
 }
+
+/// The buffer index a [`numbered`] buffer carries in its first 8 bytes.
+fn number(b: &[u8]) -> u64 {
+    u64::from_le_bytes(b[..8].try_into().unwrap())
+}
+
+/// Numbers the buffers leaving `element` (in their first 8 bytes) and marks every 50th a
+/// keyframe (`DELTA_UNIT` on the others): one a second at 50 buffers a second.
+fn numbered(pipeline: &gst::Pipeline, element: &str) {
+    let pad = pipeline
+        .by_name(element)
+        .unwrap()
+        .static_pad("src")
+        .unwrap();
+    let next = AtomicU64::new(0);
+    pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+        if let Some(gst::PadProbeData::Buffer(buffer)) = info.data.as_mut() {
+            let i = next.fetch_add(1, Ordering::SeqCst);
+            let b = buffer.make_mut();
+            b.map_writable().unwrap()[..8].copy_from_slice(&i.to_le_bytes());
+            b.set_flags(if i.is_multiple_of(50) {
+                gst::BufferFlags::empty()
+            } else {
+                gst::BufferFlags::DELTA_UNIT
+            });
+        }
+        gst::PadProbeReturn::Ok
+    });
+}
+
+/// `eos-mode=play-out`, an output 4 s behind a live input of 6 s: once the input has ended, a
+/// change of offset to 3 s moves the output 1 s forward, as it does while the input runs.
+/// (After the input's end the input position was taken as its last buffer, not where the input
+/// would be now: the output jumped back to the keyframe before its own position and delivered
+/// again what it had sent.)
+#[test]
+fn after_the_input_ended_a_changed_offset_moves_the_output_by_the_difference() {
+    let p = pipeline(
+        "fakesrc name=src is-live=true sync=true num-buffers=300 sizetype=fixed sizemax=1316 \
+         filltype=pattern-span datarate=65800 ! identity name=in \
+         ! offset-tee name=t eos-mode=play-out src_0::offset=4000000000 \
+         t.src_0 ! fakesink name=out sync=false",
+    );
+    numbered(&p, "src");
+    let ended = Arc::new(AtomicU64::new(0));
+    let e = ended.clone();
+    p.by_name("in")
+        .unwrap()
+        .static_pad("src")
+        .unwrap()
+        .add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
+            if matches!(info.event().map(|e| e.type_()), Some(gst::EventType::Eos)) {
+                e.store(1, Ordering::SeqCst);
+            }
+            gst::PadProbeReturn::Ok
+        });
+    let tee = p.by_name("t").unwrap();
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let out = p.by_name("out").unwrap();
+    out.set_property("signal-handoffs", true);
+    let (g, e) = (got.clone(), ended.clone());
+    out.connect("handoff", false, move |args| {
+        let buffer = args[1].get::<gst::Buffer>().unwrap();
+        let n = number(&buffer.map_readable().unwrap());
+        let input_ended = e.load(Ordering::SeqCst) == 1;
+        g.lock().unwrap().push((n, buffer, input_ended));
+        // Half way through the group from 3 s, 1.5 s after the input's end: 3 s behind is
+        // half way through the group from 4 s.
+        if n == 175 {
+            tee.static_pad("src_0")
+                .unwrap()
+                .set_property("offset", 3_000_000_000u64);
+        }
+        None
+    });
+    run_to_eos(&p, Duration::from_secs(60));
+    let got = got.lock().unwrap();
+    let numbers: Vec<u64> = got.iter().map(|(n, _, _)| *n).collect();
+    let changed = numbers.iter().position(|&n| n == 175).expect("175 sent");
+    assert!(got[changed].2, "the input had ended at the change");
+    let jumps: Vec<usize> = (1..got.len())
+        .filter(|&i| got[i].1.flags().contains(gst::BufferFlags::DISCONT))
+        .collect();
+    assert_eq!(jumps, [changed + 1], "one jump, right after the change");
+    // The keyframe at or before 4.5 s, then on to the end; nothing twice.
+    let want: Vec<u64> = (0..=175).chain(200..300).collect();
+    assert!(
+        numbers == want,
+        "delivered {} buffers, around the change: {:?}",
+        numbers.len(),
+        &numbers[changed.saturating_sub(3)..(changed + 4).min(numbers.len())]
+    );
+    let landed = &got[changed + 1].1;
+    assert!(!landed.flags().contains(gst::BufferFlags::DELTA_UNIT));
+    assert!(
+        landed.pts() >= got[changed].1.pts(),
+        "running time goes back: {:?} after {:?}",
+        landed.pts(),
+        got[changed].1.pts()
+    );
+}

@@ -200,11 +200,12 @@ impl OffsetTee {
             };
             let now = self.running_time().unwrap_or(anchor.first_arrival);
             // Store time the input is at: its newest buffer (which an output without offset
-            // starts with).
-            let live = input
-                .window
-                .newest()
-                .map_or_else(|| anchor.store_time_at(now), |e| e.position.st);
+            // starts with). Once it ended, where it would be now: the outputs' running time
+            // goes on, and its last buffer would put a jump that far behind their schedule.
+            let live = match input.window.newest() {
+                Some(e) if !input.ended => e.position.st,
+                _ => anchor.store_time_at(now),
+            };
             // Store time wanted, below 0 when the offset reaches back before the store began.
             let wanted =
                 i128::from(if from_start { anchor.first_st } else { live }) - i128::from(offset);
