@@ -516,3 +516,80 @@ fn after_the_input_ended_a_changed_offset_moves_the_output_by_the_difference() {
         got[changed].1.pts()
     );
 }
+
+/// Buffer `i` of [`payload`], at `pts_ms`, a keyframe or not.
+fn buffer_at(i: u64, pts_ms: u64, keyframe: bool) -> gst::Buffer {
+    let mut b = gst::Buffer::from_mut_slice(payload(i));
+    {
+        let b = b.get_mut().unwrap();
+        b.set_pts(gst::ClockTime::from_nseconds(pts_ms * MS));
+        if !keyframe {
+            b.set_flags(gst::BufferFlags::DELTA_UNIT);
+        }
+    }
+    b
+}
+
+/// Buffers sharing a store time (one PTS), a delta unit before the keyframe among them: an
+/// output that fell behind the in-memory window just after that keyframe reads the store and
+/// goes on with the very next buffer. (The store was read from the keyframe, its buffers counted
+/// from there, so the ones after it at that time seemed already sent: one was skipped.)
+#[test]
+fn an_output_falling_behind_inside_buffers_of_one_store_time_skips_none() {
+    init();
+    let dir = tempfile::tempdir().unwrap();
+    let tee = element(&format!(
+        "offset-tee sync=false location={}",
+        dir.path().display()
+    ));
+    let mut h = gst_check::Harness::with_element(&tee, Some("sink"), Some("src_0"));
+    h.set_src_caps_str(TS_CAPS);
+    // 1 s of 10 ms buffers (keyframes every 10th), then four at 1 s: a delta unit, the
+    // keyframe, two delta units; then 2.5 s more, beyond the window (2 s).
+    let mut input: Vec<gst::Buffer> = (0..100)
+        .map(|i| buffer_at(i, i * 10, i.is_multiple_of(10)))
+        .collect();
+    let keyframe = payload(101);
+    input.extend((100..104).map(|i| buffer_at(i, 1000, i == 101)));
+    input.extend((104..354).map(|i| buffer_at(i, 1000 + (i - 103) * 10, i.is_multiple_of(10))));
+    // The output stops just after the keyframe, until the window forgot it.
+    let (blocked_tx, blocked) = std::sync::mpsc::channel();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let released = Mutex::new(released);
+    tee.static_pad("src_0")
+        .unwrap()
+        .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            if let Some(gst::PadProbeData::Buffer(b)) = info.data.as_ref() {
+                if *b.map_readable().unwrap() == keyframe[..] {
+                    blocked_tx.send(()).unwrap();
+                    let _ = released.lock().unwrap().recv();
+                }
+            }
+            gst::PadProbeReturn::Ok
+        });
+    h.play();
+    for b in &input[..104] {
+        h.push(b.clone()).unwrap();
+    }
+    blocked
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the keyframe reached the output");
+    for b in &input[104..] {
+        h.push(b.clone()).unwrap();
+    }
+    // Complete on disk once the EOS event returns.
+    h.push_event(gst::event::Eos::new());
+    release.send(()).unwrap();
+    let got: Vec<Vec<u8>> = pull_all(&mut h).iter().map(bytes).collect();
+    stop(h);
+    let want: Vec<Vec<u8>> = input.iter().map(bytes).collect();
+    let missing: Vec<usize> = (0..want.len())
+        .filter(|&i| !got.contains(&want[i]))
+        .collect();
+    assert!(
+        got == want,
+        "{} of {} buffers; missing: {missing:?}",
+        got.len(),
+        want.len()
+    );
+}

@@ -328,7 +328,10 @@ impl OffsetTee {
                 Cursor::From(st) => st,
                 Cursor::Unplaced => 0,
             };
-            if let Some((reader, _)) = self.open_reader(from)? {
+            // From before `from`: a seek to it lands on its first keyframe, and buffers of that
+            // store time before the keyframe would be left out of the reader's ordinals, which
+            // must match the window's for the cursor to pick up at the right buffer.
+            if let Some((reader, _)) = self.open_reader(from.saturating_sub(1))? {
                 gst::debug!(
                     CAT,
                     imp = self,
