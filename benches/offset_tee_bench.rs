@@ -15,6 +15,10 @@ use std::sync::{Arc, Mutex};
 
 use gst::prelude::*;
 
+mod cpu;
+
+use cpu::wait_with_usage;
+
 const OUTPUTS: u64 = 8;
 /// 8 Mbit/s.
 const BYTES_PER_S: u64 = 1_000_000;
@@ -69,24 +73,6 @@ fn main() {
             );
         }
     }
-}
-
-/// Waits for child `pid`; returns whether it succeeded, its peak RSS (kB) and CPU seconds.
-fn wait_with_usage(pid: i32) -> (bool, i64, f64) {
-    let mut status = 0;
-    // SAFETY: wait4(2) fills the two values it is given.
-    let usage = unsafe {
-        let mut usage = std::mem::zeroed::<libc::rusage>();
-        libc::wait4(pid, &mut status, 0, &mut usage);
-        usage
-    };
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
-    (
-        ok,
-        usage.ru_maxrss,
-        secs(usage.ru_utime) + secs(usage.ru_stime),
-    )
 }
 
 /// What one output got: bytes and their checksum.

@@ -3,7 +3,8 @@
 //! a real session id) so mutations reach past the checks. What must hold: no panic; no reply
 //! to an unproven address larger than its request; never more receivers than max-clients;
 //! repairs only for receivers in, never more than their budget; group repairs (channel 0
-//! has a multicast group) within the group's budget. Peers come over UDP and TCP.
+//! has a multicast group) within the group's budget; keepalives only to receivers in. Peers
+//! come over UDP and TCP.
 #![no_main]
 
 use std::net::SocketAddr;
@@ -126,6 +127,14 @@ fuzz_target!(|data: &[u8]| {
                     to_group += u64::from(count);
                 }
                 _ => (),
+            }
+        }
+        // A quiet channel's keepalive reaches its receivers and no one else.
+        if head[3] & 0x20 != 0 {
+            server.keepalive(u16::from(head[1] & 7));
+            while let Some(tx) = server.poll_transmit() {
+                assert!(server.clients().any(|(_, a)| a == tx.to), "a keepalive to a stranger");
+                let _ = client.handle_datagram(t, &tx.data);
             }
         }
         while client.poll_event().is_some() {}
