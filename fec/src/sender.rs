@@ -20,6 +20,10 @@ pub struct SenderConfig {
     pub mode: Mode,
     /// Blocks kept after sending, for repair requests and the carousel; 0 keeps all.
     pub window: usize,
+    /// Stream mode: a block is also kept until this long (ns, on the clock given by
+    /// [`Sender::set_now`]) after it was sent, so a burst (a catch-up after a hold) stays
+    /// repairable for the round trip of a loss report; 0: by count only.
+    pub window_time: u64,
     /// Index of the first repair symbol of each block, so that several senders of one flow
     /// can send disjoint repair symbols.
     pub first_repair: u32,
@@ -41,6 +45,11 @@ pub const DEFAULT_MAX_BLOCK_TIME: u64 = 100_000_000;
 /// Blocks kept for repair requests in stream mode: 1.6 s at the default max block time, many
 /// round trips.
 pub const DEFAULT_STREAM_WINDOW: usize = 16;
+/// Kept by time besides: a second covers loss reports from receivers with the default
+/// 200 ms latency, with room.
+pub const DEFAULT_WINDOW_TIME: u64 = 1_000_000_000;
+/// What the time rule may keep at most (the count rule alone decides past it).
+pub const MAX_WINDOW_TIME_BYTES: usize = 64 << 20;
 
 impl Default for SenderConfig {
     fn default() -> Self {
@@ -52,6 +61,7 @@ impl Default for SenderConfig {
             repair_percent: DEFAULT_REPAIR_PERCENT,
             mode: Mode::Stream,
             window: DEFAULT_STREAM_WINDOW,
+            window_time: 0,
             first_repair: 0,
             send_source: true,
             description_interval: DEFAULT_DESCRIPTION_INTERVAL,
@@ -101,6 +111,8 @@ struct SentBlock {
     encoder: Option<BlockEncoder>,
     /// Index of the next fresh repair symbol.
     next_repair: u32,
+    /// When it was sent ([`Sender::set_now`]'s clock).
+    sent_at: u64,
 }
 
 /// Why a repair request was not served.
@@ -127,6 +139,10 @@ pub struct Sender {
     /// Timestamp of the first buffer in the block being built.
     block_start: Option<u64>,
     window: VecDeque<SentBlock>,
+    /// Bytes of the blocks in the window.
+    window_bytes: usize,
+    /// The time now, for `window_time`.
+    now: u64,
     carousel_next: u64,
     description: Option<Description>,
     description_version: u32,
@@ -144,12 +160,19 @@ impl Sender {
             next_block: 0,
             block_start: None,
             window: VecDeque::new(),
+            window_bytes: 0,
+            now: 0,
             carousel_next: 0,
             description: None,
             description_version: 0,
             since_description: 0,
             stats: SenderStats::default(),
         })
+    }
+
+    /// The time now (ns, any monotonic clock), for keeping blocks by `window_time`.
+    pub fn set_now(&mut self, now: u64) {
+        self.now = self.now.max(now);
     }
 
     pub fn config(&self) -> &SenderConfig {
@@ -262,6 +285,7 @@ impl Sender {
             data,
             encoder: None,
             next_repair: self.cfg.first_repair,
+            sent_at: self.now,
         };
         // Every codec is systematic: the source symbols are the block itself.
         if self.cfg.send_source {
@@ -275,6 +299,7 @@ impl Sender {
         // the oldest one still going out.
         self.next_block += 1;
         self.stats.blocks += 1;
+        self.window_bytes = self.window_bytes.saturating_add(block.data.len());
         self.window.push_back(block);
         let newest = self.window.len() - 1;
         self.send_repair(newest, repair, out);
@@ -282,8 +307,9 @@ impl Sender {
             self.window[newest].encoder = None;
         }
         let keep = self.cfg.window;
-        while keep > 0 && self.window.len() > keep {
+        while keep > 0 && self.window.len() > keep && !self.recent(&self.window[0]) {
             let old = self.window.pop_front().expect("longer than keep");
+            self.window_bytes = self.window_bytes.saturating_sub(old.data.len());
             // The oldest block's memory holds the next one: no block-sized allocation (and
             // its page faults) per block once the window is full.
             if self.building.capacity() == 0 {
@@ -337,6 +363,14 @@ impl Sender {
         }
         self.since_description = self.since_description.saturating_add(1);
         out.push(p);
+    }
+
+    /// Sent less than `window_time` ago, within the bytes the time rule may keep.
+    fn recent(&self, block: &SentBlock) -> bool {
+        self.cfg.mode == Mode::Stream
+            && self.cfg.window_time > 0
+            && self.window_bytes <= MAX_WINDOW_TIME_BYTES
+            && self.now < block.sent_at.saturating_add(self.cfg.window_time)
     }
 
     /// `count` fresh repair packets of window entry `i`.

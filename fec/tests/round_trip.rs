@@ -731,3 +731,43 @@ fn a_block_is_asked_for_again_at_growing_gaps_while_the_latency_allows() {
     }
     assert_eq!(asked, vec![40, 80, 120, 200, 360, 680]);
 }
+
+#[test]
+fn a_burst_of_blocks_stays_repairable_for_the_window_time() {
+    let cfg = SenderConfig {
+        window: 2,
+        window_time: 1_000_000_000,
+        max_block_time: 0,
+        max_k: 4,
+        ..SenderConfig::default()
+    };
+    let mut sender = Sender::new(cfg).unwrap();
+    let mut out = Vec::new();
+    // Ten blocks at once (a catch-up after a hold): all kept while they are recent.
+    sender.set_now(5_000_000_000);
+    for i in 0..10u8 {
+        sender.push_buffer(&BufferMeta::default(), &[i; 4 * 1400], &mut out);
+    }
+    sender.flush(&mut out);
+    assert!(sender.stats.blocks >= 10);
+    assert_eq!(sender.window_blocks() as u64, sender.stats.blocks);
+    assert!(sender.repair(0, 3).is_ok(), "the first of the burst");
+    // A second later, the next block sends the old ones away: back to the count.
+    sender.set_now(6_000_000_000);
+    sender.push_buffer(&BufferMeta::default(), &[11; 4 * 1400], &mut out);
+    sender.flush(&mut out);
+    assert_eq!(sender.window_blocks(), 2);
+    // Without a time (the clock never set) the count alone decides.
+    let mut plain = Sender::new(SenderConfig {
+        window: 2,
+        max_block_time: 0,
+        max_k: 4,
+        ..SenderConfig::default()
+    })
+    .unwrap();
+    for i in 0..10u8 {
+        plain.push_buffer(&BufferMeta::default(), &[i; 4 * 1400], &mut out);
+    }
+    plain.flush(&mut out);
+    assert_eq!(plain.window_blocks(), 2);
+}

@@ -48,9 +48,17 @@ struct State {
     /// Packets answering repair requests, waiting for the streaming thread.
     repairs: Vec<gst::Buffer>,
     counters: Counters,
+    /// The sender's clock, for keeping recent blocks repairable.
+    started: std::time::Instant,
 }
 
 impl State {
+    /// Tells the sender the time before it makes blocks.
+    fn tick(&mut self) {
+        let now = self.started.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64;
+        self.sender.set_now(now);
+    }
+
     fn describe(&mut self) -> Result<(), String> {
         match self.caps.clone() {
             Some(caps) => self.sender.set_stream(caps, self.time_segment),
@@ -120,6 +128,7 @@ impl FecPayloader {
                     .describe()
                     .map_err(|_| gst::FlowError::NotNegotiated)?;
             }
+            state.tick();
             let mut packets = Vec::new();
             for buffer in buffers {
                 self.take_buffer(state, buffer, &mut packets)?;
@@ -204,6 +213,7 @@ impl FecPayloader {
             let Some(state) = guard.as_mut() else {
                 return Ok(gst::FlowSuccess::Ok);
             };
+            state.tick();
             let mut packets = Vec::new();
             state.sender.flush(&mut packets);
             state.counters.packets_out += packets.len() as u64;
@@ -336,6 +346,7 @@ impl FecPayloader {
             segment_sent: false,
             repairs: Vec::new(),
             counters: Counters::default(),
+            started: std::time::Instant::now(),
         });
         Ok(())
     }

@@ -11,7 +11,7 @@ use crate::{FecCodec, FecMode};
 
 use fanout_fec::sender::{
     DEFAULT_DESCRIPTION_INTERVAL, DEFAULT_MAX_BLOCK_TIME, DEFAULT_MAX_K, DEFAULT_REPAIR_PERCENT,
-    DEFAULT_STREAM_WINDOW, DEFAULT_SYMBOL_SIZE,
+    DEFAULT_STREAM_WINDOW, DEFAULT_SYMBOL_SIZE, DEFAULT_WINDOW_TIME,
 };
 
 /// After EOS, how long the last blocks stay answerable when a session-sink is downstream:
@@ -81,6 +81,8 @@ impl Settings {
                 (0, Mode::Stream) => DEFAULT_STREAM_WINDOW,
                 (n, _) => n as usize,
             },
+            // A burst (a catch-up after a hold) stays repairable for a second besides.
+            window_time: DEFAULT_WINDOW_TIME,
             first_repair: self.first_repair_esi,
             send_source: self.send_source,
             description_interval: self.description_interval.max(1),
@@ -150,7 +152,7 @@ impl Settings {
                     .build(),
                 glib::ParamSpecUInt::builder("window-blocks")
                     .nick("Window blocks")
-                    .blurb("Blocks kept after sending, to answer repair requests and to go round in carousel mode; 0 = 16 in stream mode, all in carousel mode")
+                    .blurb("Blocks kept after sending, to answer repair requests and to go round in carousel mode; 0 = 16 in stream mode (and, besides, every block sent in the last second, up to 64 MB: a burst stays repairable), all in carousel mode")
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt::builder("description-interval")
