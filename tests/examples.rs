@@ -45,18 +45,17 @@ fn python_example_sets_offsets_from_upstream() {
     assert!(log.contains("offsets set from upstream"), "{log}");
 }
 
-#[test]
-fn rust_example_records_chase_plays_and_replays() {
-    let exe = plugin_dir().join("record-and-play");
+/// Runs a Rust example (built with the workspace) with `args`; returns what it printed,
+/// once it succeeded.
+fn run_rust(example: &str, args: &[&std::ffi::OsStr]) -> String {
+    let exe = plugin_dir().join(example);
     assert!(
         exe.exists(),
         "build the workspace first: no {}",
         exe.display()
     );
-    let tmp = tempfile::tempdir().unwrap();
     let child = Command::new(exe)
-        .arg(tmp.path().join("rec"))
-        .arg("3")
+        .args(args)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -64,6 +63,14 @@ fn rust_example_records_chase_plays_and_replays() {
     let out = wait_with_timeout(child, Duration::from_secs(120));
     let log = text(&out);
     assert!(out.status.success(), "{log}");
+    log
+}
+
+#[test]
+fn rust_example_records_chase_plays_and_replays() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rec = tmp.path().join("rec");
+    let log = run_rust("record-and-play", &[rec.as_os_str(), "3".as_ref()]);
     assert!(log.contains("Chase play decoded 75 of 75 frames"), "{log}");
     assert!(log.contains("0 bytes could not be recorded"), "{log}");
     assert!(log.contains("losing 10 % of its packets"), "{log}");
@@ -82,25 +89,12 @@ fn python_example_authorizes_receivers_by_token() {
 
 #[test]
 fn rust_flagship_records_delays_and_serves_every_byte_and_changes_an_offset_live() {
-    let exe = plugin_dir().join("flagship");
-    assert!(
-        exe.exists(),
-        "build the workspace first: no {}",
-        exe.display()
-    );
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("demo");
-    let child = Command::new(exe)
-        .arg(&dir)
-        .arg("6")
-        .arg("--change-offset")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = wait_with_timeout(child, Duration::from_secs(120));
-    let log = text(&out);
-    assert!(out.status.success(), "{log}");
+    let log = run_rust(
+        "flagship",
+        &[dir.as_os_str(), "6".as_ref(), "--change-offset".as_ref()],
+    );
     assert_eq!(log.matches(" joined").count(), 3, "{log}");
     assert!(log.contains("receivers 3/3"), "{log}");
     assert!(log.contains("offset changed live to 3 s"), "{log}");

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fanout_examples::{pieces, LossyRelay, Piece};
-use fanout_tests::{concat_ts, gst_launch, pipeline_text, text, wait_with_timeout, Network};
+use fanout_tests::{concat_ts, pipeline_text, spawn, text, wait_with_timeout, Network};
 
 const SENDER_PORT: u16 = 5620;
 const LOSS: f64 = 0.10;
@@ -86,16 +86,7 @@ fn behind(first: &[(Instant, u64)], log: &[(Instant, u64)]) -> f64 {
 /// Runs the sender of 21 with `receivers` (gst-launch arguments, started first); returns
 /// their logs once all ended.
 fn run_flagship(out: &Path, receivers: Vec<String>) -> Vec<String> {
-    let children: Vec<_> = receivers
-        .iter()
-        .map(|r| {
-            gst_launch(r)
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
+    let children: Vec<_> = receivers.iter().map(|r| spawn(r)).collect();
     std::thread::sleep(Duration::from_millis(300));
     let sender = fanout_tests::run(
         &pipeline_text("21-flagship-sender", out),

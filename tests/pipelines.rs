@@ -6,8 +6,8 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use fanout_tests::{
-    concat_ts, ffprobe_frames, files_with_extension, gst_launch, pipeline_text, pipelines_dir, run,
-    text, wait_with_timeout, Network,
+    concat_ts, ffprobe_frames, files_with_extension, pipeline_text, pipelines_dir, run, spawn,
+    spawn_receiver, text, wait_with_timeout, Network,
 };
 
 /// Each pipeline file, with the one whose output it reads.
@@ -217,11 +217,7 @@ fn p13_p14_p15_serve_a_recording_to_a_player_and_a_recorder_at_once() {
     ]
     .iter()
     .map(|name| {
-        let child = gst_launch(&description(name))
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+        let child = spawn(&description(name));
         (name, child)
     })
     .collect();
@@ -352,14 +348,7 @@ fn p26_starts_a_file_again_on_delayed_channels() {
     check("08-fec-lossy-link");
     // A receiver of the 4 s start, there before it: the whole file, byte for byte.
     let copy = out_dir().join("nvod-start4.ts");
-    let receiver = gst_launch(&format!(
-        "session-src port=5640 channels=start4 ! fec-depayloader ! filesink location={}",
-        copy.display()
-    ))
-    .stdout(std::process::Stdio::piped())
-    .stderr(std::process::Stdio::piped())
-    .spawn()
-    .unwrap();
+    let receiver = spawn_receiver("port=5640 channels=start4", "", &copy);
     std::thread::sleep(Duration::from_millis(500));
     check_output(
         &pipelines_dir().join("26-nvod-from-a-file.txt"),
@@ -381,20 +370,9 @@ fn p26_starts_a_file_again_on_delayed_channels() {
 fn p27_loops_a_recording_to_receivers_until_ctrl_c() {
     check("01-record-ts");
     let recording = recording();
-    let sender = gst_launch(&description("27-loop-a-recording-to-sessions"))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let sender = spawn(&description("27-loop-a-recording-to-sessions"));
     let copy = out_dir().join("looped-sessions.ts");
-    let receiver = gst_launch(&format!(
-        "session-src port=5650 ! fec-depayloader ! filesink location={}",
-        copy.display()
-    ))
-    .stdout(std::process::Stdio::piped())
-    .stderr(std::process::Stdio::piped())
-    .spawn()
-    .unwrap();
+    let receiver = spawn_receiver("port=5650", "", &copy);
     // More than one play of the recording reaches the receiver.
     let start = std::time::Instant::now();
     while std::fs::metadata(&copy).map_or(0, |m| m.len()) < recording.len() as u64 * 3 / 2 {

@@ -67,27 +67,15 @@ fn transfer(
         .enumerate()
         .map(|(i, relay)| {
             let out = tmp.path().join(format!("out{i}.bin"));
-            let child = gst_launch(&format!(
-                "session-src port={} ! fec-depayloader {depay_opts} ! filesink location={}",
-                relay.port(),
-                out.display(),
-            ))
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+            let child = spawn_receiver(&format!("port={}", relay.port()), depay_opts, &out);
             (child, out)
         })
         .collect();
-    let sender = gst_launch(&format!(
+    let sender = spawn(&format!(
         "filesrc location={} blocksize=1316 ! identity sleep-time=1500 \
          ! fec-payloader {pay_opts} ! session-sink port={port} {sink_opts}",
         input_path.display()
-    ))
-    .stdout(std::process::Stdio::piped())
-    .stderr(std::process::Stdio::piped())
-    .spawn()
-    .unwrap();
+    ));
     let start = std::time::Instant::now();
     while !relays.iter().all(|r| r.joined()) {
         assert!(
@@ -178,15 +166,7 @@ fn receivers_started_before_the_sender_get_every_byte() {
     let port = free_udp_port();
     let receiver = |i: usize| {
         let out = tmp.path().join(format!("out{i}.bin"));
-        let child = gst_launch(&format!(
-            "session-src port={port} ! fec-depayloader ! filesink location={}",
-            out.display(),
-        ))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-        (child, out)
+        (spawn_receiver(&format!("port={port}"), "", &out), out)
     };
     let early = receiver(0);
     std::thread::sleep(Duration::from_millis(2700));

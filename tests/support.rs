@@ -75,14 +75,26 @@ pub fn gst_launch(args: &str) -> Command {
     cmd
 }
 
-/// Runs a pipeline to its end (bounded), returning its output.
-pub fn run(args: &str, timeout: Duration) -> Output {
-    let child = gst_launch(args)
+/// [`gst_launch`] started, its output kept for [`wait_with_timeout`].
+pub fn spawn(args: &str) -> Child {
+    gst_launch(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("gst-launch-1.0 is installed");
-    wait_with_timeout(child, timeout)
+        .expect("gst-launch-1.0 is installed")
+}
+
+/// A receiver, `session-src {src} ! fec-depayloader {depay} ! filesink location={out}`, started.
+pub fn spawn_receiver(src: &str, depay: &str, out: &Path) -> Child {
+    spawn(&format!(
+        "session-src {src} ! fec-depayloader {depay} ! filesink location={}",
+        out.display()
+    ))
+}
+
+/// Runs a pipeline to its end (bounded), returning its output.
+pub fn run(args: &str, timeout: Duration) -> Output {
+    wait_with_timeout(spawn(args), timeout)
 }
 
 pub fn wait_with_timeout(mut child: Child, timeout: Duration) -> Output {
