@@ -4,7 +4,8 @@
 packets (fec-payloader), one session-sink channel per offset, to three receivers
 (session-src ! fec-depayloader) started first. The application reacts to receivers joining
 and leaving, prints the stats once a second, moves the 4 s channel to 3 s live halfway
-through, and sums up at the end.
+through, and sums up at the end. The links here lose nothing (the Rust demo,
+examples/flagship.rs, puts a lossy link in front of each receiver).
 
 Run with Debian's /usr/bin/python3 (PyGObject) and python3-gst-1.0 (it reads the lists in
 session-sink's stats; scripts/setup.sh installs both), the plugins on GST_PLUGIN_PATH:
@@ -47,7 +48,8 @@ def sender(directory, port, seconds):
     source = Gst.parse_bin_from_description(
         f"videotestsrc is-live=true num-buffers={seconds * 25} pattern=ball "
         "! video/x-raw,width=640,height=360,framerate=25/1 "
-        "! x264enc tune=zerolatency bitrate=2000 key-int-max=25 speed-preset=ultrafast "
+        "! x264enc tune=zerolatency bitrate=2000 pass=cbr vbv-buf-capacity=500 key-int-max=25 "
+        "speed-preset=ultrafast option-string=nal-hrd=cbr:filler "
         "! mpegtsmux alignment=7",
         True,
     )

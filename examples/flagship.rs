@@ -216,11 +216,12 @@ fn run() -> Result<(), Error> {
             _ => "offset not measured".into(),
         };
         println!(
-            "{:>7}: {}
-         {offset}; {repaired} blocks repaired, {lost} lost; its link dropped {} datagrams",
+            "{:>7}: {}\n         {offset}; {repaired} blocks repaired, {lost} lost; \
+             its link dropped {} datagrams\n         in {}",
             r.channel,
             check.describe(),
-            r.relay.dropped()
+            r.relay.dropped(),
+            r.file.display()
         );
         let want_whole = !(change_offset && r.channel == "plus4s");
         all_good &= check.is_whole() == want_whole && lost == 0;

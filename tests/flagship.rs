@@ -296,3 +296,33 @@ fn multicast_flagship_reaches_receivers_by_group_udp_and_tcp() {
     assert_eq!(changes("rx2"), vec!["udp"], "no multicast: UDP unicast");
     assert_eq!(changes("rx3"), vec!["udp", "tcp"], "no UDP: TCP");
 }
+
+#[test]
+fn ctrl_c_while_the_sender_waits_for_receivers_ends_it_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path();
+    // No receiver comes: the sender of 21 holds its stream (wait-for-clients=3, 30 s).
+    let sender = spawn(&pipeline_text("21-flagship-sender", out).replace(
+        &format!("port={SENDER_PORT}"),
+        &format!("port={}", SENDER_PORT + 1),
+    ));
+    std::thread::sleep(Duration::from_secs(3));
+    let start = std::time::Instant::now();
+    // SAFETY: signalling a child process this test started.
+    unsafe { libc::kill(sender.id() as i32, libc::SIGINT) };
+    let o = wait_with_timeout(sender, Duration::from_secs(20));
+    let log = text(&o);
+    assert!(o.status.success() && log.contains("Got EOS"), "{log}");
+    assert!(
+        start.elapsed() < Duration::from_secs(15),
+        "Ctrl-C took {:?}: the hold (30 s) held it",
+        start.elapsed()
+    );
+    // What was recorded meanwhile is complete on disk.
+    let recording = concat_ts(&out.join("flagship/recording"));
+    assert!(
+        recording.len() > 300_000,
+        "{} bytes recorded",
+        recording.len()
+    );
+}

@@ -96,6 +96,17 @@ impl Hold {
         matches!(*self.state.lock().unwrap(), State::Waiting { .. })
     }
 
+    /// The stream ended while waiting: opens. True if it was waiting.
+    pub fn end(&self) -> bool {
+        let mut s = self.state.lock().unwrap();
+        if !matches!(*s, State::Waiting { .. }) {
+            return false;
+        }
+        *s = State::Open;
+        self.wake.notify_all();
+        true
+    }
+
     /// Lets every waiter go with `Flushing`: the element stops.
     pub fn stop(&self) {
         *self.state.lock().unwrap() = State::Stopped;
@@ -145,5 +156,13 @@ mod tests {
         assert_eq!(waiter.join().unwrap(), Err(gst::FlowError::Flushing));
         // An absurd timeout waits for ever instead of overflowing.
         assert!(Hold::new(1, u64::MAX).is_waiting());
+    }
+
+    #[test]
+    fn the_end_of_the_stream_opens_it() {
+        let hold = Hold::new(5, 0);
+        assert!(hold.end());
+        assert!(!hold.end() && !hold.is_waiting());
+        assert_eq!(hold.wait(&AtomicBool::new(false)), Ok(()));
     }
 }

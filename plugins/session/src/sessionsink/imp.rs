@@ -41,6 +41,8 @@ pub const EVICT_AFTER_ERRORS: u64 = 1000;
 pub const DEFAULT_TTL: u32 = 1;
 pub const DEFAULT_TCP_QUEUE: u32 = 4096;
 pub const DEFAULT_WAIT_TIMEOUT: u64 = 30_000_000_000;
+/// What `wait-for-clients` keeps per channel before upstream has to wait.
+const HELD_MAX_BYTES: usize = 32 << 20;
 
 #[derive(Debug, Clone)]
 pub(super) struct Settings {
@@ -251,6 +253,7 @@ impl SessionSink {
         }
         for pad in self.sink_pads() {
             pad.imp().eos.store(false, Ordering::SeqCst);
+            *pad.imp().held.lock().unwrap() = Default::default();
         }
     }
 
@@ -286,7 +289,37 @@ impl SessionSink {
         let Some(r) = self.running() else {
             return Err(gst::FlowError::Flushing);
         };
-        r.hold.wait(&pad.imp().flushing)?;
+        if r.hold.is_waiting() {
+            // Kept here while there is room, so upstream goes on and an EOS (Ctrl-C under
+            // gst-launch -e) can reach this pad and end the hold; past that, upstream waits.
+            let mut held = pad.imp().held.lock().unwrap();
+            let size = list.calculate_size();
+            if held.1.saturating_add(size) <= HELD_MAX_BYTES {
+                held.1 += size;
+                held.0.push(list);
+                return Ok(gst::FlowSuccess::Ok);
+            }
+            drop(held);
+            r.hold.wait(&pad.imp().flushing)?;
+        }
+        self.send_held(pad, &r);
+        self.send_list(pad, &r, list)
+    }
+
+    /// What the hold kept for this pad, in order, once it opened.
+    fn send_held(&self, pad: &SessionSinkPad, r: &Running) {
+        let held = std::mem::take(&mut *pad.imp().held.lock().unwrap()).0;
+        for list in held {
+            let _ = self.send_list(pad, r, list);
+        }
+    }
+
+    fn send_list(
+        &self,
+        pad: &SessionSinkPad,
+        r: &Running,
+        list: gst::BufferList,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
         let snapshot = r.snapshot.lock().unwrap().clone();
         let index = pad.index();
         let out = Outputs {
@@ -304,7 +337,7 @@ impl SessionSink {
                 return;
             }
             let packets: Vec<&[u8]> = maps.iter().map(|m| m.as_slice()).collect();
-            self.send_all(&r, &out, &packets);
+            self.send_all(r, &out, &packets);
             maps.clear();
         };
         for buffer in list.iter() {
@@ -320,7 +353,7 @@ impl SessionSink {
                 None => maps.push(map),
                 Some(dest) => {
                     flush(&mut maps);
-                    self.send_repair(&r, &snapshot, &out, dest, map.as_slice());
+                    self.send_repair(r, &snapshot, &out, dest, map.as_slice());
                 }
             }
         }
@@ -457,13 +490,19 @@ impl SessionSink {
                 return true;
             }
             gst::EventView::Eos(_) => {
-                pad.imp().eos.store(true, Ordering::SeqCst);
                 if let Some(r) = self.running() {
+                    // The stream ended (or Ctrl-C): no point waiting for more receivers.
+                    if r.hold.end() {
+                        gst::info!(CAT, imp = self, "the stream ended while waiting for receivers: sending to those that joined");
+                    }
+                    self.send_held(pad, &r);
                     r.ended.lock().unwrap().push(pad.index());
                 }
+                pad.imp().eos.store(true, Ordering::SeqCst);
                 return true;
             }
             gst::EventView::FlushStart(_) => {
+                *pad.imp().held.lock().unwrap() = Default::default();
                 pad.imp().flushing.store(true, Ordering::SeqCst);
                 if let Some(r) = self.running() {
                     r.hold.wake_all();
@@ -608,7 +647,7 @@ impl ObjectImpl for SessionSink {
                     .build(),
                 glib::ParamSpecUInt::builder("wait-for-clients")
                     .nick("Wait for clients")
-                    .blurb("Hold the data of every channel (upstream waits) until this many receivers have joined, or wait-timeout passed (then a warning): receivers started before the stream get it from its first byte. 0: send at once")
+                    .blurb("Hold the data of every channel until this many receivers have joined, or wait-timeout passed (then a warning), or the stream ended (EOS, as Ctrl-C under gst-launch -e sends): receivers started before the stream get it from its first byte. Held data is kept, up to 32 MB a channel; past that upstream waits. 0: send at once")
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt64::builder("wait-timeout")

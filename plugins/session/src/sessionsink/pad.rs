@@ -34,6 +34,8 @@ pub mod imp {
         pub(crate) eos: AtomicBool,
         /// Between FLUSH_START and FLUSH_STOP: a chain held by `wait-for-clients` leaves.
         pub(crate) flushing: AtomicBool,
+        /// What `wait-for-clients` keeps until it opens, and its size in bytes.
+        pub(crate) held: Mutex<(Vec<gst::BufferList>, usize)>,
         /// The caps receivers are told, as a string.
         pub(crate) caps: Mutex<String>,
         pub(crate) stats: ChannelStats,
