@@ -65,17 +65,26 @@ impl Growth {
     }
 }
 
-/// Median seconds `log` took, after `first`, to reach the sizes `first` reached (files
-/// written in the same steps reach the same sizes).
-fn behind(first: &[(Instant, u64)], log: &[(Instant, u64)]) -> f64 {
-    let mut d: Vec<f64> = first
-        .iter()
-        .filter(|&&(_, size)| size > 0)
-        .filter_map(|&(t0, size)| {
-            let (t, _) = log.iter().find(|&&(_, s)| s >= size)?;
-            Some(match t.checked_duration_since(t0) {
+/// When `log` (a file's growth) first held byte `pos` of the file.
+fn reached(log: &[(Instant, u64)], pos: usize) -> Option<Instant> {
+    log.iter().find(|&&(_, s)| s > pos as u64).map(|&(t, _)| t)
+}
+
+/// Median seconds by which file `b` got the recording's bytes `range` after file `a` did;
+/// each file holds the recording from its byte `a.1` / `b.1` on (written unbuffered).
+fn behind(
+    a: (&[(Instant, u64)], usize),
+    b: (&[(Instant, u64)], usize),
+    range: std::ops::Range<usize>,
+) -> f64 {
+    let mut d: Vec<f64> = range
+        .step_by(13_160)
+        .filter_map(|p| {
+            let ta = reached(a.0, p.checked_sub(a.1)?)?;
+            let tb = reached(b.0, p.checked_sub(b.1)?)?;
+            Some(match tb.checked_duration_since(ta) {
                 Some(d) => d.as_secs_f64(),
-                None => -t0.duration_since(*t).as_secs_f64(),
+                None => -ta.duration_since(tb).as_secs_f64(),
             })
         })
         .collect();
@@ -153,7 +162,7 @@ fn every_receiver_gets_the_recording_at_its_offset_through_loss_and_a_restart() 
     for (i, ((c, offset), file)) in channels.iter().zip(&files).enumerate() {
         let got = std::fs::read(file).unwrap();
         assert!(got == recording, "{c}: {}", describe(&got, &recording));
-        let measured = behind(&growth[0], &growth[i]);
+        let measured = behind((&growth[0], 0), (&growth[i], 0), 0..recording.len());
         assert!(
             (measured - offset).abs() <= TWO_FRAMES,
             "{c}: {measured} s behind the 0 s channel, want {offset}"
@@ -182,7 +191,9 @@ fn every_receiver_gets_the_recording_at_its_offset_through_loss_and_a_restart() 
             &format!("port={}", relays[2].port()),
         ),
     ];
+    let growth = Growth::watch(delayed.clone());
     run_flagship(out, receivers);
+    let growth = growth.finish();
     let recording = concat_ts(&out.join("flagship/recording"));
     assert!(recording.len() > len1 * 3 / 2, "the recording went on");
     let received = concat_ts(&out.join("flagship/received"));
@@ -194,6 +205,7 @@ fn every_receiver_gets_the_recording_at_its_offset_through_loss_and_a_restart() 
     // A delayed channel resumes its offset behind at once: the last seconds stored before
     // the restart, then the new input, in one piece to the end.
     let bytes_per_second = len1 as f64 / 10.0;
+    let mut starts = Vec::new();
     for (file, offset) in delayed.iter().zip([2.0, 4.0]) {
         let got = std::fs::read(file).unwrap();
         let p = pieces(&got, &recording);
@@ -206,6 +218,7 @@ fn every_receiver_gets_the_recording_at_its_offset_through_loss_and_a_restart() 
             "{}: not to the end",
             file.display()
         );
+        starts.push(*at);
         let before = (len1 - at) as f64 / bytes_per_second;
         assert!(
             (before - offset).abs() <= 0.5,
@@ -213,6 +226,16 @@ fn every_receiver_gets_the_recording_at_its_offset_through_loss_and_a_restart() 
             file.display()
         );
     }
+    // And 2 s apart, as before the restart, over what both got of the new input.
+    let measured = behind(
+        (&growth[0], starts[0]),
+        (&growth[1], starts[1]),
+        len1..recording.len(),
+    );
+    assert!(
+        (measured - 2.0).abs() <= TWO_FRAMES,
+        "after the restart plus4s is {measured} s behind plus2s, want 2"
+    );
 }
 
 #[test]
