@@ -4,7 +4,7 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use fanout_tests::{concat_ts, encoder, ffprobe_frames, gst_launch, run, text, SmallDisk};
+use fanout_tests::{concat_ts, encoder, ffprobe_frames, gst_launch, run, spawn, text, SmallDisk};
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
@@ -159,17 +159,13 @@ fn ctrl_c_under_gst_launch_e_ends_at_once_with_long_offsets_and_endless_loops() 
     let tmp = tempfile::tempdir().unwrap();
     let store = tmp.path().join("shift");
     let onward = tmp.path().join("onward.ts");
-    let child = gst_launch(&format!(
+    let child = spawn(&format!(
         "{} ! offset-tee name=t location={} src_0::offset=3600000000000 src_1::loop=-1 \
          t.src_0 ! fakesink t.src_1 ! filesink location={}",
         encoder(None, true),
         store.display(),
         onward.display()
-    ))
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
+    ));
     let deadline = Instant::now() + Duration::from_secs(60);
     while !store.exists() || concat_ts(&store).len() < 200_000 {
         assert!(Instant::now() < deadline, "nothing stored");

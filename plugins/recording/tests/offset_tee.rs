@@ -57,21 +57,6 @@ fn live_ts(frames: u32) -> String {
     )
 }
 
-fn run_to_eos(pipeline: &gst::Pipeline, timeout: Duration) {
-    let bus = pipeline.bus().unwrap();
-    pipeline.set_state(gst::State::Playing).unwrap();
-    let msg = bus.timed_pop_filtered(
-        gst::ClockTime::from_nseconds(timeout.as_nanos() as u64),
-        &[gst::MessageType::Eos, gst::MessageType::Error],
-    );
-    pipeline.set_state(gst::State::Null).unwrap();
-    match msg.as_ref().map(|m| m.view()) {
-        Some(gst::MessageView::Eos(_)) => (),
-        Some(gst::MessageView::Error(e)) => panic!("{} {:?}", e.error(), e.debug()),
-        _ => panic!("no EOS within {timeout:?}"),
-    }
-}
-
 fn pipeline(description: &str) -> gst::Pipeline {
     init();
     gst::parse::launch(description)

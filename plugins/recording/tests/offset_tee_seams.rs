@@ -34,22 +34,6 @@ fn count_bytes(pipeline: &gst::Pipeline, name: &str) -> Arc<AtomicU64> {
     n
 }
 
-/// Plays to EOS; panics on an error or after `timeout`.
-fn run_to_eos(pipeline: &gst::Pipeline, timeout: Duration) {
-    let bus = pipeline.bus().unwrap();
-    pipeline.set_state(gst::State::Playing).unwrap();
-    let msg = bus.timed_pop_filtered(
-        gst::ClockTime::from_nseconds(timeout.as_nanos() as u64),
-        &[gst::MessageType::Eos, gst::MessageType::Error],
-    );
-    pipeline.set_state(gst::State::Null).unwrap();
-    match msg.as_ref().map(|m| m.view()) {
-        Some(gst::MessageView::Eos(_)) => (),
-        Some(gst::MessageView::Error(e)) => panic!("{} {:?}", e.error(), e.debug()),
-        _ => panic!("no EOS within {timeout:?}"),
-    }
-}
-
 /// Issue 15 (4): a non-live input pushed as fast as it goes, `sync=false`, one output looping
 /// twice and one plain. Each run must deliver every byte: the plain output the input once,
 /// the looping one three times. Repeated, since a startup race shows only now and then.

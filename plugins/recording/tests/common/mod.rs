@@ -3,6 +3,7 @@
 
 use std::path::Path;
 use std::sync::Once;
+use std::time::Duration;
 
 use gst::prelude::*;
 use gst_check::Harness;
@@ -127,4 +128,20 @@ pub fn element_text(e: &gst::Element, ty: gst::MessageType) -> String {
         out += &format!("{err} | {}\n", debug.unwrap_or_default());
     }
     out
+}
+
+/// Plays to EOS; panics on an error or after `timeout`.
+pub fn run_to_eos(pipeline: &gst::Pipeline, timeout: Duration) {
+    let bus = pipeline.bus().unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let msg = bus.timed_pop_filtered(
+        gst::ClockTime::from_nseconds(timeout.as_nanos() as u64),
+        &[gst::MessageType::Eos, gst::MessageType::Error],
+    );
+    pipeline.set_state(gst::State::Null).unwrap();
+    match msg.as_ref().map(|m| m.view()) {
+        Some(gst::MessageView::Eos(_)) => (),
+        Some(gst::MessageView::Error(e)) => panic!("{} {:?}", e.error(), e.debug()),
+        _ => panic!("no EOS within {timeout:?}"),
+    }
 }
