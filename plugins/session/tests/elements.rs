@@ -594,3 +594,39 @@ fn eos_sent_to_a_receiver_ends_it_as_gst_launch_e_does_on_ctrl_c() {
     lonely.set_state(gst::State::Null).unwrap();
     srv.set_state(gst::State::Null).unwrap();
 }
+
+#[test]
+fn what_the_hold_kept_reaches_every_channel_whole_when_the_stream_ends() {
+    let port = free_port();
+    // Five receivers awaited, one comes: the hold keeps ~4 s of three channels, then the
+    // stream ends (as Ctrl-C under gst-launch -e makes it) and the kept data goes out.
+    let srv = pipeline(&format!(
+        "videotestsrc is-live=true ! video/x-raw,format=AYUV64,width=64,height=48,framerate=30/1 \
+         ! tee name=t session-sink name=sink port={port} wait-for-clients=5 \
+         t. ! queue ! fec-payloader name=p0 flow=0 ! sink.sink_0 \
+         t. ! queue ! fec-payloader name=p1 flow=1 ! sink.sink_1 \
+         t. ! queue ! fec-payloader name=p2 flow=2 ! sink.sink_2"
+    ));
+    srv.set_state(gst::State::Playing).unwrap();
+    let rx = pipeline(&format!(
+        "session-src name=src port={port} \
+         src.src_0 ! fec-depayloader name=d0 ! fakesink \
+         src.src_1 ! fec-depayloader name=d1 ! fakesink \
+         src.src_2 ! fec-depayloader name=d2 ! fakesink"
+    ));
+    rx.set_state(gst::State::Playing).unwrap();
+    std::thread::sleep(4 * SECOND);
+    assert!(srv.send_event(gst::event::Eos::new()));
+    assert!(bus_message(&rx, gst::MessageType::Eos, 30 * SECOND).is_some());
+    for i in 0..3 {
+        let sent = stats(&srv.by_name(&format!("p{i}")).unwrap())
+            .get::<u64>("buffers-in")
+            .unwrap();
+        let d = stats(&rx.by_name(&format!("d{i}")).unwrap());
+        assert!(sent > 60, "{sent} buffers held");
+        assert_eq!(d.get::<u64>("blocks-lost").unwrap(), 0, "channel {i}: {d}");
+        assert_eq!(d.get::<u64>("buffers").unwrap(), sent, "channel {i}: {d}");
+    }
+    rx.set_state(gst::State::Null).unwrap();
+    srv.set_state(gst::State::Null).unwrap();
+}

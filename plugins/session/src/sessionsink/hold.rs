@@ -114,6 +114,21 @@ impl Hold {
     }
 }
 
+/// Bits per second the held data goes out at when the hold opens: four times the rate it
+/// came at (`bytes` over `span` ns of its timestamps), at least 20 Mbit/s, 100 Mbit/s when its
+/// timestamps say nothing. A burst at line rate overruns receivers' socket buffers, and what
+/// they lose before their first block or after their last is lost to them unseen.
+pub(super) fn release_rate(bytes: usize, span: Option<u64>) -> u64 {
+    const MIN: u64 = 20_000_000;
+    match span.filter(|&s| s > 0) {
+        Some(span) => {
+            let bits = (bytes as u128).saturating_mul(8 * 4 * 1_000_000_000) / u128::from(span);
+            (bits.min(u128::from(u64::MAX)) as u64).max(MIN)
+        }
+        None => 100_000_000,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,5 +179,15 @@ mod tests {
         assert!(hold.end());
         assert!(!hold.end() && !hold.is_waiting());
         assert_eq!(hold.wait(&AtomicBool::new(false)), Ok(()));
+    }
+
+    #[test]
+    fn held_data_goes_out_at_four_times_its_rate_at_least_20_mbit() {
+        // 1 MB over 1 s: 8 Mbit/s, released at 32.
+        assert_eq!(release_rate(1_000_000, Some(1_000_000_000)), 32_000_000);
+        assert_eq!(release_rate(1_000, Some(1_000_000_000)), 20_000_000);
+        assert_eq!(release_rate(1_000, None), 100_000_000);
+        assert_eq!(release_rate(1_000, Some(0)), 100_000_000);
+        assert_eq!(release_rate(usize::MAX, Some(1)), u64::MAX);
     }
 }

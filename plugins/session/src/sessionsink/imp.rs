@@ -10,7 +10,7 @@ use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use fanout_session::server::{DEFAULT_MAX_CLIENTS, DEFAULT_REPAIR_BURST, DEFAULT_REPAIR_RATE};
 use fanout_session::{message, Server, ServerConfig};
@@ -20,7 +20,7 @@ use gst::subclass::prelude::*;
 use gstfanoutfec::packet_destination;
 
 use super::control::{self, Snapshot, GROUP_DESTINATION};
-use super::hold::Hold;
+use super::hold::{release_rate, Hold};
 use super::pad::{ChannelStats, SessionSinkPad};
 use super::tcp::{self, Conn};
 use crate::fanout::{Fanout, Targets};
@@ -307,10 +307,24 @@ impl SessionSink {
     }
 
     /// What the hold kept for this pad, in order, once it opened.
+    /// Paced ([`release_rate`]): receivers take it in without overrunning.
     fn send_held(&self, pad: &SessionSinkPad, r: &Running) {
-        let held = std::mem::take(&mut *pad.imp().held.lock().unwrap()).0;
+        let (held, bytes) = std::mem::take(&mut *pad.imp().held.lock().unwrap());
+        let pts = |l: &gst::BufferList| l.get(0).and_then(|b| b.pts());
+        let span = match (held.first().and_then(pts), held.last().and_then(pts)) {
+            (Some(a), Some(b)) => Some(b.saturating_sub(a).nseconds()),
+            _ => None,
+        };
+        let rate = release_rate(bytes, span);
+        let start = Instant::now();
+        let mut sent = 0u64;
         for list in held {
+            sent = sent.saturating_add(list.calculate_size() as u64);
             let _ = self.send_list(pad, r, list);
+            let due = Duration::from_secs_f64(sent as f64 * 8.0 / rate as f64);
+            if let Some(wait) = due.checked_sub(start.elapsed()) {
+                std::thread::sleep(wait);
+            }
         }
     }
 
@@ -647,7 +661,7 @@ impl ObjectImpl for SessionSink {
                     .build(),
                 glib::ParamSpecUInt::builder("wait-for-clients")
                     .nick("Wait for clients")
-                    .blurb("Hold the data of every channel until this many receivers have joined, or wait-timeout passed (then a warning), or the stream ended (EOS, as Ctrl-C under gst-launch -e sends): receivers started before the stream get it from its first byte. Held data is kept, up to 32 MB a channel; past that upstream waits. 0: send at once")
+                    .blurb("Hold the data of every channel until this many receivers have joined, or wait-timeout passed (then a warning), or the stream ended (EOS, as Ctrl-C under gst-launch -e sends): receivers started before the stream get it from its first byte. Held data is kept, up to 32 MB a channel (past that upstream waits), and goes out at four times the rate it came at, at least 20 Mbit/s. 0: send at once")
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt64::builder("wait-timeout")
