@@ -131,6 +131,10 @@ pub struct ReceiverStats {
     /// Decodings whose content did not parse (a faulty or forged sender).
     pub bad_blocks: u64,
     pub buffers: u64,
+    /// Bytes of the buffers given out.
+    pub bytes_out: u64,
+    /// About how many bytes the lost blocks held (see [`Output::Lost`]).
+    pub lost_bytes: u64,
     /// Buffers cut by a lost block and dropped.
     pub partial_buffers_dropped: u64,
     pub descriptions: u64,
@@ -632,6 +636,7 @@ impl Receiver {
     fn lose(&mut self, first: u64, count: u64, bytes: u64, out: &mut Vec<Output>) {
         self.started = true;
         self.stats.blocks_lost += count;
+        self.stats.lost_bytes = self.stats.lost_bytes.saturating_add(bytes);
         let end = first.saturating_add(count);
         let from = end.saturating_sub(self.cfg.max_pending_blocks).max(first);
         self.given_up.extend(from..end);
@@ -691,6 +696,10 @@ impl Receiver {
             self.last_end = Some(pts.saturating_add(meta.duration.unwrap_or(0)));
         }
         self.stats.buffers += 1;
+        self.stats.bytes_out = self
+            .stats
+            .bytes_out
+            .saturating_add(data.as_ref().len() as u64);
         out.push(Output::Buffer {
             meta,
             data,

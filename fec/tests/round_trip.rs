@@ -106,6 +106,8 @@ fn every_codec_round_trips_without_loss() {
         assert!(same(&out, &input), "{codec:?}");
         assert_eq!(rx.stats.blocks_lost, 0);
         assert_eq!(rx.stats.blocks_recovered, 0);
+        let sent: usize = input.iter().map(|(_, d)| d.len()).sum();
+        assert_eq!(rx.stats.bytes_out, sent as u64);
         // A healthy stream reads healthy: unneeded repair symbols are surplus, not late.
         assert_eq!(rx.stats.late, 0, "{codec:?}");
         if codec != Codec::None {
@@ -152,6 +154,7 @@ fn a_lost_block_drops_only_its_buffers_and_marks_discont() {
         .filter(|p| symbol_header(p).is_none_or(|h| h.block != 2));
     let (out, rx) = receive(packets);
     assert_eq!(rx.stats.blocks_lost, 1);
+    assert!(rx.stats.lost_bytes > 0);
     // Nothing of block 2 came: its size is guessed from the latest block's K and T.
     assert!(out.iter().any(|o| matches!(
         o,

@@ -58,8 +58,6 @@ struct State {
     lost_since_warning: u64,
     lost_bytes_since_warning: u64,
     first_lost_since_warning: Option<u64>,
-    lost_bytes: u64,
-    bytes_out: u64,
     caps_errors: u64,
     timer: Option<Timer>,
     block_missing_sent: u64,
@@ -209,9 +207,6 @@ impl FecDepayloader {
                     data,
                     discont,
                 } => {
-                    if let Some(s) = self.state.lock().unwrap().as_mut() {
-                        s.bytes_out = s.bytes_out.saturating_add(data.as_ref().len() as u64);
-                    }
                     let mut buffer = gst::Buffer::from_slice(data);
                     {
                         let b = buffer.get_mut().unwrap();
@@ -272,7 +267,6 @@ impl FecDepayloader {
             let Some(state) = guard.as_mut() else { return };
             state.lost_since_warning = state.lost_since_warning.saturating_add(count);
             state.lost_bytes_since_warning = state.lost_bytes_since_warning.saturating_add(bytes);
-            state.lost_bytes = state.lost_bytes.saturating_add(bytes);
             state.first_lost_since_warning.get_or_insert(first);
         }
         gst::debug!(
@@ -321,14 +315,14 @@ impl FecDepayloader {
             .lock()
             .unwrap()
             .as_ref()
-            .map(|s| (s.receiver.stats, s.bytes_out, s.lost_bytes));
-        let Some((st, bytes_out, lost_bytes)) = st else {
+            .map(|s| s.receiver.stats);
+        let Some(st) = st else {
             return;
         };
         crate::post_stats(&*self.obj(), stats);
         let line = format!(
-            "stream ended: {} blocks rebuilt ({} with repair), {} lost (about {lost_bytes} bytes); {} buffers, {bytes_out} bytes out",
-            st.blocks_decoded, st.blocks_recovered, st.blocks_lost, st.buffers
+            "stream ended: {} blocks rebuilt ({} with repair), {} lost (about {} bytes); {} buffers, {} bytes out",
+            st.blocks_decoded, st.blocks_recovered, st.blocks_lost, st.lost_bytes, st.buffers, st.bytes_out
         );
         gst::info!(CAT, imp = self, "{line}");
         let msg = gst::message::Info::builder(gst::CoreError::Failed, &line)
@@ -459,8 +453,8 @@ impl FecDepayloader {
             .field("blocks-lost", st.blocks_lost)
             .field("bad-blocks", st.bad_blocks)
             .field("buffers", st.buffers)
-            .field("bytes-out", guard.as_ref().map_or(0, |s| s.bytes_out))
-            .field("lost-bytes", guard.as_ref().map_or(0, |s| s.lost_bytes))
+            .field("bytes-out", st.bytes_out)
+            .field("lost-bytes", st.lost_bytes)
             .field("partial-buffers-dropped", st.partial_buffers_dropped)
             .field("descriptions", st.descriptions)
             .field("resyncs", st.resyncs)
@@ -489,8 +483,6 @@ impl FecDepayloader {
             lost_since_warning: 0,
             lost_bytes_since_warning: 0,
             first_lost_since_warning: None,
-            lost_bytes: 0,
-            bytes_out: 0,
             caps_errors: 0,
             timer: None,
             block_missing_sent: 0,
