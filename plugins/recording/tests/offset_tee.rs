@@ -57,14 +57,6 @@ fn live_ts(frames: u32) -> String {
     )
 }
 
-fn pipeline(description: &str) -> gst::Pipeline {
-    init();
-    gst::parse::launch(description)
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap()
-}
-
 const SECOND: Duration = Duration::from_secs(1);
 /// Two frames at 25 fps.
 const TWO_FRAMES: Duration = Duration::from_millis(80);

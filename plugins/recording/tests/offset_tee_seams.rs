@@ -12,14 +12,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use gst::prelude::*;
 
-fn pipeline(description: &str) -> gst::Pipeline {
-    init();
-    gst::parse::launch(description)
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap()
-}
-
 /// Counts the bytes the element `name` hands off (`identity` or `fakesink`).
 fn count_bytes(pipeline: &gst::Pipeline, name: &str) -> Arc<AtomicU64> {
     let n = Arc::new(AtomicU64::new(0));
@@ -82,16 +74,7 @@ fn timed_sizes(
     name: &str,
     start: Instant,
 ) -> Arc<Mutex<Vec<(Duration, usize)>>> {
-    let got = Arc::new(Mutex::new(Vec::new()));
-    let element = pipeline.by_name(name).unwrap();
-    element.set_property("signal-handoffs", true);
-    let g = got.clone();
-    element.connect("handoff", false, move |args| {
-        let buffer = args[1].get::<gst::Buffer>().unwrap();
-        g.lock().unwrap().push((start.elapsed(), buffer.size()));
-        None
-    });
-    got
+    on_handoff(pipeline, name, move |b| (start.elapsed(), b.size()))
 }
 
 /// Restarts on a store holding 4 s (1000-byte buffers, 10 ms apart) with a live input of
@@ -299,18 +282,10 @@ type Handed = Vec<(u64, Vec<u8>)>;
 
 /// Collects what the element `name` hands off.
 fn collect(pipeline: &gst::Pipeline, name: &str) -> Arc<Mutex<Handed>> {
-    let got = Arc::new(Mutex::new(Vec::new()));
-    let element = pipeline.by_name(name).unwrap();
-    element.set_property("signal-handoffs", true);
-    let g = got.clone();
-    element.connect("handoff", false, move |args| {
-        let buffer = args[1].get::<gst::Buffer>().unwrap();
-        let pts = buffer.pts().map_or(u64::MAX, gst::ClockTime::nseconds);
-        let bytes = buffer.map_readable().unwrap().to_vec();
-        g.lock().unwrap().push((pts, bytes));
-        None
-    });
-    got
+    on_handoff(pipeline, name, |b| {
+        let pts = b.pts().map_or(u64::MAX, gst::ClockTime::nseconds);
+        (pts, b.map_readable().unwrap().to_vec())
+    })
 }
 
 const OFFSETS: [u64; 3] = [0, 2_000_000_000, 4_000_000_000];

@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use std::path::Path;
-use std::sync::Once;
+use std::sync::{Arc, Mutex, Once};
 use std::time::Duration;
 
 use gst::prelude::*;
@@ -144,4 +144,30 @@ pub fn run_to_eos(pipeline: &gst::Pipeline, timeout: Duration) {
         Some(gst::MessageView::Error(e)) => panic!("{} {:?}", e.error(), e.debug()),
         _ => panic!("no EOS within {timeout:?}"),
     }
+}
+
+pub fn pipeline(description: &str) -> gst::Pipeline {
+    init();
+    gst::parse::launch(description)
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap()
+}
+
+/// What `f` makes of each buffer the element `name` (`identity`, `fakesink`) hands off.
+pub fn on_handoff<T: Send + 'static>(
+    pipeline: &gst::Pipeline,
+    name: &str,
+    f: impl Fn(&gst::Buffer) -> T + Send + Sync + 'static,
+) -> Arc<Mutex<Vec<T>>> {
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let element = pipeline.by_name(name).unwrap();
+    element.set_property("signal-handoffs", true);
+    let g = got.clone();
+    element.connect("handoff", false, move |args| {
+        let buffer = args[1].get::<gst::Buffer>().unwrap();
+        g.lock().unwrap().push(f(&buffer));
+        None
+    });
+    got
 }
