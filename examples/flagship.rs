@@ -65,11 +65,7 @@ fn run() -> Result<(), Error> {
             (s, _) => seconds = s.parse()?,
         }
     }
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir)?;
-    }
-    std::fs::create_dir_all(&dir)?;
-    let dir = dir.canonicalize()?;
+    let dir = fanout_examples::fresh_dir(&dir)?;
     gst::init()?;
     // Linked in; an application could as well load them from GST_PLUGIN_PATH.
     gstfanoutrecording::plugin_register_static()?;

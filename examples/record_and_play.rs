@@ -32,11 +32,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             .unwrap_or_else(|| "fanout-demo-recording".into()),
     );
     let seconds: u32 = args.next().map_or(Ok(8), |s| s.parse())?;
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir)?;
-    }
-    std::fs::create_dir_all(&dir)?;
-    let dir = dir.canonicalize()?;
+    let dir = fanout_examples::fresh_dir(&dir)?;
     gst::init()?;
     // Linked in; an application could as well load it from GST_PLUGIN_PATH.
     gstfanoutrecording::plugin_register_static()?;

@@ -630,3 +630,29 @@ fn what_the_hold_kept_reaches_every_channel_whole_when_the_stream_ends() {
     rx.set_state(gst::State::Null).unwrap();
     srv.set_state(gst::State::Null).unwrap();
 }
+
+#[test]
+fn every_element_posts_its_stats_on_the_bus_each_second() {
+    let port = free_port();
+    let srv = server(port, "", "");
+    let rx = receiver(port, "");
+    let names = |p: &gst::Pipeline| -> Vec<String> {
+        let bus = p.bus().unwrap();
+        std::iter::from_fn(|| bus.pop())
+            .filter_map(|m| m.structure().map(|s| s.name().to_string()))
+            .collect()
+    };
+    let (mut sent, mut got) = (Vec::new(), Vec::new());
+    let posted = wait_for(15 * SECOND, || {
+        sent.extend(names(&srv));
+        got.extend(names(&rx));
+        let has = |v: &[String], n: &str| v.iter().any(|s| s == n);
+        has(&sent, "fanout-session-sink-stats")
+            && has(&sent, "fanout-fec-payloader-stats")
+            && has(&got, "fanout-session-src-stats")
+            && has(&got, "fanout-fec-depayloader-stats")
+    });
+    assert!(posted, "sender posted {sent:?}, receiver {got:?}");
+    rx.set_state(gst::State::Null).unwrap();
+    srv.set_state(gst::State::Null).unwrap();
+}
