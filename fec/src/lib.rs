@@ -6,6 +6,7 @@ pub mod block;
 pub mod carousel;
 pub mod codec;
 pub mod description;
+pub mod guard;
 pub mod packet;
 pub mod receiver;
 pub mod sender;

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use crate::block::{parse_pieces, BufferMeta};
 use crate::codec::{BlockDecoder, BlockParams, Codec};
 use crate::description::{Description, DescriptionAssembler, Mode};
+use crate::guard::{self, Presence, NEAR_BLOCKS};
 use crate::packet::{self, Packet, SymbolHeader};
 
 #[derive(Debug, Clone)]
@@ -117,7 +118,8 @@ pub struct ReceiverStats {
     pub late: u64,
     /// For blocks already rebuilt and given out: repair symbols that were not needed.
     pub surplus: u64,
-    /// Contradicting what the first packets of the same block said.
+    /// Contradicting the stream description (codec, symbol size, K above its maximum) or
+    /// what the first packets of the same block said.
     pub inconsistent: u64,
     /// Too far ahead of the block being waited for.
     pub out_of_range: u64,
@@ -139,6 +141,11 @@ pub struct ReceiverStats {
     pub partial_buffers_dropped: u64,
     pub descriptions: u64,
     pub resyncs: u64,
+    /// Symbols of a block far ahead of the stream dropped when the stream did not reach it
+    /// within the latency (a forged block number).
+    pub unconfirmed: u64,
+    /// Rebuilt variants of a block dropped for another one with more packets (forged).
+    pub outvoted: u64,
 }
 
 /// Symbols of one block that agree on its parameters (codec, F, T, pool).
@@ -146,17 +153,22 @@ struct Variant {
     params: BlockParams,
     k: u32,
     decoder: Option<BlockDecoder>,
+    /// Distinct ESIs (also after decoding): the genuine variant has the most.
     seen: HashSet<u32>,
     source_seen: u32,
+    /// The rebuilt block, content checked, waiting for its turn.
+    decoded: Option<Vec<u8>>,
 }
 
 struct PendingBlock {
     first_seen: u64,
+    /// Its first packet was far ahead of the stream: until the stream gets there, it moves
+    /// nothing, and once its latency is up it is dropped rather than given out.
+    born_far: bool,
     /// Normally one; packets contradicting the first ones get their own, so a forged or
     /// damaged first packet cannot make the real ones unusable.
     variants: Vec<Variant>,
-    decoded: Option<Vec<u8>>,
-    /// Bytes held for this block (symbols, then the rebuilt block).
+    /// Bytes held for this block (symbols, then the rebuilt blocks).
     bytes: usize,
     /// When it was last reported missing, and how often.
     reported: Option<u64>,
@@ -174,6 +186,35 @@ const MAX_SURPLUS: u32 = 32;
 
 /// Parameter sets kept per block at most.
 const MAX_VARIANTS: usize = 3;
+
+impl PendingBlock {
+    fn decoded(&self) -> bool {
+        self.variants.iter().any(|v| v.decoded.is_some())
+    }
+
+    fn symbols(&self) -> u64 {
+        self.variants.iter().map(|v| v.seen.len() as u64).sum()
+    }
+}
+
+/// Whether a block's parameters can be the sender's, by what its description says.
+fn fits(desc: Option<&Description>, p: &BlockParams) -> bool {
+    let Some(d) = desc else { return true };
+    let max_k = if d.max_k == 0 {
+        u32::from(crate::MAX_SOURCE_SYMBOLS)
+    } else {
+        u32::from(d.max_k)
+    };
+    p.codec == d.codec && p.symbol_size == d.symbol_size && p.source_symbols() <= max_k
+}
+
+/// What to do with the block waited for.
+enum Turn {
+    /// Give out this variant's content.
+    Give(usize),
+    /// Not rebuilt yet, or a variant with more packets may still be.
+    Wait,
+}
 
 /// Consecutive out-of-range packets after which the sender is taken to have restarted.
 const RESYNC_AFTER: u32 = 256;
@@ -201,6 +242,8 @@ pub struct Receiver {
     /// The latest blocks given up (at most `max_pending_blocks`): a symbol for one is late,
     /// one for any other block already behind is surplus.
     given_up: BTreeSet<u64>,
+    /// When the stream was last near the block waited for.
+    presence: Presence,
     pub stats: ReceiverStats,
 }
 
@@ -222,6 +265,7 @@ impl Receiver {
             absent: BTreeMap::new(),
             last_k: None,
             given_up: BTreeSet::new(),
+            presence: Presence::default(),
             stats: ReceiverStats::default(),
         }
     }
@@ -279,23 +323,38 @@ impl Receiver {
         if self.description.is_none() {
             return;
         }
+        // Blocks first seen far ahead that the stream never reached were not its.
+        let far: Vec<u64> = self
+            .blocks
+            .iter()
+            .filter(|(_, b)| b.born_far)
+            .map(|(&n, _)| n)
+            .collect();
+        for n in far {
+            self.drop_stale_far(n, u64::MAX);
+        }
         self.drain(u64::MAX, out);
         if self.partial.take().is_some() {
             self.stats.partial_buffers_dropped += 1;
         }
     }
 
-    /// When the block waited for will be given up, if a packet does not complete it first.
+    /// When the block waited for will be given up, if a packet does not complete it first:
+    /// `latency` after its own first packet; for a run of blocks of which nothing came, after
+    /// the first packet of the block held after them, and if that one is far ahead, not before
+    /// the stream has gone from near the block waited for (one forged packet far ahead moves
+    /// nothing).
     pub fn deadline(&self) -> Option<u64> {
         if self.description.as_ref()?.mode == Mode::Carousel {
             return None;
         }
         let next = self.next?;
-        self.blocks
-            .range(next..)
-            .map(|(_, b)| b.first_seen)
-            .min()
-            .map(|t| t.saturating_add(self.cfg.latency))
+        let (&held, block) = self.blocks.range(next..).next()?;
+        let own = block.first_seen.saturating_add(self.cfg.latency);
+        if guard::near(held, next) {
+            return Some(own);
+        }
+        Some(own.max(self.presence.silent_from(self.cfg.latency)))
     }
 
     /// The flow taken.
@@ -316,15 +375,22 @@ impl Receiver {
         if delay == 0 || desc.mode == Mode::Carousel {
             return;
         }
-        let newest = self.blocks.keys().next_back().copied().unwrap_or(0);
-        for (&n, b) in self.blocks.range_mut(next..) {
+        // Blocks far ahead (maybe forged) make no run of absent blocks to ask for.
+        let horizon = next.saturating_add(NEAR_BLOCKS);
+        let newest = self
+            .blocks
+            .range(..=horizon)
+            .next_back()
+            .map_or(0, |(&n, _)| n);
+        for (&n, b) in self.blocks.range_mut(next..=horizon) {
             if out.len() >= MAX_MISSING {
                 break;
             }
+            let decoded = b.decoded();
             let Some(v) = b.variants.first().filter(|v| v.decoder.is_some()) else {
                 continue;
             };
-            if b.decoded.is_some() || b.reports >= MAX_REPORTS || v.params.codec == Codec::None {
+            if decoded || b.reports >= MAX_REPORTS || v.params.codec == Codec::None {
                 continue;
             }
             let due = match b.reported {
@@ -394,8 +460,8 @@ impl Receiver {
         }
         let held = self
             .blocks
-            .range(next..)
-            .filter(|(_, b)| b.decoded.is_none() && b.reports < MAX_REPORTS)
+            .range(next..=next.saturating_add(NEAR_BLOCKS))
+            .filter(|(_, b)| !b.decoded() && b.reports < MAX_REPORTS)
             .filter(|(_, b)| {
                 b.variants
                     .first()
@@ -450,6 +516,9 @@ impl Receiver {
             }
         }
         if let Some(next) = self.next {
+            if guard::near(h.block, next) {
+                self.presence.seen(now);
+            }
             let far_behind = h.block < next.saturating_sub(self.cfg.max_pending_blocks)
                 && self
                     .description
@@ -482,46 +551,73 @@ impl Receiver {
         }
         self.out_of_range_run = 0;
         let params = h.params();
+        if !fits(self.description.as_ref(), &params) {
+            self.stats.inconsistent += 1;
+            return;
+        }
         if self.buffered + data.len() > self.cfg.max_buffered_bytes && Some(h.block) != self.next {
             self.stats.excess += 1;
             return;
         }
+        self.drop_stale_far(h.block, now);
+        let born_far = self
+            .next
+            .is_some_and(|n| h.block > n.saturating_add(NEAR_BLOCKS));
         let block = self.blocks.entry(h.block).or_insert_with(|| PendingBlock {
             first_seen: now,
+            born_far,
             variants: Vec::new(),
-            decoded: None,
             bytes: 0,
             reported: None,
             reports: 0,
         });
-        if block.decoded.is_some() {
-            self.stats.duplicates += 1;
-            return;
-        }
         let i = match block.variants.iter().position(|v| v.params == params) {
             Some(i) => i,
-            None if block.variants.len() < MAX_VARIANTS => {
-                self.last_k = Some((params.codec, h.source_symbols()));
+            None => {
+                // Full: a variant of one packet gives way (a forged packet cannot keep the
+                // genuine ones out); otherwise the newcomer is refused.
+                if block.variants.len() >= MAX_VARIANTS {
+                    let weakest = (0..block.variants.len())
+                        .filter(|&j| block.variants[j].decoded.is_none())
+                        .min_by_key(|&j| block.variants[j].seen.len())
+                        .filter(|&j| block.variants[j].seen.len() <= 1);
+                    let Some(j) = weakest else {
+                        self.stats.inconsistent += 1;
+                        return;
+                    };
+                    let gone = block.variants.remove(j);
+                    let bytes = gone.seen.len() * usize::from(gone.params.symbol_size);
+                    block.bytes -= bytes;
+                    self.buffered -= bytes;
+                }
+                if !born_far {
+                    self.last_k = Some((params.codec, h.source_symbols()));
+                }
                 block.variants.push(Variant {
                     params,
                     k: h.source_symbols(),
                     decoder: BlockDecoder::new(&params),
                     seen: HashSet::new(),
                     source_seen: 0,
+                    decoded: None,
                 });
                 block.variants.len() - 1
-            }
-            None => {
-                self.stats.inconsistent += 1;
-                return;
             }
         };
         if i > 0 {
             self.stats.inconsistent += 1;
         }
         let variant = &mut block.variants[i];
-        if variant.seen.len() as u32 >= variant.k.saturating_add(MAX_SURPLUS) {
+        if variant.seen.len() as u32 >= variant.k.saturating_add(MAX_SURPLUS)
+            && !variant.seen.contains(&h.esi)
+        {
             self.stats.excess += 1;
+            return;
+        }
+        if variant.decoded.is_some() {
+            // Counted for the vote, held no more.
+            variant.seen.insert(h.esi);
+            self.stats.duplicates += 1;
             return;
         }
         if !variant.seen.insert(h.esi) {
@@ -541,20 +637,63 @@ impl Receiver {
             return;
         };
         bytes.truncate(h.transfer_length as usize);
+        variant.decoder = None;
         // A variant decoding to content that does not parse was not the sender's block.
         if parse_pieces(&bytes).is_none() {
             self.stats.bad_blocks += 1;
-            variant.decoder = None;
             return;
         }
         self.stats.blocks_decoded += 1;
         if variant.source_seen < variant.k {
             self.stats.blocks_recovered += 1;
         }
-        self.buffered = self.buffered - block.bytes + bytes.len();
-        block.bytes = bytes.len();
-        block.decoded = Some(bytes);
-        block.variants.clear();
+        // The symbols held give way to the rebuilt block.
+        let held = variant.seen.len() * usize::from(variant.params.symbol_size);
+        let held = held.min(block.bytes);
+        self.buffered = self.buffered - held + bytes.len();
+        block.bytes = block.bytes - held + bytes.len();
+        variant.decoded = Some(bytes);
+    }
+
+    /// A block first seen far ahead of the stream whose latency is up before the stream got
+    /// there is dropped (its symbols counted `unconfirmed`): what it held was forged or stale.
+    fn drop_stale_far(&mut self, number: u64, now: u64) {
+        let stale = self
+            .blocks
+            .get(&number)
+            .is_some_and(|b| b.born_far && now >= b.first_seen.saturating_add(self.cfg.latency));
+        if stale
+            && self
+                .description
+                .as_ref()
+                .is_none_or(|d| d.mode == Mode::Stream)
+        {
+            if let Some(b) = self.remove(number) {
+                self.stats.unconfirmed = self.stats.unconfirmed.saturating_add(b.symbols());
+            }
+        }
+    }
+
+    /// Which variant of the block waited for goes out: the rebuilt one with the most packets,
+    /// if no variant that fits the description has more (the genuine block has the most).
+    fn turn(&self, number: u64) -> Turn {
+        let Some(block) = self.blocks.get(&number) else {
+            return Turn::Wait;
+        };
+        let desc = self.description.as_ref();
+        let fitting = || {
+            block
+                .variants
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| fits(desc, &v.params))
+        };
+        let most = fitting().map(|(_, v)| v.seen.len()).max().unwrap_or(0);
+        fitting()
+            .filter(|(_, v)| v.decoded.is_some() && v.seen.len() >= most)
+            .map(|(i, _)| Turn::Give(i))
+            .next()
+            .unwrap_or(Turn::Wait)
     }
 
     fn remove(&mut self, number: u64) -> Option<PendingBlock> {
@@ -594,11 +733,21 @@ impl Receiver {
             self.next = self.blocks.keys().next().copied();
         }
         while let Some(next) = self.next {
-            if self.blocks.get(&next).is_some_and(|b| b.decoded.is_some()) {
-                let bytes = self.remove(next).and_then(|b| b.decoded).unwrap();
+            if let Turn::Give(i) = self.turn(next) {
+                let mut block = self.remove(next).expect("held");
+                let bytes = block.variants.swap_remove(i).decoded.expect("decoded");
+                self.stats.outvoted += block
+                    .variants
+                    .iter()
+                    .filter(|v| v.decoded.is_some())
+                    .count() as u64;
                 self.give_out(bytes, out);
                 self.next = Some(next.saturating_add(1));
                 continue;
+            }
+            if !carousel {
+                // Reached but first seen far ahead and already past its time: forged.
+                self.drop_stale_far(next, now);
             }
             let held = self.blocks.range(next..).next().map(|(&n, _)| n);
             let expired = if carousel {
@@ -619,10 +768,13 @@ impl Receiver {
             };
             let count = upto.saturating_sub(next);
             let bytes = match held {
-                Some(n) if n == next => self
-                    .remove(next)
-                    .and_then(|b| b.variants.first().map(|v| v.params.transfer_length))
-                    .unwrap_or(0),
+                Some(n) if n == next => {
+                    let b = self.remove(next);
+                    let rebuilt = b.iter().flat_map(|b| &b.variants);
+                    self.stats.outvoted += rebuilt.filter(|v| v.decoded.is_some()).count() as u64;
+                    b.and_then(|b| b.variants.first().map(|v| v.params.transfer_length))
+                        .unwrap_or(0)
+                }
                 _ => {
                     let k = self.last_k.map_or(0, |(_, k)| u64::from(k));
                     count.saturating_mul(k).saturating_mul(symbol_size)
@@ -630,6 +782,18 @@ impl Receiver {
             };
             self.lose(next, count, bytes, out);
             self.next = Some(upto);
+            if !carousel && held.is_some_and(|n| n == upto && !guard::near(n, next)) {
+                // The stream has moved there (it went silent here): the run of blocks it sent since
+                // is its.
+                let mut last = upto;
+                for (&n, b) in self.blocks.range_mut(upto..) {
+                    if !guard::near(n, last) {
+                        break;
+                    }
+                    b.born_far = false;
+                    last = n;
+                }
+            }
         }
     }
 
@@ -707,3 +871,7 @@ impl Receiver {
         });
     }
 }
+
+#[cfg(test)]
+#[path = "receiver_forged_tests.rs"]
+mod forged_tests;

@@ -458,6 +458,8 @@ impl FecDepayloader {
             .field("partial-buffers-dropped", st.partial_buffers_dropped)
             .field("descriptions", st.descriptions)
             .field("resyncs", st.resyncs)
+            .field("unconfirmed", st.unconfirmed)
+            .field("outvoted", st.outvoted)
             .field("caps-errors", guard.as_ref().map_or(0, |s| s.caps_errors))
             .field(
                 "block-missing-sent",
@@ -578,7 +580,7 @@ impl ObjectImpl for FecDepayloader {
                     .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
-                    .blurb("fanout-fec-depayloader-stats, also posted on the bus every second and at EOS: packets, malformed, other-flow, duplicates, late (symbols of blocks already given up), surplus (unneeded repair symbols of blocks already rebuilt: normal), inconsistent, out-of-range, excess, symbols, blocks-decoded, blocks-recovered (needed repair), blocks-lost, bad-blocks, buffers, bytes-out, lost-bytes (about), partial-buffers-dropped, descriptions, resyncs, caps-errors, block-missing-sent")
+                    .blurb("fanout-fec-depayloader-stats, also posted on the bus every second and at EOS: packets, malformed, other-flow, duplicates, late (symbols of blocks already given up), surplus (unneeded repair symbols of blocks already rebuilt: normal), inconsistent (contradicting the description or the block's first packets), out-of-range, excess, symbols, blocks-decoded, blocks-recovered (needed repair), blocks-lost, bad-blocks, buffers, bytes-out, lost-bytes (about), partial-buffers-dropped, descriptions, resyncs, unconfirmed (symbols of blocks far ahead the stream never reached: forged), outvoted (rebuilt variants of a block dropped for one with more packets: forged), caps-errors, block-missing-sent")
                     .read_only()
                     .build(),
             ]

@@ -1,0 +1,220 @@
+//! A bare receiver fed forged packets among an honest stream: what they may cost.
+
+use super::*;
+use crate::block::put_piece_header;
+use crate::packet::{write_symbol, FLAG_REPAIR};
+use crate::{Sender, SenderConfig};
+
+const MS: u64 = 1_000_000;
+/// One block every 100 ms, as `fec-payloader`'s default `max-block-time` makes them.
+const BLOCK_TIME: u64 = 100 * MS;
+
+/// `n` buffers, one block each: the packets of each block (descriptions included) and the
+/// buffers themselves.
+fn stream(codec: Codec, n: u64) -> (Vec<Vec<Vec<u8>>>, Vec<Vec<u8>>) {
+    let mut sender = Sender::new(SenderConfig {
+        codec,
+        ..SenderConfig::default()
+    })
+    .unwrap();
+    sender
+        .set_stream("application/x-test".into(), true)
+        .unwrap();
+    let mut blocks = Vec::new();
+    let mut input = Vec::new();
+    for i in 0..n {
+        let data: Vec<u8> = (0..3000 + i * 7).map(|b| (b * 31 + i) as u8).collect();
+        let meta = BufferMeta {
+            pts: Some(i * BLOCK_TIME),
+            duration: Some(BLOCK_TIME),
+            ..BufferMeta::default()
+        };
+        let mut packets = Vec::new();
+        sender.push_buffer(&meta, &data, &mut packets);
+        sender.flush(&mut packets);
+        blocks.push(packets);
+        input.push(data);
+    }
+    (blocks, input)
+}
+
+fn header(p: &[u8]) -> Option<SymbolHeader> {
+    match packet::parse(p) {
+        Ok(Packet::Symbol { header, .. }) => Some(header),
+        _ => None,
+    }
+}
+
+/// A genuine symbol packet moved to another block number (valid checksum).
+fn moved(p: &[u8], block: u64) -> Vec<u8> {
+    let Ok(Packet::Symbol { mut header, data }) = packet::parse(p) else {
+        panic!("not a symbol");
+    };
+    header.block = block;
+    let mut out = Vec::new();
+    write_symbol(&mut out, &header, data);
+    out
+}
+
+/// A forged block of one symbol, `codec` and K = 1, whose content parses: one buffer "EVIL".
+fn injected(codec: Codec, block: u64, symbol_size: u16) -> Vec<u8> {
+    let mut content = Vec::new();
+    put_piece_header(&mut content, true, true, &BufferMeta::default(), 4);
+    content.extend_from_slice(b"EVIL");
+    content.resize(usize::from(symbol_size), 0);
+    let h = SymbolHeader {
+        flow: 0,
+        codec,
+        flags: 0,
+        pool: 0,
+        block,
+        esi: 0,
+        transfer_length: u64::from(symbol_size),
+        symbol_size,
+    };
+    let mut out = Vec::new();
+    write_symbol(&mut out, &h, &content);
+    out
+}
+
+fn buffers(out: &[Output]) -> Vec<Vec<u8>> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Buffer { data, .. } => Some(data.as_ref().to_vec()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Feeds block `i` at `i * BLOCK_TIME` (timers fired first, as the element's would), with
+/// `extra(i)` after it; checks that every block is out by the time its packets are in.
+fn run(
+    rx: &mut Receiver,
+    blocks: &[Vec<Vec<u8>>],
+    extra: impl Fn(u64) -> Vec<Vec<u8>>,
+) -> Vec<Output> {
+    let mut out = Vec::new();
+    for (i, packets) in blocks.iter().enumerate() {
+        let now = i as u64 * BLOCK_TIME;
+        rx.handle_timeout(now, &mut out);
+        for p in packets.iter().cloned().chain(extra(i as u64)) {
+            rx.push(&p, now, &mut out);
+        }
+        assert_eq!(
+            buffers(&out).len(),
+            i + 1,
+            "block {i} held back: {:?}",
+            rx.stats
+        );
+    }
+    rx.finish(&mut out);
+    out
+}
+
+#[test]
+fn a_forged_symbol_far_ahead_costs_no_earlier_block_and_no_output_time() {
+    let (blocks, input) = stream(Codec::RaptorQ, 30);
+    let forged = moved(&blocks[0][3], 250);
+    let mut rx = Receiver::new(ReceiverConfig::default());
+    let out = run(&mut rx, &blocks, |i| {
+        if i == 0 {
+            vec![forged.clone()]
+        } else {
+            vec![]
+        }
+    });
+    assert_eq!(buffers(&out), input);
+    assert_eq!(rx.stats.blocks_lost, 0, "{:?}", rx.stats);
+}
+
+#[test]
+fn one_forged_symbol_per_block_far_ahead_loses_nothing() {
+    let (blocks, input) = stream(Codec::RaptorQ, 40);
+    let mut rx = Receiver::new(ReceiverConfig::default());
+    let out = run(&mut rx, &blocks, |i| vec![moved(&blocks[0][3], i + 250)]);
+    assert_eq!(buffers(&out), input);
+    assert_eq!(rx.stats.blocks_lost, 0, "{:?}", rx.stats);
+}
+
+#[test]
+fn a_real_outage_of_many_blocks_is_still_given_up_and_followed() {
+    let (blocks, input) = stream(Codec::RaptorQ, 60);
+    let mut rx = Receiver::new(ReceiverConfig::default());
+    let mut out = Vec::new();
+    // Blocks 5..=34 never arrive: 30 blocks, further than NEAR_BLOCKS.
+    for (i, packets) in blocks.iter().enumerate() {
+        let now = i as u64 * BLOCK_TIME;
+        rx.handle_timeout(now, &mut out);
+        if (5..35).contains(&i) {
+            continue;
+        }
+        for p in packets {
+            rx.push(p, now, &mut out);
+        }
+    }
+    // Within a second of the stream's return, it flows again.
+    let got = buffers(&out);
+    assert!(got.ends_with(&input[45..]), "{:?}", rx.stats);
+    assert_eq!(rx.stats.blocks_lost, 30, "{:?}", rx.stats);
+}
+
+#[test]
+fn the_genuine_variant_wins_over_a_forged_codec_none_k1_block() {
+    let (blocks, input) = stream(Codec::RaptorQ, 10);
+    let mut rx = Receiver::new(ReceiverConfig::default());
+    // Each block's forgery arrives just before it.
+    let mut fed = blocks.clone();
+    for (i, packets) in fed.iter_mut().enumerate() {
+        packets.insert(0, injected(Codec::None, i as u64, 1400));
+    }
+    let out = run(&mut rx, &fed, |_| vec![]);
+    assert_eq!(buffers(&out), input);
+    assert!(rx.stats.inconsistent >= 10, "{:?}", rx.stats);
+}
+
+#[test]
+fn the_variant_with_most_packets_wins_over_a_forged_one_that_fits() {
+    let (blocks, input) = stream(Codec::RaptorQ, 6);
+    let mut rx = Receiver::new(ReceiverConfig::default());
+    let mut out = Vec::new();
+    // A RaptorQ K = 1 forgery for block 3 first, then block 3 itself ahead of block 2.
+    let forged = injected(Codec::RaptorQ, 3, 1400);
+    let order = [0, 1, 3, 2, 4, 5];
+    rx.push(&blocks[0][0], 0, &mut out);
+    for (n, &b) in order.iter().enumerate() {
+        if b == 3 {
+            rx.push(&forged, n as u64 * MS, &mut out);
+        }
+        for p in &blocks[b] {
+            rx.push(p, n as u64 * MS, &mut out);
+        }
+    }
+    rx.finish(&mut out);
+    assert_eq!(buffers(&out), input, "{:?}", rx.stats);
+    assert_eq!(rx.stats.outvoted, 1, "{:?}", rx.stats);
+}
+
+#[test]
+fn a_forged_variant_of_one_packet_cannot_keep_the_genuine_one_out() {
+    let (blocks, input) = stream(Codec::RaptorQ, 4);
+    let mut rx = Receiver::new(ReceiverConfig::default());
+    let mut out = Vec::new();
+    let repair = |p: &Vec<u8>| header(p).is_some_and(|h| h.flags & FLAG_REPAIR != 0);
+    for (i, packets) in blocks.iter().enumerate() {
+        // Three forged variants of block i (another F, same codec and T) come first.
+        for f in 1..=3u64 {
+            let p = injected(Codec::RaptorQ, i as u64, 1400);
+            let mut q = Vec::new();
+            if let Ok(Packet::Symbol { mut header, data }) = packet::parse(&p) {
+                header.transfer_length = 1400 * (f + 4);
+                write_symbol(&mut q, &header, data);
+            }
+            rx.push(&q, 0, &mut out);
+        }
+        for p in packets.iter().filter(|p| !repair(p)) {
+            rx.push(p, 0, &mut out);
+        }
+    }
+    rx.finish(&mut out);
+    assert_eq!(buffers(&out), input, "{:?}", rx.stats);
+}
