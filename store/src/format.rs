@@ -15,6 +15,10 @@ pub const RECORD_OVERHEAD: usize = 4 + 1 + 4;
 /// corruption when reading, so a damaged length field cannot make a reader
 /// allocate gigabytes.
 pub const MAX_PAYLOAD: usize = 1 << 20;
+/// The largest buffer a store holds (256 MiB): a recorder refuses larger ones, and a reader
+/// takes a record naming more as corruption, so a crafted index cannot make it allocate
+/// gigabytes for one buffer.
+pub const MAX_BUFFER_SIZE: u32 = 1 << 28;
 
 pub const SUMMARY_PAYLOAD_LEN: usize = 32;
 /// Size of a closing record (segment-end or stream-end), read from the tail
@@ -192,7 +196,10 @@ impl BufferRecord {
                 *t = Some(*prev);
             }
         }
-        let size = u32::try_from(get_varint(&mut rest)?).map_err(|_| BAD)?;
+        let size = u32::try_from(get_varint(&mut rest)?)
+            .ok()
+            .filter(|&s| s <= MAX_BUFFER_SIZE)
+            .ok_or(DecodeError::Corrupt("buffer larger than a store holds"))?;
         let flags = u32::try_from(get_varint(&mut rest)?).map_err(|_| BAD)?;
         let crc: [u8; 4] = rest.try_into().map_err(|_| BAD)?;
         let rec = BufferRecord {
@@ -388,6 +395,47 @@ pub fn decode_record(b: &[u8], ctx: &mut Context) -> Result<(Record, usize), Dec
     Ok((record, total))
 }
 
+/// The framed length of the record at the start of `b` if it is complete and its checksum
+/// holds, whatever its payload: how a reader finds where records resume after damage.
+pub fn valid_frame(b: &[u8]) -> Option<usize> {
+    let len = usize::try_from(u32_at(b.get(..4)?, 0)).ok()?;
+    if len > MAX_PAYLOAD {
+        return None;
+    }
+    let total = len + RECORD_OVERHEAD;
+    let body = b.get(..5 + len)?;
+    (crc32c::crc32c(body) == u32_at(b.get(..total)?, 5 + len)).then_some(total)
+}
+
+/// Steps over a damaged record at the start of `b` when the record right after it is
+/// intact, so one bad record does not hide the rest of a segment. A damaged buffer record
+/// still has to decode (its size places every later buffer in the data file); `ctx` then
+/// advances as if it were whole, and the data checksums of the buffers after it tell whether
+/// that guess was right. Returns the damaged record's framed length and, for a buffer, what
+/// it decoded to; `None` where the damage cannot be stepped over.
+pub fn step_over_damage(b: &[u8], ctx: &mut Context) -> Option<(usize, Option<BufferRecord>)> {
+    let len = usize::try_from(u32_at(b.get(..4)?, 0)).ok()?;
+    if len > MAX_PAYLOAD {
+        return None;
+    }
+    let total = len + RECORD_OVERHEAD;
+    // The end of the index, or an intact record, must follow.
+    let rest = b.get(total..)?;
+    if !rest.is_empty() && valid_frame(rest).is_none() {
+        return None;
+    }
+    match b[4] {
+        T_BUFFER => {
+            let mut next = *ctx;
+            let rec = BufferRecord::decode_payload(&b[5..5 + len], &mut next).ok()?;
+            *ctx = next;
+            Some((total, Some(rec)))
+        }
+        T_CAPS | T_TAGS => Some((total, None)),
+        _ => None,
+    }
+}
+
 fn u64_at(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(b[at..at + 8].try_into().unwrap())
 }
@@ -492,7 +540,7 @@ mod tests {
             duration: Some(u64::MAX - 1),
             arrival: Some(1),
             offset: 0,
-            size: u32::MAX,
+            size: MAX_BUFFER_SIZE,
             flags: u32::MAX,
             data_crc: 0,
         };
@@ -501,6 +549,16 @@ mod tests {
             decode_record(&b, &mut Context::default()),
             Ok((Record::Buffer(r), b.len()))
         );
+        // A size no recorder writes is corruption: nobody allocates it.
+        let huge = BufferRecord {
+            size: MAX_BUFFER_SIZE + 1,
+            ..r
+        };
+        let b = encoded(&Record::Buffer(huge), &mut Context::default());
+        assert!(matches!(
+            decode_record(&b, &mut Context::default()),
+            Err(DecodeError::Corrupt(_))
+        ));
         // 2^64 - 1 is GStreamer's "none", never a recorded time: taken as corruption.
         let none = BufferRecord {
             duration: Some(u64::MAX),

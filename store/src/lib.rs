@@ -18,12 +18,17 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 pub use format::{
-    decode_record, BufferRecord, Context, DataKind, DecodeError, Record, SegmentHeader,
-    SegmentSummary, FLAG_DELTA_UNIT,
+    decode_record, step_over_damage, valid_frame, BufferRecord, Context, DataKind, DecodeError,
+    Record, SegmentHeader, SegmentSummary, FLAG_DELTA_UNIT, MAX_BUFFER_SIZE,
 };
 pub use reader::{Entry, Next, Reader};
 pub use seek::KeyframeSeek;
 pub use writer::{Item, RecordMeta, StoreClock, Writer, WriterConfig};
+
+/// The longest store-time jump between two buffers a recorder writes (a day): a source
+/// silent longer continues right where the store ends. A longer jump in a file is damage;
+/// players take it as a discontinuity and retention does not count it.
+pub const MAX_STORE_GAP: u64 = 24 * 3600 * 1_000_000_000;
 
 /// Held (exclusively) by the writer for as long as it records.
 pub const LOCK_FILE: &str = "writer.lock";

@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 
 use crate::format::{
     BufferRecord, Context, DataKind, Record, SegmentHeader, SegmentSummary, FLAG_DELTA_UNIT,
-    MAX_PAYLOAD,
+    MAX_BUFFER_SIZE, MAX_PAYLOAD,
 };
 use crate::segment::{data_path, index_path};
-use crate::{Error, LOCK_FILE};
+use crate::{Error, LOCK_FILE, MAX_STORE_GAP};
 
 mod file_ops;
 mod recovery;
@@ -29,6 +29,10 @@ pub struct WriterConfig {
     pub max_size_time: u64,
     /// Remove whole old segments while the store holds more bytes than this. 0: keep all.
     pub max_size_bytes: u64,
+    /// Retention spares the segments already there at open: it counts and removes only what
+    /// this writer records. For a retention the user did not ask for (offset-tee's own),
+    /// so pointing it at a recording never eats that recording.
+    pub keep_existing: bool,
 }
 
 /// What the record of a buffer keeps besides its bytes: its times, arrival and flags.
@@ -57,6 +61,8 @@ struct ClosedSegment {
     seq: u64,
     kind: DataKind,
     summary: SegmentSummary,
+    /// Store time it covers for retention: its span less jumps longer than [`MAX_STORE_GAP`].
+    span: u64,
 }
 
 #[derive(Debug)]
@@ -88,6 +94,13 @@ pub struct Writer {
     session: u64,
     closed: VecDeque<ClosedSegment>,
     closed_bytes: u64,
+    /// The first `protected` closed segments are spared by retention (`keep_existing`).
+    protected: usize,
+    /// Bytes and store time of the closed segments retention may remove, gaps between them
+    /// included (gaps longer than [`MAX_STORE_GAP`] excluded).
+    eligible_bytes: u64,
+    eligible_span: u64,
+    notices: Vec<String>,
     cur: Option<OpenSegment>,
     next_seq: u64,
     data_kind: DataKind,
@@ -124,6 +137,10 @@ impl Writer {
             session: session_id(),
             closed: VecDeque::new(),
             closed_bytes: 0,
+            protected: 0,
+            eligible_bytes: 0,
+            eligible_span: 0,
+            notices: Vec::new(),
             cur: None,
             next_seq: 0,
             data_kind: DataKind::Raw,
@@ -135,6 +152,9 @@ impl Writer {
             failed: false,
         };
         w.load_existing()?;
+        if config.keep_existing {
+            w.protect_existing();
+        }
         w.apply_retention();
         Ok(w)
     }
@@ -168,7 +188,7 @@ impl Writer {
             match *item {
                 Item::Buffer(meta, parts) => {
                     let size: usize = parts.iter().map(|p| p.len()).sum();
-                    if size > u32::MAX as usize {
+                    if size > MAX_BUFFER_SIZE as usize {
                         return Err(Error::TooLarge(size));
                     }
                     let st = match meta.st {
@@ -361,13 +381,44 @@ impl Writer {
             .set_len(seg.summary.data_bytes)
             .and_then(|()| seg.data.sync_data())
             .map_err(|e| Error::io(&data_path(&self.dir, seg.seq, seg.kind), e))?;
-        self.closed_bytes = self.closed_bytes.saturating_add(seg.summary.data_bytes);
-        self.closed.push_back(ClosedSegment {
+        self.push_closed(ClosedSegment {
             seq: seg.seq,
             kind: seg.kind,
             summary: seg.summary,
+            span: seg.summary.end_st.saturating_sub(seg.summary.first_st),
         });
         Ok(())
+    }
+
+    fn push_closed(&mut self, seg: ClosedSegment) {
+        // Summaries come from files: a crafted one must not overflow the totals.
+        self.closed_bytes = self.closed_bytes.saturating_add(seg.summary.data_bytes);
+        if self.closed.len() > self.protected {
+            let prev = self.closed.back().expect("non-empty");
+            let gap = counted_gap(prev.summary.end_st, seg.summary.first_st);
+            self.eligible_span = self.eligible_span.saturating_add(gap);
+        }
+        self.eligible_span = self.eligible_span.saturating_add(seg.span);
+        self.eligible_bytes = self.eligible_bytes.saturating_add(seg.summary.data_bytes);
+        self.closed.push_back(seg);
+    }
+
+    /// From now on retention spares every segment closed so far, and says so if they hold
+    /// more than it keeps.
+    fn protect_existing(&mut self) {
+        let (n, span, bytes) = (self.closed.len(), self.eligible_span, self.eligible_bytes);
+        let (max_time, max_bytes) = (self.config.max_size_time, self.config.max_size_bytes);
+        if (max_time > 0 && span > max_time) || (max_bytes > 0 && bytes > max_bytes) {
+            self.notices.push(format!(
+                "kept the {n} segments recorded there before ({}, {bytes} bytes): retention \
+                 applies to what is recorded from now on; set max-size-time or max-size-bytes \
+                 to apply it to them too",
+                recovery::secs(span)
+            ));
+        }
+        self.protected = n;
+        self.eligible_span = 0;
+        self.eligible_bytes = 0;
     }
 
     /// Starts writeback of every whole page written so far, data and index,
@@ -428,23 +479,33 @@ impl Writer {
             return;
         }
         loop {
-            let (cur_bytes, newest_end) = match (&self.cur, self.closed.back()) {
-                (Some(seg), _) => (seg.summary.data_bytes, seg.summary.end_st),
-                (None, Some(c)) => (0, c.summary.end_st),
-                (None, None) => return,
-            };
-            let segments = self.closed.len() + usize::from(self.cur.is_some());
-            let Some(oldest) = self.closed.front() else {
-                return;
-            };
-            let span = newest_end.saturating_sub(oldest.summary.first_st);
-            let bytes = self.closed_bytes.saturating_add(cur_bytes);
-            let over = (max_time > 0 && span > max_time) || (max_bytes > 0 && bytes > max_bytes);
-            if !over || segments < 2 {
+            let eligible = self.closed.len() - self.protected;
+            let segments = eligible + usize::from(self.cur.is_some());
+            if eligible == 0 || segments < 2 {
                 return;
             }
-            let oldest = self.closed.pop_front().expect("checked above");
+            let (mut span, mut bytes) = (self.eligible_span, self.eligible_bytes);
+            if let Some(cur) = &self.cur {
+                let prev_end = self.closed.back().expect("eligible > 0").summary.end_st;
+                span = span
+                    .saturating_add(counted_gap(prev_end, cur.summary.first_st))
+                    .saturating_add(cur.summary.end_st.saturating_sub(cur.summary.first_st));
+                bytes = bytes.saturating_add(cur.summary.data_bytes);
+            }
+            let over = (max_time > 0 && span > max_time) || (max_bytes > 0 && bytes > max_bytes);
+            if !over {
+                return;
+            }
+            let oldest = self.closed.remove(self.protected).expect("eligible > 0");
             self.closed_bytes = self.closed_bytes.saturating_sub(oldest.summary.data_bytes);
+            self.eligible_bytes = self
+                .eligible_bytes
+                .saturating_sub(oldest.summary.data_bytes);
+            self.eligible_span = self.eligible_span.saturating_sub(oldest.span);
+            if let Some(next) = self.closed.get(self.protected) {
+                let gap = counted_gap(oldest.summary.end_st, next.summary.first_st);
+                self.eligible_span = self.eligible_span.saturating_sub(gap);
+            }
             remove_segment(&self.dir, oldest.seq, Some(oldest.kind));
         }
     }
@@ -452,6 +513,11 @@ impl Writer {
     /// Problems found and repaired when the store was opened.
     pub fn take_warnings(&mut self) -> Vec<String> {
         std::mem::take(&mut self.warnings)
+    }
+
+    /// What opening the store decided that is not a repair (earlier recordings kept).
+    pub fn take_notices(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.notices)
     }
 
     pub fn dir(&self) -> &Path {
@@ -497,6 +563,15 @@ impl Drop for Writer {
         if !self.failed && self.cur.is_some() {
             let _ = self.end_stream();
         }
+    }
+}
+
+/// The store time between two segments that retention counts: none for a jump no recorder
+/// writes.
+fn counted_gap(prev_end: u64, next_first: u64) -> u64 {
+    match next_first.saturating_sub(prev_end) {
+        gap if gap > MAX_STORE_GAP => 0,
+        gap => gap,
     }
 }
 

@@ -3,69 +3,10 @@
 use std::fs;
 use std::path::Path;
 
-use fanout_store::{Entry, Item, Next, Reader, RecordMeta, Writer, WriterConfig, FLAG_DELTA_UNIT};
+mod common;
 
-const MS: u64 = 1_000_000;
-const TS_CAPS: &str = "video/mpegts, systemstream=(boolean)true, packetsize=(int)188";
-
-fn meta(i: u64, keyframe: bool) -> RecordMeta {
-    RecordMeta {
-        st: None,
-        pts: Some(1_000 * MS + i * 40 * MS),
-        dts: None,
-        duration: Some(40 * MS),
-        arrival: Some(1_005 * MS + i * 40 * MS),
-        flags: if keyframe { 0 } else { FLAG_DELTA_UNIT },
-    }
-}
-
-fn payload(i: u64) -> Vec<u8> {
-    (0..(100 + (i % 7) * 31))
-        .map(|b| (b as u8) ^ (i as u8))
-        .collect()
-}
-
-/// Writes buffers `range` (every 10th a keyframe), one write call each.
-fn record(w: &mut Writer, range: std::ops::Range<u64>) {
-    for i in range {
-        let data = payload(i);
-        w.write(&[Item::Buffer(meta(i, i % 10 == 0), &[&data])])
-            .unwrap();
-    }
-}
-
-/// Everything a reader yields until it ends, without waiting.
-fn read_all(r: &mut Reader) -> (Vec<Entry>, Vec<Vec<u8>>) {
-    let mut entries = Vec::new();
-    let mut payloads = Vec::new();
-    while let Next::Entry(e) = r.read_next().unwrap() {
-        if let Entry::Buffer(b) = &e {
-            let mut data = vec![0; b.size as usize];
-            if r.read_data(b, &mut data).unwrap() {
-                payloads.push(data);
-            }
-        }
-        entries.push(e);
-    }
-    (entries, payloads)
-}
-
-fn buffers(entries: &[Entry]) -> Vec<u64> {
-    entries
-        .iter()
-        .filter_map(|e| match e {
-            Entry::Buffer(b) => Some(b.st),
-            _ => None,
-        })
-        .collect()
-}
-
-fn config(segment_ms: u64) -> WriterConfig {
-    WriterConfig {
-        max_segment_time: segment_ms * MS,
-        ..Default::default()
-    }
-}
+use common::*;
+use fanout_store::{Entry, Item, Next, Reader, RecordMeta, Writer, WriterConfig};
 
 #[test]
 fn round_trip_restores_bytes_times_and_caps() {
@@ -252,17 +193,6 @@ fn seek_lands_on_the_keyframe_before_with_caps_first() {
     assert_eq!(r.seek(u64::MAX).unwrap(), Some(3_600 * MS));
     let range = r.range().unwrap().unwrap();
     assert_eq!(range, (0, 100 * 40 * MS));
-}
-
-/// The index of the last segment, as a crash would leave it.
-fn last_index(dir: &Path) -> std::path::PathBuf {
-    let mut idx: Vec<_> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "idx"))
-        .collect();
-    idx.sort();
-    idx.pop().unwrap()
 }
 
 #[test]

@@ -7,7 +7,7 @@
 //! buffer (so it leaves at `origin`) and moved at each loop so the next play
 //! starts right where the previous one ended: timestamps never jump back.
 
-use fanout_store::BufferRecord;
+use fanout_store::{BufferRecord, MAX_STORE_GAP};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Placed {
@@ -15,6 +15,9 @@ pub struct Placed {
     pub at: u64,
     pub pts: Option<u64>,
     pub dts: Option<u64>,
+    /// Store time jumped ahead more than a recorder ever writes (damage or a crafted file):
+    /// the buffer continues right after the one before, a discontinuity.
+    pub jumped: bool,
 }
 
 #[derive(Debug, Default)]
@@ -28,12 +31,19 @@ pub struct Playout {
     /// Last non-zero spacing between buffers, the length given to a buffer
     /// without a duration when a loop must continue after it.
     gap: u64,
+    /// Store time of the last placed buffer.
+    last_st: Option<u64>,
 }
 
 impl Playout {
     /// Places `rec`. `origin` gives the output time of the first buffer
     /// placed after a reset (live: the running time now).
     pub fn place(&mut self, rec: &BufferRecord, origin: impl FnOnce() -> u64) -> Placed {
+        let jumped = self
+            .last_st
+            .is_some_and(|last| rec.st.saturating_sub(last) > MAX_STORE_GAP);
+        self.join |= jumped;
+        self.last_st = Some(rec.st);
         let st = i128::from(rec.st);
         let shift = match self.shift {
             Some(_) if self.join => i128::from(self.end) - st,
@@ -60,6 +70,7 @@ impl Playout {
             at,
             pts: rebase(rec.pts),
             dts: rebase(rec.dts),
+            jumped,
         }
     }
 
@@ -151,6 +162,22 @@ mod tests {
             assert!(placed.pts.unwrap() <= MAX_TIME);
         }
         assert_eq!(c.at, MAX_TIME);
+    }
+
+    #[test]
+    fn a_jump_of_more_than_a_day_continues_right_after_the_buffer_before() {
+        let mut p = Playout::default();
+        p.place(&rec(0, 0, None, Some(40 * MS)), || 0);
+        let far = 1 << 62;
+        let a = p.place(&rec(far, far, None, Some(40 * MS)), || 0);
+        assert!(a.jumped);
+        assert_eq!((a.at, a.pts), (40 * MS, Some(40 * MS)));
+        let b = p.place(&rec(far + 40 * MS, far + 40 * MS, None, None), || 0);
+        assert!(!b.jumped);
+        assert_eq!(b.at, 80 * MS);
+        // A day's gap is kept: the recording plays at its own pace.
+        let c = p.place(&rec(far + MAX_STORE_GAP, 0, None, None), || 0);
+        assert!(!c.jumped);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Store time: buffer times mapped onto one monotonic axis for the whole store.
 
 use super::RecordMeta;
+use crate::MAX_STORE_GAP;
 
 /// Maps buffer times to store time: monotonic across discontinuities and
 /// across recordings appended to the same store. The writer keeps one; an element that must
@@ -19,8 +20,11 @@ impl StoreClock {
     pub fn next(&mut self, m: &RecordMeta) -> u64 {
         let pace = m.dts.or(m.pts).or(m.arrival);
         let st = match (pace, self.last_pace) {
-            (Some(p), Some(lp)) if p >= lp => self.last_st.saturating_add(p - lp),
-            // New recording, or time went backwards: carry on where the store ends.
+            (Some(p), Some(lp)) if p >= lp && p - lp <= MAX_STORE_GAP => {
+                self.last_st.saturating_add(p - lp)
+            }
+            // New recording, time went backwards or jumped more than a day ahead: carry on
+            // where the store ends.
             (Some(_), _) => self.end_st,
             // Untimed buffers share the time of the one before.
             (None, _) => self.last_st,
@@ -65,6 +69,9 @@ mod tests {
         assert_eq!(c.next(&m(Some(15), None)), 30);
         // Forward gaps are kept: the recording plays back at its own pace.
         assert_eq!(c.next(&m(Some(1015), None)), 1030);
+        // A jump of more than a day is a discontinuity, not a gap to keep.
+        assert_eq!(c.next(&m(Some(1015 + MAX_STORE_GAP + 1), None)), 1030);
+        assert_eq!(c.next(&m(Some(1025 + MAX_STORE_GAP + 1), None)), 1040);
     }
 
     #[test]

@@ -164,8 +164,10 @@ impl BitratePlayer {
         }
     }
 
+    /// Whatever follows a reader's warning is a discontinuity.
     fn post_reader_warnings(&self, state: &mut State) {
         for w in state.reader.take_warnings() {
+            state.discont = true;
             gst::element_imp_warning!(
                 self,
                 gst::ResourceError::Read,
@@ -549,6 +551,18 @@ impl PushSrcImpl for BitratePlayer {
                     .map_or(0, gst::ClockTime::nseconds),
                 false => rec.st,
             });
+            if placed.jumped {
+                gst::element_imp_warning!(
+                    self,
+                    gst::StreamError::Format,
+                    ("Damaged recording: its time jumps ahead; played on without waiting"),
+                    [
+                        "store time {} follows a buffer more than a day before it",
+                        rec.st
+                    ]
+                );
+                state.discont = true;
+            }
             {
                 let buf = buffer.get_mut().unwrap();
                 let mut flags = gst::BufferFlags::from_bits_truncate(rec.flags);

@@ -271,7 +271,9 @@ impl OffsetTee {
             }
         };
         let (max_size_time, max_size_bytes) = self.retention();
-        let config = settings.config(store.dir.clone(), max_size_time, max_size_bytes);
+        let mut config = settings.config(store.dir.clone(), max_size_time, max_size_bytes);
+        // Its own retention never eats a recording it was pointed at.
+        config.store.keep_existing = settings.max_size_time == 0 && settings.max_size_bytes == 0;
         let recording = Recording::start(self.obj().upcast_ref(), *CAT, &config)?;
         *self.store.lock().unwrap() = Some(store);
         let stored_before = recording

@@ -480,7 +480,7 @@ impl OffsetTee {
             b.set_dts(ts(placed.dts));
             b.set_duration(ts(rec.duration));
             let mut flags = gst::BufferFlags::from_bits_truncate(rec.flags);
-            flags.set(gst::BufferFlags::DISCONT, out.discont);
+            flags.set(gst::BufferFlags::DISCONT, out.discont || placed.jumped);
             b.set_flags(flags);
         }
         let size = buffer.size() as u64;

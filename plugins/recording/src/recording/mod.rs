@@ -100,6 +100,14 @@ impl Recording {
                 ["{}", warning]
             );
         }
+        for notice in writer.take_notices() {
+            gst::element_info!(
+                element,
+                gst::ResourceError::Read,
+                ("Kept an earlier recording in {}", location.display()),
+                ["{}", notice]
+            );
+        }
         gst::info!(
             cat,
             obj = element,

@@ -149,6 +149,7 @@ impl RecordingSettings {
                 max_segment_time: self.max_segment_time,
                 max_size_time,
                 max_size_bytes,
+                keep_existing: false,
             },
             max_backlog_bytes: self.max_backlog_bytes,
             on_disk_error: self.on_disk_error,
