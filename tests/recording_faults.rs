@@ -5,25 +5,11 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use fanout_tests::{concat_ts, encoder, ffprobe_frames, gst_launch, is_root, run, text, SmallDisk};
+use fanout_tests::{
+    concat_ts, encoder, ffprobe_frames, gst_launch, is_root, play_to_file, run, text, SmallDisk,
+};
 
 const FLUSH_INTERVAL_NS: u64 = 250_000_000;
-
-/// Plays a recording as fast as possible into a file; returns the file's bytes
-/// and the pipeline's output.
-fn play_to_file(dir: &Path, out: &Path) -> (Vec<u8>, String) {
-    let res = run(
-        &format!(
-            "bitrate-player location={} is-live=false ! filesink location={}",
-            dir.display(),
-            out.display()
-        ),
-        Duration::from_secs(60),
-    );
-    let log = text(&res);
-    assert!(res.status.success(), "{log}");
-    (std::fs::read(out).unwrap(), log)
-}
 
 /// Records a live signal into `store`, passing it on into `reference` (an unbuffered filesink:
 /// what it holds is what the recorder had received and passed on), until `reference` holds

@@ -156,6 +156,22 @@ pub fn files_with_extension(dir: &Path, ext: &str) -> Vec<PathBuf> {
     files
 }
 
+/// Plays a recording as fast as possible into a file; returns the file's bytes
+/// and the pipeline's output.
+pub fn play_to_file(dir: &Path, out: &Path) -> (Vec<u8>, String) {
+    let res = run(
+        &format!(
+            "bitrate-player location={} is-live=false ! filesink location={}",
+            dir.display(),
+            out.display()
+        ),
+        Duration::from_secs(60),
+    );
+    let log = text(&res);
+    assert!(res.status.success(), "{log}");
+    (std::fs::read(out).unwrap(), log)
+}
+
 /// The `.ts` segments of a recording, concatenated in name order.
 pub fn concat_ts(dir: &Path) -> Vec<u8> {
     files_with_extension(dir, "ts")

@@ -1,0 +1,364 @@
+//! Damaged and crafted recordings opened by the elements as users run them: bitrate-player
+//! plays all that is intact, bitrate-recorder and offset-tee repair only what is torn and say
+//! what they cut, and crafted files end in a clear message, never a crash or a hang, under
+//! a memory limit.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::FileExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+use fanout_store::{
+    BufferRecord, Context, DataKind, Item, Record, RecordMeta, SegmentHeader, Writer, WriterConfig,
+};
+use fanout_tests::{
+    concat_ts, encoder, files_with_extension, gst_launch, play_to_file, run, text,
+    wait_with_timeout,
+};
+
+const SECOND: u64 = 1_000_000_000;
+
+/// `frames` of H.264 in MPEG-TS recorded into `dir`, one segment a second.
+fn record(dir: &Path, frames: u32) -> Output {
+    let res = run(
+        &format!(
+            "{} ! bitrate-recorder location={} max-segment-time={SECOND} ! fakesink",
+            encoder(Some(frames), false),
+            dir.display()
+        ),
+        Duration::from_secs(120),
+    );
+    assert!(res.status.success(), "{}", text(&res));
+    res
+}
+
+/// The same, through offset-tee (its own retention: no max-size-* set).
+fn through_offset_tee(dir: &Path, frames: u32) -> Output {
+    let res = run(
+        &format!(
+            "{} ! offset-tee name=t sync=false location={} max-segment-time={SECOND} \
+             t.src_0 ! fakesink",
+            encoder(Some(frames), false),
+            dir.display()
+        ),
+        Duration::from_secs(120),
+    );
+    assert!(res.status.success(), "{}", text(&res));
+    res
+}
+
+fn flip(path: &Path, at: u64) {
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    let mut b = [0u8];
+    f.read_exact_at(&mut b, at).unwrap();
+    f.write_all_at(&[b[0] ^ 0x10], at).unwrap();
+}
+
+fn indexes(dir: &Path) -> Vec<PathBuf> {
+    files_with_extension(dir, "idx")
+}
+
+/// The data files of a store by name.
+fn data_files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    files_with_extension(dir, "ts")
+        .into_iter()
+        .map(|p| {
+            let bytes = fs::read(&p).unwrap();
+            (p.file_name().unwrap().into(), bytes)
+        })
+        .collect()
+}
+
+/// What each element opening a damaged store must do: the recorder and offset-tee (each on
+/// a copy of its own) leave every data file as it was and say what they found.
+fn opened_by_writers_keeps(dir: &Path, said: &str) {
+    let before = data_files(dir);
+    for name in ["bitrate-recorder", "offset-tee"] {
+        let copy = dir.with_extension(name);
+        let status = std::process::Command::new("cp")
+            .args(["-a", dir.to_str().unwrap(), copy.to_str().unwrap()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let res = match name {
+            "bitrate-recorder" => record(&copy, 25),
+            _ => through_offset_tee(&copy, 25),
+        };
+        let log = text(&res);
+        let after = data_files(&copy);
+        for (file, bytes) in &before {
+            assert!(after.get(file) == Some(bytes), "{name} changed {file:?}");
+        }
+        assert!(after.len() > before.len(), "{name} recorded nothing");
+        assert!(log.contains(said), "{name} did not say '{said}':\n{log}");
+    }
+}
+
+#[test]
+fn a_flipped_bit_in_a_closed_segments_header_costs_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("rec");
+    record(&store, 150);
+    let all = concat_ts(&store);
+    assert!(indexes(&store).len() >= 5);
+    flip(&indexes(&store)[2], 30);
+    let (played, log) = play_to_file(&store, &tmp.path().join("out.ts"));
+    assert!(
+        played == all,
+        "played {} of {} bytes",
+        played.len(),
+        all.len()
+    );
+    assert!(log.contains("header rebuilt"), "{log}");
+    opened_by_writers_keeps(&store, "header rebuilt");
+}
+
+#[test]
+fn a_flipped_data_bit_in_a_crashed_recording_costs_one_buffer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("rec");
+    record(&store, 100);
+    // A crash: the last segment without its closing record; then one bit of its data flips.
+    let last = indexes(&store).pop().unwrap();
+    let len = fs::metadata(&last).unwrap().len();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&last)
+        .unwrap()
+        .set_len(len - 41)
+        .unwrap();
+    let data = last.with_extension("ts");
+    flip(&data, 1316 * 3 + 100);
+    let all = concat_ts(&store);
+
+    let (played, log) = play_to_file(&store, &tmp.path().join("out.ts"));
+    assert_eq!(
+        played.len(),
+        all.len() - 1316,
+        "one buffer of 1316 bytes skipped"
+    );
+    assert!(log.contains("data checksum mismatch"), "{log}");
+    opened_by_writers_keeps(&store, "1 damaged records among them kept");
+}
+
+#[test]
+fn a_damaged_middle_segment_hides_nothing_after_it() {
+    for damage in ["missing data file", "garbage index"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = tmp.path().join("rec");
+        record(&store, 150);
+        let segs = indexes(&store);
+        let before: Vec<u8> = segs[..2]
+            .iter()
+            .flat_map(|p| fs::read(p.with_extension("ts")).unwrap())
+            .collect();
+        let after: Vec<u8> = segs[3..]
+            .iter()
+            .flat_map(|p| fs::read(p.with_extension("ts")).unwrap())
+            .collect();
+        match damage {
+            "missing data file" => fs::remove_file(segs[2].with_extension("ts")).unwrap(),
+            _ => fs::write(&segs[2], vec![0x5a; 5000]).unwrap(),
+        }
+        let (played, log) = play_to_file(&store, &tmp.path().join("out.ts"));
+        assert!(
+            played == [before.clone(), after.clone()].concat(),
+            "{damage}: played {} bytes, want {}\n{log}",
+            played.len(),
+            before.len() + after.len()
+        );
+        assert!(log.contains("segment 2"), "{damage}: {log}");
+        opened_by_writers_keeps(&store, "segment 2");
+    }
+}
+
+#[test]
+fn offset_tee_pointed_at_a_long_recording_keeps_all_of_it_and_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("rec");
+    // 20 s: twice what offset-tee's own retention keeps with no offset.
+    record(&store, 500);
+    let all = concat_ts(&store);
+    let segments = indexes(&store).len();
+    let res = through_offset_tee(&store, 50);
+    let log = text(&res);
+    assert!(
+        log.contains("kept the 20 segments recorded there before"),
+        "{log}"
+    );
+    assert!(indexes(&store).len() > segments);
+    assert!(concat_ts(&store).starts_with(&all));
+}
+
+/// A pipeline run under a 2.5 GB address-space limit and a time limit.
+fn limited(args: &str) -> Output {
+    let mut cmd = gst_launch(args);
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 2_500 << 20,
+                rlim_max: 2_500 << 20,
+            };
+            if libc::setrlimit(libc::RLIMIT_AS, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    wait_with_timeout(cmd.spawn().unwrap(), Duration::from_secs(60))
+}
+
+/// Ended by itself with an exit code (not killed by a signal such as SIGABRT).
+fn ended_cleanly(res: &Output) -> String {
+    let log = text(res);
+    assert!(
+        res.status.code().is_some(),
+        "killed: {:?}\n{log}",
+        res.status
+    );
+    log
+}
+
+/// A store of one segment whose single buffer record names `size` bytes over a sparse file.
+fn crafted_big_buffer(dir: &Path, size: u32) {
+    fs::create_dir_all(dir).unwrap();
+    let header = SegmentHeader {
+        seq: 0,
+        data_kind: DataKind::Raw,
+        session: 1,
+        first_st: 0,
+    };
+    let mut index = header.encode().to_vec();
+    Record::Caps("application/octet-stream".into()).encode(&mut index, &mut Context::default());
+    let rec = BufferRecord {
+        size,
+        data_crc: 7,
+        ..Default::default()
+    };
+    Record::Buffer(rec).encode(&mut index, &mut Context::new(&header));
+    fs::write(dir.join("0000000000.idx"), &index).unwrap();
+    let data = fs::File::create(dir.join("0000000000.bin")).unwrap();
+    data.set_len(u64::from(size)).unwrap();
+    fs::write(dir.join(fanout_store::LOCK_FILE), b"").unwrap();
+}
+
+#[test]
+fn crafted_huge_buffers_over_sparse_files_are_skipped_not_allocated() {
+    for size in [u32::MAX, fanout_store::MAX_BUFFER_SIZE] {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = tmp.path().join("rec");
+        crafted_big_buffer(&store, size);
+        let res = limited(&format!(
+            "bitrate-player location={} ! fakesink",
+            store.display()
+        ));
+        let log = ended_cleanly(&res);
+        assert!(log.contains("Damaged recording"), "{size}: {log}");
+        let res = limited(&format!(
+            "{} ! offset-tee name=t sync=false location={} t.src_0 ! fakesink",
+            encoder(Some(10), false),
+            store.display()
+        ));
+        let log = ended_cleanly(&res);
+        assert!(res.status.success(), "{size}: {log}");
+        assert!(log.contains("Repaired recording"), "{size}: {log}");
+    }
+}
+
+#[test]
+fn an_index_that_is_a_fifo_or_a_link_to_a_device_is_refused_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("rec");
+    record(&store, 50);
+    let idx = indexes(&store)[0].clone();
+    for kind in ["link", "fifo"] {
+        fs::remove_file(&idx).unwrap();
+        match kind {
+            "link" => std::os::unix::fs::symlink("/dev/urandom", &idx).unwrap(),
+            _ => {
+                let path = std::ffi::CString::new(idx.to_str().unwrap()).unwrap();
+                // SAFETY: a plain syscall with a valid C string.
+                assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o644) }, 0);
+            }
+        }
+        for pipeline in [
+            format!("bitrate-player location={} ! fakesink", store.display()),
+            format!(
+                "{} ! offset-tee name=t location={} t.src_0 ! fakesink",
+                encoder(Some(10), false),
+                store.display()
+            ),
+        ] {
+            let res = limited(&pipeline);
+            let log = ended_cleanly(&res);
+            assert!(!res.status.success(), "{kind}: {log}");
+            assert!(log.contains("refused"), "{kind}: {log}");
+        }
+    }
+}
+
+/// 5 segments of 20 buffers, 40 ms apart, with a store-time jump of 2^62 ns in the middle
+/// of the third: what only a crafted or damaged file holds.
+fn crafted_time_jump(dir: &Path) {
+    let mut w = Writer::open(
+        dir,
+        WriterConfig {
+            max_segment_time: 800_000_000,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    w.write(&[Item::Caps("application/octet-stream")]).unwrap();
+    for i in 0..100u64 {
+        let jump = if i >= 50 { 1 << 62 } else { 0 };
+        let meta = RecordMeta {
+            st: Some(jump + i * 40_000_000),
+            pts: Some(i * 40_000_000),
+            duration: Some(40_000_000),
+            ..Default::default()
+        };
+        w.write(&[Item::Buffer(meta, &[&[i as u8; 100]])]).unwrap();
+    }
+    drop(w);
+}
+
+#[test]
+fn a_store_time_jump_neither_hangs_a_live_player_nor_empties_the_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("rec");
+    crafted_time_jump(&store);
+    let segments = indexes(&store).len();
+    let out = tmp.path().join("out.bin");
+    let res = limited(&format!(
+        "bitrate-player location={} is-live=true ! filesink location={}",
+        store.display(),
+        out.display()
+    ));
+    let log = ended_cleanly(&res);
+    assert!(res.status.success(), "{log}");
+    assert_eq!(fs::metadata(&out).unwrap().len(), 100 * 100);
+    assert!(log.contains("time jumps ahead"), "{log}");
+
+    let res = limited(&format!(
+        "{} ! offset-tee name=t sync=false location={} t.src_0 ! fakesink",
+        encoder(Some(10), false),
+        store.display()
+    ));
+    ended_cleanly(&res);
+    assert!(
+        indexes(&store).len() > segments,
+        "offset-tee removed segments"
+    );
+    let (played, _) = play_to_file(&store, &out);
+    assert!(played.len() >= 100 * 100, "{} bytes left", played.len());
+}
