@@ -146,6 +146,8 @@ pub struct ReceiverStats {
     pub unconfirmed: u64,
     /// Rebuilt variants of a block dropped for another one with more packets (forged).
     pub outvoted: u64,
+    /// New descriptions dropped before they were confirmed (another came first).
+    pub unconfirmed_descriptions: u64,
 }
 
 /// Symbols of one block that agree on its parameters (codec, F, T, pool).
@@ -208,6 +210,15 @@ fn fits(desc: Option<&Description>, p: &BlockParams) -> bool {
     p.codec == d.codec && p.symbol_size == d.symbol_size && p.source_symbols() <= max_k
 }
 
+/// Whether two descriptions differ at most in their window (first block).
+fn same_but_window(a: &Description, b: &Description) -> bool {
+    let a = Description {
+        first_block: b.first_block,
+        ..a.clone()
+    };
+    a == *b
+}
+
 /// What to do with the block waited for.
 enum Turn {
     /// Give out this variant's content.
@@ -224,6 +235,9 @@ pub struct Receiver {
     flow: Option<u32>,
     descriptions: DescriptionAssembler,
     description: Option<Description>,
+    /// A new description waiting for confirmation, and how many symbols fitting it came
+    /// since it did.
+    candidate: Option<(Description, u32)>,
     blocks: BTreeMap<u64, PendingBlock>,
     next: Option<u64>,
     /// A buffer whose first pieces are in, waiting for the rest.
@@ -254,6 +268,7 @@ impl Receiver {
             cfg,
             descriptions: DescriptionAssembler::default(),
             description: None,
+            candidate: None,
             blocks: BTreeMap::new(),
             next: None,
             partial: None,
@@ -304,11 +319,14 @@ impl Receiver {
                 .descriptions
                 .add(version, index, count, total_len, data)
             {
-                Ok(Some(desc)) => self.set_description(desc, out),
+                Ok(Some(desc)) => self.offer_description(desc, out),
                 Ok(None) => (),
                 Err(_) => self.stats.malformed += 1,
             },
-            Packet::Symbol { header, data } => self.add_symbol(&header, data, now),
+            Packet::Symbol { header, data } => {
+                self.confirm_description(&header.params(), out);
+                self.add_symbol(&header, data, now);
+            }
         }
         self.drain(now, out);
     }
@@ -481,11 +499,86 @@ impl Receiver {
         held.chain(absent).min()
     }
 
-    fn set_description(&mut self, desc: Description, out: &mut Vec<Output>) {
+    /// A description assembled: the one in force again, or a new one, which takes effect only
+    /// once confirmed (anyone can send one): the first by a symbol that fits it, a change by
+    /// its repetition with fitting symbols in between, as the sender repeats it. A carousel
+    /// window moving forward within what was received takes effect at once.
+    fn offer_description(&mut self, desc: Description, out: &mut Vec<Output>) {
         if self.description.as_ref() == Some(&desc) {
+            if self.candidate.take().is_some() {
+                self.stats.unconfirmed_descriptions += 1;
+            }
             return;
         }
+        let held_fit = || {
+            let mut variants = self.blocks.values().flat_map(|b| &b.variants);
+            variants.any(|v| fits(Some(&desc), &v.params))
+        };
+        if self.description.is_none() && held_fit() {
+            // The first one, and symbols that fit it are in already.
+            self.candidate = None;
+            return self.set_description(desc, out);
+        }
+        if let Some(current) = &self.description {
+            let newest = self.blocks.keys().next_back().copied().unwrap_or(0);
+            let newest = newest.max(self.next.unwrap_or(0));
+            // Stream mode reads the window for nothing but a late packet's name.
+            let plausible = desc.mode == Mode::Stream
+                || (desc.first_block >= current.first_block
+                    && desc.first_block <= newest.saturating_add(1));
+            if same_but_window(current, &desc) && plausible {
+                return self.set_description(desc, out);
+            }
+        }
+        match &self.candidate {
+            Some((c, fitting)) if same_but_window(c, &desc) => {
+                if *fitting > 0 {
+                    self.candidate = None;
+                    self.set_description(desc, out);
+                }
+            }
+            _ => {
+                if self.candidate.replace((desc, 0)).is_some() {
+                    self.stats.unconfirmed_descriptions += 1;
+                }
+            }
+        }
+    }
+
+    /// A symbol arrived: it counts for the description waiting, and confirms the first one.
+    fn confirm_description(&mut self, params: &BlockParams, out: &mut Vec<Output>) {
+        let Some((desc, fitting)) = &mut self.candidate else {
+            return;
+        };
+        if !fits(Some(desc), params) {
+            return;
+        }
+        *fitting = fitting.saturating_add(1);
+        if self.description.is_none() {
+            let (desc, _) = self.candidate.take().expect("held");
+            self.set_description(desc, out);
+        }
+    }
+
+    fn set_description(&mut self, desc: Description, out: &mut Vec<Output>) {
         self.stats.descriptions += 1;
+        // Variants held that contradict it were not the sender's.
+        for block in self.blocks.values_mut() {
+            block.variants.retain(|v| {
+                let keep = fits(Some(&desc), &v.params);
+                if !keep {
+                    let held = match &v.decoded {
+                        Some(d) => d.len(),
+                        None => v.seen.len() * usize::from(v.params.symbol_size),
+                    };
+                    let held = held.min(block.bytes);
+                    block.bytes -= held;
+                    self.buffered -= held;
+                    self.stats.inconsistent += v.seen.len() as u64;
+                }
+                keep
+            });
+        }
         let caps_changed = self.description.as_ref().map(|d| &d.caps) != Some(&desc.caps);
         if self.next.is_none() {
             self.next = match desc.mode {
@@ -604,9 +697,7 @@ impl Receiver {
                 block.variants.len() - 1
             }
         };
-        if i > 0 {
-            self.stats.inconsistent += 1;
-        }
+        let another_rebuilt = block.decoded();
         let variant = &mut block.variants[i];
         if variant.seen.len() as u32 >= variant.k.saturating_add(MAX_SURPLUS)
             && !variant.seen.contains(&h.esi)
@@ -619,6 +710,9 @@ impl Receiver {
             variant.seen.insert(h.esi);
             self.stats.duplicates += 1;
             return;
+        }
+        if i > 0 || another_rebuilt {
+            self.stats.inconsistent += 1;
         }
         if !variant.seen.insert(h.esi) {
             self.stats.duplicates += 1;

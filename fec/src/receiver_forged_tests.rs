@@ -218,3 +218,84 @@ fn a_forged_variant_of_one_packet_cannot_keep_the_genuine_one_out() {
     rx.finish(&mut out);
     assert_eq!(buffers(&out), input, "{:?}", rx.stats);
 }
+
+fn description_packets(caps: &str, symbol_size: u16, version: u32) -> Vec<Vec<u8>> {
+    let desc = Description {
+        codec: Codec::RaptorQ,
+        time_segment: true,
+        symbol_size,
+        max_k: 100,
+        repair_percent: 25,
+        caps: caps.into(),
+        ..Description::default()
+    };
+    desc.packets(0, version)
+}
+
+fn caps_given(out: &[Output]) -> Vec<String> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Description(d) => Some(d.caps.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_forged_description_mid_stream_is_not_applied_unless_confirmed() {
+    let (blocks, input) = stream(Codec::RaptorQ, 40);
+    let mut rx = Receiver::new(ReceiverConfig::default());
+    let forged = description_packets("video/x-raw, forged=(int)1", 1400, 0xdead);
+    let out = run(&mut rx, &blocks, |i| match i {
+        5 => forged.clone(),
+        _ => vec![],
+    });
+    assert_eq!(caps_given(&out), vec!["application/x-test".to_owned()]);
+    assert_eq!(buffers(&out), input);
+    assert_eq!(rx.stats.unconfirmed_descriptions, 1, "{:?}", rx.stats);
+}
+
+#[test]
+fn a_forged_first_description_loses_to_the_genuine_one() {
+    let (blocks, input) = stream(Codec::RaptorQ, 20);
+    let mut rx = Receiver::new(ReceiverConfig::default());
+    let mut out = Vec::new();
+    // Before anything: one that does not fit the symbols (T) and garbage caps.
+    for p in description_packets("not caps {{", 1392, 7) {
+        rx.push(&p, 0, &mut out);
+    }
+    let out = {
+        for (i, packets) in blocks.iter().enumerate() {
+            for p in packets {
+                rx.push(p, i as u64 * BLOCK_TIME, &mut out);
+            }
+        }
+        rx.finish(&mut out);
+        out
+    };
+    assert_eq!(caps_given(&out), vec!["application/x-test".to_owned()]);
+    assert_eq!(buffers(&out), input);
+}
+
+#[test]
+fn a_genuine_change_of_description_takes_effect_at_its_repetition() {
+    let mut sender = Sender::new(SenderConfig::default()).unwrap();
+    sender.set_stream("application/x-a".into(), true).unwrap();
+    let mut packets = Vec::new();
+    let buffer = |i: u64| (0..2000).map(|b| (b + i) as u8).collect::<Vec<u8>>();
+    for i in 0..60 {
+        if i == 20 {
+            sender.set_stream("application/x-b".into(), true).unwrap();
+        }
+        sender.push_buffer(&BufferMeta::default(), &buffer(i), &mut packets);
+        sender.flush(&mut packets);
+    }
+    let mut rx = Receiver::new(ReceiverConfig::default());
+    let mut out = Vec::new();
+    for p in &packets {
+        rx.push(p, 0, &mut out);
+    }
+    rx.finish(&mut out);
+    assert_eq!(caps_given(&out), vec!["application/x-a", "application/x-b"]);
+    assert_eq!(buffers(&out).len(), 60);
+}

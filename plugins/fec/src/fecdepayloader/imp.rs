@@ -59,6 +59,10 @@ struct State {
     lost_bytes_since_warning: u64,
     first_lost_since_warning: Option<u64>,
     caps_errors: u64,
+    /// Buffers dropped because downstream refused the stream's caps (or none were usable).
+    unnegotiated: u64,
+    /// A refusal was said on the bus; said again only after buffers went through.
+    refusal_warned: bool,
     timer: Option<Timer>,
     block_missing_sent: u64,
 }
@@ -200,7 +204,7 @@ impl FecDepayloader {
             match output {
                 Output::Description(desc) => {
                     self.push_list(&mut list)?;
-                    self.configure(&desc.caps, desc.time_segment)?;
+                    self.configure(&desc.caps, desc.time_segment);
                 }
                 Output::Buffer {
                     meta,
@@ -253,12 +257,33 @@ impl FecDepayloader {
             .unwrap()
             .as_ref()
             .is_some_and(|s| s.configured);
-        if !configured {
-            // The receiver gives out no buffer before a description: cannot happen.
-            return Err(gst::FlowError::NotNegotiated);
+        let list = std::mem::replace(list, gst::BufferList::new());
+        let count = list.len() as u64;
+        let ret = match configured {
+            true => self.srcpad.push_list(list),
+            // No usable caps yet (they did not parse): nothing can go out.
+            false => Err(gst::FlowError::NotNegotiated),
+        };
+        let mut guard = self.state.lock().unwrap();
+        let Some(state) = guard.as_mut() else {
+            return ret;
+        };
+        if ret != Err(gst::FlowError::NotNegotiated) {
+            state.refusal_warned &= ret.is_err();
+            return ret;
         }
-        self.srcpad
-            .push_list(std::mem::replace(list, gst::BufferList::new()))
+        // Caps from a forged or faulty description must not end the pipeline: the buffers
+        // are dropped, counted and said once, until a description downstream takes.
+        state.unnegotiated = state.unnegotiated.saturating_add(count);
+        if !std::mem::replace(&mut state.refusal_warned, true) {
+            drop(guard);
+            gst::element_imp_warning!(
+                self,
+                gst::StreamError::Format,
+                ("Downstream refuses the caps of the stream description (or it had none usable): buffers are dropped until a description it takes arrives")
+            );
+        }
+        Ok(gst::FlowSuccess::Ok)
     }
 
     fn lost(&self, first: u64, count: u64, bytes: u64) {
@@ -332,8 +357,10 @@ impl FecDepayloader {
         let _ = self.obj().post_message(msg);
     }
 
-    /// Caps of the original stream and a segment from zero, in the input's format.
-    fn configure(&self, caps: &str, time_segment: bool) -> Result<(), gst::FlowError> {
+    /// Caps of the original stream and a segment from zero, in the input's format. Caps that
+    /// do not parse are a warning and leave the output as it was (a forged description must
+    /// not end the pipeline).
+    fn configure(&self, caps: &str, time_segment: bool) {
         let caps = match gst::Caps::from_str(caps) {
             // The input had no caps (a plain file): neither has the output.
             _ if caps.is_empty() => None,
@@ -342,18 +369,18 @@ impl FecDepayloader {
                 if let Some(s) = self.state.lock().unwrap().as_mut() {
                     s.caps_errors += 1;
                 }
-                gst::element_imp_error!(
+                gst::element_imp_warning!(
                     self,
                     gst::StreamError::Format,
-                    ("The stream description carries caps that do not parse: {caps}")
+                    ("The stream description carries caps that do not parse, ignored: {caps}")
                 );
-                return Err(gst::FlowError::NotNegotiated);
+                return;
             }
         };
         gst::info!(CAT, imp = self, "stream caps {caps:?}");
         let first = {
             let mut guard = self.state.lock().unwrap();
-            let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
+            let Some(state) = guard.as_mut() else { return };
             !std::mem::replace(&mut state.configured, true)
         };
         if self
@@ -366,7 +393,9 @@ impl FecDepayloader {
             self.srcpad.push_event(gst::event::StreamStart::new(&id));
         }
         if let Some(caps) = caps {
-            self.srcpad.push_event(gst::event::Caps::new(&caps));
+            if !self.srcpad.push_event(gst::event::Caps::new(&caps)) {
+                gst::warning!(CAT, imp = self, "downstream refuses {caps:?}");
+            }
         }
         if first {
             let segment = if time_segment {
@@ -376,7 +405,6 @@ impl FecDepayloader {
             };
             self.srcpad.push_event(gst::event::Segment::new(&segment));
         }
-        Ok(())
     }
 
     fn sink_event(&self, pad: &gst::Pad, event: gst::Event) -> bool {
@@ -460,7 +488,9 @@ impl FecDepayloader {
             .field("resyncs", st.resyncs)
             .field("unconfirmed", st.unconfirmed)
             .field("outvoted", st.outvoted)
+            .field("unconfirmed-descriptions", st.unconfirmed_descriptions)
             .field("caps-errors", guard.as_ref().map_or(0, |s| s.caps_errors))
+            .field("unnegotiated", guard.as_ref().map_or(0, |s| s.unnegotiated))
             .field(
                 "block-missing-sent",
                 guard.as_ref().map_or(0, |s| s.block_missing_sent),
@@ -486,6 +516,8 @@ impl FecDepayloader {
             lost_bytes_since_warning: 0,
             first_lost_since_warning: None,
             caps_errors: 0,
+            unnegotiated: 0,
+            refusal_warned: false,
             timer: None,
             block_missing_sent: 0,
         });
@@ -580,7 +612,7 @@ impl ObjectImpl for FecDepayloader {
                     .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
-                    .blurb("fanout-fec-depayloader-stats, also posted on the bus every second and at EOS: packets, malformed, other-flow, duplicates, late (symbols of blocks already given up), surplus (unneeded repair symbols of blocks already rebuilt: normal), inconsistent (contradicting the description or the block's first packets), out-of-range, excess, symbols, blocks-decoded, blocks-recovered (needed repair), blocks-lost, bad-blocks, buffers, bytes-out, lost-bytes (about), partial-buffers-dropped, descriptions, resyncs, unconfirmed (symbols of blocks far ahead the stream never reached: forged), outvoted (rebuilt variants of a block dropped for one with more packets: forged), caps-errors, block-missing-sent")
+                    .blurb("fanout-fec-depayloader-stats, also posted on the bus every second and at EOS: packets, malformed, other-flow, duplicates, late (symbols of blocks already given up), surplus (unneeded repair symbols of blocks already rebuilt: normal), inconsistent (contradicting the description or the block's first packets), out-of-range, excess, symbols, blocks-decoded, blocks-recovered (needed repair), blocks-lost, bad-blocks, buffers, bytes-out, lost-bytes (about), partial-buffers-dropped, descriptions, resyncs, unconfirmed (symbols of blocks far ahead the stream never reached: forged), outvoted (rebuilt variants of a block dropped for one with more packets: forged), unconfirmed-descriptions (new descriptions replaced before their repetition confirmed them), caps-errors (caps that did not parse, ignored), unnegotiated (buffers dropped while downstream refused the caps), block-missing-sent")
                     .read_only()
                     .build(),
             ]
