@@ -38,3 +38,86 @@ impl Presence {
 pub fn near(block: u64, next: u64) -> bool {
     block.abs_diff(next) <= NEAR_BLOCKS
 }
+
+/// How long flows are counted before the one followed is weighed against the others, and
+/// the span over which an attack is measured.
+pub const WINDOW: u64 = 1_000_000_000;
+/// Flows counted at once at most (others are not counted until a window ends).
+const MAX_FLOWS: usize = 8;
+
+/// `flow = -1`: follows the flow that keeps coming, not the first packet seen. Per window,
+/// another flow with more than twice the packets of the one followed (and at least 8) takes
+/// over; before anything was given out, one with more than twice as many so far (plus 2).
+#[derive(Debug, Default)]
+pub struct FlowFollower {
+    counts: Vec<(u32, u64)>,
+    since: Option<u64>,
+}
+
+impl FlowFollower {
+    /// Counts a packet of `flow` at `now`; returns the flow to follow instead of `current`.
+    pub fn packet(&mut self, flow: u32, current: u32, started: bool, now: u64) -> Option<u32> {
+        let since = *self.since.get_or_insert(now);
+        match self.counts.iter().position(|(f, _)| *f == flow) {
+            Some(i) => self.counts[i].1 = self.counts[i].1.saturating_add(1),
+            None if self.counts.len() < MAX_FLOWS => self.counts.push((flow, 1)),
+            None => (),
+        }
+        let count = |f: u32| self.counts.iter().find(|(g, _)| *g == f).map_or(0, |c| c.1);
+        let ours = count(current);
+        let (best, most) = self
+            .counts
+            .iter()
+            .filter(|(f, _)| *f != current)
+            .max_by_key(|(_, n)| *n)
+            .copied()?;
+        let ended = now.saturating_sub(since) >= WINDOW;
+        let switch = if started {
+            ended && most >= 8 && most > ours.saturating_mul(2)
+        } else {
+            most > ours.saturating_mul(2).saturating_add(2)
+        };
+        if ended || switch {
+            self.counts.clear();
+            self.since = Some(now);
+        }
+        switch.then_some(best)
+    }
+}
+
+/// Says once that packets which look forged (malformed, contradicting, out of range,
+/// outvoted...) keep coming: at least [`ATTACK_MIN`] a second for [`ATTACK_SECONDS`]
+/// seconds in a row.
+#[derive(Debug, Default)]
+pub struct AttackWatch {
+    since: Option<u64>,
+    at_start: u64,
+    seconds: u32,
+    said: bool,
+}
+
+pub const ATTACK_MIN: u64 = 10;
+pub const ATTACK_SECONDS: u32 = 5;
+
+impl AttackWatch {
+    /// `suspect`: the running count of suspect packets. True once, when the attack is said.
+    pub fn update(&mut self, suspect: u64, now: u64) -> bool {
+        let since = *self.since.get_or_insert(now);
+        if now.saturating_sub(since) < WINDOW {
+            return false;
+        }
+        let busy = suspect.saturating_sub(self.at_start) >= ATTACK_MIN;
+        self.seconds = if busy {
+            self.seconds.saturating_add(1)
+        } else {
+            0
+        };
+        self.since = Some(now);
+        self.at_start = suspect;
+        if self.seconds >= ATTACK_SECONDS && !self.said {
+            self.said = true;
+            return true;
+        }
+        false
+    }
+}

@@ -10,12 +10,13 @@ use std::sync::Arc;
 use crate::block::{parse_pieces, BufferMeta};
 use crate::codec::{BlockDecoder, BlockParams, Codec};
 use crate::description::{Description, DescriptionAssembler, Mode};
-use crate::guard::{self, Presence, NEAR_BLOCKS};
+use crate::guard::{self, AttackWatch, FlowFollower, Presence, NEAR_BLOCKS};
 use crate::packet::{self, Packet, SymbolHeader};
 
 #[derive(Debug, Clone)]
 pub struct ReceiverConfig {
-    /// Only this flow is taken; `None` locks onto the first flow seen.
+    /// Only this flow is taken; `None` follows the flow that keeps coming (the first seen
+    /// until another outnumbers it).
     pub flow: Option<u32>,
     /// How long (ns) an incomplete block is waited for, from its first packet (stream mode).
     pub latency: u64,
@@ -105,6 +106,8 @@ pub enum Output {
     /// After a loss, the time (ns) the lost buffers covered: from the end of the last buffer
     /// given out to the start of the next one.
     Gap { start: u64, duration: u64 },
+    /// Packets that look forged have kept coming for seconds (said once): `suspect` of them.
+    Attack { suspect: u64 },
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -148,6 +151,28 @@ pub struct ReceiverStats {
     pub outvoted: u64,
     /// New descriptions dropped before they were confirmed (another came first).
     pub unconfirmed_descriptions: u64,
+    /// Times `flow: None` left the flow it followed for one that kept coming.
+    pub flow_switches: u64,
+}
+
+impl ReceiverStats {
+    /// Packets that look forged or foreign, for the attack watch (other flows only when
+    /// following whichever keeps coming: a set flow shares its port on purpose).
+    pub fn suspect(&self, following: bool) -> u64 {
+        let other = if following { self.other_flow } else { 0 };
+        [
+            self.malformed,
+            other,
+            self.inconsistent,
+            self.out_of_range,
+            self.bad_blocks,
+            self.unconfirmed,
+            self.outvoted,
+            self.unconfirmed_descriptions,
+        ]
+        .iter()
+        .fold(0u64, |a, b| a.saturating_add(*b))
+    }
 }
 
 /// Symbols of one block that agree on its parameters (codec, F, T, pool).
@@ -258,6 +283,8 @@ pub struct Receiver {
     given_up: BTreeSet<u64>,
     /// When the stream was last near the block waited for.
     presence: Presence,
+    follower: FlowFollower,
+    attack: AttackWatch,
     pub stats: ReceiverStats,
 }
 
@@ -281,6 +308,8 @@ impl Receiver {
             last_k: None,
             given_up: BTreeSet::new(),
             presence: Presence::default(),
+            follower: FlowFollower::default(),
+            attack: AttackWatch::default(),
             stats: ReceiverStats::default(),
         }
     }
@@ -292,6 +321,16 @@ impl Receiver {
     /// Takes one datagram received at `now` (ns, any monotonic clock).
     pub fn push(&mut self, datagram: &[u8], now: u64, out: &mut Vec<Output>) {
         self.stats.packets += 1;
+        self.push_packet(datagram, now, out);
+        let following = self.cfg.flow.is_none();
+        if self.attack.update(self.stats.suspect(following), now) {
+            out.push(Output::Attack {
+                suspect: self.stats.suspect(following),
+            });
+        }
+    }
+
+    fn push_packet(&mut self, datagram: &[u8], now: u64, out: &mut Vec<Output>) {
         let packet = match packet::parse(datagram) {
             Ok(p) => p,
             Err(_) => {
@@ -303,7 +342,13 @@ impl Receiver {
             Packet::Symbol { header, .. } => header.flow,
             Packet::Description { flow, .. } => flow,
         };
-        if *self.flow.get_or_insert(flow) != flow {
+        let current = *self.flow.get_or_insert(flow);
+        if self.cfg.flow.is_none() {
+            if let Some(other) = self.follower.packet(flow, current, self.started, now) {
+                self.follow(other);
+            }
+        }
+        if self.flow != Some(flow) {
             self.stats.other_flow += 1;
             return;
         }
@@ -794,6 +839,19 @@ impl Receiver {
         let block = self.blocks.remove(&number)?;
         self.buffered -= block.bytes;
         Some(block)
+    }
+
+    /// Leaves the flow followed for `flow`: everything of the old one is dropped, and the
+    /// new one starts as a receiver joining now would (with its own description).
+    fn follow(&mut self, flow: u32) {
+        self.stats.flow_switches += 1;
+        self.flow = Some(flow);
+        self.resync();
+        self.stats.resyncs -= 1;
+        self.description = None;
+        self.candidate = None;
+        self.descriptions = DescriptionAssembler::default();
+        self.presence = Presence::default();
     }
 
     fn resync(&mut self) {

@@ -299,3 +299,64 @@ fn a_genuine_change_of_description_takes_effect_at_its_repetition() {
     assert_eq!(caps_given(&out), vec!["application/x-a", "application/x-b"]);
     assert_eq!(buffers(&out).len(), 60);
 }
+
+/// A genuine packet rewritten for another flow (valid checksum).
+fn other_flow(p: &[u8], flow: u32) -> Vec<u8> {
+    let mut q = p.to_vec();
+    q[4..8].copy_from_slice(&flow.to_be_bytes());
+    let n = q.len() - packet::CRC_LEN;
+    let crc = crc32c::crc32c(&q[..n]);
+    q[n..].copy_from_slice(&crc.to_be_bytes());
+    q
+}
+
+#[test]
+fn flow_minus_one_follows_the_flow_that_keeps_coming_not_the_first_seen() {
+    let (blocks, input) = stream(Codec::RaptorQ, 30);
+    let mut rx = Receiver::new(ReceiverConfig::default());
+    let mut out = Vec::new();
+    // One forged packet of flow 9 first, then one per block among the genuine stream.
+    rx.push(&other_flow(&blocks[0][1], 9), 0, &mut out);
+    for (i, packets) in blocks.iter().enumerate() {
+        let now = i as u64 * BLOCK_TIME;
+        rx.handle_timeout(now, &mut out);
+        for p in packets {
+            rx.push(p, now, &mut out);
+        }
+        rx.push(&other_flow(&packets[1], 9), now, &mut out);
+    }
+    rx.finish(&mut out);
+    assert_eq!(rx.flow(), Some(0));
+    assert_eq!(rx.stats.flow_switches, 1, "{:?}", rx.stats);
+    // Only the first genuine packets went by before the switch.
+    let got = buffers(&out);
+    assert!(got.len() >= 25 && input.ends_with(&got), "{:?}", rx.stats);
+}
+
+#[test]
+fn a_sustained_attack_is_said_once_and_every_drop_counted() {
+    let (blocks, input) = stream(Codec::RaptorQ, 100);
+    let mut rx = Receiver::new(ReceiverConfig::default());
+    // Per block: garbage, a far-ahead symbol, a forged block, a forged description.
+    let out = run(&mut rx, &blocks, |i| {
+        let mut v = vec![vec![0x46; 100], moved(&blocks[0][3], i + 250)];
+        v.push(injected(Codec::None, i + 1, 1400));
+        v.extend(description_packets(
+            &format!("x/forged-{i}"),
+            1400,
+            1000 + i as u32,
+        ));
+        v
+    });
+    assert_eq!(buffers(&out), input);
+    let said = out
+        .iter()
+        .filter(|o| matches!(o, Output::Attack { .. }))
+        .count();
+    assert_eq!(said, 1);
+    let st = rx.stats;
+    assert_eq!(st.malformed, 100, "{st:?}");
+    assert!(st.unconfirmed >= 90 && st.inconsistent >= 100, "{st:?}");
+    assert!(st.unconfirmed_descriptions >= 90, "{st:?}");
+    assert_eq!(st.blocks_lost, 0, "{st:?}");
+}

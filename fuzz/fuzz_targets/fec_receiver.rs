@@ -1,6 +1,8 @@
 //! The block assembler: any sequence of datagrams (valid checksums or not) gives outputs or
 //! counted drops, never a panic, and buffers only out of blocks that decoded; its repair
-//! requests stay bounded (at most 16 a call, each asking for at least one symbol).
+//! requests stay bounded (at most 16 a call, each asking for at least one symbol); forged
+//! descriptions, variants, far-ahead blocks and flows walk the guard paths, and an attack is
+//! said at most once.
 #![no_main]
 
 use fanout_fec::{Output, Receiver, ReceiverConfig};
@@ -45,6 +47,9 @@ fuzz_target!(|data: &[u8]| {
         .filter(|o| matches!(o, Output::Buffer { .. }))
         .count() as u64;
     assert_eq!(buffers, rx.stats.buffers);
+    // A sustained attack is said once at most.
+    let said = out.iter().filter(|o| matches!(o, Output::Attack { .. })).count();
+    assert!(said <= 1);
     if buffers > 0 {
         assert!(rx.stats.blocks_decoded > 0);
     }

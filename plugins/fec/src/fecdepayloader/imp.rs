@@ -242,6 +242,13 @@ impl FecDepayloader {
                 } => {
                     self.lost(first, count, bytes);
                 }
+                Output::Attack { suspect } => {
+                    gst::element_imp_warning!(
+                        self,
+                        gst::StreamError::Decode,
+                        ("Packets that look forged keep arriving ({suspect} so far: malformed, of another flow, contradicting the stream, far out of range or outvoted): dropped and counted in the stats; said once")
+                    );
+                }
             }
         }
         self.push_list(&mut list)
@@ -489,6 +496,7 @@ impl FecDepayloader {
             .field("unconfirmed", st.unconfirmed)
             .field("outvoted", st.outvoted)
             .field("unconfirmed-descriptions", st.unconfirmed_descriptions)
+            .field("flow-switches", st.flow_switches)
             .field("caps-errors", guard.as_ref().map_or(0, |s| s.caps_errors))
             .field("unnegotiated", guard.as_ref().map_or(0, |s| s.unnegotiated))
             .field(
@@ -598,7 +606,7 @@ impl ObjectImpl for FecDepayloader {
                     .build(),
                 glib::ParamSpecInt64::builder("flow")
                     .nick("Flow")
-                    .blurb("Flow id to rebuild; packets of other flows are counted and dropped (-1 = the first flow seen)")
+                    .blurb("Flow id to rebuild; packets of other flows are counted and dropped (-1 = the flow that keeps coming: the first seen until another brings more than twice its packets)")
                     .minimum(-1)
                     .maximum(i64::from(u32::MAX))
                     .default_value(-1)
@@ -612,7 +620,7 @@ impl ObjectImpl for FecDepayloader {
                     .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
-                    .blurb("fanout-fec-depayloader-stats, also posted on the bus every second and at EOS: packets, malformed, other-flow, duplicates, late (symbols of blocks already given up), surplus (unneeded repair symbols of blocks already rebuilt: normal), inconsistent (contradicting the description or the block's first packets), out-of-range, excess, symbols, blocks-decoded, blocks-recovered (needed repair), blocks-lost, bad-blocks, buffers, bytes-out, lost-bytes (about), partial-buffers-dropped, descriptions, resyncs, unconfirmed (symbols of blocks far ahead the stream never reached: forged), outvoted (rebuilt variants of a block dropped for one with more packets: forged), unconfirmed-descriptions (new descriptions replaced before their repetition confirmed them), caps-errors (caps that did not parse, ignored), unnegotiated (buffers dropped while downstream refused the caps), block-missing-sent")
+                    .blurb("fanout-fec-depayloader-stats, also posted on the bus every second and at EOS: packets, malformed, other-flow, duplicates, late (symbols of blocks already given up), surplus (unneeded repair symbols of blocks already rebuilt: normal), inconsistent (contradicting the description or the block's first packets), out-of-range, excess, symbols, blocks-decoded, blocks-recovered (needed repair), blocks-lost, bad-blocks, buffers, bytes-out, lost-bytes (about), partial-buffers-dropped, descriptions, resyncs, unconfirmed (symbols of blocks far ahead the stream never reached: forged), outvoted (rebuilt variants of a block dropped for one with more packets: forged), unconfirmed-descriptions (new descriptions replaced before their repetition confirmed them), flow-switches (flow=-1 followed another flow that kept coming), caps-errors (caps that did not parse, ignored), unnegotiated (buffers dropped while downstream refused the caps), block-missing-sent")
                     .read_only()
                     .build(),
             ]
