@@ -26,6 +26,11 @@ impl Presence {
         self.last = Some(self.last.map_or(now, |l| l.max(now)));
     }
 
+    /// The block waited for is known from `now` on: the stream counts as near from then.
+    pub fn start(&mut self, now: u64) {
+        self.last.get_or_insert(now);
+    }
+
     /// From when the stream counts as gone from near the block waited for: `latency` (at least
     /// twice its usual pause) after its last near packet.
     pub fn silent_from(&self, latency: u64) -> u64 {

@@ -5,6 +5,7 @@
 pub mod block;
 pub mod carousel;
 pub mod codec;
+mod confirm;
 pub mod description;
 pub mod guard;
 pub mod packet;

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use crate::block::{parse_pieces, BufferMeta};
 use crate::codec::{BlockDecoder, BlockParams, Codec};
+use crate::confirm::{fits, same_but_window, Candidates};
 use crate::description::{Description, DescriptionAssembler, Mode};
 use crate::guard::{self, AttackWatch, FlowFollower, Presence, NEAR_BLOCKS};
 use crate::packet::{self, Packet, SymbolHeader};
@@ -185,6 +186,8 @@ struct Variant {
     source_seen: u32,
     /// The rebuilt block, content checked, waiting for its turn.
     decoded: Option<Vec<u8>>,
+    /// When its first packet came.
+    first_seen: u64,
 }
 
 struct PendingBlock {
@@ -224,26 +227,6 @@ impl PendingBlock {
     }
 }
 
-/// Whether a block's parameters can be the sender's, by what its description says.
-fn fits(desc: Option<&Description>, p: &BlockParams) -> bool {
-    let Some(d) = desc else { return true };
-    let max_k = if d.max_k == 0 {
-        u32::from(crate::MAX_SOURCE_SYMBOLS)
-    } else {
-        u32::from(d.max_k)
-    };
-    p.codec == d.codec && p.symbol_size == d.symbol_size && p.source_symbols() <= max_k
-}
-
-/// Whether two descriptions differ at most in their window (first block).
-fn same_but_window(a: &Description, b: &Description) -> bool {
-    let a = Description {
-        first_block: b.first_block,
-        ..a.clone()
-    };
-    a == *b
-}
-
 /// What to do with the block waited for.
 enum Turn {
     /// Give out this variant's content.
@@ -260,9 +243,8 @@ pub struct Receiver {
     flow: Option<u32>,
     descriptions: DescriptionAssembler,
     description: Option<Description>,
-    /// A new description waiting for confirmation, and how many symbols fitting it came
-    /// since it did.
-    candidate: Option<(Description, u32)>,
+    /// New descriptions waiting for confirmation.
+    candidates: Candidates,
     blocks: BTreeMap<u64, PendingBlock>,
     next: Option<u64>,
     /// A buffer whose first pieces are in, waiting for the rest.
@@ -295,7 +277,7 @@ impl Receiver {
             cfg,
             descriptions: DescriptionAssembler::default(),
             description: None,
-            candidate: None,
+            candidates: Candidates::default(),
             blocks: BTreeMap::new(),
             next: None,
             partial: None,
@@ -369,9 +351,21 @@ impl Receiver {
                 Err(_) => self.stats.malformed += 1,
             },
             Packet::Symbol { header, data } => {
-                self.confirm_description(&header.params(), out);
-                self.add_symbol(&header, data, now);
+                if self.next.is_some() {
+                    self.presence.start(now);
+                }
+                self.candidates.symbol(&header.params());
+                let rebuilt = self.add_symbol(&header, data, now);
+                if rebuilt && self.description.is_none() {
+                    // The first description, confirmed by a block of the stream.
+                    if let Some(desc) = self.candidates.take_latest_fitting(&header.params()) {
+                        self.set_description(desc, out);
+                    }
+                }
             }
+        }
+        if self.next.is_some() {
+            self.presence.start(now);
         }
         self.drain(now, out);
     }
@@ -416,6 +410,12 @@ impl Receiver {
         let own = block.first_seen.saturating_add(self.cfg.latency);
         if guard::near(held, next) {
             return Some(own);
+        }
+        // Far ahead: only a stream that rebuilds blocks there corroborates it (a forged
+        // symbol does not), and only once the stream has left the block waited for.
+        let far = held..=held.saturating_add(NEAR_BLOCKS);
+        if !self.blocks.range(far).any(|(_, b)| b.decoded()) {
+            return Some(u64::MAX);
         }
         Some(own.max(self.presence.silent_from(self.cfg.latency)))
     }
@@ -545,24 +545,13 @@ impl Receiver {
     }
 
     /// A description assembled: the one in force again, or a new one, which takes effect only
-    /// once confirmed (anyone can send one): the first by a symbol that fits it, a change by
-    /// its repetition with fitting symbols in between, as the sender repeats it. A carousel
-    /// window moving forward within what was received takes effect at once.
+    /// once confirmed (anyone can send one; see [`Candidates`]). The first one also when
+    /// symbols that fit it are held already or a block that fits it is rebuilt, if no other
+    /// competes. A window moving forward within what was received takes effect at once.
     fn offer_description(&mut self, desc: Description, out: &mut Vec<Output>) {
         if self.description.as_ref() == Some(&desc) {
-            if self.candidate.take().is_some() {
-                self.stats.unconfirmed_descriptions += 1;
-            }
+            self.stats.unconfirmed_descriptions += self.candidates.current_arrived();
             return;
-        }
-        let held_fit = || {
-            let mut variants = self.blocks.values().flat_map(|b| &b.variants);
-            variants.any(|v| fits(Some(&desc), &v.params))
-        };
-        if self.description.is_none() && held_fit() {
-            // The first one, and symbols that fit it are in already.
-            self.candidate = None;
-            return self.set_description(desc, out);
         }
         if let Some(current) = &self.description {
             let newest = self.blocks.keys().next_back().copied().unwrap_or(0);
@@ -571,42 +560,45 @@ impl Receiver {
             let plausible = desc.mode == Mode::Stream
                 || (desc.first_block >= current.first_block
                     && desc.first_block <= newest.saturating_add(1));
-            if same_but_window(current, &desc) && plausible {
-                return self.set_description(desc, out);
-            }
-        }
-        match &self.candidate {
-            Some((c, fitting)) if same_but_window(c, &desc) => {
-                if *fitting > 0 {
-                    self.candidate = None;
+            if same_but_window(current, &desc) {
+                self.stats.unconfirmed_descriptions += self.candidates.current_arrived();
+                if plausible {
                     self.set_description(desc, out);
                 }
-            }
-            _ => {
-                if self.candidate.replace((desc, 0)).is_some() {
-                    self.stats.unconfirmed_descriptions += 1;
-                }
+                return;
             }
         }
-    }
-
-    /// A symbol arrived: it counts for the description waiting, and confirms the first one.
-    fn confirm_description(&mut self, params: &BlockParams, out: &mut Vec<Output>) {
-        let Some((desc, fitting)) = &mut self.candidate else {
-            return;
-        };
-        if !fits(Some(desc), params) {
-            return;
+        let current = self.description.is_some();
+        let (confirmed, dropped) = self.candidates.arrived(desc, current);
+        self.stats.unconfirmed_descriptions += dropped;
+        if let Some(desc) = confirmed {
+            return self.set_description(desc, out);
         }
-        *fitting = fitting.saturating_add(1);
-        if self.description.is_none() {
-            let (desc, _) = self.candidate.take().expect("held");
-            self.set_description(desc, out);
+        if !current {
+            let held: Vec<BlockParams> = self
+                .blocks
+                .values()
+                .flat_map(|b| b.variants.iter().map(|v| v.params))
+                .collect();
+            if let Some(desc) = held
+                .iter()
+                .find_map(|p| self.candidates.take_only_fitting(p))
+            {
+                self.set_description(desc, out);
+            }
         }
     }
 
     fn set_description(&mut self, desc: Description, out: &mut Vec<Output>) {
         self.stats.descriptions += 1;
+        if self
+            .description
+            .as_ref()
+            .is_none_or(|d| !same_but_window(d, &desc))
+        {
+            // The others start over against the one now in force.
+            self.stats.unconfirmed_descriptions += self.candidates.clear();
+        }
         // Variants held that contradict it were not the sender's.
         for block in self.blocks.values_mut() {
             block.variants.retain(|v| {
@@ -623,6 +615,20 @@ impl Receiver {
                 }
                 keep
             });
+            // Its time runs from the first packet of what is left.
+            if let Some(t) = block.variants.iter().map(|v| v.first_seen).min() {
+                block.first_seen = t;
+            }
+        }
+        // A block left with nothing was never the sender's: it is made anew by its packets.
+        let empty: Vec<u64> = self
+            .blocks
+            .iter()
+            .filter(|(_, b)| b.variants.is_empty())
+            .map(|(&n, _)| n)
+            .collect();
+        for n in empty {
+            self.remove(n);
         }
         let caps_changed = self.description.as_ref().map(|d| &d.caps) != Some(&desc.caps);
         if self.next.is_none() {
@@ -633,6 +639,7 @@ impl Receiver {
             if let Some(next) = self.next {
                 self.blocks = self.blocks.split_off(&next);
                 self.buffered = self.blocks.values().map(|b| b.bytes).sum();
+                self.mark_far();
             }
         }
         if caps_changed
@@ -643,7 +650,8 @@ impl Receiver {
         self.description = Some(desc);
     }
 
-    fn add_symbol(&mut self, h: &SymbolHeader, data: &[u8], now: u64) {
+    /// Takes a symbol; true if it rebuilt a block whose content parses.
+    fn add_symbol(&mut self, h: &SymbolHeader, data: &[u8], now: u64) -> bool {
         if self.next.is_some_and(|n| h.block < n && !self.started) {
             // Before anything is given out, an earlier block is where the stream starts; blocks
             // too far from it (a forged or stale first packet) are dropped.
@@ -652,6 +660,7 @@ impl Receiver {
             for (_, b) in self.blocks.split_off(&too_far) {
                 self.buffered -= b.bytes;
             }
+            self.mark_far();
         }
         if let Some(next) = self.next {
             if guard::near(h.block, next) {
@@ -668,7 +677,7 @@ impl Receiver {
                     false => self.stats.surplus += 1,
                 }
                 self.out_of_range_run = 0;
-                return;
+                return false;
             }
             if far_behind || h.block.saturating_sub(next) >= self.cfg.max_pending_blocks {
                 // A sender restarting (block numbers from anywhere) shows as a run of these.
@@ -677,7 +686,7 @@ impl Receiver {
                 if self.out_of_range_run >= RESYNC_AFTER {
                     self.resync();
                 }
-                return;
+                return false;
             }
         } else if !self.blocks.contains_key(&h.block)
             && self.blocks.len() as u64 >= self.cfg.max_pending_blocks
@@ -691,11 +700,11 @@ impl Receiver {
         let params = h.params();
         if !fits(self.description.as_ref(), &params) {
             self.stats.inconsistent += 1;
-            return;
+            return false;
         }
         if self.buffered + data.len() > self.cfg.max_buffered_bytes && Some(h.block) != self.next {
             self.stats.excess += 1;
-            return;
+            return false;
         }
         self.drop_stale_far(h.block, now);
         let born_far = self
@@ -721,7 +730,7 @@ impl Receiver {
                         .filter(|&j| block.variants[j].seen.len() <= 1);
                     let Some(j) = weakest else {
                         self.stats.inconsistent += 1;
-                        return;
+                        return false;
                     };
                     let gone = block.variants.remove(j);
                     let bytes = gone.seen.len() * usize::from(gone.params.symbol_size);
@@ -738,6 +747,7 @@ impl Receiver {
                     seen: HashSet::new(),
                     source_seen: 0,
                     decoded: None,
+                    first_seen: now,
                 });
                 block.variants.len() - 1
             }
@@ -748,20 +758,21 @@ impl Receiver {
             && !variant.seen.contains(&h.esi)
         {
             self.stats.excess += 1;
-            return;
+            return false;
         }
         if variant.decoded.is_some() {
             // Counted for the vote, held no more.
             variant.seen.insert(h.esi);
             self.stats.duplicates += 1;
-            return;
+            return false;
         }
-        if i > 0 || another_rebuilt {
+        // Before a description is in force, which variant is the sender's is not known yet.
+        if (i > 0 || another_rebuilt) && self.description.is_some() {
             self.stats.inconsistent += 1;
         }
         if !variant.seen.insert(h.esi) {
             self.stats.duplicates += 1;
-            return;
+            return false;
         }
         self.stats.symbols += 1;
         block.bytes += data.len();
@@ -770,17 +781,17 @@ impl Receiver {
             variant.source_seen += 1;
         }
         let Some(decoder) = variant.decoder.as_mut() else {
-            return;
+            return false;
         };
         let Some(mut bytes) = decoder.add(h.esi, data) else {
-            return;
+            return false;
         };
         bytes.truncate(h.transfer_length as usize);
         variant.decoder = None;
         // A variant decoding to content that does not parse was not the sender's block.
         if parse_pieces(&bytes).is_none() {
             self.stats.bad_blocks += 1;
-            return;
+            return false;
         }
         self.stats.blocks_decoded += 1;
         if variant.source_seen < variant.k {
@@ -792,6 +803,19 @@ impl Receiver {
         self.buffered = self.buffered - held + bytes.len();
         block.bytes = block.bytes - held + bytes.len();
         variant.decoded = Some(bytes);
+        true
+    }
+
+    /// Where the stream starts is known (or earlier): blocks held far ahead of it count as
+    /// first seen far ahead.
+    fn mark_far(&mut self) {
+        let Some(next) = self.next else { return };
+        for (_, b) in self
+            .blocks
+            .range_mut(next.saturating_add(NEAR_BLOCKS + 1)..)
+        {
+            b.born_far = true;
+        }
     }
 
     /// A block first seen far ahead of the stream whose latency is up before the stream got
@@ -849,7 +873,7 @@ impl Receiver {
         self.resync();
         self.stats.resyncs -= 1;
         self.description = None;
-        self.candidate = None;
+        self.stats.unconfirmed_descriptions += self.candidates.clear();
         self.descriptions = DescriptionAssembler::default();
         self.presence = Presence::default();
     }

@@ -360,3 +360,40 @@ fn a_sustained_attack_is_said_once_and_every_drop_counted() {
     assert!(st.unconfirmed_descriptions >= 90, "{st:?}");
     assert_eq!(st.blocks_lost, 0, "{st:?}");
 }
+
+#[test]
+fn a_forged_description_repeated_less_often_than_the_senders_never_takes_effect() {
+    let (blocks, input) = stream(Codec::RaptorQ, 100);
+    let mut rx = Receiver::new(ReceiverConfig::default());
+    // Also first, before the sender's own.
+    let forged = |i: u64| description_packets("video/x-raw, forged=(int)1", 1400, i as u32);
+    let mut out = Vec::new();
+    for p in forged(0) {
+        rx.push(&p, 0, &mut out);
+    }
+    let out = {
+        let mut rest = run(&mut rx, &blocks, |i| match i % 20 {
+            0 => forged(i),
+            _ => vec![],
+        });
+        out.append(&mut rest);
+        out
+    };
+    assert_eq!(caps_given(&out), vec!["application/x-test".to_owned()]);
+    assert_eq!(buffers(&out), input);
+}
+
+#[test]
+fn a_forged_symbol_far_ahead_before_the_stream_costs_nothing_either() {
+    let (blocks, input) = stream(Codec::RaptorQ, 30);
+    let mut rx = Receiver::new(ReceiverConfig::default());
+    let mut out = Vec::new();
+    rx.push(&moved(&blocks[0][3], 200), 0, &mut out);
+    let out = {
+        let mut rest = run(&mut rx, &blocks, |i| vec![moved(&blocks[0][3], i + 201)]);
+        out.append(&mut rest);
+        out
+    };
+    assert_eq!(buffers(&out), input);
+    assert_eq!(rx.stats.blocks_lost, 0, "{:?}", rx.stats);
+}

@@ -159,7 +159,9 @@ impl FecDepayloader {
     fn schedule_timer(&self) {
         let mut guard = self.state.lock().unwrap();
         let Some(state) = guard.as_mut() else { return };
-        let deadline = match (state.receiver.deadline(), state.receiver.next_report()) {
+        // u64::MAX: only the end of the stream gives it up.
+        let give_up = state.receiver.deadline().filter(|&t| t != u64::MAX);
+        let deadline = match (give_up, state.receiver.next_report()) {
             (Some(a), Some(b)) => a.min(b),
             (Some(t), None) | (None, Some(t)) => t,
             (None, None) => return,
