@@ -10,6 +10,7 @@ mod format;
 mod reader;
 mod seek;
 mod segment;
+mod sparse;
 pub mod window;
 mod writer;
 

@@ -1,9 +1,8 @@
 //! A reader of a store, also while the writer is still appending to it.
 //! Readers never modify the store; several can follow one writer.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -16,6 +15,7 @@ use crate::segment::{
     check_store_files, closing_record, data_path, index_path, list_segments, open_index,
     open_store_file, rebuild_header, IndexWindow, MAX_FRAME,
 };
+use crate::sparse::{is_hole, zeros_crc};
 use crate::{Error, LOCK_FILE};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,13 +92,10 @@ impl Reader {
             return Err(Error::NotAStore(dir.to_owned()));
         }
         let lock_path = dir.join(LOCK_FILE);
-        let lock = OpenOptions::new()
-            .read(true)
-            .open(&lock_path)
-            .map_err(|e| match e.kind() {
-                io::ErrorKind::NotFound => Error::NotAStore(dir.to_owned()),
-                _ => Error::io(&lock_path, e),
-            })?;
+        let lock = open_store_file(dir, &lock_path).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => Error::NotAStore(dir.to_owned()),
+            _ => Error::io(&lock_path, e),
+        })?;
         check_store_files(dir).map_err(|e| Error::io(dir, e))?;
         Ok(Reader {
             dir: dir.to_owned(),
@@ -266,7 +263,10 @@ impl Reader {
             self.cur = None;
             return Ok(None);
         }
-        if b.size > HOLE_CHECK_SIZE && is_hole(&cur.data, b.offset, b.end()) {
+        if b.size > HOLE_CHECK_SIZE
+            && is_hole(&cur.data, b.offset, b.end())
+            && zeros_crc(u64::from(b.size)) != b.data_crc
+        {
             self.warnings.push(format!(
                 "segment {}: data bytes {} to {} were never written (a hole in the file); \
                  buffer skipped",
@@ -519,18 +519,3 @@ impl Cursor {
 
 /// Buffers larger than this are checked for holes before anyone allocates their size.
 const HOLE_CHECK_SIZE: u32 = 1 << 20;
-
-/// Whether `start..end` of `f` holds no data at all (`SEEK_DATA` finds none before `end`).
-fn is_hole(f: &File, start: u64, end: u64) -> bool {
-    let Ok(start) = libc::off_t::try_from(start) else {
-        return false;
-    };
-    // SAFETY: a plain syscall on a descriptor we own; data is read with pread, so moving
-    // the file offset changes nothing.
-    let data = unsafe { libc::lseek(f.as_raw_fd(), start, libc::SEEK_DATA) };
-    if data < 0 {
-        // ENXIO: no data from `start` to the end of the file.
-        return io::Error::last_os_error().raw_os_error() == Some(libc::ENXIO);
-    }
-    data as u64 >= end
-}

@@ -11,6 +11,7 @@ use crate::format::{
     decode_record, step_over_damage, Context, DataKind, DecodeError, Record, SegmentHeader,
     SegmentSummary, CLOSING_RECORD_LEN, HEADER_LEN, MAX_PAYLOAD, RECORD_OVERHEAD,
 };
+use crate::sparse::range_crc;
 use crate::MAX_STORE_GAP;
 
 const INDEX_EXT: &str = "idx";
@@ -20,8 +21,6 @@ const NAME_DIGITS: usize = 10;
 const INDEX_CHUNK: usize = 256 << 10;
 /// The longest record.
 pub const MAX_FRAME: usize = MAX_PAYLOAD + RECORD_OVERHEAD;
-/// Payload bytes checksummed at a time when a scan verifies data.
-const DATA_CHUNK: usize = 1 << 20;
 
 pub fn index_path(dir: &Path, seq: u64) -> PathBuf {
     dir.join(format!("{seq:0NAME_DIGITS$}.{INDEX_EXT}"))
@@ -54,6 +53,20 @@ pub fn list_segments(dir: &Path) -> io::Result<Vec<u64>> {
         }
     }
     seqs.sort_unstable();
+    Ok(seqs)
+}
+
+/// Sequence numbers named by any segment file in `dir` (index or data), oldest first, each
+/// once: a writer numbers new segments past all of them, so it never meets an old file.
+pub fn list_segment_files(dir: &Path) -> io::Result<Vec<u64>> {
+    let mut seqs = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        if let Some(seq) = entry?.file_name().to_str().and_then(segment_seq) {
+            seqs.push(seq);
+        }
+    }
+    seqs.sort_unstable();
+    seqs.dedup();
     Ok(seqs)
 }
 
@@ -367,7 +380,10 @@ pub fn scan_segment(
                 }
                 let intact_record = intact;
                 let intact = intact
-                    && (!verify_data || data_crc(data.as_ref(), &b, &mut payload)? == b.data_crc);
+                    && (!verify_data
+                        || data.as_ref().map_or(Ok(!b.data_crc), |f| {
+                            range_crc(f, b.offset, b.end(), &mut payload)
+                        })? == b.data_crc);
                 let gap = b.st.saturating_sub(prev_st);
                 if gap > MAX_STORE_GAP {
                     jumps = jumps.saturating_add(gap);
@@ -422,25 +438,4 @@ pub fn scan_segment(
         cut_end_st: running.end_st.max(kept.end_st),
         jumps: kept_jumps,
     })
-}
-
-/// CRC-32C of `b`'s payload, read in bounded chunks.
-fn data_crc(
-    data: Option<&File>,
-    b: &crate::format::BufferRecord,
-    buf: &mut Vec<u8>,
-) -> io::Result<u32> {
-    let Some(f) = data else {
-        return Ok(!b.data_crc);
-    };
-    let mut crc = 0;
-    let mut at = b.offset;
-    while at < b.end() {
-        let n = (b.end() - at).min(DATA_CHUNK as u64) as usize;
-        buf.resize(n, 0);
-        f.read_exact_at(buf, at)?;
-        crc = crc32c::crc32c_append(crc, buf);
-        at += n as u64;
-    }
-    Ok(crc)
 }

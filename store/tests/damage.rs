@@ -218,6 +218,15 @@ fn fifos_devices_and_links_out_of_the_store_are_refused_at_open() {
     let err = Reader::open(dir.path()).err().expect("refused");
     assert!(err.to_string().contains("not a regular file"), "{err}");
     assert!(Writer::open(dir.path(), WriterConfig::default()).is_err());
+
+    // Not even the lock file may hang an open.
+    let dir = tempfile::tempdir().unwrap();
+    let lock = dir.path().join(fanout_store::LOCK_FILE);
+    let path = std::ffi::CString::new(lock.to_str().unwrap()).unwrap();
+    // SAFETY: a plain syscall with a valid C string.
+    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o644) }, 0);
+    assert!(Reader::open(dir.path()).is_err());
+    assert!(Writer::open(dir.path(), WriterConfig::default()).is_err());
 }
 
 /// One segment whose single buffer record names `size` bytes over a sparse data file.

@@ -10,8 +10,8 @@ use super::file_ops::remove_segment;
 use super::{ClosedSegment, Writer};
 use crate::format::{Context, DataKind, Record, SegmentHeader, SegmentSummary, HEADER_LEN};
 use crate::segment::{
-    check_store_files, closing_record, data_path, index_path, list_segments, open_index,
-    rebuild_header, scan_segment, IndexFile,
+    check_store_files, closing_record, data_path, index_path, list_segment_files, list_segments,
+    open_index, rebuild_header, scan_segment, IndexFile,
 };
 use crate::{Error, MAX_STORE_GAP};
 
@@ -20,6 +20,15 @@ impl Writer {
         check_store_files(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
         let seqs = list_segments(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
         let last = seqs.last().copied();
+        for seq in list_segment_files(&self.dir).map_err(|e| Error::io(&self.dir, e))? {
+            if seqs.binary_search(&seq).is_err() {
+                self.warnings.push(format!(
+                    "segment {seq}: a data file without its index; kept as it is, unreadable"
+                ));
+            }
+            // New segments go past every file there, never over one.
+            self.next_seq = self.next_seq.max(seq.saturating_add(1));
+        }
         for seq in seqs {
             let ipath = index_path(&self.dir, seq);
             let Some(index) = open_index(&self.dir, seq).map_err(|e| Error::io(&ipath, e))? else {
@@ -28,7 +37,6 @@ impl Writer {
             let Some(seg) = self.load_segment(seq, index, Some(seq) == last)? else {
                 continue;
             };
-            self.next_seq = seq.saturating_add(1);
             self.clock.end_st = self.clock.end_st.max(seg.summary.end_st);
             self.clock.last_st = self.clock.end_st;
             self.push_closed(seg);
