@@ -48,7 +48,10 @@ fuzz_target!(|data: &[u8]| {
         .count() as u64;
     assert_eq!(buffers, rx.stats.buffers);
     // A sustained attack is said once at most.
-    let said = out.iter().filter(|o| matches!(o, Output::Attack { .. })).count();
+    let said = out
+        .iter()
+        .filter(|o| matches!(o, Output::Attack { .. }))
+        .count();
     assert!(said <= 1);
     if buffers > 0 {
         assert!(rx.stats.blocks_decoded > 0);
