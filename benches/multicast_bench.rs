@@ -150,7 +150,7 @@ fn sender_cpu(ns: &Namespaces, n: usize, multicast: bool, seconds: f64) -> (f64,
     };
     let p = gst::parse::launch(&format!(
         "appsrc name=src is-live=false format=time ! session-sink name=sink port={port} \
-         max-clients={n} {group}"
+         max-clients={n} max-clients-per-host=0 {group}"
     ))
     .unwrap()
     .downcast::<gst::Pipeline>()

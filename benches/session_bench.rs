@@ -213,7 +213,7 @@ fn round(socks: &[UdpSocket], seconds: f64) -> [f64; 4] {
     for (i, gso) in [true, false].into_iter().enumerate() {
         let port = free_port();
         let p = appsrc_into(&format!(
-            "session-sink name=sink port={port} gso={gso} max-clients={n}"
+            "session-sink name=sink port={port} gso={gso} max-clients={n} max-clients-per-host=0"
         ));
         drain(socks);
         join_all(socks, port);

@@ -7,7 +7,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 
 use hmac::{Hmac, KeyInit, Mac};
@@ -19,10 +19,14 @@ use crate::message::{
 };
 
 pub const DEFAULT_COOKIE_BUCKET: u64 = 30_000_000_000;
-pub const DEFAULT_MAX_STAY: u64 = 24 * 3600 * 1_000_000_000;
+/// A receiver that vanished (its sockets gone, nothing said) leaves within this: every
+/// receiver refreshes before it, and a JOIN asking for longer gets this.
+pub const DEFAULT_MAX_STAY: u64 = 60_000_000_000;
 pub const DEFAULT_REPAIR_RATE: u32 = 2000;
 pub const DEFAULT_REPAIR_BURST: u32 = 1000;
 pub const DEFAULT_MAX_CLIENTS: usize = 1000;
+/// Receivers from one IP address at most: one host cannot take every place.
+pub const DEFAULT_MAX_CLIENTS_PER_HOST: usize = 64;
 /// Reports of one block from multicast receivers are gathered this long, then answered once.
 /// Longer than the receivers' back-off ([`crate::report::DEFAULT_BACKOFF`]), so that the
 /// reports of one loss land in one round.
@@ -81,6 +85,8 @@ pub struct ServerConfig {
     /// Key of the cookie and session-id HMACs.
     pub secret: Vec<u8>,
     pub max_clients: usize,
+    /// Receivers from one IP address at most (0: no limit).
+    pub max_clients_per_host: usize,
     /// A cookie lives one to two buckets (ns).
     pub cookie_bucket: u64,
     /// The longest a JOIN may stay (ns); longer ones are cut to it.
@@ -99,6 +105,7 @@ impl ServerConfig {
         ServerConfig {
             secret,
             max_clients: DEFAULT_MAX_CLIENTS,
+            max_clients_per_host: DEFAULT_MAX_CLIENTS_PER_HOST,
             cookie_bucket: DEFAULT_COOKIE_BUCKET,
             max_stay: DEFAULT_MAX_STAY,
             repair_rate: DEFAULT_REPAIR_RATE,
@@ -275,6 +282,8 @@ pub struct Server {
     channels: Vec<Channel>,
     clients: HashMap<Peer, Client>,
     by_id: HashMap<u64, Peer>,
+    /// Receivers in per IP address.
+    per_host: HashMap<IpAddr, usize>,
     rounds: HashMap<BlockKey, Round>,
     served: HashMap<BlockKey, Served>,
     next_id: u64,
@@ -288,13 +297,17 @@ impl Server {
     pub fn new(cfg: ServerConfig) -> Server {
         Server {
             jar: CookieJar::new(&cfg.secret, cfg.cookie_bucket),
+            // Random per start, even with a configured secret: servers sharing a secret make
+            // the same cookies but never the same session ids.
             ids: Hmac::new_from_slice(&cfg.secret)
                 .expect("HMAC takes any key length")
-                .chain_update(b"session ids"),
+                .chain_update(b"session ids")
+                .chain_update(start_salt()),
             cfg,
             channels: Vec::new(),
             clients: HashMap::new(),
             by_id: HashMap::new(),
+            per_host: HashMap::new(),
             rounds: HashMap::new(),
             served: HashMap::new(),
             next_id: 1,
@@ -553,8 +566,8 @@ impl Server {
                 }
             }
         }
-        if !self.clients.contains_key(&from) && self.clients.len() >= self.cfg.max_clients {
-            self.refuse_to(from, nonce, Reason::Full, "");
+        if let Some(text) = self.full_for(from) {
+            self.refuse_to(from, nonce, Reason::Full, text);
             return None;
         }
         let duration = match stay {
@@ -599,10 +612,11 @@ impl Server {
     /// Lets a checked JOIN in: a new receiver, or a refresh (new expiry, new channel list).
     pub fn accept(&mut self, now: Now, req: JoinRequest) {
         if !self.clients.contains_key(&req.peer) {
-            if self.clients.len() >= self.cfg.max_clients {
-                self.refuse_to(req.peer, req.nonce, Reason::Full, "");
+            if let Some(text) = self.full_for(req.peer) {
+                self.refuse_to(req.peer, req.nonce, Reason::Full, text);
                 return;
             }
+            *self.per_host.entry(req.peer.addr().ip()).or_default() += 1;
             let id = self.next_id;
             self.next_id += 1;
             let session = self.new_session(id);
@@ -665,6 +679,20 @@ impl Server {
             return;
         }
         self.transmits.push_back(Transmit { to, data });
+    }
+
+    /// Why a receiver not in yet cannot come in, if it cannot: every place taken, or every
+    /// place one host may have. A receiver already in is never refused as full.
+    fn full_for(&self, peer: Peer) -> Option<&'static str> {
+        if self.clients.contains_key(&peer) {
+            return None;
+        }
+        if self.clients.len() >= self.cfg.max_clients {
+            return Some("");
+        }
+        let max = self.cfg.max_clients_per_host;
+        let from_host = self.per_host.get(&peer.addr().ip()).copied().unwrap_or(0);
+        (max > 0 && from_host >= max).then_some("too many receivers from this host")
     }
 
     fn new_session(&self, id: u64) -> u64 {
@@ -813,6 +841,13 @@ impl Server {
 
     fn remove_addr(&mut self, peer: Peer, reason: RemoveReason) {
         if let Some(c) = self.clients.remove(&peer) {
+            let ip = peer.addr().ip();
+            if let Some(n) = self.per_host.get_mut(&ip) {
+                *n -= 1;
+                if *n == 0 {
+                    self.per_host.remove(&ip);
+                }
+            }
             self.by_id.remove(&c.id);
             self.generation += 1;
             self.events.push_back(Event::Removed {
@@ -847,6 +882,14 @@ impl Server {
         let rounds = self.rounds.values().map(|r| r.closes);
         self.clients.values().map(|c| c.expires).chain(rounds).min()
     }
+}
+
+/// 16 random bytes, new at every start.
+fn start_salt() -> [u8; 16] {
+    let mut salt = [0u8; 16];
+    // Without the system's randomness, ids are still unique per server, only guessable.
+    let _ = getrandom::fill(&mut salt);
+    salt
 }
 
 fn refused(nonce: u64, reason: Reason, text: &str) -> Message {

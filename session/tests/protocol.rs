@@ -28,8 +28,12 @@ fn peer(port: u16) -> Peer {
     Peer::Udp(addr(port))
 }
 
+/// A server whose receivers all come from one host (many ports of 192.0.2.1): the
+/// per-host limit has a test of its own.
 fn server() -> Server {
-    let mut s = Server::new(ServerConfig::new(b"test secret".to_vec()));
+    let mut cfg = ServerConfig::new(b"test secret".to_vec());
+    cfg.max_clients_per_host = 0;
+    let mut s = Server::new(cfg);
     s.set_channel(0, "hd", "application/x-fanout-fec", None);
     s.set_channel(1, "sd", "video/mpegts", None);
     s
@@ -214,6 +218,84 @@ fn an_unknown_channel_and_a_refused_token_are_refused_with_the_reason() {
         })
     );
     assert_eq!(s.client_count(), 0);
+}
+
+#[test]
+fn one_host_gets_at_most_max_clients_per_host_places() {
+    let mut s = Server::new(ServerConfig::new(b"k".to_vec()));
+    s.set_channel(0, "hd", "", None);
+    let max = s.config().max_clients_per_host as u16;
+    assert!(max > 0, "on by default");
+    for port in 1..=max + 1 {
+        let mut c = Client::new(config(&[], Stay::For(30 * S)), 0, port.into());
+        exchange(0, &mut s, &mut c, addr(port), &yes);
+        if port == max + 1 {
+            assert!(matches!(
+                c.poll_event(),
+                Some(ClientEvent::Refused {
+                    reason: Reason::Full,
+                    ref text,
+                    ..
+                }) if text == "too many receivers from this host"
+            ));
+        }
+    }
+    assert_eq!(s.client_count(), max as usize);
+    // Another host still gets in, and a place freed is taken again.
+    let other = SocketAddr::from(([192, 0, 2, 2], 1));
+    let mut c = Client::new(config(&[], Stay::For(30 * S)), 0, 99);
+    exchange(0, &mut s, &mut c, other, &yes);
+    assert_eq!(s.client_count(), max as usize + 1);
+    s.handle_datagram(
+        now(0),
+        addr(1),
+        &message::write(&Message::Leave { session: 0 }),
+    );
+    let id = s.clients().find(|(_, p)| *p == peer(1)).unwrap().0;
+    assert!(s.remove(id, RemoveReason::Removed));
+    let mut c = Client::new(config(&[], Stay::For(30 * S)), 0, 100);
+    exchange(0, &mut s, &mut c, addr(100), &yes);
+    assert_eq!(s.client_count(), max as usize + 1);
+}
+
+#[test]
+fn a_join_asking_for_a_day_gets_a_minute_and_a_vanished_receiver_leaves_after_it() {
+    let mut s = Server::new(ServerConfig::new(b"k".to_vec()));
+    s.set_channel(0, "hd", "", None);
+    let mut c = Client::new(config(&[], Stay::For(24 * 3600 * S)), 0, 1);
+    exchange(0, &mut s, &mut c, addr(1), &yes);
+    assert_eq!(s.client_count(), 1);
+    // The receiver vanishes: nothing more from it.
+    s.handle_timeout(now(59 * S));
+    assert_eq!(s.client_count(), 1);
+    s.handle_timeout(now(60 * S));
+    assert_eq!(s.client_count(), 0);
+}
+
+#[test]
+fn servers_sharing_a_secret_never_share_session_ids() {
+    let joined_id = |s: &mut Server| {
+        s.set_channel(0, "hd", "", None);
+        let mut c = Client::new(config(&[], Stay::For(30 * S)), 0, 1);
+        exchange(0, s, &mut c, addr(1), &yes);
+        // The session id, as the receiver's LEAVE carries it.
+        c.leave();
+        match message::parse(&c.poll_transmit().unwrap()) {
+            Ok(message::Datagram::Control(Message::Leave { session })) => session,
+            _ => panic!("not a LEAVE"),
+        }
+    };
+    let mut a = Server::new(ServerConfig::new(b"shared".to_vec()));
+    let mut b = Server::new(ServerConfig::new(b"shared".to_vec()));
+    let (on_a, on_b) = (joined_id(&mut a), joined_id(&mut b));
+    assert_ne!(on_a, on_b);
+    // A LEAVE spoofed with the id learned on A does nothing on B.
+    b.handle_datagram(
+        now(S),
+        addr(1),
+        &message::write(&Message::Leave { session: on_a }),
+    );
+    assert_eq!(b.client_count(), 1);
 }
 
 #[test]

@@ -505,3 +505,78 @@ fn a_multicast_receiver_leaves_the_group_when_stopped_and_joins_it_again() {
         },
     );
 }
+
+/// A TCP connection to `port` from `from` (any 127.0.0.0/8 address), saying nothing.
+fn idle_tcp(from: [u8; 4], port: u16) -> TcpStream {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    s.bind(&std::net::SocketAddr::from((from, 0)).into())
+        .unwrap();
+    s.connect(&std::net::SocketAddr::from(([127, 0, 0, 1], port)).into())
+        .unwrap();
+    s.into()
+}
+
+#[test]
+fn idle_tcp_connections_never_lock_an_honest_tcp_receiver_out() {
+    let port = free_port();
+    let srv = server(port, "tcp=true", "repair-percent=5");
+    let sink = sink(&srv);
+    // 80 connections that never join, from ten hosts: more than the server keeps waiting.
+    let mut idle = Vec::new();
+    for host in 2..12u8 {
+        for _ in 0..8 {
+            idle.push(idle_tcp([127, 0, 0, host], port));
+        }
+    }
+    // One host gets no more than 8 waiting: the ninth is closed at once.
+    let mut ninth = idle_tcp([127, 0, 0, 2], port);
+    assert!(
+        closed_by_server(&mut ninth),
+        "a ninth idle connection from one host stayed"
+    );
+    // The oldest idle connection makes room: an honest receiver gets in and gets data.
+    let mut honest = tcp_join(port);
+    assert!(
+        wait_for(10 * SECOND, || clients(&sink) == 1),
+        "the honest TCP receiver did not get in"
+    );
+    honest
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let mut got = 0;
+    let mut buf = [0u8; 65536];
+    let start = Instant::now();
+    while got < 100_000 && start.elapsed() < 10 * SECOND {
+        if let Ok(n) = honest.read(&mut buf) {
+            got += n;
+        }
+    }
+    assert!(got >= 100_000, "only {got} bytes came");
+    drop(idle);
+    srv.set_state(gst::State::Null).unwrap();
+}
+
+#[test]
+fn one_host_gets_at_most_max_clients_per_host_sessions() {
+    let port = free_port();
+    let srv = server(port, "max-clients-per-host=2", "repair-percent=5");
+    let sink = sink(&srv);
+    let _a = RawClient::join(port, Stay::For(30 * SECOND.as_nanos() as u64));
+    let _b = RawClient::join(port, Stay::For(30 * SECOND.as_nanos() as u64));
+    let mut c = RawClient::new(port, ClientConfig::default());
+    let start = Instant::now();
+    let refused = loop {
+        c.pump(Duration::from_millis(20));
+        if let Some(fanout_session::ClientEvent::Refused { reason, text }) = c.client.poll_event() {
+            break Some((reason, text));
+        }
+        if start.elapsed() > 10 * SECOND {
+            break None;
+        }
+    };
+    let (reason, text) = refused.expect("the third receiver from one host was not refused");
+    assert_eq!(reason, fanout_session::Reason::Full);
+    assert_eq!(text, "too many receivers from this host");
+    assert_eq!(clients(&sink), 2);
+    srv.set_state(gst::State::Null).unwrap();
+}

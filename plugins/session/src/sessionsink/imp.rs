@@ -12,7 +12,10 @@ use std::sync::{Arc, LazyLock, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use fanout_session::server::{DEFAULT_MAX_CLIENTS, DEFAULT_REPAIR_BURST, DEFAULT_REPAIR_RATE};
+use fanout_session::server::{
+    DEFAULT_MAX_CLIENTS, DEFAULT_MAX_CLIENTS_PER_HOST, DEFAULT_MAX_STAY, DEFAULT_REPAIR_BURST,
+    DEFAULT_REPAIR_RATE,
+};
 use fanout_session::{message, Server, ServerConfig};
 use gst::glib;
 use gst::prelude::*;
@@ -40,6 +43,8 @@ pub const DEFAULT_PORT: u32 = 5600;
 pub const EVICT_AFTER_ERRORS: u64 = 1000;
 pub const DEFAULT_TTL: u32 = 1;
 pub const DEFAULT_TCP_QUEUE: u32 = 4096;
+/// About a second of an 8 Mbit/s stream.
+pub const DEFAULT_TCP_QUEUE_BYTES: u32 = 1 << 20;
 pub const DEFAULT_WAIT_TIMEOUT: u64 = 30_000_000_000;
 /// What `wait-for-clients` keeps per channel before upstream has to wait.
 const HELD_MAX_BYTES: usize = 32 << 20;
@@ -50,6 +55,8 @@ pub(super) struct Settings {
     pub port: u32,
     pub secret: Option<String>,
     pub max_clients: u32,
+    pub max_clients_per_host: u32,
+    pub max_stay: u64,
     pub gso: bool,
     pub repair_rate: u32,
     pub repair_burst: u32,
@@ -58,6 +65,7 @@ pub(super) struct Settings {
     pub multicast_loop: bool,
     pub tcp: bool,
     pub tcp_queue: u32,
+    pub tcp_queue_bytes: u32,
     pub wait_for_clients: u32,
     pub wait_timeout: u64,
 }
@@ -69,6 +77,8 @@ impl Default for Settings {
             port: DEFAULT_PORT,
             secret: None,
             max_clients: DEFAULT_MAX_CLIENTS as u32,
+            max_clients_per_host: DEFAULT_MAX_CLIENTS_PER_HOST as u32,
+            max_stay: DEFAULT_MAX_STAY,
             gso: true,
             repair_rate: DEFAULT_REPAIR_RATE,
             repair_burst: DEFAULT_REPAIR_BURST,
@@ -77,6 +87,7 @@ impl Default for Settings {
             multicast_loop: false,
             tcp: false,
             tcp_queue: DEFAULT_TCP_QUEUE,
+            tcp_queue_bytes: DEFAULT_TCP_QUEUE_BYTES,
             wait_for_clients: 0,
             wait_timeout: DEFAULT_WAIT_TIMEOUT,
         }
@@ -95,6 +106,7 @@ pub(super) struct Running {
     pub listener: Option<TcpListener>,
     pub conns: Mutex<HashMap<SocketAddr, Arc<Conn>>>,
     pub tcp_queue: usize,
+    pub tcp_queue_bytes: usize,
     /// TCP connections that closed, for the control thread to take their receivers out.
     pub tcp_closed: Mutex<Vec<SocketAddr>>,
     pub tcp_threads: Mutex<Vec<JoinHandle<()>>>,
@@ -168,6 +180,8 @@ impl SessionSink {
         };
         let mut cfg = ServerConfig::new(secret);
         cfg.max_clients = s.max_clients as usize;
+        cfg.max_clients_per_host = s.max_clients_per_host as usize;
+        cfg.max_stay = s.max_stay;
         cfg.repair_rate = s.repair_rate;
         cfg.repair_burst = s.repair_burst;
         let mut server = Server::new(cfg);
@@ -204,6 +218,7 @@ impl SessionSink {
             listener,
             conns: Mutex::default(),
             tcp_queue: s.tcp_queue as usize,
+            tcp_queue_bytes: s.tcp_queue_bytes as usize,
             tcp_closed: Mutex::default(),
             tcp_threads: Mutex::default(),
             socket,
@@ -597,7 +612,7 @@ impl ObjectImpl for SessionSink {
                     .build(),
                 glib::ParamSpecString::builder("secret")
                     .nick("Secret")
-                    .blurb("Key of the address cookies; servers sharing it accept each other's cookies. Unset: random at every start")
+                    .blurb("Key of the address cookies; servers sharing it accept each other's cookies (never each other's session ids, random per start). Unset: random at every start")
                     .write_only()
                     .mutable_ready()
                     .build(),
@@ -606,6 +621,19 @@ impl ObjectImpl for SessionSink {
                     .blurb("Receivers at most; further JOINs are refused as full")
                     .minimum(1)
                     .default_value(DEFAULT_MAX_CLIENTS as u32)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("max-clients-per-host")
+                    .nick("Max clients per host")
+                    .blurb("Receivers from one IP address at most, so one host cannot take every place (raise it for many receivers behind one NAT); further JOINs from it are refused as full. 0: no limit")
+                    .default_value(DEFAULT_MAX_CLIENTS_PER_HOST as u32)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt64::builder("max-stay")
+                    .nick("Max stay")
+                    .blurb("The longest a JOIN is granted (ns); a JOIN asking for longer gets this. Receivers refresh before their time is up, so a receiver that vanished without a word is gone within it")
+                    .minimum(1_000_000_000)
+                    .default_value(DEFAULT_MAX_STAY)
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecBoolean::builder("gso")
@@ -657,6 +685,13 @@ impl ObjectImpl for SessionSink {
                     .blurb("Packets waiting for one TCP receiver at most; when it falls behind its oldest packets are dropped (counted in stats), nobody else waits")
                     .minimum(16)
                     .default_value(DEFAULT_TCP_QUEUE)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("tcp-queue-bytes")
+                    .nick("TCP queue bytes")
+                    .blurb("Bytes waiting for one TCP receiver at most (about a second of an 8 Mbit/s stream by default); past it, as past tcp-queue, its oldest packets are dropped. Given back when the receiver leaves")
+                    .minimum(64 << 10)
+                    .default_value(DEFAULT_TCP_QUEUE_BYTES)
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt::builder("wait-for-clients")
@@ -734,6 +769,8 @@ impl ObjectImpl for SessionSink {
                     .filter(|k| !k.is_empty())
             }
             "max-clients" => s.max_clients = value.get().unwrap(),
+            "max-clients-per-host" => s.max_clients_per_host = value.get().unwrap(),
+            "max-stay" => s.max_stay = value.get().unwrap(),
             "gso" => s.gso = value.get().unwrap(),
             "max-repair-rate" => s.repair_rate = value.get().unwrap(),
             "max-repair-burst" => s.repair_burst = value.get().unwrap(),
@@ -744,6 +781,7 @@ impl ObjectImpl for SessionSink {
             "loop" => s.multicast_loop = value.get().unwrap(),
             "tcp" => s.tcp = value.get().unwrap(),
             "tcp-queue" => s.tcp_queue = value.get().unwrap(),
+            "tcp-queue-bytes" => s.tcp_queue_bytes = value.get().unwrap(),
             "wait-for-clients" => s.wait_for_clients = value.get().unwrap(),
             "wait-timeout" => s.wait_timeout = value.get().unwrap(),
             other => unreachable!("unknown property {other}"),
@@ -757,6 +795,8 @@ impl ObjectImpl for SessionSink {
             "port" => s.port.to_value(),
             "secret" => None::<String>.to_value(),
             "max-clients" => s.max_clients.to_value(),
+            "max-clients-per-host" => s.max_clients_per_host.to_value(),
+            "max-stay" => s.max_stay.to_value(),
             "gso" => s.gso.to_value(),
             "max-repair-rate" => s.repair_rate.to_value(),
             "max-repair-burst" => s.repair_burst.to_value(),
@@ -765,6 +805,7 @@ impl ObjectImpl for SessionSink {
             "loop" => s.multicast_loop.to_value(),
             "tcp" => s.tcp.to_value(),
             "tcp-queue" => s.tcp_queue.to_value(),
+            "tcp-queue-bytes" => s.tcp_queue_bytes.to_value(),
             "wait-for-clients" => s.wait_for_clients.to_value(),
             "wait-timeout" => s.wait_timeout.to_value(),
             "stats" => {

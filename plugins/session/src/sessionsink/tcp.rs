@@ -23,12 +23,18 @@ use crate::sendqueue::SendQueue;
 
 /// A connection that has not joined within this long is closed.
 const JOIN_WITHIN: Duration = Duration::from_secs(10);
-/// Connections not joined yet, at most (each holds two threads).
+/// Connections not joined yet, at most (each holds two threads); when full, the oldest one
+/// is closed for the newcomer, so idle connections cannot lock honest receivers out.
 pub const MAX_UNJOINED: usize = 64;
+/// Connections not joined yet from one IP address, at most: a receiver joins at once.
+pub const MAX_UNJOINED_PER_HOST: usize = 8;
 /// A write blocked this long (the receiver's window stayed shut): the connection is dead.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 const READ_TICK: Duration = Duration::from_millis(50);
 const SEND_BUFFER: usize = 256 << 10;
+/// A closing connection that still held this much queued makes the allocator give memory
+/// back to the system.
+const TRIM_AFTER: usize = 256 << 10;
 
 pub(crate) struct Conn {
     pub peer: SocketAddr,
@@ -37,6 +43,7 @@ pub(crate) struct Conn {
     stream: TcpStream,
     pub joined: AtomicBool,
     closed: AtomicBool,
+    opened: Instant,
 }
 
 impl Conn {
@@ -45,7 +52,11 @@ impl Conn {
         if self.closed.swap(true, Ordering::SeqCst) {
             return;
         }
-        self.queue.close();
+        if self.queue.close() > TRIM_AFTER {
+            // The queue's frames were freed; have the allocator hand the pages back too.
+            // SAFETY: malloc_trim only walks the allocator's own free lists.
+            unsafe { libc::malloc_trim(0) };
+        }
         let _ = self.stream.shutdown(Shutdown::Both);
         r.tcp_closed.lock().unwrap().push(self.peer);
     }
@@ -70,18 +81,35 @@ pub(super) fn accept(weak: &glib::WeakRef<super::SessionSink>, r: &Arc<Running>)
             }
         };
         let conns = r.conns.lock().unwrap();
-        let unjoined = conns
+        let unjoined: Vec<&Arc<Conn>> = conns
             .values()
             .filter(|c| !c.joined.load(Ordering::Relaxed))
-            .count();
-        if unjoined >= MAX_UNJOINED {
+            .collect();
+        let from_host = unjoined.iter().filter(|c| c.peer.ip() == peer.ip()).count();
+        if from_host >= MAX_UNJOINED_PER_HOST {
             gst::debug!(
                 CAT,
-                "TCP connection from {peer} closed: too many not joined yet"
+                "TCP connection from {peer} closed: {from_host} from that host not joined yet"
             );
             continue;
         }
+        let oldest = (unjoined.len() >= MAX_UNJOINED)
+            .then(|| {
+                unjoined
+                    .iter()
+                    .min_by_key(|c| c.opened)
+                    .map(|c| (*c).clone())
+            })
+            .flatten();
         drop(conns);
+        if let Some(old) = oldest {
+            gst::debug!(
+                CAT,
+                "tcp:{}: closed for {peer}, too many connections not joined yet",
+                old.peer
+            );
+            old.close(r);
+        }
         if let Err(e) = start(weak, r, stream, peer) {
             gst::warning!(CAT, "TCP connection from {peer}: {e}");
         }
@@ -102,7 +130,7 @@ fn start(
     let _ = socket2::SockRef::from(&stream).set_send_buffer_size(SEND_BUFFER);
     let conn = Arc::new(Conn {
         peer,
-        queue: SendQueue::new(r.tcp_queue),
+        queue: SendQueue::new(r.tcp_queue, r.tcp_queue_bytes),
         target: Arc::new(Target {
             id: 0,
             addr: peer,
@@ -111,6 +139,7 @@ fn start(
         stream: stream.try_clone()?,
         joined: AtomicBool::new(false),
         closed: AtomicBool::new(false),
+        opened: Instant::now(),
     });
     let reader = {
         let (weak, r, conn) = (weak.clone(), r.clone(), conn.clone());
