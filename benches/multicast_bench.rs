@@ -123,7 +123,7 @@ fn join(ns: &Namespaces, n: usize, port: u16, multicast: bool) -> Vec<UdpSocket>
                 s.send_to(&d, server).unwrap();
             }
             if let Ok((len, _)) = s.recv_from(&mut buf) {
-                c.handle_datagram(start.elapsed().as_nanos() as u64, &buf[..len]);
+                c.handle_datagram(start.elapsed().as_nanos() as u64, &mut buf[..len]);
             }
             c.handle_timeout(start.elapsed().as_nanos() as u64);
         }

@@ -161,7 +161,7 @@ fn join_all(socks: &[UdpSocket], port: u16) {
                 s.send_to(&d, server).unwrap();
             }
             if let Ok((n, _)) = s.recv_from(&mut buf) {
-                c.handle_datagram(start.elapsed().as_nanos() as u64, &buf[..n]);
+                c.handle_datagram(start.elapsed().as_nanos() as u64, &mut buf[..n]);
             }
             c.handle_timeout(start.elapsed().as_nanos() as u64);
         }
@@ -317,7 +317,7 @@ impl Relay {
             while !stop.load(Ordering::Relaxed) {
                 if let Ok(n) = back.recv(&mut buf) {
                     wire.fetch_add(n as u64, Ordering::Relaxed);
-                    if buf[..n].starts_with(b"FS\x01\x04") {
+                    if buf[..n].starts_with(b"FS\x02\x04") {
                         joined.store(true, Ordering::Relaxed);
                     }
                     x ^= x << 13;

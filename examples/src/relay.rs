@@ -11,7 +11,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// A session-protocol JOINED, as the server sends it (docs/session-protocol.md).
-const JOINED: &[u8] = b"FS\x01\x04";
+const JOINED: &[u8] = b"FS\x02\x04";
 
 pub struct LossyRelay {
     port: u16,

@@ -54,7 +54,11 @@ fuzz_target!(|data: &[u8]| {
                     stay: Stay::For(u64::from(head[1]) << 28),
                     multicast: head[1] & 4 != 0,
                     token: body.to_vec(),
-                    channels: if head[0] & 1 == 0 { vec![] } else { vec!["a".into()] },
+                    channels: if head[0] & 1 == 0 {
+                        vec![]
+                    } else {
+                        vec!["a".into()]
+                    },
                 })
             }
             1 => message::write(&Message::Hello { nonce: 2 }),
@@ -105,7 +109,7 @@ fuzz_target!(|data: &[u8]| {
                 assert!(tx.data.len() <= datagram.len(), "amplification");
             }
             assert_eq!(tx.to, from, "a reply to another address");
-            let _ = client.handle_datagram(t, &tx.data);
+            let _ = client.handle_datagram(t, &mut tx.data.clone());
         }
         while let Some(e) = server.poll_event() {
             match e {
@@ -133,8 +137,11 @@ fuzz_target!(|data: &[u8]| {
         if head[3] & 0x20 != 0 {
             server.keepalive(u16::from(head[1] & 7));
             while let Some(tx) = server.poll_transmit() {
-                assert!(server.clients().any(|(_, a)| a == tx.to), "a keepalive to a stranger");
-                let _ = client.handle_datagram(t, &tx.data);
+                assert!(
+                    server.clients().any(|(_, a)| a == tx.to),
+                    "a keepalive to a stranger"
+                );
+                let _ = client.handle_datagram(t, &mut tx.data.clone());
             }
         }
         while client.poll_event().is_some() {}
@@ -142,7 +149,25 @@ fuzz_target!(|data: &[u8]| {
         if head[3] & 0x40 != 0 {
             server.connection_closed(addr);
         }
-        let _ = client.handle_datagram(t, body);
+        // Bytes from the input are never taken as the server's data: they carry no valid tag.
+        assert!(
+            client.handle_datagram(t, &mut body.to_vec()).is_none(),
+            "forged bytes taken as data"
+        );
+        // What the server seals, the joined client opens, once.
+        if client.is_joined() {
+            let mut d = Vec::new();
+            let sealer = server.sealer(0).expect("authenticated by default");
+            sealer.seal(0, body, &mut d);
+            let mut again = d.clone();
+            if let Some(got) = client.handle_datagram(t, &mut d) {
+                assert_eq!(got.payload, body);
+                assert!(
+                    client.handle_datagram(t, &mut again).is_none(),
+                    "taken twice"
+                );
+            }
+        }
     }
     // Never more than the burst plus the rate over the time that passed, per receiver.
     let budget = (50 + t / 1_000_000_000 * 2000 + 2000) * 64;

@@ -3,11 +3,13 @@
 //! The receiver side, sans-IO: HELLO → COOKIE → JOIN → JOINED, refreshed before it runs out,
 //! started again when the server forgot the session (it restarted) or went silent.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 
 use crate::message::{
-    self, ChannelInfo, Cookie, Data, Datagram, LostEntry, Message, Reason, Stay, MAX_LOST_ENTRIES,
+    self, ChannelInfo, Cookie, Data, Datagram, LostEntry, Message, Reason, Security, Stay,
+    DATA_HEADER_LEN, MAX_LOST_ENTRIES,
 };
+use crate::seal::{ChannelKey, KeyLen, Opener, PassphraseKey, Rejected};
 
 /// First retransmission of an unanswered HELLO or JOIN; doubled each time up to the max.
 pub const RETRY_FIRST: u64 = 200_000_000;
@@ -37,6 +39,12 @@ pub struct ClientConfig {
     pub idle_rejoin: u64,
     /// Ask to take channels that have a multicast group from the group.
     pub multicast: bool,
+    /// The server's passphrase: its DATA must be encrypted under it. `None`: the server's
+    /// DATA must be authenticated, and not encrypted.
+    pub passphrase: Option<String>,
+    /// Take DATA that is neither authenticated nor encrypted (a server with
+    /// `authenticate=false`); off, such a server is refused.
+    pub allow_unauthenticated: bool,
 }
 
 impl Default for ClientConfig {
@@ -48,6 +56,8 @@ impl Default for ClientConfig {
             timeout: DEFAULT_TIMEOUT,
             idle_rejoin: DEFAULT_IDLE_REJOIN,
             multicast: false,
+            passphrase: None,
+            allow_unauthenticated: false,
         }
     }
 }
@@ -67,6 +77,9 @@ pub enum ClientEvent {
     Ended { channel: u16 },
     /// A joined channel's caps (or name) changed.
     Changed { channel: ChannelInfo },
+    /// The server's data cannot be taken: a wrong or missing passphrase, or a server that
+    /// does not protect its data as this receiver requires. The client stopped.
+    Failed { text: String },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +99,11 @@ pub struct ClientStats {
     pub joins: u64,
     pub lost_reports: u64,
     pub lost_entries: u64,
+    /// DATA dropped: its tag did not check out (forged or damaged), its counter was taken
+    /// already (replayed), or it came for a channel without a key (yet).
+    pub forged: u64,
+    pub replayed: u64,
+    pub unkeyed: u64,
 }
 
 impl std::ops::AddAssign for ClientStats {
@@ -98,6 +116,9 @@ impl std::ops::AddAssign for ClientStats {
         self.joins = self.joins.saturating_add(o.joins);
         self.lost_reports = self.lost_reports.saturating_add(o.lost_reports);
         self.lost_entries = self.lost_entries.saturating_add(o.lost_entries);
+        self.forged = self.forged.saturating_add(o.forged);
+        self.replayed = self.replayed.saturating_add(o.replayed);
+        self.unkeyed = self.unkeyed.saturating_add(o.unkeyed);
     }
 }
 
@@ -125,6 +146,12 @@ pub struct Client {
     rng: u64,
     transmits: VecDeque<Vec<u8>>,
     events: VecDeque<ClientEvent>,
+    /// How the server protects DATA, from its last JOINED.
+    security: Option<Security>,
+    /// Each joined channel's key.
+    openers: HashMap<u16, Opener>,
+    /// The passphrase's key for the server's salt and rounds, derived once.
+    kek: Option<(Security, PassphraseKey)>,
     pub stats: ClientStats,
 }
 
@@ -155,6 +182,9 @@ impl Client {
             rng: seed,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            security: None,
+            openers: HashMap::new(),
+            kek: None,
             stats: ClientStats::default(),
         };
         c.handshake(now);
@@ -261,17 +291,14 @@ impl Client {
         self.retry = (self.retry * 2).min(RETRY_MAX);
     }
 
-    /// Takes one datagram from the server; gives back a DATA payload once joined.
-    pub fn handle_datagram<'a>(&mut self, now: u64, data: &'a [u8]) -> Option<Data<'a>> {
+    /// Takes one datagram from the server; gives back a DATA payload once joined, checked
+    /// against its channel's key (and decrypted in place).
+    pub fn handle_datagram<'a>(&mut self, now: u64, data: &'a mut [u8]) -> Option<Data<'a>> {
         self.stats.datagrams += 1;
         let m = match message::parse(data) {
             Ok(Datagram::Data(d)) => {
-                if self.session.is_none() || self.phase == Phase::Stopped {
-                    return None;
-                }
-                self.last_heard = now;
-                self.stats.data += 1;
-                return Some(d);
+                let (channel, counter) = (d.channel, d.counter);
+                return self.open(now, channel, counter, data);
             }
             Ok(Datagram::Control(m)) => m,
             Err(message::ParseError::Foreign) => {
@@ -296,9 +323,20 @@ impl Client {
                     nonce: n,
                     session,
                     expires_in,
+                    security,
                     channels,
+                    keys,
                 },
             ) if n == nonce => {
+                if let Err(text) = self.take_keys(security, &channels, &keys) {
+                    // Out at once, rather than sent data it cannot take until it expires.
+                    let leave = Message::Leave { session };
+                    self.transmits.push_back(message::write(&leave));
+                    self.phase = Phase::Stopped;
+                    self.session = None;
+                    self.events.push_back(ClientEvent::Failed { text });
+                    return None;
+                }
                 self.last_heard = now;
                 let new_session = self.session != Some(session);
                 self.session = Some(session);
@@ -344,6 +382,106 @@ impl Client {
             _ => self.stats.malformed += 1,
         }
         None
+    }
+
+    fn open<'a>(
+        &mut self,
+        now: u64,
+        channel: u16,
+        counter: u64,
+        data: &'a mut [u8],
+    ) -> Option<Data<'a>> {
+        if self.session.is_none() || self.phase == Phase::Stopped {
+            return None;
+        }
+        let (header, body) = data.split_at_mut(DATA_HEADER_LEN);
+        let payload = match self.security {
+            Some(Security::None) => &*body,
+            _ => {
+                let Some(opener) = self.openers.get_mut(&channel) else {
+                    self.stats.unkeyed += 1;
+                    return None;
+                };
+                match opener.open(header, counter, body) {
+                    Ok(p) => p,
+                    Err(Rejected::Forged) => {
+                        self.stats.forged += 1;
+                        return None;
+                    }
+                    Err(Rejected::Replayed) => {
+                        self.stats.replayed += 1;
+                        return None;
+                    }
+                }
+            }
+        };
+        // Only the server's own data says it is alive.
+        self.last_heard = now;
+        self.stats.data += 1;
+        Some(Data {
+            channel,
+            counter,
+            payload,
+        })
+    }
+
+    /// Takes the keys of a JOINED: every channel's, checked against what this receiver
+    /// requires. Why not, if they cannot be taken.
+    fn take_keys(
+        &mut self,
+        security: Security,
+        channels: &[ChannelInfo],
+        keys: &[Vec<u8>],
+    ) -> Result<(), String> {
+        let kek = match (security, &self.cfg.passphrase) {
+            (Security::None, _) if !self.cfg.allow_unauthenticated => {
+                return Err("the server does not authenticate its data; refused".into())
+            }
+            (Security::None | Security::Authenticated { .. }, Some(_)) => {
+                return Err("the server does not encrypt its data, but a passphrase is set".into())
+            }
+            (Security::Encrypted { .. }, None) => {
+                return Err("the server encrypts its data: set its passphrase".into())
+            }
+            (
+                Security::Encrypted {
+                    key_len,
+                    kdf_salt,
+                    iterations,
+                },
+                Some(pass),
+            ) => {
+                if self.kek.as_ref().is_none_or(|(s, _)| *s != security) {
+                    let len = KeyLen::new(u32::from(key_len)).ok_or("bad key length")?;
+                    let kek = PassphraseKey::derive(pass, &kdf_salt, iterations, len);
+                    self.kek = Some((security, kek));
+                }
+                self.kek.as_ref().map(|(_, k)| k)
+            }
+            _ => None,
+        };
+        let encrypt = kek.is_some();
+        let mut openers = HashMap::new();
+        for (c, block) in channels.iter().zip(keys) {
+            if security == Security::None {
+                break;
+            }
+            let material = match kek {
+                Some(kek) => kek.unwrap(block).ok_or("wrong passphrase")?,
+                None => block.clone(),
+            };
+            // A refresh hands the same key again: keep the counters seen.
+            let opener = match self.openers.remove(&c.index) {
+                Some(o) if o.material() == material.as_slice() => o,
+                _ => Opener::new(
+                    ChannelKey::from_material(&material, encrypt).ok_or("bad channel key")?,
+                ),
+            };
+            openers.insert(c.index, opener);
+        }
+        self.openers = openers;
+        self.security = Some(security);
+        Ok(())
     }
 
     /// Whether a REFUSED names what we sent: the handshake's nonce, or our session id (the

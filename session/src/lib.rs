@@ -11,12 +11,13 @@ pub mod fallback;
 pub mod frame;
 pub mod message;
 pub mod report;
+pub mod seal;
 pub mod server;
 
 pub use client::{Client, ClientConfig, ClientEvent};
 pub use fallback::{Fallback, Transport};
 pub use frame::{frame, Deframer};
-pub use message::{ChannelInfo, LostEntry, Message, Reason, Stay};
+pub use message::{ChannelInfo, LostEntry, Message, Reason, Security, Stay};
 pub use report::Reports;
 pub use server::{
     Event, JoinRequest, Now, Peer, RemoveReason, RepairTo, Server, ServerConfig, Transmit,

@@ -6,16 +6,19 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
+use crate::seal;
+
 /// First two bytes of every datagram: "FS".
 pub const MAGIC: [u8; 2] = *b"FS";
-pub const VERSION: u8 = 1;
+/// 2: DATA sealed (counter and tag), keys in JOINED.
+pub const VERSION: u8 = 2;
 /// Magic, version and type.
 pub const HEADER_LEN: usize = 4;
 /// A HELLO is padded to at least this, so that the COOKIE answering it is never larger.
 pub const HELLO_LEN: usize = 32;
 pub const COOKIE_LEN: usize = 16;
-/// Bytes before a DATA datagram's payload.
-pub const DATA_HEADER_LEN: usize = 8;
+/// Bytes before a DATA datagram's body: magic, version, type, channel, counter.
+pub const DATA_HEADER_LEN: usize = 12;
 pub const MAX_NAME_LEN: usize = 64;
 pub const MAX_TOKEN_LEN: usize = 255;
 pub const MAX_CAPS_LEN: usize = 1024;
@@ -110,6 +113,44 @@ pub struct ChannelInfo {
     pub group: Option<SocketAddr>,
 }
 
+/// How a server's DATA is protected, as its JOINED says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Security {
+    /// Nothing: DATA bodies are the packets, no tag (`session-sink authenticate=false`).
+    None,
+    /// Every DATA body is followed by a GCM tag under the channel's key, sent in clear in
+    /// JOINED.
+    Authenticated { key_len: u8 },
+    /// DATA bodies are encrypted and tagged; JOINED's keys are wrapped by the key the
+    /// passphrase gives with this salt and PBKDF2 rounds.
+    Encrypted {
+        key_len: u8,
+        kdf_salt: [u8; seal::KDF_SALT_LEN],
+        iterations: u32,
+    },
+}
+
+impl Security {
+    /// Bytes of one channel's key block in JOINED.
+    pub fn key_block_len(&self) -> usize {
+        match *self {
+            Security::None => 0,
+            Security::Authenticated { key_len } => usize::from(key_len) + seal::NONCE_SALT_LEN,
+            Security::Encrypted { key_len, .. } => {
+                seal::WRAP_NONCE_LEN + usize::from(key_len) + seal::NONCE_SALT_LEN + seal::TAG_LEN
+            }
+        }
+    }
+
+    fn code(&self) -> u8 {
+        match self {
+            Security::None => 0,
+            Security::Authenticated { .. } => 1,
+            Security::Encrypted { .. } => 2,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LostEntry {
     pub channel: u16,
@@ -143,7 +184,10 @@ pub enum Message {
         session: u64,
         /// Nanoseconds from now the session lasts unless refreshed.
         expires_in: u64,
+        security: Security,
         channels: Vec<ChannelInfo>,
+        /// Each channel's key block ([`Security::key_block_len`] bytes), in channel order.
+        keys: Vec<Vec<u8>>,
     },
     Refused {
         nonce: u64,
@@ -178,17 +222,23 @@ pub enum ParseError {
     Malformed,
 }
 
-/// A DATA datagram: a channel's packet.
+/// A DATA datagram: a channel's packet. Parsed, `payload` is the body as it came (sealed:
+/// the packet, encrypted or not, then the tag); from [`crate::Client`], the packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Data<'a> {
     pub channel: u16,
+    pub counter: u64,
     pub payload: &'a [u8],
 }
 
-/// The 8 bytes put before every packet of `channel`.
-pub fn data_header(channel: u16) -> [u8; DATA_HEADER_LEN] {
+/// The 12 bytes put before the body of every DATA datagram of `channel`: the counter is
+/// cut to its 6 low bytes.
+pub fn data_header(channel: u16, counter: u64) -> [u8; DATA_HEADER_LEN] {
     let c = channel.to_be_bytes();
-    [MAGIC[0], MAGIC[1], VERSION, DATA, c[0], c[1], 0, 0]
+    let n = counter.to_be_bytes();
+    [
+        MAGIC[0], MAGIC[1], VERSION, DATA, c[0], c[1], n[2], n[3], n[4], n[5], n[6], n[7],
+    ]
 }
 
 /// What a datagram is, from its first bytes.
@@ -205,11 +255,14 @@ pub fn parse(b: &[u8]) -> Result<Datagram<'_>, ParseError> {
         return Err(ParseError::Version(b[2]));
     }
     if b[3] == DATA {
-        if b.len() < DATA_HEADER_LEN || b[6..8] != [0, 0] {
+        if b.len() < DATA_HEADER_LEN {
             return Err(ParseError::Malformed);
         }
+        let mut counter = [0u8; 8];
+        counter[2..].copy_from_slice(&b[6..DATA_HEADER_LEN]);
         return Ok(Datagram::Data(Data {
             channel: u16::from_be_bytes([b[4], b[5]]),
+            counter: u64::from_be_bytes(counter),
             payload: &b[DATA_HEADER_LEN..],
         }));
     }
@@ -300,6 +353,30 @@ impl<'a> Reader<'a> {
         })
     }
 
+    fn security(&mut self) -> Option<Security> {
+        let code = self.u8()?;
+        if code == 0 {
+            return Some(Security::None);
+        }
+        let key_len = self.u8()?;
+        seal::KeyLen::new(u32::from(key_len))?;
+        match code {
+            1 => Some(Security::Authenticated { key_len }),
+            2 => {
+                let kdf_salt = self.bytes(seal::KDF_SALT_LEN)?.try_into().ok()?;
+                let iterations = self.u32()?;
+                (1..=seal::MAX_KDF_ITERATIONS)
+                    .contains(&iterations)
+                    .then_some(Security::Encrypted {
+                        key_len,
+                        kdf_salt,
+                        iterations,
+                    })
+            }
+            _ => None,
+        }
+    }
+
     fn end(self) -> Option<()> {
         self.0.is_empty().then_some(())
     }
@@ -356,16 +433,21 @@ fn parse_control(kind: u8, body: &[u8]) -> Option<Message> {
             let nonce = r.u64()?;
             let session = r.u64()?;
             let expires_in = r.u64()?;
+            let security = r.security()?;
             let count = usize::from(r.u8()?);
             let mut channels = Vec::with_capacity(count.min(MAX_JOIN_CHANNELS));
+            let mut keys = Vec::with_capacity(count.min(MAX_JOIN_CHANNELS));
             for _ in 0..count {
                 channels.push(r.channel_info()?);
+                keys.push(r.bytes(security.key_block_len())?.to_vec());
             }
             Message::Joined {
                 nonce,
                 session,
                 expires_in,
+                security,
                 channels,
+                keys,
             }
         }
         REFUSED => Message::Refused {
@@ -477,16 +559,37 @@ pub fn write(m: &Message) -> Vec<u8> {
             nonce,
             session,
             expires_in,
+            security,
             channels,
+            keys,
         } => {
             out.push(JOINED);
             out.extend_from_slice(&nonce.to_be_bytes());
             out.extend_from_slice(&session.to_be_bytes());
             out.extend_from_slice(&expires_in.to_be_bytes());
+            out.push(security.code());
+            match security {
+                Security::None => {}
+                Security::Authenticated { key_len } => out.push(*key_len),
+                Security::Encrypted {
+                    key_len,
+                    kdf_salt,
+                    iterations,
+                } => {
+                    out.push(*key_len);
+                    out.extend_from_slice(kdf_salt);
+                    out.extend_from_slice(&iterations.to_be_bytes());
+                }
+            }
             let channels = &channels[..channels.len().min(usize::from(u8::MAX))];
             out.push(channels.len() as u8);
-            for c in channels {
+            let block = security.key_block_len();
+            for (i, c) in channels.iter().enumerate() {
                 put_channel_info(&mut out, c);
+                // A missing or short key block is written as zeros: the caller gives them.
+                let key = keys.get(i).map_or(&[][..], |k| &k[..k.len().min(block)]);
+                out.extend_from_slice(key);
+                out.resize(out.len() + block - key.len(), 0);
             }
         }
         Message::Refused {
@@ -560,12 +663,52 @@ mod tests {
                 nonce: 1,
                 session: u64::MAX,
                 expires_in: 5,
+                security: Security::None,
                 channels: vec![ChannelInfo {
                     index: 3,
                     name: "hd".into(),
                     caps: "application/x-fanout-fec".into(),
                     group: Some("239.1.2.3:5700".parse().unwrap()),
                 }],
+                keys: vec![vec![]],
+            },
+            Message::Joined {
+                nonce: 1,
+                session: 2,
+                expires_in: 5,
+                security: Security::Authenticated { key_len: 16 },
+                channels: vec![ChannelInfo {
+                    index: 3,
+                    name: "hd".into(),
+                    caps: String::new(),
+                    group: None,
+                }],
+                keys: vec![vec![7; 22]],
+            },
+            Message::Joined {
+                nonce: 1,
+                session: 2,
+                expires_in: 5,
+                security: Security::Encrypted {
+                    key_len: 32,
+                    kdf_salt: [9; seal::KDF_SALT_LEN],
+                    iterations: 100_000,
+                },
+                channels: vec![
+                    ChannelInfo {
+                        index: 3,
+                        name: "hd".into(),
+                        caps: String::new(),
+                        group: None,
+                    },
+                    ChannelInfo {
+                        index: 4,
+                        name: "sd".into(),
+                        caps: String::new(),
+                        group: None,
+                    },
+                ],
+                keys: vec![vec![1; 66], vec![2; 66]],
             },
             Message::Refused {
                 nonce: 2,
@@ -649,23 +792,36 @@ mod tests {
     fn foreign_traffic_is_told_apart_on_its_first_bytes() {
         assert_eq!(parse(b"FO\x02\x01rest").err(), Some(ParseError::Foreign));
         assert_eq!(parse(b"F").err(), Some(ParseError::Foreign));
-        assert_eq!(parse(b"FS\x02\x01....").err(), Some(ParseError::Version(2)));
-        assert_eq!(parse(b"FS\x01\x63").err(), Some(ParseError::Malformed));
+        assert_eq!(parse(b"FS\x01\x01....").err(), Some(ParseError::Version(1)));
+        assert_eq!(parse(b"FS\x02\x63").err(), Some(ParseError::Malformed));
     }
 
     #[test]
-    fn data_carries_its_channel_and_payload() {
-        let mut b = data_header(513).to_vec();
+    fn data_carries_its_channel_counter_and_body() {
+        let mut b = data_header(513, 0x0102_0304_0506).to_vec();
         b.extend_from_slice(b"packet");
         match parse(&b) {
             Ok(Datagram::Data(d)) => {
                 assert_eq!(d.channel, 513);
+                assert_eq!(d.counter, 0x0102_0304_0506);
                 assert_eq!(d.payload, b"packet");
             }
             _ => panic!("not data"),
         }
-        b[6] = 1;
-        assert!(parse(&b).is_err());
+        assert!(parse(&b[..DATA_HEADER_LEN - 1]).is_err());
+    }
+
+    #[test]
+    fn joined_key_blocks_have_the_length_their_security_says() {
+        let m = all().into_iter().nth(5).unwrap();
+        let mut b = write(&m);
+        assert!(parse_message(&b).is_ok());
+        b.pop();
+        assert!(parse_message(&b).is_err(), "a short key block");
+        // A key length that is not 16, 24 or 32.
+        let mut b = write(&m);
+        b[4 + 24 + 1] = 20;
+        assert!(parse_message(&b).is_err());
     }
 
     #[test]
@@ -698,7 +854,7 @@ mod tests {
         let mut hello = write(&Message::Hello { nonce: 1 });
         hello[HELLO_LEN - 1] = 1;
         assert!(parse_message(&hello).is_err(), "non-zero padding");
-        let oversized = [b"FS\x01\x01".as_slice(), &[0; MAX_CONTROL_LEN]].concat();
+        let oversized = [b"FS\x02\x01".as_slice(), &[0; MAX_CONTROL_LEN]].concat();
         assert!(parse_message(&oversized).is_err());
     }
 }

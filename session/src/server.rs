@@ -9,13 +9,18 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
+use std::sync::Arc;
 
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
 use crate::cookie::CookieJar;
 use crate::message::{
-    self, ChannelInfo, Datagram, LostEntry, Message, ParseError, Reason, Stay, MAX_CONTROL_LEN,
+    self, ChannelInfo, Datagram, LostEntry, Message, ParseError, Reason, Security, Stay,
+    MAX_CONTROL_LEN,
+};
+use crate::seal::{
+    ChannelKey, KeyLen, PassphraseKey, Sealer, DEFAULT_KDF_ITERATIONS, KDF_SALT_LEN,
 };
 
 pub const DEFAULT_COOKIE_BUCKET: u64 = 30_000_000_000;
@@ -98,6 +103,13 @@ pub struct ServerConfig {
     /// group repair reports it already covers are dropped (ns).
     pub group_window: u64,
     pub group_hold: u64,
+    /// Seal every DATA datagram with its channel's key (off: anyone can inject data).
+    pub authenticate: bool,
+    /// Encrypt DATA too, the keys wrapped by this passphrase's key (implies `authenticate`).
+    pub passphrase: Option<String>,
+    pub key_len: KeyLen,
+    /// PBKDF2 rounds for the passphrase.
+    pub kdf_iterations: u32,
 }
 
 impl ServerConfig {
@@ -112,6 +124,10 @@ impl ServerConfig {
             repair_burst: DEFAULT_REPAIR_BURST,
             group_window: DEFAULT_GROUP_WINDOW,
             group_hold: DEFAULT_GROUP_HOLD,
+            authenticate: true,
+            passphrase: None,
+            key_len: KeyLen::DEFAULT,
+            kdf_iterations: DEFAULT_KDF_ITERATIONS,
         }
     }
 }
@@ -216,6 +232,8 @@ pub struct ServerStats {
 
 struct Channel {
     info: ChannelInfo,
+    /// Seals its DATA; `None` without authentication.
+    sealer: Option<Arc<Sealer>>,
     /// Repair credit of the channel's group, like a receiver's.
     bucket: Bucket,
 }
@@ -277,6 +295,9 @@ struct Served {
 
 pub struct Server {
     cfg: ServerConfig,
+    security: Security,
+    /// Wraps the channel keys in JOINED, under a passphrase.
+    kek: Option<PassphraseKey>,
     jar: CookieJar,
     ids: Hmac<Sha256>,
     channels: Vec<Channel>,
@@ -294,8 +315,27 @@ pub struct Server {
 }
 
 impl Server {
+    /// A server; deriving the passphrase's key takes a moment (PBKDF2).
     pub fn new(cfg: ServerConfig) -> Server {
+        let key_len = u8::try_from(cfg.key_len.bytes()).expect("16, 24 or 32");
+        let (security, kek) = match &cfg.passphrase {
+            Some(pass) => {
+                let mut kdf_salt = [0u8; KDF_SALT_LEN];
+                getrandom::fill(&mut kdf_salt).expect("the system's random numbers");
+                let kek = PassphraseKey::derive(pass, &kdf_salt, cfg.kdf_iterations, cfg.key_len);
+                let security = Security::Encrypted {
+                    key_len,
+                    kdf_salt,
+                    iterations: cfg.kdf_iterations,
+                };
+                (security, Some(kek))
+            }
+            None if cfg.authenticate => (Security::Authenticated { key_len }, None),
+            None => (Security::None, None),
+        };
         Server {
+            security,
+            kek,
             jar: CookieJar::new(&cfg.secret, cfg.cookie_bucket),
             // Random per start, even with a configured secret: servers sharing a secret make
             // the same cookies but never the same session ids.
@@ -322,6 +362,13 @@ impl Server {
         &self.cfg
     }
 
+    /// What seals channel `index`'s DATA; `None` without authentication or such a channel.
+    /// The same for the channel's whole life: senders keep it.
+    pub fn sealer(&self, index: u16) -> Option<Arc<Sealer>> {
+        let c = self.channels.iter().find(|c| c.info.index == index)?;
+        c.sealer.clone()
+    }
+
     /// Adds or updates a channel; its receivers are told of a change (CHANNEL).
     pub fn set_channel(&mut self, index: u16, name: &str, caps: &str, group: Option<SocketAddr>) {
         let info = ChannelInfo {
@@ -340,8 +387,13 @@ impl Server {
                 c.info = info.clone();
             }
             None => {
+                let sealer = (self.security != Security::None).then(|| {
+                    let key = ChannelKey::random(self.cfg.key_len, self.kek.is_some());
+                    Arc::new(Sealer::new(key))
+                });
                 self.channels.push(Channel {
                     info,
+                    sealer,
                     bucket: Bucket::full(&self.cfg, 0),
                 });
                 return;
@@ -595,17 +647,24 @@ impl Server {
     }
 
     fn joined(&self, req: &JoinRequest, now: Now, session: u64) -> Message {
+        // In the order asked for: receivers number their pads by it.
+        let channels: Vec<&Channel> = req
+            .channels
+            .iter()
+            .filter_map(|i| self.channels.iter().find(|c| c.info.index == *i))
+            .collect();
+        let key = |c: &Channel| match (&c.sealer, &self.kek) {
+            (None, _) => Vec::new(),
+            (Some(s), None) => s.key().material().to_vec(),
+            (Some(s), Some(kek)) => kek.wrap(s.key().material()),
+        };
         Message::Joined {
             nonce: req.nonce,
             session,
             expires_in: req.expires.saturating_sub(now.mono),
-            // In the order asked for: receivers number their pads by it.
-            channels: req
-                .channels
-                .iter()
-                .filter_map(|i| self.channels.iter().find(|c| c.info.index == *i))
-                .map(|c| c.info.clone())
-                .collect(),
+            security: self.security,
+            keys: channels.iter().map(|c| key(c)).collect(),
+            channels: channels.iter().map(|c| c.info.clone()).collect(),
         }
     }
 

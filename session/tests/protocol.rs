@@ -73,7 +73,7 @@ fn exchange(
         while let Some(tx) = s.poll_transmit() {
             moved = true;
             if tx.to == Peer::Udp(at) {
-                c.handle_datagram(t, &tx.data);
+                c.handle_datagram(t, &mut tx.data.clone());
             }
         }
         if !moved {
@@ -385,7 +385,7 @@ fn a_flood_of_spoofed_joins_and_random_datagrams_creates_no_state_and_no_amplifi
         let mut d: Vec<u8> = (0..len).map(|j| (x >> (j % 56)) as u8).collect();
         match i % 4 {
             0 => d = join([(x % 251) as u8; COOKIE_LEN]),
-            1 if d.len() >= 4 => d[..4].copy_from_slice(b"FS\x01\x01"),
+            1 if d.len() >= 4 => d[..4].copy_from_slice(b"FS\x02\x01"),
             2 if d.len() >= 4 => d[..4].copy_from_slice(&[b'F', b'S', 1, (x % 9) as u8]),
             _ => (),
         }
@@ -590,7 +590,7 @@ fn end_reaches_the_channels_receivers() {
     assert!(s.poll_transmit().is_none(), "not in hd");
     s.end_channel(1);
     let tx = s.poll_transmit().unwrap();
-    c.handle_datagram(0, &tx.data);
+    c.handle_datagram(0, &mut tx.data.clone());
     assert_eq!(c.poll_event(), Some(ClientEvent::Ended { channel: 1 }));
 }
 
@@ -775,7 +775,7 @@ fn a_tcp_receiver_joins_with_its_first_message_and_leaves_by_closing() {
     let reply = std::iter::from_fn(|| s.poll_transmit())
         .find(|t| t.to == Peer::Tcp(at))
         .unwrap();
-    c.handle_datagram(0, &reply.data);
+    c.handle_datagram(0, &mut reply.data.clone());
     assert!(c.is_joined());
     assert_eq!(Peer::Tcp(at).to_string(), "tcp:192.0.2.1:7000");
     assert_eq!("tcp:192.0.2.1:7000".parse::<Peer>(), Ok(Peer::Tcp(at)));
@@ -809,7 +809,7 @@ fn a_keepalive_reaches_the_channels_receivers_and_keeps_them_from_starting_over(
     let sent: Vec<_> = std::iter::from_fn(|| s.poll_transmit()).collect();
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].to, peer(1));
-    hd.handle_datagram(2_500_000_000, &sent[0].data);
+    hd.handle_datagram(2_500_000_000, &mut sent[0].data.clone());
     // At 3 s the silent one starts over (a HELLO), the one kept alive does not.
     hd.handle_timeout(3 * S);
     sd.handle_timeout(3 * S);
@@ -842,7 +842,7 @@ fn with_20_percent_loss_both_ways_most_joins_take_under_a_second() {
             }
             while let Some(tx) = s.poll_transmit() {
                 if !lost() {
-                    c.handle_datagram(t, &tx.data);
+                    c.handle_datagram(t, &mut tx.data.clone());
                 }
             }
             if s.client_count() == 0 {
@@ -856,4 +856,81 @@ fn with_20_percent_loss_both_ways_most_joins_take_under_a_second() {
     let p90 = times[times.len() * 9 / 10];
     assert!(p90 < S, "90th percentile {p90} ns: {times:?}");
     assert!(times[times.len() - 1] < 3 * S, "{times:?}");
+}
+
+/// A server with `passphrase` (few PBKDF2 rounds: the test is about the protocol) and a
+/// client with `theirs`, joined; the client's events.
+fn join_with(passphrase: Option<&str>, theirs: Option<&str>) -> (Server, Client, Vec<ClientEvent>) {
+    let mut cfg = ServerConfig::new(b"k".to_vec());
+    cfg.passphrase = passphrase.map(str::to_owned);
+    cfg.kdf_iterations = 1000;
+    let mut s = Server::new(cfg);
+    s.set_channel(0, "hd", "", None);
+    let mut c = Client::new(
+        ClientConfig {
+            passphrase: theirs.map(str::to_owned),
+            ..config(&["hd"], Stay::For(30 * S))
+        },
+        0,
+        1,
+    );
+    exchange(0, &mut s, &mut c, addr(1), &yes);
+    let events = std::iter::from_fn(|| c.poll_event()).collect();
+    (s, c, events)
+}
+
+#[test]
+fn sealed_data_is_taken_once_from_the_server_and_never_from_anyone_else() {
+    for pass in [None, Some("correct horse battery")] {
+        let (s, mut c, events) = join_with(pass, pass);
+        assert!(
+            matches!(events[0], ClientEvent::Joined { .. }),
+            "{events:?}"
+        );
+        let sealer = s.sealer(0).unwrap();
+        let mut d = Vec::new();
+        sealer.seal(0, b"the stream", &mut d);
+        assert_eq!(
+            d[message::DATA_HEADER_LEN..][..10] == *b"the stream",
+            pass.is_none(),
+            "encrypted under a passphrase only"
+        );
+        let mut again = d.clone();
+        assert_eq!(
+            c.handle_datagram(S, &mut d).map(|d| d.payload.to_vec()),
+            Some(b"the stream".to_vec())
+        );
+        assert!(c.handle_datagram(S, &mut again).is_none(), "a replay");
+        // What an attacker makes without the key: plain DATA, or sealed under another key.
+        let mut plain = message::data_header(0, 99).to_vec();
+        plain.extend_from_slice(b"injected");
+        assert!(c.handle_datagram(S, &mut plain).is_none());
+        let (other, ..) = join_with(pass, pass);
+        let mut d = Vec::new();
+        other.sealer(0).unwrap().seal(0, b"injected", &mut d);
+        d.clear();
+        other.sealer(0).unwrap().seal(0, b"injected", &mut d);
+        assert!(c.handle_datagram(S, &mut d).is_none());
+        assert_eq!((c.stats.forged, c.stats.replayed), (2, 1));
+    }
+}
+
+#[test]
+fn a_wrong_or_missing_passphrase_or_a_downgrade_is_said_and_the_receiver_leaves() {
+    for (server, client, said) in [
+        (
+            Some("correct horse battery"),
+            Some("wrong horse battery!"),
+            "wrong passphrase",
+        ),
+        (Some("correct horse battery"), None, "set its passphrase"),
+        (None, Some("correct horse battery"), "does not encrypt"),
+    ] {
+        let (s, _, events) = join_with(server, client);
+        match &events[..] {
+            [ClientEvent::Failed { text }] => assert!(text.contains(said), "{text}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(s.client_count(), 0, "{said}: the receiver left at once");
+    }
 }

@@ -223,7 +223,7 @@ fn foreign_datagrams_and_forged_joins_create_nothing_and_disturb_nobody() {
                 channels: vec![],
             }),
             1 => x.to_be_bytes().repeat((x % 40) as usize),
-            _ => [b"FS\x01".as_slice(), &x.to_be_bytes()].concat(),
+            _ => [b"FS\x02".as_slice(), &x.to_be_bytes()].concat(),
         };
         sent += d.len();
         let _ = flood.send_to(&d, ("127.0.0.1", port));

@@ -580,3 +580,137 @@ fn one_host_gets_at_most_max_clients_per_host_sessions() {
     assert_eq!(clients(&sink), 2);
     srv.set_state(gst::State::Null).unwrap();
 }
+
+/// One UDP datagram from `from` to `to` through a raw socket: any source address (root).
+fn spoof(
+    raw: &std::os::fd::OwnedFd,
+    from: std::net::SocketAddrV4,
+    to: std::net::SocketAddrV4,
+    payload: &[u8],
+) {
+    use std::os::fd::AsRawFd;
+    let len = 28 + payload.len();
+    let mut p = Vec::with_capacity(len);
+    // IPv4 header: the kernel fills in the checksum (and the id, left 0).
+    p.extend_from_slice(&[
+        0x45,
+        0,
+        (len >> 8) as u8,
+        len as u8,
+        0,
+        0,
+        0,
+        0,
+        64,
+        17,
+        0,
+        0,
+    ]);
+    p.extend_from_slice(&from.ip().octets());
+    p.extend_from_slice(&to.ip().octets());
+    // UDP header, checksum 0 (none, allowed over IPv4).
+    p.extend_from_slice(&from.port().to_be_bytes());
+    p.extend_from_slice(&to.port().to_be_bytes());
+    p.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    p.extend_from_slice(&[0, 0]);
+    p.extend_from_slice(payload);
+    let dest = nix::sys::socket::SockaddrIn::from(to);
+    let _ = nix::sys::socket::sendto(
+        raw.as_raw_fd(),
+        &p,
+        &dest,
+        nix::sys::socket::MsgFlags::empty(),
+    );
+}
+
+/// What an attacker who knows the protocol but no key sends: DATA for channel 0 carrying an
+/// FEC stream description of its own (caps nothing downstream takes) and a made-up tag.
+fn forged_data(counter: u64) -> Vec<u8> {
+    let mut d = fanout_session::message::data_header(0, counter).to_vec();
+    d.extend_from_slice(b"FEC\x01forged description: video/x-forged-by-an-attacker");
+    d.extend_from_slice(&[0xA5; 16]);
+    d
+}
+
+#[test]
+#[ignore = "needs root: raw sockets"]
+fn data_spoofed_from_the_servers_address_costs_a_receiver_nothing() {
+    let port = free_port();
+    let feed = Feed::new(port, "", "repair-percent=5", 2_000_000);
+    let rx = Rx::new(port, "transport=udp", 0.0);
+    assert!(wait_for(10 * SECOND, || clients(&feed.sink()) == 1));
+    // Every ephemeral port of 127.0.0.1, from the server's own address, while the stream runs.
+    let stop = Arc::new(AtomicBool::new(false));
+    let forger = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            // SAFETY: a plain syscall; the descriptor is owned right after.
+            let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW) };
+            assert!(fd >= 0, "a raw socket needs root");
+            let raw = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+            let from = std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, port);
+            let mut sent = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                for p in 32768..61000u16 {
+                    let to = std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, p);
+                    spoof(&raw, from, to, &forged_data(sent));
+                    sent += 1;
+                }
+            }
+            sent
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    feed.run();
+    let got = rx.finish(30 * SECOND);
+    stop.store(true, Ordering::Relaxed);
+    let sent = forger.join().unwrap();
+    assert!(
+        got == feed.data,
+        "{} of {} bytes",
+        got.len(),
+        feed.data.len()
+    );
+    let s = stats(&rx.src());
+    let forged = s.get::<u64>("forged").unwrap();
+    eprintln!("{sent} forged datagrams sent, {forged} reached the receiver and were dropped");
+    assert!(forged > 0, "{s}");
+}
+
+#[test]
+fn an_encrypted_stream_reaches_only_a_receiver_with_its_passphrase() {
+    let port = free_port();
+    let feed = Feed::new(
+        port,
+        "tcp=true passphrase=correct-horse-battery pbkeylen=32",
+        "repair-percent=5",
+        1_000_000,
+    );
+    let good = Rx::new(port, "transport=udp passphrase=correct-horse-battery", 0.0);
+    let tcp = Rx::new(port, "transport=tcp passphrase=correct-horse-battery", 0.0);
+    let wrong = Rx::new(port, "transport=udp passphrase=wrong-horse-battery", 0.0);
+    let none = Rx::new(port, "transport=udp", 0.0);
+    for (rx, said) in [(&wrong, "wrong passphrase"), (&none, "set its passphrase")] {
+        let err = bus_message(&rx.pipeline, gst::MessageType::Error, 10 * SECOND);
+        assert!(err.as_deref().is_some_and(|e| e.contains(said)), "{err:?}");
+    }
+    feed.run_when_joined(2);
+    assert!(good.finish(20 * SECOND) == feed.data);
+    assert!(tcp.finish(20 * SECOND) == feed.data);
+}
+
+#[test]
+fn a_receiver_refuses_a_server_that_does_not_protect_its_data_unless_allowed() {
+    let port = free_port();
+    let feed = Feed::new(port, "authenticate=false", "repair-percent=5", 200_000);
+    let strict = Rx::new(port, "transport=udp", 0.0);
+    let err = bus_message(&strict.pipeline, gst::MessageType::Error, 10 * SECOND);
+    assert!(
+        err.as_deref()
+            .is_some_and(|e| e.contains("does not authenticate")),
+        "{err:?}"
+    );
+    let lax = Rx::new(port, "transport=udp allow-unauthenticated=true", 0.0);
+    feed.run_when_joined(1);
+    assert!(lax.finish(20 * SECOND) == feed.data);
+}

@@ -12,11 +12,12 @@ use std::sync::{Arc, LazyLock, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use fanout_session::seal::{KeyLen, PASSPHRASE_LEN};
 use fanout_session::server::{
     DEFAULT_MAX_CLIENTS, DEFAULT_MAX_CLIENTS_PER_HOST, DEFAULT_MAX_STAY, DEFAULT_REPAIR_BURST,
     DEFAULT_REPAIR_RATE,
 };
-use fanout_session::{message, Server, ServerConfig};
+use fanout_session::{Server, ServerConfig};
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
@@ -26,6 +27,7 @@ use super::control::{self, Snapshot, GROUP_DESTINATION};
 use super::hold::{release_rate, Hold};
 use super::pad::{ChannelStats, SessionSinkPad};
 use super::tcp::{self, Conn};
+use super::wire::Wire;
 use crate::fanout::{Fanout, Targets};
 use crate::multicast;
 
@@ -57,6 +59,9 @@ pub(super) struct Settings {
     pub max_clients: u32,
     pub max_clients_per_host: u32,
     pub max_stay: u64,
+    pub authenticate: bool,
+    pub passphrase: Option<String>,
+    pub pbkeylen: u32,
     pub gso: bool,
     pub repair_rate: u32,
     pub repair_burst: u32,
@@ -79,6 +84,9 @@ impl Default for Settings {
             max_clients: DEFAULT_MAX_CLIENTS as u32,
             max_clients_per_host: DEFAULT_MAX_CLIENTS_PER_HOST as u32,
             max_stay: DEFAULT_MAX_STAY,
+            authenticate: true,
+            passphrase: None,
+            pbkeylen: 16,
             gso: true,
             repair_rate: DEFAULT_REPAIR_RATE,
             repair_burst: DEFAULT_REPAIR_BURST,
@@ -184,14 +192,28 @@ impl SessionSink {
         cfg.max_stay = s.max_stay;
         cfg.repair_rate = s.repair_rate;
         cfg.repair_burst = s.repair_burst;
+        cfg.authenticate = s.authenticate;
+        cfg.key_len = KeyLen::new(s.pbkeylen).ok_or_else(|| {
+            gst::error_msg!(
+                gst::ResourceError::Settings,
+                ("pbkeylen must be 16, 24 or 32, not {}", s.pbkeylen)
+            )
+        })?;
+        if let Some(pass) = &s.passphrase {
+            if !PASSPHRASE_LEN.contains(&pass.len()) {
+                return Err(gst::error_msg!(
+                    gst::ResourceError::Settings,
+                    (
+                        "The passphrase must be 10 to 79 bytes long, not {}",
+                        pass.len()
+                    )
+                ));
+            }
+        }
+        cfg.passphrase = s.passphrase.clone();
         let mut server = Server::new(cfg);
         for pad in self.sink_pads() {
-            server.set_channel(
-                pad.index(),
-                &pad.channel_name(),
-                &caps_of(&pad),
-                pad.group(),
-            );
+            register_channel(&mut server, &pad);
         }
         let iface = multicast::iface(&s.multicast_iface).map_err(|e| {
             gst::error_msg!(
@@ -287,12 +309,7 @@ impl SessionSink {
     /// The pad's `channel`, group or caps changed: its receivers are told (CHANNEL).
     pub(super) fn channel_changed(&self, pad: &SessionSinkPad) {
         if let Some(r) = self.running() {
-            r.server.lock().unwrap().set_channel(
-                pad.index(),
-                &pad.channel_name(),
-                &caps_of(pad),
-                pad.group(),
-            );
+            register_channel(&mut r.server.lock().unwrap(), pad);
         }
     }
 
@@ -353,7 +370,7 @@ impl SessionSink {
         let index = pad.index();
         let out = Outputs {
             index,
-            header: message::data_header(index),
+            wire: Wire::new(index, pad.imp().sealer.lock().unwrap().clone()),
             unicast: snapshot.channels.get(&index),
             group: snapshot.groups.get(&index),
             tcp: snapshot.tcp.get(&index).map_or(&[], |v| v.as_slice()),
@@ -392,24 +409,33 @@ impl SessionSink {
 
     /// Packets for everyone: unicast copies, the group once, the TCP receivers' queues.
     fn send_all(&self, r: &Running, out: &Outputs, packets: &[&[u8]]) {
-        if let Some(targets) = out.unicast {
-            self.send(r, &r.fanout, &out.header, packets, targets, out.stats);
-        }
-        if let Some(group) = out.group {
-            self.send_group(r, out, packets, group);
-        }
-        for conn in out.tcp {
-            for p in packets {
-                self.push_tcp(conn, out, p);
+        out.wire.with(out.index, packets, |header, datagrams| {
+            if let Some(targets) = out.unicast {
+                self.send(r, &r.fanout, header, datagrams, targets, out.stats);
             }
-        }
+            if let Some(group) = out.group {
+                self.send_group(r, out, header, datagrams, group);
+            }
+            for conn in out.tcp {
+                for d in datagrams {
+                    self.push_tcp(conn, out, header, d);
+                }
+            }
+        });
     }
 
-    fn send_group(&self, r: &Running, out: &Outputs, packets: &[&[u8]], group: &Targets) {
+    fn send_group(
+        &self,
+        r: &Running,
+        out: &Outputs,
+        header: &[u8],
+        datagrams: &[&[u8]],
+        group: &Targets,
+    ) {
         let Some(fanout) = r.group_fanout(group.list()[0].addr) else {
             return;
         };
-        let (sent, _) = fanout.send(&out.header, packets, group);
+        let (sent, _) = fanout.send(header, datagrams, group);
         out.stats
             .group_datagrams
             .fetch_add(sent.datagrams, Ordering::Relaxed);
@@ -428,20 +454,23 @@ impl SessionSink {
             addr,
             stats: Arc::default(),
         })]);
-        let header = message::data_header(pad.index());
-        let (sent, _) = fanout.send(&header, &[&[]], &group);
+        let wire = Wire::new(pad.index(), pad.imp().sealer.lock().unwrap().clone());
+        let (sent, _) = wire.with(pad.index(), &[&[]], |header, datagrams| {
+            fanout.send(header, datagrams, &group)
+        });
         pad.imp()
             .stats
             .group_datagrams
             .fetch_add(sent.datagrams, Ordering::Relaxed);
     }
 
-    fn push_tcp(&self, conn: &Conn, out: &Outputs, packet: &[u8]) {
-        if let Some(frame) = fanout_session::frame(&[&out.header, packet]) {
+    /// One DATA datagram (`header ‖ body`) into a TCP receiver's queue.
+    fn push_tcp(&self, conn: &Conn, out: &Outputs, header: &[u8], body: &[u8]) {
+        if let Some(frame) = fanout_session::frame(&[header, body]) {
             out.stats.tcp_frames.fetch_add(1, Ordering::Relaxed);
             let st = &conn.target.stats;
             st.packets.fetch_add(1, Ordering::Relaxed);
-            st.bytes.fetch_add(packet.len() as u64, Ordering::Relaxed);
+            st.bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
             conn.queue.push_data(frame);
         }
     }
@@ -453,7 +482,9 @@ impl SessionSink {
             if let Some(group) = out.group {
                 out.stats.repairs.fetch_add(1, Ordering::Relaxed);
                 out.stats.group_repairs.fetch_add(1, Ordering::Relaxed);
-                self.send_group(r, out, &[packet], group);
+                out.wire.with(out.index, &[packet], |header, datagrams| {
+                    self.send_group(r, out, header, datagrams, group)
+                });
             }
             return;
         }
@@ -474,13 +505,16 @@ impl SessionSink {
         }
         out.stats.repairs.fetch_add(1, Ordering::Relaxed);
         target.stats.repairs.fetch_add(1, Ordering::Relaxed);
-        match conn {
-            Some(c) => self.push_tcp(c, out, packet),
-            None => {
-                let one = Targets::new(vec![target.clone()]);
-                self.send(r, &r.fanout, &out.header, &[packet], &one, out.stats);
-            }
-        }
+        out.wire
+            .with(out.index, &[packet], |header, datagrams| match conn {
+                Some(c) => datagrams
+                    .iter()
+                    .for_each(|d| self.push_tcp(c, out, header, d)),
+                None => {
+                    let one = Targets::new(vec![target.clone()]);
+                    self.send(r, &r.fanout, header, datagrams, &one, out.stats);
+                }
+            });
     }
 
     fn send(
@@ -560,11 +594,17 @@ impl SessionSink {
 /// Where a channel's packets go, for one chain call.
 struct Outputs<'a> {
     index: u16,
-    header: [u8; message::DATA_HEADER_LEN],
+    wire: Wire,
     unicast: Option<&'a Targets>,
     group: Option<&'a Targets>,
     tcp: &'a [Arc<Conn>],
     stats: &'a ChannelStats,
+}
+
+/// Tells the server of `pad`'s channel, and gives the pad the key its data is sealed with.
+fn register_channel(server: &mut Server, pad: &SessionSinkPad) {
+    server.set_channel(pad.index(), &pad.channel_name(), &caps_of(pad), pad.group());
+    *pad.imp().sealer.lock().unwrap() = server.sealer(pad.index());
 }
 
 fn caps_of(pad: &SessionSinkPad) -> String {
@@ -634,6 +674,26 @@ impl ObjectImpl for SessionSink {
                     .blurb("The longest a JOIN is granted (ns); a JOIN asking for longer gets this. Receivers refresh before their time is up, so a receiver that vanished without a word is gone within it")
                     .minimum(1_000_000_000)
                     .default_value(DEFAULT_MAX_STAY)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecBoolean::builder("authenticate")
+                    .nick("Authenticate")
+                    .blurb("Seal every DATA datagram with its channel's key (AES-GCM), given to receivers only in the answer to their proven JOIN: receivers drop and count anything else, whoever sends it. Off: anyone who can send to a receiver can inject data into it (receivers must set allow-unauthenticated)")
+                    .default_value(true)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("passphrase")
+                    .nick("Passphrase")
+                    .blurb("Encrypt the stream too (AES-GCM), as srtsink does: receivers need the same passphrase (10 to 79 bytes). The channel keys travel wrapped by a key derived from it (PBKDF2-HMAC-SHA-256, 100 000 rounds, a salt random per start). Unset: authenticated only")
+                    .write_only()
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("pbkeylen")
+                    .nick("Key length")
+                    .blurb("AES key length in bytes: 16, 24 or 32")
+                    .minimum(16)
+                    .maximum(32)
+                    .default_value(16)
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecBoolean::builder("gso")
@@ -771,6 +831,14 @@ impl ObjectImpl for SessionSink {
             "max-clients" => s.max_clients = value.get().unwrap(),
             "max-clients-per-host" => s.max_clients_per_host = value.get().unwrap(),
             "max-stay" => s.max_stay = value.get().unwrap(),
+            "authenticate" => s.authenticate = value.get().unwrap(),
+            "passphrase" => {
+                s.passphrase = value
+                    .get::<Option<String>>()
+                    .unwrap()
+                    .filter(|k| !k.is_empty())
+            }
+            "pbkeylen" => s.pbkeylen = value.get().unwrap(),
             "gso" => s.gso = value.get().unwrap(),
             "max-repair-rate" => s.repair_rate = value.get().unwrap(),
             "max-repair-burst" => s.repair_burst = value.get().unwrap(),
@@ -797,6 +865,9 @@ impl ObjectImpl for SessionSink {
             "max-clients" => s.max_clients.to_value(),
             "max-clients-per-host" => s.max_clients_per_host.to_value(),
             "max-stay" => s.max_stay.to_value(),
+            "authenticate" => s.authenticate.to_value(),
+            "passphrase" => None::<String>.to_value(),
+            "pbkeylen" => s.pbkeylen.to_value(),
             "gso" => s.gso.to_value(),
             "max-repair-rate" => s.repair_rate.to_value(),
             "max-repair-burst" => s.repair_burst.to_value(),

@@ -8,6 +8,7 @@ mod hold;
 mod imp;
 mod pad;
 mod tcp;
+mod wire;
 
 pub use imp::DEFAULT_PORT;
 pub use pad::SessionSinkPad;

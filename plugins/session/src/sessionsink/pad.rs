@@ -4,7 +4,9 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::sync::{LazyLock, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
+
+use fanout_session::seal::Sealer;
 
 use gst::glib;
 use gst::prelude::*;
@@ -39,6 +41,8 @@ pub mod imp {
         /// The caps receivers are told, as a string.
         pub(crate) caps: Mutex<String>,
         pub(crate) stats: ChannelStats,
+        /// Seals the channel's DATA (from the server, while running).
+        pub(crate) sealer: Mutex<Option<Arc<Sealer>>>,
     }
 
     #[glib::object_subclass]

@@ -44,6 +44,8 @@ pub(super) struct Settings {
     pub timeout: u64,
     pub fallback_timeout: u64,
     pub multicast_iface: String,
+    pub passphrase: Option<String>,
+    pub allow_unauthenticated: bool,
 }
 
 impl Default for Settings {
@@ -59,6 +61,8 @@ impl Default for Settings {
             timeout: DEFAULT_TIMEOUT,
             fallback_timeout: DEFAULT_FALLBACK_TIMEOUT,
             multicast_iface: String::new(),
+            passphrase: None,
+            allow_unauthenticated: false,
         }
     }
 }
@@ -149,6 +153,8 @@ impl SessionSrc {
             token: s.token.clone().into_bytes(),
             stay,
             timeout: s.timeout,
+            passphrase: s.passphrase.clone(),
+            allow_unauthenticated: s.allow_unauthenticated,
             ..ClientConfig::default()
         };
         let (first, auto) = match s.transport {
@@ -304,6 +310,18 @@ impl ObjectImpl for SessionSrc {
                     .blurb("If set, stay until this Unix time (ns) instead of join-duration, without refreshing past it")
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecString::builder("passphrase")
+                    .nick("Passphrase")
+                    .blurb("The server's passphrase (session-sink passphrase): its stream is encrypted under it. A wrong one, or none for an encrypted stream, is an error (\"wrong passphrase\"); set for a server that does not encrypt, an error too")
+                    .write_only()
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecBoolean::builder("allow-unauthenticated")
+                    .nick("Allow unauthenticated")
+                    .blurb("Take data from a server that does not authenticate it (session-sink authenticate=false): anyone who can send to this receiver can then inject data. Off: such a server is an error")
+                    .default_value(false)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecString::builder("token")
                     .nick("Token")
                     .blurb("Sent with each JOIN for the server's application to authorize (up to 255 bytes)")
@@ -318,7 +336,7 @@ impl ObjectImpl for SessionSrc {
                     .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
-                    .blurb("fanout-session-src-stats, also posted on the bus every second: joined, datagrams, data, foreign, malformed, joins, lost-reports, lost-entries, dropped-not-playing, unknown-channel; servers (one structure per server: address, joined, transport, transport-changes, group-datagrams, reports-delayed, reports-suppressed, datagrams, data, joins, lost-reports); channels (one per channel: name, pad, servers, packets, bytes, ended, dropped-overflow). Python reads the lists with python3-gst-1.0 installed")
+                    .blurb("fanout-session-src-stats, also posted on the bus every second: joined, datagrams, data, foreign, malformed, forged (DATA whose tag did not check out: not the server's), replayed (DATA whose counter was taken already), unkeyed (DATA for a channel without a key yet), joins, lost-reports, lost-entries, dropped-not-playing, unknown-channel; servers (one structure per server: address, joined, transport, transport-changes, group-datagrams, reports-delayed, reports-suppressed, datagrams, data, joins, lost-reports); channels (one per channel: name, pad, servers, packets, bytes, ended, dropped-overflow). Python reads the lists with python3-gst-1.0 installed")
                     .read_only()
                     .build(),
             ]
@@ -342,6 +360,13 @@ impl ObjectImpl for SessionSrc {
             "transport" => s.transport = value.get().unwrap(),
             "join-duration" => s.join_duration = value.get().unwrap(),
             "join-until" => s.join_until = value.get().unwrap(),
+            "passphrase" => {
+                s.passphrase = value
+                    .get::<Option<String>>()
+                    .unwrap()
+                    .filter(|p| !p.is_empty())
+            }
+            "allow-unauthenticated" => s.allow_unauthenticated = value.get().unwrap(),
             "token" => {
                 let mut t = value.get::<Option<String>>().unwrap().unwrap_or_default();
                 if t.len() > 255 {
@@ -373,6 +398,8 @@ impl ObjectImpl for SessionSrc {
             "join-duration" => s.join_duration.to_value(),
             "join-until" => s.join_until.to_value(),
             "token" => s.token.to_value(),
+            "passphrase" => None::<String>.to_value(),
+            "allow-unauthenticated" => s.allow_unauthenticated.to_value(),
             "timeout" => s.timeout.to_value(),
             "fallback-timeout" => s.fallback_timeout.to_value(),
             "multicast-iface" => s.multicast_iface.to_value(),

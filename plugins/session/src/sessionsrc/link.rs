@@ -315,7 +315,7 @@ fn read(imp: &SessionSrc, r: &Running, input: &mut Input, buf: &mut [u8]) {
                 *wait = w;
             }
             match s.recv(buf) {
-                Ok(n) => message_in(imp, r, Transport::Udp, &buf[..n]),
+                Ok(n) => message_in(imp, r, Transport::Udp, &mut buf[..n]),
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => (),
                 // The server's port is closed (ICMP): the retries go on.
                 Err(e) => gst::trace!(CAT, imp = imp, "receive: {e}"),
@@ -329,7 +329,7 @@ fn read(imp: &SessionSrc, r: &Running, input: &mut Input, buf: &mut [u8]) {
                     let mut bad = false;
                     while let Some(f) = frames.next_frame() {
                         match f {
-                            Ok(m) => message_in(imp, r, Transport::Tcp, m),
+                            Ok(m) => message_in(imp, r, Transport::Tcp, &mut m.to_vec()),
                             Err(e) => {
                                 gst::warning!(CAT, imp = imp, "{}: bad TCP frame {e:?}", r.server);
                                 bad = true;
@@ -390,7 +390,7 @@ fn tcp_ready(s: &TcpStream) -> std::io::Result<TcpStream> {
 }
 
 /// One message from the server (a datagram, or a TCP frame).
-fn message_in(imp: &SessionSrc, r: &Running, via: Transport, bytes: &[u8]) {
+fn message_in(imp: &SessionSrc, r: &Running, via: Transport, bytes: &mut [u8]) {
     let now = r.now();
     let data = {
         let mut client = r.client.lock().unwrap();
@@ -433,32 +433,38 @@ fn read_group(
             Ok(n) => n,
             Err(_) => continue,
         };
-        let Ok(Datagram::Data(d)) = message::parse(&buf[..n]) else {
-            continue;
+        let channel = match message::parse(&buf[..n]) {
+            Ok(Datagram::Data(d)) => d.channel,
+            _ => continue,
         };
-        if r.group_of.lock().unwrap().get(&d.channel) != Some(&g) {
+        if r.group_of.lock().unwrap().get(&channel) != Some(&g) {
             continue;
         }
-        {
+        // Opened with the channel's key: anyone can send to a group, only the server's
+        // data counts (it also tells the client the server is alive).
+        let payload = {
             let mut client = r.client.lock().unwrap();
             if !client.is_joined() {
                 continue;
             }
-            client.heard(r.now());
-        }
+            match client.handle_datagram(r.now(), &mut buf[..n]) {
+                Some(d) => d.payload.to_vec(),
+                None => continue,
+            }
+        };
         let Some(src) = weak.upgrade() else { break };
         r.group_datagrams.fetch_add(1, Ordering::Relaxed);
-        let due = r.data(Transport::Multicast, d.channel, d.payload);
+        let due = r.data(Transport::Multicast, channel, &payload);
         r.send_reports(&due);
-        if d.payload.is_empty() {
+        if payload.is_empty() {
             // A quiet channel's keepalive: the group works, there is nothing to pass on.
             continue;
         }
         receive::push(
             src.imp(),
             r.number,
-            d.channel,
-            gst::Buffer::from_slice(d.payload.to_vec()),
+            channel,
+            gst::Buffer::from_mut_slice(payload),
         );
     }
 }
@@ -650,5 +656,12 @@ fn handle_event(
             }
         }
         ClientEvent::Ended { channel } => receive::ended(imp, r.number, channel),
+        ClientEvent::Failed { text } => {
+            gst::element_imp_error!(
+                imp,
+                gst::ResourceError::NotAuthorized,
+                ("Cannot take the data of {}: {text}", r.server)
+            );
+        }
     }
 }

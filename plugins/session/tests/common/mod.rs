@@ -161,7 +161,7 @@ impl RawClient {
             self.flush();
             if let Ok(n) = self.sock.recv(&mut buf) {
                 let now = self.now();
-                if let Some(d) = self.client.handle_datagram(now, &buf[..n]) {
+                if let Some(d) = self.client.handle_datagram(now, &mut buf[..n]) {
                     out.push(d.payload.to_vec());
                 }
             }
