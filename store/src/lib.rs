@@ -31,6 +31,10 @@ pub use writer::{Item, RecordMeta, StoreClock, Writer, WriterConfig};
 /// players take it as a discontinuity and retention does not count it.
 pub const MAX_STORE_GAP: u64 = 24 * 3600 * 1_000_000_000;
 
+/// Store time no recording reaches (2^62 ns, 146 years): a segment said to end later is
+/// damage, and the store time does not go on from it.
+pub const MAX_PLAUSIBLE_ST: u64 = 1 << 62;
+
 /// Held (exclusively) by the writer for as long as it records.
 pub const LOCK_FILE: &str = "writer.lock";
 

@@ -15,7 +15,7 @@ use crate::segment::{
     check_store_files, closing_record, data_path, index_path, list_segments, open_index,
     open_store_file, rebuild_header, IndexWindow, MAX_FRAME,
 };
-use crate::sparse::{is_hole, zeros_crc};
+use crate::sparse::{has_hole, range_crc};
 use crate::{Error, LOCK_FILE};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -225,17 +225,24 @@ impl Reader {
                 }
             };
             let (seq, clean_end) = (cur.seq, cur.index.rest().is_empty());
+            let unnamed = cur
+                .data
+                .metadata()
+                .map_or(0, |m| m.len())
+                .saturating_sub(cur.ctx.data_len());
             // The tail of the segment a live writer is appending to is
             // simply not written yet; anywhere else it is damage.
             if self.writer_active() && !self.has_segment_after()? {
                 return Ok(Next::Pending);
             }
             let why = match err {
-                Some(why) => Some(why),
-                // A clean end without a closing record: the recorder
-                // stopped without closing (it was killed); nothing is lost.
-                None if clean_end => None,
-                None => Some("the index ends inside a record"),
+                Some(why) => Some(why.to_string()),
+                // A clean end without a closing record: the recorder stopped without
+                // closing (it was killed); nothing is lost, unless data follows unnamed.
+                None if clean_end => {
+                    (unnamed > 0).then(|| format!("{unnamed} data bytes no index record names"))
+                }
+                None => Some("the index ends inside a record".into()),
             };
             if let Some(why) = why {
                 self.warnings.push(format!(
@@ -263,9 +270,12 @@ impl Reader {
             self.cur = None;
             return Ok(None);
         }
+        // A large buffer over a hole is checked before anyone allocates its size: the hole
+        // is summed as the zeros it is, and only what the disk holds is read.
         if b.size > HOLE_CHECK_SIZE
-            && is_hole(&cur.data, b.offset, b.end())
-            && zeros_crc(u64::from(b.size)) != b.data_crc
+            && has_hole(&cur.data, b.offset, b.end())
+            && range_crc(&cur.data, b.offset, b.end(), &mut Vec::new()).map_err(|e| cur.io(e))?
+                != b.data_crc
         {
             self.warnings.push(format!(
                 "segment {}: data bytes {} to {} were never written (a hole in the file); \

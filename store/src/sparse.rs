@@ -47,9 +47,9 @@ fn seek(f: &File, at: u64, end: u64, whence: libc::c_int) -> u64 {
     }
 }
 
-/// Whether `start..end` of `f` is one hole: bytes never written.
-pub fn is_hole(f: &File, start: u64, end: u64) -> bool {
-    start < end && seek(f, start, end, libc::SEEK_DATA) >= end
+/// Whether `start..end` of `f` has a hole in it: bytes never written, zeros.
+pub fn has_hole(f: &File, start: u64, end: u64) -> bool {
+    start < end && seek(f, start, end, libc::SEEK_HOLE) < end
 }
 
 /// CRC-32C of bytes `start..end` of `f`: holes computed, data read in bounded chunks.
@@ -117,7 +117,8 @@ mod tests {
             assert_eq!(range_crc(&f, a as u64, b as u64, &mut buf).unwrap(), want);
         }
         assert!(buf.len() <= CHUNK as usize);
-        assert!(is_hole(&f, 8192, 2 << 20));
-        assert!(!is_hole(&f, 0, 2 << 20));
+        assert!(has_hole(&f, 8192, 2 << 20));
+        assert!(has_hole(&f, 0, 2 << 20));
+        assert!(!has_hole(&f, 0, 4));
     }
 }

@@ -129,10 +129,14 @@ impl Writer {
             .open(&lock_path)
             .and_then(|f| match f.metadata()?.is_file() {
                 true => Ok(f),
-                false => Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "not a regular file; refused",
-                )),
+                false => Err(io::ErrorKind::InvalidData.into()),
+            })
+            .map_err(|e| match e.raw_os_error() {
+                // A FIFO without a reader, a link, a directory: said as what they are.
+                Some(libc::ENXIO | libc::ELOOP | libc::EISDIR) | None => {
+                    io::Error::new(io::ErrorKind::InvalidData, "not a regular file; refused")
+                }
+                _ => e,
             })
             .map_err(|e| Error::io(&lock_path, e))?;
         match lock.try_lock() {

@@ -15,8 +15,8 @@ pub struct Placed {
     pub at: u64,
     pub pts: Option<u64>,
     pub dts: Option<u64>,
-    /// Store time jumped ahead more than a recorder ever writes (damage or a crafted file):
-    /// the buffer continues right after the one before, a discontinuity.
+    /// Store time went back, or jumped ahead more than a recorder ever writes (damage or a
+    /// crafted file): the buffer continues right after the one before, a discontinuity.
     pub jumped: bool,
 }
 
@@ -39,9 +39,10 @@ impl Playout {
     /// Places `rec`. `origin` gives the output time of the first buffer
     /// placed after a reset (live: the running time now).
     pub fn place(&mut self, rec: &BufferRecord, origin: impl FnOnce() -> u64) -> Placed {
+        // Store time only goes forward, by at most a day: anything else is damage.
         let jumped = self
             .last_st
-            .is_some_and(|last| rec.st.saturating_sub(last) > MAX_STORE_GAP);
+            .is_some_and(|last| rec.st < last || rec.st - last > MAX_STORE_GAP);
         self.join |= jumped;
         self.last_st = Some(rec.st);
         let st = i128::from(rec.st);
@@ -178,6 +179,10 @@ mod tests {
         // A day's gap is kept: the recording plays at its own pace.
         let c = p.place(&rec(far + MAX_STORE_GAP, 0, None, None), || 0);
         assert!(!c.jumped);
+        // Back in store time: on right after the buffer before too.
+        let d = p.place(&rec(0, 0, None, Some(40 * MS)), || 0);
+        assert!(d.jumped);
+        assert!(d.at >= c.at, "never back");
     }
 
     #[test]

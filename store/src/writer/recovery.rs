@@ -10,10 +10,10 @@ use super::file_ops::remove_segment;
 use super::{ClosedSegment, Writer};
 use crate::format::{Context, DataKind, Record, SegmentHeader, SegmentSummary, HEADER_LEN};
 use crate::segment::{
-    check_store_files, closing_record, data_path, index_path, list_segment_files, list_segments,
-    open_index, rebuild_header, scan_segment, IndexFile,
+    check_store_files, closing_record, data_kind_on_disk, data_path, index_path,
+    list_segment_files, list_segments, open_index, rebuild_header, scan_segment, IndexFile,
 };
-use crate::{Error, MAX_STORE_GAP};
+use crate::{Error, MAX_PLAUSIBLE_ST, MAX_STORE_GAP};
 
 impl Writer {
     pub(super) fn load_existing(&mut self) -> Result<(), Error> {
@@ -37,7 +37,16 @@ impl Writer {
             let Some(seg) = self.load_segment(seq, index, Some(seq) == last)? else {
                 continue;
             };
-            self.clock.end_st = self.clock.end_st.max(seg.summary.end_st);
+            if seg.summary.end_st > MAX_PLAUSIBLE_ST {
+                // Continuing from there would leave the store no time to run in.
+                self.warnings.push(format!(
+                    "segment {seq}: store time {} is past any recording's; the store time \
+                     goes on from the segments before it",
+                    secs(seg.summary.end_st)
+                ));
+            } else {
+                self.clock.end_st = self.clock.end_st.max(seg.summary.end_st);
+            }
             self.clock.last_st = self.clock.end_st;
             self.push_closed(seg);
         }
@@ -55,11 +64,23 @@ impl Writer {
         let ipath = index_path(&self.dir, seq);
         let io = |e| Error::io(&ipath, e);
         let Some(header) = self.usable_header(seq, &index)? else {
-            if index.len <= HEADER_LEN as u64 && last {
-                // The writer died creating it: no record, no data file.
-                self.warnings
-                    .push(format!("segment {seq}: no header and no data; removed"));
+            let data = data_kind_on_disk(&self.dir, seq, None)
+                .and_then(|k| fs::metadata(data_path(&self.dir, seq, k)).ok())
+                .map_or(0, |m| m.len());
+            if index.len < HEADER_LEN as u64 && last {
+                // The writer died creating it, before its first index write: torn.
+                self.warnings.push(format!(
+                    "segment {seq}: no index header ({} bytes of index); removed, with {data} \
+                     data bytes no index record names",
+                    index.len
+                ));
                 remove_segment(&self.dir, seq, None);
+            } else if index.len < HEADER_LEN as u64 {
+                self.warnings.push(format!(
+                    "segment {seq}: its index holds no header ({} bytes): its {data} data bytes \
+                     cannot be read; left as they are",
+                    index.len
+                ));
             } else {
                 self.warnings.push(format!(
                     "segment {seq}: damaged index header and no data file: nothing of it can be \
@@ -71,13 +92,7 @@ impl Writer {
         let kind = header.data_kind;
         if let Some((summary, _)) = closing_record(&index).map_err(io)? {
             self.check_data_file(seq, kind, summary.data_bytes);
-            let span = self.effective_span(&index, &header, &summary)?;
-            return Ok(Some(ClosedSegment {
-                seq,
-                kind,
-                summary,
-                span,
-            }));
+            return self.closed_segment(seq, &index, &header, summary).map(Some);
         }
         let scan = scan_segment(&self.dir, &index, &header, last).map_err(io)?;
         if !last {
@@ -169,6 +184,8 @@ impl Writer {
     ) -> Result<Option<SegmentHeader>, Error> {
         let why = match index.header {
             Ok(h) => return Ok(Some(h)),
+            // Nothing to rebuild: no header was ever written over it.
+            Err(_) if index.len < HEADER_LEN as u64 => return Ok(None),
             Err(why) => why,
         };
         let ipath = index_path(&self.dir, seq);
@@ -188,23 +205,52 @@ impl Writer {
         Ok(Some(header))
     }
 
-    /// The store time a closed segment covers for retention: its span less any jump in it
-    /// longer than [`MAX_STORE_GAP`], which no recorder writes (only damage or a crafted file),
-    /// so one jump cannot make retention empty the store. Only segments whose span is that
-    /// long are scanned.
-    fn effective_span(
-        &self,
+    /// A closed segment as its summary gives it, unless the summary spans more than
+    /// [`MAX_STORE_GAP`] or ends before it starts: then (rarely: a long segment, damage or a
+    /// crafted file) the records are read, and what they say counts, their store-time jumps
+    /// longer than [`MAX_STORE_GAP`] (which no recorder writes) left out of the span
+    /// retention counts, so one jump cannot make retention empty the store.
+    fn closed_segment(
+        &mut self,
+        seq: u64,
         index: &IndexFile,
         header: &SegmentHeader,
-        summary: &SegmentSummary,
-    ) -> Result<u64, Error> {
-        let span = summary.end_st.saturating_sub(summary.first_st);
-        if span <= MAX_STORE_GAP {
-            return Ok(span);
+        summary: SegmentSummary,
+    ) -> Result<ClosedSegment, Error> {
+        let kind = header.data_kind;
+        let span = summary.end_st.checked_sub(summary.first_st);
+        if let Some(span) = span.filter(|&s| s <= MAX_STORE_GAP) {
+            return Ok(ClosedSegment {
+                seq,
+                kind,
+                summary,
+                span,
+            });
         }
         let scan = scan_segment(&self.dir, index, header, false)
-            .map_err(|e| Error::io(&index_path(&self.dir, header.seq), e))?;
-        Ok(span.saturating_sub(scan.jumps))
+            .map_err(|e| Error::io(&index_path(&self.dir, seq), e))?;
+        let read = SegmentSummary {
+            buffers: scan.summary.buffers,
+            data_bytes: scan.summary.data_bytes,
+            first_st: scan.summary.first_st,
+            end_st: scan.summary.end_st,
+        };
+        if read.end_st != summary.end_st || read.first_st != summary.first_st {
+            self.warnings.push(format!(
+                "segment {seq}: its closing summary says store time {} to {}, its records {} \
+                 to {}; the records count",
+                secs(summary.first_st),
+                secs(summary.end_st),
+                secs(read.first_st),
+                secs(read.end_st),
+            ));
+        }
+        Ok(ClosedSegment {
+            seq,
+            kind,
+            summary: read,
+            span: span_of(&read, scan.jumps),
+        })
     }
 }
 

@@ -84,6 +84,9 @@ pub struct BitratePlayer {
     next_stats: Mutex<Option<Instant>>,
 }
 
+/// A live player about to wait longer than this for the next buffer says so.
+const LONG_PAUSE: u64 = 10_000_000_000;
+
 /// Stats go on the bus this often while buffers flow.
 const STATS_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -555,9 +558,9 @@ impl PushSrcImpl for BitratePlayer {
                 gst::element_imp_warning!(
                     self,
                     gst::StreamError::Format,
-                    ("Damaged recording: its time jumps ahead; played on without waiting"),
+                    ("Damaged recording: its time jumps; played on without waiting"),
                     [
-                        "store time {} follows a buffer more than a day before it",
+                        "store time {} goes back, or follows a buffer more than a day before it",
                         rec.st
                     ]
                 );
@@ -580,6 +583,20 @@ impl PushSrcImpl for BitratePlayer {
             }
             self.post_stats_when_due();
             if live {
+                let now = obj
+                    .current_running_time()
+                    .map_or(0, gst::ClockTime::nseconds);
+                if placed.at.saturating_sub(now) > LONG_PAUSE {
+                    gst::element_imp_warning!(
+                        self,
+                        gst::StreamError::Format,
+                        (
+                            "The recording pauses here for {} s",
+                            (placed.at - now) / 1_000_000_000
+                        ),
+                        ["the next buffer, at store time {}, is due then", rec.st]
+                    );
+                }
                 // Wait without holding the state: stop and seeks need it.
                 drop(guard);
                 self.wait_until(gst::ClockTime::from_nseconds(placed.at))?;
