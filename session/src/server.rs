@@ -29,6 +29,9 @@ pub const DEFAULT_COOKIE_BUCKET: u64 = 30_000_000_000;
 pub const DEFAULT_MAX_STAY: u64 = 60_000_000_000;
 pub const DEFAULT_REPAIR_RATE: u32 = 2000;
 pub const DEFAULT_REPAIR_BURST: u32 = 1000;
+/// Repair packets a channel sends in all, at most, per 100 of its own packets: a loss-report
+/// storm from many receivers (or an edge's) draws at most this much more than the stream.
+pub const DEFAULT_CHANNEL_REPAIR_PERCENT: u32 = 400;
 pub const DEFAULT_MAX_CLIENTS: usize = 1000;
 /// Receivers from one IP address at most: one host cannot take every place.
 pub const DEFAULT_MAX_CLIENTS_PER_HOST: usize = 64;
@@ -99,6 +102,9 @@ pub struct ServerConfig {
     /// Repair symbols a second one receiver may have (token bucket rate, and its depth).
     pub repair_rate: u32,
     pub repair_burst: u32,
+    /// All of a channel's repairs together (to receivers and its group), per 100 packets of
+    /// the channel ([`Server::note_sent`]); 0: no such cap.
+    pub channel_repair_percent: u32,
     /// Multicast repair: how long reports of a block are gathered (ns), and how long after a
     /// group repair reports it already covers are dropped (ns).
     pub group_window: u64,
@@ -122,6 +128,7 @@ impl ServerConfig {
             max_stay: DEFAULT_MAX_STAY,
             repair_rate: DEFAULT_REPAIR_RATE,
             repair_burst: DEFAULT_REPAIR_BURST,
+            channel_repair_percent: DEFAULT_CHANNEL_REPAIR_PERCENT,
             group_window: DEFAULT_GROUP_WINDOW,
             group_hold: DEFAULT_GROUP_HOLD,
             authenticate: true,
@@ -228,6 +235,8 @@ pub struct ServerStats {
     pub group_reports_covered: u64,
     /// Replies not sent because they would have been larger than the unverified request.
     pub replies_withheld: u64,
+    /// Repair symbols asked for that the channel's overall budget refused.
+    pub repairs_over_budget: u64,
 }
 
 struct Channel {
@@ -236,6 +245,49 @@ struct Channel {
     sealer: Option<Arc<Sealer>>,
     /// Repair credit of the channel's group, like a receiver's.
     bucket: Bucket,
+    /// Repair credit of the whole channel, earned by the packets it sends.
+    budget: Budget,
+}
+
+/// A channel's overall repair credit, in hundredths of a packet: each packet the channel
+/// sends earns `channel_repair_percent`, up to four bursts' worth.
+#[derive(Clone, Copy)]
+struct Budget {
+    centi: u64,
+    sent_seen: u64,
+}
+
+impl Budget {
+    fn full(cfg: &ServerConfig) -> Budget {
+        Budget {
+            centi: Budget::cap(cfg),
+            sent_seen: 0,
+        }
+    }
+
+    fn cap(cfg: &ServerConfig) -> u64 {
+        u64::from(cfg.repair_burst).saturating_mul(4 * 100)
+    }
+
+    /// The channel sent `total` packets so far.
+    fn earn(&mut self, cfg: &ServerConfig, total: u64) {
+        let new = total.saturating_sub(self.sent_seen);
+        self.sent_seen = self.sent_seen.max(total);
+        let earned = new.saturating_mul(u64::from(cfg.channel_repair_percent));
+        self.centi = self.centi.saturating_add(earned).min(Budget::cap(cfg));
+    }
+
+    /// Up to `n` symbols; how many it allows.
+    fn allow(&self, cfg: &ServerConfig, n: u64) -> u64 {
+        match cfg.channel_repair_percent {
+            0 => n,
+            _ => n.min(self.centi / 100),
+        }
+    }
+
+    fn spend(&mut self, n: u64) {
+        self.centi = self.centi.saturating_sub(n.saturating_mul(100));
+    }
 }
 
 /// A token bucket: `repair_rate` a second, at most `repair_burst`.
@@ -362,6 +414,14 @@ impl Server {
         &self.cfg
     }
 
+    /// Channel `index` has sent `total` packets so far (repairs not counted): its overall
+    /// repair budget grows with them.
+    pub fn note_sent(&mut self, index: u16, total: u64) {
+        if let Some(c) = self.channels.iter_mut().find(|c| c.info.index == index) {
+            c.budget.earn(&self.cfg, total);
+        }
+    }
+
     /// What seals channel `index`'s DATA; `None` without authentication or such a channel.
     /// The same for the channel's whole life: senders keep it.
     pub fn sealer(&self, index: u16) -> Option<Arc<Sealer>> {
@@ -395,6 +455,7 @@ impl Server {
                     info,
                     sealer,
                     bucket: Bucket::full(&self.cfg, 0),
+                    budget: Budget::full(&self.cfg),
                 });
                 return;
             }
@@ -781,10 +842,16 @@ impl Server {
     }
 
     fn repair_receiver(&mut self, now: Now, id: u64, key: BlockKey, needed: u16) {
+        let Some(channel) = self.channels.iter_mut().find(|c| c.info.index == key.0) else {
+            return;
+        };
+        let allowed = channel.budget.allow(&self.cfg, u64::from(needed));
+        self.stats.repairs_over_budget += u64::from(needed) - allowed;
         let Some(client) = self.by_id.get(&id).and_then(|p| self.clients.get_mut(p)) else {
             return;
         };
-        let count = client.bucket.take(&self.cfg, now.mono, u64::from(needed));
+        let count = client.bucket.take(&self.cfg, now.mono, allowed);
+        channel.budget.spend(count);
         if count == 0 {
             return;
         }
@@ -846,7 +913,10 @@ impl Server {
             let Some(c) = self.channels.iter_mut().find(|c| c.info.index == key.0) else {
                 continue;
             };
-            let count = c.bucket.take(&self.cfg, now.mono, u64::from(r.needed));
+            let allowed = c.budget.allow(&self.cfg, u64::from(r.needed));
+            self.stats.repairs_over_budget += u64::from(r.needed) - allowed;
+            let count = c.bucket.take(&self.cfg, now.mono, allowed);
+            c.budget.spend(count);
             if count == 0 {
                 continue;
             }

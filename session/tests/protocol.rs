@@ -934,3 +934,40 @@ fn a_wrong_or_missing_passphrase_or_a_downgrade_is_said_and_the_receiver_leaves(
         assert_eq!(s.client_count(), 0, "{said}: the receiver left at once");
     }
 }
+
+#[test]
+fn a_storm_of_loss_reports_draws_no_more_than_the_channels_repair_budget() {
+    let mut cfg = ServerConfig::new(b"k".to_vec());
+    cfg.max_clients_per_host = 0;
+    cfg.repair_burst = 10;
+    let mut s = Server::new(cfg);
+    s.set_channel(0, "hd", "", None);
+    let mut clients: Vec<Client> = (1..=20)
+        .map(|port| {
+            let mut c = Client::new(config(&["hd"], Stay::For(30 * S)), 0, port);
+            exchange(0, &mut s, &mut c, addr(port as u16), &yes);
+            c
+        })
+        .collect();
+    repairs(&mut s);
+    let storm = |s: &mut Server, clients: &mut [Client], t: u64, block: u64| -> u64 {
+        let mut granted = 0;
+        for (i, c) in clients.iter_mut().enumerate() {
+            c.report_lost(&[lost(block, 10)]);
+            for e in exchange(t, s, c, addr(i as u16 + 1), &yes) {
+                if let Event::Repair { count, .. } = e {
+                    granted += u64::from(count);
+                }
+            }
+        }
+        granted
+    };
+    // Each receiver may have 10, 200 in all; the channel starts with four bursts: 40.
+    assert_eq!(storm(&mut s, &mut clients, S, 1), 40);
+    assert_eq!(s.stats.repairs_over_budget, 160);
+    // Nothing sent since: nothing more, whatever the receivers' own credit.
+    assert_eq!(storm(&mut s, &mut clients, 10 * S, 2), 0);
+    // 5 packets of the channel earn 20 repair packets (400 %).
+    s.note_sent(0, 5);
+    assert_eq!(storm(&mut s, &mut clients, 20 * S, 3), 20);
+}

@@ -298,6 +298,10 @@ fn service(
     let closed = std::mem::take(&mut *r.tcp_closed.lock().unwrap());
     let (transmits, events) = {
         let mut server = r.server.lock().unwrap();
+        for pad in imp.sink_pads() {
+            let sent = pad.imp().stats.stream_packets.load(Ordering::Relaxed);
+            server.note_sent(pad.index(), sent);
+        }
         for peer in closed {
             r.conns.lock().unwrap().remove(&peer);
             server.connection_closed(peer);
@@ -499,6 +503,7 @@ pub(super) fn stats(imp: &SessionSink, r: &Running) -> gst::Structure {
         .field("repair-symbols-asked", s.repair_symbols_asked)
         .field("repair-symbols-granted", s.repair_symbols_granted)
         .field("replies-withheld", s.replies_withheld)
+        .field("repairs-over-budget", s.repairs_over_budget)
         .field("group-repairs", s.group_repairs)
         .field("group-reports-covered", s.group_reports_covered)
         .field("tcp-connections", r.conns.lock().unwrap().len() as u32)

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use fanout_session::seal::{KeyLen, PASSPHRASE_LEN};
 use fanout_session::server::{
-    DEFAULT_MAX_CLIENTS, DEFAULT_MAX_CLIENTS_PER_HOST, DEFAULT_MAX_STAY, DEFAULT_REPAIR_BURST,
-    DEFAULT_REPAIR_RATE,
+    DEFAULT_CHANNEL_REPAIR_PERCENT, DEFAULT_MAX_CLIENTS, DEFAULT_MAX_CLIENTS_PER_HOST,
+    DEFAULT_MAX_STAY, DEFAULT_REPAIR_BURST, DEFAULT_REPAIR_RATE,
 };
 use fanout_session::{Server, ServerConfig};
 use gst::glib;
@@ -59,6 +59,7 @@ pub(super) struct Settings {
     pub max_clients: u32,
     pub max_clients_per_host: u32,
     pub max_stay: u64,
+    pub channel_repair_percent: u32,
     pub authenticate: bool,
     pub passphrase: Option<String>,
     pub pbkeylen: u32,
@@ -84,6 +85,7 @@ impl Default for Settings {
             max_clients: DEFAULT_MAX_CLIENTS as u32,
             max_clients_per_host: DEFAULT_MAX_CLIENTS_PER_HOST as u32,
             max_stay: DEFAULT_MAX_STAY,
+            channel_repair_percent: DEFAULT_CHANNEL_REPAIR_PERCENT,
             authenticate: true,
             passphrase: None,
             pbkeylen: 16,
@@ -192,6 +194,7 @@ impl SessionSink {
         cfg.max_stay = s.max_stay;
         cfg.repair_rate = s.repair_rate;
         cfg.repair_burst = s.repair_burst;
+        cfg.channel_repair_percent = s.channel_repair_percent;
         cfg.authenticate = s.authenticate;
         cfg.key_len = KeyLen::new(s.pbkeylen).ok_or_else(|| {
             gst::error_msg!(
@@ -396,7 +399,10 @@ impl SessionSink {
                 continue;
             };
             match packet_destination(buffer).and_then(|d| d.get::<u64>().ok()) {
-                None => maps.push(map),
+                None => {
+                    out.stats.stream_packets.fetch_add(1, Ordering::Relaxed);
+                    maps.push(map)
+                }
                 Some(dest) => {
                     flush(&mut maps);
                     self.send_repair(r, &snapshot, &out, dest, map.as_slice());
@@ -714,6 +720,12 @@ impl ObjectImpl for SessionSink {
                     .default_value(DEFAULT_REPAIR_BURST)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecUInt::builder("max-channel-repair")
+                    .nick("Max channel repair")
+                    .blurb("Repair packets one channel sends in all (to every receiver and its group together), at most, per 100 of its own packets: a storm of loss reports draws at most this much more than the stream. Over it, asks are refused and counted (repairs-over-budget). 0: no such cap")
+                    .default_value(DEFAULT_CHANNEL_REPAIR_PERCENT)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecUInt::builder("ttl")
                     .nick("Multicast TTL")
                     .blurb("Time to live (IPv6: hop limit) of packets sent to multicast groups")
@@ -767,7 +779,7 @@ impl ObjectImpl for SessionSink {
                     .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
-                    .blurb("fanout-session-sink-stats, also posted on the bus every second: clients, gso, datagrams-received, foreign, malformed, hellos, joins, bad-cookies, refused, leaves, unknown-session, lost-reports, repair-symbols-asked, repair-symbols-granted, replies-withheld, group-repairs, group-reports-covered, tcp-connections; channels (one structure per channel: index, name, clients, buffers, bytes, datagrams, repairs, multicast-group, group-datagrams, group-repairs, tcp-frames); receivers (one per receiver: address, transport, queue-dropped, channels, packets, bytes, repairs, repairs-refused, gso-sends, send-errors). Python reads the lists with python3-gst-1.0 installed")
+                    .blurb("fanout-session-sink-stats, also posted on the bus every second: clients, gso, datagrams-received, foreign, malformed, hellos, joins, bad-cookies, refused, leaves, unknown-session, lost-reports, repair-symbols-asked, repair-symbols-granted, repairs-over-budget, replies-withheld, group-repairs, group-reports-covered, tcp-connections; channels (one structure per channel: index, name, clients, buffers, bytes, datagrams, repairs, multicast-group, group-datagrams, group-repairs, tcp-frames); receivers (one per receiver: address, transport, queue-dropped, channels, packets, bytes, repairs, repairs-refused, gso-sends, send-errors). Python reads the lists with python3-gst-1.0 installed")
                     .read_only()
                     .build(),
             ]
@@ -831,6 +843,7 @@ impl ObjectImpl for SessionSink {
             "max-clients" => s.max_clients = value.get().unwrap(),
             "max-clients-per-host" => s.max_clients_per_host = value.get().unwrap(),
             "max-stay" => s.max_stay = value.get().unwrap(),
+            "max-channel-repair" => s.channel_repair_percent = value.get().unwrap(),
             "authenticate" => s.authenticate = value.get().unwrap(),
             "passphrase" => {
                 s.passphrase = value
@@ -865,6 +878,7 @@ impl ObjectImpl for SessionSink {
             "max-clients" => s.max_clients.to_value(),
             "max-clients-per-host" => s.max_clients_per_host.to_value(),
             "max-stay" => s.max_stay.to_value(),
+            "max-channel-repair" => s.channel_repair_percent.to_value(),
             "authenticate" => s.authenticate.to_value(),
             "passphrase" => None::<String>.to_value(),
             "pbkeylen" => s.pbkeylen.to_value(),

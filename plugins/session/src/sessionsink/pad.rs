@@ -24,6 +24,9 @@ pub struct ChannelStats {
     pub group_repairs: AtomicU64,
     /// Frames queued for TCP receivers.
     pub tcp_frames: AtomicU64,
+    /// Packets for everyone (not repairs to one destination): what earns the channel its
+    /// repair budget.
+    pub stream_packets: AtomicU64,
 }
 
 pub mod imp {
