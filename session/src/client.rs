@@ -394,15 +394,14 @@ impl Client {
         if self.session.is_none() || self.phase == Phase::Stopped {
             return None;
         }
-        let (header, body) = data.split_at_mut(DATA_HEADER_LEN);
         let payload = match self.security {
-            Some(Security::None) => &*body,
+            Some(Security::None) => &data[DATA_HEADER_LEN..],
             _ => {
                 let Some(opener) = self.openers.get_mut(&channel) else {
                     self.stats.unkeyed += 1;
                     return None;
                 };
-                match opener.open(header, counter, body) {
+                match opener.open(counter, data) {
                     Ok(p) => p,
                     Err(Rejected::Forged) => {
                         self.stats.forged += 1;

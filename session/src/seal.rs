@@ -13,6 +13,8 @@ use aes_gcm::aead::consts::U12;
 use aes_gcm::aes::Aes192;
 use aes_gcm::{AeadInOut, Aes128Gcm, Aes256Gcm, AesGcm, KeyInit};
 
+use crate::message::DATA_HEADER_LEN;
+
 /// The GCM tag after every sealed DATA body.
 pub const TAG_LEN: usize = 16;
 /// Random per channel key: the first half of every nonce made with it.
@@ -179,7 +181,7 @@ impl Sealer {
         out.extend_from_slice(&crate::message::data_header(channel, counter));
         out.extend_from_slice(payload);
         let n = nonce(&self.key.salt, counter);
-        let body_at = start + crate::message::DATA_HEADER_LEN;
+        let body_at = start + DATA_HEADER_LEN;
         let tag = if self.key.encrypt {
             let (aad, body) = out[start..].split_at_mut(body_at - start);
             self.key.cipher.seal(&n, aad, body)
@@ -226,35 +228,32 @@ impl Opener {
         self.key.material()
     }
 
-    /// Checks (and, if encrypted, decrypts in place) the body of a DATA datagram whose
-    /// header is `header` with counter `counter`; returns the payload.
-    pub fn open<'a>(
-        &mut self,
-        header: &[u8],
-        counter: u64,
-        body: &'a mut [u8],
-    ) -> Result<&'a [u8], Rejected> {
-        let Some(len) = body.len().checked_sub(TAG_LEN) else {
+    /// Checks (and, if encrypted, decrypts in place) a whole DATA datagram with counter
+    /// `counter`; returns the packet it carries.
+    pub fn open<'a>(&mut self, counter: u64, datagram: &'a mut [u8]) -> Result<&'a [u8], Rejected> {
+        let Some(end) = datagram.len().checked_sub(TAG_LEN) else {
             return Err(Rejected::Forged);
         };
+        if end < DATA_HEADER_LEN {
+            return Err(Rejected::Forged);
+        }
         if self.taken(counter) {
             return Err(Rejected::Replayed);
         }
-        let (payload, tag) = body.split_at_mut(len);
+        let (sealed, tag) = datagram.split_at_mut(end);
         let n = nonce(&self.key.salt, counter);
         let genuine = if self.key.encrypt {
+            let (header, payload) = sealed.split_at_mut(DATA_HEADER_LEN);
             self.key.cipher.open(&n, header, payload, tag)
         } else {
-            let mut aad = Vec::with_capacity(header.len() + payload.len());
-            aad.extend_from_slice(header);
-            aad.extend_from_slice(payload);
-            self.key.cipher.open(&n, &aad, &mut [], tag)
+            // Header and packet are the associated data, as they lie: no copy.
+            self.key.cipher.open(&n, sealed, &mut [], tag)
         };
         if !genuine {
             return Err(Rejected::Forged);
         }
         self.take(counter);
-        Ok(payload)
+        Ok(&datagram[DATA_HEADER_LEN..end])
     }
 
     fn bit(counter: u64) -> (usize, u64) {
@@ -345,8 +344,7 @@ mod tests {
             _ => panic!("not DATA"),
         };
         let _ = channel;
-        let (header, body) = d.split_at_mut(message::DATA_HEADER_LEN);
-        o.open(header, counter, body).map(|p| p.to_vec())
+        o.open(counter, d).map(|p| p.to_vec())
     }
 
     #[test]

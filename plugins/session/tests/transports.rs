@@ -714,3 +714,48 @@ fn a_receiver_refuses_a_server_that_does_not_protect_its_data_unless_allowed() {
     feed.run_when_joined(1);
     assert!(lax.finish(20 * SECOND) == feed.data);
 }
+
+#[test]
+#[ignore = "needs root: a network namespace"]
+fn data_forged_to_a_multicast_group_costs_its_receivers_nothing() {
+    in_netns(
+        "data_forged_to_a_multicast_group_costs_its_receivers_nothing",
+        &[],
+        || {
+            let port = free_port();
+            let feed = group_feed(port, 1_000_000);
+            let rxs: Vec<Rx> = (0..2)
+                .map(|_| Rx::new(port, "transport=multicast", 0.0))
+                .collect();
+            // Anyone on the network can send to the group: forged DATA, as fast as it goes.
+            let stop = Arc::new(AtomicBool::new(false));
+            let forger = {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+                    let group = format!("{GROUP}:{}", port + 1);
+                    let mut n = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        let _ = s.send_to(&forged_data(n), &group);
+                        n += 1;
+                        if n.is_multiple_of(64) {
+                            std::thread::sleep(Duration::from_millis(1));
+                        }
+                    }
+                    n
+                })
+            };
+            feed.run_when_joined(2);
+            for rx in &rxs {
+                assert!(rx.finish(30 * SECOND) == feed.data);
+            }
+            stop.store(true, Ordering::Relaxed);
+            let sent = forger.join().unwrap();
+            for rx in &rxs {
+                let forged = stats(&rx.src()).get::<u64>("forged").unwrap();
+                eprintln!("{sent} forged datagrams to the group, {forged} dropped by a receiver");
+                assert!(forged > 0);
+            }
+        },
+    );
+}
