@@ -58,7 +58,13 @@ impl Candidates {
     /// A new one came; returns it if it takes effect now, and how many candidates were
     /// dropped. With one in force a candidate needs two arrivals, a fitting symbol and more
     /// arrivals than the one in force since; without, also more than any other candidate.
-    pub fn arrived(&mut self, desc: Description, current: bool) -> (Option<Description>, u64) {
+    /// One of another stream than `current`'s (a restarted sender) never takes effect here:
+    /// see [`Self::take_new_stream`].
+    pub fn arrived(
+        &mut self,
+        desc: Description,
+        current: Option<&Description>,
+    ) -> (Option<Description>, u64) {
         let mut dropped = 0;
         match self
             .list
@@ -92,7 +98,25 @@ impl Candidates {
                 });
             }
         }
-        (self.decide(current), dropped)
+        (self.decide(current.map(|d| d.stream)), dropped)
+    }
+
+    /// Whether a description of another stream than `stream` is being weighed.
+    pub fn other_stream(&self, stream: u64) -> bool {
+        self.list.iter().any(|c| c.desc.stream != stream)
+    }
+
+    /// A description of another stream than `stream`, confirmed as a change is (two
+    /// arrivals, a fitting symbol since, more arrivals than the one in force since), taken
+    /// out. The caller decides whether the stream in force has stopped.
+    pub fn take_new_stream(&mut self, stream: u64) -> Option<Description> {
+        let i = self.list.iter().position(|c| {
+            c.desc.stream != stream
+                && c.arrivals >= 2
+                && c.fitting >= 1
+                && c.arrivals > c.current_since
+        })?;
+        Some(self.list.remove(i).desc)
     }
 
     /// A symbol came: it counts for the candidates it fits.
@@ -127,11 +151,25 @@ impl Candidates {
         n
     }
 
-    fn decide(&mut self, current: bool) -> Option<Description> {
-        let most = self.list.iter().map(|c| c.arrivals).max()?;
-        let tied = self.list.iter().filter(|c| c.arrivals == most).count() > 1;
+    fn decide(&mut self, stream: Option<u64>) -> Option<Description> {
+        let current = stream.is_some();
+        // Another stream's (a restart) is weighed apart, by `take_new_stream`.
+        let ours = |c: &Candidate| stream.is_none_or(|s| s == c.desc.stream);
+        let most = self
+            .list
+            .iter()
+            .filter(|c| ours(c))
+            .map(|c| c.arrivals)
+            .max()?;
+        let tied = self
+            .list
+            .iter()
+            .filter(|c| ours(c) && c.arrivals == most)
+            .count()
+            > 1;
         let i = self.list.iter().position(|c| {
-            c.arrivals == most
+            ours(c)
+                && c.arrivals == most
                 && c.arrivals >= 2
                 && c.fitting >= 1
                 && c.arrivals > c.current_since

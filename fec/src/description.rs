@@ -23,11 +23,14 @@ pub struct Description {
     pub repair_percent: u16,
     /// Carousel: the oldest block still being sent; a late joiner starts there.
     pub first_block: u64,
+    /// Chosen at random at each start of the sender: a restarted sender (numbering its
+    /// blocks from 0 again) is a new stream, not old blocks of the one followed.
+    pub stream: u64,
     /// The caps of the original stream, serialized.
     pub caps: String,
 }
 
-const FIXED: usize = 18;
+const FIXED: usize = 26;
 /// Caps longer than this are refused by the sender (255 fragments of about 1.4 KB).
 pub const MAX_CAPS_LEN: usize = 255 * MAX_DESCRIPTION_FRAGMENT - FIXED;
 
@@ -42,6 +45,7 @@ impl Description {
         out.extend_from_slice(&self.max_k.to_be_bytes());
         out.extend_from_slice(&self.repair_percent.to_be_bytes());
         out.extend_from_slice(&self.first_block.to_be_bytes());
+        out.extend_from_slice(&self.stream.to_be_bytes());
         out.extend_from_slice(self.caps.as_bytes());
         out
     }
@@ -66,6 +70,7 @@ impl Description {
             max_k: u16::from_be_bytes([b[6], b[7]]),
             repair_percent: u16::from_be_bytes([b[8], b[9]]),
             first_block: u64::from_be_bytes(b[10..18].try_into().ok()?),
+            stream: u64::from_be_bytes(b[18..26].try_into().ok()?),
             caps: String::from_utf8(b[FIXED..].to_vec()).ok()?,
         })
     }
@@ -180,6 +185,7 @@ mod tests {
             max_k: 100,
             repair_percent: 25,
             first_block: 1 << 40,
+            stream: 0x0123_4567_89ab_cdef,
             caps: "video/mpegts, systemstream=(boolean)true".into(),
         };
         assert_eq!(desc.packets(1, 0).len(), 1);

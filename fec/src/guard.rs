@@ -26,6 +26,11 @@ impl Presence {
         self.last = Some(self.last.map_or(now, |l| l.max(now)));
     }
 
+    /// When the last packet came, if any did.
+    pub fn last(&self) -> Option<u64> {
+        self.last
+    }
+
     /// The block waited for is known from `now` on: the stream counts as near from then.
     pub fn start(&mut self, now: u64) {
         self.last.get_or_insert(now);

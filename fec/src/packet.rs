@@ -7,8 +7,9 @@ use crate::codec::BlockParams;
 use crate::Codec;
 
 pub const MAGIC: [u8; 2] = *b"FO";
-/// 2: every block is an RFC 6330 object of its own (SBN 0); 1 numbered SBNs modulo 256.
-pub const VERSION: u8 = 2;
+/// 3: the stream description carries the sender's random stream identity; 2 did not; 1
+/// numbered SBNs modulo 256.
+pub const VERSION: u8 = 3;
 pub const TYPE_SYMBOL: u8 = 1;
 pub const TYPE_DESCRIPTION: u8 = 2;
 

@@ -3,7 +3,7 @@
 //!
 //! Sans-IO: fed datagrams and the time, it returns outputs; the element owns clocks and pads.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -109,6 +109,19 @@ pub enum Output {
     Gap { start: u64, duration: u64 },
     /// Packets that look forged have kept coming for seconds (said once): `suspect` of them.
     Attack { suspect: u64 },
+    /// The sender restarted (a new stream identity, confirmed, while the stream followed had
+    /// stopped): what was held of the old stream went out or was given up (`lost_blocks`,
+    /// about `lost_bytes`, and `partial_buffers` cut short), and the new stream starts over
+    /// at its own blocks (the next buffer has `discont`; new caps follow as a description
+    /// if they changed). `resume`: where the old stream's output ended (its last buffer's
+    /// PTS + duration), from which the new stream's times may be made to run on.
+    Restart {
+        stream: u64,
+        lost_blocks: u64,
+        lost_bytes: u64,
+        partial_buffers: u64,
+        resume: Option<u64>,
+    },
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -154,6 +167,12 @@ pub struct ReceiverStats {
     pub unconfirmed_descriptions: u64,
     /// Times `flow: None` left the flow it followed for one that kept coming.
     pub flow_switches: u64,
+    /// Times the sender restarted (a new stream identity) and the receiver started over.
+    pub restarts: u64,
+    /// Symbols of a restarted sender that came before its restart was confirmed, taken
+    /// into the new stream then (also counted `late`, `surplus` or `out-of-range` when they
+    /// came).
+    pub restart_replayed: u64,
 }
 
 impl ReceiverStats {
@@ -238,6 +257,17 @@ enum Turn {
 /// Consecutive out-of-range packets after which the sender is taken to have restarted.
 const RESYNC_AFTER: u32 = 256;
 
+/// How long (ns) symbols behind the stream are kept while a description of another stream
+/// (a restarted sender) is weighed: they are the new stream's first blocks.
+const STASH_AGE: u64 = 10_000_000_000;
+
+/// A symbol behind the stream followed, kept in case it is a restarted sender's.
+struct Stashed {
+    at: u64,
+    header: SymbolHeader,
+    data: Vec<u8>,
+}
+
 pub struct Receiver {
     cfg: ReceiverConfig,
     flow: Option<u32>,
@@ -267,6 +297,15 @@ pub struct Receiver {
     presence: Presence,
     follower: FlowFollower,
     attack: AttackWatch,
+    /// When the stream was last seen at its position (the block waited for, the one just
+    /// before, or near after): a running sender always sends there, a restarted one does
+    /// not (it numbers from 0 again).
+    ahead: Presence,
+    /// When the description in force last came.
+    described: Presence,
+    /// Symbols behind the stream while a description of another stream is weighed.
+    stash: VecDeque<Stashed>,
+    stash_bytes: usize,
     pub stats: ReceiverStats,
 }
 
@@ -292,6 +331,10 @@ impl Receiver {
             presence: Presence::default(),
             follower: FlowFollower::default(),
             attack: AttackWatch::default(),
+            ahead: Presence::default(),
+            described: Presence::default(),
+            stash: VecDeque::new(),
+            stash_bytes: 0,
             stats: ReceiverStats::default(),
         }
     }
@@ -346,7 +389,7 @@ impl Receiver {
                 .descriptions
                 .add(version, index, count, total_len, data)
             {
-                Ok(Some(desc)) => self.offer_description(desc, out),
+                Ok(Some(desc)) => self.offer_description(desc, now, out),
                 Ok(None) => (),
                 Err(_) => self.stats.malformed += 1,
             },
@@ -359,6 +402,7 @@ impl Receiver {
                 if rebuilt && self.description.is_none() {
                     // The first description, confirmed by a block of the stream.
                     if let Some(desc) = self.candidates.take_latest_fitting(&header.params()) {
+                        self.described.seen(now);
                         self.set_description(desc, out);
                     }
                 }
@@ -367,7 +411,111 @@ impl Receiver {
         if self.next.is_some() {
             self.presence.start(now);
         }
+        self.check_restart(now, out);
         self.drain(now, out);
+    }
+
+    /// A description of another stream (a restarted sender) takes effect once confirmed as
+    /// any change is, and only when the stream in force has stopped: nothing came at its
+    /// position for `latency` (at least twice its usual pause) — the receiver then starts
+    /// over at the new stream's blocks — or its description has not come for as long (a
+    /// sender of the same blocks taking over: the description changes, nothing is dropped).
+    /// A running sender keeps both coming, so no forged packet resets the receiver.
+    fn check_restart(&mut self, now: u64, out: &mut Vec<Output>) {
+        let Some(stream) = self.description.as_ref().map(|d| d.stream) else {
+            return;
+        };
+        if !self.candidates.other_stream(stream) {
+            self.stash.clear();
+            self.stash_bytes = 0;
+            return;
+        }
+        let latency = self.cfg.latency;
+        let stopped = now >= self.ahead.silent_from(latency);
+        let undescribed = now >= self.described.silent_from(latency);
+        if !stopped && !undescribed {
+            return;
+        }
+        let Some(desc) = self.candidates.take_new_stream(stream) else {
+            return;
+        };
+        match stopped {
+            true => self.restart(desc, out),
+            false => self.set_description(desc, out),
+        }
+        self.described = Presence::default();
+        self.described.seen(now);
+    }
+
+    /// The sender restarted: the old stream ends (what is rebuilt goes out, the rest is
+    /// given up, as at its end), the new one starts as a receiver joining now would, with
+    /// the symbols it sent since the old stream's last packet.
+    fn restart(&mut self, desc: Description, out: &mut Vec<Output>) {
+        let (lost, lost_bytes, partial) = (
+            self.stats.blocks_lost,
+            self.stats.lost_bytes,
+            self.stats.partial_buffers_dropped,
+        );
+        let far: Vec<u64> = self
+            .blocks
+            .iter()
+            .filter(|(_, b)| b.born_far)
+            .map(|(&n, _)| n)
+            .collect();
+        for n in far {
+            self.drop_stale_far(n, u64::MAX);
+        }
+        self.drain(u64::MAX, out);
+        let resume = self.last_end;
+        let since = self.ahead.last();
+        let stash = std::mem::take(&mut self.stash);
+        self.stash_bytes = 0;
+        self.resync();
+        self.stats.resyncs -= 1;
+        self.stats.restarts += 1;
+        self.last_end = None;
+        self.presence = Presence::default();
+        self.ahead = Presence::default();
+        out.push(Output::Restart {
+            stream: desc.stream,
+            lost_blocks: self.stats.blocks_lost - lost,
+            lost_bytes: self.stats.lost_bytes.saturating_sub(lost_bytes),
+            partial_buffers: self.stats.partial_buffers_dropped - partial,
+            resume,
+        });
+        self.set_description(desc, out);
+        for s in stash {
+            if since.is_none_or(|t| s.at > t) {
+                self.stats.restart_replayed += 1;
+                self.add_symbol(&s.header, &s.data, s.at);
+            }
+        }
+    }
+
+    /// Keeps a symbol behind the stream while a description of another stream is weighed:
+    /// if that is a restarted sender's, it is one of its first blocks. Bounded by
+    /// [`STASH_AGE`] and a quarter of `max_buffered_bytes`.
+    fn stash_symbol(&mut self, h: &SymbolHeader, data: &[u8], now: u64) {
+        let Some(stream) = self.description.as_ref().map(|d| d.stream) else {
+            return;
+        };
+        let limit = self.cfg.max_buffered_bytes / 4;
+        if !self.candidates.other_stream(stream) || data.len() > limit {
+            return;
+        }
+        while let Some(first) = self.stash.front() {
+            if self.stash_bytes + data.len() <= limit && now.saturating_sub(first.at) <= STASH_AGE {
+                break;
+            }
+            self.stash_bytes -= first.data.len();
+            self.stash.pop_front();
+        }
+        self.stash_bytes += data.len();
+        self.stash.push_back(Stashed {
+            at: now,
+            header: *h,
+            data: data.to_vec(),
+        });
     }
 
     /// Gives up on blocks whose time is up; call when [`Self::deadline`] passes.
@@ -548,8 +696,9 @@ impl Receiver {
     /// once confirmed (anyone can send one; see [`Candidates`]). The first one also when
     /// symbols that fit it are held already or a block that fits it is rebuilt, if no other
     /// competes. A window moving forward within what was received takes effect at once.
-    fn offer_description(&mut self, desc: Description, out: &mut Vec<Output>) {
+    fn offer_description(&mut self, desc: Description, now: u64, out: &mut Vec<Output>) {
         if self.description.as_ref() == Some(&desc) {
+            self.described.seen(now);
             self.stats.unconfirmed_descriptions += self.candidates.current_arrived();
             return;
         }
@@ -561,6 +710,7 @@ impl Receiver {
                 || (desc.first_block >= current.first_block
                     && desc.first_block <= newest.saturating_add(1));
             if same_but_window(current, &desc) {
+                self.described.seen(now);
                 self.stats.unconfirmed_descriptions += self.candidates.current_arrived();
                 if plausible {
                     self.set_description(desc, out);
@@ -569,9 +719,10 @@ impl Receiver {
             }
         }
         let current = self.description.is_some();
-        let (confirmed, dropped) = self.candidates.arrived(desc, current);
+        let (confirmed, dropped) = self.candidates.arrived(desc, self.description.as_ref());
         self.stats.unconfirmed_descriptions += dropped;
         if let Some(desc) = confirmed {
+            self.described.seen(now);
             return self.set_description(desc, out);
         }
         if !current {
@@ -584,6 +735,7 @@ impl Receiver {
                 .iter()
                 .find_map(|p| self.candidates.take_only_fitting(p))
             {
+                self.described.seen(now);
                 self.set_description(desc, out);
             }
         }
@@ -665,6 +817,9 @@ impl Receiver {
         if let Some(next) = self.next {
             if guard::near(h.block, next) {
                 self.presence.seen(now);
+                if h.block.saturating_add(1) >= next {
+                    self.ahead.seen(now);
+                }
             }
             let far_behind = h.block < next.saturating_sub(self.cfg.max_pending_blocks)
                 && self
@@ -677,9 +832,13 @@ impl Receiver {
                     false => self.stats.surplus += 1,
                 }
                 self.out_of_range_run = 0;
+                self.stash_symbol(h, data, now);
                 return false;
             }
             if far_behind || h.block.saturating_sub(next) >= self.cfg.max_pending_blocks {
+                if far_behind {
+                    self.stash_symbol(h, data, now);
+                }
                 // A sender restarting (block numbers from anywhere) shows as a run of these.
                 self.stats.out_of_range += 1;
                 self.out_of_range_run += 1;
@@ -876,6 +1035,10 @@ impl Receiver {
         self.stats.unconfirmed_descriptions += self.candidates.clear();
         self.descriptions = DescriptionAssembler::default();
         self.presence = Presence::default();
+        self.ahead = Presence::default();
+        self.described = Presence::default();
+        self.stash.clear();
+        self.stash_bytes = 0;
     }
 
     fn resync(&mut self) {
@@ -1051,3 +1214,7 @@ impl Receiver {
 #[cfg(test)]
 #[path = "receiver_forged_tests.rs"]
 mod forged_tests;
+
+#[cfg(test)]
+#[path = "receiver_restart_tests.rs"]
+mod restart_tests;

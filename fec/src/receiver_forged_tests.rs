@@ -246,8 +246,9 @@ fn a_forged_description_mid_stream_is_not_applied_unless_confirmed() {
     let (blocks, input) = stream(Codec::RaptorQ, 40);
     let mut rx = Receiver::new(ReceiverConfig::default());
     let forged = description_packets("video/x-raw, forged=(int)1", 1400, 0xdead);
+    // Early, so that the sender's repetitions outnumber it within the run.
     let out = run(&mut rx, &blocks, |i| match i {
-        5 => forged.clone(),
+        3 => forged.clone(),
         _ => vec![],
     });
     assert_eq!(caps_given(&out), vec!["application/x-test".to_owned()]);

@@ -147,12 +147,34 @@ pub struct Sender {
     description: Option<Description>,
     description_version: u32,
     since_description: u32,
+    /// Symbol packets between two descriptions now: 8 at the start, doubling up to
+    /// `description_interval`, so a receiver (or one that saw the sender restart) has the
+    /// description confirmed soon.
+    description_gap: u32,
+    /// This run's stream identity (random at each start).
+    stream: u64,
     pub stats: SenderStats,
+}
+
+/// Symbol packets between the first two descriptions of a run (then doubling).
+pub const FIRST_DESCRIPTION_GAP: u32 = 8;
+
+/// A random stream identity for a new run of a sender.
+pub fn random_stream_id() -> u64 {
+    // Without the system's random numbers (never seen), time and process still differ
+    // from one start to the next.
+    getrandom::u64().unwrap_or_else(|_| {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        t ^ u64::from(std::process::id()).rotate_left(32)
+    })
 }
 
 impl Sender {
     pub fn new(cfg: SenderConfig) -> Result<Sender, String> {
         cfg.check()?;
+        let cfg_interval = cfg.description_interval;
         Ok(Sender {
             k_set: k_set(cfg.max_k),
             building: Vec::with_capacity(cfg.block_capacity()),
@@ -166,6 +188,8 @@ impl Sender {
             description: None,
             description_version: 0,
             since_description: 0,
+            description_gap: FIRST_DESCRIPTION_GAP.min(cfg_interval),
+            stream: random_stream_id(),
             stats: SenderStats::default(),
         })
     }
@@ -177,6 +201,20 @@ impl Sender {
 
     pub fn config(&self) -> &SenderConfig {
         &self.cfg
+    }
+
+    /// This run's stream identity, carried in the description.
+    pub fn stream_id(&self) -> u64 {
+        self.stream
+    }
+
+    /// Sets the stream identity (tests; a new sender picks a random one).
+    pub fn set_stream_id(&mut self, stream: u64) {
+        self.stream = stream;
+        if let Some(d) = &mut self.description {
+            d.stream = stream;
+            self.description_version = self.description_version.wrapping_add(1);
+        }
     }
 
     /// Sets what the stream description says; it is sent with the next packet.
@@ -192,6 +230,7 @@ impl Sender {
             max_k: self.cfg.max_k,
             repair_percent: self.cfg.repair_percent.min(u32::from(u16::MAX)) as u16,
             first_block: 0,
+            stream: self.stream,
             caps,
         });
         self.description_version = self.description_version.wrapping_add(1);
@@ -347,7 +386,7 @@ impl Sender {
     }
 
     fn emit(&mut self, out: &mut Vec<Vec<u8>>, p: Vec<u8>) {
-        if self.since_description >= self.cfg.description_interval {
+        if self.since_description >= self.description_gap {
             if let Some(desc) = &mut self.description {
                 let first_block = self.window.front().map_or(self.next_block, |b| b.number);
                 if desc.first_block != first_block {
@@ -358,6 +397,12 @@ impl Sender {
                 let packets = desc.packets(self.cfg.flow, self.description_version);
                 self.stats.description_packets += packets.len() as u64;
                 out.extend(packets);
+                if self.since_description != u32::MAX {
+                    self.description_gap = self
+                        .description_gap
+                        .saturating_mul(2)
+                        .min(self.cfg.description_interval);
+                }
                 self.since_description = 0;
             }
         }

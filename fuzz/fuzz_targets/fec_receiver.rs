@@ -2,7 +2,7 @@
 //! counted drops, never a panic, and buffers only out of blocks that decoded; its repair
 //! requests stay bounded (at most 16 a call, each asking for at least one symbol); forged
 //! descriptions, variants, far-ahead blocks and flows walk the guard paths, and an attack is
-//! said at most once.
+//! said at most once; a restart (a new stream identity) is said each time it is followed.
 #![no_main]
 
 use fanout_fec::{Output, Receiver, ReceiverConfig};
@@ -53,6 +53,12 @@ fuzz_target!(|data: &[u8]| {
         .filter(|o| matches!(o, Output::Attack { .. }))
         .count();
     assert!(said <= 1);
+    // Every restart followed is said, once.
+    let restarts = out
+        .iter()
+        .filter(|o| matches!(o, Output::Restart { .. }))
+        .count() as u64;
+    assert_eq!(restarts, rx.stats.restarts);
     if buffers > 0 {
         assert!(rx.stats.blocks_decoded > 0);
     }

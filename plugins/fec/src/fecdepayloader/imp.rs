@@ -65,6 +65,10 @@ struct State {
     refusal_warned: bool,
     timer: Option<Timer>,
     block_missing_sent: u64,
+    /// Running time at which the output's segment starts (moved on at a sender restart, so
+    /// the new stream's times, from 0 again, run on from where the old one ended).
+    segment_base: u64,
+    time_segment: bool,
 }
 
 /// The wake-up for the block waited for.
@@ -244,6 +248,16 @@ impl FecDepayloader {
                 } => {
                     self.lost(first, count, bytes);
                 }
+                Output::Restart {
+                    stream,
+                    lost_blocks,
+                    lost_bytes,
+                    partial_buffers,
+                    resume,
+                } => {
+                    self.push_list(&mut list)?;
+                    self.restarted(stream, lost_blocks, lost_bytes, partial_buffers, resume);
+                }
                 Output::Attack { suspect } => {
                     gst::element_imp_warning!(
                         self,
@@ -293,6 +307,48 @@ impl FecDepayloader {
             );
         }
         Ok(gst::FlowSuccess::Ok)
+    }
+
+    /// The sender restarted: said on the bus (an element message `fanout-fec-sender-restarted`
+    /// for applications, and a line: a warning if anything of the old stream was dropped), and
+    /// a new segment so the new stream's times run on from the old one's end.
+    fn restarted(&self, stream: u64, blocks: u64, bytes: u64, partial: u64, resume: Option<u64>) {
+        let segment = {
+            let mut guard = self.state.lock().unwrap();
+            let Some(state) = guard.as_mut() else { return };
+            state.segment_base = state.segment_base.saturating_add(resume.unwrap_or(0));
+            (state.configured && state.time_segment).then_some(state.segment_base)
+        };
+        if let Some(base) = segment {
+            let mut segment = gst::FormattedSegment::<gst::ClockTime>::new();
+            segment.set_base(gst::ClockTime::from_nseconds(base));
+            self.srcpad.push_event(gst::event::Segment::new(&segment));
+        }
+        let structure = gst::Structure::builder("fanout-fec-sender-restarted")
+            .field("stream", stream)
+            .field("lost-blocks", blocks)
+            .field("lost-bytes", bytes)
+            .field("partial-buffers", partial)
+            .build();
+        let _ = self.obj().post_message(
+            gst::message::Element::builder(structure)
+                .src(&*self.obj())
+                .build(),
+        );
+        let line = format!(
+            "The sender restarted (new stream {stream:016x}): following the new stream from its first block; of the old one, {blocks} block(s) (about {bytes} bytes) were given up and {partial} buffer(s) cut short at the switch"
+        );
+        gst::info!(CAT, imp = self, "{line}");
+        let msg = if blocks > 0 || partial > 0 {
+            gst::message::Warning::builder(gst::StreamError::Decode, &line)
+                .src(&*self.obj())
+                .build()
+        } else {
+            gst::message::Info::builder(gst::StreamError::Decode, &line)
+                .src(&*self.obj())
+                .build()
+        };
+        let _ = self.obj().post_message(msg);
     }
 
     fn lost(&self, first: u64, count: u64, bytes: u64) {
@@ -390,6 +446,7 @@ impl FecDepayloader {
         let first = {
             let mut guard = self.state.lock().unwrap();
             let Some(state) = guard.as_mut() else { return };
+            state.time_segment = time_segment;
             !std::mem::replace(&mut state.configured, true)
         };
         if self
@@ -499,6 +556,8 @@ impl FecDepayloader {
             .field("outvoted", st.outvoted)
             .field("unconfirmed-descriptions", st.unconfirmed_descriptions)
             .field("flow-switches", st.flow_switches)
+            .field("restarts", st.restarts)
+            .field("restart-replayed", st.restart_replayed)
             .field("caps-errors", guard.as_ref().map_or(0, |s| s.caps_errors))
             .field("unnegotiated", guard.as_ref().map_or(0, |s| s.unnegotiated))
             .field(
@@ -530,6 +589,8 @@ impl FecDepayloader {
             refusal_warned: false,
             timer: None,
             block_missing_sent: 0,
+            segment_base: 0,
+            time_segment: false,
         });
     }
 
@@ -622,7 +683,7 @@ impl ObjectImpl for FecDepayloader {
                     .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
-                    .blurb("fanout-fec-depayloader-stats, also posted on the bus every second and at EOS: packets, malformed, other-flow, duplicates, late (symbols of blocks already given up), surplus (unneeded repair symbols of blocks already rebuilt: normal), inconsistent (contradicting the description or the block's first packets), out-of-range, excess, symbols, blocks-decoded, blocks-recovered (needed repair), blocks-lost, bad-blocks, buffers, bytes-out, lost-bytes (about), partial-buffers-dropped, descriptions, resyncs, unconfirmed (symbols of blocks far ahead the stream never reached: forged), outvoted (rebuilt variants of a block dropped for one with more packets: forged), unconfirmed-descriptions (new descriptions replaced before their repetition confirmed them), flow-switches (flow=-1 followed another flow that kept coming), caps-errors (caps that did not parse, ignored), unnegotiated (buffers dropped while downstream refused the caps), block-missing-sent")
+                    .blurb("fanout-fec-depayloader-stats, also posted on the bus every second and at EOS: packets, malformed, other-flow, duplicates, late (symbols of blocks already given up), surplus (unneeded repair symbols of blocks already rebuilt: normal), inconsistent (contradicting the description or the block's first packets), out-of-range, excess, symbols, blocks-decoded, blocks-recovered (needed repair), blocks-lost, bad-blocks, buffers, bytes-out, lost-bytes (about), partial-buffers-dropped, descriptions, resyncs, unconfirmed (symbols of blocks far ahead the stream never reached: forged), outvoted (rebuilt variants of a block dropped for one with more packets: forged), unconfirmed-descriptions (new descriptions replaced before their repetition confirmed them), flow-switches (flow=-1 followed another flow that kept coming), restarts (the sender restarted: a new stream identity, confirmed while the old stream had stopped; the old one ended, the new one followed from its first block), restart-replayed (symbols of the restarted sender that came before its restart was confirmed, taken into the new stream then), caps-errors (caps that did not parse, ignored), unnegotiated (buffers dropped while downstream refused the caps), block-missing-sent")
                     .read_only()
                     .build(),
             ]
