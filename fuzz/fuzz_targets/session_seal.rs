@@ -24,7 +24,7 @@ fuzz_target!(|data: &[u8]| {
         // Seal up to 8 more, then try one of those sealed so far (or far behind).
         for _ in 0..(a % 8) {
             let mut d = Vec::new();
-            sealer.seal(3, &[b; 5], &mut d);
+            sealer.seal(3, &[b; 5], b % 2 == 0, &mut d);
             sealed.push(d);
         }
         if sealed.is_empty() {

@@ -158,7 +158,7 @@ fuzz_target!(|data: &[u8]| {
         if client.is_joined() {
             let mut d = Vec::new();
             let sealer = server.sealer(0).expect("authenticated by default");
-            sealer.seal(0, body, &mut d);
+            sealer.seal(0, body, false, &mut d);
             let mut again = d.clone();
             if let Some(got) = client.handle_datagram(t, &mut d) {
                 assert_eq!(got.payload, body);

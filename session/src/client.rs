@@ -297,8 +297,13 @@ impl Client {
         self.stats.datagrams += 1;
         let m = match message::parse(data) {
             Ok(Datagram::Data(d)) => {
-                let (channel, counter) = (d.channel, d.counter);
-                return self.open(now, channel, counter, data);
+                let (channel, counter, answer) = (d.channel, d.counter, d.answer);
+                return self.open(now, channel, counter, data).map(|payload| Data {
+                    channel,
+                    counter,
+                    answer,
+                    payload,
+                });
             }
             Ok(Datagram::Control(m)) => m,
             Err(message::ParseError::Foreign) => {
@@ -390,7 +395,7 @@ impl Client {
         channel: u16,
         counter: u64,
         data: &'a mut [u8],
-    ) -> Option<Data<'a>> {
+    ) -> Option<&'a [u8]> {
         if self.session.is_none() || self.phase == Phase::Stopped {
             return None;
         }
@@ -417,11 +422,7 @@ impl Client {
         // Only the server's own data says it is alive.
         self.last_heard = now;
         self.stats.data += 1;
-        Some(Data {
-            channel,
-            counter,
-            payload,
-        })
+        Some(payload)
     }
 
     /// Takes the keys of a JOINED: every channel's, checked against what this receiver

@@ -222,20 +222,28 @@ pub enum ParseError {
     Malformed,
 }
 
+/// The top bit of DATA's 6-byte counter field: the datagram went to one receiver only, in
+/// answer to its LOST (an edge relay passes it on to the receiver that asked).
+pub const DATA_ANSWER: u64 = 1 << 47;
+
 /// A DATA datagram: a channel's packet. Parsed, `payload` is the body as it came (sealed:
 /// the packet, encrypted or not, then the tag); from [`crate::Client`], the packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Data<'a> {
     pub channel: u16,
+    /// The counter, without the answer bit.
     pub counter: u64,
+    /// Sent to this receiver only, in answer to its LOST.
+    pub answer: bool,
     pub payload: &'a [u8],
 }
 
-/// The 12 bytes put before the body of every DATA datagram of `channel`: the counter is
-/// cut to its 6 low bytes.
-pub fn data_header(channel: u16, counter: u64) -> [u8; DATA_HEADER_LEN] {
+/// The 12 bytes put before the body of every DATA datagram of `channel`: the counter (below
+/// 2^47) in 6 bytes, its top bit set for an `answer`.
+pub fn data_header(channel: u16, counter: u64, answer: bool) -> [u8; DATA_HEADER_LEN] {
     let c = channel.to_be_bytes();
-    let n = counter.to_be_bytes();
+    let flag = if answer { DATA_ANSWER } else { 0 };
+    let n = ((counter & (DATA_ANSWER - 1)) | flag).to_be_bytes();
     [
         MAGIC[0], MAGIC[1], VERSION, DATA, c[0], c[1], n[2], n[3], n[4], n[5], n[6], n[7],
     ]
@@ -260,9 +268,11 @@ pub fn parse(b: &[u8]) -> Result<Datagram<'_>, ParseError> {
         }
         let mut counter = [0u8; 8];
         counter[2..].copy_from_slice(&b[6..DATA_HEADER_LEN]);
+        let counter = u64::from_be_bytes(counter);
         return Ok(Datagram::Data(Data {
             channel: u16::from_be_bytes([b[4], b[5]]),
-            counter: u64::from_be_bytes(counter),
+            counter: counter & (DATA_ANSWER - 1),
+            answer: counter & DATA_ANSWER != 0,
             payload: &b[DATA_HEADER_LEN..],
         }));
     }
@@ -798,16 +808,18 @@ mod tests {
 
     #[test]
     fn data_carries_its_channel_counter_and_body() {
-        let mut b = data_header(513, 0x0102_0304_0506).to_vec();
+        let mut b = data_header(513, 0x0102_0304_0506, true).to_vec();
         b.extend_from_slice(b"packet");
         match parse(&b) {
             Ok(Datagram::Data(d)) => {
                 assert_eq!(d.channel, 513);
                 assert_eq!(d.counter, 0x0102_0304_0506);
+                assert!(d.answer);
                 assert_eq!(d.payload, b"packet");
             }
             _ => panic!("not data"),
         }
+        assert_eq!(b[6], 0x81, "the answer bit is the counter field's top bit");
         assert!(parse(&b[..DATA_HEADER_LEN - 1]).is_err());
     }
 

@@ -21,7 +21,8 @@ pub const TAG_LEN: usize = 16;
 pub const NONCE_SALT_LEN: usize = 6;
 /// A DATA datagram's counter: the second half of its nonce, never repeated under one key.
 pub const COUNTER_LEN: usize = 6;
-pub const MAX_COUNTER: u64 = (1 << (8 * COUNTER_LEN)) - 1;
+/// The counter's top bit is the answer flag ([`crate::message::DATA_ANSWER`]).
+pub const MAX_COUNTER: u64 = crate::message::DATA_ANSWER - 1;
 /// The passphrase's salt, random per server start.
 pub const KDF_SALT_LEN: usize = 16;
 /// PBKDF2 rounds a server asks for: about 40 ms once per start and per receiver.
@@ -169,16 +170,16 @@ impl Sealer {
         &self.key
     }
 
-    /// Appends the whole DATA datagram of `channel` carrying `payload` to `out`: header,
-    /// body, tag. `false` (nothing appended) once the key's counters ran out, after 2^48
-    /// datagrams: a server restart makes a new key.
-    pub fn seal(&self, channel: u16, payload: &[u8], out: &mut Vec<u8>) -> bool {
+    /// Appends the whole DATA datagram of `channel` carrying `payload` to `out`: header
+    /// (with the `answer` flag), body, tag. `false` (nothing appended) once the key's
+    /// counters ran out, after 2^47 datagrams: a server restart makes a new key.
+    pub fn seal(&self, channel: u16, payload: &[u8], answer: bool, out: &mut Vec<u8>) -> bool {
         let counter = self.counter.fetch_add(1, Ordering::Relaxed);
         if counter > MAX_COUNTER {
             return false;
         }
         let start = out.len();
-        out.extend_from_slice(&crate::message::data_header(channel, counter));
+        out.extend_from_slice(&crate::message::data_header(channel, counter, answer));
         out.extend_from_slice(payload);
         let n = nonce(&self.key.salt, counter);
         let body_at = start + DATA_HEADER_LEN;
@@ -355,7 +356,7 @@ mod tests {
             let s = Sealer::new(key);
             let mut o = Opener::new(ChannelKey::from_material(&material, encrypt).unwrap());
             let mut d = Vec::new();
-            assert!(s.seal(7, b"a packet", &mut d));
+            assert!(s.seal(7, b"a packet", false, &mut d));
             assert_eq!(d.len(), message::DATA_HEADER_LEN + 8 + TAG_LEN);
             assert_eq!(d[message::DATA_HEADER_LEN..][..8] == *b"a packet", !encrypt);
             for i in 0..d.len() {
@@ -370,9 +371,9 @@ mod tests {
             // Another key's datagram is forged.
             let other = Sealer::new(ChannelKey::random(KeyLen::new(len).unwrap(), encrypt));
             let mut d = Vec::new();
-            other.seal(7, b"a packet", &mut d);
+            other.seal(7, b"a packet", false, &mut d);
             d.clear();
-            other.seal(7, b"a packet", &mut d);
+            other.seal(7, b"a packet", false, &mut d);
             assert_eq!(open_datagram(&mut o, &mut d), Err(Rejected::Forged));
         }
     }
@@ -386,7 +387,7 @@ mod tests {
         let sealed: Vec<Vec<u8>> = (0..REPLAY_WINDOW + 10)
             .map(|i| {
                 let mut d = Vec::new();
-                s.seal(0, &i.to_be_bytes(), &mut d);
+                s.seal(0, &i.to_be_bytes(), i % 2 == 0, &mut d);
                 d
             })
             .collect();

@@ -889,7 +889,7 @@ fn sealed_data_is_taken_once_from_the_server_and_never_from_anyone_else() {
         );
         let sealer = s.sealer(0).unwrap();
         let mut d = Vec::new();
-        sealer.seal(0, b"the stream", &mut d);
+        sealer.seal(0, b"the stream", false, &mut d);
         assert_eq!(
             d[message::DATA_HEADER_LEN..][..10] == *b"the stream",
             pass.is_none(),
@@ -902,14 +902,14 @@ fn sealed_data_is_taken_once_from_the_server_and_never_from_anyone_else() {
         );
         assert!(c.handle_datagram(S, &mut again).is_none(), "a replay");
         // What an attacker makes without the key: plain DATA, or sealed under another key.
-        let mut plain = message::data_header(0, 99).to_vec();
+        let mut plain = message::data_header(0, 99, false).to_vec();
         plain.extend_from_slice(b"injected");
         assert!(c.handle_datagram(S, &mut plain).is_none());
         let (other, ..) = join_with(pass, pass);
         let mut d = Vec::new();
-        other.sealer(0).unwrap().seal(0, b"injected", &mut d);
+        other.sealer(0).unwrap().seal(0, b"injected", false, &mut d);
         d.clear();
-        other.sealer(0).unwrap().seal(0, b"injected", &mut d);
+        other.sealer(0).unwrap().seal(0, b"injected", false, &mut d);
         assert!(c.handle_datagram(S, &mut d).is_none());
         assert_eq!((c.stats.forged, c.stats.replayed), (2, 1));
     }

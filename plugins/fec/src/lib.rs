@@ -123,6 +123,20 @@ pub fn has_repair_path(pad: &gst::Pad) -> bool {
     pad.peer_query(&mut q)
 }
 
+/// The destination of a `fanout-repair-request` event, if it is one.
+pub fn repair_request_destination(event: &gst::EventRef) -> Option<glib::SendValue> {
+    let s = event.structure().filter(|s| s.name() == REPAIR_REQUEST)?;
+    s.value("destination").ok().cloned()
+}
+
+/// Tags `buffer` as a repair packet for `destination` only.
+pub fn set_packet_destination(buffer: &mut gst::BufferRef, destination: &glib::SendValue) {
+    if let Ok(mut meta) = gst::meta::CustomMeta::add(buffer, DESTINATION_META) {
+        meta.mut_structure()
+            .set_value("destination", destination.clone());
+    }
+}
+
 /// The destination a repair packet was made for, if it was.
 pub fn packet_destination(buffer: &gst::BufferRef) -> Option<glib::SendValue> {
     let meta = gst::meta::CustomMeta::from_buffer(buffer, DESTINATION_META).ok()?;

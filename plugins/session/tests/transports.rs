@@ -626,7 +626,7 @@ fn spoof(
 /// What an attacker who knows the protocol but no key sends: DATA for channel 0 carrying an
 /// FEC stream description of its own (caps nothing downstream takes) and a made-up tag.
 fn forged_data(counter: u64) -> Vec<u8> {
-    let mut d = fanout_session::message::data_header(0, counter).to_vec();
+    let mut d = fanout_session::message::data_header(0, counter, false).to_vec();
     d.extend_from_slice(b"FEC\x01forged description: video/x-forged-by-an-attacker");
     d.extend_from_slice(&[0xA5; 16]);
     d
@@ -758,4 +758,43 @@ fn data_forged_to_a_multicast_group_costs_its_receivers_nothing() {
             }
         },
     );
+}
+
+#[test]
+fn an_edge_passes_the_origins_answers_to_the_receiver_that_asked_only() {
+    let (origin_port, edge_port) = (free_port(), free_port());
+    let feed = Feed::new(origin_port, "", "repair-percent=0", 1_000_000);
+    let edge = pipeline(&format!(
+        "session-src port={origin_port} ! session-sink name=edge port={edge_port}"
+    ));
+    edge.set_state(gst::State::Playing).unwrap();
+    let edge_sink = edge.by_name("edge").unwrap();
+    let lossy = Rx::new(edge_port, "transport=udp", 0.2);
+    let clean = Rx::new(edge_port, "transport=udp", 0.0);
+    assert!(wait_for(10 * SECOND, || clients(&edge_sink) == 2));
+    feed.run_when_joined(1);
+    assert!(lossy.finish(30 * SECOND) == feed.data, "the lossy receiver");
+    assert!(clean.finish(30 * SECOND) == feed.data, "the clean receiver");
+    let edge_in = stats(&edge_sink).get::<gst::Array>("channels").unwrap()[0]
+        .get::<gst::Structure>()
+        .unwrap()
+        .get::<u64>("buffers")
+        .unwrap();
+    let rs = receiver_stats(&edge_sink);
+    let by = |f: &str| -> Vec<u64> { rs.iter().map(|r| r.get::<u64>(f).unwrap()).collect() };
+    let (packets, repairs) = (by("packets"), by("repairs"));
+    let lossy_i = if repairs[0] > repairs[1] { 0 } else { 1 };
+    let clean_i = 1 - lossy_i;
+    eprintln!("edge took {edge_in} packets; receivers got {packets:?}, answers {repairs:?}");
+    assert!(
+        repairs[lossy_i] > 0,
+        "no answer reached the receiver that asked"
+    );
+    assert_eq!(repairs[clean_i], 0);
+    // The clean receiver got the stream, not the other one's answers.
+    assert!(
+        packets[clean_i] + repairs[lossy_i] <= edge_in,
+        "{packets:?} {repairs:?} of {edge_in}"
+    );
+    edge.set_state(gst::State::Null).unwrap();
 }

@@ -415,19 +415,20 @@ impl SessionSink {
 
     /// Packets for everyone: unicast copies, the group once, the TCP receivers' queues.
     fn send_all(&self, r: &Running, out: &Outputs, packets: &[&[u8]]) {
-        out.wire.with(out.index, packets, |header, datagrams| {
-            if let Some(targets) = out.unicast {
-                self.send(r, &r.fanout, header, datagrams, targets, out.stats);
-            }
-            if let Some(group) = out.group {
-                self.send_group(r, out, header, datagrams, group);
-            }
-            for conn in out.tcp {
-                for d in datagrams {
-                    self.push_tcp(conn, out, header, d);
+        out.wire
+            .with(out.index, packets, false, |header, datagrams| {
+                if let Some(targets) = out.unicast {
+                    self.send(r, &r.fanout, header, datagrams, targets, out.stats);
                 }
-            }
-        });
+                if let Some(group) = out.group {
+                    self.send_group(r, out, header, datagrams, group);
+                }
+                for conn in out.tcp {
+                    for d in datagrams {
+                        self.push_tcp(conn, out, header, d);
+                    }
+                }
+            });
     }
 
     fn send_group(
@@ -461,7 +462,7 @@ impl SessionSink {
             stats: Arc::default(),
         })]);
         let wire = Wire::new(pad.index(), pad.imp().sealer.lock().unwrap().clone());
-        let (sent, _) = wire.with(pad.index(), &[&[]], |header, datagrams| {
+        let (sent, _) = wire.with(pad.index(), &[&[]], false, |header, datagrams| {
             fanout.send(header, datagrams, &group)
         });
         pad.imp()
@@ -488,9 +489,10 @@ impl SessionSink {
             if let Some(group) = out.group {
                 out.stats.repairs.fetch_add(1, Ordering::Relaxed);
                 out.stats.group_repairs.fetch_add(1, Ordering::Relaxed);
-                out.wire.with(out.index, &[packet], |header, datagrams| {
-                    self.send_group(r, out, header, datagrams, group)
-                });
+                out.wire
+                    .with(out.index, &[packet], false, |header, datagrams| {
+                        self.send_group(r, out, header, datagrams, group)
+                    });
             }
             return;
         }
@@ -512,7 +514,7 @@ impl SessionSink {
         out.stats.repairs.fetch_add(1, Ordering::Relaxed);
         target.stats.repairs.fetch_add(1, Ordering::Relaxed);
         out.wire
-            .with(out.index, &[packet], |header, datagrams| match conn {
+            .with(out.index, &[packet], true, |header, datagrams| match conn {
                 Some(c) => datagrams
                     .iter()
                     .for_each(|d| self.push_tcp(c, out, header, d)),

@@ -11,27 +11,28 @@ use fanout_session::seal::{Sealer, TAG_LEN};
 
 pub(super) enum Wire {
     Sealed(Arc<Sealer>),
-    Plain([u8; DATA_HEADER_LEN]),
+    Plain(u16),
 }
 
 impl Wire {
     pub fn new(index: u16, sealer: Option<Arc<Sealer>>) -> Wire {
         match sealer {
             Some(s) => Wire::Sealed(s),
-            None => Wire::Plain(message::data_header(index, 0)),
+            None => Wire::Plain(index),
         }
     }
 
-    /// Calls `send(header, bodies)` with the datagrams carrying `packets` of channel `index`:
-    /// each is `header ‖ body`.
+    /// Calls `send(header, bodies)` with the datagrams carrying `packets` of channel `index`
+    /// (to one receiver only, in `answer` to its LOST, or not): each is `header ‖ body`.
     pub fn with<R>(
         &self,
         index: u16,
         packets: &[&[u8]],
+        answer: bool,
         send: impl FnOnce(&[u8], &[&[u8]]) -> R,
     ) -> R {
         let sealer = match self {
-            Wire::Plain(header) => return send(header, packets),
+            Wire::Plain(index) => return send(&message::data_header(*index, 0, answer), packets),
             Wire::Sealed(s) => s,
         };
         let size = packets
@@ -42,7 +43,7 @@ impl Wire {
         let mut ends = Vec::with_capacity(packets.len());
         for p in packets {
             // Past 2^48 datagrams under one key nothing more goes out: a restart makes a new one.
-            if sealer.seal(index, p, &mut bytes) {
+            if sealer.seal(index, p, answer, &mut bytes) {
                 ends.push(bytes.len());
             }
         }

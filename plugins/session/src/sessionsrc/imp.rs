@@ -213,10 +213,15 @@ impl SessionSrc {
     /// symbols; one that is gone costs nothing).
     pub(super) fn src_event(&self, pad: &gst::Pad, event: gst::Event) -> bool {
         // An edge relay's session-sink asks for repairs its receivers need: they come from
-        // the origin, to this edge, and go out to all of the edge's receivers of the channel.
+        // the origin, to this edge, marked as answers, and go on to the receiver that asked.
         let ask = gstfanoutfec::parse_block_missing(&event)
             .or_else(|| gstfanoutfec::parse_repair_request(&event));
         if let Some((flow, block, needed)) = ask {
+            // The answers go back to the edge's receiver that asked, not to all of them.
+            if let Some(dest) = gstfanoutfec::repair_request_destination(&event) {
+                let mut ch = self.channels.lock().unwrap();
+                ch.await_answer(pad, flow, block, needed, dest);
+            }
             let sources = self.channels.lock().unwrap().sources_of(pad);
             let running = self.running();
             for (number, channel) in sources {

@@ -396,14 +396,18 @@ fn message_in(imp: &SessionSrc, r: &Running, via: Transport, bytes: &mut [u8]) {
         let mut client = r.client.lock().unwrap();
         let d = client.handle_datagram(now, bytes).map(|d| {
             let due = r.data(via, d.channel, d.payload);
-            (d.channel, gst::Buffer::from_slice(d.payload.to_vec()), due)
+            let buffer = gst::Buffer::from_slice(d.payload.to_vec());
+            (d.channel, buffer, d.answer, due)
         });
-        if let Some((_, _, due)) = &d {
+        if let Some((.., due)) = &d {
             client.report_lost(due);
         }
         r.flush(&mut client);
         let events: Vec<ClientEvent> = std::iter::from_fn(|| client.poll_event()).collect();
-        (d.map(|(channel, buffer, _)| (channel, buffer)), events)
+        (
+            d.map(|(channel, buffer, answer, _)| (channel, buffer, answer)),
+            events,
+        )
     };
     let (data, events) = data;
     // A JOINED's pads are there before the DATA read right after it (TCP reads many frames
@@ -414,8 +418,8 @@ fn message_in(imp: &SessionSrc, r: &Running, via: Transport, bytes: &mut [u8]) {
         }
     }
     r.early_events.lock().unwrap().extend(events);
-    if let Some((channel, buffer)) = data.filter(|(_, b)| b.size() > 0) {
-        receive::push(imp, r.number, channel, buffer);
+    if let Some((channel, buffer, answer)) = data.filter(|(_, b, _)| b.size() > 0) {
+        receive::push(imp, r.number, channel, buffer, answer);
     }
 }
 
@@ -460,12 +464,8 @@ fn read_group(
             // A quiet channel's keepalive: the group works, there is nothing to pass on.
             continue;
         }
-        receive::push(
-            src.imp(),
-            r.number,
-            channel,
-            gst::Buffer::from_mut_slice(payload),
-        );
+        let buffer = gst::Buffer::from_mut_slice(payload);
+        receive::push(src.imp(), r.number, channel, buffer, false);
     }
 }
 

@@ -4,6 +4,7 @@
 //! fed by every server that has it), packets queued for them, timestamped with the running
 //! time of arrival, and the element's stats.
 
+use std::collections::{HashMap, VecDeque};
 use std::str::FromStr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -31,6 +32,35 @@ struct ChannelPad {
     eos: bool,
     packets: u64,
     bytes: u64,
+    /// Repairs asked for by receivers downstream (an edge's session-sink), per (flow,
+    /// block): who asked, and how many symbols each is still owed.
+    answers: HashMap<(u32, u64), VecDeque<(glib::SendValue, u32)>>,
+}
+
+/// Blocks with repairs awaited at once, at most: an edge's receivers ask for a few at a time.
+const MAX_AWAITED: usize = 4096;
+
+impl ChannelPad {
+    /// Who an answer in `b` is owed to, counting it off.
+    fn owed(&mut self, b: &gst::BufferRef) -> Option<glib::SendValue> {
+        let map = b.map_readable().ok()?;
+        let Ok(fanout_fec::packet::Packet::Symbol { header, .. }) = fanout_fec::packet::parse(&map)
+        else {
+            return None;
+        };
+        let key = (header.flow, header.block);
+        let waiting = self.answers.get_mut(&key)?;
+        let (dest, left) = waiting.front_mut()?;
+        let dest = dest.clone();
+        *left = left.saturating_sub(1);
+        if *left == 0 {
+            waiting.pop_front();
+        }
+        if waiting.is_empty() {
+            self.answers.remove(&key);
+        }
+        Some(dest)
+    }
 }
 
 /// The channels joined and their pads.
@@ -55,6 +85,29 @@ impl Channels {
             .find(|c| &c.pad == pad)
             .map(|c| c.sources.clone())
             .unwrap_or_default()
+    }
+
+    /// `count` repair symbols of `block` asked for downstream of `pad`, for `destination`:
+    /// the answers that come go to it only.
+    pub fn await_answer(
+        &mut self,
+        pad: &gst::Pad,
+        flow: u32,
+        block: u64,
+        count: u32,
+        destination: glib::SendValue,
+    ) {
+        let Some(c) = self.list.iter_mut().find(|c| &c.pad == pad) else {
+            return;
+        };
+        if c.answers.len() >= MAX_AWAITED {
+            // Answers long owed never come: start again rather than grow.
+            c.answers.clear();
+        }
+        c.answers
+            .entry((flow, block))
+            .or_default()
+            .push_back((destination, count));
     }
 
     fn of(&mut self, number: usize, index: u16) -> Option<&mut ChannelPad> {
@@ -178,6 +231,7 @@ pub(super) fn add_pads(imp: &SessionSrc, number: usize, channels: &[ChannelInfo]
                 eos: false,
                 packets: 0,
                 bytes: 0,
+                answers: HashMap::new(),
             });
             new.push((pad, ch.list.last().unwrap().queue.clone()));
         }
@@ -198,7 +252,15 @@ pub(super) fn add_pads(imp: &SessionSrc, number: usize, channels: &[ChannelInfo]
 }
 
 /// Queues a packet for its channel's pad, timestamped with the running time now.
-pub(super) fn push(imp: &SessionSrc, number: usize, channel: u16, mut buffer: gst::Buffer) {
+/// Queues a packet of `channel` of server `number` for its pad. An `answer` to a LOST goes
+/// to the receiver downstream that asked for it, if one did.
+pub(super) fn push(
+    imp: &SessionSrc,
+    number: usize,
+    channel: u16,
+    mut buffer: gst::Buffer,
+    answer: bool,
+) {
     let obj = imp.obj();
     let mut ch = imp.channels.lock().unwrap();
     if !imp.playing.load(Ordering::SeqCst) {
@@ -215,6 +277,11 @@ pub(super) fn push(imp: &SessionSrc, number: usize, channel: u16, mut buffer: gs
     c.packets += 1;
     c.bytes += buffer.size() as u64;
     let b = buffer.make_mut();
+    if answer {
+        if let Some(dest) = c.owed(b) {
+            gstfanoutfec::set_packet_destination(b, &dest);
+        }
+    }
     if let (Some(clock), Some(base)) = (obj.clock(), obj.base_time()) {
         b.set_pts(clock.time().saturating_sub(base));
     }

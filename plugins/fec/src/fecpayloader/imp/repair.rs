@@ -6,7 +6,6 @@ use fanout_fec::RepairRefused;
 use gst::subclass::prelude::*;
 
 use super::{FecPayloader, CAT};
-use crate::DESTINATION_META;
 
 impl FecPayloader {
     /// `fanout-repair-request`: fresh repair symbols for one block, tagged for one receiver.
@@ -37,10 +36,7 @@ impl FecPayloader {
                     for p in packets {
                         let mut b = gst::Buffer::from_mut_slice(p);
                         if let Some(d) = &destination {
-                            let b = b.get_mut().unwrap();
-                            if let Ok(mut meta) = gst::meta::CustomMeta::add(b, DESTINATION_META) {
-                                meta.mut_structure().set_value("destination", d.clone());
-                            }
+                            crate::set_packet_destination(b.get_mut().unwrap(), d);
                         }
                         state.repairs.push(b);
                     }
