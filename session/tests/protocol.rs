@@ -971,3 +971,174 @@ fn a_storm_of_loss_reports_draws_no_more_than_the_channels_repair_budget() {
     s.note_sent(0, 5);
     assert_eq!(storm(&mut s, &mut clients, 20 * S, 3), 20);
 }
+
+/// A JOIN with every field given.
+fn join_msg(nonce: u64, cookie: Cookie, stay: Stay, channels: &[&str]) -> Vec<u8> {
+    message::write(&Message::Join {
+        nonce,
+        cookie,
+        stay,
+        multicast: false,
+        token: vec![],
+        channels: channels.iter().map(|c| c.to_string()).collect(),
+    })
+}
+
+/// The server's next reply, parsed.
+fn reply(s: &mut Server) -> Message {
+    message::parse_message(&s.poll_transmit().expect("a reply").data).unwrap()
+}
+
+/// The contract points docs/session-protocol.md states, one by one.
+#[test]
+fn the_protocol_doc_holds_point_by_point() {
+    // HELLO: at least 32 bytes in all, the 4-byte header included.
+    let hello = message::write(&Message::Hello { nonce: 1 });
+    assert_eq!(hello.len(), 32);
+    assert!(message::parse_message(&hello[..31]).is_err());
+
+    // JOIN's nonce is the receiver's choice, echoed, not tied to the HELLO's.
+    let mut s = server();
+    let cookie = cookie_for(&mut s, 0, addr(1));
+    let req = s
+        .handle_datagram(
+            now(0),
+            addr(1),
+            &join_msg(77, cookie, Stay::For(20 * S), &[]),
+        )
+        .expect("taken");
+    s.accept(now(0), req);
+    let Message::Joined {
+        nonce,
+        session,
+        expires_in,
+        channels,
+        ..
+    } = reply(&mut s)
+    else {
+        panic!("no JOINED")
+    };
+    assert_eq!(nonce, 77);
+    // "expires in": the time left when sent.
+    assert_eq!(expires_in, 20 * S);
+    // Every channel: in the order they were made (sd after hd here).
+    let names: Vec<_> = channels.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["hd", "sd"]);
+
+    // A refused refresh leaves the session as it was.
+    let req = s.handle_datagram(
+        now(S),
+        addr(1),
+        &join_msg(78, cookie, Stay::For(50 * S), &["xx"]),
+    );
+    assert!(req.is_none());
+    match reply(&mut s) {
+        Message::Refused { reason, text, .. } => {
+            assert_eq!(reason, Reason::UnknownChannel);
+            assert_eq!(text, "no channel xx");
+        }
+        m => panic!("{m:?}"),
+    }
+    let id = s.clients().next().unwrap().0;
+    assert_eq!(s.channels_of(id), &[0, 1]);
+    s.handle_timeout(now(20 * S));
+    assert_eq!(s.client_count(), 0, "removed at the old expiry");
+    assert!(s
+        .handle_datagram(
+            now(21 * S),
+            addr(1),
+            &join_msg(79, cookie, Stay::For(S), &[])
+        )
+        .is_some());
+    let _ = session;
+
+    // A JOIN for 0 ns: in and out at once.
+    let mut s = server();
+    let cookie = cookie_for(&mut s, 0, addr(2));
+    let req = s
+        .handle_datagram(now(0), addr(2), &join_msg(1, cookie, Stay::For(0), &[]))
+        .unwrap();
+    s.accept(now(0), req);
+    assert!(matches!(
+        reply(&mut s),
+        Message::Joined { expires_in: 0, .. }
+    ));
+    assert_eq!(s.client_count(), 0);
+
+    // Over TCP: HELLO answered with COOKIE even first; a bare JOIN joins, and another
+    // refreshes the same session.
+    let mut s = server();
+    let tcp = addr(3);
+    s.handle_stream(now(0), tcp, &message::write(&Message::Hello { nonce: 5 }));
+    assert!(matches!(reply(&mut s), Message::Cookie { nonce: 5, .. }));
+    let req = s
+        .handle_stream(
+            now(0),
+            tcp,
+            &join_msg(1, [0xEE; COOKIE_LEN], Stay::For(10 * S), &["hd"]),
+        )
+        .unwrap();
+    s.accept(now(0), req);
+    let Message::Joined { session: first, .. } = reply(&mut s) else {
+        panic!()
+    };
+    let req = s
+        .handle_stream(
+            now(5 * S),
+            tcp,
+            &join_msg(2, [0; COOKIE_LEN], Stay::For(10 * S), &["hd"]),
+        )
+        .unwrap();
+    s.accept(now(5 * S), req);
+    let Message::Joined { session: again, .. } = reply(&mut s) else {
+        panic!()
+    };
+    assert_eq!(first, again, "a refresh keeps the session");
+    s.handle_timeout(now(12 * S));
+    assert_eq!(s.client_count(), 1, "the refresh moved the expiry");
+}
+
+#[test]
+fn a_join_after_the_eager_window_is_sent_four_times_then_hello_again() {
+    let mut s = server();
+    let mut c = Client::new(config(&["hd"], Stay::For(30 * S)), 0, 1);
+    // Nobody answers the HELLOs for 6 s.
+    let mut t = 0;
+    while t < 6 * S {
+        while c.poll_transmit().is_some() {}
+        t = c.next_timeout().unwrap();
+        c.handle_timeout(t);
+    }
+    // Then a cookie: JOINs from here on are outside the eager window.
+    let hello = std::iter::from_fn(|| c.poll_transmit()).last().unwrap();
+    let Ok(Message::Hello { nonce }) = message::parse_message(&hello) else {
+        panic!()
+    };
+    let cookie = cookie_for(&mut s, t, addr(1));
+    let t0 = t;
+    c.handle_datagram(t, &mut message::write(&Message::Cookie { nonce, cookie }));
+    let mut sent = Vec::new();
+    for _ in 0..5 {
+        for d in std::iter::from_fn(|| c.poll_transmit()) {
+            let kind = match message::parse_message(&d) {
+                Ok(Message::Join { .. }) => "JOIN",
+                Ok(Message::Hello { .. }) => "HELLO",
+                _ => "?",
+            };
+            sent.push((kind, (t - t0) / 100_000_000));
+        }
+        t = c.next_timeout().unwrap();
+        c.handle_timeout(t);
+    }
+    // In tenths of a second.
+    assert_eq!(
+        sent,
+        [
+            ("JOIN", 0),
+            ("JOIN", 2),
+            ("JOIN", 6),
+            ("JOIN", 14),
+            ("HELLO", 30)
+        ]
+    );
+}

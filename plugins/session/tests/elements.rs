@@ -656,3 +656,86 @@ fn every_element_posts_its_stats_on_the_bus_each_second() {
     rx.set_state(gst::State::Null).unwrap();
     srv.set_state(gst::State::Null).unwrap();
 }
+
+#[test]
+fn end_goes_out_five_times_30_to_40_ms_apart() {
+    let port = free_port();
+    let srv = server(port, "", "");
+    let c = RawClient::join(port, Stay::For(30 * SECOND.as_nanos() as u64));
+    assert!(srv.send_event(gst::event::Eos::new()));
+    let mut ends = Vec::new();
+    let mut buf = [0u8; 65536];
+    let start = std::time::Instant::now();
+    while ends.len() < 5 && start.elapsed() < 10 * SECOND {
+        if let Ok(n) = c.sock.recv(&mut buf) {
+            if let Ok(Message::End { .. }) = message::parse_message(&buf[..n]) {
+                ends.push(std::time::Instant::now());
+            }
+        }
+    }
+    assert_eq!(ends.len(), 5, "ENDs that came");
+    let gaps: Vec<u128> = ends.windows(2).map(|w| (w[1] - w[0]).as_millis()).collect();
+    eprintln!("END gaps (ms): {gaps:?}");
+    // 30 to 40 ms apart as the doc says, with room for a loaded machine.
+    let mut sorted = gaps.clone();
+    sorted.sort();
+    assert!((25..=60).contains(&sorted[1]), "{gaps:?}");
+    srv.set_state(gst::State::Null).unwrap();
+}
+
+#[test]
+fn a_leave_over_tcp_removes_the_receiver_and_closes_its_connection() {
+    use std::io::{Read, Write};
+    let port = free_port();
+    let srv = server(port, "tcp=true", "");
+    let sink = sink(&srv);
+    let mut c = fanout_session::Client::new_stream(fanout_session::ClientConfig::default(), 0, 1);
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(&fanout_session::frame(&[&c.poll_transmit().unwrap()]).unwrap())
+        .unwrap();
+    assert!(wait_for(10 * SECOND, || stats(&sink)
+        .get::<u32>("clients")
+        .unwrap()
+        == 1));
+    // The session id, from the JOINED among the first frames.
+    let mut frames = fanout_session::Deframer::control();
+    let mut buf = [0u8; 65536];
+    s.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let mut session = None;
+    let start = std::time::Instant::now();
+    while session.is_none() && start.elapsed() < 10 * SECOND {
+        if let Ok(n) = s.read(&mut buf) {
+            frames.push(&buf[..n]);
+            while let Some(Ok(f)) = frames.next_frame() {
+                if let Ok(Message::Joined { session: id, .. }) = message::parse_message(f) {
+                    session = Some(id);
+                }
+            }
+        }
+    }
+    let leave = message::write(&Message::Leave {
+        session: session.expect("JOINED"),
+    });
+    s.write_all(&fanout_session::frame(&[&leave]).unwrap())
+        .unwrap();
+    assert!(wait_for(10 * SECOND, || stats(&sink)
+        .get::<u32>("clients")
+        .unwrap()
+        == 0));
+    // The server closes the connection: reads end (after what was queued).
+    let start = std::time::Instant::now();
+    let closed = loop {
+        match s.read(&mut buf) {
+            Ok(0) => break true,
+            Ok(_) => (),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => (),
+            Err(_) => break true,
+        }
+        if start.elapsed() > 10 * SECOND {
+            break false;
+        }
+    };
+    assert!(closed, "the connection stayed open after LEAVE");
+    srv.set_state(gst::State::Null).unwrap();
+}

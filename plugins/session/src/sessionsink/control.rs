@@ -200,9 +200,13 @@ pub(super) fn run(weak: glib::WeakRef<super::SessionSink>, r: Arc<Running>) {
     let mut next_keepalive = Instant::now() + KEEPALIVE_INTERVAL;
     let mut buffers_seen: HashMap<u16, u64> = HashMap::new();
     while !r.stop.load(Ordering::SeqCst) {
-        // A gathering round closes on time, not a tick late.
+        // A gathering round closes on time, not a tick late; so does an END go out.
         let next = r.server.lock().unwrap().next_timeout();
-        let w = tick::until(next, now(r.start).mono);
+        let mut w = tick::until(next, now(r.start).mono);
+        if let Some(end) = ends.iter().map(|e| e.at).min() {
+            let due = end.saturating_duration_since(Instant::now());
+            w = w.min(due.max(Duration::from_millis(1)));
+        }
         if w != wait && r.socket.set_read_timeout(Some(w)).is_ok() {
             wait = w;
         }
