@@ -127,13 +127,7 @@ fn a_flipped_data_bit_in_a_crashed_recording_costs_one_buffer() {
     record(&store, 100);
     // A crash: the last segment without its closing record; then one bit of its data flips.
     let last = indexes(&store).pop().unwrap();
-    let len = fs::metadata(&last).unwrap().len();
-    fs::OpenOptions::new()
-        .write(true)
-        .open(&last)
-        .unwrap()
-        .set_len(len - 41)
-        .unwrap();
+    fanout_store::craft::unclose(&last).unwrap();
     let data = last.with_extension("ts");
     flip(&data, 1316 * 3 + 100);
     let all = concat_ts(&store);
@@ -229,35 +223,12 @@ fn ended_cleanly(res: &Output) -> String {
     log
 }
 
-/// A store of one segment whose single buffer record names `size` bytes over a sparse file.
-fn crafted_big_buffer(dir: &Path, size: u32) {
-    fs::create_dir_all(dir).unwrap();
-    let header = SegmentHeader {
-        seq: 0,
-        data_kind: DataKind::Raw,
-        session: 1,
-        first_st: 0,
-    };
-    let mut index = header.encode().to_vec();
-    Record::Caps("application/octet-stream".into()).encode(&mut index, &mut Context::default());
-    let rec = BufferRecord {
-        size,
-        data_crc: 7,
-        ..Default::default()
-    };
-    Record::Buffer(rec).encode(&mut index, &mut Context::new(&header));
-    fs::write(dir.join("0000000000.idx"), &index).unwrap();
-    let data = fs::File::create(dir.join("0000000000.bin")).unwrap();
-    data.set_len(u64::from(size)).unwrap();
-    fs::write(dir.join(fanout_store::LOCK_FILE), b"").unwrap();
-}
-
 #[test]
 fn crafted_huge_buffers_over_sparse_files_are_skipped_not_allocated() {
     for size in [u32::MAX, fanout_store::MAX_BUFFER_SIZE] {
         let tmp = tempfile::tempdir().unwrap();
         let store = tmp.path().join("rec");
-        crafted_big_buffer(&store, size);
+        fanout_store::craft::huge_buffer_segment(&store, size).unwrap();
         let res = limited(&format!(
             "bitrate-player location={} ! fakesink",
             store.display()

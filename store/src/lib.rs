@@ -6,6 +6,7 @@
 //! nothing of GStreamer: the elements translate buffers and caps to and from
 //! the plain values used here.
 
+pub mod craft;
 mod format;
 mod reader;
 mod seek;
