@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, LazyLock, Mutex};
 
+use fanout_session::message::MAX_NAME_LEN;
 use fanout_session::seal::Sealer;
 
 use gst::glib;
@@ -78,7 +79,14 @@ pub mod imp {
             match pspec.name() {
                 "channel" => {
                     let name: Option<String> = value.get().unwrap();
-                    let name = name.filter(|n| !n.is_empty() && n.len() <= 64);
+                    if name.as_ref().is_some_and(|n| n.len() > MAX_NAME_LEN) {
+                        gst::warning!(
+                            super::super::imp::CAT,
+                            obj = self.obj(),
+                            "channel name {name:?} is longer than {MAX_NAME_LEN} bytes: the pad's number is its name"
+                        );
+                    }
+                    let name = name.filter(|n| !n.is_empty() && n.len() <= MAX_NAME_LEN);
                     *self.channel.lock().unwrap() = name;
                     if let Some(sink) = self
                         .obj()

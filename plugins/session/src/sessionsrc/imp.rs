@@ -10,6 +10,7 @@ use std::sync::{Arc, LazyLock, Mutex};
 use std::thread::JoinHandle;
 
 use fanout_session::client::{DEFAULT_JOIN_DURATION, DEFAULT_TIMEOUT};
+use fanout_session::message::{MAX_JOIN_CHANNELS, MAX_NAME_LEN, MAX_TOKEN_LEN};
 use fanout_session::{ClientConfig, Fallback, LostEntry, Stay};
 use gst::glib;
 use gst::prelude::*;
@@ -360,7 +361,24 @@ impl ObjectImpl for SessionSrc {
             }
             "port" => s.port = value.get().unwrap(),
             "channels" => {
-                s.channels = parse_list(&value.get::<Option<String>>().unwrap().unwrap_or_default())
+                let list = parse_list(&value.get::<Option<String>>().unwrap().unwrap_or_default());
+                // What the protocol cannot carry is said now, not found out as a refusal.
+                if list.len() > MAX_JOIN_CHANNELS {
+                    gst::warning!(
+                        CAT,
+                        imp = self,
+                        "{} channels asked for: a JOIN carries {MAX_JOIN_CHANNELS}, the rest are not joined",
+                        list.len()
+                    );
+                }
+                for long in list.iter().filter(|n| n.len() > MAX_NAME_LEN) {
+                    gst::warning!(
+                        CAT,
+                        imp = self,
+                        "channel name {long:?} is longer than {MAX_NAME_LEN} bytes: no server has it"
+                    );
+                }
+                s.channels = list;
             }
             "transport" => s.transport = value.get().unwrap(),
             "join-duration" => s.join_duration = value.get().unwrap(),
@@ -374,9 +392,9 @@ impl ObjectImpl for SessionSrc {
             "allow-unauthenticated" => s.allow_unauthenticated = value.get().unwrap(),
             "token" => {
                 let mut t = value.get::<Option<String>>().unwrap().unwrap_or_default();
-                if t.len() > 255 {
-                    gst::warning!(CAT, imp = self, "token cut to 255 bytes");
-                    let mut end = 255;
+                if t.len() > MAX_TOKEN_LEN {
+                    gst::warning!(CAT, imp = self, "token cut to {MAX_TOKEN_LEN} bytes");
+                    let mut end = MAX_TOKEN_LEN;
                     while !t.is_char_boundary(end) {
                         end -= 1;
                     }
