@@ -381,8 +381,15 @@ impl Client {
             }
             (_, Message::Channel { session, info }) if Some(session) == self.session => {
                 self.last_heard = now;
+                // A channel added since JOINED (this receiver asked for every channel): its key
+                // comes only in JOINED, so join again at once.
+                let keyed =
+                    self.security == Some(Security::None) || self.openers.contains_key(&info.index);
                 self.events
                     .push_back(ClientEvent::Changed { channel: info });
+                if !keyed && self.phase == Phase::Joined {
+                    self.handshake(now);
+                }
             }
             _ => self.stats.malformed += 1,
         }

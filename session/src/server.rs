@@ -212,6 +212,8 @@ pub struct JoinRequest {
     pub token: Vec<u8>,
     /// Channel indices.
     pub channels: Vec<u16>,
+    /// Every channel was asked for (a channel count of 0).
+    every: bool,
     nonce: u64,
     expires: u64,
 }
@@ -323,6 +325,8 @@ struct Client {
     id: u64,
     session: u64,
     channels: Vec<u16>,
+    /// It asked for every channel: one added later is its too.
+    every: bool,
     multicast: bool,
     expires: u64,
     bucket: Bucket,
@@ -452,11 +456,23 @@ impl Server {
                     Arc::new(Sealer::new(key))
                 });
                 self.channels.push(Channel {
-                    info,
+                    info: info.clone(),
                     sealer,
                     bucket: Bucket::full(&self.cfg, 0),
                     budget: Budget::full(&self.cfg),
                 });
+                // Receivers that asked for every channel before this one existed (an edge
+                // that has not joined its origin yet) take it too; CHANNEL tells them, and
+                // they join again for its key.
+                let mut added = false;
+                for c in self.clients.values_mut().filter(|c| c.every) {
+                    c.channels.push(index);
+                    added = true;
+                }
+                if added {
+                    self.generation += 1;
+                    self.tell_members(&info);
+                }
                 return;
             }
         }
@@ -691,6 +707,7 @@ impl Server {
             peer: from,
             multicast: false,
             token,
+            every: names.is_empty(),
             channels,
             nonce,
             expires: now.mono.saturating_add(duration.min(self.cfg.max_stay)),
@@ -746,6 +763,7 @@ impl Server {
                     id,
                     session,
                     channels: Vec::new(),
+                    every: false,
                     multicast: false,
                     expires: 0,
                     bucket: Bucket::full(&self.cfg, now.mono),
@@ -756,6 +774,7 @@ impl Server {
         }
         let client = self.clients.get_mut(&req.peer).unwrap();
         client.expires = req.expires;
+        client.every = req.every;
         // Channels removed since the request was checked are not joined.
         let known: Vec<u16> = req
             .channels

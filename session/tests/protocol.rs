@@ -1142,3 +1142,23 @@ fn a_join_after_the_eager_window_is_sent_four_times_then_hello_again() {
         ]
     );
 }
+
+#[test]
+fn a_receiver_asking_for_every_channel_gets_one_made_after_it_joined_with_its_key() {
+    // An edge that has not joined its origin yet: no channel at all.
+    let mut s = Server::new(ServerConfig::new(b"k".to_vec()));
+    let mut c = Client::new(config(&[], Stay::For(30 * S)), 0, 1);
+    exchange(0, &mut s, &mut c, addr(1), &yes);
+    assert_eq!(joined_channels(&mut c), Vec::<String>::new());
+    s.set_channel(0, "hd", "video/mpegts", None);
+    exchange(S, &mut s, &mut c, addr(1), &yes);
+    let id = s.clients().next().unwrap().0;
+    assert_eq!(s.channels_of(id), &[0]);
+    // It joined again for the key: the channel's sealed data opens.
+    let mut d = Vec::new();
+    s.sealer(0).unwrap().seal(0, b"late channel", false, &mut d);
+    assert_eq!(
+        c.handle_datagram(2 * S, &mut d).map(|d| d.payload.to_vec()),
+        Some(b"late channel".to_vec())
+    );
+}

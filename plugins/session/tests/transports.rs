@@ -769,6 +769,9 @@ fn an_edge_passes_the_origins_answers_to_the_receiver_that_asked_only() {
     ));
     edge.set_state(gst::State::Playing).unwrap();
     let edge_sink = edge.by_name("edge").unwrap();
+    // The edge has its channel once it joined the origin: receivers asking for every channel
+    // before that would get none.
+    assert!(wait_for(10 * SECOND, || edge_sink.num_sink_pads() == 1));
     let lossy = Rx::new(edge_port, "transport=udp", 0.2);
     let clean = Rx::new(edge_port, "transport=udp", 0.0);
     assert!(wait_for(10 * SECOND, || clients(&edge_sink) == 2));
@@ -796,5 +799,32 @@ fn an_edge_passes_the_origins_answers_to_the_receiver_that_asked_only() {
         packets[clean_i] + repairs[lossy_i] <= edge_in,
         "{packets:?} {repairs:?} of {edge_in}"
     );
+    edge.set_state(gst::State::Null).unwrap();
+}
+
+#[test]
+fn receivers_joined_to_an_edge_before_it_has_its_channel_get_every_byte() {
+    let (origin_port, edge_port) = (free_port(), free_port());
+    let edge = pipeline(&format!(
+        "session-src port={origin_port} ! session-sink name=edge port={edge_port}"
+    ));
+    edge.set_state(gst::State::Playing).unwrap();
+    let edge_sink = edge.by_name("edge").unwrap();
+    let rxs: Vec<Rx> = (0..2)
+        .map(|_| Rx::new(edge_port, "transport=udp", 0.0))
+        .collect();
+    // Joined, with no channel to take yet: the origin is not there.
+    assert!(wait_for(10 * SECOND, || clients(&edge_sink) == 2));
+    assert_eq!(edge_sink.num_sink_pads(), 0);
+    let feed = Feed::new(origin_port, "", "repair-percent=5", 500_000);
+    assert!(wait_for(10 * SECOND, || edge_sink.num_sink_pads() == 1));
+    assert!(wait_for(10 * SECOND, || receiver_stats(&edge_sink)
+        .iter()
+        .all(|r| r.get::<String>("channels").unwrap() == "0")));
+    std::thread::sleep(Duration::from_millis(300));
+    feed.run_when_joined(1);
+    for rx in &rxs {
+        assert!(rx.finish(30 * SECOND) == feed.data);
+    }
     edge.set_state(gst::State::Null).unwrap();
 }
