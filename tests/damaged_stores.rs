@@ -5,15 +5,12 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::os::unix::fs::FileExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
-use fanout_store::{
-    BufferRecord, Context, DataKind, Item, Record, RecordMeta, SegmentHeader, Writer, WriterConfig,
-};
+use fanout_store::{Context, Item, Record, RecordMeta, Writer, WriterConfig};
 use fanout_tests::{
     concat_ts, encoder, files_with_extension, gst_launch, play_to_file, run, text,
     wait_with_timeout,
@@ -51,14 +48,7 @@ fn through_offset_tee(dir: &Path, frames: u32) -> Output {
 }
 
 fn flip(path: &Path, at: u64) {
-    let f = fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .unwrap();
-    let mut b = [0u8];
-    f.read_exact_at(&mut b, at).unwrap();
-    f.write_all_at(&[b[0] ^ 0x10], at).unwrap();
+    fanout_store::craft::flip(path, at).unwrap();
 }
 
 fn indexes(dir: &Path) -> Vec<PathBuf> {
@@ -228,7 +218,7 @@ fn crafted_huge_buffers_over_sparse_files_are_skipped_not_allocated() {
     for size in [u32::MAX, fanout_store::MAX_BUFFER_SIZE] {
         let tmp = tempfile::tempdir().unwrap();
         let store = tmp.path().join("rec");
-        fanout_store::craft::huge_buffer_segment(&store, size).unwrap();
+        fanout_store::craft::huge_buffers_segment(&store, size, 1, false).unwrap();
         let res = limited(&format!(
             "bitrate-player location={} ! fakesink",
             store.display()
@@ -338,32 +328,8 @@ fn a_store_time_jump_neither_hangs_a_live_player_nor_empties_the_store() {
 fn buffers_with_one_real_byte_over_holes_cost_no_time_or_memory() {
     let tmp = tempfile::tempdir().unwrap();
     let store = tmp.path().join("rec");
-    fs::create_dir_all(&store).unwrap();
-    let size = fanout_store::MAX_BUFFER_SIZE;
-    let header = SegmentHeader {
-        seq: 0,
-        data_kind: DataKind::Raw,
-        session: 1,
-        first_st: 0,
-    };
-    let mut index = header.encode().to_vec();
-    Record::Caps("application/octet-stream".into()).encode(&mut index, &mut Context::default());
-    let mut ctx = Context::new(&header);
-    let data = fs::File::create(store.join("0000000000.bin")).unwrap();
-    for i in 0..40u64 {
-        let rec = BufferRecord {
-            st: i * 40_000_000,
-            offset: i * u64::from(size),
-            size,
-            data_crc: 7,
-            ..Default::default()
-        };
-        Record::Buffer(rec).encode(&mut index, &mut ctx);
-        data.write_all_at(b"x", i * u64::from(size)).unwrap();
-    }
-    data.set_len(40 * u64::from(size)).unwrap();
-    fs::write(store.join("0000000000.idx"), &index).unwrap();
-    fs::write(store.join(fanout_store::LOCK_FILE), b"").unwrap();
+    fanout_store::craft::huge_buffers_segment(&store, fanout_store::MAX_BUFFER_SIZE, 40, true)
+        .unwrap();
     let started = std::time::Instant::now();
     let res = limited(&format!(
         "bitrate-player location={} is-live=false ! fakesink",

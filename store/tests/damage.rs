@@ -4,20 +4,12 @@
 mod common;
 
 use std::fs;
-use std::os::unix::fs::FileExt;
 
 use common::*;
 use fanout_store::{Reader, Writer, WriterConfig};
 
 fn flip(path: &std::path::Path, at: u64) {
-    let f = fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .unwrap();
-    let mut b = [0u8];
-    f.read_exact_at(&mut b, at).unwrap();
-    f.write_all_at(&[b[0] ^ 0x10], at).unwrap();
+    fanout_store::craft::flip(path, at).unwrap();
 }
 
 /// 40 buffers in 4 closed segments of 10.
@@ -233,7 +225,7 @@ fn fifos_devices_and_links_out_of_the_store_are_refused_at_open() {
 fn a_crafted_huge_buffer_over_a_sparse_file_is_skipped_without_allocating_it() {
     for size in [u32::MAX, fanout_store::MAX_BUFFER_SIZE] {
         let dir = tempfile::tempdir().unwrap();
-        fanout_store::craft::huge_buffer_segment(dir.path(), size).unwrap();
+        fanout_store::craft::huge_buffers_segment(dir.path(), size, 1, false).unwrap();
         let mut r = Reader::open(dir.path()).unwrap();
         let (entries, _) = read_all(&mut r);
         assert_eq!(buffers(&entries), Vec::<u64>::new(), "{size}");
