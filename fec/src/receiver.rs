@@ -1212,6 +1212,10 @@ impl Receiver {
 }
 
 #[cfg(test)]
+#[path = "receiver_test_streams.rs"]
+mod test_streams;
+
+#[cfg(test)]
 #[path = "receiver_forged_tests.rs"]
 mod forged_tests;
 

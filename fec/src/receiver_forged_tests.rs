@@ -5,9 +5,7 @@ use crate::block::put_piece_header;
 use crate::packet::{write_symbol, FLAG_REPAIR};
 use crate::{Sender, SenderConfig};
 
-const MS: u64 = 1_000_000;
-/// One block every 100 ms, as `fec-payloader`'s default `max-block-time` makes them.
-const BLOCK_TIME: u64 = 100 * MS;
+use super::test_streams::{blocks_of, BLOCK_TIME, MS};
 
 /// `n` buffers, one block each: the packets of each block (descriptions included) and the
 /// buffers themselves.
@@ -20,22 +18,7 @@ fn stream(codec: Codec, n: u64) -> (Vec<Vec<Vec<u8>>>, Vec<Vec<u8>>) {
     sender
         .set_stream("application/x-test".into(), true)
         .unwrap();
-    let mut blocks = Vec::new();
-    let mut input = Vec::new();
-    for i in 0..n {
-        let data: Vec<u8> = (0..3000 + i * 7).map(|b| (b * 31 + i) as u8).collect();
-        let meta = BufferMeta {
-            pts: Some(i * BLOCK_TIME),
-            duration: Some(BLOCK_TIME),
-            ..BufferMeta::default()
-        };
-        let mut packets = Vec::new();
-        sender.push_buffer(&meta, &data, &mut packets);
-        sender.flush(&mut packets);
-        blocks.push(packets);
-        input.push(data);
-    }
-    (blocks, input)
+    blocks_of(sender, n, 0)
 }
 
 fn header(p: &[u8]) -> Option<SymbolHeader> {

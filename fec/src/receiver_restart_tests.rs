@@ -6,33 +6,14 @@ use super::*;
 use crate::packet::write_symbol;
 use crate::{Sender, SenderConfig};
 
-const MS: u64 = 1_000_000;
-/// One block every 100 ms, as `fec-payloader`'s default `max-block-time` makes them.
-const BLOCK_TIME: u64 = 100 * MS;
+use super::test_streams::{blocks_of, BLOCK_TIME, MS};
 
 /// A run of a sender: `n` buffers of one block each (packets per block) and the buffers.
 fn run_of(stream: u64, caps: &str, n: u64, seed: u64) -> (Vec<Vec<Vec<u8>>>, Vec<Vec<u8>>) {
     let mut sender = Sender::new(SenderConfig::default()).unwrap();
     sender.set_stream_id(stream);
     sender.set_stream(caps.into(), true).unwrap();
-    let mut blocks = Vec::new();
-    let mut input = Vec::new();
-    for i in 0..n {
-        let data: Vec<u8> = (0..3000 + i * 7)
-            .map(|b| (b * 31 + i + seed) as u8)
-            .collect();
-        let meta = BufferMeta {
-            pts: Some(i * BLOCK_TIME),
-            duration: Some(BLOCK_TIME),
-            ..BufferMeta::default()
-        };
-        let mut packets = Vec::new();
-        sender.push_buffer(&meta, &data, &mut packets);
-        sender.flush(&mut packets);
-        blocks.push(packets);
-        input.push(data);
-    }
-    (blocks, input)
+    blocks_of(sender, n, seed)
 }
 
 /// What came out: (bytes, discont) of each buffer, in order.
