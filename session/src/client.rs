@@ -377,6 +377,8 @@ impl Client {
             }
             (_, Message::End { session, channel }) if Some(session) == self.session => {
                 self.last_heard = now;
+                // Its key goes with it: a channel made again under this number has another.
+                self.openers.remove(&channel);
                 self.events.push_back(ClientEvent::Ended { channel });
             }
             (_, Message::Channel { session, info }) if Some(session) == self.session => {

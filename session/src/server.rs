@@ -503,7 +503,10 @@ impl Server {
         }
     }
 
+    /// Removes a channel; its receivers get END (and drop its key: a channel made again
+    /// under the same number has a new one).
     pub fn remove_channel(&mut self, index: u16) {
+        self.end_channel(index);
         self.channels.retain(|c| c.info.index != index);
         for c in self.clients.values_mut() {
             c.channels.retain(|&i| i != index);

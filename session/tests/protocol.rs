@@ -1162,3 +1162,20 @@ fn a_receiver_asking_for_every_channel_gets_one_made_after_it_joined_with_its_ke
         Some(b"late channel".to_vec())
     );
 }
+
+#[test]
+fn a_channel_made_again_under_its_number_reaches_receivers_with_its_new_key() {
+    let mut s = server();
+    let mut c = Client::new(config(&[], Stay::For(30 * S)), 0, 1);
+    exchange(0, &mut s, &mut c, addr(1), &yes);
+    s.remove_channel(0);
+    exchange(S, &mut s, &mut c, addr(1), &yes);
+    s.set_channel(0, "hd", "", None);
+    exchange(2 * S, &mut s, &mut c, addr(1), &yes);
+    let mut d = Vec::new();
+    s.sealer(0).unwrap().seal(0, b"again", false, &mut d);
+    assert_eq!(
+        c.handle_datagram(3 * S, &mut d).map(|d| d.payload.to_vec()),
+        Some(b"again".to_vec())
+    );
+}

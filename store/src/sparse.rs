@@ -33,8 +33,10 @@ fn combine(a: u32, b: u32, len_b: u64) -> u32 {
 /// Where the next data (`whence` = `SEEK_DATA`) or hole (`SEEK_HOLE`) at or after `at`
 /// begins, at most `end`. A file system that cannot say reports all data, no hole.
 fn seek(f: &File, at: u64, end: u64, whence: libc::c_int) -> u64 {
+    // Where the file system cannot say, everything is data: read, never assumed zeros.
+    let unknown = if whence == libc::SEEK_DATA { at } else { end };
     let Ok(off) = libc::off_t::try_from(at) else {
-        return end;
+        return unknown;
     };
     // SAFETY: a plain syscall on a descriptor we own; data is read with pread, so moving the
     // file offset changes nothing.
@@ -42,8 +44,8 @@ fn seek(f: &File, at: u64, end: u64, whence: libc::c_int) -> u64 {
     match u64::try_from(r) {
         Ok(r) => r.min(end),
         // ENXIO for SEEK_DATA: nothing but hole up to the end of the file.
-        Err(_) if whence == libc::SEEK_DATA => end,
-        Err(_) => end,
+        Err(_) if io::Error::last_os_error().raw_os_error() == Some(libc::ENXIO) => end,
+        Err(_) => unknown,
     }
 }
 
@@ -54,6 +56,10 @@ pub fn has_hole(f: &File, start: u64, end: u64) -> bool {
 
 /// CRC-32C of bytes `start..end` of `f`: holes computed, data read in bounded chunks.
 pub fn range_crc(f: &File, start: u64, end: u64, buf: &mut Vec<u8>) -> io::Result<u32> {
+    // Past the end of the file there is nothing, not zeros.
+    if end > f.metadata()?.len() {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
     let mut crc = 0;
     let mut at = start;
     while at < end {

@@ -8,6 +8,7 @@ use std::collections::{HashMap, VecDeque};
 use std::str::FromStr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use fanout_session::ChannelInfo;
 use gst::glib;
@@ -33,9 +34,18 @@ struct ChannelPad {
     packets: u64,
     bytes: u64,
     /// Repairs asked for by receivers downstream (an edge's session-sink), per (flow,
-    /// block): who asked, and how many symbols each is still owed.
-    answers: HashMap<(u32, u64), VecDeque<(glib::SendValue, u32)>>,
+    /// block): who asked, how many symbols each is still owed, until when.
+    answers: HashMap<(u32, u64), VecDeque<Owed>>,
 }
+
+struct Owed {
+    to: glib::SendValue,
+    left: u32,
+    until: Instant,
+}
+
+/// An ask the origin answered only in part is forgotten after this: about a repair round.
+const OWED_FOR: Duration = Duration::from_secs(1);
 
 /// Blocks with repairs awaited at once, at most: an edge's receivers ask for a few at a time.
 const MAX_AWAITED: usize = 4096;
@@ -50,16 +60,19 @@ impl ChannelPad {
         };
         let key = (header.flow, header.block);
         let waiting = self.answers.get_mut(&key)?;
-        let (dest, left) = waiting.front_mut()?;
-        let dest = dest.clone();
-        *left = left.saturating_sub(1);
-        if *left == 0 {
-            waiting.pop_front();
+        let now = Instant::now();
+        waiting.retain(|o| o.until > now);
+        // In turn: an origin that grants less than asked shares it among the askers.
+        let mut owed = waiting.pop_front()?;
+        let to = owed.to.clone();
+        owed.left = owed.left.saturating_sub(1);
+        if owed.left > 0 {
+            waiting.push_back(owed);
         }
         if waiting.is_empty() {
             self.answers.remove(&key);
         }
-        Some(dest)
+        Some(to)
     }
 }
 
@@ -104,10 +117,12 @@ impl Channels {
             // Answers long owed never come: start again rather than grow.
             c.answers.clear();
         }
-        c.answers
-            .entry((flow, block))
-            .or_default()
-            .push_back((destination, count));
+        c.answers.entry((flow, block)).or_default().push_back(Owed {
+            to: destination,
+            // What the LOST passed on can ask for at most.
+            left: count.min(u32::from(u16::MAX)),
+            until: Instant::now() + OWED_FOR,
+        });
     }
 
     fn of(&mut self, number: usize, index: u16) -> Option<&mut ChannelPad> {
