@@ -456,16 +456,7 @@ impl Receiver {
             self.stats.lost_bytes,
             self.stats.partial_buffers_dropped,
         );
-        let far: Vec<u64> = self
-            .blocks
-            .iter()
-            .filter(|(_, b)| b.born_far)
-            .map(|(&n, _)| n)
-            .collect();
-        for n in far {
-            self.drop_stale_far(n, u64::MAX);
-        }
-        self.drain(u64::MAX, out);
+        self.end_of_stream(out);
         let resume = self.last_end;
         let since = self.ahead.last();
         let stash = std::mem::take(&mut self.stash);
@@ -518,17 +509,9 @@ impl Receiver {
         });
     }
 
-    /// Gives up on blocks whose time is up; call when [`Self::deadline`] passes.
-    pub fn handle_timeout(&mut self, now: u64, out: &mut Vec<Output>) {
-        self.drain(now, out);
-    }
-
-    /// End of stream: gives out everything decoded, in order, and declares the rest lost.
-    pub fn finish(&mut self, out: &mut Vec<Output>) {
-        if self.description.is_none() {
-            return;
-        }
-        // Blocks first seen far ahead that the stream never reached were not its.
+    /// The stream ends: everything decoded goes out in order, the rest is given up. Blocks
+    /// first seen far ahead that the stream never reached were not its.
+    fn end_of_stream(&mut self, out: &mut Vec<Output>) {
         let far: Vec<u64> = self
             .blocks
             .iter()
@@ -539,6 +522,19 @@ impl Receiver {
             self.drop_stale_far(n, u64::MAX);
         }
         self.drain(u64::MAX, out);
+    }
+
+    /// Gives up on blocks whose time is up; call when [`Self::deadline`] passes.
+    pub fn handle_timeout(&mut self, now: u64, out: &mut Vec<Output>) {
+        self.drain(now, out);
+    }
+
+    /// End of stream: gives out everything decoded, in order, and declares the rest lost.
+    pub fn finish(&mut self, out: &mut Vec<Output>) {
+        if self.description.is_none() {
+            return;
+        }
+        self.end_of_stream(out);
         if self.partial.take().is_some() {
             self.stats.partial_buffers_dropped += 1;
         }

@@ -5,7 +5,7 @@ use crate::block::put_piece_header;
 use crate::packet::{write_symbol, FLAG_REPAIR};
 use crate::{Sender, SenderConfig};
 
-use super::test_streams::{blocks_of, BLOCK_TIME, MS};
+use super::test_streams::{blocks_of, moved, BLOCK_TIME, MS};
 
 /// `n` buffers, one block each: the packets of each block (descriptions included) and the
 /// buffers themselves.
@@ -26,17 +26,6 @@ fn header(p: &[u8]) -> Option<SymbolHeader> {
         Ok(Packet::Symbol { header, .. }) => Some(header),
         _ => None,
     }
-}
-
-/// A genuine symbol packet moved to another block number (valid checksum).
-fn moved(p: &[u8], block: u64) -> Vec<u8> {
-    let Ok(Packet::Symbol { mut header, data }) = packet::parse(p) else {
-        panic!("not a symbol");
-    };
-    header.block = block;
-    let mut out = Vec::new();
-    write_symbol(&mut out, &header, data);
-    out
 }
 
 /// A forged block of one symbol, `codec` and K = 1, whose content parses: one buffer "EVIL".

@@ -3,10 +3,9 @@
 //! one left behind counted and said; a forged description of a new stream changes nothing.
 
 use super::*;
-use crate::packet::write_symbol;
 use crate::{Sender, SenderConfig};
 
-use super::test_streams::{blocks_of, BLOCK_TIME, MS};
+use super::test_streams::{blocks_of, moved, BLOCK_TIME, MS};
 
 /// A run of a sender: `n` buffers of one block each (packets per block) and the buffers.
 fn run_of(stream: u64, caps: &str, n: u64, seed: u64) -> (Vec<Vec<Vec<u8>>>, Vec<Vec<u8>>) {
@@ -171,17 +170,6 @@ fn header_block(p: &[u8]) -> u64 {
         Ok(Packet::Symbol { header, .. }) => header.block,
         other => panic!("{other:?}"),
     }
-}
-
-/// A genuine symbol packet moved to another block number (valid checksum).
-fn moved(p: &[u8], block: u64) -> Vec<u8> {
-    let Ok(Packet::Symbol { mut header, data }) = packet::parse(p) else {
-        panic!("not a symbol");
-    };
-    header.block = block;
-    let mut out = Vec::new();
-    write_symbol(&mut out, &header, data);
-    out
 }
 
 #[test]

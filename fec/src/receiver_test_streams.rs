@@ -1,5 +1,6 @@
 //! Streams for the receiver's tests: what a sender makes of a run of buffers.
 
+use crate::packet::{self, write_symbol, Packet};
 use crate::{BufferMeta, Sender};
 
 pub const MS: u64 = 1_000_000;
@@ -27,4 +28,15 @@ pub fn blocks_of(mut sender: Sender, n: u64, seed: u64) -> (Vec<Vec<Vec<u8>>>, V
         input.push(data);
     }
     (blocks, input)
+}
+
+/// A genuine symbol packet moved to another block number (valid checksum).
+pub fn moved(p: &[u8], block: u64) -> Vec<u8> {
+    let Ok(Packet::Symbol { mut header, data }) = packet::parse(p) else {
+        panic!("not a symbol");
+    };
+    header.block = block;
+    let mut out = Vec::new();
+    write_symbol(&mut out, &header, data);
+    out
 }

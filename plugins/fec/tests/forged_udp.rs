@@ -59,18 +59,6 @@ fn description(flow: u32, caps: &str, version: u32) -> Vec<Vec<u8>> {
     .packets(flow, version)
 }
 
-/// The receiver on a port of its own, writing what it rebuilds to `received`.
-fn receiver(received: &Path) -> (gst::Pipeline, u16) {
-    let receiver = pipeline(&format!(
-        "udpsrc port=0 name=src caps=application/x-fanout-fec buffer-size=4194304 \
-         ! fec-depayloader name=depay ! filesink location={} async=false",
-        received.display()
-    ));
-    receiver.set_state(gst::State::Playing).unwrap();
-    let port = receiver.by_name("src").unwrap().property::<i32>("port");
-    (receiver, u16::try_from(port).unwrap())
-}
-
 /// Sends `frames` frames of live H.264 in MPEG-TS (also written to `sent`) to `port`.
 fn sender(sent: &Path, port: u16, frames: u32) -> gst::Pipeline {
     run(&format!(
@@ -147,7 +135,7 @@ fn forger(port: u16, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
 fn forged_datagrams_cost_the_honest_stream_nothing_and_are_said_once() {
     let tmp = tempfile::tempdir().unwrap();
     let (sent, received) = (tmp.path().join("sent.ts"), tmp.path().join("received.ts"));
-    let (receiver, port) = receiver(&received);
+    let (receiver, port) = udp_receiver(&received);
     let stop = Arc::new(AtomicBool::new(false));
     let forging = forger(port, stop.clone());
     // Eight seconds: longer than the five an attack takes to be said.
@@ -185,7 +173,7 @@ fn forged_datagrams_cost_the_honest_stream_nothing_and_are_said_once() {
 fn flow_minus_one_follows_the_stream_not_a_forged_first_flow() {
     let tmp = tempfile::tempdir().unwrap();
     let (sent, received) = (tmp.path().join("sent.ts"), tmp.path().join("received.ts"));
-    let (receiver, port) = receiver(&received);
+    let (receiver, port) = udp_receiver(&received);
     // A forged flow arrives first, and keeps coming at a packet a block.
     let stop = Arc::new(AtomicBool::new(false));
     let forging = {

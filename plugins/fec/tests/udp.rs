@@ -12,13 +12,7 @@ use gst::prelude::*;
 fn a_live_stream_crosses_udp_and_is_rebuilt_exactly() {
     let tmp = tempfile::tempdir().unwrap();
     let (sent, received) = (tmp.path().join("sent.ts"), tmp.path().join("received.ts"));
-    let receiver = pipeline(&format!(
-        "udpsrc port=0 name=src caps=application/x-fanout-fec buffer-size=4194304 \
-         ! fec-depayloader name=depay ! filesink location={} async=false",
-        received.display()
-    ));
-    receiver.set_state(gst::State::Playing).unwrap();
-    let port = receiver.by_name("src").unwrap().property::<i32>("port");
+    let (receiver, port) = udp_receiver(&received);
     assert!(port > 0);
 
     // The sender joins a receiver that is already there; it could as well join late.

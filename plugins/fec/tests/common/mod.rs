@@ -144,3 +144,15 @@ pub fn assert_same_file(a: &Path, b: &Path) {
 }
 
 pub const SECOND: Duration = Duration::from_secs(1);
+
+/// The receiver on a port of its own, writing what it rebuilds to `received`.
+pub fn udp_receiver(received: &Path) -> (gst::Pipeline, u16) {
+    let receiver = pipeline(&format!(
+        "udpsrc port=0 name=src caps=application/x-fanout-fec buffer-size=4194304 \
+         ! fec-depayloader name=depay ! filesink location={} async=false",
+        received.display()
+    ));
+    receiver.set_state(gst::State::Playing).unwrap();
+    let port = receiver.by_name("src").unwrap().property::<i32>("port");
+    (receiver, u16::try_from(port).unwrap())
+}
