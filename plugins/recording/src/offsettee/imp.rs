@@ -5,27 +5,21 @@
 //! recent buffers also stay in a small in-memory window. Each output is a source pad with a
 //! task of its own (see `output.rs`), so no output ever holds up the input or another.
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Condvar, LazyLock, Mutex};
+use std::sync::{Arc, Condvar, LazyLock, Mutex};
 
+use fanout_element_kit::pads;
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 
 use super::eos::EosMode;
-use super::input::Anchor;
-pub use super::input::{Held, Input};
+use super::input::{window_record, Anchor, Held, Input};
+use super::output::InputView;
 use super::pad::OffsetTeeSrcPad;
+use super::CAT;
 use crate::recording::{self, Blurbs, Msg, Recording, RecordingSettings};
-
-pub static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
-    gst::DebugCategory::new(
-        "offset-tee",
-        gst::DebugColorFlags::empty(),
-        Some("fanout tee whose outputs each run their own offset behind the input"),
-    )
-});
 
 /// The store keeps the largest offset plus this much, when no retention is set.
 const RETENTION_MARGIN: u64 = 10_000_000_000;
@@ -49,16 +43,16 @@ impl Default for Settings {
 
 /// The store in use: `location`, or a private directory removed on stop.
 struct Store {
-    dir: PathBuf,
+    dir: Arc<Path>,
     _private: Option<tempfile::TempDir>,
 }
 
 pub struct OffsetTee {
-    pub(super) sinkpad: gst::Pad,
+    sinkpad: gst::Pad,
     settings: Mutex<Settings>,
-    pub(super) input: Mutex<Input>,
+    input: Mutex<Input>,
     /// Wakes the outputs when input arrives.
-    pub(super) data: Condvar,
+    data: Condvar,
     recording: Mutex<Option<Recording>>,
     store: Mutex<Option<Store>>,
     segment: Mutex<gst::FormattedSegment<gst::ClockTime>>,
@@ -67,20 +61,28 @@ pub struct OffsetTee {
 }
 
 impl OffsetTee {
-    pub(super) fn location(&self) -> Option<PathBuf> {
-        self.store.lock().unwrap().as_ref().map(|s| s.dir.clone())
-    }
-
-    pub(super) fn sync(&self) -> bool {
-        self.settings.lock().unwrap().sync
-    }
-
-    pub(super) fn eos_mode(&self) -> EosMode {
+    fn eos_mode(&self) -> EosMode {
         self.settings.lock().unwrap().eos_mode
     }
 
-    pub(super) fn stopping(&self) -> bool {
-        self.stopping.load(Ordering::SeqCst)
+    /// One step of `pad`'s task, on what the element holds now.
+    fn output_step(&self, pad: &OffsetTeeSrcPad) {
+        let (sync, eos_mode) = {
+            let s = self.settings.lock().unwrap();
+            (s.sync, s.eos_mode)
+        };
+        let obj = self.obj();
+        let view = InputView {
+            element: obj.upcast_ref(),
+            sinkpad: &self.sinkpad,
+            input: &self.input,
+            data: &self.data,
+            location: self.store.lock().unwrap().as_ref().map(|s| s.dir.clone()),
+            sync,
+            eos_mode,
+            stopping: &self.stopping,
+        };
+        view.output_step(pad);
     }
 
     fn src_pads(&self) -> Vec<OffsetTeeSrcPad> {
@@ -117,7 +119,7 @@ impl OffsetTee {
         }
         let held = Held {
             buffer,
-            rec: super::output::window_record(st, &meta, size),
+            rec: window_record(st, &meta, size),
             position,
             caps: input.caps.clone(),
         };
@@ -155,7 +157,7 @@ impl OffsetTee {
                 if e.structure()
                     .is_some_and(|s| s.name() == crate::OFFSETS_EVENT) =>
             {
-                self.set_offsets(e.structure().unwrap());
+                super::offsets::apply(self.obj().upcast_ref(), e.structure().unwrap());
                 true
             }
             EventView::Eos(_) => {
@@ -239,7 +241,7 @@ impl OffsetTee {
     }
 
     /// An output's offset changed (or an output came or went): retention follows.
-    pub(super) fn offsets_changed(&self) {
+    fn offsets_changed(&self) {
         let (max_size_time, max_size_bytes) = self.retention();
         self.send(Msg::Retention {
             max_size_time,
@@ -251,7 +253,7 @@ impl OffsetTee {
         let settings = self.settings.lock().unwrap().recording.clone();
         let store = match settings.location.clone() {
             Some(dir) => Store {
-                dir,
+                dir: dir.into(),
                 _private: None,
             },
             None => {
@@ -265,13 +267,13 @@ impl OffsetTee {
                         )
                     })?;
                 Store {
-                    dir: private.path().to_owned(),
+                    dir: private.path().into(),
                     _private: Some(private),
                 }
             }
         };
         let (max_size_time, max_size_bytes) = self.retention();
-        let mut config = settings.config(store.dir.clone(), max_size_time, max_size_bytes);
+        let mut config = settings.config(store.dir.to_path_buf(), max_size_time, max_size_bytes);
         // Its own retention never eats a recording it was pointed at.
         config.store.keep_existing = settings.max_size_time == 0 && settings.max_size_bytes == 0;
         let recording = Recording::start(self.obj().upcast_ref(), *CAT, &config)?;
@@ -461,23 +463,15 @@ impl GstObjectImpl for OffsetTee {}
 /// `offset-tee name=t src_1::offset=3600000000000`.
 impl ChildProxyImpl for OffsetTee {
     fn child_by_index(&self, index: u32) -> Option<glib::Object> {
-        self.obj()
-            .src_pads()
-            .into_iter()
-            .nth(index as usize)
-            .map(|p| p.upcast())
+        pads::child_by_index(self.obj().upcast_ref(), gst::PadDirection::Src, index)
     }
 
     fn children_count(&self) -> u32 {
-        self.obj().num_src_pads() as u32
+        pads::children_count(self.obj().upcast_ref(), gst::PadDirection::Src)
     }
 
     fn child_by_name(&self, name: &str) -> Option<glib::Object> {
-        let obj = self.obj();
-        // Asked for before it exists (gst-launch sets pad properties first): requested now.
-        obj.static_pad(name)
-            .or_else(|| obj.request_pad_simple(name))
-            .map(|p| p.upcast())
+        pads::child_by_name(self.obj().upcast_ref(), name)
     }
 }
 
@@ -526,23 +520,22 @@ impl ElementImpl for OffsetTee {
         _caps: Option<&gst::Caps>,
     ) -> Option<gst::Pad> {
         let obj = self.obj();
-        let name = match name {
-            Some(n) => n.to_owned(),
-            None => (0..)
-                .map(|i| format!("src_{i}"))
-                .find(|n| obj.static_pad(n).is_none())
-                .unwrap(),
-        };
+        let (name, _) = pads::request_name(obj.upcast_ref(), "src_", name, u32::MAX)?;
         let pad = gst::PadBuilder::<OffsetTeeSrcPad>::from_template(templ)
             .name(name.as_str())
             .build();
+        // Retention follows the offsets.
+        let tee = obj.downgrade();
+        pad.connect_notify(Some("offset"), move |_, _| {
+            if let Some(tee) = tee.upgrade() {
+                tee.imp().offsets_changed();
+            }
+        });
+        if !pads::add_requested(obj.upcast_ref(), &pad) {
+            return None;
+        }
         let running =
             obj.current_state() >= gst::State::Paused || obj.pending_state() >= gst::State::Paused;
-        if running {
-            let _ = pad.set_active(true);
-        }
-        obj.add_pad(&pad).ok()?;
-        obj.child_added(&pad, &name);
         if running && self.recording.lock().unwrap().is_some() {
             pad.imp().output.lock().unwrap().late_join =
                 self.input.lock().unwrap().anchor.is_some();
@@ -556,9 +549,7 @@ impl ElementImpl for OffsetTee {
         if let Some(p) = pad.downcast_ref::<OffsetTeeSrcPad>() {
             self.stop_output(p);
         }
-        let _ = pad.set_active(false);
-        let _ = self.obj().remove_pad(pad);
-        self.obj().child_removed(pad, &pad.name());
+        pads::remove_requested(self.obj().upcast_ref(), pad);
         self.offsets_changed();
     }
 

@@ -5,9 +5,8 @@
 
 use std::sync::Arc;
 
-use fanout_store::BufferRecord;
-
 use fanout_store::window::{Limits, Position, Positions, Window};
+use fanout_store::BufferRecord;
 
 /// What the in-memory window holds at most: outputs further behind read the store.
 const WINDOW: Limits = Limits {
@@ -94,5 +93,20 @@ impl Default for Input {
             last_st: None,
             stored_before: false,
         }
+    }
+}
+
+/// The store record of a buffer held in the window.
+pub fn window_record(st: u64, meta: &fanout_store::RecordMeta, size: usize) -> BufferRecord {
+    BufferRecord {
+        st,
+        pts: meta.pts,
+        dts: meta.dts,
+        duration: meta.duration,
+        arrival: meta.arrival,
+        offset: 0,
+        size: u32::try_from(size).unwrap_or(u32::MAX),
+        flags: meta.flags,
+        data_crc: 0,
     }
 }

@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: MPL-2.0
 
+use std::sync::LazyLock;
+
 use gst::glib;
 use gst::prelude::*;
 
@@ -12,6 +14,14 @@ mod pad;
 
 pub use eos::EosMode;
 pub use pad::OffsetTeeSrcPad;
+
+static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "offset-tee",
+        gst::DebugColorFlags::empty(),
+        Some("fanout tee whose outputs each run their own offset behind the input"),
+    )
+});
 
 glib::wrapper! {
     pub struct OffsetTee(ObjectSubclass<imp::OffsetTee>) @extends gst::Element, gst::Object, @implements gst::ChildProxy;

@@ -4,19 +4,21 @@
 //! the input received it, from the in-memory window while the output keeps up, from the store
 //! once it is behind. Timestamps are placed by the player's [`Playout`].
 
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use fanout_store::{BufferRecord, Entry, Next, Reader};
+use fanout_store::window::{Position, Positions};
+use fanout_store::{Entry, Next, Reader};
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 
 use super::eos::EosMode;
-use super::imp::{Held, OffsetTee, CAT};
+use super::input::{Held, Input};
 use super::pad::OffsetTeeSrcPad;
+use super::CAT;
 use crate::playout::{Playout, MAX_TIME};
-use fanout_store::window::{Position, Positions};
 
 /// How long a task waits for new input before looking again (a change of offset, a flush
 /// and new input all wake it earlier).
@@ -91,10 +93,45 @@ enum Step {
     End,
 }
 
-impl OffsetTee {
+/// What an output's task sees of its element: the input side (window, anchor, end), the
+/// store's directory, the element's settings of the moment, and the pipeline clock. Made by
+/// the element for each step; the output never calls back into it.
+pub struct InputView<'a> {
+    pub element: &'a gst::Element,
+    pub sinkpad: &'a gst::Pad,
+    pub input: &'a Mutex<Input>,
+    /// Notified when input arrives or ends.
+    pub data: &'a Condvar,
+    pub location: Option<Arc<Path>>,
+    pub sync: bool,
+    pub eos_mode: EosMode,
+    pub stopping: &'a AtomicBool,
+}
+
+impl InputView<'_> {
+    fn location(&self) -> Option<Arc<Path>> {
+        self.location.clone()
+    }
+
+    fn eos_mode(&self) -> EosMode {
+        self.eos_mode
+    }
+
+    fn sync(&self) -> bool {
+        self.sync
+    }
+
+    fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
+    fn obj(&self) -> &gst::Element {
+        self.element
+    }
+
     /// One step of `pad`'s task: places the output if it must, then delivers one buffer at its
     /// time, or waits a little for input.
-    pub(super) fn output_step(&self, pad: &OffsetTeeSrcPad) {
+    pub fn output_step(&self, pad: &OffsetTeeSrcPad) {
         let p = pad.imp();
         let mut out = p.output.lock().unwrap();
         if !out.stream_started {
@@ -130,7 +167,7 @@ impl OffsetTee {
             }
             Ok(step) => step,
             Err(e) => {
-                gst::element_imp_error!(self, gst::ResourceError::Read, ("{}", e));
+                gst::element_error!(self.element, gst::ResourceError::Read, ("{}", e));
                 let _ = pad.pause_task();
                 return;
             }
@@ -181,7 +218,7 @@ impl OffsetTee {
         match upstream {
             Some(id) => format!("{id}/{}", pad.name()),
             None => pad
-                .create_stream_id(&*self.obj(), Some(pad.name().as_str()))
+                .create_stream_id(self.obj(), Some(pad.name().as_str()))
                 .to_string(),
         }
     }
@@ -247,8 +284,8 @@ impl OffsetTee {
                     let short = i128::from(landed) - wanted;
                     if short > 0 && existed && !out.warned_too_far {
                         out.warned_too_far = true;
-                        gst::element_imp_warning!(
-                            self,
+                        gst::element_warning!(
+                            self.element,
                             gst::ResourceError::Read,
                             ("{}: offset {} ns reaches further back than what is stored; starting at the oldest stored data", pad.name(), offset),
                             ["The store begins {} ns after the position asked for", short]
@@ -334,7 +371,7 @@ impl OffsetTee {
             if let Some((reader, _)) = self.open_reader(from.saturating_sub(1))? {
                 gst::debug!(
                     CAT,
-                    imp = self,
+                    obj = self.element,
                     "an output fell behind the window: reading the store"
                 );
                 out.reader = Some(reader);
@@ -373,7 +410,7 @@ impl OffsetTee {
                         reader.read_data(&rec, &mut map)?
                     };
                     for w in reader.take_warnings() {
-                        gst::warning!(CAT, imp = self, "{w}");
+                        gst::warning!(CAT, obj = self.element, "{w}");
                     }
                     if !intact {
                         out.discont = true;
@@ -389,7 +426,7 @@ impl OffsetTee {
                 Next::Pending => {
                     gst::log!(
                         CAT,
-                        imp = self,
+                        obj = self.element,
                         "store: nothing more yet after {:?}",
                         out.cursor
                     );
@@ -398,7 +435,11 @@ impl OffsetTee {
                     if let Cursor::After(p) = out.cursor {
                         if input.window.after(p).is_some() {
                             drop(input);
-                            gst::debug!(CAT, imp = self, "an output caught up: back to the window");
+                            gst::debug!(
+                                CAT,
+                                obj = self.element,
+                                "an output caught up: back to the window"
+                            );
                             out.reader = None;
                             return self.next_item(out);
                         }
@@ -406,7 +447,7 @@ impl OffsetTee {
                     return Ok(if input.ended { Step::End } else { Step::Wait });
                 }
                 Next::End => {
-                    gst::debug!(CAT, imp = self, "store: end after {:?}", out.cursor);
+                    gst::debug!(CAT, obj = self.element, "store: end after {:?}", out.cursor);
                     return Ok(Step::End);
                 }
             }
@@ -563,24 +604,9 @@ impl OffsetTee {
     }
 
     /// Running time now on the pipeline clock.
-    pub(super) fn running_time(&self) -> Option<u64> {
+    fn running_time(&self) -> Option<u64> {
         self.obj()
             .current_running_time()
             .map(gst::ClockTime::nseconds)
-    }
-}
-
-/// The store record of a buffer held in the window.
-pub fn window_record(st: u64, meta: &fanout_store::RecordMeta, size: usize) -> BufferRecord {
-    BufferRecord {
-        st,
-        pts: meta.pts,
-        dts: meta.dts,
-        duration: meta.duration,
-        arrival: meta.arrival,
-        offset: 0,
-        size: u32::try_from(size).unwrap_or(u32::MAX),
-        flags: meta.flags,
-        data_crc: 0,
     }
 }

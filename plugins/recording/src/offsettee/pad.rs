@@ -83,13 +83,6 @@ pub mod imp {
                         drop(s);
                         self.jump.store(true, Ordering::SeqCst);
                         self.wake();
-                        if let Some(tee) = self
-                            .obj()
-                            .parent()
-                            .and_downcast::<super::super::OffsetTee>()
-                        {
-                            tee.imp().offsets_changed();
-                        }
                     }
                 }
                 "loop" => s.loops = value.get().unwrap(),

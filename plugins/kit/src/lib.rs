@@ -1,0 +1,6 @@
+// SPDX-License-Identifier: MPL-2.0
+
+//! What the seven fanout elements share beyond their GStreamer-free cores: request pads as
+//! `ChildProxy` children, so `gst-launch-1.0` can set their properties.
+
+pub mod pads;
