@@ -2,8 +2,8 @@
 
 use super::*;
 use crate::block::put_piece_header;
-use crate::packet::{write_symbol, FLAG_REPAIR};
-use crate::{Sender, SenderConfig};
+use crate::packet::{write_symbol, SymbolHeader, FLAG_REPAIR};
+use crate::{BufferMeta, Sender, SenderConfig};
 
 use super::test_streams::{blocks_of, moved, BLOCK_TIME, MS};
 

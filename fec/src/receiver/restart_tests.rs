@@ -3,7 +3,7 @@
 //! one left behind counted and said; a forged description of a new stream changes nothing.
 
 use super::*;
-use crate::{Sender, SenderConfig};
+use crate::{BufferMeta, Sender, SenderConfig};
 
 use super::test_streams::{blocks_of, moved, BLOCK_TIME, MS};
 
