@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MPL-2.0
 
 //! What the seven fanout elements share beyond their GStreamer-free cores: request pads as
-//! `ChildProxy` children, so `gst-launch-1.0` can set their properties.
+//! `ChildProxy` children, so `gst-launch-1.0` can set their properties; settings set by name
+//! that cannot panic.
 
 pub mod pads;
+pub mod settings;

@@ -21,12 +21,23 @@ pub use offsettee::{OffsetTee, OffsetTeeSrcPad};
 pub use recording::OnDiskError;
 
 /// A `location` property value: an empty string means unset.
-fn location_from_value(value: &glib::Value) -> Option<std::path::PathBuf> {
-    value
-        .get::<Option<String>>()
-        .expect("type checked upstream")
-        .filter(|l| !l.is_empty())
-        .map(std::path::PathBuf::from)
+fn location_from_value(
+    name: &str,
+    value: &glib::Value,
+) -> Result<Option<std::path::PathBuf>, fanout_element_kit::settings::PropertyError> {
+    Ok(
+        fanout_element_kit::settings::value::<Option<String>>(name, value)?
+            .filter(|l| !l.is_empty())
+            .map(std::path::PathBuf::from),
+    )
+}
+
+/// A location as its property reads.
+fn location_value(location: &Option<std::path::PathBuf>) -> glib::Value {
+    location
+        .as_ref()
+        .map(|l| l.display().to_string())
+        .to_value()
 }
 
 /// Name of the serialized custom downstream event that sets `offset-tee`'s offsets.

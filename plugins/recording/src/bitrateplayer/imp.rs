@@ -3,10 +3,10 @@
 //! `bitrate-player`: reads a fanout store back at its recorded rate, also
 //! while a recorder is still writing it.
 
-use std::path::PathBuf;
 use std::sync::{Condvar, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
+use fanout_element_kit::settings::{self as kit, Properties};
 use fanout_store::{BufferRecord, Entry, Next, Reader};
 use gst::glib;
 use gst::prelude::*;
@@ -15,6 +15,7 @@ use gst_base::prelude::*;
 use gst_base::subclass::base_src::CreateSuccess;
 use gst_base::subclass::prelude::*;
 
+use super::settings::{Settings, DEFAULT_IS_LIVE, PROP_IS_LIVE};
 use crate::playout::Playout;
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -27,25 +28,6 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 
 /// How often a following player looks for new data at the live edge.
 const FOLLOW_POLL: Duration = Duration::from_millis(10);
-
-#[derive(Debug, Clone)]
-struct Settings {
-    location: Option<PathBuf>,
-    follow: bool,
-    is_live: bool,
-    loop_count: i32,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            location: None,
-            follow: false,
-            is_live: true,
-            loop_count: 0,
-        }
-    }
-}
 
 struct State {
     reader: Reader,
@@ -97,7 +79,12 @@ impl BitratePlayer {
         let follow = state.follow;
         loop {
             let next = state.reader.read_next().map_err(|e| {
-                gst::element_imp_error!(self, gst::ResourceError::Read, ("{}", e));
+                gst::element_imp_error!(
+                    self,
+                    gst::ResourceError::Read,
+                    ("Cannot read the recording"),
+                    ["{}", e]
+                );
                 gst::FlowError::Error
             })?;
             self.post_reader_warnings(state);
@@ -119,7 +106,12 @@ impl BitratePlayer {
                         .reader
                         .rewind()
                         .map_err(|e| {
-                            gst::element_imp_error!(self, gst::ResourceError::Read, ("{}", e));
+                            gst::element_imp_error!(
+                                self,
+                                gst::ResourceError::Read,
+                                ("Cannot read the recording again from its start"),
+                                ["{}", e]
+                            );
                             gst::FlowError::Error
                         })?
                         .is_none()
@@ -141,7 +133,8 @@ impl BitratePlayer {
             gst::element_imp_error!(
                 self,
                 gst::StreamError::Format,
-                ("Unreadable recorded caps {}", caps)
+                ("The recording's caps cannot be read"),
+                ["recorded caps {}", caps]
             );
             gst::FlowError::NotNegotiated
         })?;
@@ -150,7 +143,8 @@ impl BitratePlayer {
             gst::element_imp_error!(
                 self,
                 gst::CoreError::Negotiation,
-                ("Downstream refused the recorded caps {}", caps)
+                ("Downstream refused the recording's caps"),
+                ["recorded caps {}", caps]
             );
             gst::FlowError::NotNegotiated
         })?;
@@ -269,87 +263,43 @@ impl ObjectSubclass for BitratePlayer {
 impl ObjectImpl for BitratePlayer {
     fn properties() -> &'static [glib::ParamSpec] {
         static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
-            vec![
-                glib::ParamSpecString::builder("location")
-                    .nick("Location")
-                    .blurb("Directory of the recording to play")
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecBoolean::builder("follow")
-                    .nick("Follow")
-                    .blurb(
-                        "Keep reading as the recording grows; end when the recorder finishes it. \
-                         The directory may still be empty when playing starts",
-                    )
-                    .default_value(false)
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecBoolean::builder("is-live")
-                    .nick("Is live")
-                    .blurb(
-                        "Act as a live source, pushing each buffer at its recorded time; \
-                         otherwise push as fast as downstream takes, with recorded timestamps",
-                    )
-                    .default_value(true)
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecInt::builder("loop")
-                    .nick("Loop")
-                    .blurb("Extra plays after the first (0 = play once, -1 = forever); timestamps run on")
-                    .minimum(-1)
-                    .default_value(0)
-                    .mutable_ready()
-                    .build(),
+            let mut specs = Settings::param_specs();
+            specs.push(
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
                     .blurb("fanout-bitrate-player-stats, also posted on the bus every second while playing: buffers-out, bytes-out, buffers-skipped (damaged), loops-done")
                     .read_only()
                     .build(),
-            ]
+            );
+            specs
         });
         PROPERTIES.as_ref()
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
         let mut s = self.settings.lock().unwrap();
-        match pspec.name() {
-            "location" => s.location = crate::location_from_value(value),
-            "follow" => s.follow = value.get().unwrap(),
-            "is-live" => {
-                s.is_live = value.get().unwrap();
-                let live = s.is_live;
-                drop(s);
-                self.obj().set_live(live);
-            }
-            "loop" => s.loop_count = value.get().unwrap(),
-            _ => unimplemented!(),
+        let res = s.set(pspec.name(), value);
+        let live = s.is_live;
+        drop(s);
+        if pspec.name() == PROP_IS_LIVE {
+            self.obj().set_live(live);
         }
+        kit::log_set_error(*CAT, &*self.obj(), res);
     }
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
-        let s = self.settings.lock().unwrap();
-        match pspec.name() {
-            "location" => s
-                .location
-                .as_ref()
-                .map(|p| p.to_string_lossy().into_owned())
-                .to_value(),
-            "follow" => s.follow.to_value(),
-            "is-live" => s.is_live.to_value(),
-            "loop" => s.loop_count.to_value(),
-            "stats" => {
-                drop(s);
-                self.stats().to_value()
-            }
-            _ => unimplemented!(),
-        }
+        let got = match pspec.name() {
+            "stats" => Ok(self.stats().to_value()),
+            name => self.settings.lock().unwrap().get(name),
+        };
+        kit::or_default(*CAT, &*self.obj(), pspec, got)
     }
 
     fn constructed(&self) {
         self.parent_constructed();
         let obj = self.obj();
         obj.set_format(gst::Format::Time);
-        obj.set_live(Settings::default().is_live);
+        obj.set_live(DEFAULT_IS_LIVE);
     }
 }
 
@@ -389,7 +339,8 @@ impl BaseSrcImpl for BitratePlayer {
         let Some(location) = settings.location else {
             return Err(gst::error_msg!(
                 gst::ResourceError::NotFound,
-                ["No location set: bitrate-player needs the directory of a recording"]
+                ("No location set: bitrate-player needs the directory of a recording"),
+                ["property location is unset or empty"]
             ));
         };
         let reader = Reader::open(&location).map_err(|e| {

@@ -4,6 +4,7 @@ use gst::glib;
 use gst::prelude::*;
 
 mod imp;
+mod settings;
 
 glib::wrapper! {
     pub struct BitratePlayer(ObjectSubclass<imp::BitratePlayer>) @extends gst_base::PushSrc, gst_base::BaseSrc, gst::Element, gst::Object;

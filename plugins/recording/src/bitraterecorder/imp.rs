@@ -5,6 +5,7 @@
 
 use std::sync::{Arc, LazyLock, Mutex};
 
+use fanout_element_kit::settings::{self as kit, Properties};
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
@@ -110,7 +111,8 @@ impl BitrateRecorder {
         let Some(location) = settings.location.clone() else {
             return Err(gst::error_msg!(
                 gst::ResourceError::NotFound,
-                ["No location set: bitrate-recorder needs a directory to record into"]
+                ("No location set: bitrate-recorder needs a directory to record into"),
+                ["property location is unset or empty"]
             ));
         };
         let config = settings.config(location, settings.max_size_time, settings.max_size_bytes);
@@ -123,7 +125,7 @@ impl BitrateRecorder {
     fn stop(&self) {
         let recording = self.running.lock().unwrap().take();
         if let Some(recording) = recording {
-            recording.stop(*CAT);
+            recording.stop(self.obj().upcast_ref(), *CAT);
         }
     }
 }
@@ -196,19 +198,17 @@ impl ObjectImpl for BitrateRecorder {
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
-        let handled = self.settings.lock().unwrap().set(pspec.name(), value);
-        assert!(handled, "unknown property {}", pspec.name());
+        let res = self.settings.lock().unwrap().set(pspec.name(), value);
+        kit::log_set_error(*CAT, &*self.obj(), res);
     }
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
         match pspec.name() {
             "stats" => self.shared().structure().to_value(),
-            name => self
-                .settings
-                .lock()
-                .unwrap()
-                .get(name)
-                .unwrap_or_else(|| unreachable!("unknown property {name}")),
+            name => {
+                let got = self.settings.lock().unwrap().get(name);
+                kit::or_default(*CAT, &*self.obj(), pspec, got)
+            }
         }
     }
 

@@ -10,36 +10,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, LazyLock, Mutex};
 
 use fanout_element_kit::pads;
+use fanout_element_kit::settings::{self as kit, Properties};
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 
-use super::eos::EosMode;
 use super::input::{window_record, Anchor, Held, Input};
 use super::output::InputView;
 use super::pad::OffsetTeeSrcPad;
+use super::settings::Settings;
 use super::CAT;
-use crate::recording::{self, Blurbs, Msg, Recording, RecordingSettings};
+use crate::recording::{self, Msg, Recording};
 
 /// The store keeps the largest offset plus this much, when no retention is set.
 const RETENTION_MARGIN: u64 = 10_000_000_000;
-
-#[derive(Debug, Clone)]
-struct Settings {
-    recording: RecordingSettings,
-    sync: bool,
-    eos_mode: EosMode,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            recording: RecordingSettings::default(),
-            sync: true,
-            eos_mode: EosMode::default(),
-        }
-    }
-}
 
 /// The store in use: `location`, or a private directory removed on stop.
 struct Store {
@@ -61,10 +45,6 @@ pub struct OffsetTee {
 }
 
 impl OffsetTee {
-    fn eos_mode(&self) -> EosMode {
-        self.settings.lock().unwrap().eos_mode
-    }
-
     /// One step of `pad`'s task, on what the element holds now.
     fn output_step(&self, pad: &OffsetTeeSrcPad) {
         let (sync, eos_mode) = {
@@ -213,7 +193,8 @@ impl OffsetTee {
             gst::element_imp_error!(
                 self,
                 gst::CoreError::Thread,
-                ("Cannot start output {}: {e}", pad.name())
+                ("Cannot start output {}", pad.name()),
+                ["cannot start its task: {e}"]
             );
         }
     }
@@ -263,7 +244,8 @@ impl OffsetTee {
                     .map_err(|e| {
                         gst::error_msg!(
                             gst::ResourceError::OpenWrite,
-                            ["Cannot make a private directory for the store: {e}"]
+                            ("Cannot make a private directory for the store"),
+                            ["{e}"]
                         )
                     })?;
                 Store {
@@ -301,7 +283,7 @@ impl OffsetTee {
         *self.last_stats.lock().unwrap() = Some(self.stats());
         let recording = self.recording.lock().unwrap().take();
         if let Some(recording) = recording {
-            recording.stop(*CAT);
+            recording.stop(self.obj().upcast_ref(), *CAT);
         }
         // A private store goes with it.
         *self.store.lock().unwrap() = None;
@@ -395,26 +377,7 @@ impl ObjectSubclass for OffsetTee {
 impl ObjectImpl for OffsetTee {
     fn properties() -> &'static [glib::ParamSpec] {
         static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
-            let mut specs = RecordingSettings::param_specs(Blurbs {
-                location: "Directory of the store behind the outputs (a fanout recording: bitrate-player plays it); unset: a private temporary directory, removed on stop. With a location, a restarted pipeline resumes with what was stored",
-                retention: "Keep at most this much store time (ns); 0 (with max-size-bytes 0) = the largest offset plus 10 s, following the offsets",
-                on_disk_error: "What a write error or a full disk does: stop-recording keeps the outputs served from memory flowing",
-            });
-            specs.push(
-                glib::ParamSpecBoolean::builder("sync")
-                    .nick("Sync")
-                    .blurb("Release each buffer on the pipeline clock at its time (input arrival + offset), whatever the sink does; false: as fast as downstream takes them, timestamps still shifted")
-                    .default_value(true)
-                    .mutable_playing()
-                    .build(),
-            );
-            specs.push(
-                glib::ParamSpecEnum::builder_with_default("eos-mode", EosMode::End)
-                    .nick("EOS mode")
-                    .blurb("What the outputs do when the input ends. end: once the store is complete on disk, each output sends what was due by then (up to the input's end less its offset) and EOS, without loops, so gst-launch-1.0 -e stops within seconds whatever the offsets; play-out: each output plays what is stored after the input's end at its offset, then its loop plays, then EOS (file-based NVOD)")
-                    .mutable_playing()
-                    .build(),
-            );
+            let mut specs = Settings::param_specs();
             specs.push(
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
@@ -428,27 +391,16 @@ impl ObjectImpl for OffsetTee {
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
-        let mut s = self.settings.lock().unwrap();
-        match pspec.name() {
-            "sync" => s.sync = value.get().unwrap(),
-            "eos-mode" => s.eos_mode = value.get().unwrap(),
-            name => assert!(s.recording.set(name, value), "unknown property {name}"),
-        }
+        let res = self.settings.lock().unwrap().set(pspec.name(), value);
+        kit::log_set_error(*CAT, &*self.obj(), res);
     }
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
-        match pspec.name() {
-            "stats" => self.stats().to_value(),
-            "sync" => self.settings.lock().unwrap().sync.to_value(),
-            "eos-mode" => self.eos_mode().to_value(),
-            name => self
-                .settings
-                .lock()
-                .unwrap()
-                .recording
-                .get(name)
-                .unwrap_or_else(|| unreachable!("unknown property {name}")),
-        }
+        let got = match pspec.name() {
+            "stats" => Ok(self.stats().to_value()),
+            name => self.settings.lock().unwrap().get(name),
+        };
+        kit::or_default(*CAT, &*self.obj(), pspec, got)
     }
 
     fn constructed(&self) {

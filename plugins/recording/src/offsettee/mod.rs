@@ -11,6 +11,7 @@ mod input;
 mod offsets;
 mod output;
 mod pad;
+mod settings;
 
 pub use eos::EosMode;
 pub use pad::OffsetTeeSrcPad;

@@ -167,7 +167,12 @@ impl InputView<'_> {
             }
             Ok(step) => step,
             Err(e) => {
-                gst::element_error!(self.element, gst::ResourceError::Read, ("{}", e));
+                gst::element_error!(
+                    self.element,
+                    gst::ResourceError::Read,
+                    ("{}: cannot read the store", pad.name()),
+                    ["{e}"]
+                );
                 let _ = pad.pause_task();
                 return;
             }

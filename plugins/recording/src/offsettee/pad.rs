@@ -7,18 +7,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{LazyLock, Mutex};
 
 use gst::glib;
-use gst::prelude::*;
 use gst::subclass::prelude::*;
 
-use super::output::{Output, OutputStats};
+use fanout_element_kit::settings::{self as kit, Properties};
 
-#[derive(Debug, Clone, Copy, Default)]
-pub struct PadSettings {
-    /// ns behind the input.
-    pub offset: u64,
-    /// Plays of the stored content after the input's end: 0 none, -1 forever.
-    pub loops: i32,
-}
+use super::output::{Output, OutputStats};
+use super::settings::PadSettings;
+use super::CAT;
 
 pub mod imp {
     use super::*;
@@ -53,50 +48,27 @@ pub mod imp {
 
     impl ObjectImpl for OffsetTeeSrcPad {
         fn properties() -> &'static [glib::ParamSpec] {
-            static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
-                vec![
-                    glib::ParamSpecUInt64::builder("offset")
-                        .nick("Offset")
-                        .blurb("How far this output runs behind the input (ns); changed while playing, the output jumps to the input position now - offset (the keyframe at or before it, when the stream marks keyframes), with DISCONT, its running time going on")
-                        .maximum(gst::ClockTime::MAX.nseconds())
-                        .mutable_playing()
-                        .build(),
-                    glib::ParamSpecInt::builder("loop")
-                        .nick("Loop")
-                        .blurb("After the input ends, play the stored content this many more times (-1 = forever), timestamps going on; only with the element's eos-mode=play-out")
-                        .minimum(-1)
-                        .default_value(0)
-                        .mutable_playing()
-                        .build(),
-                ]
-            });
+            static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> =
+                LazyLock::new(PadSettings::param_specs);
             PROPERTIES.as_ref()
         }
 
         fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
             let mut s = self.settings.lock().unwrap();
-            match pspec.name() {
-                "offset" => {
-                    let offset = value.get().unwrap();
-                    if offset != s.offset {
-                        s.offset = offset;
-                        drop(s);
-                        self.jump.store(true, Ordering::SeqCst);
-                        self.wake();
-                    }
-                }
-                "loop" => s.loops = value.get().unwrap(),
-                other => unreachable!("unknown property {other}"),
+            let before = s.offset;
+            let res = s.set(pspec.name(), value);
+            let jumped = s.offset != before;
+            drop(s);
+            if jumped {
+                self.jump.store(true, Ordering::SeqCst);
+                self.wake();
             }
+            kit::log_set_error(*CAT, &*self.obj(), res);
         }
 
         fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
-            let s = self.settings.lock().unwrap();
-            match pspec.name() {
-                "offset" => s.offset.to_value(),
-                "loop" => s.loops.to_value(),
-                other => unreachable!("unknown property {other}"),
-            }
+            let got = self.settings.lock().unwrap().get(pspec.name());
+            kit::or_default(*CAT, &*self.obj(), pspec, got)
         }
     }
 

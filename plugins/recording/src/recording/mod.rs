@@ -132,7 +132,8 @@ impl Recording {
             .map_err(|e| {
                 gst::error_msg!(
                     gst::CoreError::Failed,
-                    ["Could not start the writing thread: {}", e]
+                    ("Could not start recording"),
+                    ["cannot start the writing thread: {}", e]
                 )
             })?;
         Ok(Recording {
@@ -237,10 +238,16 @@ impl Recording {
     }
 
     /// Writes what is queued, closes the store and ends the thread.
-    pub fn stop(self, cat: gst::DebugCategory) {
+    pub fn stop(self, element: &gst::Element, cat: gst::DebugCategory) {
         drop(self.tx);
         if self.thread.join().is_err() {
-            gst::error!(cat, "the writing thread panicked");
+            gst::element_error!(
+                element,
+                gst::LibraryError::Failed,
+                ("The recording stopped abnormally: what was queued may not be on disk"),
+                ["the writing thread panicked"]
+            );
+            gst::error!(cat, obj = element, "the writing thread panicked");
         }
     }
 }

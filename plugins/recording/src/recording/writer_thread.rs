@@ -197,7 +197,10 @@ pub fn run(
             post_stats(&element, &shared, &mut last_counts, &writer);
         }
     }
-    gst::debug!(config.cat, "writing thread done");
+    match element.upgrade() {
+        Some(element) => gst::debug!(config.cat, obj = element, "writing thread done"),
+        None => gst::debug!(config.cat, "writing thread done, its element gone"),
+    }
     // Dropping the writer closes the segment and makes it durable.
 }
 
