@@ -8,11 +8,10 @@
 use gst::glib;
 use gst::prelude::*;
 
-mod bus_stats;
 mod fecdepayloader;
 mod fecpayloader;
 
-pub use bus_stats::{post_stats, StatsTicker, STATS_INTERVAL};
+pub use fanout_element_kit::stats::{post_stats, StatsTicker, STATS_INTERVAL};
 pub use fecdepayloader::FecDepayloader;
 pub use fecpayloader::FecPayloader;
 

@@ -2,7 +2,8 @@
 
 //! What the seven fanout elements share beyond their GStreamer-free cores: request pads as
 //! `ChildProxy` children, so `gst-launch-1.0` can set their properties; settings set by name
-//! that cannot panic.
+//! that cannot panic; stats on the bus.
 
 pub mod pads;
 pub mod settings;
+pub mod stats;

@@ -4,9 +4,10 @@
 //! while a recorder is still writing it.
 
 use std::sync::{Condvar, LazyLock, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fanout_element_kit::settings::{self as kit, Properties};
+use fanout_element_kit::stats::Stats;
 use fanout_store::{BufferRecord, Entry, Next, Reader};
 use gst::glib;
 use gst::prelude::*;
@@ -62,15 +63,12 @@ pub struct BitratePlayer {
     counters: Mutex<Counters>,
     flushing: Mutex<Flushing>,
     wake: Condvar,
-    /// When stats next go on the bus (none: counting starts at the next buffer).
-    next_stats: Mutex<Option<Instant>>,
+    /// Stats on the bus once a second while buffers flow.
+    stats: Stats,
 }
 
 /// A live player about to wait longer than this for the next buffer says so.
 const LONG_PAUSE: u64 = 10_000_000_000;
-
-/// Stats go on the bus this often while buffers flow.
-const STATS_INTERVAL: Duration = Duration::from_secs(1);
 
 impl BitratePlayer {
     /// The next buffer record to play, handling caps, tags, the live edge
@@ -215,22 +213,6 @@ impl BitratePlayer {
         }
     }
 
-    /// Posts the stats about once a second, as every fanout element does.
-    fn post_stats_when_due(&self) {
-        let now = Instant::now();
-        let first = {
-            let mut next = self.next_stats.lock().unwrap();
-            if next.is_some_and(|t| now < t) {
-                return;
-            }
-            next.replace(now + STATS_INTERVAL).is_none()
-        };
-        if !first {
-            let stats = gst::message::Element::builder(self.stats()).src(&*self.obj());
-            let _ = self.obj().post_message(stats.build());
-        }
-    }
-
     fn stats(&self) -> gst::Structure {
         let c = *self.counters.lock().unwrap();
         gst::Structure::builder("fanout-bitrate-player-stats")
@@ -255,7 +237,7 @@ impl ObjectSubclass for BitratePlayer {
             counters: Mutex::new(Counters::default()),
             flushing: Mutex::new(Flushing::default()),
             wake: Condvar::new(),
-            next_stats: Mutex::new(None),
+            stats: Stats::default(),
         }
     }
 }
@@ -334,7 +316,7 @@ impl ElementImpl for BitratePlayer {
 
 impl BaseSrcImpl for BitratePlayer {
     fn start(&self) -> Result<(), gst::ErrorMessage> {
-        *self.next_stats.lock().unwrap() = None;
+        self.stats.started();
         let settings = self.settings.lock().unwrap().clone();
         let Some(location) = settings.location else {
             return Err(gst::error_msg!(
@@ -532,7 +514,7 @@ impl PushSrcImpl for BitratePlayer {
                 c.buffers_out += 1;
                 c.bytes_out += u64::from(rec.size);
             }
-            self.post_stats_when_due();
+            self.stats.post_when_due(&*self.obj(), || self.stats());
             if live {
                 let now = obj
                     .current_running_time()

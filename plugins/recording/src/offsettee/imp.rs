@@ -11,6 +11,7 @@ use std::sync::{Arc, Condvar, LazyLock, Mutex};
 
 use fanout_element_kit::pads;
 use fanout_element_kit::settings::{self as kit, Properties};
+use fanout_element_kit::stats::Stats;
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
@@ -41,7 +42,7 @@ pub struct OffsetTee {
     store: Mutex<Option<Store>>,
     segment: Mutex<gst::FormattedSegment<gst::ClockTime>>,
     stopping: AtomicBool,
-    last_stats: Mutex<Option<gst::Structure>>,
+    stats: Stats,
 }
 
 impl OffsetTee {
@@ -280,7 +281,7 @@ impl OffsetTee {
             self.stop_output(&p);
             p.imp().output.lock().unwrap().reset();
         }
-        *self.last_stats.lock().unwrap() = Some(self.stats());
+        self.stats.stopped(self.live_stats());
         let recording = self.recording.lock().unwrap().take();
         if let Some(recording) = recording {
             recording.stop(self.obj().upcast_ref(), *CAT);
@@ -289,15 +290,16 @@ impl OffsetTee {
         *self.store.lock().unwrap() = None;
     }
 
+    /// Live while recording, the last run's once stopped.
     fn stats(&self) -> gst::Structure {
+        let running = self.recording.lock().unwrap().is_some();
+        self.stats.read(running, || self.live_stats())
+    }
+
+    fn live_stats(&self) -> gst::Structure {
         let recording = self.recording.lock().unwrap();
         let Some(r) = recording.as_ref() else {
-            return self
-                .last_stats
-                .lock()
-                .unwrap()
-                .clone()
-                .unwrap_or_else(|| gst::Structure::new_empty("fanout-offset-tee-stats"));
+            return gst::Structure::new_empty("fanout-offset-tee-stats");
         };
         let store = r.shared().structure();
         drop(recording);
@@ -369,7 +371,7 @@ impl ObjectSubclass for OffsetTee {
             store: Mutex::new(None),
             segment: Mutex::new(gst::FormattedSegment::new()),
             stopping: AtomicBool::new(false),
-            last_stats: Mutex::new(None),
+            stats: Stats::default(),
         }
     }
 }

@@ -11,6 +11,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use fanout_element_kit::stats::STATS_INTERVAL;
 use fanout_store::{Item, RecordMeta, Writer};
 use gst::glib;
 use gst::prelude::*;
@@ -123,7 +124,6 @@ pub struct Config {
 /// Messages taken in one go; bounds the memory mapped at once.
 const BATCH: usize = 4096;
 const GATHER: Duration = Duration::from_millis(5);
-const STATS_INTERVAL: Duration = Duration::from_secs(1);
 
 pub fn run(
     mut writer: Writer,
