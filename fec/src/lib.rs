@@ -18,5 +18,5 @@ pub use carousel::{CarouselRounds, Pacer};
 pub use codec::Codec;
 pub use description::{Description, Mode};
 pub use receiver::{Output, Payload, Receiver, ReceiverConfig, ReceiverStats};
-pub use sender::{RepairRefused, Sender, SenderConfig, SenderStats};
+pub use sender::{RepairRefused, Sender, SenderConfig, SenderError, SenderStats};
 pub use sizing::MAX_SOURCE_SYMBOLS;

@@ -73,26 +73,60 @@ impl Default for SenderConfig {
 /// First repair index at most: half the 24-bit ESI space, so that repair symbols have room.
 pub const MAX_FIRST_REPAIR: u32 = 1 << 23;
 
+/// Why a sender cannot be made with a configuration, or cannot describe a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SenderError {
+    /// `symbol_size` is 0, not a multiple of [`ALIGNMENT`], or above [`MAX_SYMBOL_SIZE`].
+    SymbolSize(u16),
+    /// `max_k` is 0 or above [`MAX_SOURCE_SYMBOLS`].
+    MaxK(u16),
+    /// `first_repair` is not below [`MAX_FIRST_REPAIR`].
+    FirstRepair(u32),
+    /// Codec none with a carousel or repair-only sending: both need repair symbols.
+    NoRepairSymbols,
+    /// Caps (their length in bytes given) longer than a description carries.
+    CapsTooLong(usize),
+}
+
+/// The texts say what the element's properties are called.
+impl std::fmt::Display for SenderError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SenderError::SymbolSize(_) => write!(
+                f,
+                "symbol-size must be a multiple of {ALIGNMENT} between {ALIGNMENT} and {MAX_SYMBOL_SIZE}"
+            ),
+            SenderError::MaxK(_) => write!(
+                f,
+                "max-block-symbols must be between 1 and {MAX_SOURCE_SYMBOLS}"
+            ),
+            SenderError::FirstRepair(_) => {
+                write!(f, "first-repair-esi must be below {MAX_FIRST_REPAIR}")
+            }
+            SenderError::NoRepairSymbols => f.write_str(
+                "codec none has no repair symbols: no carousel, no repair-only sending",
+            ),
+            SenderError::CapsTooLong(_) => write!(f, "caps longer than {MAX_CAPS_LEN} bytes"),
+        }
+    }
+}
+
+impl std::error::Error for SenderError {}
+
 impl SenderConfig {
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), SenderError> {
         let t = usize::from(self.symbol_size);
         if t == 0 || t % ALIGNMENT != 0 || t > MAX_SYMBOL_SIZE {
-            return Err(format!(
-                "symbol-size must be a multiple of {ALIGNMENT} between {ALIGNMENT} and {MAX_SYMBOL_SIZE}"
-            ));
+            return Err(SenderError::SymbolSize(self.symbol_size));
         }
         if self.max_k == 0 || self.max_k > MAX_SOURCE_SYMBOLS {
-            return Err(format!(
-                "max-block-symbols must be between 1 and {MAX_SOURCE_SYMBOLS}"
-            ));
+            return Err(SenderError::MaxK(self.max_k));
         }
         if self.first_repair >= MAX_FIRST_REPAIR {
-            return Err(format!("first-repair-esi must be below {MAX_FIRST_REPAIR}"));
+            return Err(SenderError::FirstRepair(self.first_repair));
         }
         if self.codec == Codec::None && (self.mode == Mode::Carousel || !self.send_source) {
-            return Err(
-                "codec none has no repair symbols: no carousel, no repair-only sending".into(),
-            );
+            return Err(SenderError::NoRepairSymbols);
         }
         Ok(())
     }
@@ -172,7 +206,7 @@ pub fn random_stream_id() -> u64 {
 }
 
 impl Sender {
-    pub fn new(cfg: SenderConfig) -> Result<Sender, String> {
+    pub fn new(cfg: SenderConfig) -> Result<Sender, SenderError> {
         cfg.check()?;
         let cfg_interval = cfg.description_interval;
         Ok(Sender {
@@ -218,9 +252,9 @@ impl Sender {
     }
 
     /// Sets what the stream description says; it is sent with the next packet.
-    pub fn set_stream(&mut self, caps: String, time_segment: bool) -> Result<(), String> {
+    pub fn set_stream(&mut self, caps: String, time_segment: bool) -> Result<(), SenderError> {
         if caps.len() > MAX_CAPS_LEN {
-            return Err(format!("caps longer than {MAX_CAPS_LEN} bytes"));
+            return Err(SenderError::CapsTooLong(caps.len()));
         }
         self.description = Some(Description {
             codec: self.cfg.codec,
@@ -499,5 +533,94 @@ impl SenderConfig {
     /// Bytes of buffer data and piece headers one block holds.
     pub fn block_capacity(&self) -> usize {
         usize::from(self.max_k) * usize::from(self.symbol_size)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(cfg: SenderConfig) -> SenderError {
+        let Err(e) = Sender::new(cfg.clone()) else {
+            panic!("taken: {cfg:?}");
+        };
+        assert_eq!(cfg.check(), Err(e));
+        e
+    }
+
+    #[test]
+    fn a_bad_configuration_is_refused_with_the_property_to_change() {
+        let d = SenderConfig::default;
+        let symbol_size = "symbol-size must be a multiple of 8 between 8 and 1408";
+        for t in [0, 12, 1416] {
+            let e = refused(SenderConfig {
+                symbol_size: t,
+                ..d()
+            });
+            assert_eq!(e, SenderError::SymbolSize(t));
+            assert_eq!(e.to_string(), symbol_size);
+        }
+        for k in [0, MAX_SOURCE_SYMBOLS + 1] {
+            let e = refused(SenderConfig { max_k: k, ..d() });
+            assert_eq!(e, SenderError::MaxK(k));
+            assert_eq!(
+                e.to_string(),
+                "max-block-symbols must be between 1 and 8192"
+            );
+        }
+        let e = refused(SenderConfig {
+            first_repair: MAX_FIRST_REPAIR,
+            ..d()
+        });
+        assert_eq!(e, SenderError::FirstRepair(1 << 23));
+        assert_eq!(e.to_string(), "first-repair-esi must be below 8388608");
+        for (mode, send_source) in [(Mode::Carousel, true), (Mode::Stream, false)] {
+            let e = refused(SenderConfig {
+                codec: Codec::None,
+                mode,
+                send_source,
+                ..d()
+            });
+            assert_eq!(e, SenderError::NoRepairSymbols);
+            assert_eq!(
+                e.to_string(),
+                "codec none has no repair symbols: no carousel, no repair-only sending"
+            );
+        }
+        let edges = [
+            SenderConfig {
+                symbol_size: 8,
+                max_k: 1,
+                ..d()
+            },
+            SenderConfig {
+                symbol_size: 1408,
+                max_k: MAX_SOURCE_SYMBOLS,
+                first_repair: MAX_FIRST_REPAIR - 1,
+                ..d()
+            },
+            SenderConfig {
+                codec: Codec::None,
+                ..d()
+            },
+        ];
+        for cfg in edges {
+            assert_eq!(cfg.check(), Ok(()), "{cfg:?}");
+        }
+    }
+
+    #[test]
+    fn caps_too_long_for_a_description_are_refused() {
+        let mut sender = Sender::new(SenderConfig::default()).unwrap();
+        let e = sender.set_stream("x".repeat(MAX_CAPS_LEN + 1), true);
+        assert_eq!(e, Err(SenderError::CapsTooLong(MAX_CAPS_LEN + 1)));
+        let text = format!("caps longer than {MAX_CAPS_LEN} bytes");
+        assert_eq!(e.unwrap_err().to_string(), text);
+        assert_eq!(sender.set_stream("x".repeat(MAX_CAPS_LEN), true), Ok(()));
+        let boxed: Box<dyn std::error::Error> = Box::new(SenderError::MaxK(0));
+        assert_eq!(
+            boxed.to_string(),
+            "max-block-symbols must be between 1 and 8192"
+        );
     }
 }

@@ -5,7 +5,7 @@
 
 use std::sync::{LazyLock, Mutex};
 
-use fanout_fec::{BufferMeta, Sender};
+use fanout_fec::{BufferMeta, Sender, SenderError};
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
@@ -59,7 +59,7 @@ impl State {
         self.sender.set_now(now);
     }
 
-    fn describe(&mut self) -> Result<(), String> {
+    fn describe(&mut self) -> Result<(), SenderError> {
         match self.caps.clone() {
             Some(caps) => self.sender.set_stream(caps, self.time_segment),
             None => Ok(()),
