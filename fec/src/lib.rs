@@ -1,6 +1,21 @@
 //! fanout's FEC core, free of GStreamer: the packet format (docs/fec-format.md), source block
 //! content, the RaptorQ / Reed-Solomon / no-code codecs, and the sending and receiving state
 //! machines the `fec-payloader` and `fec-depayloader` elements drive.
+//!
+//! # One output convention and one timer
+//!
+//! - What a machine makes is appended to an `out: &mut Vec<_>` its caller passes (and
+//!   empties when it likes): [`Sender::push_buffer`], [`Sender::flush`] and
+//!   [`Sender::carousel_round`] append packets, [`Receiver::push`],
+//!   [`Receiver::handle_timeout`] and [`Receiver::finish`] append [`Output`]s. The one
+//!   exception is [`Sender::repair`], which returns its packets, so that the caller can
+//!   address them to the receiver that asked.
+//! - [`Receiver::poll_timeout`] says when [`Receiver::handle_timeout`] next needs calling,
+//!   if no packet comes first; calling it earlier does nothing. The [`Sender`] keeps no
+//!   timer: it is told the time ([`Sender::set_now`]) and the buffers' timestamps; the
+//!   rounds after the input ended say when their next step is due
+//!   ([`CarouselRounds::step`]).
+//! - Times are nanoseconds of one monotonic clock the caller picks.
 
 pub mod block;
 pub mod carousel;

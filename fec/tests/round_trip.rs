@@ -321,7 +321,7 @@ fn an_incomplete_block_is_given_up_after_the_latency() {
     {
         rx.push(p, 1_000, &mut out);
     }
-    let deadline = rx.deadline().expect("waiting for block 0");
+    let deadline = rx.poll_timeout().expect("waiting for block 0");
     assert_eq!(deadline, 1_000 + 200_000_000);
     rx.handle_timeout(deadline - 1, &mut out);
     assert!(!out.iter().any(|o| matches!(o, Output::Lost { .. })));

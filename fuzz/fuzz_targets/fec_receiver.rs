@@ -33,15 +33,25 @@ fuzz_target!(|data: &[u8]| {
         }
         now += u64::from(flags >> 1) * 10_000_000;
         rx.push(&datagram, now, &mut out);
+        let before = out.len();
         rx.handle_timeout(now, &mut out);
+        let asked: Vec<_> = out[before..]
+            .iter()
+            .filter_map(|o| match o {
+                Output::Missing(m) => Some(*m),
+                _ => None,
+            })
+            .collect();
+        assert!(asked.len() <= fanout_fec::receiver::MAX_MISSING);
+        assert!(asked.iter().all(|m| m.needed >= 1));
         missing.clear();
         rx.missing(now, &mut missing);
         assert!(missing.len() <= fanout_fec::receiver::MAX_MISSING);
         assert!(missing.iter().all(|m| m.needed >= 1));
-        let _ = rx.next_report();
+        let _ = (rx.next_report(), rx.poll_timeout());
     }
     rx.finish(&mut out);
-    let _ = (rx.deadline(), rx.description());
+    let _ = (rx.poll_timeout(), rx.description());
     let buffers = out
         .iter()
         .filter(|o| matches!(o, Output::Buffer { .. }))

@@ -503,6 +503,8 @@ impl Client {
         }
     }
 
+    /// Retransmits, refreshes or rejoins if [`poll_timeout`](Self::poll_timeout) has
+    /// passed; calling it earlier does nothing.
     pub fn handle_timeout(&mut self, now: u64) {
         match self.phase {
             Phase::Hello { .. } | Phase::Join { .. } => {
@@ -534,7 +536,11 @@ impl Client {
         }
     }
 
-    pub fn next_timeout(&self) -> Option<u64> {
+    /// When [`handle_timeout`](Self::handle_timeout) next needs calling: the next
+    /// retransmission of a HELLO or JOIN, or, joined, the refresh or the rejoin of a silent
+    /// server, whichever comes first. `None` once stopped.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<u64> {
         match self.phase {
             Phase::Hello { .. } | Phase::Join { .. } => Some(self.retry_at),
             Phase::Joined => Some(

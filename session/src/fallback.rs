@@ -3,6 +3,8 @@
 //! Which way packets come from a server, and when to try the next: multicast, then UDP
 //! unicast, then TCP, each given a time to deliver a first packet.
 
+use std::collections::VecDeque;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Transport {
     Multicast,
@@ -56,6 +58,8 @@ pub struct Fallback {
     delivered: bool,
     /// Changes so far: (transport now used, why).
     pub changes: Vec<(Transport, Why)>,
+    /// Changes not taken by [`Fallback::poll_change`] yet.
+    pending: VecDeque<(Transport, Why)>,
 }
 
 impl Fallback {
@@ -68,6 +72,7 @@ impl Fallback {
             since: now,
             delivered: false,
             changes: Vec::new(),
+            pending: VecDeque::new(),
         }
     }
 
@@ -98,33 +103,45 @@ impl Fallback {
     }
 
     /// A JOINED named no group: with multicast asked for, the server sends unicast copies.
-    pub fn no_group(&mut self, now: u64) -> Option<Transport> {
+    /// Moves on to UDP at once if nothing came from a group yet ([`Self::poll_change`]).
+    pub fn no_group(&mut self, now: u64) {
         if self.current == Transport::Multicast && !self.delivered {
-            return self.switch(now, Why::NoGroup);
+            self.switch(now, Why::NoGroup);
         }
-        None
     }
 
-    /// The transport to change to, when the current one stayed silent too long.
-    pub fn poll(&mut self, now: u64) -> Option<Transport> {
+    /// Moves on to the next transport if the current one stayed silent too long
+    /// ([`Self::poll_change`] tells which); calling it earlier does nothing.
+    pub fn handle_timeout(&mut self, now: u64) {
         if !self.auto || self.delivered || now.saturating_sub(self.since) < self.timeout {
-            return None;
+            return;
         }
-        self.switch(now, Why::Silent)
+        self.switch(now, Why::Silent);
     }
 
-    pub fn next_timeout(&self) -> Option<u64> {
+    /// The next change of transport to make, and why.
+    pub fn poll_change(&mut self) -> Option<(Transport, Why)> {
+        self.pending.pop_front()
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) next needs calling: when the current
+    /// transport will have been silent for the fallback timeout. `None` once something came
+    /// over it, without `transport=auto`, or over TCP, the last one.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<u64> {
         (self.auto && !self.delivered && self.current != Transport::Tcp)
             .then(|| self.since.saturating_add(self.timeout))
     }
 
-    fn switch(&mut self, now: u64, why: Why) -> Option<Transport> {
-        let next = self.current.next()?;
+    fn switch(&mut self, now: u64, why: Why) {
+        let Some(next) = self.current.next() else {
+            return;
+        };
         self.current = next;
         self.since = now;
         self.delivered = false;
         self.changes.push((next, why));
-        Some(next)
+        self.pending.push_back((next, why));
     }
 }
 
@@ -132,17 +149,37 @@ impl Fallback {
 mod tests {
     use super::*;
 
+    /// The transport a timeout at `now` changes to.
+    fn poll(f: &mut Fallback, now: u64) -> Option<Transport> {
+        f.handle_timeout(now);
+        let change = f.poll_change();
+        assert_eq!(f.poll_change(), None, "one change at a time");
+        change.map(|(t, why)| {
+            assert_eq!(why, Why::Silent);
+            t
+        })
+    }
+
+    /// The transport a JOINED without a group at `now` changes to.
+    fn no_group(f: &mut Fallback, now: u64) -> Option<Transport> {
+        f.no_group(now);
+        f.poll_change().map(|(t, why)| {
+            assert_eq!(why, Why::NoGroup);
+            t
+        })
+    }
+
     #[test]
     fn auto_goes_multicast_udp_tcp_while_nothing_arrives() {
         let mut f = Fallback::new(Transport::Udp, true, 100, 0);
         assert_eq!(f.current(), Transport::Multicast);
-        assert_eq!(f.poll(99), None);
-        assert_eq!(f.poll(100), Some(Transport::Udp));
-        assert_eq!(f.next_timeout(), Some(200));
+        assert_eq!(poll(&mut f, 99), None);
+        assert_eq!(poll(&mut f, 100), Some(Transport::Udp));
+        assert_eq!(f.poll_timeout(), Some(200));
         f.came_over(Transport::Multicast); // late, from the group left
-        assert_eq!(f.poll(200), Some(Transport::Tcp));
-        assert_eq!(f.poll(10_000), None);
-        assert_eq!(f.next_timeout(), None);
+        assert_eq!(poll(&mut f, 200), Some(Transport::Tcp));
+        assert_eq!(poll(&mut f, 10_000), None);
+        assert_eq!(f.poll_timeout(), None);
         assert_eq!(
             f.changes,
             vec![(Transport::Udp, Why::Silent), (Transport::Tcp, Why::Silent)]
@@ -154,12 +191,12 @@ mod tests {
         let mut f = Fallback::new(Transport::Udp, true, 100, 0);
         f.answered();
         assert_eq!(
-            f.poll(100),
+            poll(&mut f, 100),
             Some(Transport::Udp),
             "a JOINED is not group data"
         );
         f.answered();
-        assert_eq!(f.poll(10_000), None);
+        assert_eq!(poll(&mut f, 10_000), None);
         assert_eq!(f.current(), Transport::Udp);
     }
 
@@ -167,17 +204,17 @@ mod tests {
     fn a_transport_that_delivered_is_kept() {
         let mut f = Fallback::new(Transport::Udp, true, 100, 0);
         f.came_over(Transport::Multicast);
-        assert_eq!(f.poll(1_000_000), None);
+        assert_eq!(poll(&mut f, 1_000_000), None);
         assert_eq!(f.current(), Transport::Multicast);
     }
 
     #[test]
     fn no_group_moves_to_udp_at_once_and_fixed_transports_stay() {
         let mut f = Fallback::new(Transport::Udp, true, 100, 0);
-        assert_eq!(f.no_group(5), Some(Transport::Udp));
-        assert_eq!(f.no_group(6), None);
+        assert_eq!(no_group(&mut f, 5), Some(Transport::Udp));
+        assert_eq!(no_group(&mut f, 6), None);
         let mut f = Fallback::new(Transport::Multicast, false, 100, 0);
-        assert_eq!(f.poll(1_000), None);
+        assert_eq!(poll(&mut f, 1_000), None);
         assert_eq!(f.current(), Transport::Multicast);
     }
 }

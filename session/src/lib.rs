@@ -4,6 +4,25 @@
 //! quinn-proto: [`Server`] and [`Client`] are state machines fed datagrams and the time,
 //! handing back datagrams to send, timers and events. Sockets and threads belong to the
 //! `session-sink` and `session-src` elements.
+//!
+//! # One timer and one output convention
+//!
+//! Every state machine here ([`Server`], [`Client`], [`Fallback`], [`Reports`]) keeps its
+//! own timer the same way:
+//!
+//! - `poll_timeout()` says when `handle_timeout(now)` next needs calling (`None`: not until
+//!   an input changes that). Calling `handle_timeout` earlier does nothing, so a caller may
+//!   call it whenever it wakes.
+//! - What a machine has to say is queued, and drained by its `poll_*` methods until they
+//!   return `None`: [`Server::poll_transmit`] and [`Server::poll_event`],
+//!   [`Client::poll_transmit`] and [`Client::poll_event`], [`Fallback::poll_change`],
+//!   [`Reports::poll_report`]. Drain them after every input and every `handle_timeout`.
+//! - An input returns only what answers that input at once and cannot wait in a queue: a
+//!   DATA payload borrowed from the datagram ([`Client::handle_datagram`]), a JOIN for the
+//!   application to accept or refuse ([`Server::handle_datagram`]).
+//!
+//! Times are nanoseconds of one monotonic clock the caller picks (Unix time too, for the
+//! server's JOINs that stay until an absolute time: [`Now`]).
 
 pub mod client;
 pub mod cookie;

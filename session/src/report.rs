@@ -4,6 +4,8 @@
 //! the repair symbols they ask for arrive meanwhile (another receiver asked first, and the
 //! server answered to the whole group), as DVB-MABR and 3GPP MBMS unicast repair do.
 
+use std::collections::VecDeque;
+
 use crate::message::LostEntry;
 
 /// Reports wait a uniformly random time in `[0, DEFAULT_BACKOFF)` (ns): enough to spread a
@@ -29,6 +31,8 @@ pub struct ReportStats {
 pub struct Reports {
     backoff: u64,
     pending: Vec<Pending>,
+    /// Reports whose back-off is over, for [`Reports::poll_report`].
+    ready: VecDeque<LostEntry>,
     rng: u64,
     pub stats: ReportStats,
 }
@@ -39,6 +43,7 @@ impl Reports {
         Reports {
             backoff,
             pending: Vec::new(),
+            ready: VecDeque::new(),
             rng: seed,
             stats: ReportStats::default(),
         }
@@ -91,10 +96,13 @@ impl Reports {
         !self.pending.is_empty()
     }
 
-    /// The reports whose back-off is over, each asking for what is still missing.
-    pub fn due(&mut self, now: u64) -> Vec<LostEntry> {
-        let mut out = Vec::new();
+    /// Takes the reports whose back-off is over at `now` out of waiting, each asking for
+    /// what is still missing ([`Self::poll_report`]); those the symbols arriving meanwhile
+    /// made unneeded are dropped. Calling it earlier does nothing.
+    pub fn handle_timeout(&mut self, now: u64) {
         let mut suppressed = 0;
+        let mut sent = 0;
+        let ready = &mut self.ready;
         self.pending.retain(|p| {
             if p.due > now {
                 return true;
@@ -103,7 +111,8 @@ impl Reports {
             if still == 0 {
                 suppressed += 1;
             } else {
-                out.push(LostEntry {
+                sent += 1;
+                ready.push_back(LostEntry {
                     needed: still as u16,
                     ..p.entry
                 });
@@ -111,11 +120,18 @@ impl Reports {
             false
         });
         self.stats.suppressed += suppressed;
-        self.stats.sent += out.len() as u64;
-        out
+        self.stats.sent += sent;
     }
 
-    pub fn next_due(&self) -> Option<u64> {
+    /// The next report to send.
+    pub fn poll_report(&mut self) -> Option<LostEntry> {
+        self.ready.pop_front()
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) next needs calling: the end of the
+    /// earliest back-off. `None` while no report waits.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<u64> {
         self.pending.iter().map(|p| p.due).min()
     }
 }
@@ -123,6 +139,12 @@ impl Reports {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The reports a timeout at `now` sends.
+    fn due(r: &mut Reports, now: u64) -> Vec<LostEntry> {
+        r.handle_timeout(now);
+        std::iter::from_fn(|| r.poll_report()).collect()
+    }
 
     fn entry(block: u64, needed: u16) -> LostEntry {
         LostEntry {
@@ -137,9 +159,9 @@ mod tests {
     fn reports_wait_within_the_backoff_and_then_go_out() {
         let mut r = Reports::new(30, 7);
         r.report(100, entry(5, 3));
-        assert!(r.next_due().is_some_and(|d| (100..130).contains(&d)));
-        assert!(r.due(99).is_empty());
-        assert_eq!(r.due(130), vec![entry(5, 3)]);
+        assert!(r.poll_timeout().is_some_and(|d| (100..130).contains(&d)));
+        assert!(due(&mut r, 99).is_empty());
+        assert_eq!(due(&mut r, 130), vec![entry(5, 3)]);
         assert!(!r.is_waiting());
     }
 
@@ -153,7 +175,7 @@ mod tests {
         r.symbol(0, 1, 5);
         r.symbol(0, 1, 6);
         r.symbol(0, 2, 6); // another flow
-        assert_eq!(r.due(30), vec![entry(6, 2)]);
+        assert_eq!(due(&mut r, 30), vec![entry(6, 2)]);
         assert_eq!(r.stats.suppressed, 1);
         assert_eq!(r.stats.sent, 1);
     }
@@ -164,22 +186,22 @@ mod tests {
         r.report(0, entry(5, 9));
         r.symbol(0, 1, 5);
         r.report(10, entry(5, 4));
-        assert_eq!(r.due(40), vec![entry(5, 4)]);
+        assert_eq!(due(&mut r, 40), vec![entry(5, 4)]);
     }
 
     #[test]
     fn no_backoff_sends_at_once_and_the_spread_covers_the_window() {
         let mut r = Reports::new(0, 1);
         r.report(5, entry(1, 1));
-        assert_eq!(r.due(5).len(), 1);
+        assert_eq!(due(&mut r, 5).len(), 1);
         let mut r = Reports::new(1000, 3);
         let mut dues = Vec::new();
         for b in 0..200 {
             r.report(0, entry(b, 1));
         }
-        while let Some(d) = r.next_due() {
+        while let Some(d) = r.poll_timeout() {
             dues.push(d);
-            r.due(d);
+            due(&mut r, d);
         }
         assert!(dues.iter().all(|&d| d < 1000));
         assert!(dues.iter().any(|&d| d < 250) && dues.iter().any(|&d| d > 750));

@@ -115,7 +115,7 @@ fn join_refresh_and_leave() {
 
     // The refresh comes 40 % before the end of the stay (less up to 10 %), and keeps the
     // receiver in.
-    let refresh = c.next_timeout().unwrap();
+    let refresh = c.poll_timeout().unwrap();
     assert!((15 * S..=18 * S).contains(&refresh), "{refresh}");
     c.handle_timeout(refresh);
     assert!(exchange(refresh, &mut s, &mut c, addr(5000), &yes).is_empty());
@@ -164,7 +164,7 @@ fn expiry_by_duration_and_by_absolute_time() {
     exchange(0, &mut s, &mut a, addr(1), &yes);
     let mut b = Client::new(config(&["hd"], Stay::Until(UNIX0 + 20 * S)), 0, 2);
     exchange(0, &mut s, &mut b, addr(2), &yes);
-    assert_eq!(s.next_timeout(), Some(10 * S));
+    assert_eq!(s.poll_timeout(), Some(10 * S));
     s.handle_timeout(now(10 * S - 1));
     assert_eq!(s.client_count(), 2);
     s.handle_timeout(now(10 * S));
@@ -514,7 +514,7 @@ fn a_restarted_server_is_joined_again() {
     let mut c = Client::new(ClientConfig::default(), 0, 1);
     exchange(0, &mut s, &mut c, addr(1), &yes);
     let mut s = server();
-    let t = c.next_timeout().unwrap();
+    let t = c.poll_timeout().unwrap();
     assert!(t <= S + 3 * S);
     c.handle_timeout(t);
     exchange(t, &mut s, &mut c, addr(1), &yes);
@@ -530,7 +530,7 @@ fn an_unanswered_hello_is_repeated_every_100_ms_for_5_s_then_backs_off() {
         while c.poll_transmit().is_some() {
             at.push(t);
         }
-        t = c.next_timeout().unwrap();
+        t = c.poll_timeout().unwrap();
         c.handle_timeout(t);
     }
     let first_5s = at.iter().filter(|&&t| t < 5 * S).count();
@@ -543,7 +543,7 @@ fn an_unanswered_hello_is_repeated_every_100_ms_for_5_s_then_backs_off() {
     let mut t = 0;
     while t < 3_050_000_000 {
         while c.poll_transmit().is_some() {}
-        t = c.next_timeout().unwrap();
+        t = c.poll_timeout().unwrap();
         c.handle_timeout(t);
     }
     assert!(t <= 3_150_000_000);
@@ -572,7 +572,7 @@ fn an_unanswered_client_retries_then_says_unreachable() {
         while c.poll_transmit().is_some() {
             sends += 1;
         }
-        t = c.next_timeout().unwrap();
+        t = c.poll_timeout().unwrap();
         c.handle_timeout(t);
     }
     assert!((50..60).contains(&sends), "{sends} HELLOs, backing off");
@@ -710,11 +710,11 @@ fn one_multicast_reporter_is_repaired_alone() {
         entries: vec![lost(9, 500)],
     });
     assert!(s.handle_datagram(now(S), addr(1), &spoofed).is_none());
-    assert_eq!(s.next_timeout(), Some(30 * S), "only the receivers' expiry");
+    assert_eq!(s.poll_timeout(), Some(30 * S), "only the receivers' expiry");
     clients[2].report_lost(&[lost(9, 4)]);
     exchange(S, &mut s, &mut clients[2], addr(3), &yes);
     assert!(s
-        .next_timeout()
+        .poll_timeout()
         .is_some_and(|t| t <= S + s.config().group_window));
     s.handle_timeout(now(S + s.config().group_window));
     assert_eq!(repairs(&mut s), vec![(RepairTo::Receiver(3), 9, 4)]);
@@ -846,7 +846,7 @@ fn with_20_percent_loss_both_ways_most_joins_take_under_a_second() {
                 }
             }
             if s.client_count() == 0 {
-                t = c.next_timeout().unwrap();
+                t = c.poll_timeout().unwrap();
                 c.handle_timeout(t);
             }
         }
@@ -1106,7 +1106,7 @@ fn a_join_after_the_eager_window_is_sent_four_times_then_hello_again() {
     let mut t = 0;
     while t < 6 * S {
         while c.poll_transmit().is_some() {}
-        t = c.next_timeout().unwrap();
+        t = c.poll_timeout().unwrap();
         c.handle_timeout(t);
     }
     // Then a cookie: JOINs from here on are outside the eager window.
@@ -1127,7 +1127,7 @@ fn a_join_after_the_eager_window_is_sent_four_times_then_hello_again() {
             };
             sent.push((kind, (t - t0) / 100_000_000));
         }
-        t = c.next_timeout().unwrap();
+        t = c.poll_timeout().unwrap();
         c.handle_timeout(t);
     }
     // In tenths of a second.

@@ -35,8 +35,8 @@ impl Receiver {
     /// `latency` after its own first packet; for a run of blocks of which nothing came, after
     /// the first packet of the block held after them, and if that one is far ahead, not before
     /// the stream has gone from near the block waited for (one forged packet far ahead moves
-    /// nothing).
-    pub fn deadline(&self) -> Option<u64> {
+    /// nothing). `u64::MAX`: only the end of the stream gives it up.
+    pub(super) fn give_up_at(&self) -> Option<u64> {
         if self.description.as_ref()?.mode == Mode::Carousel {
             return None;
         }
@@ -93,7 +93,7 @@ impl Receiver {
             let expired = if carousel {
                 next < window_start || (now == u64::MAX && held.is_some())
             } else {
-                self.deadline().is_some_and(|d| now >= d)
+                self.give_up_at().is_some_and(|d| now >= d)
             };
             if !expired {
                 break;
@@ -365,16 +365,16 @@ mod tests {
     #[test]
     fn the_block_waited_for_is_given_up_after_its_latency_or_a_far_one_after_the_stream_left() {
         let mut rx = receiver(Mode::Stream);
-        assert_eq!(rx.deadline(), None, "nothing waited for");
+        assert_eq!(rx.give_up_at(), None, "nothing waited for");
         let held = header(Codec::None, 0, 0, 2);
         rx.add_symbol(&held, &[0; T as usize], 7);
         rx.next = Some(0);
-        assert_eq!(rx.deadline(), Some(107));
+        assert_eq!(rx.give_up_at(), Some(107));
         rx.remove(0);
         let far = header(Codec::None, 30, 0, 2);
         rx.add_symbol(&far, &[0; T as usize], 5);
         assert_eq!(
-            rx.deadline(),
+            rx.give_up_at(),
             Some(u64::MAX),
             "one far symbol moves nothing"
         );
@@ -383,14 +383,14 @@ mod tests {
         block.resize(usize::from(T), 0);
         assert!(rx.add_symbol(&header(Codec::None, 31, 0, 1), &block, 6));
         assert_eq!(
-            rx.deadline(),
+            rx.give_up_at(),
             Some(105),
             "the stream was never near: 0 + 100"
         );
         rx.presence.seen(200);
-        assert_eq!(rx.deadline(), Some(300));
+        assert_eq!(rx.give_up_at(), Some(300));
         let mut rx = receiver(Mode::Carousel);
         rx.add_symbol(&held, &[0; T as usize], 7);
-        assert_eq!(rx.deadline(), None, "a carousel gives up by its window");
+        assert_eq!(rx.give_up_at(), None, "a carousel gives up by its window");
     }
 }

@@ -207,9 +207,28 @@ impl Receiver {
         self.drain(now, out);
     }
 
-    /// Gives up on blocks whose time is up; call when [`Self::deadline`] passes.
+    /// What is due at `now`: blocks whose time is up are given up ([`Output::Lost`] and
+    /// what follows), blocks due for a loss report are asked for ([`Output::Missing`]). Call
+    /// it when [`Self::poll_timeout`] passes; calling it earlier does nothing.
     pub fn handle_timeout(&mut self, now: u64, out: &mut Vec<Output>) {
         self.drain(now, out);
+        let mut missing = Vec::new();
+        self.missing(now, &mut missing);
+        out.extend(missing.into_iter().map(Output::Missing));
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) next needs calling, if no packet comes
+    /// first: the block waited for is given up then, or a block is due for a loss report
+    /// ([`Self::next_report`]), whichever is sooner. `None`: nothing is due until a packet
+    /// comes (a carousel; or a block held far ahead, which only the end of the stream gives
+    /// up while the stream does not get there).
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<u64> {
+        let give_up = self.give_up_at().filter(|&t| t != u64::MAX);
+        match (give_up, self.next_report()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// End of stream: gives out everything decoded, in order, and declares the rest lost.

@@ -3,6 +3,7 @@
 use std::ops::Range;
 use std::sync::Arc;
 
+use super::Missing;
 use crate::block::BufferMeta;
 use crate::description::Description;
 
@@ -49,6 +50,9 @@ pub enum Output {
     Gap { start: u64, duration: u64 },
     /// Packets that look forged have kept coming for seconds (said once): `suspect` of them.
     Attack { suspect: u64 },
+    /// A block waited for is short of symbols: a repair request should ask for `needed`
+    /// more of it ([`Receiver::missing`](super::Receiver::missing) gives the same).
+    Missing(Missing),
     /// The sender restarted (a new stream identity, confirmed, while the stream followed had
     /// stopped): what was held of the old stream went out or was given up (`lost_blocks`,
     /// about `lost_bytes`, and `partial_buffers` cut short), and the new stream starts over

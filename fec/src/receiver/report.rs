@@ -27,7 +27,9 @@ pub struct Missing {
 
 impl Receiver {
     /// Blocks waited for that are still short of symbols and due for a (first or repeated)
-    /// report at `now`: what a repair request should ask for. Stream mode only (a carousel
+    /// report at `now`: what a repair request should ask for. [`Self::handle_timeout`] gives
+    /// them too ([`Output::Missing`](super::Output::Missing)); this asks for them alone,
+    /// giving nothing up, as a caller does after a batch of packets. Stream mode only (a carousel
     /// brings every block round again), never for codec none, at most [`MAX_MISSING`].
     /// A block none of whose packets arrived, though a later one's did, is asked for with
     /// the K of the latest block seen.
@@ -121,7 +123,8 @@ impl Receiver {
         }
     }
 
-    /// When [`Self::missing`] next has something to report, if no packet comes first.
+    /// When [`Self::missing`] next has something to report, if no packet comes first:
+    /// the reports' share of [`Self::poll_timeout`].
     pub fn next_report(&self) -> Option<u64> {
         let delay = self.cfg.report_delay;
         let next = self.next?;
@@ -156,7 +159,7 @@ impl Receiver {
 mod tests {
     use super::super::test_blocks::{datagram, described, MS};
     use super::*;
-    use crate::ReceiverConfig;
+    use crate::{Output, ReceiverConfig};
 
     fn reporting(delay: u64) -> Receiver {
         let cfg = ReceiverConfig {
@@ -340,5 +343,74 @@ mod tests {
             (missing(&mut rx, 10 * MS), rx.next_report()),
             (vec![], None)
         );
+    }
+
+    #[test]
+    fn the_timeout_is_the_sooner_of_a_report_and_a_give_up_and_handling_it_does_both() {
+        let cfg = ReceiverConfig {
+            report_delay: 10 * MS,
+            latency: 35 * MS,
+            ..ReceiverConfig::default()
+        };
+        let mut rx = described(cfg, Codec::RaptorQ, Mode::Stream);
+        let mut out = Vec::new();
+        rx.push(&datagram(Codec::RaptorQ, 5, 0, 4), 0, &mut out);
+        assert_eq!(out, vec![]);
+        let ask = || {
+            Output::Missing(Missing {
+                block: 5,
+                needed: 5,
+            })
+        };
+        let mut timeouts = Vec::new();
+        while let Some(t) = rx.poll_timeout() {
+            rx.handle_timeout(t - 1, &mut out);
+            assert_eq!(out, vec![], "nothing before {t}");
+            rx.handle_timeout(t, &mut out);
+            timeouts.push((t / MS, std::mem::take(&mut out)));
+        }
+        let lost = Output::Lost {
+            first: 5,
+            count: 1,
+            bytes: 4 * 64,
+        };
+        assert_eq!(
+            timeouts,
+            vec![
+                (10, vec![ask()]),
+                (20, vec![ask()]),
+                (30, vec![ask()]),
+                // The next report would be at 50: the block is given up first.
+                (35, vec![lost]),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_block_far_ahead_sets_no_timeout() {
+        let cfg = ReceiverConfig {
+            latency: 35 * MS,
+            ..ReceiverConfig::default()
+        };
+        let mut rx = described(cfg, Codec::RaptorQ, Mode::Stream);
+        let mut out = Vec::new();
+        rx.push(&datagram(Codec::RaptorQ, 0, 0, 4), 0, &mut out);
+        rx.push(&datagram(Codec::RaptorQ, 30, 0, 4), 0, &mut out);
+        assert_eq!(rx.poll_timeout(), Some(35 * MS));
+        rx.handle_timeout(35 * MS, &mut out);
+        assert_eq!(
+            out,
+            vec![Output::Lost {
+                first: 0,
+                count: 1,
+                bytes: 256
+            }]
+        );
+        assert_eq!(
+            rx.give_up_at(),
+            Some(u64::MAX),
+            "only the end of the stream"
+        );
+        assert_eq!(rx.poll_timeout(), None);
     }
 }

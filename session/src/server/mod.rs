@@ -535,8 +535,11 @@ impl Server {
         }
     }
 
-    /// When the next receiver expires or gathered reports are due (monotonic ns).
-    pub fn next_timeout(&self) -> Option<u64> {
+    /// When [`handle_timeout`](Self::handle_timeout) next needs calling (monotonic ns): the
+    /// next receiver's expiry or the close of the next round of gathered loss reports.
+    /// `None`: nothing is due until a datagram or a call changes that.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<u64> {
         let rounds = self.gathering.next_close();
         self.clients.values().map(|c| c.expires).chain(rounds).min()
     }

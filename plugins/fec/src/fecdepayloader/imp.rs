@@ -8,6 +8,7 @@ use std::str::FromStr;
 use std::sync::{LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
+use fanout_fec::receiver::Missing;
 use fanout_fec::{Output, Receiver, ReceiverConfig, ReceiverStats};
 use gst::glib;
 use gst::prelude::*;
@@ -127,7 +128,9 @@ impl FecDepayloader {
                     state.receiver.push(&map, now, &mut outputs);
                 }
             }
-            Self::missing(state, now)
+            let mut missing = Vec::new();
+            state.receiver.missing(now, &mut missing);
+            Self::block_missing(state, missing)
         };
         let ret = self.push_outputs(outputs);
         self.ask_upstream(missing);
@@ -139,9 +142,7 @@ impl FecDepayloader {
     }
 
     /// Blocks due for a repair request now, as `fanout-block-missing` events.
-    fn missing(state: &mut State, now: u64) -> Vec<gst::Event> {
-        let mut missing = Vec::new();
-        state.receiver.missing(now, &mut missing);
+    fn block_missing(state: &mut State, missing: Vec<Missing>) -> Vec<gst::Event> {
         let Some(flow) = state.receiver.flow() else {
             return Vec::new();
         };
@@ -163,12 +164,8 @@ impl FecDepayloader {
     fn schedule_timer(&self) {
         let mut guard = self.state.lock().unwrap();
         let Some(state) = guard.as_mut() else { return };
-        // u64::MAX: only the end of the stream gives it up.
-        let give_up = state.receiver.deadline().filter(|&t| t != u64::MAX);
-        let deadline = match (give_up, state.receiver.next_report()) {
-            (Some(a), Some(b)) => a.min(b),
-            (Some(t), None) | (None, Some(t)) => t,
-            (None, None) => return,
+        let Some(deadline) = state.receiver.poll_timeout() else {
+            return;
         };
         if state.timer.as_ref().is_some_and(|t| t.deadline <= deadline) {
             return;
@@ -197,7 +194,16 @@ impl FecDepayloader {
             state.timer = None;
             let now = self.now();
             state.receiver.handle_timeout(now, &mut outputs);
-            Self::missing(state, now)
+            // Repair requests go upstream once the rest went downstream.
+            let mut missing = Vec::new();
+            outputs.retain(|o| match o {
+                Output::Missing(m) => {
+                    missing.push(*m);
+                    false
+                }
+                _ => true,
+            });
+            Self::block_missing(state, missing)
         };
         let _ = self.push_outputs(outputs);
         self.ask_upstream(missing);
@@ -258,6 +264,8 @@ impl FecDepayloader {
                     self.push_list(&mut list)?;
                     self.restarted(stream, lost_blocks, lost_bytes, partial_buffers, resume);
                 }
+                // Taken out before: they go upstream.
+                Output::Missing(_) => (),
                 Output::Attack { suspect } => {
                     gst::element_imp_warning!(
                         self,

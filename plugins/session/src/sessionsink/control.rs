@@ -201,7 +201,7 @@ pub(super) fn run(weak: glib::WeakRef<super::SessionSink>, r: Arc<Running>) {
     let mut buffers_seen: HashMap<u16, u64> = HashMap::new();
     while !r.stop.load(Ordering::SeqCst) {
         // A gathering round closes on time, not a tick late; so does an END go out.
-        let next = r.server.lock().unwrap().next_timeout();
+        let next = r.server.lock().unwrap().poll_timeout();
         let mut w = tick::until(next, now(r.start).mono);
         if let Some(end) = ends.iter().map(|e| e.at).min() {
             let due = end.saturating_duration_since(Instant::now());
@@ -310,7 +310,7 @@ fn service(
             r.conns.lock().unwrap().remove(&peer);
             server.connection_closed(peer);
         }
-        if server.next_timeout().is_some_and(|d| d <= t.mono) {
+        if server.poll_timeout().is_some_and(|d| d <= t.mono) {
             server.handle_timeout(t);
         }
         for id in std::mem::take(&mut *r.evict.lock().unwrap()) {

@@ -220,7 +220,8 @@ impl Running {
             if !reports.is_waiting() {
                 return;
             }
-            reports.due(self.now())
+            reports.handle_timeout(self.now());
+            std::iter::from_fn(|| reports.poll_report()).collect::<Vec<_>>()
         };
         self.send_reports(&due);
     }
@@ -269,7 +270,8 @@ impl Running {
         {
             reports.symbol(channel, header.flow, header.block);
         }
-        reports.due(self.now())
+        reports.handle_timeout(self.now());
+        std::iter::from_fn(|| reports.poll_report()).collect()
     }
 }
 
@@ -282,15 +284,19 @@ fn run(weak: glib::WeakRef<super::SessionSrc>, r: Arc<Running>, mut input: Input
         let imp = src.imp();
         read(imp, &r, &mut input, &mut buf);
         let now = r.now();
-        let switch = r.fallback.lock().unwrap().poll(now);
-        if let Some(t) = switch {
-            change_transport(imp, &r, &mut input, t, Why::Silent);
+        let switch = {
+            let mut fallback = r.fallback.lock().unwrap();
+            fallback.handle_timeout(now);
+            fallback.poll_change()
+        };
+        if let Some((t, why)) = switch {
+            change_transport(imp, &r, &mut input, t, why);
         }
         r.send_due_reports();
         let mut events = std::mem::take(&mut *r.early_events.lock().unwrap());
         {
             let mut client = r.client.lock().unwrap();
-            if client.next_timeout().is_some_and(|t| t <= now) {
+            if client.poll_timeout().is_some_and(|t| t <= now) {
                 client.handle_timeout(now);
             }
             r.flush(&mut client);
@@ -310,7 +316,7 @@ fn read(imp: &SessionSrc, r: &Running, input: &mut Input, buf: &mut [u8]) {
     match input {
         Input::Udp(s, wait) => {
             // This thread also sends the delayed reports: it wakes when one is due.
-            let w = tick::until(r.reports.lock().unwrap().next_due(), r.now());
+            let w = tick::until(r.reports.lock().unwrap().poll_timeout(), r.now());
             if w != *wait && s.set_read_timeout(Some(w)).is_ok() {
                 *wait = w;
             }
@@ -597,9 +603,13 @@ fn handle_event(
             if multicast && r.transport() == Transport::Multicast {
                 sync_groups(imp, r, &channels);
                 if r.groups.lock().unwrap().is_empty() {
-                    let to = r.fallback.lock().unwrap().no_group(r.now());
-                    if let Some(to) = to {
-                        change_transport(imp, r, input, to, Why::NoGroup);
+                    let change = {
+                        let mut fallback = r.fallback.lock().unwrap();
+                        fallback.no_group(r.now());
+                        fallback.poll_change()
+                    };
+                    if let Some((to, why)) = change {
+                        change_transport(imp, r, input, to, why);
                     }
                 }
             }
@@ -633,7 +643,7 @@ fn handle_event(
         }
         ClientEvent::Unreachable => {
             // transport=auto tries the next way on its own, sooner.
-            if *unreachable_told || r.fallback.lock().unwrap().next_timeout().is_some() {
+            if *unreachable_told || r.fallback.lock().unwrap().poll_timeout().is_some() {
                 return;
             }
             *unreachable_told = true;

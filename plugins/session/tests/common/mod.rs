@@ -166,7 +166,7 @@ impl RawClient {
                 }
             }
             let now = self.now();
-            if self.client.next_timeout().is_some_and(|t| t <= now) {
+            if self.client.poll_timeout().is_some_and(|t| t <= now) {
                 self.client.handle_timeout(now);
             }
         }
