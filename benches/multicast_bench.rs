@@ -15,7 +15,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use fanout_session::{Client, ClientConfig, Stay};
+use fanout_session::{Client, ClientConfig, Mono, Stay};
 use gst::prelude::*;
 use gst_app::AppSrc;
 use nix::sched::{setns, CloneFlags};
@@ -114,7 +114,7 @@ fn join(ns: &Namespaces, n: usize, port: u16, multicast: bool) -> Vec<UdpSocket>
             multicast,
             ..ClientConfig::default()
         };
-        let mut c = Client::new(cfg, 0, i as u64 + 1);
+        let mut c = Client::new(cfg, Mono::ZERO, i as u64 + 1);
         let start = Instant::now();
         let mut buf = [0u8; 2048];
         while !c.is_joined() {
@@ -123,9 +123,9 @@ fn join(ns: &Namespaces, n: usize, port: u16, multicast: bool) -> Vec<UdpSocket>
                 s.send_to(&d, server).unwrap();
             }
             if let Ok((len, _)) = s.recv_from(&mut buf) {
-                c.handle_datagram(start.elapsed().as_nanos() as u64, &mut buf[..len]);
+                c.handle_datagram(Mono::ZERO + start.elapsed(), &mut buf[..len]);
             }
-            c.handle_timeout(start.elapsed().as_nanos() as u64);
+            c.handle_timeout(Mono::ZERO + start.elapsed());
         }
     }
     socks

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use fanout_session::{Client, ClientConfig, Stay};
+use fanout_session::{Client, ClientConfig, Mono, Stay};
 use gst::prelude::*;
 use gst_app::AppSrc;
 use nix::sys::socket::{sendmmsg, ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage};
@@ -155,7 +155,7 @@ fn appsrc_into(sink: &str) -> gst::Pipeline {
 fn join_all(socks: &[UdpSocket], port: u16, security: Security) {
     for (i, s) in socks.iter().enumerate() {
         let server: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let mut c = Client::new(security.client(), 0, i as u64 + 1);
+        let mut c = Client::new(security.client(), Mono::ZERO, i as u64 + 1);
         let start = Instant::now();
         let mut buf = [0u8; 2048];
         while !c.is_joined() {
@@ -167,9 +167,9 @@ fn join_all(socks: &[UdpSocket], port: u16, security: Security) {
                 s.send_to(&d, server).unwrap();
             }
             if let Ok((n, _)) = s.recv_from(&mut buf) {
-                c.handle_datagram(start.elapsed().as_nanos() as u64, &mut buf[..n]);
+                c.handle_datagram(Mono::ZERO + start.elapsed(), &mut buf[..n]);
             }
-            c.handle_timeout(start.elapsed().as_nanos() as u64);
+            c.handle_timeout(Mono::ZERO + start.elapsed());
         }
     }
 }
@@ -740,19 +740,19 @@ fn receive(args: &[String]) {
                     let s = UdpSocket::bind("127.0.0.1:0").unwrap();
                     s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
                     let start = Instant::now();
-                    let mut c = Client::new(security.client(), 0, i as u64 + 1);
+                    let mut c = Client::new(security.client(), Mono::ZERO, i as u64 + 1);
                     let mut buf = [0u8; 2048];
                     loop {
                         while let Some(d) = c.poll_transmit() {
                             let _ = s.send_to(&d, server);
                         }
                         if let Ok((len, _)) = s.recv_from(&mut buf) {
-                            let now = start.elapsed().as_nanos() as u64;
+                            let now = Mono::ZERO + start.elapsed();
                             if c.handle_datagram(now, &mut buf[..len]).is_some() {
                                 taken[i].fetch_add(1, Ordering::Relaxed);
                             }
                         }
-                        c.handle_timeout(start.elapsed().as_nanos() as u64);
+                        c.handle_timeout(Mono::ZERO + start.elapsed());
                     }
                 });
             }

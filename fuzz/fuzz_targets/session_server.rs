@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 
 use fanout_session::message::{self, LostEntry, Message, Stay};
 use fanout_session::{
-    Client, ClientConfig, Event, Now, Peer, Reason, RepairTo, Server, ServerConfig,
+    Client, ClientConfig, Event, Mono, Now, Peer, Reason, RepairTo, Server, ServerConfig,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -22,7 +22,7 @@ fuzz_target!(|data: &[u8]| {
     let mut server = Server::new(cfg);
     server.set_channel(0, "a", "x/y", Some("239.1.1.1:5000".parse().unwrap()));
     server.set_channel(7, "b", "", None);
-    let mut client = Client::new(ClientConfig::default(), 0, 1);
+    let mut client = Client::new(ClientConfig::default(), Mono::ZERO, 1);
     let mut t = 0u64;
     let mut cookies: Vec<[u8; 16]> = Vec::new();
     let mut granted = 0u64;
@@ -35,7 +35,7 @@ fuzz_target!(|data: &[u8]| {
         rest = tail;
         t = t.saturating_add(u64::from(head[1]) * 50_000_000);
         let now = Now {
-            mono: t,
+            mono: Mono::from_nanos(t),
             unix: t.wrapping_add(1 << 60),
         };
         let addr = SocketAddr::from(([10, 0, 0, head[0] % 8], 1000 + u16::from(head[0] >> 4)));
@@ -73,7 +73,7 @@ fuzz_target!(|data: &[u8]| {
             }),
             // Whatever the client state machine would send, and its answers back to it.
             3 => {
-                client.handle_timeout(t);
+                client.handle_timeout(now.mono);
                 client.poll_transmit().unwrap_or_default()
             }
             _ => body.to_vec(),
@@ -109,7 +109,7 @@ fuzz_target!(|data: &[u8]| {
                 assert!(tx.data.len() <= datagram.len(), "amplification");
             }
             assert_eq!(tx.to, from, "a reply to another address");
-            let _ = client.handle_datagram(t, &mut tx.data.clone());
+            let _ = client.handle_datagram(now.mono, &mut tx.data.clone());
         }
         while let Some(e) = server.poll_event() {
             match e {
@@ -141,7 +141,7 @@ fuzz_target!(|data: &[u8]| {
                     server.clients().any(|(_, a)| a == tx.to),
                     "a keepalive to a stranger"
                 );
-                let _ = client.handle_datagram(t, &mut tx.data.clone());
+                let _ = client.handle_datagram(now.mono, &mut tx.data.clone());
             }
         }
         while client.poll_event().is_some() {}
@@ -151,7 +151,9 @@ fuzz_target!(|data: &[u8]| {
         }
         // Bytes from the input are never taken as the server's data: they carry no valid tag.
         assert!(
-            client.handle_datagram(t, &mut body.to_vec()).is_none(),
+            client
+                .handle_datagram(now.mono, &mut body.to_vec())
+                .is_none(),
             "forged bytes taken as data"
         );
         // What the server seals, the joined client opens, once.
@@ -160,10 +162,10 @@ fuzz_target!(|data: &[u8]| {
             let sealer = server.sealer(0).expect("authenticated by default");
             sealer.seal(0, body, false, &mut d);
             let mut again = d.clone();
-            if let Some(got) = client.handle_datagram(t, &mut d) {
+            if let Some(got) = client.handle_datagram(now.mono, &mut d) {
                 assert_eq!(got.payload, body);
                 assert!(
-                    client.handle_datagram(t, &mut again).is_none(),
+                    client.handle_datagram(now.mono, &mut again).is_none(),
                     "taken twice"
                 );
             }

@@ -4,8 +4,10 @@
 //! asks for more than was reported, nor for zero symbols).
 #![no_main]
 
+use std::time::Duration;
+
 use fanout_session::message::LostEntry;
-use fanout_session::{frame, Deframer, Reports};
+use fanout_session::{frame, Deframer, Mono, Reports};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -33,7 +35,8 @@ fuzz_target!(|data: &[u8]| {
     let f = frame(&[stream]).unwrap();
     assert_eq!(f.len(), stream.len() + 2);
 
-    let mut r = Reports::new(u64::from(split) * 1000, u64::from(split));
+    let backoff = u64::from(split) * 1000;
+    let mut r = Reports::new(Duration::from_nanos(backoff), u64::from(split));
     let mut t = 0u64;
     let mut asked = std::collections::HashMap::new();
     for op in ops.chunks(4) {
@@ -45,7 +48,7 @@ fuzz_target!(|data: &[u8]| {
                 let needed = u16::from(n);
                 asked.insert(block, needed);
                 r.report(
-                    t,
+                    Mono::from_nanos(t),
                     LostEntry {
                         channel: 0,
                         flow: 1,
@@ -56,12 +59,13 @@ fuzz_target!(|data: &[u8]| {
             }
             1 => r.symbol(0, 1, block),
             _ => {
-                r.handle_timeout(t);
+                r.handle_timeout(Mono::from_nanos(t));
                 while let Some(e) = r.poll_report() {
                     assert!(e.needed > 0 && e.needed <= asked[&e.block]);
                 }
             }
         }
-        assert!(r.poll_timeout().is_none_or(|d| d <= t.saturating_add(u64::from(split) * 1000)));
+        let latest = Mono::from_nanos(t.saturating_add(backoff));
+        assert!(r.poll_timeout().is_none_or(|d| d <= latest));
     }
 });

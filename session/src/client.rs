@@ -4,6 +4,9 @@
 //! started again when the server forgot the session (it restarted) or went silent.
 
 use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+use fanout_wire::time::{nanos, Mono};
 
 use crate::message::{
     self, ChannelInfo, Cookie, Data, Datagram, LostEntry, Message, Reason, Security, Stay,
@@ -12,21 +15,21 @@ use crate::message::{
 use crate::seal::{ChannelKey, KeyLen, Opener, PassphraseKey, Rejected};
 
 /// First retransmission of an unanswered HELLO or JOIN; doubled each time up to the max.
-pub const RETRY_FIRST: u64 = 200_000_000;
-pub const RETRY_MAX: u64 = 2_000_000_000;
+pub const RETRY_FIRST: Duration = Duration::from_millis(200);
+pub const RETRY_MAX: Duration = Duration::from_secs(2);
 /// While nothing answers a handshake's HELLO, it is repeated this often for the first
 /// [`EAGER_FOR`], so a receiver started before its server joins within about this long of
 /// the server coming up (at most 50 HELLOs of 32 bytes per server); then it backs off. A
 /// JOIN is repeated every [`RETRY_FIRST`] meanwhile, so loss both ways costs little time.
-pub const RETRY_EAGER: u64 = 100_000_000;
-pub const EAGER_FOR: u64 = 5_000_000_000;
+pub const RETRY_EAGER: Duration = Duration::from_millis(100);
+pub const EAGER_FOR: Duration = Duration::from_secs(5);
 /// A refresh starts this long before the time granted runs out (or 40 % of it, if more),
 /// less up to 10 % of the time granted at random: room for slow answers on short sessions.
-pub const REFRESH_MARGIN_MIN: u64 = 1_000_000_000;
-pub const DEFAULT_TIMEOUT: u64 = 10_000_000_000;
-pub const DEFAULT_JOIN_DURATION: u64 = 30_000_000_000;
+pub const REFRESH_MARGIN_MIN: Duration = Duration::from_secs(1);
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_JOIN_DURATION: Duration = Duration::from_secs(30);
 /// Joined but nothing heard for this long: the server may have restarted, join again.
-pub const DEFAULT_IDLE_REJOIN: u64 = 3_000_000_000;
+pub const DEFAULT_IDLE_REJOIN: Duration = Duration::from_secs(3);
 
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
@@ -35,8 +38,8 @@ pub struct ClientConfig {
     pub token: Vec<u8>,
     pub stay: Stay,
     /// No answer for this long: [`ClientEvent::Unreachable`].
-    pub timeout: u64,
-    pub idle_rejoin: u64,
+    pub timeout: Duration,
+    pub idle_rejoin: Duration,
     /// Ask to take channels that have a multicast group from the group.
     pub multicast: bool,
     /// The server's passphrase: its DATA must be encrypted under it. `None`: the server's
@@ -52,7 +55,7 @@ impl Default for ClientConfig {
         ClientConfig {
             channels: Vec::new(),
             token: Vec::new(),
-            stay: Stay::For(DEFAULT_JOIN_DURATION),
+            stay: Stay::For(nanos(DEFAULT_JOIN_DURATION)),
             timeout: DEFAULT_TIMEOUT,
             idle_rejoin: DEFAULT_IDLE_REJOIN,
             multicast: false,
@@ -122,12 +125,15 @@ impl std::ops::AddAssign for ClientStats {
     }
 }
 
-/// When to start refreshing a session granted `granted` ns: `granted − max(1 s, 40 %)` (but
+/// When to start refreshing a session granted `granted`: `granted − max(1 s, 40 %)` (but
 /// not before half of it), less `jitter` (at most 10 % of `granted`), so receivers that
 /// joined together spread out.
-pub fn refresh_after(granted: u64, jitter: u64) -> u64 {
-    let margin = (granted / 5 * 2).max(REFRESH_MARGIN_MIN).min(granted / 2);
-    granted.saturating_sub(margin).saturating_sub(jitter)
+pub fn refresh_after(granted: Duration, jitter: Duration) -> Duration {
+    let (granted, jitter) = (nanos(granted), nanos(jitter));
+    let margin = (granted / 5 * 2)
+        .max(nanos(REFRESH_MARGIN_MIN))
+        .min(granted / 2);
+    Duration::from_nanos(granted.saturating_sub(margin).saturating_sub(jitter))
 }
 
 pub struct Client {
@@ -137,12 +143,12 @@ pub struct Client {
     phase: Phase,
     session: Option<u64>,
     /// Start of the handshake in flight, for the timeout.
-    started: u64,
-    retry_at: u64,
-    retry: u64,
+    started: Mono,
+    retry_at: Mono,
+    retry: Duration,
     unreachable_told: bool,
-    refresh_at: u64,
-    last_heard: u64,
+    refresh_at: Mono,
+    last_heard: Mono,
     rng: u64,
     transmits: VecDeque<Vec<u8>>,
     events: VecDeque<ClientEvent>,
@@ -157,17 +163,17 @@ pub struct Client {
 
 impl Client {
     /// Starts joining at `now`; `seed` makes nonces and jitter (take it from a system RNG).
-    pub fn new(cfg: ClientConfig, now: u64, seed: u64) -> Client {
+    pub fn new(cfg: ClientConfig, now: Mono, seed: u64) -> Client {
         Client::start(cfg, false, now, seed)
     }
 
     /// A client on a TCP connection (frames as docs/session-protocol.md gives them): its
     /// first message is the JOIN.
-    pub fn new_stream(cfg: ClientConfig, now: u64, seed: u64) -> Client {
+    pub fn new_stream(cfg: ClientConfig, now: Mono, seed: u64) -> Client {
         Client::start(cfg, true, now, seed)
     }
 
-    fn start(cfg: ClientConfig, stream: bool, now: u64, seed: u64) -> Client {
+    fn start(cfg: ClientConfig, stream: bool, now: Mono, seed: u64) -> Client {
         let mut c = Client {
             cfg,
             stream,
@@ -177,7 +183,7 @@ impl Client {
             retry_at: now,
             retry: RETRY_FIRST,
             unreachable_told: false,
-            refresh_at: u64::MAX,
+            refresh_at: Mono::MAX,
             last_heard: now,
             rng: seed,
             transmits: VecDeque::new(),
@@ -213,7 +219,7 @@ impl Client {
     }
 
     /// Something arrived from the server by another way (its multicast group): it is alive.
-    pub fn heard(&mut self, now: u64) {
+    pub fn heard(&mut self, now: Mono) {
         self.last_heard = self.last_heard.max(now);
     }
 
@@ -222,7 +228,7 @@ impl Client {
     }
 
     /// Asks for the group (or for unicast copies) from now on: joins again at once.
-    pub fn set_multicast(&mut self, on: bool, now: u64) {
+    pub fn set_multicast(&mut self, on: bool, now: Mono) {
         if self.cfg.multicast == on {
             return;
         }
@@ -234,7 +240,7 @@ impl Client {
 
     /// Joins again now (a new connection to the server): a handshake in flight starts
     /// over and keeps its timeout.
-    pub fn rejoin_now(&mut self, now: u64) {
+    pub fn rejoin_now(&mut self, now: Mono) {
         if self.phase == Phase::Stopped {
             return;
         }
@@ -247,7 +253,7 @@ impl Client {
         }
     }
 
-    fn handshake(&mut self, now: u64) {
+    fn handshake(&mut self, now: Mono) {
         let nonce = self.random();
         self.phase = match self.stream {
             false => Phase::Hello { nonce },
@@ -262,7 +268,7 @@ impl Client {
         self.send_current(now);
     }
 
-    fn send_current(&mut self, now: u64) {
+    fn send_current(&mut self, now: Mono) {
         let m = match self.phase {
             Phase::Hello { nonce } => Message::Hello { nonce },
             Phase::Join { nonce, cookie } => {
@@ -279,21 +285,21 @@ impl Client {
             Phase::Joined | Phase::Stopped => return,
         };
         self.transmits.push_back(message::write(&m));
-        if now.saturating_sub(self.started) < EAGER_FOR {
+        if now.saturating_duration_since(self.started) < EAGER_FOR {
             let every = match self.phase {
                 Phase::Hello { .. } => RETRY_EAGER,
                 _ => RETRY_FIRST,
             };
-            self.retry_at = now.saturating_add(every);
+            self.retry_at = now + every;
             return;
         }
-        self.retry_at = now.saturating_add(self.retry);
+        self.retry_at = now + self.retry;
         self.retry = (self.retry * 2).min(RETRY_MAX);
     }
 
     /// Takes one datagram from the server; gives back a DATA payload once joined, checked
     /// against its channel's key (and decrypted in place).
-    pub fn handle_datagram<'a>(&mut self, now: u64, data: &'a mut [u8]) -> Option<Data<'a>> {
+    pub fn handle_datagram<'a>(&mut self, now: Mono, data: &'a mut [u8]) -> Option<Data<'a>> {
         self.stats.datagrams += 1;
         let m = match message::parse(data) {
             Ok(Datagram::Data(d)) => {
@@ -347,7 +353,11 @@ impl Client {
                 self.session = Some(session);
                 self.phase = Phase::Joined;
                 let jitter = self.random() % (expires_in / 10 + 1);
-                self.refresh_at = now.saturating_add(refresh_after(expires_in, jitter));
+                let (granted, jitter) = (
+                    Duration::from_nanos(expires_in),
+                    Duration::from_nanos(jitter),
+                );
+                self.refresh_at = now + refresh_after(granted, jitter);
                 self.events.push_back(ClientEvent::Joined {
                     channels,
                     new_session,
@@ -400,7 +410,7 @@ impl Client {
 
     fn open<'a>(
         &mut self,
-        now: u64,
+        now: Mono,
         channel: u16,
         counter: u64,
         data: &'a mut [u8],
@@ -505,13 +515,14 @@ impl Client {
 
     /// Retransmits, refreshes or rejoins if [`poll_timeout`](Self::poll_timeout) has
     /// passed; calling it earlier does nothing.
-    pub fn handle_timeout(&mut self, now: u64) {
+    pub fn handle_timeout(&mut self, now: Mono) {
         match self.phase {
             Phase::Hello { .. } | Phase::Join { .. } => {
                 if now < self.retry_at {
                     return;
                 }
-                if !self.unreachable_told && now.saturating_sub(self.started) >= self.cfg.timeout {
+                let waited = now.saturating_duration_since(self.started);
+                if !self.unreachable_told && waited >= self.cfg.timeout {
                     self.unreachable_told = true;
                     self.events.push_back(ClientEvent::Unreachable);
                 }
@@ -527,7 +538,7 @@ impl Client {
                 self.send_current(now);
             }
             Phase::Joined => {
-                let idle = now.saturating_sub(self.last_heard) >= self.cfg.idle_rejoin;
+                let idle = now.saturating_duration_since(self.last_heard) >= self.cfg.idle_rejoin;
                 if now >= self.refresh_at || idle {
                     self.handshake(now);
                 }
@@ -540,13 +551,10 @@ impl Client {
     /// retransmission of a HELLO or JOIN, or, joined, the refresh or the rejoin of a silent
     /// server, whichever comes first. `None` once stopped.
     #[must_use]
-    pub fn poll_timeout(&self) -> Option<u64> {
+    pub fn poll_timeout(&self) -> Option<Mono> {
         match self.phase {
             Phase::Hello { .. } | Phase::Join { .. } => Some(self.retry_at),
-            Phase::Joined => Some(
-                self.refresh_at
-                    .min(self.last_heard.saturating_add(self.cfg.idle_rejoin)),
-            ),
+            Phase::Joined => Some(self.refresh_at.min(self.last_heard + self.cfg.idle_rejoin)),
             Phase::Stopped => None,
         }
     }

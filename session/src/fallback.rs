@@ -4,6 +4,9 @@
 //! unicast, then TCP, each given a time to deliver a first packet.
 
 use std::collections::VecDeque;
+use std::time::Duration;
+
+use fanout_wire::time::Mono;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Transport {
@@ -53,8 +56,8 @@ pub struct Fallback {
     current: Transport,
     /// Try the next transport when this one is silent (`transport=auto`).
     auto: bool,
-    timeout: u64,
-    since: u64,
+    timeout: Duration,
+    since: Mono,
     delivered: bool,
     /// Changes so far: (transport now used, why).
     pub changes: Vec<(Transport, Why)>,
@@ -64,7 +67,7 @@ pub struct Fallback {
 
 impl Fallback {
     /// `auto` starts with multicast and falls back; otherwise `first` is kept.
-    pub fn new(first: Transport, auto: bool, timeout: u64, now: u64) -> Fallback {
+    pub fn new(first: Transport, auto: bool, timeout: Duration, now: Mono) -> Fallback {
         Fallback {
             current: if auto { Transport::Multicast } else { first },
             auto,
@@ -104,7 +107,7 @@ impl Fallback {
 
     /// A JOINED named no group: with multicast asked for, the server sends unicast copies.
     /// Moves on to UDP at once if nothing came from a group yet ([`Self::poll_change`]).
-    pub fn no_group(&mut self, now: u64) {
+    pub fn no_group(&mut self, now: Mono) {
         if self.current == Transport::Multicast && !self.delivered {
             self.switch(now, Why::NoGroup);
         }
@@ -112,8 +115,9 @@ impl Fallback {
 
     /// Moves on to the next transport if the current one stayed silent too long
     /// ([`Self::poll_change`] tells which); calling it earlier does nothing.
-    pub fn handle_timeout(&mut self, now: u64) {
-        if !self.auto || self.delivered || now.saturating_sub(self.since) < self.timeout {
+    pub fn handle_timeout(&mut self, now: Mono) {
+        let silent = now.saturating_duration_since(self.since);
+        if !self.auto || self.delivered || silent < self.timeout {
             return;
         }
         self.switch(now, Why::Silent);
@@ -128,12 +132,12 @@ impl Fallback {
     /// transport will have been silent for the fallback timeout. `None` once something came
     /// over it, without `transport=auto`, or over TCP, the last one.
     #[must_use]
-    pub fn poll_timeout(&self) -> Option<u64> {
+    pub fn poll_timeout(&self) -> Option<Mono> {
         (self.auto && !self.delivered && self.current != Transport::Tcp)
-            .then(|| self.since.saturating_add(self.timeout))
+            .then(|| self.since + self.timeout)
     }
 
-    fn switch(&mut self, now: u64, why: Why) {
+    fn switch(&mut self, now: Mono, why: Why) {
         let Some(next) = self.current.next() else {
             return;
         };
@@ -149,8 +153,17 @@ impl Fallback {
 mod tests {
     use super::*;
 
+    fn at(ns: u64) -> Mono {
+        Mono::from_nanos(ns)
+    }
+
+    /// A fallback timeout of 100 ns, from 0.
+    fn fallback(first: Transport, auto: bool) -> Fallback {
+        Fallback::new(first, auto, Duration::from_nanos(100), Mono::ZERO)
+    }
+
     /// The transport a timeout at `now` changes to.
-    fn poll(f: &mut Fallback, now: u64) -> Option<Transport> {
+    fn poll(f: &mut Fallback, now: Mono) -> Option<Transport> {
         f.handle_timeout(now);
         let change = f.poll_change();
         assert_eq!(f.poll_change(), None, "one change at a time");
@@ -161,7 +174,7 @@ mod tests {
     }
 
     /// The transport a JOINED without a group at `now` changes to.
-    fn no_group(f: &mut Fallback, now: u64) -> Option<Transport> {
+    fn no_group(f: &mut Fallback, now: Mono) -> Option<Transport> {
         f.no_group(now);
         f.poll_change().map(|(t, why)| {
             assert_eq!(why, Why::NoGroup);
@@ -171,14 +184,14 @@ mod tests {
 
     #[test]
     fn auto_goes_multicast_udp_tcp_while_nothing_arrives() {
-        let mut f = Fallback::new(Transport::Udp, true, 100, 0);
+        let mut f = fallback(Transport::Udp, true);
         assert_eq!(f.current(), Transport::Multicast);
-        assert_eq!(poll(&mut f, 99), None);
-        assert_eq!(poll(&mut f, 100), Some(Transport::Udp));
-        assert_eq!(f.poll_timeout(), Some(200));
+        assert_eq!(poll(&mut f, at(99)), None);
+        assert_eq!(poll(&mut f, at(100)), Some(Transport::Udp));
+        assert_eq!(f.poll_timeout(), Some(at(200)));
         f.came_over(Transport::Multicast); // late, from the group left
-        assert_eq!(poll(&mut f, 200), Some(Transport::Tcp));
-        assert_eq!(poll(&mut f, 10_000), None);
+        assert_eq!(poll(&mut f, at(200)), Some(Transport::Tcp));
+        assert_eq!(poll(&mut f, at(10_000)), None);
         assert_eq!(f.poll_timeout(), None);
         assert_eq!(
             f.changes,
@@ -188,33 +201,33 @@ mod tests {
 
     #[test]
     fn an_answer_proves_udp_and_tcp_but_not_a_group() {
-        let mut f = Fallback::new(Transport::Udp, true, 100, 0);
+        let mut f = fallback(Transport::Udp, true);
         f.answered();
         assert_eq!(
-            poll(&mut f, 100),
+            poll(&mut f, at(100)),
             Some(Transport::Udp),
             "a JOINED is not group data"
         );
         f.answered();
-        assert_eq!(poll(&mut f, 10_000), None);
+        assert_eq!(poll(&mut f, at(10_000)), None);
         assert_eq!(f.current(), Transport::Udp);
     }
 
     #[test]
     fn a_transport_that_delivered_is_kept() {
-        let mut f = Fallback::new(Transport::Udp, true, 100, 0);
+        let mut f = fallback(Transport::Udp, true);
         f.came_over(Transport::Multicast);
-        assert_eq!(poll(&mut f, 1_000_000), None);
+        assert_eq!(poll(&mut f, at(1_000_000)), None);
         assert_eq!(f.current(), Transport::Multicast);
     }
 
     #[test]
     fn no_group_moves_to_udp_at_once_and_fixed_transports_stay() {
-        let mut f = Fallback::new(Transport::Udp, true, 100, 0);
-        assert_eq!(no_group(&mut f, 5), Some(Transport::Udp));
-        assert_eq!(no_group(&mut f, 6), None);
-        let mut f = Fallback::new(Transport::Multicast, false, 100, 0);
-        assert_eq!(poll(&mut f, 1_000), None);
+        let mut f = fallback(Transport::Udp, true);
+        assert_eq!(no_group(&mut f, at(5)), Some(Transport::Udp));
+        assert_eq!(no_group(&mut f, at(6)), None);
+        let mut f = fallback(Transport::Multicast, false);
+        assert_eq!(poll(&mut f, at(1_000)), None);
         assert_eq!(f.current(), Transport::Multicast);
     }
 }

@@ -21,8 +21,10 @@
 //!   DATA payload borrowed from the datagram ([`Client::handle_datagram`]), a JOIN for the
 //!   application to accept or refuse ([`Server::handle_datagram`]).
 //!
-//! Times are nanoseconds of one monotonic clock the caller picks (Unix time too, for the
-//! server's JOINs that stay until an absolute time: [`Now`]).
+//! "Now" and deadlines are points of one monotonic clock the caller picks ([`Mono`]);
+//! intervals are [`Duration`](std::time::Duration)s. The server is also told Unix time, for
+//! JOINs that stay until an absolute time ([`Now`]). What goes on the wire, and element
+//! properties, stay nanoseconds: callers convert at the edge.
 
 pub mod client;
 pub mod cookie;
@@ -33,6 +35,9 @@ pub mod report;
 pub mod seal;
 pub mod server;
 
+/// The monotonic time the machines are fed, re-exported: [`time::Mono`].
+pub use fanout_wire::time;
+
 pub use client::{Client, ClientConfig, ClientEvent};
 pub use fallback::{Fallback, Transport};
 pub use frame::{frame, Deframer};
@@ -41,3 +46,4 @@ pub use report::Reports;
 pub use server::{
     Event, JoinRequest, Now, Peer, RemoveReason, RepairTo, Server, ServerConfig, Transmit,
 };
+pub use time::Mono;

@@ -3,8 +3,10 @@
 //! Client and server state machines talking through an in-memory network.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use fanout_session::message::{self, Cookie, Message, COOKIE_LEN};
+use fanout_session::time::{nanos, Mono};
 use fanout_session::{
     Client, ClientConfig, ClientEvent, Event, LostEntry, Now, Peer, Reason, RemoveReason, RepairTo,
     Server, ServerConfig, Stay,
@@ -13,11 +15,16 @@ use fanout_session::{
 const S: u64 = 1_000_000_000;
 const UNIX0: u64 = 1_800_000_000 * S;
 
-fn now(mono: u64) -> Now {
+fn now(t: u64) -> Now {
     Now {
-        mono,
-        unix: UNIX0 + mono,
+        mono: mono(t),
+        unix: UNIX0 + t,
     }
+}
+
+/// `ns` on the monotonic clock of the tests.
+fn mono(ns: u64) -> Mono {
+    Mono::from_nanos(ns)
 }
 
 fn addr(port: u16) -> SocketAddr {
@@ -44,7 +51,7 @@ fn config(channels: &[&str], stay: Stay) -> ClientConfig {
         channels: channels.iter().map(|c| c.to_string()).collect(),
         stay,
         // Silence is tested on its own.
-        idle_rejoin: u64::MAX,
+        idle_rejoin: Duration::from_nanos(u64::MAX),
         ..ClientConfig::default()
     }
 }
@@ -73,7 +80,7 @@ fn exchange(
         while let Some(tx) = s.poll_transmit() {
             moved = true;
             if tx.to == Peer::Udp(at) {
-                c.handle_datagram(t, &mut tx.data.clone());
+                c.handle_datagram(mono(t), &mut tx.data.clone());
             }
         }
         if !moved {
@@ -100,7 +107,7 @@ fn joined_channels(c: &mut Client) -> Vec<String> {
 #[test]
 fn join_refresh_and_leave() {
     let mut s = server();
-    let mut c = Client::new(config(&["hd"], Stay::For(30 * S)), 0, 1);
+    let mut c = Client::new(config(&["hd"], Stay::For(30 * S)), mono(0), 1);
     let ev = exchange(0, &mut s, &mut c, addr(5000), &yes);
     assert_eq!(
         ev,
@@ -115,9 +122,9 @@ fn join_refresh_and_leave() {
 
     // The refresh comes 40 % before the end of the stay (less up to 10 %), and keeps the
     // receiver in.
-    let refresh = c.poll_timeout().unwrap();
+    let refresh = c.poll_timeout().map(Mono::as_nanos).unwrap();
     assert!((15 * S..=18 * S).contains(&refresh), "{refresh}");
-    c.handle_timeout(refresh);
+    c.handle_timeout(mono(refresh));
     assert!(exchange(refresh, &mut s, &mut c, addr(5000), &yes).is_empty());
     s.handle_timeout(now(35 * S));
     assert_eq!(s.client_count(), 1, "the refresh moved the expiry");
@@ -138,16 +145,16 @@ fn join_refresh_and_leave() {
 #[test]
 fn a_refresh_sets_the_channel_list() {
     let mut s = server();
-    let mut c = Client::new(config(&["hd", "sd"], Stay::For(30 * S)), 0, 1);
+    let mut c = Client::new(config(&["hd", "sd"], Stay::For(30 * S)), mono(0), 1);
     exchange(0, &mut s, &mut c, addr(5000), &yes);
     assert_eq!(joined_channels(&mut c), vec!["hd", "sd"]);
     assert_eq!(s.members(0).count(), 1);
     assert_eq!(s.members(1).count(), 1, "one receiver in two channels");
-    let mut c = Client::new(config(&["sd"], Stay::For(30 * S)), S, 2);
+    let mut c = Client::new(config(&["sd"], Stay::For(30 * S)), mono(S), 2);
     exchange(S, &mut s, &mut c, addr(5000), &yes);
     assert_eq!(s.members(0).count(), 0, "a channel left out is left");
     assert_eq!(s.members(1).count(), 1);
-    let mut c = Client::new(config(&[], Stay::For(30 * S)), 2 * S, 3);
+    let mut c = Client::new(config(&[], Stay::For(30 * S)), mono(2 * S), 3);
     exchange(2 * S, &mut s, &mut c, addr(5000), &yes);
     assert_eq!(
         joined_channels(&mut c),
@@ -160,11 +167,11 @@ fn a_refresh_sets_the_channel_list() {
 #[test]
 fn expiry_by_duration_and_by_absolute_time() {
     let mut s = server();
-    let mut a = Client::new(config(&["hd"], Stay::For(10 * S)), 0, 1);
+    let mut a = Client::new(config(&["hd"], Stay::For(10 * S)), mono(0), 1);
     exchange(0, &mut s, &mut a, addr(1), &yes);
-    let mut b = Client::new(config(&["hd"], Stay::Until(UNIX0 + 20 * S)), 0, 2);
+    let mut b = Client::new(config(&["hd"], Stay::Until(UNIX0 + 20 * S)), mono(0), 2);
     exchange(0, &mut s, &mut b, addr(2), &yes);
-    assert_eq!(s.poll_timeout(), Some(10 * S));
+    assert_eq!(s.poll_timeout().map(Mono::as_nanos), Some(10 * S));
     s.handle_timeout(now(10 * S - 1));
     assert_eq!(s.client_count(), 2);
     s.handle_timeout(now(10 * S));
@@ -184,7 +191,7 @@ fn expiry_by_duration_and_by_absolute_time() {
         "gone at the absolute time it asked for"
     );
     // A time already past joins nobody.
-    let mut c = Client::new(config(&["hd"], Stay::Until(UNIX0)), 30 * S, 3);
+    let mut c = Client::new(config(&["hd"], Stay::Until(UNIX0)), mono(30 * S), 3);
     let ev = exchange(30 * S, &mut s, &mut c, addr(3), &yes);
     assert_eq!(s.client_count(), 0);
     assert!(matches!(
@@ -199,7 +206,7 @@ fn expiry_by_duration_and_by_absolute_time() {
 #[test]
 fn an_unknown_channel_and_a_refused_token_are_refused_with_the_reason() {
     let mut s = server();
-    let mut c = Client::new(config(&["4k"], Stay::For(30 * S)), 0, 1);
+    let mut c = Client::new(config(&["4k"], Stay::For(30 * S)), mono(0), 1);
     exchange(0, &mut s, &mut c, addr(1), &yes);
     assert!(matches!(
         c.poll_event(),
@@ -207,7 +214,7 @@ fn an_unknown_channel_and_a_refused_token_are_refused_with_the_reason() {
     ));
     let mut cfg = config(&["hd"], Stay::For(30 * S));
     cfg.token = b"wrong".to_vec();
-    let mut c = Client::new(cfg, 0, 2);
+    let mut c = Client::new(cfg, mono(0), 2);
     let ev = exchange(0, &mut s, &mut c, addr(2), &|t| t == b"right");
     assert!(ev.is_empty());
     assert_eq!(
@@ -227,7 +234,7 @@ fn one_host_gets_at_most_max_clients_per_host_places() {
     let max = s.config().max_clients_per_host as u16;
     assert!(max > 0, "on by default");
     for port in 1..=max + 1 {
-        let mut c = Client::new(config(&[], Stay::For(30 * S)), 0, port.into());
+        let mut c = Client::new(config(&[], Stay::For(30 * S)), mono(0), port.into());
         exchange(0, &mut s, &mut c, addr(port), &yes);
         if port == max + 1 {
             assert!(matches!(
@@ -243,7 +250,7 @@ fn one_host_gets_at_most_max_clients_per_host_places() {
     assert_eq!(s.client_count(), max as usize);
     // Another host still gets in, and a place freed is taken again.
     let other = SocketAddr::from(([192, 0, 2, 2], 1));
-    let mut c = Client::new(config(&[], Stay::For(30 * S)), 0, 99);
+    let mut c = Client::new(config(&[], Stay::For(30 * S)), mono(0), 99);
     exchange(0, &mut s, &mut c, other, &yes);
     assert_eq!(s.client_count(), max as usize + 1);
     s.handle_datagram(
@@ -253,7 +260,7 @@ fn one_host_gets_at_most_max_clients_per_host_places() {
     );
     let id = s.clients().find(|(_, p)| *p == peer(1)).unwrap().0;
     assert!(s.remove(id, RemoveReason::Removed));
-    let mut c = Client::new(config(&[], Stay::For(30 * S)), 0, 100);
+    let mut c = Client::new(config(&[], Stay::For(30 * S)), mono(0), 100);
     exchange(0, &mut s, &mut c, addr(100), &yes);
     assert_eq!(s.client_count(), max as usize + 1);
 }
@@ -262,7 +269,7 @@ fn one_host_gets_at_most_max_clients_per_host_places() {
 fn a_join_asking_for_a_day_gets_a_minute_and_a_vanished_receiver_leaves_after_it() {
     let mut s = Server::new(ServerConfig::new(b"k".to_vec()));
     s.set_channel(0, "hd", "", None);
-    let mut c = Client::new(config(&[], Stay::For(24 * 3600 * S)), 0, 1);
+    let mut c = Client::new(config(&[], Stay::For(24 * 3600 * S)), mono(0), 1);
     exchange(0, &mut s, &mut c, addr(1), &yes);
     assert_eq!(s.client_count(), 1);
     // The receiver vanishes: nothing more from it.
@@ -276,7 +283,7 @@ fn a_join_asking_for_a_day_gets_a_minute_and_a_vanished_receiver_leaves_after_it
 fn servers_sharing_a_secret_never_share_session_ids() {
     let joined_id = |s: &mut Server| {
         s.set_channel(0, "hd", "", None);
-        let mut c = Client::new(config(&[], Stay::For(30 * S)), 0, 1);
+        let mut c = Client::new(config(&[], Stay::For(30 * S)), mono(0), 1);
         exchange(0, s, &mut c, addr(1), &yes);
         // The session id, as the receiver's LEAVE carries it.
         c.leave();
@@ -305,7 +312,7 @@ fn max_clients_is_kept() {
     let mut s = Server::new(cfg);
     s.set_channel(0, "hd", "", None);
     for port in 1..=3 {
-        let mut c = Client::new(config(&[], Stay::For(30 * S)), 0, port.into());
+        let mut c = Client::new(config(&[], Stay::For(30 * S)), mono(0), port.into());
         exchange(0, &mut s, &mut c, addr(port), &yes);
         if port == 3 {
             assert!(matches!(
@@ -371,7 +378,7 @@ fn forged_expired_and_replayed_cookies_create_nothing() {
 #[test]
 fn a_flood_of_spoofed_joins_and_random_datagrams_creates_no_state_and_no_amplification() {
     let mut s = server();
-    let mut c = Client::new(config(&["hd"], Stay::For(30 * S)), 0, 1);
+    let mut c = Client::new(config(&["hd"], Stay::For(30 * S)), mono(0), 1);
     exchange(0, &mut s, &mut c, addr(9), &yes);
     let mut x = 0x1234_5678_u64;
     let mut sent = 0usize;
@@ -406,7 +413,7 @@ fn a_hundred_thousand_join_leave_cycles_leave_nothing_behind() {
     let mut s = server();
     for i in 0..100_000u64 {
         let at = addr((i % 60_000) as u16 + 1);
-        let mut c = Client::new(config(&["hd"], Stay::For(30 * S)), i, i);
+        let mut c = Client::new(config(&["hd"], Stay::For(30 * S)), mono(i), i);
         exchange(i, &mut s, &mut c, at, &yes);
         c.leave();
         exchange(i, &mut s, &mut c, at, &yes);
@@ -420,7 +427,7 @@ fn a_hundred_thousand_join_leave_cycles_leave_nothing_behind() {
 #[test]
 fn lost_reports_become_bounded_repairs_for_joined_channels_only() {
     let mut s = server();
-    let mut c = Client::new(config(&["hd"], Stay::For(30 * S)), 0, 1);
+    let mut c = Client::new(config(&["hd"], Stay::For(30 * S)), mono(0), 1);
     exchange(0, &mut s, &mut c, addr(1), &yes);
     let lost = |channel, needed| LostEntry {
         channel,
@@ -464,7 +471,7 @@ fn lost_reports_become_bounded_repairs_for_joined_channels_only() {
 #[test]
 fn lost_from_another_address_or_session_creates_nothing() {
     let mut s = server();
-    let mut c = Client::new(config(&["hd"], Stay::For(30 * S)), 0, 1);
+    let mut c = Client::new(config(&["hd"], Stay::For(30 * S)), mono(0), 1);
     exchange(0, &mut s, &mut c, addr(1), &yes);
     c.report_lost(&[LostEntry {
         channel: 0,
@@ -489,7 +496,7 @@ fn lost_from_another_address_or_session_creates_nothing() {
 #[test]
 fn a_restarted_server_is_joined_again() {
     let mut s = server();
-    let mut c = Client::new(config(&["hd"], Stay::For(30 * S)), 0, 1);
+    let mut c = Client::new(config(&["hd"], Stay::For(30 * S)), mono(0), 1);
     exchange(0, &mut s, &mut c, addr(1), &yes);
     joined_channels(&mut c);
     // New server, new secret: the old session is unknown, its LOST is refused.
@@ -511,27 +518,27 @@ fn a_restarted_server_is_joined_again() {
         })
     ));
     // And silence alone (no LOST to refuse) makes it join again too.
-    let mut c = Client::new(ClientConfig::default(), 0, 1);
+    let mut c = Client::new(ClientConfig::default(), mono(0), 1);
     exchange(0, &mut s, &mut c, addr(1), &yes);
     let mut s = server();
-    let t = c.poll_timeout().unwrap();
+    let t = c.poll_timeout().map(Mono::as_nanos).unwrap();
     assert!(t <= S + 3 * S);
-    c.handle_timeout(t);
+    c.handle_timeout(mono(t));
     exchange(t, &mut s, &mut c, addr(1), &yes);
     assert_eq!(s.client_count(), 1);
 }
 
 #[test]
 fn an_unanswered_hello_is_repeated_every_100_ms_for_5_s_then_backs_off() {
-    let mut c = Client::new(config(&["hd"], Stay::For(30 * S)), 0, 1);
+    let mut c = Client::new(config(&["hd"], Stay::For(30 * S)), mono(0), 1);
     let mut at = Vec::new();
     let mut t = 0;
     while t < 10 * S {
         while c.poll_transmit().is_some() {
             at.push(t);
         }
-        t = c.poll_timeout().unwrap();
-        c.handle_timeout(t);
+        t = c.poll_timeout().map(Mono::as_nanos).unwrap();
+        c.handle_timeout(mono(t));
     }
     let first_5s = at.iter().filter(|&&t| t < 5 * S).count();
     assert_eq!(first_5s, 50, "{at:?}");
@@ -539,12 +546,12 @@ fn an_unanswered_hello_is_repeated_every_100_ms_for_5_s_then_backs_off() {
     assert!((2..=6).contains(&last_5s), "backing off after 5 s: {at:?}");
     // A server that comes up at 3.05 s is joined by 3.15 s.
     let mut s = server();
-    let mut c = Client::new(config(&["hd"], Stay::For(30 * S)), 0, 1);
+    let mut c = Client::new(config(&["hd"], Stay::For(30 * S)), mono(0), 1);
     let mut t = 0;
     while t < 3_050_000_000 {
         while c.poll_transmit().is_some() {}
-        t = c.poll_timeout().unwrap();
-        c.handle_timeout(t);
+        t = c.poll_timeout().map(Mono::as_nanos).unwrap();
+        c.handle_timeout(mono(t));
     }
     assert!(t <= 3_150_000_000);
     exchange(t, &mut s, &mut c, addr(1), &yes);
@@ -554,26 +561,27 @@ fn an_unanswered_hello_is_repeated_every_100_ms_for_5_s_then_backs_off() {
 #[test]
 fn short_sessions_refresh_with_room_for_slow_answers() {
     use fanout_session::client::refresh_after;
+    let d = Duration::from_nanos;
     // granted − max(1 s, 40 %), less up to 10 % of jitter, never before half of it.
-    assert_eq!(refresh_after(2 * S, 0), S);
-    assert_eq!(refresh_after(2 * S, S / 5), S - S / 5);
-    assert_eq!(refresh_after(30 * S, 0), 18 * S);
-    assert_eq!(refresh_after(S / 2, 0), S / 4);
-    assert_eq!(refresh_after(0, 0), 0);
-    assert_eq!(refresh_after(u64::MAX, u64::MAX), 0);
+    assert_eq!(refresh_after(d(2 * S), d(0)), d(S));
+    assert_eq!(refresh_after(d(2 * S), d(S / 5)), d(S - S / 5));
+    assert_eq!(refresh_after(d(30 * S), d(0)), d(18 * S));
+    assert_eq!(refresh_after(d(S / 2), d(0)), d(S / 4));
+    assert_eq!(refresh_after(d(0), d(0)), d(0));
+    assert_eq!(refresh_after(d(u64::MAX), d(u64::MAX)), d(0));
 }
 
 #[test]
 fn an_unanswered_client_retries_then_says_unreachable() {
-    let mut c = Client::new(config(&["hd"], Stay::For(30 * S)), 0, 1);
+    let mut c = Client::new(config(&["hd"], Stay::For(30 * S)), mono(0), 1);
     let mut sends = 0;
     let mut t = 0;
     while t < 12 * S {
         while c.poll_transmit().is_some() {
             sends += 1;
         }
-        t = c.poll_timeout().unwrap();
-        c.handle_timeout(t);
+        t = c.poll_timeout().map(Mono::as_nanos).unwrap();
+        c.handle_timeout(mono(t));
     }
     assert!((50..60).contains(&sends), "{sends} HELLOs, backing off");
     let ev: Vec<_> = std::iter::from_fn(|| c.poll_event()).collect();
@@ -583,14 +591,14 @@ fn an_unanswered_client_retries_then_says_unreachable() {
 #[test]
 fn end_reaches_the_channels_receivers() {
     let mut s = server();
-    let mut c = Client::new(config(&["sd"], Stay::For(30 * S)), 0, 1);
+    let mut c = Client::new(config(&["sd"], Stay::For(30 * S)), mono(0), 1);
     exchange(0, &mut s, &mut c, addr(1), &yes);
     joined_channels(&mut c);
     s.end_channel(0);
     assert!(s.poll_transmit().is_none(), "not in hd");
     s.end_channel(1);
     let tx = s.poll_transmit().unwrap();
-    c.handle_datagram(0, &mut tx.data.clone());
+    c.handle_datagram(mono(0), &mut tx.data.clone());
     assert_eq!(c.poll_event(), Some(ClientEvent::Ended { channel: 1 }));
 }
 
@@ -608,7 +616,7 @@ fn multicast_server(n: u16) -> (Server, Vec<Client>) {
                 multicast: true,
                 ..config(&["hd"], Stay::For(30 * S))
             };
-            let mut c = Client::new(cfg, 0, u64::from(port));
+            let mut c = Client::new(cfg, mono(0), u64::from(port));
             exchange(0, &mut s, &mut c, addr(port), &yes);
             c
         })
@@ -639,7 +647,7 @@ fn repairs(s: &mut Server) -> Vec<(RepairTo, u64, u32)> {
 #[test]
 fn the_joined_reply_names_the_group_and_multicast_receivers_get_no_unicast_copies() {
     let (mut s, mut clients) = multicast_server(1);
-    let mut unicast = Client::new(config(&["hd"], Stay::For(30 * S)), 0, 9);
+    let mut unicast = Client::new(config(&["hd"], Stay::For(30 * S)), mono(0), 9);
     exchange(0, &mut s, &mut unicast, addr(100), &yes);
     let mut got = None;
     while let Some(e) = clients[0].poll_event() {
@@ -655,13 +663,13 @@ fn the_joined_reply_names_the_group_and_multicast_receivers_get_no_unicast_copie
     );
     // Asking for unicast copies again (a multicast receiver falling back).
     let g = s.generation();
-    clients[0].set_multicast(false, S);
+    clients[0].set_multicast(false, mono(S));
     exchange(S, &mut s, &mut clients[0], addr(1), &yes);
     assert_ne!(s.generation(), g);
     assert_eq!(s.unicast_members(0).count(), 2);
     // A channel without a group goes to everyone as unicast copies.
     s.set_channel(0, "hd", "application/x-fanout-fec", None);
-    clients[0].set_multicast(true, 2 * S);
+    clients[0].set_multicast(true, mono(2 * S));
     exchange(2 * S, &mut s, &mut clients[0], addr(1), &yes);
     assert_eq!(s.unicast_members(0).count(), 2);
 }
@@ -676,19 +684,19 @@ fn reports_of_one_block_from_several_multicast_receivers_become_one_group_repair
         exchange(t, &mut s, c, addr(i as u16 + 1), &yes);
     }
     assert!(repairs(&mut s).is_empty(), "gathered, not answered yet");
-    s.handle_timeout(now(t + s.config().group_window));
+    s.handle_timeout(now(t + nanos(s.config().group_window)));
     assert_eq!(
         repairs(&mut s),
         vec![(RepairTo::Group, 42, 10)],
         "the largest need, once"
     );
     // Reports sent before the repair arrived: covered.
-    let t = t + s.config().group_window + 1;
+    let t = t + nanos(s.config().group_window) + 1;
     for (i, c) in clients.iter_mut().enumerate().take(20) {
         c.report_lost(&[lost(42, 10)]);
         exchange(t, &mut s, c, addr(i as u16 + 1), &yes);
     }
-    s.handle_timeout(now(t + s.config().group_window));
+    s.handle_timeout(now(t + nanos(s.config().group_window)));
     assert!(repairs(&mut s).is_empty());
     assert_eq!(s.stats.group_reports_covered, 20);
     // Asking for more than the last round sent starts a new one.
@@ -696,7 +704,7 @@ fn reports_of_one_block_from_several_multicast_receivers_become_one_group_repair
     exchange(t, &mut s, &mut clients[0], addr(1), &yes);
     clients[1].report_lost(&[lost(42, 12)]);
     exchange(t, &mut s, &mut clients[1], addr(2), &yes);
-    s.handle_timeout(now(t + s.config().group_window));
+    s.handle_timeout(now(t + nanos(s.config().group_window)));
     assert_eq!(repairs(&mut s), vec![(RepairTo::Group, 42, 12)]);
 }
 
@@ -710,13 +718,18 @@ fn one_multicast_reporter_is_repaired_alone() {
         entries: vec![lost(9, 500)],
     });
     assert!(s.handle_datagram(now(S), addr(1), &spoofed).is_none());
-    assert_eq!(s.poll_timeout(), Some(30 * S), "only the receivers' expiry");
+    assert_eq!(
+        s.poll_timeout().map(Mono::as_nanos),
+        Some(30 * S),
+        "only the receivers' expiry"
+    );
     clients[2].report_lost(&[lost(9, 4)]);
     exchange(S, &mut s, &mut clients[2], addr(3), &yes);
     assert!(s
         .poll_timeout()
-        .is_some_and(|t| t <= S + s.config().group_window));
-    s.handle_timeout(now(S + s.config().group_window));
+        .map(Mono::as_nanos)
+        .is_some_and(|t| t <= S + nanos(s.config().group_window)));
+    s.handle_timeout(now(S + nanos(s.config().group_window)));
     assert_eq!(repairs(&mut s), vec![(RepairTo::Receiver(3), 9, 4)]);
 }
 
@@ -742,7 +755,7 @@ fn a_storm_of_reports_is_bounded_per_block_and_by_the_group_credit() {
         }
     }
     // One round of 30 per block per window at most, over the second.
-    let rounds = S / s.config().group_window + 1;
+    let rounds = S / nanos(s.config().group_window) + 1;
     assert!(
         per_block.values().all(|&n| n <= 30 * rounds),
         "{per_block:?}"
@@ -758,7 +771,7 @@ fn a_storm_of_reports_is_bounded_per_block_and_by_the_group_credit() {
 #[test]
 fn a_tcp_receiver_joins_with_its_first_message_and_leaves_by_closing() {
     let mut s = server();
-    let mut c = Client::new_stream(config(&["sd"], Stay::For(30 * S)), 0, 4);
+    let mut c = Client::new_stream(config(&["sd"], Stay::For(30 * S)), mono(0), 4);
     let at = addr(7000);
     let join = c.poll_transmit().expect("a JOIN at once");
     assert!(matches!(
@@ -775,7 +788,7 @@ fn a_tcp_receiver_joins_with_its_first_message_and_leaves_by_closing() {
     let reply = std::iter::from_fn(|| s.poll_transmit())
         .find(|t| t.to == Peer::Tcp(at))
         .unwrap();
-    c.handle_datagram(0, &mut reply.data.clone());
+    c.handle_datagram(mono(0), &mut reply.data.clone());
     assert!(c.is_joined());
     assert_eq!(Peer::Tcp(at).to_string(), "tcp:192.0.2.1:7000");
     assert_eq!("tcp:192.0.2.1:7000".parse::<Peer>(), Ok(Peer::Tcp(at)));
@@ -791,7 +804,7 @@ fn a_keepalive_reaches_the_channels_receivers_and_keeps_them_from_starting_over(
             channels: vec!["hd".into()],
             ..ClientConfig::default()
         },
-        0,
+        Mono::ZERO,
         1,
     );
     let mut sd = Client::new(
@@ -799,7 +812,7 @@ fn a_keepalive_reaches_the_channels_receivers_and_keeps_them_from_starting_over(
             channels: vec!["sd".into()],
             ..ClientConfig::default()
         },
-        0,
+        Mono::ZERO,
         2,
     );
     exchange(0, &mut s, &mut hd, addr(1), &yes);
@@ -809,10 +822,10 @@ fn a_keepalive_reaches_the_channels_receivers_and_keeps_them_from_starting_over(
     let sent: Vec<_> = std::iter::from_fn(|| s.poll_transmit()).collect();
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].to, peer(1));
-    hd.handle_datagram(2_500_000_000, &mut sent[0].data.clone());
+    hd.handle_datagram(mono(2_500_000_000), &mut sent[0].data.clone());
     // At 3 s the silent one starts over (a HELLO), the one kept alive does not.
-    hd.handle_timeout(3 * S);
-    sd.handle_timeout(3 * S);
+    hd.handle_timeout(mono(3 * S));
+    sd.handle_timeout(mono(3 * S));
     assert!(hd.poll_transmit().is_none());
     assert!(sd.poll_transmit().is_some());
 }
@@ -822,7 +835,7 @@ fn with_20_percent_loss_both_ways_most_joins_take_under_a_second() {
     let mut times = Vec::new();
     for seed in 1..=200u64 {
         let mut s = server();
-        let mut c = Client::new(config(&["hd"], Stay::For(30 * S)), 0, seed);
+        let mut c = Client::new(config(&["hd"], Stay::For(30 * S)), mono(0), seed);
         let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
         let mut lost = move || {
             x ^= x << 13;
@@ -842,12 +855,12 @@ fn with_20_percent_loss_both_ways_most_joins_take_under_a_second() {
             }
             while let Some(tx) = s.poll_transmit() {
                 if !lost() {
-                    c.handle_datagram(t, &mut tx.data.clone());
+                    c.handle_datagram(mono(t), &mut tx.data.clone());
                 }
             }
             if s.client_count() == 0 {
-                t = c.poll_timeout().unwrap();
-                c.handle_timeout(t);
+                t = c.poll_timeout().map(Mono::as_nanos).unwrap();
+                c.handle_timeout(mono(t));
             }
         }
         times.push(t);
@@ -871,7 +884,7 @@ fn join_with(passphrase: Option<&str>, theirs: Option<&str>) -> (Server, Client,
             passphrase: theirs.map(str::to_owned),
             ..config(&["hd"], Stay::For(30 * S))
         },
-        0,
+        Mono::ZERO,
         1,
     );
     exchange(0, &mut s, &mut c, addr(1), &yes);
@@ -897,20 +910,21 @@ fn sealed_data_is_taken_once_from_the_server_and_never_from_anyone_else() {
         );
         let mut again = d.clone();
         assert_eq!(
-            c.handle_datagram(S, &mut d).map(|d| d.payload.to_vec()),
+            c.handle_datagram(mono(S), &mut d)
+                .map(|d| d.payload.to_vec()),
             Some(b"the stream".to_vec())
         );
-        assert!(c.handle_datagram(S, &mut again).is_none(), "a replay");
+        assert!(c.handle_datagram(mono(S), &mut again).is_none(), "a replay");
         // What an attacker makes without the key: plain DATA, or sealed under another key.
         let mut plain = message::data_header(0, 99, false).to_vec();
         plain.extend_from_slice(b"injected");
-        assert!(c.handle_datagram(S, &mut plain).is_none());
+        assert!(c.handle_datagram(mono(S), &mut plain).is_none());
         let (other, ..) = join_with(pass, pass);
         let mut d = Vec::new();
         other.sealer(0).unwrap().seal(0, b"injected", false, &mut d);
         d.clear();
         other.sealer(0).unwrap().seal(0, b"injected", false, &mut d);
-        assert!(c.handle_datagram(S, &mut d).is_none());
+        assert!(c.handle_datagram(mono(S), &mut d).is_none());
         assert_eq!((c.stats.forged, c.stats.replayed), (2, 1));
     }
 }
@@ -944,7 +958,7 @@ fn a_storm_of_loss_reports_draws_no_more_than_the_channels_repair_budget() {
     s.set_channel(0, "hd", "", None);
     let mut clients: Vec<Client> = (1..=20)
         .map(|port| {
-            let mut c = Client::new(config(&["hd"], Stay::For(30 * S)), 0, port);
+            let mut c = Client::new(config(&["hd"], Stay::For(30 * S)), mono(0), port);
             exchange(0, &mut s, &mut c, addr(port as u16), &yes);
             c
         })
@@ -1101,13 +1115,13 @@ fn the_protocol_doc_holds_point_by_point() {
 #[test]
 fn a_join_after_the_eager_window_is_sent_four_times_then_hello_again() {
     let mut s = server();
-    let mut c = Client::new(config(&["hd"], Stay::For(30 * S)), 0, 1);
+    let mut c = Client::new(config(&["hd"], Stay::For(30 * S)), mono(0), 1);
     // Nobody answers the HELLOs for 6 s.
     let mut t = 0;
     while t < 6 * S {
         while c.poll_transmit().is_some() {}
-        t = c.poll_timeout().unwrap();
-        c.handle_timeout(t);
+        t = c.poll_timeout().map(Mono::as_nanos).unwrap();
+        c.handle_timeout(mono(t));
     }
     // Then a cookie: JOINs from here on are outside the eager window.
     let hello = std::iter::from_fn(|| c.poll_transmit()).last().unwrap();
@@ -1116,7 +1130,10 @@ fn a_join_after_the_eager_window_is_sent_four_times_then_hello_again() {
     };
     let cookie = cookie_for(&mut s, t, addr(1));
     let t0 = t;
-    c.handle_datagram(t, &mut message::write(&Message::Cookie { nonce, cookie }));
+    c.handle_datagram(
+        mono(t),
+        &mut message::write(&Message::Cookie { nonce, cookie }),
+    );
     let mut sent = Vec::new();
     for _ in 0..5 {
         for d in std::iter::from_fn(|| c.poll_transmit()) {
@@ -1127,8 +1144,8 @@ fn a_join_after_the_eager_window_is_sent_four_times_then_hello_again() {
             };
             sent.push((kind, (t - t0) / 100_000_000));
         }
-        t = c.poll_timeout().unwrap();
-        c.handle_timeout(t);
+        t = c.poll_timeout().map(Mono::as_nanos).unwrap();
+        c.handle_timeout(mono(t));
     }
     // In tenths of a second.
     assert_eq!(
@@ -1147,7 +1164,7 @@ fn a_join_after_the_eager_window_is_sent_four_times_then_hello_again() {
 fn a_receiver_asking_for_every_channel_gets_one_made_after_it_joined_with_its_key() {
     // An edge that has not joined its origin yet: no channel at all.
     let mut s = Server::new(ServerConfig::new(b"k".to_vec()));
-    let mut c = Client::new(config(&[], Stay::For(30 * S)), 0, 1);
+    let mut c = Client::new(config(&[], Stay::For(30 * S)), mono(0), 1);
     exchange(0, &mut s, &mut c, addr(1), &yes);
     assert_eq!(joined_channels(&mut c), Vec::<String>::new());
     s.set_channel(0, "hd", "video/mpegts", None);
@@ -1158,7 +1175,8 @@ fn a_receiver_asking_for_every_channel_gets_one_made_after_it_joined_with_its_ke
     let mut d = Vec::new();
     s.sealer(0).unwrap().seal(0, b"late channel", false, &mut d);
     assert_eq!(
-        c.handle_datagram(2 * S, &mut d).map(|d| d.payload.to_vec()),
+        c.handle_datagram(mono(2 * S), &mut d)
+            .map(|d| d.payload.to_vec()),
         Some(b"late channel".to_vec())
     );
 }
@@ -1166,7 +1184,7 @@ fn a_receiver_asking_for_every_channel_gets_one_made_after_it_joined_with_its_ke
 #[test]
 fn a_channel_made_again_under_its_number_reaches_receivers_with_its_new_key() {
     let mut s = server();
-    let mut c = Client::new(config(&[], Stay::For(30 * S)), 0, 1);
+    let mut c = Client::new(config(&[], Stay::For(30 * S)), mono(0), 1);
     exchange(0, &mut s, &mut c, addr(1), &yes);
     s.remove_channel(0);
     exchange(S, &mut s, &mut c, addr(1), &yes);
@@ -1175,7 +1193,8 @@ fn a_channel_made_again_under_its_number_reaches_receivers_with_its_new_key() {
     let mut d = Vec::new();
     s.sealer(0).unwrap().seal(0, b"again", false, &mut d);
     assert_eq!(
-        c.handle_datagram(3 * S, &mut d).map(|d| d.payload.to_vec()),
+        c.handle_datagram(mono(3 * S), &mut d)
+            .map(|d| d.payload.to_vec()),
         Some(b"again".to_vec())
     );
 }

@@ -1,5 +1,8 @@
 //! Coding shared by fanout's formats (docs/store-format.md, docs/fec-format.md), so that every
-//! reader takes exactly what every writer writes, and nothing else.
+//! reader takes exactly what every writer writes, and nothing else; and the one monotonic
+//! time the sans-IO cores (`fanout-session`, `fanout-fec`) are fed ([`time::Mono`]).
+
+pub mod time;
 
 /// Unsigned LEB128: 7 bits a byte, least significant first, high bit set when more follow.
 pub mod varint {

@@ -689,7 +689,11 @@ fn a_leave_over_tcp_removes_the_receiver_and_closes_its_connection() {
     let port = free_port();
     let srv = server(port, "tcp=true", "");
     let sink = sink(&srv);
-    let mut c = fanout_session::Client::new_stream(fanout_session::ClientConfig::default(), 0, 1);
+    let mut c = fanout_session::Client::new_stream(
+        fanout_session::ClientConfig::default(),
+        fanout_session::Mono::ZERO,
+        1,
+    );
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.write_all(&fanout_session::frame(&[&c.poll_transmit().unwrap()]).unwrap())
         .unwrap();

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use common::netns::{drop_input, in_netns};
 use common::*;
 use fanout_session::message::{self, Message};
-use fanout_session::{frame, Client, ClientConfig, Stay};
+use fanout_session::{frame, Client, ClientConfig, Mono, Stay};
 use gst::prelude::*;
 
 const GROUP: &str = "239.255.42.1";
@@ -330,7 +330,7 @@ fn tcp_join_frame() -> Vec<u8> {
             stay: Stay::For(30_000_000_000),
             ..ClientConfig::default()
         },
-        0,
+        Mono::ZERO,
         1,
     );
     frame(&[&c.poll_transmit().unwrap()]).unwrap()
@@ -412,7 +412,7 @@ fn a_tcp_peer_sending_garbage_is_closed_and_half_a_frame_waits_for_the_rest() {
     );
     assert_eq!(clients(&sink), 0);
 
-    let mut c = Client::new_stream(ClientConfig::default(), 0, 1);
+    let mut c = Client::new_stream(ClientConfig::default(), Mono::ZERO, 1);
     let join = frame(&[&c.poll_transmit().unwrap()]).unwrap();
     let mut half = TcpStream::connect(("127.0.0.1", port)).unwrap();
     half.write_all(&join[..5]).unwrap();

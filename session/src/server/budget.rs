@@ -3,6 +3,8 @@
 //! Repair credit: a token [`Bucket`] per receiver (and per channel group), refilled with
 //! time, and a [`Budget`] per channel, earned by the packets the channel sends.
 
+use fanout_wire::time::Mono;
+
 use super::ServerConfig;
 
 /// A channel's overall repair credit, in hundredths of a packet: each packet the channel
@@ -50,11 +52,11 @@ impl Budget {
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Bucket {
     tokens: u64,
-    refilled: u64,
+    refilled: Mono,
 }
 
 impl Bucket {
-    pub(super) fn full(cfg: &ServerConfig, now: u64) -> Bucket {
+    pub(super) fn full(cfg: &ServerConfig, now: Mono) -> Bucket {
         Bucket {
             tokens: u64::from(cfg.repair_burst),
             refilled: now,
@@ -62,9 +64,9 @@ impl Bucket {
     }
 
     /// Takes up to `n` tokens; how many it got.
-    pub(super) fn take(&mut self, cfg: &ServerConfig, now: u64, n: u64) -> u64 {
-        let elapsed = now.saturating_sub(self.refilled);
-        let refill = u128::from(elapsed) * u128::from(cfg.repair_rate) / 1_000_000_000;
+    pub(super) fn take(&mut self, cfg: &ServerConfig, now: Mono, n: u64) -> u64 {
+        let elapsed = now.saturating_duration_since(self.refilled).as_nanos();
+        let refill = elapsed * u128::from(cfg.repair_rate) / 1_000_000_000;
         if refill > 0 {
             self.tokens = (self.tokens as u128 + refill).min(u128::from(cfg.repair_burst)) as u64;
             self.refilled = now;
@@ -80,6 +82,10 @@ mod tests {
     use super::*;
 
     const MS: u64 = 1_000_000;
+
+    fn at(ns: u64) -> Mono {
+        Mono::from_nanos(ns)
+    }
 
     fn cfg(rate: u32, burst: u32, percent: u32) -> ServerConfig {
         ServerConfig {
@@ -136,32 +142,32 @@ mod tests {
     #[test]
     fn a_bucket_gives_its_burst_then_its_rate() {
         let cfg = cfg(2000, 1000, 400);
-        let mut b = Bucket::full(&cfg, 5 * MS);
-        assert_eq!(b.take(&cfg, 5 * MS, 600), 600);
-        assert_eq!(b.take(&cfg, 5 * MS, 600), 400, "the burst is 1000");
-        assert_eq!(b.take(&cfg, 5 * MS, 1), 0);
+        let mut b = Bucket::full(&cfg, at(5 * MS));
+        assert_eq!(b.take(&cfg, at(5 * MS), 600), 600);
+        assert_eq!(b.take(&cfg, at(5 * MS), 600), 400, "the burst is 1000");
+        assert_eq!(b.take(&cfg, at(5 * MS), 1), 0);
         // 2000 a second: 200 in 100 ms.
-        assert_eq!(b.take(&cfg, 105 * MS, 300), 200);
-        assert_eq!((b.tokens, b.refilled), (0, 105 * MS));
+        assert_eq!(b.take(&cfg, at(105 * MS), 300), 200);
+        assert_eq!((b.tokens, b.refilled), (0, at(105 * MS)));
     }
 
     #[test]
     fn a_bucket_refills_whole_tokens_and_never_beyond_its_burst() {
         let cfg = cfg(2000, 1000, 400);
-        let mut b = Bucket::full(&cfg, 0);
-        assert_eq!(b.take(&cfg, 0, 1000), 1000);
+        let mut b = Bucket::full(&cfg, at(0));
+        assert_eq!(b.take(&cfg, at(0), 1000), 1000);
         // Half a millisecond makes one token; less makes none and keeps the time it ran.
-        assert_eq!(b.take(&cfg, 499_999, 5), 0);
-        assert_eq!(b.refilled, 0);
-        assert_eq!(b.take(&cfg, 500_000, 5), 1);
-        assert_eq!(b.refilled, 500_000);
+        assert_eq!(b.take(&cfg, at(499_999), 5), 0);
+        assert_eq!(b.refilled, Mono::ZERO);
+        assert_eq!(b.take(&cfg, at(500_000), 5), 1);
+        assert_eq!(b.refilled, at(500_000));
         // 1.5 tokens' worth gives one, and the half left over is not carried.
-        assert_eq!(b.take(&cfg, 1_250_000, 5), 1);
-        assert_eq!(b.take(&cfg, 1_500_000, 5), 0);
+        assert_eq!(b.take(&cfg, at(1_250_000), 5), 1);
+        assert_eq!(b.take(&cfg, at(1_500_000), 5), 0);
         // Time going back refills nothing.
-        assert_eq!(b.take(&cfg, 0, 5), 0);
-        assert_eq!(b.refilled, 1_250_000);
+        assert_eq!(b.take(&cfg, at(0), 5), 0);
+        assert_eq!(b.refilled, at(1_250_000));
         // Ten idle seconds fill no more than the burst.
-        assert_eq!(b.take(&cfg, 10_000 * MS, 5000), 1000);
+        assert_eq!(b.take(&cfg, at(10_000 * MS), 5000), 1000);
     }
 }

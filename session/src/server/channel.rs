@@ -6,6 +6,8 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use fanout_wire::time::Mono;
+
 use super::budget::{Bucket, Budget};
 use super::{Server, Transmit};
 use crate::message::{self, ChannelInfo, Message};
@@ -63,7 +65,7 @@ impl Server {
                 self.channels.push(Channel {
                     info: info.clone(),
                     sealer,
-                    bucket: Bucket::full(&self.cfg, 0),
+                    bucket: Bucket::full(&self.cfg, Mono::ZERO),
                     budget: Budget::full(&self.cfg),
                 });
                 // Receivers that asked for every channel before this one existed (an edge

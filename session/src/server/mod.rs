@@ -7,7 +7,9 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
+use fanout_wire::time::{nanos, Mono};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
@@ -36,11 +38,11 @@ pub use event::{Event, RemoveReason, RepairTo, Transmit};
 use gather::Gathering;
 pub use peer::Peer;
 
-/// The time, twice: a monotonic clock for everything, and Unix time for JOINs that stay
-/// until an absolute time. Both in ns.
+/// The time, twice: a monotonic clock for everything, and Unix time (ns since 1970) for
+/// JOINs that stay until an absolute time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Now {
-    pub mono: u64,
+    pub mono: Mono,
     pub unix: u64,
 }
 
@@ -56,7 +58,7 @@ pub struct JoinRequest {
     /// Every channel was asked for (a channel count of 0).
     every: bool,
     nonce: u64,
-    expires: u64,
+    expires: Mono,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -89,7 +91,7 @@ struct Client {
     /// It asked for every channel: one added later is its too.
     every: bool,
     multicast: bool,
-    expires: u64,
+    expires: Mono,
     bucket: Bucket,
 }
 
@@ -353,7 +355,7 @@ impl Server {
             every: names.is_empty(),
             channels,
             nonce,
-            expires: now.mono.saturating_add(duration.min(self.cfg.max_stay)),
+            expires: now.mono + Duration::from_nanos(duration).min(self.cfg.max_stay),
         };
         if message::write(&self.joined(&req, now, 0)).len() > MAX_CONTROL_LEN {
             self.refuse_to(
@@ -382,7 +384,7 @@ impl Server {
         Message::Joined {
             nonce: req.nonce,
             session,
-            expires_in: req.expires.saturating_sub(now.mono),
+            expires_in: nanos(req.expires.saturating_duration_since(now.mono)),
             security: self.security,
             keys: channels.iter().map(|c| key(c)).collect(),
             channels: channels.iter().map(|c| c.info.clone()).collect(),
@@ -408,7 +410,7 @@ impl Server {
                     channels: Vec::new(),
                     every: false,
                     multicast: false,
-                    expires: 0,
+                    expires: Mono::ZERO,
                     bucket: Bucket::full(&self.cfg, now.mono),
                 },
             );
@@ -535,11 +537,11 @@ impl Server {
         }
     }
 
-    /// When [`handle_timeout`](Self::handle_timeout) next needs calling (monotonic ns): the
+    /// When [`handle_timeout`](Self::handle_timeout) next needs calling: the
     /// next receiver's expiry or the close of the next round of gathered loss reports.
     /// `None`: nothing is due until a datagram or a call changes that.
     #[must_use]
-    pub fn poll_timeout(&self) -> Option<u64> {
+    pub fn poll_timeout(&self) -> Option<Mono> {
         let rounds = self.gathering.next_close();
         self.clients.values().map(|c| c.expires).chain(rounds).min()
     }

@@ -82,7 +82,7 @@ impl Server {
             }
             self.stats.group_repairs += count;
             self.stats.repair_symbols_granted += count;
-            let until = now.mono.saturating_add(self.cfg.group_hold);
+            let until = now.mono + self.cfg.group_hold;
             self.gathering.served(key, until, count as u16);
             self.events.push_back(Event::Repair {
                 to: RepairTo::Group,

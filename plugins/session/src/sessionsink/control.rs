@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use fanout_session::{Event, Now, Peer, RemoveReason, RepairTo, Server, Transmit};
+use fanout_session::{Event, Mono, Now, Peer, RemoveReason, RepairTo, Server, Transmit};
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
@@ -67,7 +67,7 @@ pub(super) fn now(start: Instant) -> Now {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
     Now {
-        mono: start.elapsed().as_nanos() as u64,
+        mono: Mono::ZERO + start.elapsed(),
         unix,
     }
 }

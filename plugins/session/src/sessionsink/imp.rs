@@ -17,6 +17,7 @@ use fanout_session::server::{
     DEFAULT_CHANNEL_REPAIR_PERCENT, DEFAULT_MAX_CLIENTS, DEFAULT_MAX_CLIENTS_PER_HOST,
     DEFAULT_MAX_STAY, DEFAULT_REPAIR_BURST, DEFAULT_REPAIR_RATE,
 };
+use fanout_session::time::nanos;
 use fanout_session::{Server, ServerConfig};
 use gst::glib;
 use gst::prelude::*;
@@ -84,7 +85,7 @@ impl Default for Settings {
             secret: None,
             max_clients: DEFAULT_MAX_CLIENTS as u32,
             max_clients_per_host: DEFAULT_MAX_CLIENTS_PER_HOST as u32,
-            max_stay: DEFAULT_MAX_STAY,
+            max_stay: nanos(DEFAULT_MAX_STAY),
             channel_repair_percent: DEFAULT_CHANNEL_REPAIR_PERCENT,
             authenticate: true,
             passphrase: None,
@@ -191,7 +192,7 @@ impl SessionSink {
         let mut cfg = ServerConfig::new(secret);
         cfg.max_clients = s.max_clients as usize;
         cfg.max_clients_per_host = s.max_clients_per_host as usize;
-        cfg.max_stay = s.max_stay;
+        cfg.max_stay = Duration::from_nanos(s.max_stay);
         cfg.repair_rate = s.repair_rate;
         cfg.repair_burst = s.repair_burst;
         cfg.channel_repair_percent = s.channel_repair_percent;
@@ -681,7 +682,7 @@ impl ObjectImpl for SessionSink {
                     .nick("Max stay")
                     .blurb("The longest a JOIN is granted (ns); a JOIN asking for longer gets this. Receivers refresh before their time is up, so a receiver that vanished without a word is gone within it")
                     .minimum(1_000_000_000)
-                    .default_value(DEFAULT_MAX_STAY)
+                    .default_value(nanos(DEFAULT_MAX_STAY))
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecBoolean::builder("authenticate")

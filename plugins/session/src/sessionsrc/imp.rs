@@ -8,10 +8,12 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use fanout_session::client::{DEFAULT_JOIN_DURATION, DEFAULT_TIMEOUT};
 use fanout_session::message::{MAX_JOIN_CHANNELS, MAX_NAME_LEN, MAX_TOKEN_LEN};
-use fanout_session::{ClientConfig, Fallback, LostEntry, Stay};
+use fanout_session::time::nanos;
+use fanout_session::{ClientConfig, Fallback, LostEntry, Mono, Stay};
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
@@ -56,10 +58,10 @@ impl Default for Settings {
             port: DEFAULT_PORT,
             channels: Vec::new(),
             transport: Transport::Udp,
-            join_duration: DEFAULT_JOIN_DURATION,
+            join_duration: nanos(DEFAULT_JOIN_DURATION),
             join_until: 0,
             token: String::new(),
-            timeout: DEFAULT_TIMEOUT,
+            timeout: nanos(DEFAULT_TIMEOUT),
             fallback_timeout: DEFAULT_FALLBACK_TIMEOUT,
             multicast_iface: String::new(),
             passphrase: None,
@@ -153,7 +155,7 @@ impl SessionSrc {
             channels: s.channels.clone(),
             token: s.token.clone().into_bytes(),
             stay,
-            timeout: s.timeout,
+            timeout: Duration::from_nanos(s.timeout),
             passphrase: s.passphrase.clone(),
             allow_unauthenticated: s.allow_unauthenticated,
             ..ClientConfig::default()
@@ -164,7 +166,8 @@ impl SessionSrc {
             Transport::Udp => (fanout_session::Transport::Udp, false),
             Transport::Tcp => (fanout_session::Transport::Tcp, false),
         };
-        let fallback = Fallback::new(first, auto, s.fallback_timeout, 0);
+        let fallback_timeout = Duration::from_nanos(s.fallback_timeout);
+        let fallback = Fallback::new(first, auto, fallback_timeout, Mono::ZERO);
         let iface = multicast::iface(&s.multicast_iface).map_err(|e| {
             gst::error_msg!(
                 gst::ResourceError::Settings,
@@ -308,7 +311,7 @@ impl ObjectImpl for SessionSrc {
                     .nick("Join duration")
                     .blurb("How long each JOIN asks to stay (ns); refreshed at about two thirds of it while running (the server may grant less)")
                     .minimum(1_000_000_000)
-                    .default_value(DEFAULT_JOIN_DURATION)
+                    .default_value(nanos(DEFAULT_JOIN_DURATION))
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt64::builder("join-until")
@@ -337,7 +340,7 @@ impl ObjectImpl for SessionSrc {
                     .nick("Timeout")
                     .blurb("No answer from the server for this long (ns): an error before the first JOIN succeeded, a warning after")
                     .minimum(100_000_000)
-                    .default_value(DEFAULT_TIMEOUT)
+                    .default_value(nanos(DEFAULT_TIMEOUT))
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")

@@ -18,7 +18,7 @@ use fanout_session::fallback::Why;
 use fanout_session::frame::MAX_FRAME;
 use fanout_session::message::{self, Datagram};
 use fanout_session::{
-    ChannelInfo, Client, ClientConfig, ClientEvent, Deframer, Fallback, LostEntry, Reports,
+    ChannelInfo, Client, ClientConfig, ClientEvent, Deframer, Fallback, LostEntry, Mono, Reports,
     Transport,
 };
 use gst::glib;
@@ -129,7 +129,7 @@ impl Running {
             Transport::Tcp => (
                 Link::None,
                 Input::connecting(Instant::now()),
-                Client::new_stream(cfg.clone(), 0, seed()),
+                Client::new_stream(cfg.clone(), Mono::ZERO, seed()),
             ),
             Transport::Multicast | Transport::Udp => {
                 let socket = udp_socket(server)?;
@@ -140,7 +140,7 @@ impl Running {
                 (
                     Link::Udp(socket.try_clone()?),
                     Input::Udp(socket, TICK),
-                    Client::new(mc, 0, seed()),
+                    Client::new(mc, Mono::ZERO, seed()),
                 )
             }
         };
@@ -175,8 +175,8 @@ impl Running {
         Ok((running, thread))
     }
 
-    pub fn now(&self) -> u64 {
-        self.start.elapsed().as_nanos() as u64
+    pub fn now(&self) -> Mono {
+        Mono::ZERO + self.start.elapsed()
     }
 
     pub fn transport(&self) -> Transport {
@@ -375,10 +375,10 @@ fn read(imp: &SessionSrc, r: &Running, input: &mut Input, buf: &mut [u8]) {
                 Err(e) => {
                     gst::debug!(CAT, imp = imp, "TCP to {}: {e}", r.server);
                     // A receiver started before its server connects soon after it is up.
-                    let eager = since.elapsed() < Duration::from_nanos(client::EAGER_FOR);
+                    let eager = since.elapsed() < client::EAGER_FOR;
                     *at = Instant::now()
                         + match eager {
-                            true => Duration::from_nanos(client::RETRY_EAGER),
+                            true => client::RETRY_EAGER,
                             false => TCP_RETRY,
                         };
                 }

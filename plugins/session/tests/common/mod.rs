@@ -9,7 +9,7 @@ use std::net::UdpSocket;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use fanout_session::{Client, ClientConfig, Stay};
+use fanout_session::{Client, ClientConfig, Mono, Stay};
 use gst::prelude::*;
 
 pub const SECOND: Duration = Duration::from_secs(1);
@@ -120,7 +120,7 @@ impl RawClient {
         let seed = u64::from(sock.local_addr().unwrap().port());
         RawClient {
             sock,
-            client: Client::new(cfg, 0, seed),
+            client: Client::new(cfg, Mono::ZERO, seed),
             start: Instant::now(),
         }
     }
@@ -142,8 +142,8 @@ impl RawClient {
         c
     }
 
-    pub fn now(&self) -> u64 {
-        self.start.elapsed().as_nanos() as u64
+    pub fn now(&self) -> Mono {
+        Mono::ZERO + self.start.elapsed()
     }
 
     pub fn flush(&mut self) {
