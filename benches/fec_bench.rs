@@ -99,7 +99,7 @@ fn encode_breakdown(data: &[u8]) {
         symbol_size: T as u16,
         max_k: K as u16,
         repair_percent: REPAIR as u32,
-        max_block_time: 0,
+        max_block_time: std::time::Duration::ZERO,
         ..fanout_fec::SenderConfig::default()
     };
     let mut packets = 0;

@@ -194,7 +194,7 @@ pub fn run(runs: u64) {
 /// Blocks recovered out of many, at K = 100, T = 1280, 10 % loss, for a few repair shares:
 /// the sender and receiver the elements drive, without the pipeline around them.
 fn blocks_at_scale() {
-    use fanout_fec::{BufferMeta, Codec, Receiver, ReceiverConfig, Sender, SenderConfig};
+    use fanout_fec::{BufferMeta, Codec, Mono, Receiver, ReceiverConfig, Sender, SenderConfig};
     const BLOCKS: usize = 10_000;
     println!(
         "\n## Blocks recovered at scale: {BLOCKS} full blocks, K = {K}, T = {T}, {} % loss\n",
@@ -220,7 +220,7 @@ fn blocks_at_scale() {
         sender.set_stream(String::new(), false).unwrap();
         // Each block has a second to itself: a block is given up when the next one starts.
         let mut rx = Receiver::new(ReceiverConfig {
-            latency: 1,
+            latency: std::time::Duration::from_nanos(1),
             ..ReceiverConfig::default()
         });
         let mut rng = Rng(99);
@@ -233,7 +233,7 @@ fn blocks_at_scale() {
             sender.flush(&mut packets);
             for p in packets {
                 if !rng.lost(LOSS) {
-                    rx.push(&p, i * 1_000_000_000, &mut out);
+                    rx.push(&p, Mono::from_nanos(i * 1_000_000_000), &mut out);
                 }
             }
             out.clear();

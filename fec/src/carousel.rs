@@ -1,6 +1,8 @@
 //! The carousel after the input ended: rounds of fresh repair symbols over every kept block,
 //! paced to a bitrate, for receivers that join late or lost too much.
 
+use std::time::Duration;
+
 use crate::Sender;
 
 /// Bits per second of the rounds after the input ends: `fec-payloader`'s `carousel-bitrate`.
@@ -24,14 +26,14 @@ impl Pacer {
         self.bits = self.bits.saturating_add(bytes as u128 * 8);
     }
 
-    /// Nanoseconds after the start at which what was sent has gone out at the bitrate
-    /// (0 when unpaced).
-    pub fn due(&self) -> u64 {
+    /// How long after the start what was sent has gone out at the bitrate (zero when
+    /// unpaced).
+    pub fn due(&self) -> Duration {
         if self.bitrate == 0 {
-            return 0;
+            return Duration::ZERO;
         }
         let ns = self.bits.saturating_mul(1_000_000_000) / u128::from(self.bitrate);
-        ns.min(u128::from(u64::MAX)) as u64
+        Duration::from_nanos(ns.min(u128::from(u64::MAX)) as u64)
     }
 }
 
@@ -56,9 +58,9 @@ impl CarouselRounds {
         }
     }
 
-    /// Appends a fresh round of the next kept block to `out`. Returns when (ns after the first
+    /// Appends a fresh round of the next kept block to `out`. Returns when (after the first
     /// step) the next step is due, or `None` once every round is done (or nothing is kept).
-    pub fn step(&mut self, sender: &mut Sender, out: &mut Vec<Vec<u8>>) -> Option<u64> {
+    pub fn step(&mut self, sender: &mut Sender, out: &mut Vec<Vec<u8>>) -> Option<Duration> {
         let blocks = sender.window_blocks();
         if self.left == Some(0) || blocks == 0 {
             return None;
@@ -87,13 +89,14 @@ mod tests {
 
     #[test]
     fn pacing_spreads_bits_over_time() {
+        let ns = Duration::from_nanos;
         let mut p = Pacer::new(8_000_000);
-        assert_eq!(p.due(), 0);
+        assert_eq!(p.due(), ns(0));
         p.sent(1000);
-        assert_eq!(p.due(), 1_000_000);
+        assert_eq!(p.due(), ns(1_000_000));
         p.sent(usize::MAX);
-        assert!(p.due() > 1_000_000);
-        assert_eq!(Pacer::new(0).due(), 0);
+        assert!(p.due() > ns(1_000_000));
+        assert_eq!(Pacer::new(0).due(), ns(0));
     }
 
     #[test]
@@ -101,7 +104,7 @@ mod tests {
         let mut sender = Sender::new(SenderConfig {
             mode: Mode::Carousel,
             window: 0,
-            max_block_time: 0,
+            max_block_time: Duration::ZERO,
             max_k: 4,
             ..SenderConfig::default()
         })
@@ -115,7 +118,7 @@ mod tests {
         assert!(blocks > 2);
         let mut rounds = CarouselRounds::new(Some(2), 1_000_000);
         out.clear();
-        let mut last_due = 0;
+        let mut last_due = Duration::ZERO;
         let mut steps = 0;
         while let Some(due) = rounds.step(&mut sender, &mut out) {
             assert!(due > last_due);
@@ -125,6 +128,6 @@ mod tests {
         assert_eq!(steps, 2 * blocks);
         assert_eq!(rounds.rounds_done, 2);
         let bits: usize = out.iter().map(|p| p.len() * 8).sum();
-        assert_eq!(last_due, bits as u64 * 1000);
+        assert_eq!(last_due, Duration::from_nanos(bits as u64 * 1000));
     }
 }

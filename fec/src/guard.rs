@@ -2,6 +2,10 @@
 //! packets: where the stream really is, which flow keeps coming, and whether an attack lasts.
 //! Each piece is GStreamer-free state the [`crate::Receiver`] feeds with packets and the time.
 
+use std::time::Duration;
+
+use fanout_wire::time::Mono;
+
 /// Blocks beyond the one waited for that count as "near": the stream is there. A block
 /// further ahead moves nothing (the blocks before it are not given up) until the stream near
 /// the block waited for has gone silent, as in an outage the sender has moved on from.
@@ -11,36 +15,36 @@ pub const NEAR_BLOCKS: u64 = 16;
 /// are (a sparse stream pauses longer than the latency between blocks).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Presence {
-    last: Option<u64>,
+    last: Option<Mono>,
     /// The longest recent pause between two near packets, decaying by 1/16 each packet.
-    gap: u64,
+    gap: Duration,
 }
 
 impl Presence {
     /// A packet for a block near the one waited for arrived at `now`.
-    pub fn seen(&mut self, now: u64) {
+    pub fn seen(&mut self, now: Mono) {
         if let Some(last) = self.last {
-            let gap = now.saturating_sub(last);
+            let gap = now.saturating_duration_since(last);
             self.gap = gap.max(self.gap - self.gap / 16);
         }
         self.last = Some(self.last.map_or(now, |l| l.max(now)));
     }
 
     /// When the last packet came, if any did.
-    pub fn last(&self) -> Option<u64> {
+    pub fn last(&self) -> Option<Mono> {
         self.last
     }
 
     /// The block waited for is known from `now` on: the stream counts as near from then.
-    pub fn start(&mut self, now: u64) {
+    pub fn start(&mut self, now: Mono) {
         self.last.get_or_insert(now);
     }
 
     /// From when the stream counts as gone from near the block waited for: `latency` (at least
     /// twice its usual pause) after its last near packet.
-    pub fn silent_from(&self, latency: u64) -> u64 {
+    pub fn silent_from(&self, latency: Duration) -> Mono {
         let quiet = latency.max(self.gap.saturating_mul(2));
-        self.last.unwrap_or(0).saturating_add(quiet)
+        self.last.unwrap_or(Mono::ZERO) + quiet
     }
 }
 
@@ -51,7 +55,7 @@ pub fn near(block: u64, next: u64) -> bool {
 
 /// How long flows are counted before the one followed is weighed against the others, and
 /// the span over which an attack is measured.
-pub const WINDOW: u64 = 1_000_000_000;
+pub const WINDOW: Duration = Duration::from_secs(1);
 /// Flows counted at once at most (others are not counted until a window ends).
 const MAX_FLOWS: usize = 8;
 
@@ -61,12 +65,12 @@ const MAX_FLOWS: usize = 8;
 #[derive(Debug, Default)]
 pub struct FlowFollower {
     counts: Vec<(u32, u64)>,
-    since: Option<u64>,
+    since: Option<Mono>,
 }
 
 impl FlowFollower {
     /// Counts a packet of `flow` at `now`; returns the flow to follow instead of `current`.
-    pub fn packet(&mut self, flow: u32, current: u32, started: bool, now: u64) -> Option<u32> {
+    pub fn packet(&mut self, flow: u32, current: u32, started: bool, now: Mono) -> Option<u32> {
         let since = *self.since.get_or_insert(now);
         match self.counts.iter().position(|(f, _)| *f == flow) {
             Some(i) => self.counts[i].1 = self.counts[i].1.saturating_add(1),
@@ -81,7 +85,7 @@ impl FlowFollower {
             .filter(|(f, _)| *f != current)
             .max_by_key(|(_, n)| *n)
             .copied()?;
-        let ended = now.saturating_sub(since) >= WINDOW;
+        let ended = now.saturating_duration_since(since) >= WINDOW;
         let switch = if started {
             ended && most >= 8 && most > ours.saturating_mul(2)
         } else {
@@ -100,7 +104,7 @@ impl FlowFollower {
 /// seconds in a row.
 #[derive(Debug, Default)]
 pub struct AttackWatch {
-    since: Option<u64>,
+    since: Option<Mono>,
     at_start: u64,
     seconds: u32,
     said: bool,
@@ -111,9 +115,9 @@ pub const ATTACK_SECONDS: u32 = 5;
 
 impl AttackWatch {
     /// `suspect`: the running count of suspect packets. True once, when the attack is said.
-    pub fn update(&mut self, suspect: u64, now: u64) -> bool {
+    pub fn update(&mut self, suspect: u64, now: Mono) -> bool {
         let since = *self.since.get_or_insert(now);
-        if now.saturating_sub(since) < WINDOW {
+        if now.saturating_duration_since(since) < WINDOW {
             return false;
         }
         let busy = suspect.saturating_sub(self.at_start) >= ATTACK_MIN;

@@ -15,7 +15,9 @@
 //!   timer: it is told the time ([`Sender::set_now`]) and the buffers' timestamps; the
 //!   rounds after the input ended say when their next step is due
 //!   ([`CarouselRounds::step`]).
-//! - Times are nanoseconds of one monotonic clock the caller picks.
+//! - "Now" and deadlines are points of one monotonic clock the caller picks ([`Mono`]);
+//!   intervals are [`Duration`](std::time::Duration)s. Buffer timestamps (PTS, DTS,
+//!   durations: stream time, carried in blocks) and what goes on the wire stay nanoseconds.
 
 pub mod block;
 pub mod carousel;
@@ -28,6 +30,9 @@ pub mod receiver;
 pub mod sender;
 pub mod sizing;
 
+/// The monotonic time the receiver and sender are fed, re-exported: [`time::Mono`].
+pub use fanout_wire::time;
+
 pub use block::BufferMeta;
 pub use carousel::{CarouselRounds, Pacer};
 pub use codec::Codec;
@@ -35,3 +40,4 @@ pub use description::{Description, Mode};
 pub use receiver::{Output, Payload, Receiver, ReceiverConfig, ReceiverStats};
 pub use sender::{RepairRefused, Sender, SenderConfig, SenderError, SenderStats};
 pub use sizing::MAX_SOURCE_SYMBOLS;
+pub use time::Mono;

@@ -2,6 +2,9 @@
 //! keeping recent blocks to answer repair requests and to run a carousel.
 
 use std::collections::VecDeque;
+use std::time::Duration;
+
+use fanout_wire::time::{nanos, Mono};
 
 use crate::block::{piece_header_len, put_piece_header, BufferMeta};
 use crate::codec::BlockEncoder;
@@ -20,10 +23,10 @@ pub struct SenderConfig {
     pub mode: Mode,
     /// Blocks kept after sending, for repair requests and the carousel; 0 keeps all.
     pub window: usize,
-    /// Stream mode: a block is also kept until this long (ns, on the clock given by
+    /// Stream mode: a block is also kept until this long (on the clock given by
     /// [`Sender::set_now`]) after it was sent, so a burst (a catch-up after a hold) stays
-    /// repairable for the round trip of a loss report; 0: by count only.
-    pub window_time: u64,
+    /// repairable for the round trip of a loss report; zero: by count only.
+    pub window_time: Duration,
     /// Index of the first repair symbol of each block, so that several senders of one flow
     /// can send disjoint repair symbols.
     pub first_repair: u32,
@@ -31,9 +34,9 @@ pub struct SenderConfig {
     pub send_source: bool,
     /// Repeat the stream description every this many packets.
     pub description_interval: u32,
-    /// A block closes once its buffers span this long (ns, by their PTS or DTS); 0 = only
+    /// A block closes once its buffers span this long (by their PTS or DTS); zero: only
     /// when full.
-    pub max_block_time: u64,
+    pub max_block_time: Duration,
 }
 
 /// Defaults of the sender, and so of `fec-payloader`'s properties.
@@ -41,13 +44,13 @@ pub const DEFAULT_SYMBOL_SIZE: u16 = 1400;
 pub const DEFAULT_MAX_K: u16 = 100;
 pub const DEFAULT_REPAIR_PERCENT: u32 = 25;
 pub const DEFAULT_DESCRIPTION_INTERVAL: u32 = 64;
-pub const DEFAULT_MAX_BLOCK_TIME: u64 = 100_000_000;
+pub const DEFAULT_MAX_BLOCK_TIME: Duration = Duration::from_millis(100);
 /// Blocks kept for repair requests in stream mode: 1.6 s at the default max block time, many
 /// round trips.
 pub const DEFAULT_STREAM_WINDOW: usize = 16;
 /// Kept by time besides: a second covers loss reports from receivers with the default
 /// 200 ms latency, with room.
-pub const DEFAULT_WINDOW_TIME: u64 = 1_000_000_000;
+pub const DEFAULT_WINDOW_TIME: Duration = Duration::from_secs(1);
 /// What the time rule may keep at most (the count rule alone decides past it).
 pub const MAX_WINDOW_TIME_BYTES: usize = 64 << 20;
 
@@ -61,7 +64,7 @@ impl Default for SenderConfig {
             repair_percent: DEFAULT_REPAIR_PERCENT,
             mode: Mode::Stream,
             window: DEFAULT_STREAM_WINDOW,
-            window_time: 0,
+            window_time: Duration::ZERO,
             first_repair: 0,
             send_source: true,
             description_interval: DEFAULT_DESCRIPTION_INTERVAL,
@@ -146,7 +149,7 @@ struct SentBlock {
     /// Index of the next fresh repair symbol.
     next_repair: u32,
     /// When it was sent ([`Sender::set_now`]'s clock).
-    sent_at: u64,
+    sent_at: Mono,
 }
 
 /// Why a repair request was not served.
@@ -176,7 +179,7 @@ pub struct Sender {
     /// Bytes of the blocks in the window.
     window_bytes: usize,
     /// The time now, for `window_time`.
-    now: u64,
+    now: Mono,
     carousel_next: u64,
     description: Option<Description>,
     description_version: u32,
@@ -217,7 +220,7 @@ impl Sender {
             block_start: None,
             window: VecDeque::new(),
             window_bytes: 0,
-            now: 0,
+            now: Mono::ZERO,
             carousel_next: 0,
             description: None,
             description_version: 0,
@@ -228,8 +231,8 @@ impl Sender {
         })
     }
 
-    /// The time now (ns, any monotonic clock), for keeping blocks by `window_time`.
-    pub fn set_now(&mut self, now: u64) {
+    /// The time now, for keeping blocks by `window_time`.
+    pub fn set_now(&mut self, now: Mono) {
         self.now = self.now.max(now);
     }
 
@@ -287,7 +290,8 @@ impl Sender {
     pub fn push_buffer(&mut self, meta: &BufferMeta, data: &[u8], out: &mut Vec<Vec<u8>>) {
         let ts = meta.pts.or(meta.dts);
         if let (Some(start), Some(now)) = (self.block_start, ts) {
-            if self.cfg.max_block_time > 0 && now >= start.saturating_add(self.cfg.max_block_time) {
+            let span = nanos(self.cfg.max_block_time);
+            if span > 0 && now >= start.saturating_add(span) {
                 self.close_block(out);
             }
         }
@@ -447,9 +451,9 @@ impl Sender {
     /// Sent less than `window_time` ago, within the bytes the time rule may keep.
     fn recent(&self, block: &SentBlock) -> bool {
         self.cfg.mode == Mode::Stream
-            && self.cfg.window_time > 0
+            && !self.cfg.window_time.is_zero()
             && self.window_bytes <= MAX_WINDOW_TIME_BYTES
-            && self.now < block.sent_at.saturating_add(self.cfg.window_time)
+            && self.now < block.sent_at + self.cfg.window_time
     }
 
     /// `count` fresh repair packets of window entry `i`.

@@ -1,7 +1,16 @@
 //! Sender to receiver through lossy, reordered, merged and damaged packet streams.
 
 use fanout_fec::packet::{self, Packet, SymbolHeader};
-use fanout_fec::{BufferMeta, Codec, Mode, Output, Receiver, ReceiverConfig, Sender, SenderConfig};
+use std::time::Duration;
+
+use fanout_fec::{
+    BufferMeta, Codec, Mode, Mono, Output, Receiver, ReceiverConfig, Sender, SenderConfig,
+};
+
+/// `ns` on the receiver's (or the sender's) clock.
+fn at(ns: u64) -> Mono {
+    Mono::from_nanos(ns)
+}
 
 /// xorshift64*: deterministic loss patterns without a dependency.
 struct Rng(u64);
@@ -57,7 +66,7 @@ fn receive(packets: impl IntoIterator<Item = Vec<u8>>) -> (Vec<Output>, Receiver
     let mut rx = Receiver::new(ReceiverConfig::default());
     let mut out = Vec::new();
     for p in packets {
-        rx.push(&p, 0, &mut out);
+        rx.push(&p, at(0), &mut out);
     }
     rx.finish(&mut out);
     (out, rx)
@@ -300,7 +309,7 @@ fn flows_are_kept_apart() {
         });
         let mut out = Vec::new();
         for p in &mixed {
-            rx.push(p, 0, &mut out);
+            rx.push(p, at(0), &mut out);
         }
         rx.finish(&mut out);
         assert!(same(&out, expect));
@@ -319,13 +328,16 @@ fn an_incomplete_block_is_given_up_after_the_latency() {
         .iter()
         .filter(|p| symbol_header(p).is_none_or(|h| h.block != 0 || h.esi < 3))
     {
-        rx.push(p, 1_000, &mut out);
+        rx.push(p, at(1_000), &mut out);
     }
-    let deadline = rx.poll_timeout().expect("waiting for block 0");
+    let deadline = rx
+        .poll_timeout()
+        .map(Mono::as_nanos)
+        .expect("waiting for block 0");
     assert_eq!(deadline, 1_000 + 200_000_000);
-    rx.handle_timeout(deadline - 1, &mut out);
+    rx.handle_timeout(at(deadline - 1), &mut out);
     assert!(!out.iter().any(|o| matches!(o, Output::Lost { .. })));
-    rx.handle_timeout(deadline, &mut out);
+    rx.handle_timeout(at(deadline), &mut out);
     let f = packets
         .iter()
         .find_map(|p| symbol_header(p).filter(|h| h.block == 0))
@@ -342,7 +354,7 @@ fn an_incomplete_block_is_given_up_after_the_latency() {
         .iter()
         .filter(|p| symbol_header(p).is_some_and(|h| h.block == 0 && h.esi >= 3));
     for p in late {
-        rx.push(p, deadline + 1, &mut out);
+        rx.push(p, at(deadline + 1), &mut out);
     }
     assert!(rx.stats.late > 0);
     assert_eq!(rx.stats.surplus, 0);
@@ -391,7 +403,7 @@ fn a_restarted_sender_is_followed_after_a_run_of_far_packets() {
     let mut rx = Receiver::new(ReceiverConfig::default());
     let mut out = Vec::new();
     for p in &packets {
-        rx.push(p, 0, &mut out);
+        rx.push(p, at(0), &mut out);
     }
     // The same sender starts over at block 0 after thousands of blocks.
     let moved: Vec<_> = packets
@@ -402,7 +414,7 @@ fn a_restarted_sender_is_followed_after_a_run_of_far_packets() {
         })
         .collect();
     for p in moved.iter().chain(&packets).cycle().take(4 * packets.len()) {
-        rx.push(p, 0, &mut out);
+        rx.push(p, at(0), &mut out);
     }
     assert!(rx.stats.resyncs >= 1, "{:?}", rx.stats);
 }
@@ -426,7 +438,7 @@ fn a_carousel_receiver_there_from_the_start_gets_everything() {
 #[test]
 fn blocks_close_by_time_when_buffers_have_timestamps() {
     let mut sender = Sender::new(SenderConfig {
-        max_block_time: 100_000_000,
+        max_block_time: Duration::from_millis(100),
         ..config(Codec::RaptorQ)
     })
     .unwrap();
@@ -608,7 +620,7 @@ fn sent_without_repair(input: &[(BufferMeta, Vec<u8>)]) -> (Sender, Vec<Vec<u8>>
 /// A receiver that reports incomplete blocks 10 ns after their first packet.
 fn reporting_receiver() -> Receiver {
     Receiver::new(ReceiverConfig {
-        report_delay: 10,
+        report_delay: Duration::from_nanos(10),
         ..ReceiverConfig::default()
     })
 }
@@ -622,28 +634,28 @@ fn missing_blocks_are_reported_with_what_they_need_and_the_repairs_complete_them
     let mut rng = Rng(5);
     for p in &packets {
         if !rng.chance(0.1) {
-            rx.push(p, 0, &mut out);
+            rx.push(p, at(0), &mut out);
         }
     }
     let mut missing = Vec::new();
-    rx.missing(0, &mut missing);
+    rx.missing(at(0), &mut missing);
     assert!(!missing.is_empty(), "10 % loss without repair symbols");
     assert!(missing.len() <= fanout_fec::receiver::MAX_MISSING);
     // Reported once now; again only after the delay.
     let mut again = Vec::new();
-    rx.missing(5, &mut again);
+    rx.missing(at(5), &mut again);
     assert!(again
         .iter()
         .all(|m| !missing.iter().any(|n| n.block == m.block)));
-    assert!(rx.next_report().is_some_and(|t| t <= 10));
+    assert!(rx.next_report().is_some_and(|t| t <= at(10)));
     // Exactly what was asked for completes every block.
     for round in 0..4u64 {
         for m in missing.drain(..) {
             for p in sender.repair(m.block, m.needed).unwrap() {
-                rx.push(&p, 20 * round, &mut out);
+                rx.push(&p, at(20 * round), &mut out);
             }
         }
-        rx.missing(20 * round + 15, &mut missing);
+        rx.missing(at(20 * round + 15), &mut missing);
     }
     rx.finish(&mut out);
     assert_eq!(rx.stats.blocks_lost, 0, "{:?}", rx.stats);
@@ -656,15 +668,15 @@ fn nothing_is_reported_without_a_delay_set_or_for_codec_none() {
     for (codec, delay) in [(Codec::RaptorQ, 0), (Codec::None, 10)] {
         let packets = send(config(codec), &input);
         let mut rx = Receiver::new(ReceiverConfig {
-            report_delay: delay,
+            report_delay: Duration::from_nanos(delay),
             ..ReceiverConfig::default()
         });
         let mut out = Vec::new();
         for p in packets.iter().skip(1).step_by(2) {
-            rx.push(p, 0, &mut out);
+            rx.push(p, at(0), &mut out);
         }
         let mut missing = Vec::new();
-        rx.missing(1_000, &mut missing);
+        rx.missing(at(1_000), &mut missing);
         assert!(missing.is_empty(), "{codec:?} {delay}");
         assert_eq!(rx.next_report(), None);
     }
@@ -682,10 +694,10 @@ fn a_block_of_which_nothing_arrived_is_asked_for_and_rebuilt_from_repairs_alone(
         .iter()
         .filter(|p| symbol_header(p).is_none_or(|h| h.block != 2))
     {
-        rx.push(p, 0, &mut out);
+        rx.push(p, at(0), &mut out);
     }
     let mut missing = Vec::new();
-    rx.missing(0, &mut missing);
+    rx.missing(at(0), &mut missing);
     let ask = missing
         .iter()
         .find(|m| m.block == 2)
@@ -695,11 +707,11 @@ fn a_block_of_which_nothing_arrived_is_asked_for_and_rebuilt_from_repairs_alone(
     while !missing.is_empty() && round < 4 {
         for m in missing.drain(..) {
             for p in sender.repair(m.block, m.needed).unwrap() {
-                rx.push(&p, 20 * round, &mut out);
+                rx.push(&p, at(20 * round), &mut out);
             }
         }
         round += 1;
-        rx.missing(20 * round + 15, &mut missing);
+        rx.missing(at(20 * round + 15), &mut missing);
     }
     rx.finish(&mut out);
     assert_eq!(rx.stats.blocks_lost, 0, "{:?}", rx.stats);
@@ -711,23 +723,23 @@ fn a_block_is_asked_for_again_at_growing_gaps_while_the_latency_allows() {
     let input = buffers(30, 21);
     let (_sender, packets) = sent_without_repair(&input);
     let mut rx = Receiver::new(ReceiverConfig {
-        report_delay: 40,
-        latency: 1000,
+        report_delay: Duration::from_nanos(40),
+        latency: Duration::from_nanos(1000),
         ..ReceiverConfig::default()
     });
     let mut out = Vec::new();
     // Block 0 short of one symbol, nothing after it.
     let first = packets.iter().position(|p| p[3] == 1).unwrap();
     for p in packets.iter().take(first + 3).skip(first + 1) {
-        rx.push(p, 0, &mut out);
+        rx.push(p, at(0), &mut out);
     }
     for p in &packets[..first] {
-        rx.push(p, 0, &mut out);
+        rx.push(p, at(0), &mut out);
     }
     let mut asked = Vec::new();
     for t in 0..1000 {
         let mut m = Vec::new();
-        rx.missing(t, &mut m);
+        rx.missing(at(t), &mut m);
         if !m.is_empty() {
             asked.push(t);
         }
@@ -739,15 +751,15 @@ fn a_block_is_asked_for_again_at_growing_gaps_while_the_latency_allows() {
 fn a_burst_of_blocks_stays_repairable_for_the_window_time() {
     let cfg = SenderConfig {
         window: 2,
-        window_time: 1_000_000_000,
-        max_block_time: 0,
+        window_time: Duration::from_secs(1),
+        max_block_time: Duration::ZERO,
         max_k: 4,
         ..SenderConfig::default()
     };
     let mut sender = Sender::new(cfg).unwrap();
     let mut out = Vec::new();
     // Ten blocks at once (a catch-up after a hold): all kept while they are recent.
-    sender.set_now(5_000_000_000);
+    sender.set_now(at(5_000_000_000));
     for i in 0..10u8 {
         sender.push_buffer(&BufferMeta::default(), &[i; 4 * 1400], &mut out);
     }
@@ -756,14 +768,14 @@ fn a_burst_of_blocks_stays_repairable_for_the_window_time() {
     assert_eq!(sender.window_blocks() as u64, sender.stats.blocks);
     assert!(sender.repair(0, 3).is_ok(), "the first of the burst");
     // A second later, the next block sends the old ones away: back to the count.
-    sender.set_now(6_000_000_000);
+    sender.set_now(at(6_000_000_000));
     sender.push_buffer(&BufferMeta::default(), &[11; 4 * 1400], &mut out);
     sender.flush(&mut out);
     assert_eq!(sender.window_blocks(), 2);
     // Without a time (the clock never set) the count alone decides.
     let mut plain = Sender::new(SenderConfig {
         window: 2,
-        max_block_time: 0,
+        max_block_time: Duration::ZERO,
         max_k: 4,
         ..SenderConfig::default()
     })

@@ -13,7 +13,7 @@ fn a_stock_rfc6330_decoder_rebuilds_every_block_from_the_packets_alone() {
         codec: Codec::RaptorQ,
         // Small blocks, so that block numbers pass what an 8-bit SBN could count.
         max_k: 4,
-        max_block_time: 0,
+        max_block_time: std::time::Duration::ZERO,
         repair_percent: 50,
         ..SenderConfig::default()
     })

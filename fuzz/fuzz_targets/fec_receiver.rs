@@ -5,19 +5,21 @@
 //! said at most once; a restart (a new stream identity) is said each time it is followed.
 #![no_main]
 
-use fanout_fec::{Output, Receiver, ReceiverConfig};
+use std::time::Duration;
+
+use fanout_fec::{Mono, Output, Receiver, ReceiverConfig};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let mut rx = Receiver::new(ReceiverConfig {
         max_pending_blocks: 64,
         max_buffered_bytes: 8 << 20,
-        report_delay: 20_000_000,
+        report_delay: Duration::from_millis(20),
         ..ReceiverConfig::default()
     });
     let mut missing = Vec::new();
     let mut out = Vec::new();
-    let mut now = 0u64;
+    let mut now = Mono::ZERO;
     // Each datagram: a flags byte (bit 0: fix the checksum, so the fuzzer reaches past it;
     // bits 1-7: time step), a two-byte length, the bytes.
     let mut rest = data;
@@ -31,7 +33,7 @@ fuzz_target!(|data: &[u8]| {
             let crc = crc32c::crc32c(&datagram[..n]);
             datagram[n..].copy_from_slice(&crc.to_be_bytes());
         }
-        now += u64::from(flags >> 1) * 10_000_000;
+        now += Duration::from_millis(10) * u32::from(flags >> 1);
         rx.push(&datagram, now, &mut out);
         let before = out.len();
         rx.handle_timeout(now, &mut out);

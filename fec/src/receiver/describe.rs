@@ -1,5 +1,7 @@
 //! The stream description: which one is in force, and what a new one changes.
 
+use fanout_wire::time::Mono;
+
 use super::{Output, Receiver};
 use crate::codec::BlockParams;
 use crate::confirm::{fits, same_but_window};
@@ -10,7 +12,12 @@ impl Receiver {
     /// once confirmed (anyone can send one; see [`Candidates`]). The first one also when
     /// symbols that fit it are held already or a block that fits it is rebuilt, if no other
     /// competes. A window moving forward within what was received takes effect at once.
-    pub(super) fn offer_description(&mut self, desc: Description, now: u64, out: &mut Vec<Output>) {
+    pub(super) fn offer_description(
+        &mut self,
+        desc: Description,
+        now: Mono,
+        out: &mut Vec<Output>,
+    ) {
         if self.description.as_ref() == Some(&desc) {
             self.described.seen(now);
             self.stats.unconfirmed_descriptions += self.candidates.current_arrived();

@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+use fanout_wire::time::Mono;
+
 use super::pending::Turn;
 use super::{Output, Payload, Receiver};
 use crate::block::{parse_pieces, BufferMeta};
@@ -26,23 +28,23 @@ impl Receiver {
             .map(|(&n, _)| n)
             .collect();
         for n in far {
-            self.drop_stale_far(n, u64::MAX);
+            self.drop_stale_far(n, Mono::MAX);
         }
-        self.drain(u64::MAX, out);
+        self.drain(Mono::MAX, out);
     }
 
     /// When the block waited for will be given up, if a packet does not complete it first:
     /// `latency` after its own first packet; for a run of blocks of which nothing came, after
     /// the first packet of the block held after them, and if that one is far ahead, not before
     /// the stream has gone from near the block waited for (one forged packet far ahead moves
-    /// nothing). `u64::MAX`: only the end of the stream gives it up.
-    pub(super) fn give_up_at(&self) -> Option<u64> {
+    /// nothing). [`Mono::MAX`]: only the end of the stream gives it up.
+    pub(super) fn give_up_at(&self) -> Option<Mono> {
         if self.description.as_ref()?.mode == Mode::Carousel {
             return None;
         }
         let next = self.next?;
         let (&held, block) = self.blocks.range(next..).next()?;
-        let own = block.first_seen.saturating_add(self.cfg.latency);
+        let own = block.first_seen + self.cfg.latency;
         if guard::near(held, next) {
             return Some(own);
         }
@@ -50,7 +52,7 @@ impl Receiver {
         // symbol does not), and only once the stream has left the block waited for.
         let far = held..=held.saturating_add(NEAR_BLOCKS);
         if !self.blocks.range(far).any(|(_, b)| b.decoded()) {
-            return Some(u64::MAX);
+            return Some(Mono::MAX);
         }
         Some(own.max(self.presence.silent_from(self.cfg.latency)))
     }
@@ -62,7 +64,7 @@ impl Receiver {
         self.discont = true;
     }
 
-    pub(super) fn drain(&mut self, now: u64, out: &mut Vec<Output>) {
+    pub(super) fn drain(&mut self, now: Mono, out: &mut Vec<Output>) {
         let Some(desc) = &self.description else {
             return;
         };
@@ -91,7 +93,7 @@ impl Receiver {
             }
             let held = self.blocks.range(next..).next().map(|(&n, _)| n);
             let expired = if carousel {
-                next < window_start || (now == u64::MAX && held.is_some())
+                next < window_start || (now == Mono::MAX && held.is_some())
             } else {
                 self.give_up_at().is_some_and(|d| now >= d)
             };
@@ -214,13 +216,13 @@ impl Receiver {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_blocks::{content, described, header, timed, T};
+    use super::super::test_blocks::{at, content, d, described, header, timed, T};
     use super::*;
     use crate::{Codec, ReceiverConfig};
 
     fn receiver(mode: Mode) -> Receiver {
         let cfg = ReceiverConfig {
-            latency: 100,
+            latency: d(100),
             ..ReceiverConfig::default()
         };
         described(cfg, Codec::None, mode)
@@ -367,30 +369,30 @@ mod tests {
         let mut rx = receiver(Mode::Stream);
         assert_eq!(rx.give_up_at(), None, "nothing waited for");
         let held = header(Codec::None, 0, 0, 2);
-        rx.add_symbol(&held, &[0; T as usize], 7);
+        rx.add_symbol(&held, &[0; T as usize], at(7));
         rx.next = Some(0);
-        assert_eq!(rx.give_up_at(), Some(107));
+        assert_eq!(rx.give_up_at(), Some(at(107)));
         rx.remove(0);
         let far = header(Codec::None, 30, 0, 2);
-        rx.add_symbol(&far, &[0; T as usize], 5);
+        rx.add_symbol(&far, &[0; T as usize], at(5));
         assert_eq!(
             rx.give_up_at(),
-            Some(u64::MAX),
+            Some(Mono::MAX),
             "one far symbol moves nothing"
         );
         // A rebuilt block there corroborates it: given up once the stream left block 0.
         let mut block = content(&[(true, true, NO_META, b"x")]);
         block.resize(usize::from(T), 0);
-        assert!(rx.add_symbol(&header(Codec::None, 31, 0, 1), &block, 6));
+        assert!(rx.add_symbol(&header(Codec::None, 31, 0, 1), &block, at(6)));
         assert_eq!(
             rx.give_up_at(),
-            Some(105),
+            Some(at(105)),
             "the stream was never near: 0 + 100"
         );
-        rx.presence.seen(200);
-        assert_eq!(rx.give_up_at(), Some(300));
+        rx.presence.seen(at(200));
+        assert_eq!(rx.give_up_at(), Some(at(300)));
         let mut rx = receiver(Mode::Carousel);
-        rx.add_symbol(&held, &[0; T as usize], 7);
+        rx.add_symbol(&held, &[0; T as usize], at(7));
         assert_eq!(rx.give_up_at(), None, "a carousel gives up by its window");
     }
 }

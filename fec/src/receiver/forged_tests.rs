@@ -5,7 +5,7 @@ use crate::block::put_piece_header;
 use crate::packet::{write_symbol, SymbolHeader, FLAG_REPAIR};
 use crate::{BufferMeta, Sender, SenderConfig};
 
-use super::test_streams::{blocks_of, moved, BLOCK_TIME, MS};
+use super::test_streams::{at, blocks_of, moved, BLOCK_TIME, MS};
 
 /// `n` buffers, one block each: the packets of each block (descriptions included) and the
 /// buffers themselves.
@@ -68,9 +68,9 @@ fn run(
     let mut out = Vec::new();
     for (i, packets) in blocks.iter().enumerate() {
         let now = i as u64 * BLOCK_TIME;
-        rx.handle_timeout(now, &mut out);
+        rx.handle_timeout(at(now), &mut out);
         for p in packets.iter().cloned().chain(extra(i as u64)) {
-            rx.push(&p, now, &mut out);
+            rx.push(&p, at(now), &mut out);
         }
         assert_eq!(
             buffers(&out).len(),
@@ -116,12 +116,12 @@ fn a_real_outage_of_many_blocks_is_still_given_up_and_followed() {
     // Blocks 5..=34 never arrive: 30 blocks, further than NEAR_BLOCKS.
     for (i, packets) in blocks.iter().enumerate() {
         let now = i as u64 * BLOCK_TIME;
-        rx.handle_timeout(now, &mut out);
+        rx.handle_timeout(at(now), &mut out);
         if (5..35).contains(&i) {
             continue;
         }
         for p in packets {
-            rx.push(p, now, &mut out);
+            rx.push(p, at(now), &mut out);
         }
     }
     // Within a second of the stream's return, it flows again.
@@ -152,13 +152,13 @@ fn the_variant_with_most_packets_wins_over_a_forged_one_that_fits() {
     // A RaptorQ K = 1 forgery for block 3 first, then block 3 itself ahead of block 2.
     let forged = injected(Codec::RaptorQ, 3, 1400);
     let order = [0, 1, 3, 2, 4, 5];
-    rx.push(&blocks[0][0], 0, &mut out);
+    rx.push(&blocks[0][0], at(0), &mut out);
     for (n, &b) in order.iter().enumerate() {
         if b == 3 {
-            rx.push(&forged, n as u64 * MS, &mut out);
+            rx.push(&forged, at(n as u64 * MS), &mut out);
         }
         for p in &blocks[b] {
-            rx.push(p, n as u64 * MS, &mut out);
+            rx.push(p, at(n as u64 * MS), &mut out);
         }
     }
     rx.finish(&mut out);
@@ -181,10 +181,10 @@ fn a_forged_variant_of_one_packet_cannot_keep_the_genuine_one_out() {
                 header.transfer_length = 1400 * (f + 4);
                 write_symbol(&mut q, &header, data);
             }
-            rx.push(&q, 0, &mut out);
+            rx.push(&q, at(0), &mut out);
         }
         for p in packets.iter().filter(|p| !repair(p)) {
-            rx.push(p, 0, &mut out);
+            rx.push(p, at(0), &mut out);
         }
     }
     rx.finish(&mut out);
@@ -235,12 +235,12 @@ fn a_forged_first_description_loses_to_the_genuine_one() {
     let mut out = Vec::new();
     // Before anything: one that does not fit the symbols (T) and garbage caps.
     for p in description_packets("not caps {{", 1392, 7) {
-        rx.push(&p, 0, &mut out);
+        rx.push(&p, at(0), &mut out);
     }
     let out = {
         for (i, packets) in blocks.iter().enumerate() {
             for p in packets {
-                rx.push(p, i as u64 * BLOCK_TIME, &mut out);
+                rx.push(p, at(i as u64 * BLOCK_TIME), &mut out);
             }
         }
         rx.finish(&mut out);
@@ -266,7 +266,7 @@ fn a_genuine_change_of_description_takes_effect_at_its_repetition() {
     let mut rx = Receiver::new(ReceiverConfig::default());
     let mut out = Vec::new();
     for p in &packets {
-        rx.push(p, 0, &mut out);
+        rx.push(p, at(0), &mut out);
     }
     rx.finish(&mut out);
     assert_eq!(caps_given(&out), vec!["application/x-a", "application/x-b"]);
@@ -289,14 +289,14 @@ fn flow_minus_one_follows_the_flow_that_keeps_coming_not_the_first_seen() {
     let mut rx = Receiver::new(ReceiverConfig::default());
     let mut out = Vec::new();
     // One forged packet of flow 9 first, then one per block among the genuine stream.
-    rx.push(&other_flow(&blocks[0][1], 9), 0, &mut out);
+    rx.push(&other_flow(&blocks[0][1], 9), at(0), &mut out);
     for (i, packets) in blocks.iter().enumerate() {
         let now = i as u64 * BLOCK_TIME;
-        rx.handle_timeout(now, &mut out);
+        rx.handle_timeout(at(now), &mut out);
         for p in packets {
-            rx.push(p, now, &mut out);
+            rx.push(p, at(now), &mut out);
         }
-        rx.push(&other_flow(&packets[1], 9), now, &mut out);
+        rx.push(&other_flow(&packets[1], 9), at(now), &mut out);
     }
     rx.finish(&mut out);
     assert_eq!(rx.flow(), Some(0));
@@ -342,7 +342,7 @@ fn a_forged_description_repeated_less_often_than_the_senders_never_takes_effect(
     let forged = |i: u64| description_packets("video/x-raw, forged=(int)1", 1400, i as u32);
     let mut out = Vec::new();
     for p in forged(0) {
-        rx.push(&p, 0, &mut out);
+        rx.push(&p, at(0), &mut out);
     }
     let out = {
         let mut rest = run(&mut rx, &blocks, |i| match i % 20 {
@@ -361,7 +361,7 @@ fn a_forged_symbol_far_ahead_before_the_stream_costs_nothing_either() {
     let (blocks, input) = stream(Codec::RaptorQ, 30);
     let mut rx = Receiver::new(ReceiverConfig::default());
     let mut out = Vec::new();
-    rx.push(&moved(&blocks[0][3], 200), 0, &mut out);
+    rx.push(&moved(&blocks[0][3], 200), at(0), &mut out);
     let out = {
         let mut rest = run(&mut rx, &blocks, |i| vec![moved(&blocks[0][3], i + 201)]);
         out.append(&mut rest);

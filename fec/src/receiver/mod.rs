@@ -4,6 +4,9 @@
 //! Sans-IO: fed datagrams and the time, it returns outputs; the element owns clocks and pads.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+
+use fanout_wire::time::Mono;
 
 use crate::codec::Codec;
 use crate::confirm::Candidates;
@@ -31,22 +34,22 @@ pub struct ReceiverConfig {
     /// Only this flow is taken; `None` follows the flow that keeps coming (the first seen
     /// until another outnumbers it).
     pub flow: Option<u32>,
-    /// How long (ns) an incomplete block is waited for, from its first packet (stream mode).
-    pub latency: u64,
+    /// How long an incomplete block is waited for, from its first packet (stream mode).
+    pub latency: Duration,
     /// Blocks held at most, waiting for earlier ones; more are refused.
     pub max_pending_blocks: u64,
     /// Bytes of symbols and rebuilt blocks held at most; past it only the block waited
     /// for takes new symbols.
     pub max_buffered_bytes: usize,
-    /// How long (ns) an incomplete block waits before [`Receiver::missing`] reports it (at
+    /// How long an incomplete block waits before [`Receiver::missing`] reports it (at
     /// once when a later block's packets arrive); reported again after as long twice, then
     /// after twice as long each time (a long latency leaves room for repairs that come
-    /// from far), at most [`MAX_REPORTS`] times. 0: never reported.
-    pub report_delay: u64,
+    /// from far), at most [`MAX_REPORTS`] times. Zero: never reported.
+    pub report_delay: Duration,
 }
 
-/// How long an incomplete block is waited for by default (ns): `fec-depayloader`'s `latency`.
-pub const DEFAULT_LATENCY: u64 = 200_000_000;
+/// How long an incomplete block is waited for by default: `fec-depayloader`'s `latency`.
+pub const DEFAULT_LATENCY: Duration = Duration::from_millis(200);
 
 impl Default for ReceiverConfig {
     fn default() -> Self {
@@ -55,7 +58,7 @@ impl Default for ReceiverConfig {
             latency: DEFAULT_LATENCY,
             max_pending_blocks: 256,
             max_buffered_bytes: 256 << 20,
-            report_delay: 0,
+            report_delay: Duration::ZERO,
         }
     }
 }
@@ -79,7 +82,7 @@ pub struct Receiver {
     /// Something was given out (or given up): from then on `next` only moves forward.
     started: bool,
     /// Blocks of which no packet arrived, reported missing: when last, and how often.
-    absent: BTreeMap<u64, (Option<u64>, u8)>,
+    absent: BTreeMap<u64, (Option<Mono>, u8)>,
     /// Codec and K of the latest block seen: the guess for a block of which nothing came.
     last_k: Option<(Codec, u32)>,
     /// The latest blocks given up (at most `max_pending_blocks`): a symbol for one is late,
@@ -135,8 +138,8 @@ impl Receiver {
         self.description.as_ref()
     }
 
-    /// Takes one datagram received at `now` (ns, any monotonic clock).
-    pub fn push(&mut self, datagram: &[u8], now: u64, out: &mut Vec<Output>) {
+    /// Takes one datagram received at `now`.
+    pub fn push(&mut self, datagram: &[u8], now: Mono, out: &mut Vec<Output>) {
         self.stats.packets += 1;
         self.push_packet(datagram, now, out);
         let following = self.cfg.flow.is_none();
@@ -147,7 +150,7 @@ impl Receiver {
         }
     }
 
-    fn push_packet(&mut self, datagram: &[u8], now: u64, out: &mut Vec<Output>) {
+    fn push_packet(&mut self, datagram: &[u8], now: Mono, out: &mut Vec<Output>) {
         let packet = match packet::parse(datagram) {
             Ok(p) => p,
             Err(_) => {
@@ -210,7 +213,7 @@ impl Receiver {
     /// What is due at `now`: blocks whose time is up are given up ([`Output::Lost`] and
     /// what follows), blocks due for a loss report are asked for ([`Output::Missing`]). Call
     /// it when [`Self::poll_timeout`] passes; calling it earlier does nothing.
-    pub fn handle_timeout(&mut self, now: u64, out: &mut Vec<Output>) {
+    pub fn handle_timeout(&mut self, now: Mono, out: &mut Vec<Output>) {
         self.drain(now, out);
         let mut missing = Vec::new();
         self.missing(now, &mut missing);
@@ -223,8 +226,8 @@ impl Receiver {
     /// comes (a carousel; or a block held far ahead, which only the end of the stream gives
     /// up while the stream does not get there).
     #[must_use]
-    pub fn poll_timeout(&self) -> Option<u64> {
-        let give_up = self.give_up_at().filter(|&t| t != u64::MAX);
+    pub fn poll_timeout(&self) -> Option<Mono> {
+        let give_up = self.give_up_at().filter(|&t| t != Mono::MAX);
         match (give_up, self.next_report()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),

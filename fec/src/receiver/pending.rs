@@ -3,6 +3,8 @@
 
 use std::collections::HashSet;
 
+use fanout_wire::time::Mono;
+
 use super::restart::RESYNC_AFTER;
 use super::Receiver;
 use crate::block::parse_pieces;
@@ -23,11 +25,11 @@ pub(super) struct Variant {
     /// The rebuilt block, content checked, waiting for its turn.
     pub(super) decoded: Option<Vec<u8>>,
     /// When its first packet came.
-    pub(super) first_seen: u64,
+    pub(super) first_seen: Mono,
 }
 
 pub(super) struct PendingBlock {
-    pub(super) first_seen: u64,
+    pub(super) first_seen: Mono,
     /// Its first packet was far ahead of the stream: until the stream gets there, it moves
     /// nothing, and once its latency is up it is dropped rather than given out.
     pub(super) born_far: bool,
@@ -37,7 +39,7 @@ pub(super) struct PendingBlock {
     /// Bytes held for this block (symbols, then the rebuilt blocks).
     pub(super) bytes: usize,
     /// When it was last reported missing, and how often.
-    pub(super) reported: Option<u64>,
+    pub(super) reported: Option<Mono>,
     pub(super) reports: u8,
 }
 
@@ -69,7 +71,7 @@ pub(super) enum Turn {
 
 impl Receiver {
     /// Takes a symbol; true if it rebuilt a block whose content parses.
-    pub(super) fn add_symbol(&mut self, h: &SymbolHeader, data: &[u8], now: u64) -> bool {
+    pub(super) fn add_symbol(&mut self, h: &SymbolHeader, data: &[u8], now: Mono) -> bool {
         if self.next.is_some_and(|n| h.block < n && !self.started) {
             // Before anything is given out, an earlier block is where the stream starts; blocks
             // too far from it (a forged or stale first packet) are dropped.
@@ -245,11 +247,11 @@ impl Receiver {
 
     /// A block first seen far ahead of the stream whose latency is up before the stream got
     /// there is dropped (its symbols counted `unconfirmed`): what it held was forged or stale.
-    pub(super) fn drop_stale_far(&mut self, number: u64, now: u64) {
+    pub(super) fn drop_stale_far(&mut self, number: u64, now: Mono) {
         let stale = self
             .blocks
             .get(&number)
-            .is_some_and(|b| b.born_far && now >= b.first_seen.saturating_add(self.cfg.latency));
+            .is_some_and(|b| b.born_far && now >= b.first_seen + self.cfg.latency);
         if stale
             && self
                 .description
@@ -287,7 +289,7 @@ impl Receiver {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_blocks::{described, header, T};
+    use super::super::test_blocks::{at, d, described, header, T};
     use super::*;
     use crate::{Codec, ReceiverConfig};
 
@@ -305,13 +307,13 @@ mod tests {
             seen: (0..seen).collect(),
             source_seen: seen.min(2),
             decoded: decoded.then(Vec::new),
-            first_seen: 0,
+            first_seen: Mono::ZERO,
         }
     }
 
     fn block(variants: Vec<Variant>) -> PendingBlock {
         PendingBlock {
-            first_seen: 0,
+            first_seen: Mono::ZERO,
             born_far: false,
             variants,
             bytes: 0,
@@ -322,7 +324,7 @@ mod tests {
 
     fn receiver(latency: u64, mode: Mode) -> Receiver {
         let cfg = ReceiverConfig {
-            latency,
+            latency: d(latency),
             ..ReceiverConfig::default()
         };
         described(cfg, Codec::None, mode)
@@ -331,7 +333,7 @@ mod tests {
     /// One symbol of `number` (K = 2: held, not rebuilt) at `now`.
     fn add(rx: &mut Receiver, number: u64, now: u64) {
         let h = header(Codec::None, number, 0, 2);
-        assert!(!rx.add_symbol(&h, &[0; T as usize], now));
+        assert!(!rx.add_symbol(&h, &[0; T as usize], at(now)));
     }
 
     fn far(rx: &Receiver) -> Vec<(u64, bool)> {
@@ -408,19 +410,22 @@ mod tests {
         add(&mut rx, 3, 5);
         add(&mut rx, 30, 5);
         let h = header(Codec::None, 30, 1, 3);
-        assert!(!rx.add_symbol(&h, &[1; T as usize], 6), "another variant");
+        assert!(
+            !rx.add_symbol(&h, &[1; T as usize], at(6)),
+            "another variant"
+        );
         assert_eq!(rx.blocks[&30].symbols(), 2);
-        rx.drop_stale_far(30, 104);
-        rx.drop_stale_far(3, u64::MAX);
+        rx.drop_stale_far(30, at(104));
+        rx.drop_stale_far(3, Mono::MAX);
         assert_eq!(far(&rx), vec![(0, false), (3, false), (30, true)]);
-        rx.drop_stale_far(30, 105);
+        rx.drop_stale_far(30, at(105));
         assert_eq!(far(&rx), vec![(0, false), (3, false)]);
         assert_eq!(rx.stats.unconfirmed, 2);
         assert_eq!(rx.buffered, 2 * usize::from(T));
         // A symbol of a stale far block drops it before it is taken: it starts anew.
         add(&mut rx, 40, 10);
         add(&mut rx, 40, 110);
-        assert_eq!(rx.blocks[&40].first_seen, 110);
+        assert_eq!(rx.blocks[&40].first_seen, at(110));
         assert_eq!(rx.stats.unconfirmed, 3);
     }
 
@@ -430,7 +435,7 @@ mod tests {
         rx.next = Some(0);
         add(&mut rx, 30, 5);
         assert_eq!(far(&rx), vec![(30, true)]);
-        rx.drop_stale_far(30, u64::MAX);
+        rx.drop_stale_far(30, Mono::MAX);
         assert_eq!(far(&rx), vec![(30, true)]);
         assert_eq!(rx.stats.unconfirmed, 0);
     }

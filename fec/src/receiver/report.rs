@@ -1,6 +1,10 @@
 //! Loss reports: which blocks waited for are short of symbols and due for a (first or
 //! repeated) report, and when the next one is due.
 
+use std::time::Duration;
+
+use fanout_wire::time::{nanos, Mono};
+
 use super::Receiver;
 use crate::codec::Codec;
 use crate::description::Mode;
@@ -11,8 +15,8 @@ pub const MAX_REPORTS: u8 = 8;
 
 /// How long after its `reports`-th report a block is reported again: `delay`, `delay`,
 /// then doubling (with the default 200 ms latency that is 3 reports, with 1 s 6).
-fn report_gap(delay: u64, reports: u8) -> u64 {
-    delay.saturating_mul(1 << reports.saturating_sub(2).min(16))
+fn report_gap(delay: Duration, reports: u8) -> Duration {
+    Duration::from_nanos(nanos(delay).saturating_mul(1 << reports.saturating_sub(2).min(16)))
 }
 
 /// Blocks one call to [`Receiver::missing`] reports at most.
@@ -33,12 +37,12 @@ impl Receiver {
     /// brings every block round again), never for codec none, at most [`MAX_MISSING`].
     /// A block none of whose packets arrived, though a later one's did, is asked for with
     /// the K of the latest block seen.
-    pub fn missing(&mut self, now: u64, out: &mut Vec<Missing>) {
+    pub fn missing(&mut self, now: Mono, out: &mut Vec<Missing>) {
         let delay = self.cfg.report_delay;
         let (Some(next), Some(desc)) = (self.next, &self.description) else {
             return;
         };
-        if delay == 0 || desc.mode == Mode::Carousel {
+        if delay.is_zero() || desc.mode == Mode::Carousel {
             return;
         }
         // Blocks far ahead (maybe forged) make no run of absent blocks to ask for.
@@ -60,8 +64,8 @@ impl Receiver {
                 continue;
             }
             let due = match b.reported {
-                None => newest > n || now >= b.first_seen.saturating_add(delay),
-                Some(t) => now >= t.saturating_add(report_gap(delay, b.reports)),
+                None => newest > n || now >= b.first_seen + delay,
+                Some(t) => now >= t + report_gap(delay, b.reports),
             };
             if !due {
                 continue;
@@ -87,7 +91,7 @@ impl Receiver {
     /// guess is completed by the next report).
     pub(super) fn missing_absent(
         &mut self,
-        now: u64,
+        now: Mono,
         next: u64,
         newest: u64,
         out: &mut Vec<Missing>,
@@ -111,8 +115,7 @@ impl Receiver {
             }
             while n < held && out.len() < MAX_MISSING {
                 let (reported, reports) = self.absent.entry(n).or_insert((None, 0));
-                let due =
-                    reported.is_none_or(|t| now >= t.saturating_add(report_gap(delay, *reports)));
+                let due = reported.is_none_or(|t| now >= t + report_gap(delay, *reports));
                 if due && *reports < MAX_REPORTS {
                     *reported = Some(now);
                     *reports += 1;
@@ -125,10 +128,10 @@ impl Receiver {
 
     /// When [`Self::missing`] next has something to report, if no packet comes first:
     /// the reports' share of [`Self::poll_timeout`].
-    pub fn next_report(&self) -> Option<u64> {
+    pub fn next_report(&self) -> Option<Mono> {
         let delay = self.cfg.report_delay;
         let next = self.next?;
-        if delay == 0 || self.description.as_ref()?.mode == Mode::Carousel {
+        if delay.is_zero() || self.description.as_ref()?.mode == Mode::Carousel {
             return None;
         }
         let held = self
@@ -141,15 +144,15 @@ impl Receiver {
                     .is_some_and(|v| v.decoder.is_some() && v.params.codec != Codec::None)
             })
             .map(|(_, b)| match b.reported {
-                None => b.first_seen.saturating_add(delay),
-                Some(t) => t.saturating_add(report_gap(delay, b.reports)),
+                None => b.first_seen + delay,
+                Some(t) => t + report_gap(delay, b.reports),
             });
         let absent = self
             .absent
             .range(next..)
             .filter(|(n, (_, reports))| *reports < MAX_REPORTS && !self.blocks.contains_key(n))
             .filter_map(|(_, (reported, reports))| {
-                reported.map(|t| t.saturating_add(report_gap(delay, *reports)))
+                reported.map(|t| t + report_gap(delay, *reports))
             });
         held.chain(absent).min()
     }
@@ -157,14 +160,26 @@ impl Receiver {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_blocks::{datagram, described, MS};
+    use super::super::test_blocks::{at, d, datagram, described, MS};
     use super::*;
     use crate::{Output, ReceiverConfig};
 
+    fn gap(delay: u64, reports: u8) -> u64 {
+        nanos(report_gap(d(delay), reports))
+    }
+
+    fn next_report(rx: &Receiver) -> Option<u64> {
+        rx.next_report().map(Mono::as_nanos)
+    }
+
+    fn poll_timeout(rx: &Receiver) -> Option<u64> {
+        rx.poll_timeout().map(Mono::as_nanos)
+    }
+
     fn reporting(delay: u64) -> Receiver {
         let cfg = ReceiverConfig {
-            report_delay: delay,
-            latency: 10_000 * MS,
+            report_delay: d(delay),
+            latency: d(10_000 * MS),
             ..ReceiverConfig::default()
         };
         described(cfg, Codec::RaptorQ, Mode::Stream)
@@ -172,26 +187,26 @@ mod tests {
 
     fn missing(rx: &mut Receiver, now: u64) -> Vec<Missing> {
         let mut out = Vec::new();
-        rx.missing(now, &mut out);
+        rx.missing(at(now), &mut out);
         out
     }
 
     #[test]
     fn the_report_gap_is_the_delay_twice_then_doubles() {
-        let gaps: Vec<u64> = (0..8).map(|n| report_gap(10, n)).collect();
+        let gaps: Vec<u64> = (0..8).map(|n| gap(10, n)).collect();
         assert_eq!(gaps, vec![10, 10, 10, 20, 40, 80, 160, 320]);
-        assert_eq!(report_gap(10, 18), 10 << 16, "at most 2^16 times the delay");
-        assert_eq!(report_gap(10, u8::MAX), 10 << 16);
-        assert_eq!(report_gap(u64::MAX / 2 + 1, 3), u64::MAX, "saturating");
-        assert_eq!(report_gap(0, 5), 0);
+        assert_eq!(gap(10, 18), 10 << 16, "at most 2^16 times the delay");
+        assert_eq!(gap(10, u8::MAX), 10 << 16);
+        assert_eq!(gap(u64::MAX / 2 + 1, 3), u64::MAX, "saturating");
+        assert_eq!(gap(0, 5), 0);
     }
 
     #[test]
     fn a_short_block_is_reported_after_the_delay_then_after_each_gap_eight_times() {
         let mut rx = reporting(10 * MS);
         let mut out = Vec::new();
-        rx.push(&datagram(Codec::RaptorQ, 5, 0, 4), 0, &mut out);
-        assert_eq!(rx.next_report(), Some(10 * MS));
+        rx.push(&datagram(Codec::RaptorQ, 5, 0, 4), at(0), &mut out);
+        assert_eq!(next_report(&rx), Some(10 * MS));
         assert_eq!(missing(&mut rx, 10 * MS - 1), vec![]);
         // K = 4, and RaptorQ's margin of 2, less the one symbol held.
         let first = Missing {
@@ -200,10 +215,10 @@ mod tests {
         };
         assert_eq!(missing(&mut rx, 10 * MS), vec![first]);
         assert_eq!(missing(&mut rx, 10 * MS), vec![], "reported once per gap");
-        assert_eq!(rx.next_report(), Some(20 * MS));
-        rx.push(&datagram(Codec::RaptorQ, 5, 1, 4), 15 * MS, &mut out);
+        assert_eq!(next_report(&rx), Some(20 * MS));
+        rx.push(&datagram(Codec::RaptorQ, 5, 1, 4), at(15 * MS), &mut out);
         let mut times = Vec::new();
-        while let Some(t) = rx.next_report() {
+        while let Some(t) = next_report(&rx) {
             assert_eq!(missing(&mut rx, t - 1), vec![], "{t}");
             let m = missing(&mut rx, t);
             assert_eq!(
@@ -225,9 +240,9 @@ mod tests {
     fn a_later_block_makes_the_earlier_due_at_once_and_absent_ones_are_asked_with_its_k() {
         let mut rx = reporting(10 * MS);
         let mut out = Vec::new();
-        rx.push(&datagram(Codec::RaptorQ, 5, 0, 4), 0, &mut out);
-        rx.push(&datagram(Codec::RaptorQ, 8, 0, 3), MS, &mut out);
-        rx.push(&datagram(Codec::RaptorQ, 8, 1, 3), MS, &mut out);
+        rx.push(&datagram(Codec::RaptorQ, 5, 0, 4), at(0), &mut out);
+        rx.push(&datagram(Codec::RaptorQ, 8, 0, 3), at(MS), &mut out);
+        rx.push(&datagram(Codec::RaptorQ, 8, 1, 3), at(MS), &mut out);
         assert_eq!(
             missing(&mut rx, MS),
             vec![
@@ -247,7 +262,7 @@ mod tests {
             ]
         );
         // Block 8 waits for its own delay; 5, 6 and 7 for their gap.
-        assert_eq!(rx.next_report(), Some(11 * MS));
+        assert_eq!(next_report(&rx), Some(11 * MS));
         assert_eq!(
             missing(&mut rx, 11 * MS),
             vec![
@@ -269,17 +284,17 @@ mod tests {
                 },
             ]
         );
-        assert_eq!(rx.absent.get(&6), Some(&(Some(11 * MS), 2)));
+        assert_eq!(rx.absent.get(&6), Some(&(Some(at(11 * MS)), 2)));
     }
 
     #[test]
     fn blocks_far_ahead_make_no_run_of_absent_blocks() {
         let mut rx = reporting(10 * MS);
         let mut out = Vec::new();
-        rx.push(&datagram(Codec::RaptorQ, 0, 0, 4), 0, &mut out);
-        rx.push(&datagram(Codec::RaptorQ, 40, 0, 4), 0, &mut out);
+        rx.push(&datagram(Codec::RaptorQ, 0, 0, 4), at(0), &mut out);
+        rx.push(&datagram(Codec::RaptorQ, 40, 0, 4), at(0), &mut out);
         assert_eq!(missing(&mut rx, 0), vec![]);
-        assert_eq!(rx.next_report(), Some(10 * MS), "block 40 is not counted");
+        assert_eq!(next_report(&rx), Some(10 * MS), "block 40 is not counted");
         assert_eq!(
             missing(&mut rx, 10 * MS),
             vec![Missing {
@@ -294,8 +309,8 @@ mod tests {
     fn at_most_max_missing_blocks_a_call() {
         let mut rx = reporting(10 * MS);
         let mut out = Vec::new();
-        rx.push(&datagram(Codec::RaptorQ, 0, 0, 4), 0, &mut out);
-        rx.push(&datagram(Codec::RaptorQ, 16, 0, 4), 0, &mut out);
+        rx.push(&datagram(Codec::RaptorQ, 0, 0, 4), at(0), &mut out);
+        rx.push(&datagram(Codec::RaptorQ, 16, 0, 4), at(0), &mut out);
         let first = missing(&mut rx, 0);
         // Block 0 and the absent 1..=15 are due; 16 is not yet.
         assert_eq!(first.len(), MAX_MISSING);
@@ -321,26 +336,26 @@ mod tests {
     fn nothing_is_reported_without_a_delay_for_codec_none_or_in_a_carousel() {
         let mut rx = reporting(0);
         let mut out = Vec::new();
-        rx.push(&datagram(Codec::RaptorQ, 5, 0, 4), 0, &mut out);
+        rx.push(&datagram(Codec::RaptorQ, 5, 0, 4), at(0), &mut out);
         assert_eq!(
-            (missing(&mut rx, u64::MAX), rx.next_report()),
+            (missing(&mut rx, u64::MAX), next_report(&rx)),
             (vec![], None)
         );
         let cfg = ReceiverConfig {
-            report_delay: 10 * MS,
+            report_delay: d(10 * MS),
             ..ReceiverConfig::default()
         };
         let mut rx = described(cfg.clone(), Codec::None, Mode::Stream);
-        rx.push(&datagram(Codec::None, 5, 0, 4), 0, &mut out);
-        rx.push(&datagram(Codec::None, 7, 0, 4), 0, &mut out);
+        rx.push(&datagram(Codec::None, 5, 0, 4), at(0), &mut out);
+        rx.push(&datagram(Codec::None, 7, 0, 4), at(0), &mut out);
         assert_eq!(
-            (missing(&mut rx, 10 * MS), rx.next_report()),
+            (missing(&mut rx, 10 * MS), next_report(&rx)),
             (vec![], None)
         );
         let mut rx = described(cfg, Codec::RaptorQ, Mode::Carousel);
-        rx.push(&datagram(Codec::RaptorQ, 0, 0, 4), 0, &mut out);
+        rx.push(&datagram(Codec::RaptorQ, 0, 0, 4), at(0), &mut out);
         assert_eq!(
-            (missing(&mut rx, 10 * MS), rx.next_report()),
+            (missing(&mut rx, 10 * MS), next_report(&rx)),
             (vec![], None)
         );
     }
@@ -348,13 +363,13 @@ mod tests {
     #[test]
     fn the_timeout_is_the_sooner_of_a_report_and_a_give_up_and_handling_it_does_both() {
         let cfg = ReceiverConfig {
-            report_delay: 10 * MS,
-            latency: 35 * MS,
+            report_delay: d(10 * MS),
+            latency: d(35 * MS),
             ..ReceiverConfig::default()
         };
         let mut rx = described(cfg, Codec::RaptorQ, Mode::Stream);
         let mut out = Vec::new();
-        rx.push(&datagram(Codec::RaptorQ, 5, 0, 4), 0, &mut out);
+        rx.push(&datagram(Codec::RaptorQ, 5, 0, 4), at(0), &mut out);
         assert_eq!(out, vec![]);
         let ask = || {
             Output::Missing(Missing {
@@ -363,10 +378,10 @@ mod tests {
             })
         };
         let mut timeouts = Vec::new();
-        while let Some(t) = rx.poll_timeout() {
-            rx.handle_timeout(t - 1, &mut out);
+        while let Some(t) = poll_timeout(&rx) {
+            rx.handle_timeout(at(t - 1), &mut out);
             assert_eq!(out, vec![], "nothing before {t}");
-            rx.handle_timeout(t, &mut out);
+            rx.handle_timeout(at(t), &mut out);
             timeouts.push((t / MS, std::mem::take(&mut out)));
         }
         let lost = Output::Lost {
@@ -389,15 +404,15 @@ mod tests {
     #[test]
     fn a_block_far_ahead_sets_no_timeout() {
         let cfg = ReceiverConfig {
-            latency: 35 * MS,
+            latency: d(35 * MS),
             ..ReceiverConfig::default()
         };
         let mut rx = described(cfg, Codec::RaptorQ, Mode::Stream);
         let mut out = Vec::new();
-        rx.push(&datagram(Codec::RaptorQ, 0, 0, 4), 0, &mut out);
-        rx.push(&datagram(Codec::RaptorQ, 30, 0, 4), 0, &mut out);
-        assert_eq!(rx.poll_timeout(), Some(35 * MS));
-        rx.handle_timeout(35 * MS, &mut out);
+        rx.push(&datagram(Codec::RaptorQ, 0, 0, 4), at(0), &mut out);
+        rx.push(&datagram(Codec::RaptorQ, 30, 0, 4), at(0), &mut out);
+        assert_eq!(poll_timeout(&rx), Some(35 * MS));
+        rx.handle_timeout(at(35 * MS), &mut out);
         assert_eq!(
             out,
             vec![Output::Lost {
@@ -407,10 +422,10 @@ mod tests {
             }]
         );
         assert_eq!(
-            rx.give_up_at(),
+            rx.give_up_at().map(Mono::as_nanos),
             Some(u64::MAX),
             "only the end of the stream"
         );
-        assert_eq!(rx.poll_timeout(), None);
+        assert_eq!(poll_timeout(&rx), None);
     }
 }

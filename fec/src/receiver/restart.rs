@@ -2,6 +2,10 @@
 //! stopped), a run of packets out of range, another flow followed; the symbols kept
 //! meanwhile for the new stream.
 
+use std::time::Duration;
+
+use fanout_wire::time::Mono;
+
 use super::{Output, Receiver};
 use crate::description::{Description, DescriptionAssembler};
 use crate::guard::Presence;
@@ -10,13 +14,13 @@ use crate::packet::SymbolHeader;
 /// Consecutive out-of-range packets after which the sender is taken to have restarted.
 pub(super) const RESYNC_AFTER: u32 = 256;
 
-/// How long (ns) symbols behind the stream are kept while a description of another stream
+/// How long symbols behind the stream are kept while a description of another stream
 /// (a restarted sender) is weighed: they are the new stream's first blocks.
-const STASH_AGE: u64 = 10_000_000_000;
+const STASH_AGE: Duration = Duration::from_secs(10);
 
 /// A symbol behind the stream followed, kept in case it is a restarted sender's.
 pub(super) struct Stashed {
-    pub(super) at: u64,
+    pub(super) at: Mono,
     pub(super) header: SymbolHeader,
     pub(super) data: Vec<u8>,
 }
@@ -28,7 +32,7 @@ impl Receiver {
     /// over at the new stream's blocks — or its description has not come for as long (a
     /// sender of the same blocks taking over: the description changes, nothing is dropped).
     /// A running sender keeps both coming, so no forged packet resets the receiver.
-    pub(super) fn check_restart(&mut self, now: u64, out: &mut Vec<Output>) {
+    pub(super) fn check_restart(&mut self, now: Mono, out: &mut Vec<Output>) {
         let Some(stream) = self.description.as_ref().map(|d| d.stream) else {
             return;
         };
@@ -93,7 +97,7 @@ impl Receiver {
     /// Keeps a symbol behind the stream while a description of another stream is weighed:
     /// if that is a restarted sender's, it is one of its first blocks. Bounded by
     /// [`STASH_AGE`] and a quarter of `max_buffered_bytes`.
-    pub(super) fn stash_symbol(&mut self, h: &SymbolHeader, data: &[u8], now: u64) {
+    pub(super) fn stash_symbol(&mut self, h: &SymbolHeader, data: &[u8], now: Mono) {
         let Some(stream) = self.description.as_ref().map(|d| d.stream) else {
             return;
         };
@@ -102,7 +106,9 @@ impl Receiver {
             return;
         }
         while let Some(first) = self.stash.front() {
-            if self.stash_bytes + data.len() <= limit && now.saturating_sub(first.at) <= STASH_AGE {
+            if self.stash_bytes + data.len() <= limit
+                && now.saturating_duration_since(first.at) <= STASH_AGE
+            {
                 break;
             }
             self.stash_bytes -= first.data.len();

@@ -5,7 +5,7 @@
 use super::*;
 use crate::{BufferMeta, Sender, SenderConfig};
 
-use super::test_streams::{blocks_of, moved, BLOCK_TIME, MS};
+use super::test_streams::{at, blocks_of, moved, BLOCK_TIME, MS};
 
 /// A run of a sender: `n` buffers of one block each (packets per block) and the buffers.
 fn run_of(stream: u64, caps: &str, n: u64, seed: u64) -> (Vec<Vec<Vec<u8>>>, Vec<Vec<u8>>) {
@@ -43,9 +43,9 @@ fn feed(
     let mut seen = None;
     for (i, packets) in blocks.iter().enumerate() {
         let now = start + i as u64 * BLOCK_TIME;
-        rx.handle_timeout(now, out);
+        rx.handle_timeout(at(now), out);
         for p in packets {
-            rx.push(p, now, out);
+            rx.push(p, at(now), out);
         }
         if seen.is_none() && first.is_some_and(|f| buffers(out).iter().any(|(b, _)| b == f)) {
             seen = Some(now);
@@ -188,19 +188,19 @@ fn a_forged_description_of_a_new_stream_changes_nothing() {
     let mut out = Vec::new();
     for (i, packets) in genuine.iter().enumerate() {
         let now = i as u64 * BLOCK_TIME;
-        rx.handle_timeout(now, &mut out);
+        rx.handle_timeout(at(now), &mut out);
         for p in packets {
-            rx.push(p, now, &mut out);
+            rx.push(p, at(now), &mut out);
         }
         if i >= 20 {
             // One packet alone, and then a stream of them.
             for p in descriptions.iter().take(if i == 20 { 1 } else { 3 }) {
-                rx.push(p, now + MS, &mut out);
+                rx.push(p, at(now + MS), &mut out);
             }
             for p in forged[i - 20].iter().filter(|p| is_symbol(p)) {
-                rx.push(p, now + 2 * MS, &mut out);
+                rx.push(p, at(now + 2 * MS), &mut out);
             }
-            rx.push(&moved(&packets[1], 0), now + 3 * MS, &mut out);
+            rx.push(&moved(&packets[1], 0), at(now + 3 * MS), &mut out);
         }
     }
     rx.finish(&mut out);

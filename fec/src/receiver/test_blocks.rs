@@ -1,5 +1,9 @@
 //! Hand-made blocks and symbols for the in-crate tests of the receiver's parts.
 
+use std::time::Duration;
+
+use fanout_wire::time::Mono;
+
 use super::{Receiver, ReceiverConfig};
 use crate::block::{put_piece_header, BufferMeta};
 use crate::description::{Description, Mode};
@@ -7,6 +11,16 @@ use crate::packet::{write_symbol, SymbolHeader};
 use crate::Codec;
 
 pub const MS: u64 = 1_000_000;
+
+/// `ns` on the receiver's clock.
+pub fn at(ns: u64) -> Mono {
+    Mono::from_nanos(ns)
+}
+
+/// `ns` nanoseconds.
+pub fn d(ns: u64) -> Duration {
+    Duration::from_nanos(ns)
+}
 /// Symbol size of every hand-made block.
 pub const T: u16 = 64;
 

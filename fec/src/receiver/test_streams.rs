@@ -1,11 +1,16 @@
 //! Streams for the receiver's tests: what a sender makes of a run of buffers.
 
 use crate::packet::{self, write_symbol, Packet};
-use crate::{BufferMeta, Sender};
+use crate::{BufferMeta, Mono, Sender};
 
 pub const MS: u64 = 1_000_000;
 /// One block every 100 ms, as `fec-payloader`'s default `max-block-time` makes them.
 pub const BLOCK_TIME: u64 = 100 * MS;
+
+/// `ns` on the receiver's clock.
+pub fn at(ns: u64) -> Mono {
+    Mono::from_nanos(ns)
+}
 
 /// `n` buffers through `sender`, one block each: the packets of each block (descriptions
 /// included) and the buffers themselves; `seed` varies their bytes.

@@ -9,7 +9,8 @@ use std::sync::{LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use fanout_fec::receiver::Missing;
-use fanout_fec::{Output, Receiver, ReceiverConfig, ReceiverStats};
+use fanout_fec::time::nanos;
+use fanout_fec::{Mono, Output, Receiver, ReceiverConfig, ReceiverStats};
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
@@ -43,7 +44,7 @@ pub const DEFAULT_REPAIR_DELAY: u64 = 40_000_000;
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            latency: DEFAULT_LATENCY,
+            latency: nanos(DEFAULT_LATENCY),
             flow: -1,
             repair_delay: DEFAULT_REPAIR_DELAY,
         }
@@ -74,7 +75,7 @@ struct State {
 
 /// The wake-up for the block waited for.
 struct Timer {
-    deadline: u64,
+    deadline: Mono,
     id: gst::SingleShotClockId,
 }
 
@@ -92,8 +93,8 @@ pub struct FecDepayloader {
 }
 
 impl FecDepayloader {
-    fn now(&self) -> u64 {
-        self.timeline.lock().unwrap().now()
+    fn now(&self) -> Mono {
+        Mono::from_nanos(self.timeline.lock().unwrap().now())
     }
 
     fn sink_chain(
@@ -173,7 +174,7 @@ impl FecDepayloader {
         if let Some(timer) = state.timer.take() {
             timer.id.unschedule();
         }
-        let id = self.timeline.lock().unwrap().alarm(deadline);
+        let id = self.timeline.lock().unwrap().alarm(deadline.as_nanos());
         let weak = self.obj().downgrade();
         let scheduled = id.wait_async(move |_clock, _time, _id| {
             if let Some(obj) = weak.upgrade() {
@@ -580,9 +581,9 @@ impl FecDepayloader {
         let settings = *self.settings.lock().unwrap();
         let receiver = Receiver::new(ReceiverConfig {
             flow: u32::try_from(settings.flow).ok(),
-            latency: settings.latency,
+            latency: Duration::from_nanos(settings.latency),
             // Asked well before the block is given up.
-            report_delay: settings.repair_delay.min(settings.latency / 2),
+            report_delay: Duration::from_nanos(settings.repair_delay.min(settings.latency / 2)),
             ..ReceiverConfig::default()
         });
         *self.state.lock().unwrap() = Some(State {
@@ -672,7 +673,7 @@ impl ObjectImpl for FecDepayloader {
                 glib::ParamSpecUInt64::builder("latency")
                     .nick("Latency")
                     .blurb("How long (ns) an incomplete block is waited for after its first packet before it is given up as lost (stream mode); added to the pipeline latency")
-                    .default_value(DEFAULT_LATENCY)
+                    .default_value(nanos(DEFAULT_LATENCY))
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecInt64::builder("flow")

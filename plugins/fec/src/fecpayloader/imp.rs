@@ -5,7 +5,7 @@
 
 use std::sync::{LazyLock, Mutex};
 
-use fanout_fec::{BufferMeta, Sender, SenderError};
+use fanout_fec::{BufferMeta, Mono, Sender, SenderError};
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
@@ -56,7 +56,7 @@ impl State {
     /// Tells the sender the time before it makes blocks.
     fn tick(&mut self) {
         let now = self.started.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64;
-        self.sender.set_now(now);
+        self.sender.set_now(Mono::from_nanos(now));
     }
 
     fn describe(&mut self) -> Result<(), SenderError> {

@@ -148,7 +148,7 @@ impl FecPayloader {
             state.counters.packets_out += packets.len() as u64;
             state.counters.carousel_rounds = rounds.rounds_done;
             (
-                due.map(|ns| started + Duration::from_nanos(ns)),
+                due.map(|after| started + after),
                 std::mem::take(&mut state.repairs),
             )
         };

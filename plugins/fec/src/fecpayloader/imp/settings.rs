@@ -2,7 +2,10 @@
 
 //! `fec-payloader`'s properties: their specs, defaults (from `fanout-fec`) and values.
 
+use std::time::Duration;
+
 use fanout_fec::carousel::DEFAULT_CAROUSEL_BITRATE;
+use fanout_fec::time::nanos;
 use fanout_fec::{Codec, Mode, SenderConfig};
 use gst::glib;
 use gst::prelude::*;
@@ -45,7 +48,7 @@ impl Default for Settings {
             mode: FecMode::Stream,
             symbol_size: DEFAULT_SYMBOL_SIZE.into(),
             max_block_symbols: DEFAULT_MAX_K.into(),
-            max_block_time: DEFAULT_MAX_BLOCK_TIME,
+            max_block_time: nanos(DEFAULT_MAX_BLOCK_TIME),
             repair_percent: DEFAULT_REPAIR_PERCENT,
             flow: 0,
             first_repair_esi: 0,
@@ -86,7 +89,7 @@ impl Settings {
             first_repair: self.first_repair_esi,
             send_source: self.send_source,
             description_interval: self.description_interval.max(1),
-            max_block_time: self.max_block_time,
+            max_block_time: Duration::from_nanos(self.max_block_time),
         }
     }
 }
@@ -123,7 +126,7 @@ impl Settings {
                 glib::ParamSpecUInt64::builder("max-block-time")
                     .nick("Max block time")
                     .blurb("A block closes once its buffers span this long (ns; input with timestamps), or when full; 0 = only when full")
-                    .default_value(DEFAULT_MAX_BLOCK_TIME)
+                    .default_value(nanos(DEFAULT_MAX_BLOCK_TIME))
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt::builder("repair-percent")
