@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use gst::prelude::*;
 
-use super::imp::CAT;
+use super::CAT;
 
 /// Packets queued per pad at most (about 6 MB of 1.4 kB packets).
 pub const MAX_QUEUED: usize = 4096;
