@@ -5,6 +5,7 @@
 //! every channel's packets to the receivers that joined it; `session-src` joins, keeps the
 //! session alive and reports losses. The protocol is the GStreamer-free `fanout-session`.
 
+pub mod drop_oldest;
 pub mod multicast;
 pub mod sendqueue;
 mod sessionsink;

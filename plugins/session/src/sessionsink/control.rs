@@ -27,6 +27,7 @@ use super::hold::Opened;
 use super::shared::{Destination, Shared, Snapshot, ToControl};
 use super::tcp::{self, Conn};
 use super::CAT;
+use crate::sendqueue::Frame;
 use crate::tick;
 use crate::udp_fanout::{Target, Targets};
 
@@ -373,7 +374,7 @@ impl Control {
                 let conn = self.conns.get(&a);
                 if let (Some(c), Some(f)) = (conn, fanout_session::frame(&[&tx.data])) {
                     let open = !c.queue.is_closed();
-                    c.queue.push_control(f);
+                    c.queue.push(Frame::Control(f));
                     if open && c.queue.is_closed() {
                         gst::debug!(
                             CAT,

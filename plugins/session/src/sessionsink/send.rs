@@ -18,6 +18,7 @@ use super::shared::{Destination, Shared, Snapshot, ToControl};
 use super::tcp::Conn;
 use super::wire::Wire;
 use super::CAT;
+use crate::sendqueue::Frame;
 use crate::udp_fanout::{Fanout, Target, Targets};
 
 /// Consecutive failed sends after which a receiver is evicted.
@@ -211,7 +212,7 @@ fn push_tcp(conn: &Conn, stats: &ChannelStats, header: &[u8], body: &[u8]) {
         conn.stats
             .bytes
             .fetch_add(body.len() as u64, Ordering::Relaxed);
-        conn.queue.push_data(frame);
+        conn.queue.push(Frame::Data(frame));
     }
 }
 

@@ -77,10 +77,7 @@ pub(super) fn stats(control: &Control, shared: &Shared, pads: &[SessionSinkPad])
             gst::Structure::builder("receiver")
                 .field("address", address.unwrap_or_default())
                 .field("transport", transport)
-                .field(
-                    "queue-dropped",
-                    conn.map_or(0, |c| c.queue.dropped.load(Ordering::Relaxed)),
-                )
+                .field("queue-dropped", conn.map_or(0, |c| c.queue.dropped()))
                 .field("channels", channels.join(","))
                 .field("packets", load(&st.packets))
                 .field("bytes", load(&st.bytes))

@@ -21,7 +21,7 @@ use gst::prelude::*;
 
 use super::shared::{Shared, ToControl};
 use super::CAT;
-use crate::sendqueue::SendQueue;
+use crate::sendqueue::{send_queue, SendQueue};
 use crate::udp_fanout::TargetStats;
 
 /// Logs against the element, while it is there.
@@ -159,7 +159,7 @@ fn start(
     let _ = socket2::SockRef::from(&stream).set_send_buffer_size(SEND_BUFFER);
     let conn = Arc::new(Conn {
         peer,
-        queue: SendQueue::new(shared.tcp_queue, shared.tcp_queue_bytes),
+        queue: send_queue(shared.tcp_queue, shared.tcp_queue_bytes),
         stats: Arc::default(),
         stream: stream.try_clone()?,
         joined: AtomicBool::new(false),
@@ -253,7 +253,7 @@ fn write(shared: Arc<Shared>, conn: Arc<Conn>, mut stream: TcpStream) {
             }
             continue;
         };
-        if let Err(e) = stream.write_all(&frame) {
+        if let Err(e) = stream.write_all(frame.bytes()) {
             log!(debug, conn.element, "tcp:{}: write: {e}", conn.peer);
             break;
         }

@@ -168,7 +168,7 @@ impl SessionSrc {
         }
         let tasks = self.channels.lock().unwrap().tasks();
         for (pad, queue) in tasks {
-            queue.set_flushing(true);
+            queue.close();
             let _ = pad.stop_task();
         }
         let pads: Vec<gst::Pad> = self.channels.lock().unwrap().pads().cloned().collect();

@@ -15,7 +15,7 @@ use gst::glib;
 use gst::prelude::*;
 
 use super::link::ServerLink;
-use super::output::{Item, PadQueue};
+use super::output::{self, Item, PadQueue};
 use super::CAT;
 
 struct ChannelPad {
@@ -223,7 +223,7 @@ impl Channels {
                 ended: Vec::new(),
                 name: info.name.clone(),
                 pad: pad.clone(),
-                queue: Arc::default(),
+                queue: Arc::new(output::pad_queue()),
                 caps,
                 configured: false,
                 eos: false,
