@@ -5,12 +5,13 @@
 //! every channel's packets to the receivers that joined it; `session-src` joins, keeps the
 //! session alive and reports losses. The protocol is the GStreamer-free `fanout-session`.
 
-pub mod fanout;
+pub mod drop_oldest;
 pub mod multicast;
 pub mod sendqueue;
 mod sessionsink;
 mod sessionsrc;
 mod tick;
+pub mod udp_fanout;
 
 use gst::glib;
 

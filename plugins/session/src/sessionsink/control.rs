@@ -1,187 +1,86 @@
 // SPDX-License-Identifier: MPL-2.0
 
-//! `session-sink`'s control thread: receives the protocol's datagrams (and takes TCP
-//! connections), runs the [`Server`](fanout_session::Server) state machine, emits the
-//! signals (with no lock held), turns LOST reports into upstream repair requests, tells
-//! receivers a channel ended, and posts `stats` every second. The streaming threads only
-//! read [`Snapshot`]s it publishes.
+//! `session-sink`'s control state, owned by its control thread: the protocol's
+//! [`Server`], the TCP connections, the ENDs going out and the timers. Each turn takes the
+//! datagrams and [`ToControl`] messages that arrived and the time, and hands back
+//! [`Action`]s for the element to carry out (signals, repair requests, bus messages) with no
+//! lock held. It calls nothing in the element, so it runs on a clock the caller gives.
+//!
+//! Other threads lock it only for what must be answered at once: the `stats` property, the
+//! `remove-client` action, and a channel's change (which gives its pad the key to seal with
+//! before data flows). Lock order: the element's `started`, then this, then `snapshot`.
 
-use std::collections::{HashMap, HashSet};
-use std::io::ErrorKind;
-use std::net::{SocketAddr, UdpSocket};
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::Ordering;
+use std::sync::mpsc::Receiver;
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
-use fanout_session::{Event, Mono, Now, Peer, RemoveReason, RepairTo, Server, Transmit};
-use gst::glib;
-use gst::prelude::*;
-use gst::subclass::prelude::*;
-use gstfanoutfec::repair_request;
+use fanout_session::seal::Sealer;
+use fanout_session::{
+    Event, JoinRequest, Mono, Now, Peer, Reason, RemoveReason, RepairTo, Server, Transmit,
+};
 
 use super::hold::Opened;
-use super::imp::{Running, SessionSink, CAT};
+use super::shared::{Destination, Shared, Snapshot, ToControl};
 use super::tcp::{self, Conn};
-use crate::fanout::{Target, Targets};
-use crate::tick::{self, TICK};
+use super::CAT;
+use crate::sendqueue::Frame;
+use crate::tick;
+use crate::udp_fanout::{Target, Targets};
 
 /// END is not acknowledged: sent this many times, this far apart.
-const END_REPEATS: u32 = 5;
-const END_SPACING: Duration = Duration::from_millis(30);
-const STATS_INTERVAL: Duration = Duration::from_secs(1);
+pub(super) const END_REPEATS: u32 = 5;
+pub(super) const END_SPACING: Duration = Duration::from_millis(30);
+pub(super) const STATS_INTERVAL: Duration = fanout_element_kit::stats::STATS_INTERVAL;
 /// A channel that sent nothing for this long tells its receivers it is there (CHANNEL).
-const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
+pub(super) const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Repairs for a channel's group carry this destination.
-pub(crate) const GROUP_DESTINATION: u64 = 0;
-
-/// Who gets what, as the streaming threads see it; replaced whole when receivers change.
-#[derive(Default)]
-pub(crate) struct Snapshot {
-    /// UDP receivers taking unicast copies, per channel.
-    pub channels: HashMap<u16, Targets>,
-    /// TCP receivers, per channel.
-    pub tcp: HashMap<u16, Vec<Arc<Conn>>>,
-    /// The channel's multicast group, as one target.
-    pub groups: HashMap<u16, Targets>,
-    /// Every receiver of the channel (for repairs to one of them).
-    pub members: HashMap<u16, HashSet<u64>>,
-    pub by_id: HashMap<u64, Arc<Target>>,
-    pub conns: HashMap<u64, Arc<Conn>>,
+/// A channel as the control thread sees it each turn.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct ChannelView {
+    pub index: u16,
+    pub group: Option<std::net::SocketAddr>,
+    pub ended: bool,
+    /// Buffers taken so far (a channel with none since the last look is quiet).
+    pub buffers: u64,
+    /// Packets for everyone sent so far: what earns the channel its repair budget.
+    pub stream_packets: u64,
 }
 
-pub(super) fn bind(addr: SocketAddr) -> std::io::Result<UdpSocket> {
-    let domain = socket2::Domain::for_address(addr);
-    let s = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
-    // Large buffers: a fan-out burst is many receivers times a block.
-    let _ = s.set_send_buffer_size(8 << 20);
-    let _ = s.set_recv_buffer_size(1 << 20);
-    s.bind(&addr.into())?;
-    let s: UdpSocket = s.into();
-    s.set_read_timeout(Some(TICK))?;
-    Ok(s)
+/// What the element does after a turn, outside the control lock.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Action {
+    /// `client-added`.
+    Added(Peer),
+    /// `client-removed`.
+    Removed(Peer, RemoveReason),
+    /// A `fanout-repair-request` up the channel's pad.
+    Repair {
+        channel: u16,
+        flow: u32,
+        block: u64,
+        count: u32,
+        to: Destination,
+    },
+    /// An empty DATA to the channel's group, which has been quiet.
+    GroupKeepalive(u16),
+    /// `wait-for-clients` let the data go.
+    HoldOpened(Opened),
+    /// Every channel ended and its receivers were told: EOS on the bus.
+    Eos,
+    /// The stats are due on the bus.
+    PostStats,
 }
 
-pub(super) fn now(start: Instant) -> Now {
-    let unix = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    Now {
-        mono: Mono::ZERO + start.elapsed(),
-        unix,
-    }
-}
-
-fn rebuild(server: &Server, r: &Running, groups: &[(u16, SocketAddr)], old: &Snapshot) -> Snapshot {
-    let mut snap = Snapshot::default();
-    let mut channels: HashMap<u16, Vec<Arc<Target>>> = HashMap::new();
-    let mut clients: Vec<(u64, Peer)> = server.clients().collect();
-    // In join order: sends then walk the kernel's sockets in a steady order.
-    clients.sort_unstable();
-    let conns = r.conns.lock().unwrap();
-    for (id, peer) in clients {
-        let multicast = server.is_multicast(id);
-        let conn = match peer {
-            Peer::Tcp(a) => match conns.get(&a) {
-                Some(c) => Some(c.clone()),
-                // Closed meanwhile: taken out at the next turn.
-                None => continue,
-            },
-            Peer::Udp(_) => None,
-        };
-        let target = match &conn {
-            Some(c) => c.target.clone(),
-            None => old.by_id.get(&id).cloned().unwrap_or_else(|| {
-                Arc::new(Target {
-                    id,
-                    addr: peer.addr(),
-                    stats: Arc::default(),
-                })
-            }),
-        };
-        for &c in server.channels_of(id) {
-            snap.members.entry(c).or_default().insert(id);
-            if multicast && server.group_of(c).is_some() {
-                continue;
-            }
-            match &conn {
-                Some(conn) => snap.tcp.entry(c).or_default().push(conn.clone()),
-                None => channels.entry(c).or_default().push(target.clone()),
-            }
-        }
-        match conn {
-            Some(conn) => {
-                snap.conns.insert(id, conn);
-            }
-            None => {
-                snap.by_id.insert(id, target);
-            }
-        }
-    }
-    snap.channels = channels
-        .into_iter()
-        .map(|(c, list)| (c, Targets::new(list)))
-        .collect();
-    for &(c, group) in groups {
-        let target = Target {
-            id: GROUP_DESTINATION,
-            addr: group,
-            stats: Arc::default(),
-        };
-        snap.groups.insert(c, Targets::new(vec![Arc::new(target)]));
-    }
-    snap
-}
-
-/// One message from a receiver, by UDP or TCP: a new receiver's JOIN goes past
-/// `client-joining`, with no lock held while the application decides; a refresh (or a new
-/// handshake) of a receiver already in keeps it without asking again.
-pub(super) fn take_message(sink: &super::SessionSink, r: &Running, from: Peer, data: &[u8]) {
-    let imp = sink.imp();
-    let req = {
-        let mut server = r.server.lock().unwrap();
-        let req = match from {
-            Peer::Udp(a) => server.handle_datagram(now(r.start), a, data),
-            Peer::Tcp(a) => server.handle_stream(now(r.start), a, data),
-        };
-        match req {
-            Some(req) if server.has(from) => {
-                server.accept(now(r.start), req);
-                return;
-            }
-            req => req,
-        }
-    };
-    let Some(req) = req else { return };
-    let token = String::from_utf8_lossy(&req.token).into_owned();
-    let allowed = sink.emit_by_name::<bool>("client-joining", &[&from.to_string(), &token]);
-    let mut server = r.server.lock().unwrap();
-    if allowed {
-        server.accept(now(r.start), req);
-    } else {
-        gst::info!(CAT, imp = imp, "JOIN from {from} not authorized");
-        server.refuse(req, fanout_session::Reason::NotAuthorized, "");
-    }
-}
-
-fn deliver(imp: &SessionSink, r: &Running, tx: Transmit) {
-    match tx.to {
-        Peer::Udp(a) => {
-            if let Err(e) = r.socket.send_to(&tx.data, a) {
-                gst::debug!(CAT, imp = imp, "reply to {a}: {e}");
-            }
-        }
-        Peer::Tcp(a) => {
-            let conn = r.conns.lock().unwrap().get(&a).cloned();
-            if let (Some(c), Some(f)) = (conn, fanout_session::frame(&[&tx.data])) {
-                let open = !c.queue.is_closed();
-                c.queue.push_control(f);
-                if open && c.queue.is_closed() {
-                    gst::debug!(CAT, imp = imp, "tcp:{a}: does not read its answers: closed");
-                }
-            }
-        }
-    }
+/// A JOIN of a receiver not in yet: the application decides (`client-joining`) with no lock
+/// held, then [`Control::decide`].
+pub(super) struct Ask {
+    pub from: Peer,
+    pub token: String,
+    req: JoinRequest,
 }
 
 struct PendingEnd {
@@ -190,174 +89,227 @@ struct PendingEnd {
     left: u32,
 }
 
-pub(super) fn run(weak: glib::WeakRef<super::SessionSink>, r: Arc<Running>) {
-    let mut buf = vec![0u8; 2048];
-    let mut generation = None;
-    let mut next_stats = Instant::now() + STATS_INTERVAL;
-    let mut ends: Vec<PendingEnd> = Vec::new();
-    let mut eos_posted = false;
-    let mut wait = TICK;
-    let mut next_keepalive = Instant::now() + KEEPALIVE_INTERVAL;
-    let mut buffers_seen: HashMap<u16, u64> = HashMap::new();
-    while !r.stop.load(Ordering::SeqCst) {
-        // A gathering round closes on time, not a tick late; so does an END go out.
-        let next = r.server.lock().unwrap().poll_timeout();
-        let mut w = tick::until(next, now(r.start).mono);
-        if let Some(end) = ends.iter().map(|e| e.at).min() {
-            let due = end.saturating_duration_since(Instant::now());
-            w = w.min(due.max(Duration::from_millis(1)));
-        }
-        if w != wait && r.socket.set_read_timeout(Some(w)).is_ok() {
-            wait = w;
-        }
-        let received = r.socket.recv_from(&mut buf);
-        let Some(sink) = weak.upgrade() else { break };
-        let imp = sink.imp();
-        match received {
-            Ok((n, from)) => take_message(&sink, &r, Peer::Udp(from), &buf[..n]),
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => (),
-            // An ICMP error for something sent earlier: nothing to do here.
-            Err(e) => gst::trace!(CAT, imp = imp, "receive: {e}"),
-        }
-        tcp::accept(&weak, &r);
-        service(imp, &r, &mut generation, &mut ends);
-        if r.hold.is_waiting() {
-            release_hold(imp, &r);
-        }
-        let all_ended = imp
-            .sink_pads()
-            .iter()
-            .all(|p| p.imp().eos.load(Ordering::SeqCst));
-        if !all_ended {
-            eos_posted = false;
-        } else if !eos_posted && ends.is_empty() && !imp.sink_pads().is_empty() {
-            eos_posted = true;
-            gst::debug!(CAT, imp = imp, "every channel ended");
-            let _ = sink.post_message(gst::message::Eos::builder().src(&sink).build());
-        }
-        if Instant::now() >= next_keepalive {
-            next_keepalive = Instant::now() + KEEPALIVE_INTERVAL;
-            keep_quiet_channels_alive(imp, &r, &mut buffers_seen);
-        }
-        if Instant::now() >= next_stats {
-            next_stats += STATS_INTERVAL;
-            let s = stats(imp, &r);
-            let _ = sink.post_message(gst::message::Element::builder(s).src(&sink).build());
-        }
+pub(super) struct Control {
+    pub server: Server,
+    rx: Receiver<ToControl>,
+    listener: Option<TcpListener>,
+    conns: HashMap<SocketAddr, Arc<Conn>>,
+    tcp_threads: Vec<JoinHandle<()>>,
+    ends: Vec<PendingEnd>,
+    /// The server's generation the snapshot was built from.
+    generation: Option<u64>,
+    buffers_seen: HashMap<u16, u64>,
+    next_keepalive: Instant,
+    next_stats: Instant,
+    eos_posted: bool,
+}
+
+/// The server's time: monotonic since `start`, and the wall clock for cookies.
+pub(super) fn server_now(start: Instant, now: Instant) -> Now {
+    let unix = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    Now {
+        mono: Mono::ZERO + now.saturating_duration_since(start),
+        unix,
     }
 }
 
-/// Receivers of a channel with no buffer since the last look (a delayed output not started
-/// yet, a hold) hear CHANNEL instead, and keep their sessions without a new handshake; its
-/// multicast group hears an empty DATA, so receivers see the group works.
-fn keep_quiet_channels_alive(imp: &SessionSink, r: &Running, seen: &mut HashMap<u16, u64>) {
-    let mut server = r.server.lock().unwrap();
-    for pad in imp.sink_pads() {
-        let p = pad.imp();
-        let buffers = p.stats.buffers.load(Ordering::Relaxed);
-        let before = seen.insert(pad.index(), buffers);
-        if before == Some(buffers) && !p.eos.load(Ordering::SeqCst) {
-            server.keepalive(pad.index());
-            imp.group_keepalive(r, &pad);
+impl Control {
+    pub fn new(
+        server: Server,
+        rx: Receiver<ToControl>,
+        listener: Option<TcpListener>,
+        now: Instant,
+    ) -> Control {
+        Control {
+            server,
+            rx,
+            listener,
+            conns: HashMap::new(),
+            tcp_threads: Vec::new(),
+            ends: Vec::new(),
+            generation: None,
+            buffers_seen: HashMap::new(),
+            next_keepalive: now + KEEPALIVE_INTERVAL,
+            next_stats: now + STATS_INTERVAL,
+            eos_posted: false,
         }
     }
-}
 
-/// `wait-for-clients`: lets the data go once enough receivers joined or time is up.
-fn release_hold(imp: &SessionSink, r: &Running) {
-    let joined = r.server.lock().unwrap().client_count();
-    match r.hold.check(joined) {
-        Some(Opened::Joined { want }) => {
-            gst::info!(
-                CAT,
-                imp = imp,
-                "{joined} receiver(s) joined (waited for {want}): sending"
+    /// How long the control thread may wait for a datagram before its next timer: a
+    /// gathering round closes on time, not a tick late; so does an END go out.
+    #[must_use]
+    pub fn poll_timeout(&self, shared: &Shared, now: Instant) -> Duration {
+        let mut w = tick::until(
+            self.server.poll_timeout(),
+            server_now(shared.start, now).mono,
+        );
+        if let Some(end) = self.ends.iter().map(|e| e.at).min() {
+            w = w.min(
+                end.saturating_duration_since(now)
+                    .max(Duration::from_millis(1)),
             );
         }
-        Some(Opened::TimedOut { want, joined }) => {
-            let timeout = gst::ClockTime::from_nseconds(imp.settings.lock().unwrap().wait_timeout);
-            gst::element_imp_warning!(
-                imp,
-                gst::ResourceError::Failed,
-                ("only {joined} of {want} receivers joined within {timeout}: sending to those")
+        w
+    }
+
+    /// One message from a receiver, by UDP or TCP. A refresh (or a new handshake) of a
+    /// receiver already in keeps it without asking again; a new receiver's JOIN is asked.
+    pub fn take(&mut self, shared: &Shared, now: Instant, from: Peer, data: &[u8]) -> Option<Ask> {
+        let t = server_now(shared.start, now);
+        let req = match from {
+            Peer::Udp(a) => self.server.handle_datagram(t, a, data),
+            Peer::Tcp(a) => self.server.handle_stream(t, a, data),
+        }?;
+        if self.server.has(from) {
+            self.server.accept(t, req);
+            return None;
+        }
+        let token = String::from_utf8_lossy(&req.token).into_owned();
+        Some(Ask { from, token, req })
+    }
+
+    /// The application's answer to an [`Ask`].
+    pub fn decide(&mut self, shared: &Shared, now: Instant, ask: Ask, allowed: bool) {
+        if allowed {
+            self.server.accept(server_now(shared.start, now), ask.req);
+        } else {
+            self.server.refuse(ask.req, Reason::NotAuthorized, "");
+        }
+    }
+
+    /// What the other threads told: TCP frames (which may ask), closed connections,
+    /// ended channels, failing receivers.
+    pub fn take_messages(&mut self, shared: &Shared, now: Instant) -> Vec<Ask> {
+        let mut asks = Vec::new();
+        while let Ok(m) = self.rx.try_recv() {
+            match m {
+                ToControl::Frame { from, data } => {
+                    asks.extend(self.take(shared, now, Peer::Tcp(from), &data));
+                }
+                ToControl::Closed(peer) => {
+                    self.conns.remove(&peer);
+                    self.server.connection_closed(peer);
+                }
+                ToControl::Ended(channel) => self.ends.push(PendingEnd {
+                    channel,
+                    at: now,
+                    left: END_REPEATS,
+                }),
+                ToControl::Evict(ids) => {
+                    for id in ids {
+                        self.server.remove(id, RemoveReason::Evicted);
+                    }
+                }
+            }
+        }
+        asks
+    }
+
+    /// Takes the TCP connections waiting, if listening.
+    pub fn accept_tcp(&mut self, element: &gst::Element, shared: &Arc<Shared>) {
+        if let Some(listener) = &self.listener {
+            tcp::accept(
+                element,
+                listener,
+                &mut self.conns,
+                &mut self.tcp_threads,
+                shared,
             );
         }
-        None => (),
     }
-}
 
-/// Everything but receiving: timers, evictions, ENDs, replies, events, the snapshot.
-fn service(
-    imp: &SessionSink,
-    r: &Running,
-    generation: &mut Option<u64>,
-    ends: &mut Vec<PendingEnd>,
-) {
-    let t = now(r.start);
-    let groups: Vec<(u16, SocketAddr)> = imp
-        .sink_pads()
-        .iter()
-        .filter_map(|p| Some((p.index(), p.group()?)))
-        .collect();
-    let closed = std::mem::take(&mut *r.tcp_closed.lock().unwrap());
-    let (transmits, events) = {
-        let mut server = r.server.lock().unwrap();
-        for pad in imp.sink_pads() {
-            let sent = pad.imp().stats.stream_packets.load(Ordering::Relaxed);
-            server.note_sent(pad.index(), sent);
+    /// Everything but receiving: timers, ENDs, replies, the snapshot, keepalives, the hold,
+    /// the end of the stream and stats.
+    pub fn service(
+        &mut self,
+        element: &gst::Element,
+        shared: &Shared,
+        now: Instant,
+        channels: &[ChannelView],
+    ) -> Vec<Action> {
+        let t = server_now(shared.start, now);
+        for c in channels {
+            self.server.note_sent(c.index, c.stream_packets);
         }
-        for peer in closed {
-            r.conns.lock().unwrap().remove(&peer);
-            server.connection_closed(peer);
+        if self.server.poll_timeout().is_some_and(|d| d <= t.mono) {
+            self.server.handle_timeout(t);
         }
-        if server.poll_timeout().is_some_and(|d| d <= t.mono) {
-            server.handle_timeout(t);
-        }
-        for id in std::mem::take(&mut *r.evict.lock().unwrap()) {
-            server.remove(id, RemoveReason::Evicted);
-        }
-        for channel in std::mem::take(&mut *r.ended.lock().unwrap()) {
-            ends.push(PendingEnd {
-                channel,
-                at: Instant::now(),
-                left: END_REPEATS,
-            });
-        }
-        let now = Instant::now();
-        for e in ends.iter_mut().filter(|e| e.at <= now) {
-            server.end_channel(e.channel);
+        for e in self.ends.iter_mut().filter(|e| e.at <= now) {
+            self.server.end_channel(e.channel);
             e.left -= 1;
             e.at = now + END_SPACING;
         }
-        ends.retain(|e| e.left > 0);
-        if *generation != Some(server.generation()) {
-            *generation = Some(server.generation());
-            let old = r.snapshot.lock().unwrap().clone();
-            *r.snapshot.lock().unwrap() = Arc::new(rebuild(&server, r, &groups, &old));
+        self.ends.retain(|e| e.left > 0);
+        let mut actions = Vec::new();
+        if now >= self.next_keepalive {
+            self.next_keepalive = now + KEEPALIVE_INTERVAL;
+            self.keep_quiet_channels_alive(channels, &mut actions);
         }
-        let transmits: Vec<_> = std::iter::from_fn(|| server.poll_transmit()).collect();
-        let events: Vec<_> = std::iter::from_fn(|| server.poll_event()).collect();
-        (transmits, events)
-    };
-    for tx in transmits {
-        deliver(imp, r, tx);
+        if self.generation != Some(self.server.generation()) {
+            self.generation = Some(self.server.generation());
+            let old = shared.snapshot();
+            *shared.snapshot.lock().unwrap() = Arc::new(self.rebuild(channels, &old));
+        }
+        while let Some(tx) = self.server.poll_transmit() {
+            self.deliver(element, shared, tx);
+        }
+        while let Some(e) = self.server.poll_event() {
+            actions.extend(self.act_on(shared, e));
+        }
+        if shared.hold.is_waiting() {
+            actions.extend(
+                shared
+                    .hold
+                    .check(self.server.client_count())
+                    .map(Action::HoldOpened),
+            );
+        }
+        let all_ended = channels.iter().all(|c| c.ended);
+        if !all_ended {
+            self.eos_posted = false;
+        } else if !self.eos_posted && self.ends.is_empty() && !channels.is_empty() {
+            self.eos_posted = true;
+            actions.push(Action::Eos);
+        }
+        if now >= self.next_stats {
+            self.next_stats += STATS_INTERVAL;
+            actions.push(Action::PostStats);
+        }
+        actions
     }
-    let sink = imp.obj();
-    for e in events {
+
+    /// Receivers of a channel with no buffer since the last look (a delayed output not
+    /// started yet, a hold) hear CHANNEL instead, and keep their sessions without a new
+    /// handshake; its multicast group hears an empty DATA, so receivers see the group works.
+    fn keep_quiet_channels_alive(&mut self, channels: &[ChannelView], actions: &mut Vec<Action>) {
+        for c in channels {
+            let before = self.buffers_seen.insert(c.index, c.buffers);
+            if before == Some(c.buffers) && !c.ended {
+                self.server.keepalive(c.index);
+                if c.group.is_some() {
+                    actions.push(Action::GroupKeepalive(c.index));
+                }
+            }
+        }
+    }
+
+    fn act_on(&mut self, shared: &Shared, e: Event) -> Option<Action> {
         match e {
             Event::Added { peer, .. } => {
-                gst::info!(CAT, imp = imp, "receiver {peer} joined");
-                sink.emit_by_name::<()>("client-added", &[&peer.to_string()]);
+                if let Some(c) = self.tcp_conn(peer) {
+                    c.joined.store(true, Ordering::Relaxed);
+                }
+                Some(Action::Added(peer))
             }
             Event::Removed { peer, reason, .. } => {
-                gst::info!(CAT, imp = imp, "receiver {peer} out: {}", reason.as_str());
                 if let Peer::Tcp(a) = peer {
-                    let conn = r.conns.lock().unwrap().remove(&a);
-                    if let Some(c) = conn {
-                        c.close(r);
+                    if let Some(c) = self.conns.remove(&a) {
+                        c.close(shared);
                     }
                 }
-                sink.emit_by_name::<()>("client-removed", &[&peer.to_string(), &reason.as_str()]);
+                Some(Action::Removed(peer, reason))
             }
             Event::Repair {
                 to: RepairTo::Group,
@@ -365,17 +317,13 @@ fn service(
                 flow,
                 block,
                 count,
-            } => {
-                let Some(pad) = imp.pad_of(channel) else {
-                    continue;
-                };
-                gst::log!(
-                    CAT,
-                    imp = imp,
-                    "{count} repairs of block {block} of flow {flow} to channel {channel}'s group"
-                );
-                pad.push_event(repair_request(flow, block, count, GROUP_DESTINATION));
-            }
+            } => Some(Action::Repair {
+                channel,
+                flow,
+                block,
+                count,
+                to: Destination::Group,
+            }),
             Event::Repair {
                 to: RepairTo::Receiver(id),
                 channel,
@@ -383,135 +331,374 @@ fn service(
                 block,
                 count,
             } => {
-                let snapshot = r.snapshot.lock().unwrap().clone();
-                let target = snapshot
-                    .by_id
-                    .get(&id)
-                    .or_else(|| snapshot.conns.get(&id).map(|c| &c.target));
-                let (Some(target), Some(pad)) = (target, imp.pad_of(channel)) else {
-                    continue;
+                let snapshot = shared.snapshot();
+                let stats = match snapshot.by_id.get(&id) {
+                    Some(t) => &t.stats,
+                    None => &snapshot.conns.get(&id)?.1.stats,
                 };
                 // Credit for what a refused request (unknown block) never used does not
                 // pile up past one burst.
-                let burst = u64::from(r.server.lock().unwrap().config().repair_burst);
-                let _ = target.stats.repair_credit.fetch_update(
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                    |c| Some(c.saturating_add(u64::from(count)).min(burst.max(1))),
-                );
-                gst::log!(
-                    CAT,
-                    imp = imp,
-                    "{count} repairs of block {block} of flow {flow} for {}",
-                    target.addr
-                );
-                pad.push_event(repair_request(flow, block, count, id));
+                let burst = u64::from(self.server.config().repair_burst);
+                let _ =
+                    stats
+                        .repair_credit
+                        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| {
+                            Some(c.saturating_add(u64::from(count)).min(burst.max(1)))
+                        });
+                Some(Action::Repair {
+                    channel,
+                    flow,
+                    block,
+                    count,
+                    to: Destination::Receiver(id),
+                })
             }
+        }
+    }
+
+    fn tcp_conn(&self, peer: Peer) -> Option<&Arc<Conn>> {
+        match peer {
+            Peer::Tcp(a) => self.conns.get(&a),
+            Peer::Udp(_) => None,
+        }
+    }
+
+    fn deliver(&self, element: &gst::Element, shared: &Shared, tx: Transmit) {
+        match tx.to {
+            Peer::Udp(a) => {
+                if let Err(e) = shared.socket.send_to(&tx.data, a) {
+                    gst::debug!(CAT, obj = element, "reply to {a}: {e}");
+                }
+            }
+            Peer::Tcp(a) => {
+                let conn = self.conns.get(&a);
+                if let (Some(c), Some(f)) = (conn, fanout_session::frame(&[&tx.data])) {
+                    let open = !c.queue.is_closed();
+                    c.queue.push(Frame::Control(f));
+                    if open && c.queue.is_closed() {
+                        gst::debug!(
+                            CAT,
+                            obj = element,
+                            "tcp:{a}: does not read its answers: closed"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    fn rebuild(&self, channels: &[ChannelView], old: &Snapshot) -> Snapshot {
+        let server = &self.server;
+        let mut snap = Snapshot::default();
+        let mut unicast: HashMap<u16, Vec<Arc<Target>>> = HashMap::new();
+        let mut clients: Vec<(u64, Peer)> = server.clients().collect();
+        // In join order: sends then walk the kernel's sockets in a steady order.
+        clients.sort_unstable();
+        for (id, peer) in clients {
+            let multicast = server.is_multicast(id);
+            let conn = match peer {
+                Peer::Tcp(a) => match self.conns.get(&a) {
+                    Some(c) => Some(c.clone()),
+                    // Closed meanwhile: taken out at the next turn.
+                    None => continue,
+                },
+                Peer::Udp(_) => None,
+            };
+            let target = match &conn {
+                Some(c) => Arc::new(Target {
+                    id,
+                    addr: c.peer,
+                    stats: c.stats.clone(),
+                }),
+                None => old.by_id.get(&id).cloned().unwrap_or_else(|| {
+                    Arc::new(Target {
+                        id,
+                        addr: peer.addr(),
+                        stats: Arc::default(),
+                    })
+                }),
+            };
+            for &c in server.channels_of(id) {
+                snap.members.entry(c).or_default().insert(id);
+                if multicast && server.group_of(c).is_some() {
+                    continue;
+                }
+                match &conn {
+                    Some(conn) => snap.tcp.entry(c).or_default().push(conn.clone()),
+                    None => unicast.entry(c).or_default().push(target.clone()),
+                }
+            }
+            match conn {
+                Some(conn) => {
+                    snap.conns.insert(id, (conn, target));
+                }
+                None => {
+                    snap.by_id.insert(id, target);
+                }
+            }
+        }
+        snap.channels = unicast
+            .into_iter()
+            .map(|(c, list)| (c, Targets::new(list)))
+            .collect();
+        for c in channels {
+            let Some(group) = c.group else { continue };
+            let target = Target {
+                id: 0,
+                addr: group,
+                stats: Arc::default(),
+            };
+            snap.groups
+                .insert(c.index, Targets::new(vec![Arc::new(target)]));
+        }
+        snap
+    }
+
+    /// Tells the server of a channel, and gives back the key its data is sealed with.
+    pub fn set_channel(
+        &mut self,
+        index: u16,
+        name: &str,
+        caps: &str,
+        group: Option<SocketAddr>,
+    ) -> Option<Arc<Sealer>> {
+        self.server.set_channel(index, name, caps, group);
+        // The snapshot's groups follow at the next turn.
+        self.generation = None;
+        self.server.sealer(index)
+    }
+
+    /// `remove-client`: false if no receiver has that address.
+    pub fn remove_client(&mut self, peer: Peer) -> bool {
+        let id = self
+            .server
+            .clients()
+            .find(|(_, a)| *a == peer)
+            .map(|(id, _)| id);
+        id.is_some_and(|id| self.server.remove(id, RemoveReason::Removed))
+    }
+
+    pub fn tcp_connections(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Closes every connection and waits for their threads (the element stops).
+    pub fn close(&mut self, shared: &Shared) {
+        for c in self.conns.values() {
+            c.close(shared);
+        }
+        for t in self.tcp_threads.drain(..) {
+            let _ = t.join();
         }
     }
 }
 
-pub(super) fn empty_stats() -> gst::Structure {
-    gst::Structure::builder("fanout-session-sink-stats")
-        .field("clients", 0u32)
-        .build()
-}
+#[cfg(test)]
+mod tests {
+    //! The control state on a clock the test drives; its datagrams go over loopback to a
+    //! receiver run by the protocol's own client.
+    use super::*;
+    use crate::sessionsink::hold::Hold;
+    use crate::sessionsink::shared::GroupSettings;
+    use fanout_session::message::{parse, Datagram, Message};
+    use fanout_session::{Client, ClientConfig, ServerConfig, Stay};
+    use std::net::UdpSocket;
+    use std::sync::mpsc;
 
-pub(super) fn stats(imp: &SessionSink, r: &Running) -> gst::Structure {
-    let server = r.server.lock().unwrap();
-    let snapshot = r.snapshot.lock().unwrap().clone();
-    let s = server.stats;
-    let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-    let channels: Vec<glib::SendValue> = imp
-        .sink_pads()
-        .iter()
-        .map(|p| {
-            let c = &p.imp().stats;
-            let index = p.index();
-            gst::Structure::builder("channel")
-                .field("index", u32::from(index))
-                .field("name", p.channel_name())
-                .field(
-                    "clients",
-                    snapshot.channels.get(&index).map_or(0, |t| t.len()) as u32,
-                )
-                .field("buffers", load(&c.buffers))
-                .field("bytes", load(&c.bytes))
-                .field("datagrams", load(&c.datagrams))
-                .field("repairs", load(&c.repairs))
-                .field(
-                    "multicast-group",
-                    p.group().map(|g| g.to_string()).unwrap_or_default(),
-                )
-                .field("group-datagrams", load(&c.group_datagrams))
-                .field("group-repairs", load(&c.group_repairs))
-                .field("tcp-frames", load(&c.tcp_frames))
-                .build()
-                .to_send_value()
-        })
-        .collect();
-    let udp = snapshot
-        .by_id
-        .iter()
-        .map(|(id, t)| (*id, t, None::<&Arc<Conn>>));
-    let tcp = snapshot
-        .conns
-        .iter()
-        .map(|(id, c)| (*id, &c.target, Some(c)));
-    let receivers: Vec<glib::SendValue> = udp
-        .chain(tcp)
-        .map(|(id, t, conn)| {
-            let st = &t.stats;
-            let transport = match conn {
-                Some(_) => "tcp",
-                None if server.is_multicast(id) => "multicast",
-                None => "udp",
+    const MS: Duration = Duration::from_millis(1);
+
+    struct Rig {
+        control: Control,
+        shared: Arc<Shared>,
+        element: gst::Element,
+        client: Client,
+        socket: UdpSocket,
+        t0: Instant,
+    }
+
+    impl Rig {
+        fn new(wait_for: u32) -> Rig {
+            gst::init().unwrap();
+            let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+            let (tx, rx) = mpsc::channel();
+            let shared = Arc::new(Shared::new(
+                Arc::new(socket),
+                false,
+                GroupSettings {
+                    ttl: 1,
+                    iface: crate::multicast::iface("").unwrap(),
+                    looped: false,
+                    gso: false,
+                },
+                Hold::new(wait_for, 0),
+                16,
+                1 << 16,
+                tx,
+            ));
+            let t0 = shared.start;
+            let mut control =
+                Control::new(Server::new(ServerConfig::new(vec![7; 32])), rx, None, t0);
+            control.set_channel(0, "a", "video/mpegts", None);
+            let client_socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+            client_socket.set_read_timeout(Some(100 * MS)).unwrap();
+            let cfg = ClientConfig {
+                channels: vec!["a".into()],
+                stay: Stay::For(30_000_000_000),
+                idle_rejoin: Duration::MAX,
+                ..ClientConfig::default()
             };
-            let channels: Vec<String> = server
-                .channels_of(id)
-                .iter()
-                .filter_map(|&c| imp.pad_of(c).map(|p| p.channel_name()))
-                .collect();
-            let address = server.address_of(id).map(|p| p.to_string());
-            gst::Structure::builder("receiver")
-                .field("address", address.unwrap_or_default())
-                .field("transport", transport)
-                .field(
-                    "queue-dropped",
-                    conn.map_or(0, |c| c.queue.dropped.load(Ordering::Relaxed)),
-                )
-                .field("channels", channels.join(","))
-                .field("packets", load(&st.packets))
-                .field("bytes", load(&st.bytes))
-                .field("repairs", load(&st.repairs))
-                .field("repairs-refused", load(&st.repairs_refused))
-                .field("gso-sends", load(&st.gso_sends))
-                .field("send-errors", load(&st.send_errors))
-                .build()
-                .to_send_value()
-        })
-        .collect();
-    gst::Structure::builder("fanout-session-sink-stats")
-        .field("clients", server.client_count() as u32)
-        .field("gso", r.fanout.gso())
-        .field("datagrams-received", s.datagrams)
-        .field("foreign", s.foreign)
-        .field("malformed", s.malformed)
-        .field("hellos", s.hellos)
-        .field("joins", s.joins)
-        .field("bad-cookies", s.bad_cookies)
-        .field("refused", s.refused)
-        .field("leaves", s.leaves)
-        .field("unknown-session", s.unknown_session)
-        .field("lost-reports", s.lost_reports)
-        .field("repair-symbols-asked", s.repair_symbols_asked)
-        .field("repair-symbols-granted", s.repair_symbols_granted)
-        .field("replies-withheld", s.replies_withheld)
-        .field("repairs-over-budget", s.repairs_over_budget)
-        .field("group-repairs", s.group_repairs)
-        .field("group-reports-covered", s.group_reports_covered)
-        .field("tcp-connections", r.conns.lock().unwrap().len() as u32)
-        .field("channels", gst::Array::from_values(channels))
-        .field("receivers", gst::Array::from_values(receivers))
-        .build()
+            Rig {
+                control,
+                shared,
+                element: gst::ElementFactory::make("identity").build().unwrap(),
+                client: Client::new(cfg, Mono::ZERO, 1),
+                socket: client_socket,
+                t0,
+            }
+        }
+
+        fn channels(&self, ended: bool, buffers: u64) -> Vec<ChannelView> {
+            vec![ChannelView {
+                index: 0,
+                group: None,
+                ended,
+                buffers,
+                stream_packets: buffers,
+            }]
+        }
+
+        /// One turn at `at` after the start: what the receiver sent goes in first.
+        fn turn(&mut self, at: Duration, channels: &[ChannelView]) -> Vec<Action> {
+            let now = self.t0 + at;
+            let from = Peer::Udp(self.socket.local_addr().unwrap());
+            while let Some(d) = self.client.poll_transmit() {
+                if let Some(ask) = self.control.take(&self.shared, now, from, &d) {
+                    self.control.decide(&self.shared, now, ask, true);
+                }
+            }
+            for ask in self.control.take_messages(&self.shared, now) {
+                self.control.decide(&self.shared, now, ask, true);
+            }
+            self.control
+                .service(&self.element, &self.shared, now, channels)
+        }
+
+        /// What reached the receiver, as messages (the client takes them in too).
+        fn received(&mut self, at: Duration) -> Vec<Message> {
+            let mut out = Vec::new();
+            self.socket.set_nonblocking(true).unwrap();
+            let mut buf = [0u8; 2048];
+            // Loopback delivers at once; a short grace for a busy machine.
+            std::thread::sleep(5 * MS);
+            while let Ok(n) = self.socket.recv(&mut buf) {
+                if let Ok(Datagram::Control(m)) = parse(&buf[..n]) {
+                    out.push(m);
+                }
+                self.client.handle_datagram(Mono::ZERO + at, &mut buf[..n]);
+            }
+            out
+        }
+
+        fn join(&mut self) {
+            for step in 0..4 {
+                let at = Duration::from_millis(step);
+                self.turn(at, &self.channels(false, 0));
+                self.received(at);
+            }
+            assert_eq!(self.control.server.client_count(), 1, "joined");
+        }
+    }
+
+    fn ends(m: &[Message]) -> usize {
+        m.iter()
+            .filter(|m| matches!(m, Message::End { .. }))
+            .count()
+    }
+
+    #[test]
+    fn an_end_goes_out_five_times_30_ms_apart_then_the_bus_hears_eos() {
+        let mut rig = Rig::new(0);
+        rig.join();
+        let start = 10 * MS;
+        rig.shared.tell(ToControl::Ended(0));
+        let ended = rig.channels(true, 0);
+        let mut told = Vec::new();
+        // Every 10 ms for 200 ms: ENDs at 0, 30, 60, 90 and 120 ms, EOS with the last.
+        for step in 0..20u32 {
+            let at = start + step * 10 * MS;
+            let actions = rig.turn(at, &ended);
+            let n = ends(&rig.received(at));
+            if n > 0 {
+                told.push((step * 10, n));
+            }
+            assert_eq!(
+                actions.contains(&Action::Eos),
+                step == 12,
+                "EOS once, after the last END ({step})"
+            );
+        }
+        assert_eq!(told, [(0, 1), (30, 1), (60, 1), (90, 1), (120, 1)]);
+    }
+
+    #[test]
+    fn a_quiet_channel_says_channel_each_second_a_busy_one_does_not() {
+        let mut rig = Rig::new(0);
+        rig.join();
+        let channel_msgs = |m: &[Message]| {
+            m.iter()
+                .filter(|m| matches!(m, Message::Channel { .. }))
+                .count()
+        };
+        // First look at 1 s; quiet since then at 2 s: CHANNEL.
+        rig.turn(Duration::from_secs(1), &rig.channels(false, 5));
+        assert_eq!(channel_msgs(&rig.received(Duration::from_secs(1))), 0);
+        rig.turn(Duration::from_millis(1500), &rig.channels(false, 5));
+        assert_eq!(
+            channel_msgs(&rig.received(Duration::from_millis(1500))),
+            0,
+            "not due"
+        );
+        rig.turn(Duration::from_secs(2), &rig.channels(false, 5));
+        assert_eq!(channel_msgs(&rig.received(Duration::from_secs(2))), 1);
+        // Data flowed meanwhile: nothing to say.
+        rig.turn(Duration::from_secs(3), &rig.channels(false, 9));
+        assert_eq!(channel_msgs(&rig.received(Duration::from_secs(3))), 0);
+    }
+
+    #[test]
+    fn stats_are_due_once_a_second_on_the_clock_given() {
+        let mut rig = Rig::new(0);
+        let quiet = rig.channels(false, 0);
+        let posts = |a: &[Action]| a.iter().filter(|a| **a == Action::PostStats).count();
+        assert_eq!(posts(&rig.turn(999 * MS, &quiet)), 0);
+        assert_eq!(posts(&rig.turn(1000 * MS, &quiet)), 1);
+        assert_eq!(posts(&rig.turn(1500 * MS, &quiet)), 0);
+        assert_eq!(posts(&rig.turn(2000 * MS, &quiet)), 1);
+    }
+
+    #[test]
+    fn the_hold_opens_with_the_receiver_it_waited_for() {
+        let mut rig = Rig::new(1);
+        let quiet = rig.channels(false, 0);
+        assert!(!rig
+            .turn(Duration::ZERO, &quiet)
+            .iter()
+            .any(|a| matches!(a, Action::HoldOpened(_))));
+        let mut opened = Vec::new();
+        let mut added = Vec::new();
+        for step in 1..5 {
+            let at = Duration::from_millis(step);
+            for a in rig.turn(at, &quiet) {
+                match a {
+                    Action::HoldOpened(o) => opened.push(o),
+                    Action::Added(p) => added.push(p),
+                    _ => (),
+                }
+            }
+            rig.received(at);
+        }
+        assert_eq!(added.len(), 1);
+        assert_eq!(opened, [Opened::Joined { want: 1 }]);
+        assert!(!rig.shared.hold.is_waiting());
+    }
 }

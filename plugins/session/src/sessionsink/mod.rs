@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: MPL-2.0
 
+use std::sync::LazyLock;
+
 use gst::glib;
 use gst::prelude::*;
 
@@ -7,11 +9,23 @@ mod control;
 mod hold;
 mod imp;
 mod pad;
+mod send;
+mod settings;
+mod shared;
+mod stats;
 mod tcp;
 mod wire;
 
-pub use imp::DEFAULT_PORT;
 pub use pad::SessionSinkPad;
+pub use settings::DEFAULT_PORT;
+
+static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "session-sink",
+        gst::DebugColorFlags::empty(),
+        Some("fanout session sink: independent receiver sessions, UDP GSO fan-out"),
+    )
+});
 
 glib::wrapper! {
     pub struct SessionSink(ObjectSubclass<imp::SessionSink>) @extends gst::Element, gst::Object, @implements gst::ChildProxy;

@@ -6,12 +6,15 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, LazyLock, Mutex};
 
+use fanout_element_kit::settings::{self as kit, PropertyError};
 use fanout_session::message::MAX_NAME_LEN;
 use fanout_session::seal::Sealer;
-
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
+
+pub const PROP_CHANNEL: &str = "channel";
+pub const PROP_MULTICAST_GROUP: &str = "multicast-group";
 
 #[derive(Debug, Default)]
 pub struct ChannelStats {
@@ -31,6 +34,7 @@ pub struct ChannelStats {
 }
 
 pub mod imp {
+    use super::super::CAT;
     use super::*;
 
     #[derive(Default)]
@@ -60,12 +64,12 @@ pub mod imp {
         fn properties() -> &'static [glib::ParamSpec] {
             static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
                 vec![
-                    glib::ParamSpecString::builder("channel")
+                    glib::ParamSpecString::builder(PROP_CHANNEL)
                         .nick("Channel")
                         .blurb("Name receivers join this pad's stream by (1 to 64 bytes); default: the pad's number, \"0\" for sink_0")
                         .mutable_playing()
                         .build(),
-                    glib::ParamSpecString::builder("multicast-group")
+                    glib::ParamSpecString::builder(PROP_MULTICAST_GROUP)
                         .nick("Multicast group")
                         .blurb("address:port (IPv6 as [addr]:port) every packet of this channel also goes to, once; receivers joining with transport=multicast or auto are told it and take the channel from it. Empty: unicast only")
                         .mutable_playing()
@@ -76,35 +80,47 @@ pub mod imp {
         }
 
         fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
-            match pspec.name() {
-                "channel" => {
-                    let name: Option<String> = value.get().unwrap();
+            let res = self.set(pspec.name(), value);
+            kit::log_set_error(*CAT, &*self.obj(), res);
+        }
+
+        fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+            let got = match pspec.name() {
+                PROP_CHANNEL => Ok(self.obj().channel_name().to_value()),
+                PROP_MULTICAST_GROUP => {
+                    Ok(self.group.lock().unwrap().map(|g| g.to_string()).to_value())
+                }
+                name => kit::unknown(name),
+            };
+            kit::or_default(*CAT, &*self.obj(), pspec, got)
+        }
+    }
+
+    impl SessionSinkPad {
+        /// The element hears of a change by `notify`, and tells the receivers.
+        fn set(&self, name: &str, value: &glib::Value) -> Result<(), PropertyError> {
+            match name {
+                PROP_CHANNEL => {
+                    let name: Option<String> = kit::value(PROP_CHANNEL, value)?;
                     if name.as_ref().is_some_and(|n| n.len() > MAX_NAME_LEN) {
                         gst::warning!(
-                            super::super::imp::CAT,
-                            obj = self.obj(),
+                            CAT,
+                            imp = self,
                             "channel name {name:?} is longer than {MAX_NAME_LEN} bytes: the pad's number is its name"
                         );
                     }
                     let name = name.filter(|n| !n.is_empty() && n.len() <= MAX_NAME_LEN);
                     *self.channel.lock().unwrap() = name;
-                    if let Some(sink) = self
-                        .obj()
-                        .parent()
-                        .and_downcast::<super::super::SessionSink>()
-                    {
-                        sink.imp().channel_changed(&self.obj());
-                    }
                 }
-                "multicast-group" => {
-                    let text: Option<String> = value.get().unwrap();
+                PROP_MULTICAST_GROUP => {
+                    let text: Option<String> = kit::value(PROP_MULTICAST_GROUP, value)?;
                     let group = match text.as_deref().map(str::trim) {
                         None | Some("") => None,
                         Some(t) => match t.parse::<SocketAddr>() {
                             Ok(a) if a.ip().is_multicast() && a.port() != 0 => Some(a),
                             _ => {
                                 gst::warning!(
-                                    super::super::imp::CAT,
+                                    CAT,
                                     imp = self,
                                     "multicast-group {t:?} is not a multicast address:port: ignored"
                                 );
@@ -113,24 +129,10 @@ pub mod imp {
                         },
                     };
                     *self.group.lock().unwrap() = group;
-                    if let Some(sink) = self
-                        .obj()
-                        .parent()
-                        .and_downcast::<super::super::SessionSink>()
-                    {
-                        sink.imp().channel_changed(&self.obj());
-                    }
                 }
-                other => unreachable!("unknown property {other}"),
+                name => return kit::unknown(name),
             }
-        }
-
-        fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
-            match pspec.name() {
-                "channel" => self.obj().channel_name().to_value(),
-                "multicast-group" => self.group.lock().unwrap().map(|g| g.to_string()).to_value(),
-                other => unreachable!("unknown property {other}"),
-            }
+            Ok(())
         }
     }
 

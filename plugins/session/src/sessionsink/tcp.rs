@@ -6,20 +6,32 @@
 //! [`SendQueue`]: a receiver that stops reading loses its oldest packets, and nobody waits
 //! for it.
 
+use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use fanout_session::message::{self, ParseError};
-use fanout_session::{Deframer, Peer};
+use fanout_session::Deframer;
 use gst::glib;
+use gst::prelude::*;
 
-use super::control;
-use super::imp::{Running, CAT};
-use crate::fanout::{Target, TargetStats};
-use crate::sendqueue::SendQueue;
+use super::shared::{Shared, ToControl};
+use super::CAT;
+use crate::sendqueue::{send_queue, SendQueue};
+use crate::udp_fanout::TargetStats;
+
+/// Logs against the element, while it is there.
+macro_rules! log {
+    ($level:ident, $element:expr, $($args:tt)*) => {
+        if let Some(e) = $element.upgrade() {
+            gst::$level!(CAT, obj = e, $($args)*);
+        }
+    };
+}
 
 /// A connection that has not joined within this long is closed.
 const JOIN_WITHIN: Duration = Duration::from_secs(10);
@@ -36,19 +48,24 @@ const SEND_BUFFER: usize = 256 << 10;
 /// back to the system.
 const TRIM_AFTER: usize = 256 << 10;
 
-pub(crate) struct Conn {
+/// One TCP receiver's connection. Its reader and writer threads hold it; the control thread
+/// keeps it in its table and, once the receiver joined, in the streaming threads' snapshot.
+pub(super) struct Conn {
     pub peer: SocketAddr,
     pub queue: SendQueue,
-    pub target: Arc<Target>,
+    /// The receiver's counters, kept across snapshots.
+    pub stats: Arc<TargetStats>,
     stream: TcpStream,
+    /// Set by the control thread when the receiver is in.
     pub joined: AtomicBool,
     closed: AtomicBool,
     opened: Instant,
+    element: glib::WeakRef<gst::Element>,
 }
 
 impl Conn {
     /// Closes the connection once; the control thread then takes the receiver out.
-    pub fn close(&self, r: &Running) {
+    pub fn close(&self, shared: &Shared) {
         if self.closed.swap(true, Ordering::SeqCst) {
             return;
         }
@@ -58,7 +75,7 @@ impl Conn {
             unsafe { libc::malloc_trim(0) };
         }
         let _ = self.stream.shutdown(Shutdown::Both);
-        r.tcp_closed.lock().unwrap().push(self.peer);
+        shared.tell(ToControl::Closed(self.peer));
     }
 }
 
@@ -68,19 +85,24 @@ pub(super) fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     Ok(l)
 }
 
-/// Takes every connection waiting on the listener (called by the control thread).
-pub(super) fn accept(weak: &glib::WeakRef<super::SessionSink>, r: &Arc<Running>) {
-    let Some(listener) = &r.listener else { return };
+/// Takes every connection waiting on `listener` into `conns` (the control thread's table),
+/// each with a reader and a writer thread.
+pub(super) fn accept(
+    element: &gst::Element,
+    listener: &TcpListener,
+    conns: &mut HashMap<SocketAddr, Arc<Conn>>,
+    threads: &mut Vec<JoinHandle<()>>,
+    shared: &Arc<Shared>,
+) {
     loop {
         let (stream, peer) = match listener.accept() {
             Ok(s) => s,
             Err(e) if e.kind() == ErrorKind::WouldBlock => return,
             Err(e) => {
-                gst::debug!(CAT, "accept: {e}");
+                gst::debug!(CAT, obj = element, "accept: {e}");
                 return;
             }
         };
-        let conns = r.conns.lock().unwrap();
         let unjoined: Vec<&Arc<Conn>> = conns
             .values()
             .filter(|c| !c.joined.load(Ordering::Relaxed))
@@ -89,6 +111,7 @@ pub(super) fn accept(weak: &glib::WeakRef<super::SessionSink>, r: &Arc<Running>)
         if from_host >= MAX_UNJOINED_PER_HOST {
             gst::debug!(
                 CAT,
+                obj = element,
                 "TCP connection from {peer} closed: {from_host} from that host not joined yet"
             );
             continue;
@@ -101,27 +124,33 @@ pub(super) fn accept(weak: &glib::WeakRef<super::SessionSink>, r: &Arc<Running>)
                     .map(|c| (*c).clone())
             })
             .flatten();
-        drop(conns);
         if let Some(old) = oldest {
             gst::debug!(
                 CAT,
+                obj = element,
                 "tcp:{}: closed for {peer}, too many connections not joined yet",
                 old.peer
             );
-            old.close(r);
+            old.close(shared);
         }
-        if let Err(e) = start(weak, r, stream, peer) {
-            gst::warning!(CAT, "TCP connection from {peer}: {e}");
+        match start(element, shared, stream, peer) {
+            Ok((conn, started)) => {
+                threads.retain(|t| !t.is_finished());
+                threads.extend(started);
+                gst::debug!(CAT, obj = element, "TCP connection from {peer}");
+                conns.insert(peer, conn);
+            }
+            Err(e) => gst::warning!(CAT, obj = element, "TCP connection from {peer}: {e}"),
         }
     }
 }
 
 fn start(
-    weak: &glib::WeakRef<super::SessionSink>,
-    r: &Arc<Running>,
+    element: &gst::Element,
+    shared: &Arc<Shared>,
     stream: TcpStream,
     peer: SocketAddr,
-) -> std::io::Result<()> {
+) -> std::io::Result<(Arc<Conn>, [JoinHandle<()>; 2])> {
     stream.set_nonblocking(false)?;
     stream.set_nodelay(true)?;
     stream.set_read_timeout(Some(READ_TICK))?;
@@ -130,51 +159,42 @@ fn start(
     let _ = socket2::SockRef::from(&stream).set_send_buffer_size(SEND_BUFFER);
     let conn = Arc::new(Conn {
         peer,
-        queue: SendQueue::new(r.tcp_queue, r.tcp_queue_bytes),
-        target: Arc::new(Target {
-            id: 0,
-            addr: peer,
-            stats: Arc::new(TargetStats::default()),
-        }),
+        queue: send_queue(shared.tcp_queue, shared.tcp_queue_bytes),
+        stats: Arc::default(),
         stream: stream.try_clone()?,
         joined: AtomicBool::new(false),
         closed: AtomicBool::new(false),
         opened: Instant::now(),
+        element: element.downgrade(),
     });
     let reader = {
-        let (weak, r, conn) = (weak.clone(), r.clone(), conn.clone());
+        let (shared, conn) = (shared.clone(), conn.clone());
         let stream = stream.try_clone()?;
         std::thread::Builder::new()
             .name("session-tcp-in".into())
-            .spawn(move || read(weak, r, conn, stream))?
+            .spawn(move || read(shared, conn, stream))?
     };
     let writer = {
-        let (r, conn) = (r.clone(), conn.clone());
+        let (shared, conn) = (shared.clone(), conn.clone());
         std::thread::Builder::new()
             .name("session-tcp-out".into())
-            .spawn(move || write(r, conn, stream))?
+            .spawn(move || write(shared, conn, stream))?
     };
-    let mut threads = r.tcp_threads.lock().unwrap();
-    threads.retain(|t| !t.is_finished());
-    threads.extend([reader, writer]);
-    drop(threads);
-    gst::debug!(CAT, "TCP connection from {peer}");
-    r.conns.lock().unwrap().insert(peer, conn);
-    Ok(())
+    Ok((conn, [reader, writer]))
 }
 
-fn read(
-    weak: glib::WeakRef<super::SessionSink>,
-    r: Arc<Running>,
-    conn: Arc<Conn>,
-    mut stream: TcpStream,
-) {
-    let opened = Instant::now();
+/// Frames from the receiver go to the control thread, which runs the protocol.
+fn read(shared: Arc<Shared>, conn: Arc<Conn>, mut stream: TcpStream) {
     let mut frames = Deframer::control();
     let mut buf = [0u8; 4096];
-    while !r.stop.load(Ordering::SeqCst) && !conn.queue.is_closed() {
-        if !conn.joined.load(Ordering::Relaxed) && opened.elapsed() > JOIN_WITHIN {
-            gst::debug!(CAT, "tcp:{}: no JOIN within {JOIN_WITHIN:?}", conn.peer);
+    while !shared.stop.load(Ordering::SeqCst) && !conn.queue.is_closed() {
+        if !conn.joined.load(Ordering::Relaxed) && conn.opened.elapsed() > JOIN_WITHIN {
+            log!(
+                debug,
+                conn.element,
+                "tcp:{}: no JOIN within {JOIN_WITHIN:?}",
+                conn.peer
+            );
             break;
         }
         let n = match stream.read(&mut buf) {
@@ -189,7 +209,12 @@ fn read(
             let frame = match frame {
                 Ok(f) => f,
                 Err(e) => {
-                    gst::debug!(CAT, "tcp:{}: bad frame ({e:?}): closed", conn.peer);
+                    log!(
+                        debug,
+                        conn.element,
+                        "tcp:{}: bad frame ({e:?}): closed",
+                        conn.peer
+                    );
                     garbage = true;
                     break;
                 }
@@ -199,34 +224,39 @@ fn read(
                 message::parse(frame),
                 Err(ParseError::Foreign | ParseError::Version(_))
             ) {
-                gst::debug!(CAT, "tcp:{}: not this protocol: closed", conn.peer);
+                log!(
+                    debug,
+                    conn.element,
+                    "tcp:{}: not this protocol: closed",
+                    conn.peer
+                );
                 garbage = true;
                 break;
             }
-            let Some(sink) = weak.upgrade() else { return };
-            control::take_message(&sink, &r, Peer::Tcp(conn.peer), frame);
-            let joined = r.server.lock().unwrap().has(Peer::Tcp(conn.peer));
-            conn.joined.store(joined, Ordering::Relaxed);
+            shared.tell(ToControl::Frame {
+                from: conn.peer,
+                data: frame.to_vec(),
+            });
         }
         if garbage {
             break;
         }
     }
-    conn.close(&r);
+    conn.close(&shared);
 }
 
-fn write(r: Arc<Running>, conn: Arc<Conn>, mut stream: TcpStream) {
-    while !r.stop.load(Ordering::SeqCst) {
+fn write(shared: Arc<Shared>, conn: Arc<Conn>, mut stream: TcpStream) {
+    while !shared.stop.load(Ordering::SeqCst) {
         let Some(frame) = conn.queue.pop(Duration::from_millis(100)) else {
             if conn.queue.is_closed() {
                 break;
             }
             continue;
         };
-        if let Err(e) = stream.write_all(&frame) {
-            gst::debug!(CAT, "tcp:{}: write: {e}", conn.peer);
+        if let Err(e) = stream.write_all(frame.bytes()) {
+            log!(debug, conn.element, "tcp:{}: write: {e}", conn.peer);
             break;
         }
     }
-    conn.close(&r);
+    conn.close(&shared);
 }

@@ -2,85 +2,42 @@
 
 //! `session-src`: joins `session-sink`s, one `src_%u` pad per channel it was given, and
 //! turns `fanout-block-missing` from downstream into LOST reports. Each server's session
-//! runs in `link.rs`, on a thread of its own; pads and stats are in `receive.rs`.
+//! runs in `link.rs`, on a thread of its own, and tells the element what happened as
+//! [`LinkEvent`]s, acted on here; the channels' pads and queues are in `receive.rs`.
+//!
+//! Lock order: `links`, then a link's session; `channels` on its own (never with a
+//! session's lock held).
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
 
-use fanout_session::client::{DEFAULT_JOIN_DURATION, DEFAULT_TIMEOUT};
+use fanout_element_kit::settings::{self as kit, Properties};
+use fanout_element_kit::stats::Stats;
 use fanout_session::message::{MAX_JOIN_CHANNELS, MAX_NAME_LEN, MAX_TOKEN_LEN};
-use fanout_session::time::nanos;
-use fanout_session::{ClientConfig, Fallback, LostEntry, Mono, Stay};
+use fanout_session::{ChannelInfo, ClientConfig, Fallback, LostEntry, Mono, Stay};
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 
-use super::link::Running;
+use super::link::{LinkEvent, ServerLink};
 use super::receive::{self, Channels};
-use super::Transport;
+use super::settings::{parse_list, Settings, PROP_CHANNELS, PROP_TOKEN};
+use super::{output, Transport, CAT};
 use crate::multicast;
 
-pub static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
-    gst::DebugCategory::new(
-        "session-src",
-        gst::DebugColorFlags::empty(),
-        Some("fanout session source: joins a session-sink and receives its channels"),
-    )
-});
-
-const DEFAULT_HOST: &str = "127.0.0.1";
-const DEFAULT_PORT: u32 = crate::sessionsink::DEFAULT_PORT;
-const DEFAULT_FALLBACK_TIMEOUT: u64 = 3_000_000_000;
-
-#[derive(Debug, Clone)]
-pub(super) struct Settings {
-    pub host: String,
-    pub port: u32,
-    pub channels: Vec<String>,
-    pub transport: Transport,
-    pub join_duration: u64,
-    pub join_until: u64,
-    pub token: String,
-    pub timeout: u64,
-    pub fallback_timeout: u64,
-    pub multicast_iface: String,
-    pub passphrase: Option<String>,
-    pub allow_unauthenticated: bool,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            host: DEFAULT_HOST.into(),
-            port: DEFAULT_PORT,
-            channels: Vec::new(),
-            transport: Transport::Udp,
-            join_duration: nanos(DEFAULT_JOIN_DURATION),
-            join_until: 0,
-            token: String::new(),
-            timeout: nanos(DEFAULT_TIMEOUT),
-            fallback_timeout: DEFAULT_FALLBACK_TIMEOUT,
-            multicast_iface: String::new(),
-            passphrase: None,
-            allow_unauthenticated: false,
-        }
-    }
-}
+const STATS_BLURB: &str = "fanout-session-src-stats, also posted on the bus every second: joined, datagrams, data, foreign, malformed, forged (DATA whose tag did not check out: not the server's), replayed (DATA whose counter was taken already), unkeyed (DATA for a channel without a key yet), joins, lost-reports, lost-entries, dropped-not-playing, unknown-channel; servers (one structure per server: address, joined, transport, transport-changes, group-datagrams, reports-delayed, reports-suppressed, datagrams, data, joins, lost-reports); channels (one per channel: name, pad, servers, packets, bytes, ended, dropped-overflow). Python reads the lists with python3-gst-1.0 installed";
 
 #[derive(Default)]
 pub struct SessionSrc {
-    pub(super) settings: Mutex<Settings>,
+    settings: Mutex<Settings>,
     /// One per server in `host`.
-    pub(super) running: Mutex<Vec<Arc<Running>>>,
-    pub(super) channels: Mutex<Channels>,
-    pub(super) playing: AtomicBool,
+    links: Mutex<Vec<Arc<ServerLink>>>,
+    channels: Mutex<Channels>,
+    playing: AtomicBool,
     threads: Mutex<Vec<JoinHandle<()>>>,
-    last_stats: Mutex<Option<gst::Structure>>,
-    /// Stats go on the bus about once a second, from whichever session thread is first.
-    pub(super) ticker: gstfanoutfec::StatsTicker,
+    stats: Stats,
 }
 
 /// `host` as servers: `host`, `host:port` or `[v6]:port` items, comma-separated; `port`
@@ -109,28 +66,22 @@ fn parse_servers(hosts: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
         .collect()
 }
 
-fn parse_list(s: &str) -> Vec<String> {
-    s.split(',')
-        .map(str::trim)
-        .filter(|c| !c.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
-
 impl SessionSrc {
-    pub(super) fn running(&self) -> Vec<Arc<Running>> {
-        self.running.lock().unwrap().clone()
+    fn links(&self) -> Vec<Arc<ServerLink>> {
+        self.links.lock().unwrap().clone()
     }
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
-        self.ticker.reset();
+        self.stats.started();
         let s = self.settings.lock().unwrap().clone();
-        let servers = parse_servers(&s.host, s.port as u16)
-            .map_err(|e| gst::error_msg!(gst::ResourceError::NotFound, ("{e}")))?;
+        let servers = parse_servers(&s.host, s.port as u16).map_err(|e| {
+            gst::error_msg!(gst::ResourceError::NotFound, ("{}", e), ["host={}", s.host])
+        })?;
         if servers.is_empty() {
             return Err(gst::error_msg!(
                 gst::ResourceError::NotFound,
-                ("no host given")
+                ("no host given"),
+                ["host is empty"]
             ));
         }
         *self.channels.lock().unwrap() = Channels::default();
@@ -155,7 +106,7 @@ impl SessionSrc {
             channels: s.channels.clone(),
             token: s.token.clone().into_bytes(),
             stay,
-            timeout: Duration::from_nanos(s.timeout),
+            timeout: std::time::Duration::from_nanos(s.timeout),
             passphrase: s.passphrase.clone(),
             allow_unauthenticated: s.allow_unauthenticated,
             ..ClientConfig::default()
@@ -166,42 +117,59 @@ impl SessionSrc {
             Transport::Udp => (fanout_session::Transport::Udp, false),
             Transport::Tcp => (fanout_session::Transport::Tcp, false),
         };
-        let fallback_timeout = Duration::from_nanos(s.fallback_timeout);
+        let fallback_timeout = std::time::Duration::from_nanos(s.fallback_timeout);
         let fallback = Fallback::new(first, auto, fallback_timeout, Mono::ZERO);
         let iface = multicast::iface(&s.multicast_iface).map_err(|e| {
             gst::error_msg!(
                 gst::ResourceError::Settings,
-                ("multicast-iface {:?}: {e}", s.multicast_iface)
+                ("multicast-iface {:?}: {e}", s.multicast_iface),
+                ["{}", e]
             )
         })?;
         let weak = self.obj().downgrade();
-        let (running, thread) = Running::start(weak, number, server, cfg, fallback, iface)
-            .map_err(|e| {
-                gst::error_msg!(
-                    gst::ResourceError::OpenReadWrite,
-                    ("cannot open a socket to {server}: {e}")
-                )
-            })?;
+        let events = Arc::new(move |e: LinkEvent| {
+            if let Some(src) = weak.upgrade() {
+                src.imp().on_link_event(e);
+            }
+        });
+        let obj = self.obj();
+        let (link, thread) = ServerLink::start(
+            obj.upcast_ref(),
+            number,
+            server,
+            cfg,
+            fallback,
+            iface,
+            events,
+        )
+        .map_err(|e| {
+            gst::error_msg!(
+                gst::ResourceError::OpenReadWrite,
+                ("cannot open a socket to {server}: {e}"),
+                ["{}", e]
+            )
+        })?;
         gst::info!(CAT, imp = self, "joining {server} ({})", first.as_str());
         self.threads.lock().unwrap().push(thread);
-        self.running.lock().unwrap().push(running);
+        self.links.lock().unwrap().push(link);
         Ok(())
     }
 
     fn stop(&self) {
-        let running = std::mem::take(&mut *self.running.lock().unwrap());
-        for r in &running {
-            r.stop();
+        let links = std::mem::take(&mut *self.links.lock().unwrap());
+        for l in &links {
+            l.stop();
         }
         for t in std::mem::take(&mut *self.threads.lock().unwrap()) {
             let _ = t.join();
         }
-        if !running.is_empty() {
-            *self.last_stats.lock().unwrap() = Some(receive::stats(self, &running));
+        if !links.is_empty() {
+            let last = receive::stats(&links, &self.channels.lock().unwrap());
+            self.stats.stopped(last);
         }
         let tasks = self.channels.lock().unwrap().tasks();
         for (pad, queue) in tasks {
-            queue.set_flushing(true);
+            queue.close();
             let _ = pad.stop_task();
         }
         let pads: Vec<gst::Pad> = self.channels.lock().unwrap().pads().cloned().collect();
@@ -212,10 +180,177 @@ impl SessionSrc {
         *self.channels.lock().unwrap() = Channels::default();
     }
 
+    fn stats(&self) -> gst::Structure {
+        let links = self.links();
+        self.stats.read(!links.is_empty(), || {
+            if links.is_empty() {
+                return receive::empty_stats();
+            }
+            receive::stats(&links, &self.channels.lock().unwrap())
+        })
+    }
+
+    /// What a server's session tells, on its threads.
+    fn on_link_event(&self, e: LinkEvent) {
+        match e {
+            LinkEvent::Channels { number, channels } => self.add_pads(number, &channels),
+            LinkEvent::Joined { server, again } => match again {
+                false => gst::info!(CAT, imp = self, "joined {server}"),
+                true => gst::info!(CAT, imp = self, "joined {server} again (a new session)"),
+            },
+            LinkEvent::Data {
+                number,
+                channel,
+                buffer,
+                answer,
+            } => {
+                let obj = self.obj();
+                let pts = match (obj.clock(), obj.base_time()) {
+                    (Some(clock), Some(base)) => Some(clock.time().saturating_sub(base)),
+                    _ => None,
+                };
+                let playing = self.playing.load(Ordering::SeqCst);
+                self.channels
+                    .lock()
+                    .unwrap()
+                    .push(number, channel, buffer, answer, playing, pts);
+            }
+            LinkEvent::Ended { number, channel } => {
+                self.channels.lock().unwrap().ended(number, channel)
+            }
+            LinkEvent::Refused {
+                number,
+                server,
+                reason,
+                text,
+            } => {
+                let why = if text.is_empty() {
+                    reason.as_str().to_owned()
+                } else {
+                    format!("{} ({text})", reason.as_str())
+                };
+                // With other servers answering, one refusing is a warning.
+                if self.channels.lock().unwrap().joined_other(number) {
+                    gst::element_imp_warning!(
+                        self,
+                        gst::ResourceError::OpenRead,
+                        ("{} refused the JOIN: {why}", server),
+                        ["other servers answered"]
+                    );
+                } else {
+                    gst::element_imp_error!(
+                        self,
+                        gst::ResourceError::OpenRead,
+                        ("{} refused the JOIN: {why}", server),
+                        ["no server answered"]
+                    );
+                }
+            }
+            LinkEvent::Unreachable { server } => {
+                let timeout = gst::ClockTime::from_nseconds(self.settings.lock().unwrap().timeout);
+                if self.channels.lock().unwrap().joined_any() {
+                    gst::element_imp_warning!(
+                        self,
+                        gst::ResourceError::Read,
+                        ("no answer from {} for {timeout}: still trying", server),
+                        ["timeout={timeout}"]
+                    );
+                } else {
+                    gst::element_imp_error!(
+                        self,
+                        gst::ResourceError::OpenRead,
+                        (
+                            "no answer from {} within {timeout}: is a session-sink there?",
+                            server
+                        ),
+                        ["timeout={timeout}"]
+                    );
+                }
+            }
+            LinkEvent::Failed { server, text } => {
+                gst::element_imp_error!(
+                    self,
+                    gst::ResourceError::NotAuthorized,
+                    ("Cannot take the data of {}: {text}", server),
+                    ["passphrase or allow-unauthenticated"]
+                );
+            }
+            LinkEvent::TransportChanged { server, to, why } => {
+                gst::info!(
+                    CAT,
+                    imp = self,
+                    "{server}: now {} ({})",
+                    to.as_str(),
+                    why.as_str()
+                );
+                let s = gst::Structure::builder("fanout-session-transport")
+                    .field("server", server.to_string())
+                    .field("transport", to.as_str())
+                    .field("reason", why.as_str())
+                    .build();
+                let obj = self.obj();
+                let _ = obj.post_message(gst::message::Element::builder(s).src(&*obj).build());
+            }
+            LinkEvent::GroupUnavailable {
+                server,
+                group,
+                error,
+            } => {
+                gst::element_imp_warning!(
+                    self,
+                    gst::ResourceError::OpenRead,
+                    ("cannot join multicast group {group}: {error}"),
+                    ["named by {server}"]
+                );
+            }
+            LinkEvent::Turn => self.stats.post_when_due(&*self.obj(), || self.stats()),
+        }
+    }
+
+    /// Pads for the channels server `number` gave; a name another server gave already
+    /// shares its pad.
+    fn add_pads(&self, number: usize, channels: &[ChannelInfo]) {
+        let obj = self.obj();
+        let templ = obj.pad_template("src_%u").unwrap();
+        let (new, first) =
+            self.channels
+                .lock()
+                .unwrap()
+                .add(obj.upcast_ref(), number, channels, |name| {
+                    gst::Pad::builder_from_template(&templ)
+                        .name(name)
+                        .event_function(|pad, parent, event| {
+                            SessionSrc::catch_panic_pad_function(
+                                parent,
+                                || false,
+                                |src| src.src_event(pad, event),
+                            )
+                        })
+                        .query_function(|pad, parent, query| {
+                            SessionSrc::catch_panic_pad_function(
+                                parent,
+                                || false,
+                                |src| src.src_query(pad, query),
+                            )
+                        })
+                        .build()
+                });
+        for (pad, queue) in new {
+            let _ = pad.set_active(true);
+            if obj.add_pad(&pad).is_err() {
+                gst::warning!(CAT, imp = self, "cannot add pad {}", pad.name());
+            }
+            output::start(obj.upcast_ref(), &pad, queue);
+        }
+        if first {
+            obj.no_more_pads();
+        }
+    }
+
     /// Downstream (`fec-depayloader`, or an edge's `session-sink`) misses symbols of a
     /// block: a LOST to every server carrying the channel (each answers from its own repair
     /// symbols; one that is gone costs nothing).
-    pub(super) fn src_event(&self, pad: &gst::Pad, event: gst::Event) -> bool {
+    fn src_event(&self, pad: &gst::Pad, event: gst::Event) -> bool {
         // An edge relay's session-sink asks for repairs its receivers need: they come from
         // the origin, to this edge, marked as answers, and go on to the receiver that asked.
         let ask = gstfanoutfec::parse_block_missing(&event)
@@ -227,12 +362,12 @@ impl SessionSrc {
                 ch.await_answer(pad, flow, block, needed, dest);
             }
             let sources = self.channels.lock().unwrap().sources_of(pad);
-            let running = self.running();
+            let links = self.links();
             for (number, channel) in sources {
-                let Some(r) = running.iter().find(|r| r.number == number) else {
+                let Some(l) = links.iter().find(|l| l.number == number) else {
                     continue;
                 };
-                r.report_lost(LostEntry {
+                l.report_lost(LostEntry {
                     channel,
                     flow,
                     block,
@@ -244,12 +379,45 @@ impl SessionSrc {
         gst::Pad::event_default(pad, Some(&*self.obj()), event)
     }
 
-    pub(super) fn src_query(&self, pad: &gst::Pad, query: &mut gst::QueryRef) -> bool {
+    fn src_query(&self, pad: &gst::Pad, query: &mut gst::QueryRef) -> bool {
         if let gst::QueryViewMut::Latency(q) = query.view_mut() {
             q.set(true, gst::ClockTime::ZERO, gst::ClockTime::NONE);
             return true;
         }
         gst::Pad::query_default(pad, Some(&*self.obj()), query)
+    }
+
+    /// What the protocol cannot carry is said when it is set, not found out as a refusal.
+    fn check_setting(&self, name: &str, value: &glib::Value) {
+        let text = value
+            .get::<Option<String>>()
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        match name {
+            PROP_CHANNELS => {
+                let list = parse_list(&text);
+                if list.len() > MAX_JOIN_CHANNELS {
+                    gst::warning!(
+                        CAT,
+                        imp = self,
+                        "{} channels asked for: a JOIN carries {MAX_JOIN_CHANNELS}, the rest are not joined",
+                        list.len()
+                    );
+                }
+                for long in list.iter().filter(|n| n.len() > MAX_NAME_LEN) {
+                    gst::warning!(
+                        CAT,
+                        imp = self,
+                        "channel name {long:?} is longer than {MAX_NAME_LEN} bytes: no server has it"
+                    );
+                }
+            }
+            PROP_TOKEN if text.len() > MAX_TOKEN_LEN => {
+                gst::warning!(CAT, imp = self, "token cut to {MAX_TOKEN_LEN} bytes");
+            }
+            _ => (),
+        }
     }
 }
 
@@ -268,183 +436,31 @@ impl ObjectImpl for SessionSrc {
 
     fn properties() -> &'static [glib::ParamSpec] {
         static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
-            vec![
-                glib::ParamSpecString::builder("host")
-                    .nick("Host")
-                    .blurb("The session-sink to join: host name or IP address, or several as host[:port],host[:port],... (IPv6 as [addr]:port): each is joined and their packets merge per channel name")
-                    .default_value(Some(DEFAULT_HOST))
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecUInt::builder("port")
-                    .nick("Port")
-                    .blurb("The session-sink's UDP port")
-                    .minimum(1)
-                    .maximum(u16::MAX.into())
-                    .default_value(DEFAULT_PORT)
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecString::builder("channels")
-                    .nick("Channels")
-                    .blurb("Comma-separated channel names to join; src_0 is the first, src_1 the second... Empty: every channel, in the server's order")
-                    .default_value(Some(""))
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecEnum::builder_with_default("transport", Transport::Udp)
-                    .nick("Transport")
-                    .blurb("How packets arrive: udp (unicast copies), multicast (the channel's group; the session stays on UDP for loss reports and expiry), tcp (framed over a connection, for networks without UDP; needs session-sink tcp=true), auto (multicast, else UDP, else TCP: each given fallback-timeout to deliver)")
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecUInt64::builder("fallback-timeout")
-                    .nick("Fallback timeout")
-                    .blurb("transport=auto: how long (ns) a transport may stay silent before the next is tried; each change is posted on the bus (element message fanout-session-transport) and shown in stats")
-                    .minimum(100_000_000)
-                    .default_value(DEFAULT_FALLBACK_TIMEOUT)
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecString::builder("multicast-iface")
-                    .nick("Multicast interface")
-                    .blurb("Interface (name, or IPv4 address) multicast groups are joined on; empty: as the routing table says")
-                    .default_value(Some(""))
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecUInt64::builder("join-duration")
-                    .nick("Join duration")
-                    .blurb("How long each JOIN asks to stay (ns); refreshed at about two thirds of it while running (the server may grant less)")
-                    .minimum(1_000_000_000)
-                    .default_value(nanos(DEFAULT_JOIN_DURATION))
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecUInt64::builder("join-until")
-                    .nick("Join until")
-                    .blurb("If set, stay until this Unix time (ns) instead of join-duration, without refreshing past it")
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecString::builder("passphrase")
-                    .nick("Passphrase")
-                    .blurb("The server's passphrase (session-sink passphrase): its stream is encrypted under it. A wrong one, or none for an encrypted stream, is an error (\"wrong passphrase\"); set for a server that does not encrypt, an error too")
-                    .write_only()
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecBoolean::builder("allow-unauthenticated")
-                    .nick("Allow unauthenticated")
-                    .blurb("Take data from a server that does not authenticate it (session-sink authenticate=false): anyone who can send to this receiver can then inject data. Off: such a server is an error")
-                    .default_value(false)
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecString::builder("token")
-                    .nick("Token")
-                    .blurb("Sent with each JOIN for the server's application to authorize (up to 255 bytes)")
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecUInt64::builder("timeout")
-                    .nick("Timeout")
-                    .blurb("No answer from the server for this long (ns): an error before the first JOIN succeeded, a warning after")
-                    .minimum(100_000_000)
-                    .default_value(nanos(DEFAULT_TIMEOUT))
-                    .mutable_ready()
-                    .build(),
+            let mut specs = Settings::param_specs();
+            specs.push(
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
-                    .blurb("fanout-session-src-stats, also posted on the bus every second: joined, datagrams, data, foreign, malformed, forged (DATA whose tag did not check out: not the server's), replayed (DATA whose counter was taken already), unkeyed (DATA for a channel without a key yet), joins, lost-reports, lost-entries, dropped-not-playing, unknown-channel; servers (one structure per server: address, joined, transport, transport-changes, group-datagrams, reports-delayed, reports-suppressed, datagrams, data, joins, lost-reports); channels (one per channel: name, pad, servers, packets, bytes, ended, dropped-overflow). Python reads the lists with python3-gst-1.0 installed")
+                    .blurb(STATS_BLURB)
                     .read_only()
                     .build(),
-            ]
+            );
+            specs
         });
         PROPERTIES.as_ref()
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
-        let mut s = self.settings.lock().unwrap();
-        match pspec.name() {
-            "host" => {
-                s.host = value
-                    .get::<Option<String>>()
-                    .unwrap()
-                    .unwrap_or_else(|| DEFAULT_HOST.into())
-            }
-            "port" => s.port = value.get().unwrap(),
-            "channels" => {
-                let list = parse_list(&value.get::<Option<String>>().unwrap().unwrap_or_default());
-                // What the protocol cannot carry is said now, not found out as a refusal.
-                if list.len() > MAX_JOIN_CHANNELS {
-                    gst::warning!(
-                        CAT,
-                        imp = self,
-                        "{} channels asked for: a JOIN carries {MAX_JOIN_CHANNELS}, the rest are not joined",
-                        list.len()
-                    );
-                }
-                for long in list.iter().filter(|n| n.len() > MAX_NAME_LEN) {
-                    gst::warning!(
-                        CAT,
-                        imp = self,
-                        "channel name {long:?} is longer than {MAX_NAME_LEN} bytes: no server has it"
-                    );
-                }
-                s.channels = list;
-            }
-            "transport" => s.transport = value.get().unwrap(),
-            "join-duration" => s.join_duration = value.get().unwrap(),
-            "join-until" => s.join_until = value.get().unwrap(),
-            "passphrase" => {
-                s.passphrase = value
-                    .get::<Option<String>>()
-                    .unwrap()
-                    .filter(|p| !p.is_empty())
-            }
-            "allow-unauthenticated" => s.allow_unauthenticated = value.get().unwrap(),
-            "token" => {
-                let mut t = value.get::<Option<String>>().unwrap().unwrap_or_default();
-                if t.len() > MAX_TOKEN_LEN {
-                    gst::warning!(CAT, imp = self, "token cut to {MAX_TOKEN_LEN} bytes");
-                    let mut end = MAX_TOKEN_LEN;
-                    while !t.is_char_boundary(end) {
-                        end -= 1;
-                    }
-                    t.truncate(end);
-                }
-                s.token = t;
-            }
-            "timeout" => s.timeout = value.get().unwrap(),
-            "fallback-timeout" => s.fallback_timeout = value.get().unwrap(),
-            "multicast-iface" => {
-                s.multicast_iface = value.get::<Option<String>>().unwrap().unwrap_or_default()
-            }
-            other => unreachable!("unknown property {other}"),
-        }
+        self.check_setting(pspec.name(), value);
+        let res = self.settings.lock().unwrap().set(pspec.name(), value);
+        kit::log_set_error(*CAT, &*self.obj(), res);
     }
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
-        let s = self.settings.lock().unwrap();
-        match pspec.name() {
-            "host" => s.host.to_value(),
-            "port" => s.port.to_value(),
-            "channels" => s.channels.join(",").to_value(),
-            "transport" => s.transport.to_value(),
-            "join-duration" => s.join_duration.to_value(),
-            "join-until" => s.join_until.to_value(),
-            "token" => s.token.to_value(),
-            "passphrase" => None::<String>.to_value(),
-            "allow-unauthenticated" => s.allow_unauthenticated.to_value(),
-            "timeout" => s.timeout.to_value(),
-            "fallback-timeout" => s.fallback_timeout.to_value(),
-            "multicast-iface" => s.multicast_iface.to_value(),
-            "stats" => {
-                drop(s);
-                let running = self.running();
-                match running.is_empty() {
-                    false => receive::stats(self, &running).to_value(),
-                    true => self
-                        .last_stats
-                        .lock()
-                        .unwrap()
-                        .clone()
-                        .unwrap_or_else(receive::empty_stats)
-                        .to_value(),
-                }
-            }
-            other => unreachable!("unknown property {other}"),
-        }
+        let got = match pspec.name() {
+            "stats" => Ok(self.stats().to_value()),
+            name => self.settings.lock().unwrap().get(name),
+        };
+        kit::or_default(*CAT, &*self.obj(), pspec, got)
     }
 }
 
@@ -456,7 +472,7 @@ impl ElementImpl for SessionSrc {
         if event.type_() != gst::EventType::Eos {
             return self.parent_send_event(event);
         }
-        if !receive::end_all(self) {
+        if !self.channels.lock().unwrap().end_all() {
             // No pad yet: nothing downstream could end, the pipeline would wait for ever.
             gst::element_imp_error!(
                 self,

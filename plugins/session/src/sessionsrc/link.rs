@@ -2,8 +2,11 @@
 
 //! One server's session in `session-src`: the way its packets come (a connected UDP socket,
 //! multicast groups beside it, or a TCP connection), the [`Client`] state machine, delayed
-//! loss reports, and `transport=auto`'s fallback. Runs on its own thread; the groups each
-//! have a thread that only reads.
+//! loss reports, and `transport=auto`'s fallback. Runs on a thread of its own; each group
+//! has a thread that only reads. What the element must hear of comes out as [`LinkEvent`]s,
+//! handed to the function it gave; the link never calls into the element.
+//!
+//! Lock order: `session` only (one per server); events are handed out with it released.
 
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
@@ -18,20 +21,74 @@ use fanout_session::fallback::Why;
 use fanout_session::frame::MAX_FRAME;
 use fanout_session::message::{self, Datagram};
 use fanout_session::{
-    ChannelInfo, Client, ClientConfig, ClientEvent, Deframer, Fallback, LostEntry, Mono, Reports,
-    Transport,
+    ChannelInfo, Client, ClientConfig, ClientEvent, Deframer, Fallback, LostEntry, Mono, Reason,
+    Reports, Transport,
 };
 use gst::glib;
 use gst::prelude::*;
-use gst::subclass::prelude::*;
 
-use super::imp::{SessionSrc, CAT};
-use super::receive;
+use super::CAT;
 use crate::multicast::{self, Iface};
 use crate::tick::{self, TICK};
 
 const TCP_RETRY: Duration = Duration::from_secs(1);
 const TCP_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Logs against the element, while it is there.
+macro_rules! log {
+    ($level:ident, $link:expr, $($args:tt)*) => {
+        if let Some(e) = $link.element.upgrade() {
+            gst::$level!(CAT, obj = e, $($args)*);
+        }
+    };
+}
+
+/// What a server's session tells the element.
+#[derive(Debug)]
+pub(super) enum LinkEvent {
+    /// The server's channels, from a JOINED or a CHANNEL: pads for them.
+    Channels {
+        number: usize,
+        channels: Vec<ChannelInfo>,
+    },
+    /// A JOINED: the first, or one after the server restarted.
+    Joined { server: SocketAddr, again: bool },
+    /// A packet of `channel`; an `answer` to a LOST goes to whoever asked downstream.
+    Data {
+        number: usize,
+        channel: u16,
+        buffer: gst::Buffer,
+        answer: bool,
+    },
+    /// The server's stream of `channel` ended.
+    Ended { number: usize, channel: u16 },
+    Refused {
+        number: usize,
+        server: SocketAddr,
+        reason: Reason,
+        text: String,
+    },
+    /// No answer within `timeout` (said once until the next JOINED).
+    Unreachable { server: SocketAddr },
+    /// The server's data cannot be taken (passphrase, protection).
+    Failed { server: SocketAddr, text: String },
+    TransportChanged {
+        server: SocketAddr,
+        to: Transport,
+        why: Why,
+    },
+    /// A group the server named cannot be joined.
+    GroupUnavailable {
+        server: SocketAddr,
+        group: SocketAddr,
+        error: String,
+    },
+    /// The session's thread went round once (about every tick): stats may be due.
+    Turn,
+}
+
+/// Where the events go.
+pub(super) type Events = Arc<dyn Fn(LinkEvent) + Send + Sync>;
 
 /// How control messages leave.
 enum Link {
@@ -62,6 +119,7 @@ impl Input {
     }
 }
 
+/// A group joined, with its reading thread; owned by the session's thread.
 struct Group {
     addr: SocketAddr,
     socket: Arc<UdpSocket>,
@@ -69,28 +127,34 @@ struct Group {
     thread: Option<JoinHandle<()>>,
 }
 
+/// One server's protocol state, under one lock.
+pub(super) struct Session {
+    pub client: Client,
+    link: Link,
+    pub reports: Reports,
+    pub fallback: Fallback,
+    /// The group of each of the server's channels (its index), from its last JOINED.
+    group_of: HashMap<u16, SocketAddr>,
+    /// Packets come from groups now: losses are reported after a back-off.
+    from_groups: bool,
+    /// A JOINED from this server was handled.
+    joined_once: bool,
+    unreachable_told: bool,
+}
+
 /// One server's session, between READY→PAUSED and PAUSED→READY.
-pub(super) struct Running {
+pub(super) struct ServerLink {
     /// Its place in `host`.
     pub number: usize,
     pub server: SocketAddr,
     cfg: ClientConfig,
-    link: Mutex<Link>,
-    pub client: Mutex<Client>,
-    pub reports: Mutex<Reports>,
-    pub fallback: Mutex<Fallback>,
-    groups: Mutex<Vec<Group>>,
-    /// The group of each of the server's channels (its index), from its last JOINED.
-    group_of: Mutex<HashMap<u16, SocketAddr>>,
+    pub session: Mutex<Session>,
     iface: Iface,
     pub group_datagrams: AtomicU64,
-    /// Events taken from the client early (a JOINED read with the data after it), for the
-    /// session's thread to handle in order.
-    early_events: Mutex<Vec<ClientEvent>>,
-    /// A JOINED from this server was handled.
-    joined_once: AtomicBool,
-    pub start: Instant,
-    pub stop: AtomicBool,
+    start: Instant,
+    stop: AtomicBool,
+    events: Events,
+    element: glib::WeakRef<gst::Element>,
 }
 
 fn udp_socket(server: SocketAddr) -> std::io::Result<UdpSocket> {
@@ -114,16 +178,66 @@ fn seed() -> u64 {
     getrandom::u64().unwrap_or_else(|_| std::process::id().into())
 }
 
-impl Running {
+impl Session {
+    /// Sends whatever the client has to send.
+    fn flush(&mut self, link: &ServerLink) {
+        while let Some(d) = self.client.poll_transmit() {
+            let sent = match &mut self.link {
+                Link::Udp(s) => s.send(&d).map(drop),
+                Link::Tcp(s) => match fanout_session::frame(&[&d]) {
+                    Some(f) => s.write_all(&f),
+                    None => Ok(()),
+                },
+                Link::None => Ok(()),
+            };
+            if let Err(e) = sent {
+                log!(debug, link, "send to {}: {e}", link.server);
+            }
+        }
+    }
+
+    /// A data packet from the server, by any way: fallback and delayed reports learn of
+    /// it, and the delayed reports due now go out: while packets come, they go out on time
+    /// from whichever thread reads them, not when the session's thread next wakes.
+    fn data(&mut self, link: &ServerLink, via: Transport, channel: u16, payload: &[u8]) {
+        self.fallback.came_over(via);
+        if !self.reports.is_waiting() {
+            return;
+        }
+        if let Ok(fanout_fec::packet::Packet::Symbol { header, .. }) =
+            fanout_fec::packet::parse(payload)
+        {
+            self.reports.symbol(channel, header.flow, header.block);
+        }
+        self.send_due_reports(link);
+    }
+
+    /// The delayed reports whose back-off is over.
+    fn send_due_reports(&mut self, link: &ServerLink) {
+        self.reports.handle_timeout(link.now());
+        let due: Vec<LostEntry> = std::iter::from_fn(|| self.reports.poll_report()).collect();
+        self.send_reports(link, &due);
+    }
+
+    fn send_reports(&mut self, link: &ServerLink, due: &[LostEntry]) {
+        if !due.is_empty() {
+            self.client.report_lost(due);
+            self.flush(link);
+        }
+    }
+}
+
+impl ServerLink {
     /// Opens the first transport's socket and starts the session's thread.
     pub fn start(
-        weak: glib::WeakRef<super::SessionSrc>,
+        element: &gst::Element,
         number: usize,
         server: SocketAddr,
         cfg: ClientConfig,
         fallback: Fallback,
         iface: Iface,
-    ) -> std::io::Result<(Arc<Running>, JoinHandle<()>)> {
+        events: Events,
+    ) -> std::io::Result<(Arc<ServerLink>, JoinHandle<()>)> {
         let first = fallback.current();
         let (link, input, client) = match first {
             Transport::Tcp => (
@@ -144,187 +258,117 @@ impl Running {
                 )
             }
         };
-        let running = Arc::new(Running {
+        let session = Session {
+            client,
+            link,
+            reports: Reports::new(fanout_session::report::DEFAULT_BACKOFF, seed()),
+            fallback,
+            group_of: HashMap::new(),
+            from_groups: false,
+            joined_once: false,
+            unreachable_told: false,
+        };
+        let link = Arc::new(ServerLink {
             number,
             server,
             cfg,
-            link: Mutex::new(link),
-            client: Mutex::new(client),
-            reports: Mutex::new(Reports::new(
-                fanout_session::report::DEFAULT_BACKOFF,
-                seed(),
-            )),
-            fallback: Mutex::new(fallback),
-            groups: Mutex::default(),
-            group_of: Mutex::default(),
+            session: Mutex::new(session),
             iface,
             group_datagrams: AtomicU64::new(0),
-            early_events: Mutex::default(),
-            joined_once: AtomicBool::new(false),
             start: Instant::now(),
             stop: AtomicBool::new(false),
+            events,
+            element: element.downgrade(),
         });
-        {
-            let mut client = running.client.lock().unwrap();
-            running.flush(&mut client);
-        }
-        let r = running.clone();
+        link.session.lock().unwrap().flush(&link);
+        let l = link.clone();
         let thread = std::thread::Builder::new()
             .name("session-src".into())
-            .spawn(move || run(weak, r, input))?;
-        Ok((running, thread))
+            .spawn(move || run(l, input))?;
+        Ok((link, thread))
     }
 
-    pub fn now(&self) -> Mono {
+    fn now(&self) -> Mono {
         Mono::ZERO + self.start.elapsed()
-    }
-
-    pub fn transport(&self) -> Transport {
-        self.fallback.lock().unwrap().current()
-    }
-
-    /// Sends whatever the client has to send.
-    pub fn flush(&self, client: &mut Client) {
-        let mut link = self.link.lock().unwrap();
-        while let Some(d) = client.poll_transmit() {
-            let sent = match &mut *link {
-                Link::Udp(s) => s.send(&d).map(drop),
-                Link::Tcp(s) => match fanout_session::frame(&[&d]) {
-                    Some(f) => s.write_all(&f),
-                    None => Ok(()),
-                },
-                Link::None => Ok(()),
-            };
-            if let Err(e) = sent {
-                gst::debug!(CAT, "send to {}: {e}", self.server);
-            }
-        }
     }
 
     /// Downstream misses symbols of a block: at once to a unicast server; after a random
     /// back-off (and only if still needed then) when the packets come from a group.
     pub fn report_lost(&self, entry: LostEntry) {
-        if self.transport() == Transport::Multicast && !self.groups.lock().unwrap().is_empty() {
-            self.reports.lock().unwrap().report(self.now(), entry);
+        let mut s = self.session.lock().unwrap();
+        if s.fallback.current() == Transport::Multicast && s.from_groups {
+            s.reports.report(self.now(), entry);
             return;
         }
-        let mut client = self.client.lock().unwrap();
-        client.report_lost(&[entry]);
-        self.flush(&mut client);
+        s.client.report_lost(&[entry]);
+        s.flush(self);
     }
 
-    /// Sends the delayed reports whose back-off is over.
-    fn send_due_reports(&self) {
-        let due = {
-            let mut reports = self.reports.lock().unwrap();
-            if !reports.is_waiting() {
-                return;
-            }
-            reports.handle_timeout(self.now());
-            std::iter::from_fn(|| reports.poll_report()).collect::<Vec<_>>()
-        };
-        self.send_reports(&due);
-    }
-
-    fn send_reports(&self, due: &[LostEntry]) {
-        if !due.is_empty() {
-            let mut client = self.client.lock().unwrap();
-            client.report_lost(due);
-            self.flush(&mut client);
-        }
-    }
-
-    /// Ends the session: LEAVE, groups left, threads told to stop.
+    /// Ends the session: LEAVE, and the threads told to stop (the session's thread leaves
+    /// the groups on its way out).
     pub fn stop(&self) {
         self.stop.store(true, Ordering::SeqCst);
-        let mut client = self.client.lock().unwrap();
-        client.leave();
-        self.flush(&mut client);
-        drop(client);
-        self.leave_groups();
+        let mut s = self.session.lock().unwrap();
+        s.client.leave();
+        s.flush(self);
     }
 
-    fn leave_groups(&self) {
-        let groups = std::mem::take(&mut *self.groups.lock().unwrap());
-        for mut g in groups {
-            g.stop.store(true, Ordering::SeqCst);
-            multicast::leave(&g.socket, g.addr, self.iface);
-            if let Some(t) = g.thread.take() {
-                let _ = t.join();
-            }
-            gst::debug!(CAT, "left group {}", g.addr);
-        }
-    }
-
-    /// A data packet from the server, by any way: fallback and delayed reports learn of it.
-    /// Returns the delayed reports due now: while packets come, they go out on time from
-    /// whichever thread reads them, not when the session's thread next wakes.
-    fn data(&self, via: Transport, channel: u16, payload: &[u8]) -> Vec<LostEntry> {
-        self.fallback.lock().unwrap().came_over(via);
-        let mut reports = self.reports.lock().unwrap();
-        if !reports.is_waiting() {
-            return Vec::new();
-        }
-        if let Ok(fanout_fec::packet::Packet::Symbol { header, .. }) =
-            fanout_fec::packet::parse(payload)
-        {
-            reports.symbol(channel, header.flow, header.block);
-        }
-        reports.handle_timeout(self.now());
-        std::iter::from_fn(|| reports.poll_report()).collect()
+    fn tell(&self, e: LinkEvent) {
+        (self.events)(e)
     }
 }
 
-/// Reads the server's messages until stopped.
-fn run(weak: glib::WeakRef<super::SessionSrc>, r: Arc<Running>, mut input: Input) {
+/// The session's thread: reads the server's messages until stopped.
+fn run(link: Arc<ServerLink>, mut input: Input) {
     let mut buf = vec![0u8; 65_536];
-    let mut unreachable_told = false;
-    while !r.stop.load(Ordering::SeqCst) {
-        let Some(src) = weak.upgrade() else { break };
-        let imp = src.imp();
-        read(imp, &r, &mut input, &mut buf);
-        let now = r.now();
+    let mut groups: Vec<Group> = Vec::new();
+    let mut pending: Vec<ClientEvent> = Vec::new();
+    while !link.stop.load(Ordering::SeqCst) {
+        read(&link, &mut input, &mut buf, &mut pending);
+        let now = link.now();
         let switch = {
-            let mut fallback = r.fallback.lock().unwrap();
-            fallback.handle_timeout(now);
-            fallback.poll_change()
+            let mut s = link.session.lock().unwrap();
+            s.fallback.handle_timeout(now);
+            s.fallback.poll_change()
         };
         if let Some((t, why)) = switch {
-            change_transport(imp, &r, &mut input, t, why);
+            change_transport(&link, &mut groups, &mut input, t, why);
         }
-        r.send_due_reports();
-        let mut events = std::mem::take(&mut *r.early_events.lock().unwrap());
-        {
-            let mut client = r.client.lock().unwrap();
-            if client.poll_timeout().is_some_and(|t| t <= now) {
-                client.handle_timeout(now);
+        let events = {
+            let mut s = link.session.lock().unwrap();
+            if s.reports.is_waiting() {
+                s.send_due_reports(&link);
             }
-            r.flush(&mut client);
-            events.extend(std::iter::from_fn(|| client.poll_event()));
-        }
+            if s.client.poll_timeout().is_some_and(|t| t <= now) {
+                s.client.handle_timeout(now);
+            }
+            s.flush(&link);
+            let mut events = std::mem::take(&mut pending);
+            events.extend(std::iter::from_fn(|| s.client.poll_event()));
+            events
+        };
         for e in events {
-            handle_event(imp, &r, &mut input, e, &mut unreachable_told);
+            handle_event(&link, &mut groups, &mut input, e);
         }
-        if imp.ticker.due() {
-            let running = imp.running.lock().unwrap().clone();
-            gstfanoutfec::post_stats(&src, receive::stats(imp, &running));
-        }
+        link.tell(LinkEvent::Turn);
     }
+    leave_groups(&link, &mut groups);
 }
 
-fn read(imp: &SessionSrc, r: &Running, input: &mut Input, buf: &mut [u8]) {
+fn read(link: &Arc<ServerLink>, input: &mut Input, buf: &mut [u8], pending: &mut Vec<ClientEvent>) {
     match input {
         Input::Udp(s, wait) => {
             // This thread also sends the delayed reports: it wakes when one is due.
-            let w = tick::until(r.reports.lock().unwrap().poll_timeout(), r.now());
+            let next = link.session.lock().unwrap().reports.poll_timeout();
+            let w = tick::until(next, link.now());
             if w != *wait && s.set_read_timeout(Some(w)).is_ok() {
                 *wait = w;
             }
             match s.recv(buf) {
-                Ok(n) => message_in(imp, r, Transport::Udp, &mut buf[..n]),
+                Ok(n) => message_in(link, Transport::Udp, &mut buf[..n], pending),
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => (),
                 // The server's port is closed (ICMP): the retries go on.
-                Err(e) => gst::trace!(CAT, imp = imp, "receive: {e}"),
+                Err(e) => log!(trace, link, "receive: {e}"),
             }
         }
         Input::Tcp(s, frames) => {
@@ -335,9 +379,9 @@ fn read(imp: &SessionSrc, r: &Running, input: &mut Input, buf: &mut [u8]) {
                     let mut bad = false;
                     while let Some(f) = frames.next_frame() {
                         match f {
-                            Ok(m) => message_in(imp, r, Transport::Tcp, &mut m.to_vec()),
+                            Ok(m) => message_in(link, Transport::Tcp, &mut m.to_vec(), pending),
                             Err(e) => {
-                                gst::warning!(CAT, imp = imp, "{}: bad TCP frame {e:?}", r.server);
+                                log!(warning, link, "{}: bad TCP frame {e:?}", link.server);
                                 bad = true;
                                 break;
                             }
@@ -349,8 +393,8 @@ fn read(imp: &SessionSrc, r: &Running, input: &mut Input, buf: &mut [u8]) {
                 Err(_) => true,
             };
             if closed {
-                gst::info!(CAT, imp = imp, "TCP connection to {} closed", r.server);
-                *r.link.lock().unwrap() = Link::None;
+                log!(info, link, "TCP connection to {} closed", link.server);
+                link.session.lock().unwrap().link = Link::None;
                 *input = Input::connecting(Instant::now() + TCP_RETRY);
             }
         }
@@ -359,21 +403,21 @@ fn read(imp: &SessionSrc, r: &Running, input: &mut Input, buf: &mut [u8]) {
             if Instant::now() < *at {
                 return;
             }
-            match TcpStream::connect_timeout(&r.server, TCP_CONNECT_TIMEOUT) {
+            match TcpStream::connect_timeout(&link.server, TCP_CONNECT_TIMEOUT) {
                 Ok(s) => match tcp_ready(&s) {
-                    Ok(link) => {
-                        gst::info!(CAT, imp = imp, "TCP connection to {}", r.server);
-                        *r.link.lock().unwrap() = Link::Tcp(link);
-                        let mut client = r.client.lock().unwrap();
-                        client.rejoin_now(r.now());
-                        r.flush(&mut client);
-                        drop(client);
+                    Ok(w) => {
+                        log!(info, link, "TCP connection to {}", link.server);
+                        let mut session = link.session.lock().unwrap();
+                        session.link = Link::Tcp(w);
+                        session.client.rejoin_now(link.now());
+                        session.flush(link);
+                        drop(session);
                         *input = Input::Tcp(s, Deframer::new(MAX_FRAME));
                     }
-                    Err(e) => gst::debug!(CAT, imp = imp, "TCP to {}: {e}", r.server),
+                    Err(e) => log!(debug, link, "TCP to {}: {e}", link.server),
                 },
                 Err(e) => {
-                    gst::debug!(CAT, imp = imp, "TCP to {}: {e}", r.server);
+                    log!(debug, link, "TCP to {}: {e}", link.server);
                     // A receiver started before its server connects soon after it is up.
                     let eager = since.elapsed() < client::EAGER_FOR;
                     *at = Instant::now()
@@ -395,48 +439,45 @@ fn tcp_ready(s: &TcpStream) -> std::io::Result<TcpStream> {
     Ok(w)
 }
 
-/// One message from the server (a datagram, or a TCP frame).
-fn message_in(imp: &SessionSrc, r: &Running, via: Transport, bytes: &mut [u8]) {
-    let now = r.now();
-    let data = {
-        let mut client = r.client.lock().unwrap();
-        let d = client.handle_datagram(now, bytes).map(|d| {
-            let due = r.data(via, d.channel, d.payload);
-            let buffer = gst::Buffer::from_slice(d.payload.to_vec());
-            (d.channel, buffer, d.answer, due)
-        });
-        if let Some((.., due)) = &d {
-            client.report_lost(due);
+/// One message from the server (a datagram, or a TCP frame). A JOINED's channels are told
+/// before the DATA read right after it (TCP reads many frames at once); the rest of its
+/// events wait in `pending` for the session's thread.
+fn message_in(link: &ServerLink, via: Transport, bytes: &mut [u8], pending: &mut Vec<ClientEvent>) {
+    let now = link.now();
+    let (data, events) = {
+        let mut s = link.session.lock().unwrap();
+        let d = s
+            .client
+            .handle_datagram(now, bytes)
+            .map(|d| (d.channel, d.payload.to_vec(), d.answer));
+        if let Some((channel, payload, _)) = &d {
+            s.data(link, via, *channel, payload);
         }
-        r.flush(&mut client);
-        let events: Vec<ClientEvent> = std::iter::from_fn(|| client.poll_event()).collect();
-        (
-            d.map(|(channel, buffer, answer, _)| (channel, buffer, answer)),
-            events,
-        )
+        s.flush(link);
+        let events: Vec<ClientEvent> = std::iter::from_fn(|| s.client.poll_event()).collect();
+        (d, events)
     };
-    let (data, events) = data;
-    // A JOINED's pads are there before the DATA read right after it (TCP reads many frames
-    // at once); the rest of the event is handled on the session's thread.
     for e in &events {
         if let ClientEvent::Joined { channels, .. } = e {
-            receive::add_pads(imp, r.number, channels);
+            link.tell(LinkEvent::Channels {
+                number: link.number,
+                channels: channels.clone(),
+            });
         }
     }
-    r.early_events.lock().unwrap().extend(events);
-    if let Some((channel, buffer, answer)) = data.filter(|(_, b, _)| b.size() > 0) {
-        receive::push(imp, r.number, channel, buffer, answer);
+    pending.extend(events);
+    if let Some((channel, payload, answer)) = data.filter(|(_, p, _)| !p.is_empty()) {
+        link.tell(LinkEvent::Data {
+            number: link.number,
+            channel,
+            buffer: gst::Buffer::from_mut_slice(payload),
+            answer,
+        });
     }
 }
 
 /// A group's reading thread: DATA of the channels that name this group, nothing else.
-fn read_group(
-    weak: glib::WeakRef<super::SessionSrc>,
-    r: Arc<Running>,
-    g: SocketAddr,
-    socket: Arc<UdpSocket>,
-    stop: Arc<AtomicBool>,
-) {
+fn read_group(link: Arc<ServerLink>, g: SocketAddr, socket: Arc<UdpSocket>, stop: Arc<AtomicBool>) {
     let mut buf = vec![0u8; 65_536];
     while !stop.load(Ordering::SeqCst) {
         let n = match socket.recv(&mut buf) {
@@ -447,87 +488,81 @@ fn read_group(
             Ok(Datagram::Data(d)) => d.channel,
             _ => continue,
         };
-        if r.group_of.lock().unwrap().get(&channel) != Some(&g) {
-            continue;
-        }
         // Opened with the channel's key: anyone can send to a group, only the server's
         // data counts (it also tells the client the server is alive).
         let payload = {
-            let mut client = r.client.lock().unwrap();
-            if !client.is_joined() {
+            let mut s = link.session.lock().unwrap();
+            if s.group_of.get(&channel) != Some(&g) || !s.client.is_joined() {
                 continue;
             }
-            match client.handle_datagram(r.now(), &mut buf[..n]) {
-                Some(d) => d.payload.to_vec(),
-                None => continue,
-            }
+            let Some(payload) = s
+                .client
+                .handle_datagram(link.now(), &mut buf[..n])
+                .map(|d| d.payload.to_vec())
+            else {
+                continue;
+            };
+            link.group_datagrams.fetch_add(1, Ordering::Relaxed);
+            s.data(&link, Transport::Multicast, channel, &payload);
+            payload
         };
-        let Some(src) = weak.upgrade() else { break };
-        r.group_datagrams.fetch_add(1, Ordering::Relaxed);
-        let due = r.data(Transport::Multicast, channel, &payload);
-        r.send_reports(&due);
         if payload.is_empty() {
             // A quiet channel's keepalive: the group works, there is nothing to pass on.
             continue;
         }
-        let buffer = gst::Buffer::from_mut_slice(payload);
-        receive::push(src.imp(), r.number, channel, buffer, false);
+        link.tell(LinkEvent::Data {
+            number: link.number,
+            channel,
+            buffer: gst::Buffer::from_mut_slice(payload),
+            answer: false,
+        });
     }
 }
 
 /// Joins the groups the server named (and leaves those it no longer names), while this
 /// session takes packets from groups.
-fn sync_groups(imp: &SessionSrc, r: &Arc<Running>, channels: &[ChannelInfo]) {
-    {
-        let mut of = r.group_of.lock().unwrap();
+fn sync_groups(link: &Arc<ServerLink>, groups: &mut Vec<Group>, channels: &[ChannelInfo]) {
+    let mut wanted: Vec<SocketAddr> = {
+        let mut s = link.session.lock().unwrap();
         for c in channels {
             match c.group {
-                Some(g) => of.insert(c.index, g),
-                None => of.remove(&c.index),
+                Some(g) => s.group_of.insert(c.index, g),
+                None => s.group_of.remove(&c.index),
             };
         }
-    }
-    let mut wanted: Vec<SocketAddr> = r.group_of.lock().unwrap().values().copied().collect();
+        s.group_of.values().copied().collect()
+    };
     wanted.sort();
     wanted.dedup();
-    let mut groups = r.groups.lock().unwrap();
-    groups.retain_mut(|g| {
-        let keep = wanted.contains(&g.addr);
-        if !keep {
-            g.stop.store(true, Ordering::SeqCst);
-            multicast::leave(&g.socket, g.addr, r.iface);
-        }
-        keep
-    });
+    let (keep, gone): (Vec<Group>, Vec<Group>) = std::mem::take(groups)
+        .into_iter()
+        .partition(|g| wanted.contains(&g.addr));
+    *groups = keep;
+    leave_groups(link, &mut gone.into_iter().collect());
     for addr in wanted {
         if groups.iter().any(|g| g.addr == addr) {
             continue;
         }
-        let socket = match multicast::receiver(addr, r.iface, TICK) {
+        let socket = match multicast::receiver(addr, link.iface, TICK) {
             Ok(s) => Arc::new(s),
             Err(e) => {
-                gst::element_imp_warning!(
-                    imp,
-                    gst::ResourceError::OpenRead,
-                    ("cannot join multicast group {addr}: {e}")
-                );
+                link.tell(LinkEvent::GroupUnavailable {
+                    server: link.server,
+                    group: addr,
+                    error: e.to_string(),
+                });
                 continue;
             }
         };
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
-            let (weak, r, socket, stop) = (
-                imp.obj().downgrade(),
-                r.clone(),
-                socket.clone(),
-                stop.clone(),
-            );
+            let (l, socket, stop) = (link.clone(), socket.clone(), stop.clone());
             std::thread::Builder::new()
                 .name("session-src-group".into())
-                .spawn(move || read_group(weak, r, addr, socket, stop))
+                .spawn(move || read_group(l, addr, socket, stop))
                 .ok()
         };
-        gst::info!(CAT, imp = imp, "joined group {addr} of {}", r.server);
+        log!(info, link, "joined group {addr} of {}", link.server);
         groups.push(Group {
             addr,
             socket,
@@ -535,143 +570,134 @@ fn sync_groups(imp: &SessionSrc, r: &Arc<Running>, channels: &[ChannelInfo]) {
             thread,
         });
     }
+    link.session.lock().unwrap().from_groups = !groups.is_empty();
 }
 
-/// Moves to the next transport; says so on the bus.
+/// Leaves `groups` and waits for their threads (with no lock held: they take the session).
+fn leave_groups(link: &ServerLink, groups: &mut Vec<Group>) {
+    for mut g in groups.drain(..) {
+        g.stop.store(true, Ordering::SeqCst);
+        multicast::leave(&g.socket, g.addr, link.iface);
+        if let Some(t) = g.thread.take() {
+            let _ = t.join();
+        }
+        log!(debug, link, "left group {}", g.addr);
+    }
+    link.session.lock().unwrap().from_groups = false;
+}
+
+/// Moves to the next transport; the element says so on the bus.
 fn change_transport(
-    imp: &SessionSrc,
-    r: &Arc<Running>,
+    link: &Arc<ServerLink>,
+    groups: &mut Vec<Group>,
     input: &mut Input,
     to: Transport,
     why: Why,
 ) {
-    let obj = imp.obj();
-    r.leave_groups();
-    match to {
-        Transport::Udp => {
-            r.client.lock().unwrap().set_multicast(false, r.now());
+    leave_groups(link, groups);
+    {
+        let mut s = link.session.lock().unwrap();
+        match to {
+            Transport::Udp => s.client.set_multicast(false, link.now()),
+            Transport::Tcp => {
+                s.client.leave();
+                s.flush(link);
+                // A new session over the connection, timed out from now.
+                s.client = Client::new_stream(link.cfg.clone(), link.now(), seed());
+                s.link = Link::None;
+                *input = Input::connecting(Instant::now());
+            }
+            Transport::Multicast => (),
         }
-        Transport::Tcp => {
-            let mut client = r.client.lock().unwrap();
-            client.leave();
-            r.flush(&mut client);
-            // A new session over the connection, timed out from now.
-            *client = Client::new_stream(r.cfg.clone(), r.now(), seed());
-            *r.link.lock().unwrap() = Link::None;
-            *input = Input::connecting(Instant::now());
-        }
-        Transport::Multicast => (),
     }
-    gst::info!(
-        CAT,
-        imp = imp,
-        "{}: now {} ({})",
-        r.server,
-        to.as_str(),
-        why.as_str()
-    );
-    let s = gst::Structure::builder("fanout-session-transport")
-        .field("server", r.server.to_string())
-        .field("transport", to.as_str())
-        .field("reason", why.as_str())
-        .build();
-    let _ = obj.post_message(gst::message::Element::builder(s).src(&*obj).build());
+    link.tell(LinkEvent::TransportChanged {
+        server: link.server,
+        to,
+        why,
+    });
 }
 
 fn handle_event(
-    imp: &SessionSrc,
-    r: &Arc<Running>,
+    link: &Arc<ServerLink>,
+    groups: &mut Vec<Group>,
     input: &mut Input,
     e: ClientEvent,
-    unreachable_told: &mut bool,
 ) {
     match e {
         ClientEvent::Joined {
             channels,
             new_session,
         } => {
-            let first = !r.joined_once.swap(true, Ordering::SeqCst);
-            if new_session && !first {
-                gst::info!(CAT, imp = imp, "joined {} again (a new session)", r.server);
-            } else if first {
-                gst::info!(CAT, imp = imp, "joined {}", r.server);
+            let (first, multicast) = {
+                let mut s = link.session.lock().unwrap();
+                let first = !std::mem::replace(&mut s.joined_once, true);
+                s.unreachable_told = false;
+                s.fallback.answered();
+                let multicast =
+                    s.client.multicast() && s.fallback.current() == Transport::Multicast;
+                (first, multicast)
+            };
+            if first || new_session {
+                link.tell(LinkEvent::Joined {
+                    server: link.server,
+                    again: !first,
+                });
             }
-            *unreachable_told = false;
-            receive::add_pads(imp, r.number, &channels);
-            r.fallback.lock().unwrap().answered();
-            let multicast = r.client.lock().unwrap().multicast();
-            if multicast && r.transport() == Transport::Multicast {
-                sync_groups(imp, r, &channels);
-                if r.groups.lock().unwrap().is_empty() {
+            link.tell(LinkEvent::Channels {
+                number: link.number,
+                channels: channels.clone(),
+            });
+            if multicast {
+                sync_groups(link, groups, &channels);
+                if groups.is_empty() {
                     let change = {
-                        let mut fallback = r.fallback.lock().unwrap();
-                        fallback.no_group(r.now());
-                        fallback.poll_change()
+                        let mut s = link.session.lock().unwrap();
+                        s.fallback.no_group(link.now());
+                        s.fallback.poll_change()
                     };
                     if let Some((to, why)) = change {
-                        change_transport(imp, r, input, to, why);
+                        change_transport(link, groups, input, to, why);
                     }
                 }
             }
         }
         ClientEvent::Changed { channel } => {
-            receive::add_pads(imp, r.number, std::slice::from_ref(&channel));
-            if r.transport() == Transport::Multicast && !r.groups.lock().unwrap().is_empty() {
-                sync_groups(imp, r, std::slice::from_ref(&channel));
+            link.tell(LinkEvent::Channels {
+                number: link.number,
+                channels: vec![channel.clone()],
+            });
+            let multicast = link.session.lock().unwrap().fallback.current() == Transport::Multicast;
+            if multicast && !groups.is_empty() {
+                sync_groups(link, groups, std::slice::from_ref(&channel));
             }
         }
-        ClientEvent::Refused { reason, text } => {
-            let why = if text.is_empty() {
-                reason.as_str().to_owned()
-            } else {
-                format!("{} ({text})", reason.as_str())
-            };
-            // With other servers answering, one refusing is a warning.
-            if imp.channels.lock().unwrap().joined_other(r.number) {
-                gst::element_imp_warning!(
-                    imp,
-                    gst::ResourceError::OpenRead,
-                    ("{} refused the JOIN: {why}", r.server)
-                );
-            } else {
-                gst::element_imp_error!(
-                    imp,
-                    gst::ResourceError::OpenRead,
-                    ("{} refused the JOIN: {why}", r.server)
-                );
-            }
-        }
+        ClientEvent::Refused { reason, text } => link.tell(LinkEvent::Refused {
+            number: link.number,
+            server: link.server,
+            reason,
+            text,
+        }),
         ClientEvent::Unreachable => {
             // transport=auto tries the next way on its own, sooner.
-            if *unreachable_told || r.fallback.lock().unwrap().poll_timeout().is_some() {
-                return;
-            }
-            *unreachable_told = true;
-            let timeout = gst::ClockTime::from_nseconds(imp.settings.lock().unwrap().timeout);
-            if imp.channels.lock().unwrap().joined_any() {
-                gst::element_imp_warning!(
-                    imp,
-                    gst::ResourceError::Read,
-                    ("no answer from {} for {timeout}: still trying", r.server)
-                );
-            } else {
-                gst::element_imp_error!(
-                    imp,
-                    gst::ResourceError::OpenRead,
-                    (
-                        "no answer from {} within {timeout}: is a session-sink there?",
-                        r.server
-                    )
-                );
+            let tell = {
+                let mut s = link.session.lock().unwrap();
+                let tell = !s.unreachable_told && s.fallback.poll_timeout().is_none();
+                s.unreachable_told |= tell;
+                tell
+            };
+            if tell {
+                link.tell(LinkEvent::Unreachable {
+                    server: link.server,
+                });
             }
         }
-        ClientEvent::Ended { channel } => receive::ended(imp, r.number, channel),
-        ClientEvent::Failed { text } => {
-            gst::element_imp_error!(
-                imp,
-                gst::ResourceError::NotAuthorized,
-                ("Cannot take the data of {}: {text}", r.server)
-            );
-        }
+        ClientEvent::Ended { channel } => link.tell(LinkEvent::Ended {
+            number: link.number,
+            channel,
+        }),
+        ClientEvent::Failed { text } => link.tell(LinkEvent::Failed {
+            server: link.server,
+            text,
+        }),
     }
 }

@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: MPL-2.0
 
+use std::sync::LazyLock;
+
 use gst::glib;
 use gst::prelude::*;
 
@@ -7,6 +9,15 @@ mod imp;
 mod link;
 mod output;
 mod receive;
+mod settings;
+
+static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "session-src",
+        gst::DebugColorFlags::empty(),
+        Some("fanout session source: joins a session-sink and receives its channels"),
+    )
+});
 
 glib::wrapper! {
     pub struct SessionSrc(ObjectSubclass<imp::SessionSrc>) @extends gst::Element, gst::Object;

@@ -4,13 +4,13 @@
 //! a sink prerolling or syncing on one channel never stops the others, nor the session.
 //! A queue that overflows drops its oldest packets (the fountain code makes that harmless).
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use gst::prelude::*;
 
-use super::imp::CAT;
+use super::CAT;
+use crate::drop_oldest::{DropOldest, Entry, Order};
 
 /// Packets queued per pad at most (about 6 MB of 1.4 kB packets).
 pub const MAX_QUEUED: usize = 4096;
@@ -22,75 +22,32 @@ pub enum Item {
     Eos,
 }
 
-#[derive(Default)]
-struct Inner {
-    items: VecDeque<Item>,
-    flushing: bool,
-    dropped: u64,
+impl Entry for Item {
+    fn droppable(&self) -> bool {
+        matches!(self, Item::Buffer(_))
+    }
+
+    fn bytes(&self) -> usize {
+        match self {
+            Item::Buffer(b) => b.size(),
+            _ => 0,
+        }
+    }
 }
 
-#[derive(Default)]
-pub struct PadQueue {
-    inner: Mutex<Inner>,
-    wake: Condvar,
-}
+/// A pad's packets, in order, before its task.
+pub type PadQueue = DropOldest<Item>;
 
-impl PadQueue {
-    pub fn push(&self, item: Item) {
-        let mut q = self.inner.lock().unwrap();
-        if q.flushing {
-            return;
-        }
-        if q.items.len() >= MAX_QUEUED {
-            if let Some(i) = q.items.iter().position(|i| matches!(i, Item::Buffer(_))) {
-                q.items.remove(i);
-                q.dropped += 1;
-            }
-        }
-        q.items.push_back(item);
-        self.wake.notify_one();
-    }
-
-    pub fn set_flushing(&self, flushing: bool) {
-        let mut q = self.inner.lock().unwrap();
-        q.flushing = flushing;
-        if flushing {
-            q.items.clear();
-        }
-        self.wake.notify_all();
-    }
-
-    pub fn dropped(&self) -> u64 {
-        self.inner.lock().unwrap().dropped
-    }
-
-    /// The next item; `None` when flushing or nothing came within the wait.
-    fn pop(&self) -> Option<Item> {
-        let mut q = self.inner.lock().unwrap();
-        if q.items.is_empty() && !q.flushing {
-            q = self
-                .wake
-                .wait_timeout(q, Duration::from_millis(100))
-                .unwrap()
-                .0;
-        }
-        if q.flushing {
-            return None;
-        }
-        q.items.pop_front()
-    }
-
-    fn is_flushing(&self) -> bool {
-        self.inner.lock().unwrap().flushing
-    }
+pub fn pad_queue() -> PadQueue {
+    DropOldest::new(Order::Fifo, MAX_QUEUED, usize::MAX, MAX_QUEUED)
 }
 
 /// Starts `pad`'s task, pushing what `queue` gets; a fatal flow error goes on the bus once.
 pub fn start(element: &gst::Element, pad: &gst::Pad, queue: Arc<PadQueue>) {
     let (weak, p) = (element.downgrade(), pad.clone());
     let started = pad.start_task(move || {
-        let Some(item) = queue.pop() else {
-            if queue.is_flushing() {
+        let Some(item) = queue.pop(Duration::from_millis(100)) else {
+            if queue.is_closed() {
                 let _ = p.pause_task();
             }
             return;

@@ -13,11 +13,10 @@ use std::time::{Duration, Instant};
 use fanout_session::ChannelInfo;
 use gst::glib;
 use gst::prelude::*;
-use gst::subclass::prelude::*;
 
-use super::imp::{SessionSrc, CAT};
-use super::link::Running;
+use super::link::ServerLink;
 use super::output::{self, Item, PadQueue};
+use super::CAT;
 
 struct ChannelPad {
     /// (server number, the server's index for it): one channel name, any number of servers.
@@ -150,43 +149,44 @@ impl Channels {
     pub fn joined_any(&self) -> bool {
         !self.joined.is_empty()
     }
-}
 
-/// Server `number`'s stream of `channel` ended; the pad ends when all its servers' did.
-pub(super) fn ended(imp: &SessionSrc, number: usize, channel: u16) {
-    let mut ch = imp.channels.lock().unwrap();
-    if let Some(c) = ch.of(number, channel).filter(|c| !c.eos) {
-        if !c.ended.contains(&(number, channel)) {
-            c.ended.push((number, channel));
+    /// Server `number`'s stream of `channel` ended; the pad ends when all its servers' did.
+    pub fn ended(&mut self, number: usize, channel: u16) {
+        if let Some(c) = self.of(number, channel).filter(|c| !c.eos) {
+            if !c.ended.contains(&(number, channel)) {
+                c.ended.push((number, channel));
+            }
+            if c.sources.iter().all(|s| c.ended.contains(s)) {
+                gst::debug!(CAT, obj = c.pad, "the channel ended");
+                c.eos = true;
+                c.queue.push(Item::Eos);
+            }
         }
-        if c.sources.iter().all(|s| c.ended.contains(s)) {
-            gst::debug!(CAT, obj = c.pad, "the channel ended");
+    }
+
+    /// EOS sent to the element (`gst-launch-1.0 -e` on Ctrl-C): every pad ends now. False
+    /// if there is no pad to end (no server answered yet).
+    pub fn end_all(&mut self) -> bool {
+        for c in self.list.iter_mut().filter(|c| !c.eos) {
             c.eos = true;
             c.queue.push(Item::Eos);
         }
+        !self.list.is_empty()
     }
-}
 
-/// EOS sent to the element (`gst-launch-1.0 -e` on Ctrl-C): every pad ends now. False if
-/// there is no pad to end (no server answered yet).
-pub(super) fn end_all(imp: &SessionSrc) -> bool {
-    let mut ch = imp.channels.lock().unwrap();
-    for c in ch.list.iter_mut().filter(|c| !c.eos) {
-        c.eos = true;
-        c.queue.push(Item::Eos);
-    }
-    !ch.list.is_empty()
-}
-
-/// Pads for the channels server `number` gave; a name another server gave already shares
-/// its pad.
-pub(super) fn add_pads(imp: &SessionSrc, number: usize, channels: &[ChannelInfo]) {
-    let obj = imp.obj();
-    let mut new = Vec::new();
-    {
-        let mut ch = imp.channels.lock().unwrap();
-        if !ch.joined.contains(&number) {
-            ch.joined.push(number);
+    /// The channels server `number` gave: a name another server gave already shares its
+    /// pad; a new name gets a pad from `make_pad`. Returns the new pads, to be added and
+    /// started, and whether they are the first ever (then no-more-pads).
+    pub fn add(
+        &mut self,
+        element: &gst::Element,
+        number: usize,
+        channels: &[ChannelInfo],
+        make_pad: impl Fn(String) -> gst::Pad,
+    ) -> (Vec<(gst::Pad, Arc<PadQueue>)>, bool) {
+        let mut new = Vec::new();
+        if !self.joined.contains(&number) {
+            self.joined.push(number);
         }
         for info in channels {
             let caps = if info.caps.is_empty() {
@@ -197,7 +197,7 @@ pub(super) fn add_pads(imp: &SessionSrc, number: usize, channels: &[ChannelInfo]
                     Err(_) => {
                         gst::warning!(
                             CAT,
-                            imp = imp,
+                            obj = element,
                             "channel {}: unreadable caps {:?}",
                             info.name,
                             info.caps
@@ -207,7 +207,7 @@ pub(super) fn add_pads(imp: &SessionSrc, number: usize, channels: &[ChannelInfo]
                 }
             };
             let source = (number, info.index);
-            if let Some(c) = ch.list.iter_mut().find(|c| c.name == info.name) {
+            if let Some(c) = self.list.iter_mut().find(|c| c.name == info.name) {
                 if !c.sources.contains(&source) {
                     c.sources.push(source);
                 }
@@ -217,30 +217,13 @@ pub(super) fn add_pads(imp: &SessionSrc, number: usize, channels: &[ChannelInfo]
                 }
                 continue;
             }
-            let templ = obj.pad_template("src_%u").unwrap();
-            let pad = gst::Pad::builder_from_template(&templ)
-                .name(format!("src_{}", ch.list.len()))
-                .event_function(|pad, parent, event| {
-                    SessionSrc::catch_panic_pad_function(
-                        parent,
-                        || false,
-                        |src| src.src_event(pad, event),
-                    )
-                })
-                .query_function(|pad, parent, query| {
-                    SessionSrc::catch_panic_pad_function(
-                        parent,
-                        || false,
-                        |src| src.src_query(pad, query),
-                    )
-                })
-                .build();
-            ch.list.push(ChannelPad {
+            let pad = make_pad(format!("src_{}", self.list.len()));
+            self.list.push(ChannelPad {
                 sources: vec![source],
                 ended: Vec::new(),
                 name: info.name.clone(),
                 pad: pad.clone(),
-                queue: Arc::default(),
+                queue: Arc::new(output::pad_queue()),
                 caps,
                 configured: false,
                 eos: false,
@@ -248,65 +231,54 @@ pub(super) fn add_pads(imp: &SessionSrc, number: usize, channels: &[ChannelInfo]
                 bytes: 0,
                 answers: HashMap::new(),
             });
-            new.push((pad, ch.list.last().unwrap().queue.clone()));
+            new.push((pad, self.list.last().unwrap().queue.clone()));
         }
+        let first = !new.is_empty() && !std::mem::replace(&mut self.no_more_pads, true);
+        (new, first)
     }
-    for (pad, queue) in new {
-        let _ = pad.set_active(true);
-        if obj.add_pad(&pad).is_err() {
-            gst::warning!(CAT, imp = imp, "cannot add pad {}", pad.name());
-        }
-        output::start(obj.upcast_ref(), &pad, queue);
-    }
-    let mut ch = imp.channels.lock().unwrap();
-    if !ch.no_more_pads {
-        ch.no_more_pads = true;
-        drop(ch);
-        obj.no_more_pads();
-    }
-}
 
-/// Queues a packet for its channel's pad, timestamped with the running time now.
-/// Queues a packet of `channel` of server `number` for its pad. An `answer` to a LOST goes
-/// to the receiver downstream that asked for it, if one did.
-pub(super) fn push(
-    imp: &SessionSrc,
-    number: usize,
-    channel: u16,
-    mut buffer: gst::Buffer,
-    answer: bool,
-) {
-    let obj = imp.obj();
-    let mut ch = imp.channels.lock().unwrap();
-    if !imp.playing.load(Ordering::SeqCst) {
-        ch.dropped_not_playing += 1;
-        return;
-    }
-    let Some(c) = ch.of(number, channel) else {
-        ch.unknown_channel += 1;
-        return;
-    };
-    if c.eos {
-        return;
-    }
-    c.packets += 1;
-    c.bytes += buffer.size() as u64;
-    let b = buffer.make_mut();
-    if answer {
-        if let Some(dest) = c.owed(b) {
-            gstfanoutfec::set_packet_destination(b, &dest);
+    /// Queues a packet of `channel` of server `number` for its pad, timestamped `pts` (the
+    /// running time of its arrival). An `answer` to a LOST goes to the receiver downstream
+    /// that asked for it, if one did.
+    pub fn push(
+        &mut self,
+        number: usize,
+        channel: u16,
+        mut buffer: gst::Buffer,
+        answer: bool,
+        playing: bool,
+        pts: Option<gst::ClockTime>,
+    ) {
+        if !playing {
+            self.dropped_not_playing += 1;
+            return;
         }
+        let Some(c) = self.of(number, channel) else {
+            self.unknown_channel += 1;
+            return;
+        };
+        if c.eos {
+            return;
+        }
+        c.packets += 1;
+        c.bytes += buffer.size() as u64;
+        let b = buffer.make_mut();
+        if answer {
+            if let Some(dest) = c.owed(b) {
+                gstfanoutfec::set_packet_destination(b, &dest);
+            }
+        }
+        if pts.is_some() {
+            b.set_pts(pts);
+        }
+        if !c.configured {
+            // Caps unknown (the server's input has none): data without caps, as udpsrc does.
+            c.configured = true;
+            c.queue.push(Item::Setup(c.caps.clone()));
+            b.set_flags(gst::BufferFlags::DISCONT);
+        }
+        c.queue.push(Item::Buffer(buffer));
     }
-    if let (Some(clock), Some(base)) = (obj.clock(), obj.base_time()) {
-        b.set_pts(clock.time().saturating_sub(base));
-    }
-    if !c.configured {
-        // Caps unknown (the server's input has none): data without caps, as udpsrc does.
-        c.configured = true;
-        c.queue.push(Item::Setup(c.caps.clone()));
-        b.set_flags(gst::BufferFlags::DISCONT);
-    }
-    c.queue.push(Item::Buffer(buffer));
 }
 
 pub(super) fn empty_stats() -> gst::Structure {
@@ -316,18 +288,19 @@ pub(super) fn empty_stats() -> gst::Structure {
 }
 
 /// Totals over the servers (`joined`: to any), and `servers`: each one's session.
-pub(super) fn stats(imp: &SessionSrc, running: &[Arc<Running>]) -> gst::Structure {
+pub(super) fn stats(links: &[Arc<ServerLink>], ch: &Channels) -> gst::Structure {
     let mut total = fanout_session::client::ClientStats::default();
     let mut joined = false;
-    let servers: Vec<glib::SendValue> = running
+    let servers: Vec<glib::SendValue> = links
         .iter()
         .map(|r| {
-            let c = r.client.lock().unwrap();
+            let session = r.session.lock().unwrap();
+            let c = &session.client;
             let s = c.stats;
             joined |= c.is_joined();
             total += s;
-            let reports = r.reports.lock().unwrap().stats;
-            let fallback = r.fallback.lock().unwrap();
+            let reports = session.reports.stats;
+            let fallback = &session.fallback;
             let changes: Vec<String> = fallback
                 .changes
                 .iter()
@@ -349,7 +322,6 @@ pub(super) fn stats(imp: &SessionSrc, running: &[Arc<Running>]) -> gst::Structur
                 .to_send_value()
         })
         .collect();
-    let ch = imp.channels.lock().unwrap();
     let channels: Vec<glib::SendValue> = ch
         .list
         .iter()
