@@ -11,7 +11,6 @@ use gst::prelude::*;
 mod fecdepayloader;
 mod fecpayloader;
 
-pub use fanout_element_kit::stats::{post_stats, StatsTicker, STATS_INTERVAL};
 pub use fecdepayloader::FecDepayloader;
 pub use fecpayloader::FecPayloader;
 
@@ -140,18 +139,6 @@ pub fn set_packet_destination(buffer: &mut gst::BufferRef, destination: &glib::S
 pub fn packet_destination(buffer: &gst::BufferRef) -> Option<glib::SendValue> {
     let meta = gst::meta::CustomMeta::from_buffer(buffer, DESTINATION_META).ok()?;
     meta.structure().value("destination").ok().cloned()
-}
-
-/// An element's `stats`: live while it runs, those of its last run once it stopped.
-fn live_or_last_stats(
-    running: bool,
-    last: &std::sync::Mutex<Option<gst::Structure>>,
-    live: impl FnOnce() -> gst::Structure,
-) -> gst::Structure {
-    match last.lock().unwrap().clone() {
-        Some(last) if !running => last,
-        _ => live(),
-    }
 }
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {

@@ -69,7 +69,9 @@ impl Stats {
     /// What the property reads: `live()` while `running` (or before any run ended), else the
     /// last run's.
     pub fn read(&self, running: bool, live: impl FnOnce() -> gst::Structure) -> gst::Structure {
-        match self.last.lock().unwrap().clone() {
+        // Not held while `live` runs: it takes the element's own locks.
+        let last = self.last.lock().unwrap().clone();
+        match last {
             Some(last) if !running => last,
             _ => live(),
         }

@@ -8,15 +8,18 @@ use std::str::FromStr;
 use std::sync::{LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
+use fanout_element_kit::settings::{self as kit, Properties};
+use fanout_element_kit::stats::Stats;
 use fanout_fec::receiver::Missing;
-use fanout_fec::time::nanos;
 use fanout_fec::{Mono, Output, Receiver, ReceiverConfig, ReceiverStats};
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 
+mod settings;
 mod timeline;
 
+use settings::Settings;
 use timeline::Timeline;
 
 pub static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -27,29 +30,8 @@ pub static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     )
 });
 
-use fanout_fec::receiver::DEFAULT_LATENCY;
 /// Lost-block warnings go on the bus at most this often.
 const WARNING_INTERVAL: Duration = Duration::from_secs(5);
-
-#[derive(Debug, Clone, Copy)]
-struct Settings {
-    latency: u64,
-    flow: i64,
-    repair_delay: u64,
-}
-
-/// How long an incomplete block waits before upstream is asked for more symbols.
-pub const DEFAULT_REPAIR_DELAY: u64 = 40_000_000;
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            latency: nanos(DEFAULT_LATENCY),
-            flow: -1,
-            repair_delay: DEFAULT_REPAIR_DELAY,
-        }
-    }
-}
 
 struct State {
     receiver: Receiver,
@@ -84,12 +66,11 @@ pub struct FecDepayloader {
     srcpad: gst::Pad,
     settings: Mutex<Settings>,
     state: Mutex<Option<State>>,
-    /// Statistics of the last run, readable after stopping.
-    last_stats: Mutex<Option<gst::Structure>>,
     /// Serializes pushes from the streaming thread and the latency timer.
     push_lock: Mutex<()>,
     timeline: Mutex<Timeline>,
-    ticker: crate::StatsTicker,
+    /// Live while running, the last run's after; on the bus once a second.
+    stats: Stats,
 }
 
 impl FecDepayloader {
@@ -136,9 +117,7 @@ impl FecDepayloader {
         let ret = self.push_outputs(outputs);
         self.ask_upstream(missing);
         self.schedule_timer();
-        if self.ticker.due() {
-            crate::post_stats(&*self.obj(), self.stats());
-        }
+        self.stats.post_when_due(&*self.obj(), || self.stats());
         ret
     }
 
@@ -271,7 +250,8 @@ impl FecDepayloader {
                     gst::element_imp_warning!(
                         self,
                         gst::StreamError::Decode,
-                        ("Packets that look forged keep arriving ({suspect} so far: malformed, of another flow, contradicting the stream, far out of range or outvoted): dropped and counted in the stats; said once")
+                        ("Packets that look forged keep arriving ({suspect} so far: malformed, of another flow, contradicting the stream, far out of range or outvoted): dropped and counted in the stats; said once"),
+                        ["see the stats fields malformed, other-flow, inconsistent, out-of-range, unconfirmed, outvoted"]
                     );
                 }
             }
@@ -312,7 +292,8 @@ impl FecDepayloader {
             gst::element_imp_warning!(
                 self,
                 gst::StreamError::Format,
-                ("Downstream refuses the caps of the stream description (or it had none usable): buffers are dropped until a description it takes arrives")
+                ("Downstream refuses the caps of the stream description (or it had none usable): buffers are dropped until a description it takes arrives"),
+                ["counted in the stats field unnegotiated"]
             );
         }
         Ok(gst::FlowSuccess::Ok)
@@ -402,7 +383,8 @@ impl FecDepayloader {
         gst::element_imp_warning!(
             self,
             gst::StreamError::Decode,
-            ("{recent} block(s) from block {first} (about {bytes} bytes) could not be rebuilt in time ({total} lost in all): too much loss for the repair sent, or latency too short")
+            ("{recent} block(s) from block {first} (about {bytes} bytes) could not be rebuilt in time ({total} lost in all): too much loss for the repair sent, or latency too short"),
+            ["counted in the stats fields blocks-lost and lost-bytes"]
         );
     }
 
@@ -418,7 +400,7 @@ impl FecDepayloader {
         let Some(st) = st else {
             return;
         };
-        crate::post_stats(&*self.obj(), stats);
+        fanout_element_kit::stats::post_stats(&*self.obj(), stats);
         let line = format!(
             "stream ended: {} blocks rebuilt ({} with repair), {} lost (about {} bytes); {} buffers, {} bytes out",
             st.blocks_decoded, st.blocks_recovered, st.blocks_lost, st.lost_bytes, st.buffers, st.bytes_out
@@ -446,7 +428,8 @@ impl FecDepayloader {
                 gst::element_imp_warning!(
                     self,
                     gst::StreamError::Format,
-                    ("The stream description carries caps that do not parse, ignored: {caps}")
+                    ("The stream description carries caps that do not parse, ignored: {caps}"),
+                    ["counted in the stats field caps-errors"]
                 );
                 return;
             }
@@ -511,7 +494,12 @@ impl FecDepayloader {
                     .as_ref()
                     .is_some_and(|s| s.configured);
                 if !configured {
-                    gst::element_imp_warning!(self, gst::StreamError::Demux, ("The stream ended before any stream description arrived: nothing could be rebuilt"));
+                    gst::element_imp_warning!(
+                        self,
+                        gst::StreamError::Demux,
+                        ("The stream ended before any stream description arrived: nothing could be rebuilt"),
+                        ["EOS before the first description"]
+                    );
                 }
                 gst::Pad::event_default(pad, Some(&*self.obj()), event)
             }
@@ -534,7 +522,7 @@ impl FecDepayloader {
 
     fn current_stats(&self) -> gst::Structure {
         let running = self.state.lock().unwrap().is_some();
-        crate::live_or_last_stats(running, &self.last_stats, || self.stats())
+        self.stats.read(running, || self.stats())
     }
 
     fn stats(&self) -> gst::Structure {
@@ -577,7 +565,7 @@ impl FecDepayloader {
     }
 
     fn start(&self) {
-        self.ticker.reset();
+        self.stats.started();
         let settings = *self.settings.lock().unwrap();
         let receiver = Receiver::new(ReceiverConfig {
             flow: u32::try_from(settings.flow).ok(),
@@ -605,7 +593,7 @@ impl FecDepayloader {
 
     fn stop(&self) {
         let _push = self.push_lock.lock().unwrap();
-        *self.last_stats.lock().unwrap() = Some(self.stats());
+        self.stats.stopped(self.stats());
         if let Some(state) = self.state.lock().unwrap().take() {
             if let Some(timer) = state.timer {
                 timer.id.unschedule();
@@ -658,10 +646,9 @@ impl ObjectSubclass for FecDepayloader {
             srcpad,
             settings: Mutex::new(Settings::default()),
             state: Mutex::new(None),
-            last_stats: Mutex::new(None),
             push_lock: Mutex::new(()),
             timeline: Mutex::new(Timeline::default()),
-            ticker: crate::StatsTicker::default(),
+            stats: Stats::default(),
         }
     }
 }
@@ -669,55 +656,30 @@ impl ObjectSubclass for FecDepayloader {
 impl ObjectImpl for FecDepayloader {
     fn properties() -> &'static [glib::ParamSpec] {
         static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
-            vec![
-                glib::ParamSpecUInt64::builder("latency")
-                    .nick("Latency")
-                    .blurb("How long (ns) an incomplete block is waited for after its first packet before it is given up as lost (stream mode); added to the pipeline latency")
-                    .default_value(nanos(DEFAULT_LATENCY))
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecInt64::builder("flow")
-                    .nick("Flow")
-                    .blurb("Flow id to rebuild; packets of other flows are counted and dropped (-1 = the flow that keeps coming: the first seen until another brings more than twice its packets)")
-                    .minimum(-1)
-                    .maximum(i64::from(u32::MAX))
-                    .default_value(-1)
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecUInt64::builder("repair-delay")
-                    .nick("Repair delay")
-                    .blurb("How long (ns, at most latency/2) an incomplete block waits before an upstream fanout-block-missing event asks for the symbols it needs (at once when a later block arrives; asked again after as long twice, then after twice the gap each time until rebuilt or given up); session-src turns it into a loss report. 0: never ask")
-                    .default_value(DEFAULT_REPAIR_DELAY)
-                    .mutable_ready()
-                    .build(),
+            let mut specs = Settings::param_specs();
+            specs.push(
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
                     .blurb("fanout-fec-depayloader-stats, also posted on the bus every second and at EOS: packets, malformed, other-flow, duplicates, late (symbols of blocks already given up), surplus (unneeded repair symbols of blocks already rebuilt: normal), inconsistent (contradicting the description or the block's first packets), out-of-range, excess, symbols, blocks-decoded, blocks-recovered (needed repair), blocks-lost, bad-blocks, buffers, bytes-out, lost-bytes (about), partial-buffers-dropped, descriptions, resyncs, unconfirmed (symbols of blocks far ahead the stream never reached: forged), outvoted (rebuilt variants of a block dropped for one with more packets: forged), unconfirmed-descriptions (new descriptions replaced before their repetition confirmed them), flow-switches (flow=-1 followed another flow that kept coming), restarts (the sender restarted: a new stream identity, confirmed while the old stream had stopped; the old one ended, the new one followed from its first block), restart-replayed (symbols of the restarted sender that came before its restart was confirmed, taken into the new stream then), caps-errors (caps that did not parse, ignored), unnegotiated (buffers dropped while downstream refused the caps), block-missing-sent")
                     .read_only()
                     .build(),
-            ]
+            );
+            specs
         });
         PROPERTIES.as_ref()
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
-        let mut s = self.settings.lock().unwrap();
-        match pspec.name() {
-            "latency" => s.latency = value.get().unwrap(),
-            "flow" => s.flow = value.get().unwrap(),
-            "repair-delay" => s.repair_delay = value.get().unwrap(),
-            other => unreachable!("unknown property {other}"),
-        }
+        let res = self.settings.lock().unwrap().set(pspec.name(), value);
+        kit::log_set_error(*CAT, &*self.obj(), res);
     }
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
-        match pspec.name() {
-            "latency" => self.settings.lock().unwrap().latency.to_value(),
-            "flow" => self.settings.lock().unwrap().flow.to_value(),
-            "repair-delay" => self.settings.lock().unwrap().repair_delay.to_value(),
-            "stats" => self.current_stats().to_value(),
-            other => unreachable!("unknown property {other}"),
-        }
+        let got = match pspec.name() {
+            "stats" => Ok(self.current_stats().to_value()),
+            name => self.settings.lock().unwrap().get(name),
+        };
+        kit::or_default(*CAT, &*self.obj(), pspec, got)
     }
 
     fn constructed(&self) {

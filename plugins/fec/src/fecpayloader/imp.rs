@@ -5,6 +5,8 @@
 
 use std::sync::{LazyLock, Mutex};
 
+use fanout_element_kit::settings::{self as kit, Properties};
+use fanout_element_kit::stats::Stats;
 use fanout_fec::{BufferMeta, Mono, Sender, SenderError};
 use gst::glib;
 use gst::prelude::*;
@@ -72,15 +74,14 @@ pub struct FecPayloader {
     srcpad: gst::Pad,
     settings: Mutex<Settings>,
     state: Mutex<Option<State>>,
-    /// Statistics of the last run, readable after stopping.
-    last_stats: Mutex<Option<gst::Structure>>,
     /// Serializes pushes from the streaming thread and from repair requests.
     push_lock: Mutex<()>,
     /// The rounds after EOS in carousel mode, run on the source pad's task.
     carousel: Mutex<Option<Carousel>>,
     /// Wakes the carousel task from its pacing wait when stopping or flushing.
     interrupt: Interrupt,
-    ticker: crate::StatsTicker,
+    /// Live while running, the last run's after; on the bus once a second.
+    stats: Stats,
 }
 
 /// Packets as buffers, stamped with the running time of the input that completed them.
@@ -146,9 +147,7 @@ impl FecPayloader {
         let list = gst::BufferList::from_iter(list);
         gst::trace!(CAT, imp = self, "pushing {} packets", list.len());
         let ret = self.srcpad.push_list(list);
-        if self.ticker.due() {
-            crate::post_stats(&*self.obj(), self.stats());
-        }
+        self.stats.post_when_due(&*self.obj(), || self.stats());
         ret
     }
 
@@ -171,7 +170,8 @@ impl FecPayloader {
             gst::element_imp_error!(
                 self,
                 gst::StreamError::Failed,
-                ("Cannot read an input buffer")
+                ("Cannot read an input buffer"),
+                ["mapping the buffer readable failed"]
             );
             gst::FlowError::Error
         })?;
@@ -234,7 +234,8 @@ impl FecPayloader {
             gst::element_imp_warning!(
                 self,
                 gst::StreamError::Format,
-                ("Cannot describe the stream: {e}")
+                ("Cannot describe the stream: {e}"),
+                ["{e:?}"]
             );
         }
     }
@@ -307,7 +308,7 @@ impl FecPayloader {
 
     fn current_stats(&self) -> gst::Structure {
         let running = self.state.lock().unwrap().is_some();
-        crate::live_or_last_stats(running, &self.last_stats, || self.stats())
+        self.stats.read(running, || self.stats())
     }
 
     fn stats(&self) -> gst::Structure {
@@ -333,7 +334,7 @@ impl FecPayloader {
     }
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
-        self.ticker.reset();
+        self.stats.started();
         let settings = self.settings.lock().unwrap().clone();
         let sender = Sender::new(settings.sender_config())
             .map_err(|e| gst::error_msg!(gst::LibraryError::Settings, ["{e}"]))?;
@@ -397,11 +398,10 @@ impl ObjectSubclass for FecPayloader {
             srcpad,
             settings: Mutex::new(Settings::default()),
             state: Mutex::new(None),
-            last_stats: Mutex::new(None),
             push_lock: Mutex::new(()),
             carousel: Mutex::new(None),
             interrupt: Interrupt::default(),
-            ticker: crate::StatsTicker::default(),
+            stats: Stats::default(),
         }
     }
 }
@@ -423,14 +423,16 @@ impl ObjectImpl for FecPayloader {
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
-        self.settings.lock().unwrap().set(pspec.name(), value);
+        let res = self.settings.lock().unwrap().set(pspec.name(), value);
+        kit::log_set_error(*CAT, &*self.obj(), res);
     }
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
-        match pspec.name() {
-            "stats" => self.current_stats().to_value(),
+        let got = match pspec.name() {
+            "stats" => Ok(self.current_stats().to_value()),
             name => self.settings.lock().unwrap().get(name),
-        }
+        };
+        kit::or_default(*CAT, &*self.obj(), pspec, got)
     }
 
     fn constructed(&self) {
@@ -495,7 +497,7 @@ impl ElementImpl for FecPayloader {
         }
         let ret = self.parent_change_state(transition)?;
         if transition == gst::StateChange::PausedToReady {
-            *self.last_stats.lock().unwrap() = Some(self.stats());
+            self.stats.stopped(self.stats());
             *self.state.lock().unwrap() = None;
         }
         Ok(ret)

@@ -462,7 +462,8 @@ impl PushSrcImpl for BitratePlayer {
                 gst::element_imp_error!(
                     self,
                     gst::ResourceError::NoSpaceLeft,
-                    ("Cannot allocate {} bytes", rec.size)
+                    ("Cannot allocate {} bytes", rec.size),
+                    ["a buffer of the recording at store time {}", rec.st]
                 );
                 gst::FlowError::Error
             })?;
@@ -470,7 +471,12 @@ impl PushSrcImpl for BitratePlayer {
                 let buf = buffer.get_mut().unwrap();
                 let mut map = buf.map_writable().map_err(|_| gst::FlowError::Error)?;
                 state.reader.read_data(&rec, &mut map).map_err(|e| {
-                    gst::element_imp_error!(self, gst::ResourceError::Read, ("{}", e));
+                    gst::element_imp_error!(
+                        self,
+                        gst::ResourceError::Read,
+                        ("{}", e),
+                        ["reading the data of the buffer at store time {}", rec.st]
+                    );
                     gst::FlowError::Error
                 })?
             };

@@ -60,7 +60,8 @@ pub struct Handover {
     pub st: u64,
 }
 
-/// A recording in progress, from READY to PAUSED and back.
+/// A recording in progress: `bitrate-recorder` runs one from NULL→READY to READY→NULL,
+/// `offset-tee` from READY→PAUSED to PAUSED→READY.
 pub struct Recording {
     tx: Sender<Msg>,
     thread: JoinHandle<()>,

@@ -7,8 +7,8 @@
 //! lock held. It calls nothing in the element, so it runs on a clock the caller gives.
 //!
 //! Other threads lock it only for what must be answered at once: the `stats` property, the
-//! `remove-client` action, and a channel's change (which gives its pad the key to seal with
-//! before data flows). Lock order: the element's `started`, then this, then `snapshot`.
+//! `remove-client` action, a channel's change (which gives its pad the key to seal with
+//! before data flows) or release, and the element's stop (after the thread ended). Lock order: the element's `started`, then this, then `snapshot`.
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
@@ -24,7 +24,7 @@ use fanout_session::{
 };
 
 use super::hold::Opened;
-use super::shared::{Destination, Shared, Snapshot, ToControl};
+use super::shared::{Destination, Shared, Snapshot, TcpFrame, ToControl, MAX_TCP_FRAMES_WAITING};
 use super::tcp::{self, Conn};
 use super::CAT;
 use crate::sendqueue::Frame;
@@ -92,6 +92,8 @@ struct PendingEnd {
 pub(super) struct Control {
     pub server: Server,
     rx: Receiver<ToControl>,
+    /// `None` once closing.
+    tcp_frames: Option<Receiver<TcpFrame>>,
     listener: Option<TcpListener>,
     conns: HashMap<SocketAddr, Arc<Conn>>,
     tcp_threads: Vec<JoinHandle<()>>,
@@ -119,12 +121,14 @@ impl Control {
     pub fn new(
         server: Server,
         rx: Receiver<ToControl>,
+        tcp_frames: Receiver<TcpFrame>,
         listener: Option<TcpListener>,
         now: Instant,
     ) -> Control {
         Control {
             server,
             rx,
+            tcp_frames: Some(tcp_frames),
             listener,
             conns: HashMap::new(),
             tcp_threads: Vec::new(),
@@ -179,15 +183,13 @@ impl Control {
         }
     }
 
-    /// What the other threads told: TCP frames (which may ask), closed connections,
-    /// ended channels, failing receivers.
+    /// What the other threads told: TCP frames (which may ask; a turn takes at most
+    /// [`MAX_TCP_FRAMES_WAITING`], so timers keep their time), closed connections, ended
+    /// channels, failing receivers.
     pub fn take_messages(&mut self, shared: &Shared, now: Instant) -> Vec<Ask> {
         let mut asks = Vec::new();
         while let Ok(m) = self.rx.try_recv() {
             match m {
-                ToControl::Frame { from, data } => {
-                    asks.extend(self.take(shared, now, Peer::Tcp(from), &data));
-                }
                 ToControl::Closed(peer) => {
                     self.conns.remove(&peer);
                     self.server.connection_closed(peer);
@@ -202,6 +204,16 @@ impl Control {
                         self.server.remove(id, RemoveReason::Evicted);
                     }
                 }
+            }
+        }
+        let frames: Vec<TcpFrame> = match &self.tcp_frames {
+            Some(rx) => rx.try_iter().take(MAX_TCP_FRAMES_WAITING).collect(),
+            None => Vec::new(),
+        };
+        for f in frames {
+            // What a connection sent before it closed is not taken after.
+            if self.conns.contains_key(&f.from) {
+                asks.extend(self.take(shared, now, Peer::Tcp(f.from), &f.data));
             }
         }
         asks
@@ -484,6 +496,8 @@ impl Control {
 
     /// Closes every connection and waits for their threads (the element stops).
     pub fn close(&mut self, shared: &Shared) {
+        // Readers waiting to hand a frame over let go.
+        self.tcp_frames = None;
         for c in self.conns.values() {
             c.close(shared);
         }
@@ -521,6 +535,7 @@ mod tests {
             gst::init().unwrap();
             let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
             let (tx, rx) = mpsc::channel();
+            let (frames_tx, frames_rx) = mpsc::sync_channel(MAX_TCP_FRAMES_WAITING);
             let shared = Arc::new(Shared::new(
                 Arc::new(socket),
                 false,
@@ -534,10 +549,16 @@ mod tests {
                 16,
                 1 << 16,
                 tx,
+                frames_tx,
             ));
             let t0 = shared.start;
-            let mut control =
-                Control::new(Server::new(ServerConfig::new(vec![7; 32])), rx, None, t0);
+            let mut control = Control::new(
+                Server::new(ServerConfig::new(vec![7; 32])),
+                rx,
+                frames_rx,
+                None,
+                t0,
+            );
             control.set_channel(0, "a", "video/mpegts", None);
             let client_socket = UdpSocket::bind("127.0.0.1:0").unwrap();
             client_socket.set_read_timeout(Some(100 * MS)).unwrap();

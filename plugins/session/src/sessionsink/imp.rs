@@ -29,7 +29,7 @@ use super::hold::{Hold, Opened};
 use super::pad::SessionSinkPad;
 use super::send;
 use super::settings::Settings;
-use super::shared::{GroupSettings, Shared, ToControl};
+use super::shared::{GroupSettings, Shared, ToControl, MAX_TCP_FRAMES_WAITING};
 use super::{stats, tcp, CAT};
 use crate::multicast;
 use crate::tick::TICK;
@@ -132,6 +132,7 @@ impl SessionSink {
             })?),
         };
         let (tx, rx) = mpsc::channel();
+        let (frames_tx, frames_rx) = mpsc::sync_channel(MAX_TCP_FRAMES_WAITING);
         let shared = Arc::new(Shared::new(
             Arc::new(socket),
             s.gso,
@@ -145,8 +146,9 @@ impl SessionSink {
             s.tcp_queue as usize,
             s.tcp_queue_bytes as usize,
             tx,
+            frames_tx,
         ));
-        let mut control = Control::new(Server::new(cfg), rx, listener, Instant::now());
+        let mut control = Control::new(Server::new(cfg), rx, frames_rx, listener, Instant::now());
         for pad in self.sink_pads() {
             let sealer = control.set_channel(
                 pad.index(),

@@ -4,13 +4,14 @@
 //! the TCP threads queue to it, and everything they have for the control thread goes through
 //! its [`ToControl`] channel. The control thread's own state is in `control.rs`.
 //!
-//! Lock order: a pad's locks, then `snapshot` or a group sender; each is held only to copy
-//! or swap an `Arc`, never across a send or a call out.
+//! Lock order: a pad's locks, then `snapshot` or a group sender. `snapshot` is held only to
+//! copy or swap an `Arc`; a group sender's slot also while its socket is made, once. Neither
+//! is held across a send or a call out.
 
 use std::collections::{HashMap, HashSet};
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::AtomicBool;
-use std::sync::mpsc::Sender;
+use std::sync::mpsc::{Sender, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -22,11 +23,21 @@ use super::tcp::Conn;
 use crate::multicast;
 use crate::udp_fanout::{Fanout, Target, Targets};
 
+/// A control frame from a TCP receiver, for the control thread.
+#[derive(Debug)]
+pub(super) struct TcpFrame {
+    pub from: SocketAddr,
+    pub data: Vec<u8>,
+}
+
+/// TCP frames waiting for the control thread at most: past it the connections' readers
+/// wait, and so do their peers (TCP flow control), as a flood of frames must not grow
+/// memory or starve the control thread's timers.
+pub(super) const MAX_TCP_FRAMES_WAITING: usize = 256;
+
 /// What other threads tell the control thread, which owns the protocol state.
 #[derive(Debug)]
 pub(super) enum ToControl {
-    /// A control frame from a TCP receiver.
-    Frame { from: SocketAddr, data: Vec<u8> },
     /// A TCP connection closed: its receiver is out.
     Closed(SocketAddr),
     /// A channel's stream ended: its receivers hear END.
@@ -107,6 +118,7 @@ pub(super) struct Shared {
     pub tcp_queue: usize,
     pub tcp_queue_bytes: usize,
     to_control: Sender<ToControl>,
+    tcp_frames: SyncSender<TcpFrame>,
 }
 
 impl Shared {
@@ -119,6 +131,7 @@ impl Shared {
         tcp_queue: usize,
         tcp_queue_bytes: usize,
         to_control: Sender<ToControl>,
+        tcp_frames: SyncSender<TcpFrame>,
     ) -> Shared {
         Shared {
             start: Instant::now(),
@@ -134,12 +147,19 @@ impl Shared {
             tcp_queue,
             tcp_queue_bytes,
             to_control,
+            tcp_frames,
         }
     }
 
     /// Tells the control thread; nothing to do once it is gone.
     pub fn tell(&self, m: ToControl) {
         let _ = self.to_control.send(m);
+    }
+
+    /// Hands a TCP frame to the control thread, waiting while it is behind; false once it
+    /// is gone.
+    pub fn tcp_frame(&self, frame: TcpFrame) -> bool {
+        self.tcp_frames.send(frame).is_ok()
     }
 
     pub fn snapshot(&self) -> Arc<Snapshot> {

@@ -19,7 +19,7 @@ use fanout_session::Deframer;
 use gst::glib;
 use gst::prelude::*;
 
-use super::shared::{Shared, ToControl};
+use super::shared::{Shared, TcpFrame, ToControl};
 use super::CAT;
 use crate::sendqueue::{send_queue, SendQueue};
 use crate::udp_fanout::TargetStats;
@@ -233,10 +233,13 @@ fn read(shared: Arc<Shared>, conn: Arc<Conn>, mut stream: TcpStream) {
                 garbage = true;
                 break;
             }
-            shared.tell(ToControl::Frame {
+            let frame = TcpFrame {
                 from: conn.peer,
                 data: frame.to_vec(),
-            });
+            };
+            if !shared.tcp_frame(frame) {
+                return;
+            }
         }
         if garbage {
             break;

@@ -5,8 +5,9 @@
 //! runs in `link.rs`, on a thread of its own, and tells the element what happened as
 //! [`LinkEvent`]s, acted on here; the channels' pads and queues are in `receive.rs`.
 //!
-//! Lock order: `links`, then a link's session; `channels` on its own (never with a
-//! session's lock held).
+//! Lock order: `links`, then a link's session; `channels`, then a session (stats, stop).
+//! No thread takes `channels` while it holds a session's lock: events are handed out with
+//! the session released.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -363,12 +364,12 @@ impl SessionSrc {
             }
             let sources = self.channels.lock().unwrap().sources_of(pad);
             let links = self.links();
-            for (number, channel) in sources {
-                let Some(l) = links.iter().find(|l| l.number == number) else {
+            for source in sources {
+                let Some(l) = links.iter().find(|l| l.number == source.server) else {
                     continue;
                 };
                 l.report_lost(LostEntry {
-                    channel,
+                    channel: source.index,
                     flow,
                     block,
                     needed: needed.min(u32::from(u16::MAX)) as u16,
@@ -477,7 +478,8 @@ impl ElementImpl for SessionSrc {
             gst::element_imp_error!(
                 self,
                 gst::ResourceError::Read,
-                ("stopped before any server answered: nothing was received")
+                ("stopped before any server answered: nothing was received"),
+                ["EOS sent to the element before any JOINED"]
             );
         }
         true

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MPL-2.0
 
-//! One streaming task per source pad, fed by the receiving thread through a bounded queue:
-//! a sink prerolling or syncing on one channel never stops the others, nor the session.
-//! A queue that overflows drops its oldest packets (the fountain code makes that harmless).
+//! One streaming task per source pad, fed by the servers' session and group threads
+//! through a bounded queue: a sink prerolling or syncing on one channel never stops the
+//! others, nor the session. A queue that overflows drops its oldest packets (the fountain
+//! code makes that harmless).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -91,7 +92,8 @@ pub fn start(element: &gst::Element, pad: &gst::Pad, queue: Arc<PadQueue>) {
                     gst::element_error!(
                         element,
                         gst::StreamError::Failed,
-                        ("streaming on {} stopped, reason {e:?}", p.name())
+                        ("streaming on {} stopped, reason {e:?}", p.name()),
+                        ["downstream returned {e:?}"]
                     );
                 }
                 let _ = p.pause_task();
@@ -102,7 +104,8 @@ pub fn start(element: &gst::Element, pad: &gst::Pad, queue: Arc<PadQueue>) {
         gst::element_error!(
             element,
             gst::CoreError::Thread,
-            ("cannot start {}: {e}", pad.name())
+            ("cannot start {}: {e}", pad.name()),
+            ["the pad's task did not start: {e}"]
         );
     }
 }

@@ -18,11 +18,19 @@ use super::link::ServerLink;
 use super::output::{self, Item, PadQueue};
 use super::CAT;
 
+/// One server's stream of a channel: the server's place in `host`, and its index for the
+/// channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Source {
+    pub server: usize,
+    pub index: u16,
+}
+
 struct ChannelPad {
     /// (server number, the server's index for it): one channel name, any number of servers.
-    sources: Vec<(usize, u16)>,
+    sources: Vec<Source>,
     /// Sources whose stream ended; EOS when all did.
-    ended: Vec<(usize, u16)>,
+    ended: Vec<Source>,
     name: String,
     pad: gst::Pad,
     queue: Arc<PadQueue>,
@@ -91,7 +99,7 @@ impl Channels {
         self.list.iter().map(|c| &c.pad)
     }
 
-    pub fn sources_of(&self, pad: &gst::Pad) -> Vec<(usize, u16)> {
+    pub fn sources_of(&self, pad: &gst::Pad) -> Vec<Source> {
         self.list
             .iter()
             .find(|c| &c.pad == pad)
@@ -125,9 +133,12 @@ impl Channels {
     }
 
     fn of(&mut self, number: usize, index: u16) -> Option<&mut ChannelPad> {
-        self.list
-            .iter_mut()
-            .find(|c| c.sources.contains(&(number, index)))
+        self.list.iter_mut().find(|c| {
+            c.sources.contains(&Source {
+                server: number,
+                index,
+            })
+        })
     }
 
     /// Each pad with its queue, to end their tasks without holding the lock (a task may
@@ -153,8 +164,12 @@ impl Channels {
     /// Server `number`'s stream of `channel` ended; the pad ends when all its servers' did.
     pub fn ended(&mut self, number: usize, channel: u16) {
         if let Some(c) = self.of(number, channel).filter(|c| !c.eos) {
-            if !c.ended.contains(&(number, channel)) {
-                c.ended.push((number, channel));
+            let source = Source {
+                server: number,
+                index: channel,
+            };
+            if !c.ended.contains(&source) {
+                c.ended.push(source);
             }
             if c.sources.iter().all(|s| c.ended.contains(s)) {
                 gst::debug!(CAT, obj = c.pad, "the channel ended");
@@ -206,7 +221,10 @@ impl Channels {
                     }
                 }
             };
-            let source = (number, info.index);
+            let source = Source {
+                server: number,
+                index: info.index,
+            };
             if let Some(c) = self.list.iter_mut().find(|c| c.name == info.name) {
                 if !c.sources.contains(&source) {
                     c.sources.push(source);

@@ -98,7 +98,8 @@ impl FecPayloader {
             gst::element_imp_warning!(
                 self,
                 gst::CoreError::Thread,
-                ("Cannot start the carousel task: the stream ends without carousel rounds")
+                ("Cannot start the carousel task: the stream ends without carousel rounds"),
+                ["the source pad's task did not start"]
             );
             return Err(eos.expect("set above"));
         }

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use fanout_element_kit::settings::{put, unknown, Properties, PropertyError};
 use fanout_fec::carousel::DEFAULT_CAROUSEL_BITRATE;
 use fanout_fec::time::nanos;
 use fanout_fec::{Codec, Mode, SenderConfig};
@@ -16,6 +17,21 @@ use fanout_fec::sender::{
     DEFAULT_DESCRIPTION_INTERVAL, DEFAULT_MAX_BLOCK_TIME, DEFAULT_MAX_K, DEFAULT_REPAIR_PERCENT,
     DEFAULT_STREAM_WINDOW, DEFAULT_SYMBOL_SIZE, DEFAULT_WINDOW_TIME,
 };
+
+pub const PROP_CODEC: &str = "codec";
+pub const PROP_MODE: &str = "mode";
+pub const PROP_SYMBOL_SIZE: &str = "symbol-size";
+pub const PROP_MAX_BLOCK_SYMBOLS: &str = "max-block-symbols";
+pub const PROP_MAX_BLOCK_TIME: &str = "max-block-time";
+pub const PROP_REPAIR_PERCENT: &str = "repair-percent";
+pub const PROP_FLOW: &str = "flow";
+pub const PROP_FIRST_REPAIR_ESI: &str = "first-repair-esi";
+pub const PROP_SEND_SOURCE: &str = "send-source";
+pub const PROP_WINDOW_BLOCKS: &str = "window-blocks";
+pub const PROP_DESCRIPTION_INTERVAL: &str = "description-interval";
+pub const PROP_REPAIR_LINGER: &str = "repair-linger";
+pub const PROP_CAROUSEL_ROUNDS: &str = "carousel-rounds";
+pub const PROP_CAROUSEL_BITRATE: &str = "carousel-bitrate";
 
 /// After EOS, how long the last blocks stay answerable when a session-sink is downstream:
 /// covers a receiver's default `latency` (200 ms) with room for a second round of repair.
@@ -97,17 +113,17 @@ impl Settings {
 impl Settings {
     pub fn param_specs() -> Vec<glib::ParamSpec> {
         vec![
-                glib::ParamSpecEnum::builder_with_default("codec", FecCodec::RaptorQ)
+                glib::ParamSpecEnum::builder_with_default(PROP_CODEC, FecCodec::RaptorQ)
                     .nick("Codec")
                     .blurb("Fountain code: raptorq (RFC 6330, rateless), reed-solomon (exactly any K, fixed recovery pool), none (source symbols only)")
                     .mutable_ready()
                     .build(),
-                glib::ParamSpecEnum::builder_with_default("mode", FecMode::Stream)
+                glib::ParamSpecEnum::builder_with_default(PROP_MODE, FecMode::Stream)
                     .nick("Mode")
                     .blurb("stream: each block once, as source plus repair symbols; carousel: kept blocks keep coming round with fresh repair symbols, for late joiners")
                     .mutable_ready()
                     .build(),
-                glib::ParamSpecUInt::builder("symbol-size")
+                glib::ParamSpecUInt::builder(PROP_SYMBOL_SIZE)
                     .nick("Symbol size")
                     .blurb("Bytes per symbol (T), a multiple of 8; one symbol per packet, which stays within a 1500-byte MTU up to 1408")
                     .minimum(8)
@@ -115,7 +131,7 @@ impl Settings {
                     .default_value(DEFAULT_SYMBOL_SIZE.into())
                     .mutable_ready()
                     .build(),
-                glib::ParamSpecUInt::builder("max-block-symbols")
+                glib::ParamSpecUInt::builder(PROP_MAX_BLOCK_SYMBOLS)
                     .nick("Max block symbols")
                     .blurb("Source symbols per full block (K): larger blocks protect better and cost more latency and CPU")
                     .minimum(1)
@@ -123,62 +139,62 @@ impl Settings {
                     .default_value(DEFAULT_MAX_K.into())
                     .mutable_ready()
                     .build(),
-                glib::ParamSpecUInt64::builder("max-block-time")
+                glib::ParamSpecUInt64::builder(PROP_MAX_BLOCK_TIME)
                     .nick("Max block time")
                     .blurb("A block closes once its buffers span this long (ns; input with timestamps), or when full; 0 = only when full")
                     .default_value(nanos(DEFAULT_MAX_BLOCK_TIME))
                     .mutable_ready()
                     .build(),
-                glib::ParamSpecUInt::builder("repair-percent")
+                glib::ParamSpecUInt::builder(PROP_REPAIR_PERCENT)
                     .nick("Repair percent")
                     .blurb("Repair symbols sent with a full block, in % of its source symbols; smaller blocks get enough more to survive the same loss")
                     .maximum(1000)
                     .default_value(DEFAULT_REPAIR_PERCENT)
                     .mutable_ready()
                     .build(),
-                glib::ParamSpecUInt::builder("flow")
+                glib::ParamSpecUInt::builder(PROP_FLOW)
                     .nick("Flow")
                     .blurb("Flow id carried in every packet, so several flows can share one transport")
                     .mutable_ready()
                     .build(),
-                glib::ParamSpecUInt::builder("first-repair-esi")
+                glib::ParamSpecUInt::builder(PROP_FIRST_REPAIR_ESI)
                     .nick("First repair ESI")
                     .maximum(fanout_fec::sender::MAX_FIRST_REPAIR - 1)
                     .blurb("Index of the first repair symbol of each block: payloaders of one flow given disjoint ranges send symbols a receiver can merge")
                     .mutable_ready()
                     .build(),
-                glib::ParamSpecBoolean::builder("send-source")
+                glib::ParamSpecBoolean::builder(PROP_SEND_SOURCE)
                     .nick("Send source symbols")
                     .blurb("Send each block's source symbols; off for a payloader that adds repair symbols to another's")
                     .default_value(true)
                     .mutable_ready()
                     .build(),
-                glib::ParamSpecUInt::builder("window-blocks")
+                glib::ParamSpecUInt::builder(PROP_WINDOW_BLOCKS)
                     .nick("Window blocks")
                     .blurb("Blocks kept after sending, to answer repair requests and to go round in carousel mode; 0 = 16 in stream mode (and, besides, every block sent in the last second, up to 64 MB: a burst stays repairable), all in carousel mode")
                     .mutable_ready()
                     .build(),
-                glib::ParamSpecUInt::builder("description-interval")
+                glib::ParamSpecUInt::builder(PROP_DESCRIPTION_INTERVAL)
                     .nick("Description interval")
                     .blurb("Repeat the stream description (caps, codec parameters) after every this many symbol packets, for receivers joining late")
                     .minimum(1)
                     .default_value(DEFAULT_DESCRIPTION_INTERVAL)
                     .mutable_ready()
                     .build(),
-                glib::ParamSpecUInt64::builder("repair-linger")
+                glib::ParamSpecUInt64::builder(PROP_REPAIR_LINGER)
                     .nick("Repair linger")
                     .blurb("Stream mode: after EOS, how long (ns) the last blocks are still answered for repair requests before EOS goes downstream, so receivers can repair the last blocks. Unset, the default applies only where downstream can ask for repair (a session-sink), else EOS goes on at once; set, it always applies. 0: EOS at once")
                     .maximum(60_000_000_000)
                     .default_value(DEFAULT_REPAIR_LINGER)
                     .build(),
-                glib::ParamSpecInt::builder("carousel-rounds")
+                glib::ParamSpecInt::builder(PROP_CAROUSEL_ROUNDS)
                     .nick("Carousel rounds")
                     .blurb("Carousel mode: rounds over the kept blocks after the input ends, before EOS goes on (-1 = until stopped)")
                     .minimum(-1)
                     .default_value(-1)
                     .mutable_ready()
                     .build(),
-                glib::ParamSpecUInt64::builder("carousel-bitrate")
+                glib::ParamSpecUInt64::builder(PROP_CAROUSEL_BITRATE)
                     .nick("Carousel bitrate")
                     .blurb("Carousel mode: bits per second of the rounds after the input ends (0 = as fast as downstream takes them)")
                     .default_value(DEFAULT_CAROUSEL_BITRATE)
@@ -186,49 +202,52 @@ impl Settings {
                     .build(),
         ]
     }
+}
 
-    pub fn set(&mut self, name: &str, value: &glib::Value) {
+impl Properties for Settings {
+    fn set(&mut self, name: &str, v: &glib::Value) -> Result<(), PropertyError> {
         let s = self;
         match name {
-            "codec" => s.codec = value.get().unwrap(),
-            "mode" => s.mode = value.get().unwrap(),
-            "symbol-size" => s.symbol_size = value.get().unwrap(),
-            "max-block-symbols" => s.max_block_symbols = value.get().unwrap(),
-            "max-block-time" => s.max_block_time = value.get().unwrap(),
-            "repair-percent" => s.repair_percent = value.get().unwrap(),
-            "flow" => s.flow = value.get().unwrap(),
-            "first-repair-esi" => s.first_repair_esi = value.get().unwrap(),
-            "send-source" => s.send_source = value.get().unwrap(),
-            "window-blocks" => s.window_blocks = value.get().unwrap(),
-            "description-interval" => s.description_interval = value.get().unwrap(),
-            "carousel-rounds" => s.carousel_rounds = value.get().unwrap(),
-            "repair-linger" => {
-                s.repair_linger = value.get().unwrap();
+            PROP_CODEC => put(&mut s.codec, name, v)?,
+            PROP_MODE => put(&mut s.mode, name, v)?,
+            PROP_SYMBOL_SIZE => put(&mut s.symbol_size, name, v)?,
+            PROP_MAX_BLOCK_SYMBOLS => put(&mut s.max_block_symbols, name, v)?,
+            PROP_MAX_BLOCK_TIME => put(&mut s.max_block_time, name, v)?,
+            PROP_REPAIR_PERCENT => put(&mut s.repair_percent, name, v)?,
+            PROP_FLOW => put(&mut s.flow, name, v)?,
+            PROP_FIRST_REPAIR_ESI => put(&mut s.first_repair_esi, name, v)?,
+            PROP_SEND_SOURCE => put(&mut s.send_source, name, v)?,
+            PROP_WINDOW_BLOCKS => put(&mut s.window_blocks, name, v)?,
+            PROP_DESCRIPTION_INTERVAL => put(&mut s.description_interval, name, v)?,
+            PROP_CAROUSEL_ROUNDS => put(&mut s.carousel_rounds, name, v)?,
+            PROP_REPAIR_LINGER => {
+                put(&mut s.repair_linger, name, v)?;
                 s.repair_linger_set = true;
             }
-            "carousel-bitrate" => s.carousel_bitrate = value.get().unwrap(),
-            other => unreachable!("unknown property {other}"),
+            PROP_CAROUSEL_BITRATE => put(&mut s.carousel_bitrate, name, v)?,
+            _ => return unknown(name),
         }
+        Ok(())
     }
 
-    pub fn get(&self, name: &str) -> glib::Value {
+    fn get(&self, name: &str) -> Result<glib::Value, PropertyError> {
         let s = self;
-        match name {
-            "codec" => s.codec.to_value(),
-            "mode" => s.mode.to_value(),
-            "symbol-size" => s.symbol_size.to_value(),
-            "max-block-symbols" => s.max_block_symbols.to_value(),
-            "max-block-time" => s.max_block_time.to_value(),
-            "repair-percent" => s.repair_percent.to_value(),
-            "flow" => s.flow.to_value(),
-            "first-repair-esi" => s.first_repair_esi.to_value(),
-            "send-source" => s.send_source.to_value(),
-            "window-blocks" => s.window_blocks.to_value(),
-            "description-interval" => s.description_interval.to_value(),
-            "carousel-rounds" => s.carousel_rounds.to_value(),
-            "repair-linger" => s.repair_linger.to_value(),
-            "carousel-bitrate" => s.carousel_bitrate.to_value(),
-            other => unreachable!("unknown property {other}"),
-        }
+        Ok(match name {
+            PROP_CODEC => s.codec.to_value(),
+            PROP_MODE => s.mode.to_value(),
+            PROP_SYMBOL_SIZE => s.symbol_size.to_value(),
+            PROP_MAX_BLOCK_SYMBOLS => s.max_block_symbols.to_value(),
+            PROP_MAX_BLOCK_TIME => s.max_block_time.to_value(),
+            PROP_REPAIR_PERCENT => s.repair_percent.to_value(),
+            PROP_FLOW => s.flow.to_value(),
+            PROP_FIRST_REPAIR_ESI => s.first_repair_esi.to_value(),
+            PROP_SEND_SOURCE => s.send_source.to_value(),
+            PROP_WINDOW_BLOCKS => s.window_blocks.to_value(),
+            PROP_DESCRIPTION_INTERVAL => s.description_interval.to_value(),
+            PROP_CAROUSEL_ROUNDS => s.carousel_rounds.to_value(),
+            PROP_REPAIR_LINGER => s.repair_linger.to_value(),
+            PROP_CAROUSEL_BITRATE => s.carousel_bitrate.to_value(),
+            _ => return unknown(name),
+        })
     }
 }
