@@ -17,6 +17,11 @@ pub fn plugin_dir() -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     for plugin in std::fs::read_dir(root.join("plugins")).unwrap() {
         let plugin = plugin.unwrap().path();
+        let manifest = std::fs::read_to_string(plugin.join("Cargo.toml")).unwrap();
+        // The kit the plugins share is a library, not a plugin.
+        if !manifest.contains("cdylib") {
+            continue;
+        }
         let area = plugin.file_name().unwrap().to_str().unwrap().to_owned();
         let lib = dir.join(format!("libgstfanout{area}.so"));
         let built = std::fs::metadata(&lib)
@@ -25,13 +30,13 @@ pub fn plugin_dir() -> PathBuf {
                 panic!("no {}: run `cargo build --workspace` first", lib.display())
             });
         // The plugin's own sources and those of the workspace crates it uses.
-        let manifest = std::fs::read_to_string(plugin.join("Cargo.toml")).unwrap();
         let mut src_dirs = vec![plugin.join("src"), root.join("wire/src")];
         for (krate, dir) in [
             ("fanout-store", "store"),
             ("fanout-fec", "fec"),
             ("fanout-session", "session"),
             ("gst-plugin-fanout-fec", "plugins/fec"),
+            ("fanout-element-kit", "plugins/kit"),
         ] {
             if manifest.contains(krate) {
                 src_dirs.push(root.join(dir).join("src"));

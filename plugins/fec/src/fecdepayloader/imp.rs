@@ -3,6 +3,8 @@
 //! `fec-depayloader`: rebuilds the original buffers from any sufficient subset of packets,
 //! whatever order, duplicates or number of senders they come in. The block logic lives in
 //! `fanout_fec::Receiver`; this file owns pads, caps, the latency timer and messages.
+//!
+//! Lock order: `push_lock`, then `state`, then `timeline`; `settings` is read alone.
 
 use std::str::FromStr;
 use std::sync::{LazyLock, Mutex};

@@ -2,6 +2,10 @@
 
 //! `fec-payloader`: cuts the stream into source blocks and pushes datagram-sized packets of
 //! output symbols (see docs/fec-format.md). The block logic lives in `fanout_fec::Sender`.
+//!
+//! Lock order: `push_lock`, then `carousel`, then `state`; `settings` is read alone. A
+//! repair request builds its packets under `state` alone and only *tries* `push_lock`: if
+//! the streaming thread is pushing, it takes them along with its next list.
 
 use std::sync::{LazyLock, Mutex};
 

@@ -2,6 +2,9 @@
 
 //! `bitrate-player`: reads a fanout store back at its recorded rate, also
 //! while a recorder is still writing it.
+//!
+//! Lock order: `state`, then `counters`, `flushing` or `settings`. `state` is released
+//! before a clock wait, so seeks and stop are never held up.
 
 use std::sync::{Condvar, LazyLock, Mutex};
 use std::time::Duration;

@@ -2,6 +2,9 @@
 
 //! `bitrate-recorder`: passes every buffer downstream unchanged while a
 //! thread of its own writes it to a fanout store as it arrives.
+//!
+//! Lock order: none nested. `settings`, `running`, `segment` and `shared` are each taken
+//! alone; ending a stream waits for the writing thread with no lock held.
 
 use std::sync::{Arc, LazyLock, Mutex};
 

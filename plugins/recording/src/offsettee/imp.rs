@@ -4,6 +4,11 @@
 //! input. The input goes through the same writing path as `bitrate-recorder` into a store;
 //! recent buffers also stay in a small in-memory window. Each output is a source pad with a
 //! task of its own (see `output.rs`), so no output ever holds up the input or another.
+//!
+//! Lock order: a pad's `output`, then `input` (an idle task waits on `data` with `output`
+//! held), then the pad's `settings`, `wait` or `stats`. The element's `settings` and `store`
+//! are read and released before a step takes `output`; `segment`, `recording` and `input`
+//! are taken one after the other on the streaming thread, never nested.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -491,8 +496,9 @@ impl ElementImpl for OffsetTee {
         let running =
             obj.current_state() >= gst::State::Paused || obj.pending_state() >= gst::State::Paused;
         if running && self.recording.lock().unwrap().is_some() {
-            pad.imp().output.lock().unwrap().late_join =
-                self.input.lock().unwrap().anchor.is_some();
+            // Never `input` then `output`: the tasks take them the other way round.
+            let late_join = self.input.lock().unwrap().anchor.is_some();
+            pad.imp().output.lock().unwrap().late_join = late_join;
             self.start_output(&pad);
         }
         self.offsets_changed();
