@@ -16,7 +16,7 @@ pub mod udp_fanout;
 use gst::glib;
 
 pub use sessionsink::SessionSink;
-pub use sessionsrc::{SessionSrc, Transport};
+pub use sessionsrc::{SessionSrc, TransportMode};
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     sessionsink::register(plugin)?;

@@ -25,7 +25,7 @@ use gst::subclass::prelude::*;
 use super::link::{LinkEvent, ServerLink};
 use super::receive::{self, Channels};
 use super::settings::{parse_list, Settings, PROP_CHANNELS, PROP_TOKEN};
-use super::{output, Transport, CAT};
+use super::{output, TransportMode, CAT};
 use crate::multicast;
 
 const STATS_BLURB: &str = "fanout-session-src-stats, also posted on the bus every second: joined, datagrams, data, foreign, malformed, forged (DATA whose tag did not check out: not the server's), replayed (DATA whose counter was taken already), unkeyed (DATA for a channel without a key yet), joins, lost-reports, lost-entries, dropped-not-playing, unknown-channel; servers (one structure per server: address, joined, transport, transport-changes, group-datagrams, reports-delayed, reports-suppressed, datagrams, data, joins, lost-reports); channels (one per channel: name, pad, servers, packets, bytes, ended, dropped-overflow). Python reads the lists with python3-gst-1.0 installed";
@@ -113,10 +113,10 @@ impl SessionSrc {
             ..ClientConfig::default()
         };
         let (first, auto) = match s.transport {
-            Transport::Auto => (fanout_session::Transport::Multicast, true),
-            Transport::Multicast => (fanout_session::Transport::Multicast, false),
-            Transport::Udp => (fanout_session::Transport::Udp, false),
-            Transport::Tcp => (fanout_session::Transport::Tcp, false),
+            TransportMode::Auto => (fanout_session::Transport::Multicast, true),
+            TransportMode::Multicast => (fanout_session::Transport::Multicast, false),
+            TransportMode::Udp => (fanout_session::Transport::Udp, false),
+            TransportMode::Tcp => (fanout_session::Transport::Tcp, false),
         };
         let fallback_timeout = std::time::Duration::from_nanos(s.fallback_timeout);
         let fallback = Fallback::new(first, auto, fallback_timeout, Mono::ZERO);

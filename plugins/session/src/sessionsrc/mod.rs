@@ -26,7 +26,9 @@ glib::wrapper! {
 #[derive(Debug, Eq, PartialEq, Hash, Clone, Copy, glib::Enum)]
 #[repr(u32)]
 #[enum_type(name = "GstFanoutSessionTransport")]
-pub enum Transport {
+/// `transport`: how a receiver asks its packets to come (the protocol's own
+/// `fanout_session::Transport` is the way they come now).
+pub enum TransportMode {
     #[enum_value(name = "UDP unicast from the server", nick = "udp")]
     Udp = 0,
     #[enum_value(
@@ -44,7 +46,7 @@ pub enum Transport {
 }
 
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
-    Transport::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
+    TransportMode::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
     gst::Element::register(
         Some(plugin),
         "session-src",

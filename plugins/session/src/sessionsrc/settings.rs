@@ -9,7 +9,7 @@ use fanout_session::time::nanos;
 use gst::glib;
 use gst::prelude::*;
 
-use super::Transport;
+use super::TransportMode;
 
 pub const PROP_HOST: &str = "host";
 pub const PROP_PORT: &str = "port";
@@ -27,7 +27,7 @@ pub const PROP_TIMEOUT: &str = "timeout";
 pub const DEFAULT_HOST: &str = "127.0.0.1";
 pub const DEFAULT_PORT: u32 = crate::sessionsink::DEFAULT_PORT;
 pub const DEFAULT_FALLBACK_TIMEOUT: u64 = 3_000_000_000;
-pub const DEFAULT_TRANSPORT: Transport = Transport::Udp;
+pub const DEFAULT_TRANSPORT: TransportMode = TransportMode::Udp;
 pub const DEFAULT_ALLOW_UNAUTHENTICATED: bool = false;
 
 #[derive(Debug, Clone)]
@@ -35,7 +35,7 @@ pub struct Settings {
     pub host: String,
     pub port: u32,
     pub channels: Vec<String>,
-    pub transport: Transport,
+    pub transport: TransportMode,
     pub join_duration: u64,
     pub join_until: u64,
     pub token: String,
