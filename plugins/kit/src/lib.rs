@@ -2,8 +2,9 @@
 
 //! What the seven fanout elements share beyond their GStreamer-free cores: request pads as
 //! `ChildProxy` children, so `gst-launch-1.0` can set their properties; settings set by name
-//! that cannot panic; stats on the bus.
+//! that cannot panic; stats on the bus; threads that go round until stopped.
 
 pub mod pads;
 pub mod settings;
 pub mod stats;
+pub mod worker;

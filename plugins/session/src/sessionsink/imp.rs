@@ -9,15 +9,16 @@
 //! Signals are emitted and events pushed with none of them held.
 
 use std::net::SocketAddr;
+use std::ops::ControlFlow;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::sync::{Arc, LazyLock, Mutex};
-use std::thread::JoinHandle;
 use std::time::Instant;
 
 use fanout_element_kit::pads;
 use fanout_element_kit::settings::{self as kit, Properties};
 use fanout_element_kit::stats::{post_stats, Stats};
+use fanout_element_kit::worker::{Turns, Worker};
 use fanout_session::seal::{KeyLen, PASSPHRASE_LEN};
 use fanout_session::{Peer, Server, ServerConfig};
 use gst::glib;
@@ -41,7 +42,7 @@ struct Started {
     shared: Arc<Shared>,
     /// Owned by the control thread; see `control.rs` for who else may lock it.
     control: Arc<Mutex<Control>>,
-    thread: JoinHandle<()>,
+    thread: Worker,
 }
 
 #[derive(Default)]
@@ -167,17 +168,20 @@ impl SessionSink {
             s.gso
         );
         let thread = {
-            let (weak, shared, control) = (self.obj().downgrade(), shared.clone(), control.clone());
-            std::thread::Builder::new()
-                .name("session-sink".into())
-                .spawn(move || run(weak, shared, control))
-                .map_err(|e| {
-                    gst::error_msg!(
-                        gst::CoreError::Thread,
-                        ("Cannot start the control thread"),
-                        ["{}", e]
-                    )
-                })?
+            let turns = ControlThread {
+                sink: self.obj().downgrade(),
+                shared: shared.clone(),
+                control: control.clone(),
+                buf: vec![0u8; 2048],
+                wait: TICK,
+            };
+            Worker::spawn("session-sink", turns).map_err(|e| {
+                gst::error_msg!(
+                    gst::CoreError::Thread,
+                    ("Cannot start the control thread"),
+                    ["{}", e]
+                )
+            })?
         };
         self.stats.started();
         *self.started.lock().unwrap() = Some(Started {
@@ -191,8 +195,7 @@ impl SessionSink {
     fn stop(&self) {
         let started = self.started.lock().unwrap().take();
         if let Some(s) = started {
-            s.shared.stop.store(true, Ordering::SeqCst);
-            let _ = s.thread.join();
+            s.thread.join();
             let mut control = s.control.lock().unwrap();
             self.stats
                 .stopped(stats::stats(&control, &s.shared, &self.sink_pads()));
@@ -388,19 +391,26 @@ impl SessionSink {
 
 /// The control thread: receives the protocol's datagrams, takes what the other threads
 /// told it, and lets the control state take its turn on the time now.
-fn run(weak: glib::WeakRef<super::SessionSink>, shared: Arc<Shared>, control: Arc<Mutex<Control>>) {
-    let mut buf = vec![0u8; 2048];
-    let mut wait = TICK;
-    while !shared.stop.load(Ordering::SeqCst) {
-        let w = control
-            .lock()
-            .unwrap()
-            .poll_timeout(&shared, Instant::now());
-        if w != wait && shared.socket.set_read_timeout(Some(w)).is_ok() {
-            wait = w;
+struct ControlThread {
+    sink: glib::WeakRef<super::SessionSink>,
+    shared: Arc<Shared>,
+    control: Arc<Mutex<Control>>,
+    buf: Vec<u8>,
+    /// The socket's read timeout now.
+    wait: std::time::Duration,
+}
+
+impl Turns for ControlThread {
+    fn turn(&mut self) -> ControlFlow<()> {
+        let (shared, control) = (&self.shared, &self.control);
+        let w = control.lock().unwrap().poll_timeout(shared, Instant::now());
+        if w != self.wait && shared.socket.set_read_timeout(Some(w)).is_ok() {
+            self.wait = w;
         }
-        let received = shared.socket.recv_from(&mut buf);
-        let Some(sink) = weak.upgrade() else { break };
+        let received = shared.socket.recv_from(&mut self.buf);
+        let Some(sink) = self.sink.upgrade() else {
+            return ControlFlow::Break(());
+        };
         let imp = sink.imp();
         let element: &gst::Element = sink.upcast_ref();
         let now = Instant::now();
@@ -408,7 +418,7 @@ fn run(weak: glib::WeakRef<super::SessionSink>, shared: Arc<Shared>, control: Ar
             let mut c = control.lock().unwrap();
             let mut asks = match received {
                 Ok((n, from)) => c
-                    .take(&shared, now, Peer::Udp(from), &buf[..n])
+                    .take(shared, now, Peer::Udp(from), &self.buf[..n])
                     .into_iter()
                     .collect(),
                 Err(e)
@@ -425,8 +435,8 @@ fn run(weak: glib::WeakRef<super::SessionSink>, shared: Arc<Shared>, control: Ar
                     Vec::new()
                 }
             };
-            asks.extend(c.take_messages(&shared, now));
-            c.accept_tcp(element, &shared);
+            asks.extend(c.take_messages(shared, now));
+            c.accept_tcp(element, shared);
             asks
         };
         for ask in asks {
@@ -439,14 +449,15 @@ fn run(weak: glib::WeakRef<super::SessionSink>, shared: Arc<Shared>, control: Ar
             control
                 .lock()
                 .unwrap()
-                .decide(&shared, Instant::now(), ask, allowed);
+                .decide(shared, Instant::now(), ask, allowed);
         }
         let channels = imp.channel_views();
         let actions = control
             .lock()
             .unwrap()
-            .service(element, &shared, Instant::now(), &channels);
-        imp.act(&shared, actions);
+            .service(element, shared, Instant::now(), &channels);
+        imp.act(shared, actions);
+        ControlFlow::Continue(())
     }
 }
 

@@ -114,7 +114,6 @@ pub(super) struct Shared {
     /// `wait-for-clients`: data waits here until enough receivers joined.
     pub hold: Hold,
     pub gso_refusal_told: AtomicBool,
-    pub stop: AtomicBool,
     pub tcp_queue: usize,
     pub tcp_queue_bytes: usize,
     to_control: Sender<ToControl>,
@@ -143,7 +142,6 @@ impl Shared {
             snapshot: Mutex::default(),
             hold,
             gso_refusal_told: AtomicBool::new(false),
-            stop: AtomicBool::new(false),
             tcp_queue,
             tcp_queue_bytes,
             to_control,

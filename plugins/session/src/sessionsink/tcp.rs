@@ -187,7 +187,8 @@ fn start(
 fn read(shared: Arc<Shared>, conn: Arc<Conn>, mut stream: TcpStream) {
     let mut frames = Deframer::control();
     let mut buf = [0u8; 4096];
-    while !shared.stop.load(Ordering::SeqCst) && !conn.queue.is_closed() {
+    // Every connection is closed when the element stops.
+    while !conn.queue.is_closed() {
         if !conn.joined.load(Ordering::Relaxed) && conn.opened.elapsed() > JOIN_WITHIN {
             log!(
                 debug,
@@ -249,7 +250,7 @@ fn read(shared: Arc<Shared>, conn: Arc<Conn>, mut stream: TcpStream) {
 }
 
 fn write(shared: Arc<Shared>, conn: Arc<Conn>, mut stream: TcpStream) {
-    while !shared.stop.load(Ordering::SeqCst) {
+    loop {
         let Some(frame) = conn.queue.pop(Duration::from_millis(100)) else {
             if conn.queue.is_closed() {
                 break;

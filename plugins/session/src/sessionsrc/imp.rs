@@ -12,10 +12,10 @@
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
-use std::thread::JoinHandle;
 
 use fanout_element_kit::settings::{self as kit, Properties};
 use fanout_element_kit::stats::Stats;
+use fanout_element_kit::worker::Worker;
 use fanout_session::message::{MAX_JOIN_CHANNELS, MAX_NAME_LEN, MAX_TOKEN_LEN};
 use fanout_session::{ChannelInfo, ClientConfig, Fallback, LostEntry, Mono, Stay};
 use gst::glib;
@@ -37,7 +37,7 @@ pub struct SessionSrc {
     links: Mutex<Vec<Arc<ServerLink>>>,
     channels: Mutex<Channels>,
     playing: AtomicBool,
-    threads: Mutex<Vec<JoinHandle<()>>>,
+    threads: Mutex<Vec<Worker>>,
     stats: Stats,
 }
 
@@ -159,10 +159,10 @@ impl SessionSrc {
     fn stop(&self) {
         let links = std::mem::take(&mut *self.links.lock().unwrap());
         for l in &links {
-            l.stop();
+            l.leave();
         }
         for t in std::mem::take(&mut *self.threads.lock().unwrap()) {
-            let _ = t.join();
+            t.join();
         }
         if !links.is_empty() {
             let last = receive::stats(&links, &self.channels.lock().unwrap());

@@ -11,11 +11,12 @@
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use fanout_element_kit::worker::{Turns, Worker};
 use fanout_session::client;
 use fanout_session::fallback::Why;
 use fanout_session::frame::MAX_FRAME;
@@ -123,8 +124,7 @@ impl Input {
 struct Group {
     addr: SocketAddr,
     socket: Arc<UdpSocket>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    reader: Worker,
 }
 
 /// One server's protocol state, under one lock.
@@ -152,7 +152,6 @@ pub(super) struct ServerLink {
     iface: Iface,
     pub group_datagrams: AtomicU64,
     start: Instant,
-    stop: AtomicBool,
     events: Events,
     element: glib::WeakRef<gst::Element>,
 }
@@ -237,7 +236,7 @@ impl ServerLink {
         fallback: Fallback,
         iface: Iface,
         events: Events,
-    ) -> std::io::Result<(Arc<ServerLink>, JoinHandle<()>)> {
+    ) -> std::io::Result<(Arc<ServerLink>, Worker)> {
         let first = fallback.current();
         let (link, input, client) = match first {
             Transport::Tcp => (
@@ -276,15 +275,18 @@ impl ServerLink {
             iface,
             group_datagrams: AtomicU64::new(0),
             start: Instant::now(),
-            stop: AtomicBool::new(false),
             events,
             element: element.downgrade(),
         });
         link.session.lock().unwrap().flush(&link);
-        let l = link.clone();
-        let thread = std::thread::Builder::new()
-            .name("session-src".into())
-            .spawn(move || run(l, input))?;
+        let turns = SessionThread {
+            link: link.clone(),
+            input,
+            groups: Vec::new(),
+            pending: Vec::new(),
+            buf: vec![0u8; 65_536],
+        };
+        let thread = Worker::spawn("session-src", turns)?;
         Ok((link, thread))
     }
 
@@ -304,10 +306,9 @@ impl ServerLink {
         s.flush(self);
     }
 
-    /// Ends the session: LEAVE, and the threads told to stop (the session's thread leaves
-    /// the groups on its way out).
-    pub fn stop(&self) {
-        self.stop.store(true, Ordering::SeqCst);
+    /// Ends the session (LEAVE); the element then stops the session's thread, which leaves
+    /// the groups on its way out.
+    pub fn leave(&self) {
         let mut s = self.session.lock().unwrap();
         s.client.leave();
         s.flush(self);
@@ -319,12 +320,20 @@ impl ServerLink {
 }
 
 /// The session's thread: reads the server's messages until stopped.
-fn run(link: Arc<ServerLink>, mut input: Input) {
-    let mut buf = vec![0u8; 65_536];
-    let mut groups: Vec<Group> = Vec::new();
-    let mut pending: Vec<ClientEvent> = Vec::new();
-    while !link.stop.load(Ordering::SeqCst) {
-        read(&link, &mut input, &mut buf, &mut pending);
+struct SessionThread {
+    link: Arc<ServerLink>,
+    input: Input,
+    /// The groups joined, each with its reading thread.
+    groups: Vec<Group>,
+    /// Client events read with the data, for the end of the turn.
+    pending: Vec<ClientEvent>,
+    buf: Vec<u8>,
+}
+
+impl Turns for SessionThread {
+    fn turn(&mut self) -> ControlFlow<()> {
+        let link = &self.link;
+        read(link, &mut self.input, &mut self.buf, &mut self.pending);
         let now = link.now();
         let switch = {
             let mut s = link.session.lock().unwrap();
@@ -332,27 +341,31 @@ fn run(link: Arc<ServerLink>, mut input: Input) {
             s.fallback.poll_change()
         };
         if let Some((t, why)) = switch {
-            change_transport(&link, &mut groups, &mut input, t, why);
+            change_transport(link, &mut self.groups, &mut self.input, t, why);
         }
         let events = {
             let mut s = link.session.lock().unwrap();
             if s.reports.is_waiting() {
-                s.send_due_reports(&link);
+                s.send_due_reports(link);
             }
             if s.client.poll_timeout().is_some_and(|t| t <= now) {
                 s.client.handle_timeout(now);
             }
-            s.flush(&link);
-            let mut events = std::mem::take(&mut pending);
+            s.flush(link);
+            let mut events = std::mem::take(&mut self.pending);
             events.extend(std::iter::from_fn(|| s.client.poll_event()));
             events
         };
         for e in events {
-            handle_event(&link, &mut groups, &mut input, e);
+            handle_event(link, &mut self.groups, &mut self.input, e);
         }
         link.tell(LinkEvent::Turn);
+        ControlFlow::Continue(())
     }
-    leave_groups(&link, &mut groups);
+
+    fn end(&mut self) {
+        leave_groups(&self.link, &mut self.groups);
+    }
 }
 
 fn read(link: &Arc<ServerLink>, input: &mut Input, buf: &mut [u8], pending: &mut Vec<ClientEvent>) {
@@ -477,45 +490,50 @@ fn message_in(link: &ServerLink, via: Transport, bytes: &mut [u8], pending: &mut
 }
 
 /// A group's reading thread: DATA of the channels that name this group, nothing else.
-fn read_group(link: Arc<ServerLink>, g: SocketAddr, socket: Arc<UdpSocket>, stop: Arc<AtomicBool>) {
-    let mut buf = vec![0u8; 65_536];
-    while !stop.load(Ordering::SeqCst) {
-        let n = match socket.recv(&mut buf) {
-            Ok(n) => n,
-            Err(_) => continue,
-        };
-        let channel = match message::parse(&buf[..n]) {
+struct GroupReader {
+    link: Arc<ServerLink>,
+    group: SocketAddr,
+    socket: Arc<UdpSocket>,
+    buf: Vec<u8>,
+}
+
+impl Turns for GroupReader {
+    fn turn(&mut self) -> ControlFlow<()> {
+        if let Some((channel, payload)) = self.read() {
+            self.link.tell(LinkEvent::Data {
+                number: self.link.number,
+                channel,
+                buffer: gst::Buffer::from_mut_slice(payload),
+                answer: false,
+            });
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+impl GroupReader {
+    /// One datagram (a socket timeout at most), if it is the server's data to pass on.
+    fn read(&mut self) -> Option<(u16, Vec<u8>)> {
+        let link = &self.link;
+        let n = self.socket.recv(&mut self.buf).ok()?;
+        let channel = match message::parse(&self.buf[..n]) {
             Ok(Datagram::Data(d)) => d.channel,
-            _ => continue,
+            _ => return None,
         };
         // Opened with the channel's key: anyone can send to a group, only the server's
         // data counts (it also tells the client the server is alive).
-        let payload = {
-            let mut s = link.session.lock().unwrap();
-            if s.group_of.get(&channel) != Some(&g) || !s.client.is_joined() {
-                continue;
-            }
-            let Some(payload) = s
-                .client
-                .handle_datagram(link.now(), &mut buf[..n])
-                .map(|d| d.payload.to_vec())
-            else {
-                continue;
-            };
-            link.group_datagrams.fetch_add(1, Ordering::Relaxed);
-            s.data(&link, Transport::Multicast, channel, &payload);
-            payload
-        };
-        if payload.is_empty() {
-            // A quiet channel's keepalive: the group works, there is nothing to pass on.
-            continue;
+        let mut s = link.session.lock().unwrap();
+        if s.group_of.get(&channel) != Some(&self.group) || !s.client.is_joined() {
+            return None;
         }
-        link.tell(LinkEvent::Data {
-            number: link.number,
-            channel,
-            buffer: gst::Buffer::from_mut_slice(payload),
-            answer: false,
-        });
+        let payload = s
+            .client
+            .handle_datagram(link.now(), &mut self.buf[..n])
+            .map(|d| d.payload.to_vec())?;
+        link.group_datagrams.fetch_add(1, Ordering::Relaxed);
+        s.data(link, Transport::Multicast, channel, &payload);
+        // An empty one is a quiet channel's keepalive: the group works, nothing to pass on.
+        (!payload.is_empty()).then_some((channel, payload))
     }
 }
 
@@ -538,7 +556,8 @@ fn sync_groups(link: &Arc<ServerLink>, groups: &mut Vec<Group>, channels: &[Chan
         .into_iter()
         .partition(|g| wanted.contains(&g.addr));
     *groups = keep;
-    leave_groups(link, &mut gone.into_iter().collect());
+    let mut gone = gone;
+    leave_groups(link, &mut gone);
     for addr in wanted {
         if groups.iter().any(|g| g.addr == addr) {
             continue;
@@ -554,20 +573,29 @@ fn sync_groups(link: &Arc<ServerLink>, groups: &mut Vec<Group>, channels: &[Chan
                 continue;
             }
         };
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let (l, socket, stop) = (link.clone(), socket.clone(), stop.clone());
-            std::thread::Builder::new()
-                .name("session-src-group".into())
-                .spawn(move || read_group(l, addr, socket, stop))
-                .ok()
+        let turns = GroupReader {
+            link: link.clone(),
+            group: addr,
+            socket: socket.clone(),
+            buf: vec![0u8; 65_536],
+        };
+        let reader = match Worker::spawn("session-src-group", turns) {
+            Ok(w) => w,
+            Err(e) => {
+                multicast::leave(&socket, addr, link.iface);
+                link.tell(LinkEvent::GroupUnavailable {
+                    server: link.server,
+                    group: addr,
+                    error: e.to_string(),
+                });
+                continue;
+            }
         };
         log!(info, link, "joined group {addr} of {}", link.server);
         groups.push(Group {
             addr,
             socket,
-            stop,
-            thread,
+            reader,
         });
     }
     link.session.lock().unwrap().from_groups = !groups.is_empty();
@@ -575,12 +603,10 @@ fn sync_groups(link: &Arc<ServerLink>, groups: &mut Vec<Group>, channels: &[Chan
 
 /// Leaves `groups` and waits for their threads (with no lock held: they take the session).
 fn leave_groups(link: &ServerLink, groups: &mut Vec<Group>) {
-    for mut g in groups.drain(..) {
-        g.stop.store(true, Ordering::SeqCst);
+    for g in groups.drain(..) {
+        g.reader.stop();
         multicast::leave(&g.socket, g.addr, link.iface);
-        if let Some(t) = g.thread.take() {
-            let _ = t.join();
-        }
+        g.reader.join();
         log!(debug, link, "left group {}", g.addr);
     }
     link.session.lock().unwrap().from_groups = false;
