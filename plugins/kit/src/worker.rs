@@ -9,10 +9,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+/// Whether the thread was told to stop: a long turn looks, and cuts itself short.
+pub struct Stop(Arc<AtomicBool>);
+
+impl Stop {
+    pub fn is_set(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
 /// What a [`Worker`] runs.
 pub trait Turns: Send + 'static {
     /// One turn; `Break` ends the thread (its element is gone, its input closed).
-    fn turn(&mut self) -> ControlFlow<()>;
+    fn turn(&mut self, stop: &Stop) -> ControlFlow<()>;
 
     /// After the last turn, on the thread.
     fn end(&mut self) {}
@@ -27,12 +36,12 @@ pub struct Worker {
 impl Worker {
     pub fn spawn(name: &str, mut turns: impl Turns) -> std::io::Result<Worker> {
         let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
+        let flag = Stop(stop.clone());
         let thread = std::thread::Builder::new()
             .name(name.into())
             .spawn(move || {
-                while !flag.load(Ordering::SeqCst) {
-                    if turns.turn().is_break() {
+                while !flag.is_set() {
+                    if turns.turn(&flag).is_break() {
                         break;
                     }
                 }
@@ -80,7 +89,7 @@ mod tests {
     }
 
     impl Turns for Count {
-        fn turn(&mut self) -> ControlFlow<()> {
+        fn turn(&mut self, _: &Stop) -> ControlFlow<()> {
             let mut t = self.turns.lock().unwrap();
             t.0 += 1;
             std::thread::sleep(Duration::from_millis(1));

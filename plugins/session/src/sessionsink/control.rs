@@ -211,8 +211,10 @@ impl Control {
             None => Vec::new(),
         };
         for f in frames {
-            // What a connection sent before it closed is not taken after.
-            if self.conns.contains_key(&f.from) {
+            // What a connection sent before it closed is not taken after; a connection
+            // not in yet is asked about once a turn, whatever it repeats meanwhile.
+            let asked = asks.iter().any(|a: &Ask| a.from == Peer::Tcp(f.from));
+            if self.conns.contains_key(&f.from) && !asked {
                 asks.extend(self.take(shared, now, Peer::Tcp(f.from), &f.data));
             }
         }
@@ -552,11 +554,12 @@ mod tests {
                 frames_tx,
             ));
             let t0 = shared.start;
+            let listener = super::super::tcp::listen("127.0.0.1:0".parse().unwrap()).unwrap();
             let mut control = Control::new(
                 Server::new(ServerConfig::new(vec![7; 32])),
                 rx,
                 frames_rx,
-                None,
+                Some(listener),
                 t0,
             );
             control.set_channel(0, "a", "video/mpegts", None);
@@ -721,5 +724,42 @@ mod tests {
         assert_eq!(added.len(), 1);
         assert_eq!(opened, [Opened::Joined { want: 1 }]);
         assert!(!rig.shared.hold.is_waiting());
+    }
+
+    #[test]
+    fn a_tcp_connection_repeating_its_join_is_asked_about_once_a_turn() {
+        let mut rig = Rig::new(0);
+        let addr = rig.control.listener.as_ref().unwrap().local_addr().unwrap();
+        let _peer = std::net::TcpStream::connect(addr).unwrap();
+        let start = Instant::now();
+        while rig.control.tcp_connections() == 0 && start.elapsed() < Duration::from_secs(10) {
+            rig.control.accept_tcp(&rig.element, &rig.shared);
+            std::thread::sleep(MS);
+        }
+        let from = *rig.control.conns.keys().next().expect("accepted");
+        let mut client = Client::new_stream(
+            ClientConfig {
+                channels: vec!["a".into()],
+                ..ClientConfig::default()
+            },
+            Mono::ZERO,
+            1,
+        );
+        let join = client.poll_transmit().unwrap();
+        for _ in 0..20 {
+            assert!(rig.shared.tcp_frame(TcpFrame {
+                from,
+                data: join.clone(),
+            }));
+        }
+        let asks = rig.control.take_messages(&rig.shared, rig.t0);
+        assert_eq!(asks.len(), 1, "one ask for one connection");
+        assert_eq!(asks[0].from, Peer::Tcp(from));
+        // Its frames after it closed are not taken.
+        let conn = rig.control.conns[&from].clone();
+        conn.close(&rig.shared);
+        assert!(rig.shared.tcp_frame(TcpFrame { from, data: join }));
+        assert!(rig.control.take_messages(&rig.shared, rig.t0).is_empty());
+        rig.control.close(&rig.shared);
     }
 }

@@ -18,7 +18,7 @@ use std::time::Instant;
 use fanout_element_kit::pads;
 use fanout_element_kit::settings::{self as kit, Properties};
 use fanout_element_kit::stats::{post_stats, Stats};
-use fanout_element_kit::worker::{Turns, Worker};
+use fanout_element_kit::worker::{Stop, Turns, Worker};
 use fanout_session::seal::{KeyLen, PASSPHRASE_LEN};
 use fanout_session::{Peer, Server, ServerConfig};
 use gst::glib;
@@ -401,7 +401,7 @@ struct ControlThread {
 }
 
 impl Turns for ControlThread {
-    fn turn(&mut self) -> ControlFlow<()> {
+    fn turn(&mut self, stop: &Stop) -> ControlFlow<()> {
         let (shared, control) = (&self.shared, &self.control);
         let w = control.lock().unwrap().poll_timeout(shared, Instant::now());
         if w != self.wait && shared.socket.set_read_timeout(Some(w)).is_ok() {
@@ -440,6 +440,10 @@ impl Turns for ControlThread {
             asks
         };
         for ask in asks {
+            // Stopping: what is not decided yet never will be (the receivers retry).
+            if stop.is_set() {
+                return ControlFlow::Break(());
+            }
             // The application decides with no lock held.
             let allowed =
                 sink.emit_by_name::<bool>("client-joining", &[&ask.from.to_string(), &ask.token]);

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use fanout_element_kit::worker::{Turns, Worker};
+use fanout_element_kit::worker::{Stop, Turns, Worker};
 use fanout_session::client;
 use fanout_session::fallback::Why;
 use fanout_session::frame::MAX_FRAME;
@@ -331,7 +331,7 @@ struct SessionThread {
 }
 
 impl Turns for SessionThread {
-    fn turn(&mut self) -> ControlFlow<()> {
+    fn turn(&mut self, _: &Stop) -> ControlFlow<()> {
         let link = &self.link;
         read(link, &mut self.input, &mut self.buf, &mut self.pending);
         let now = link.now();
@@ -498,7 +498,7 @@ struct GroupReader {
 }
 
 impl Turns for GroupReader {
-    fn turn(&mut self) -> ControlFlow<()> {
+    fn turn(&mut self, _: &Stop) -> ControlFlow<()> {
         if let Some((channel, payload)) = self.read() {
             self.link.tell(LinkEvent::Data {
                 number: self.link.number,
