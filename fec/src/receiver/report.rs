@@ -134,9 +134,10 @@ impl Receiver {
         if delay.is_zero() || self.description.as_ref()?.mode == Mode::Carousel {
             return None;
         }
+        let horizon = next.saturating_add(NEAR_BLOCKS);
         let held = self
             .blocks
-            .range(next..=next.saturating_add(NEAR_BLOCKS))
+            .range(next..=horizon)
             .filter(|(_, b)| !b.decoded() && b.reports < MAX_REPORTS)
             .filter(|(_, b)| {
                 b.variants
@@ -147,9 +148,17 @@ impl Receiver {
                 None => b.first_seen + delay,
                 Some(t) => t + report_gap(delay, b.reports),
             });
+        // Only those `missing_absent` asks for again: before the newest block held. One a
+        // later block was counted against, which has gone since (a new description dropped
+        // it), waits for a later block; due now, it would fire the timer for nothing.
+        let newest = self
+            .blocks
+            .range(..=horizon)
+            .next_back()
+            .map_or(0, |(&n, _)| n);
         let absent = self
             .absent
-            .range(next..)
+            .range(next..newest)
             .filter(|(n, (_, reports))| *reports < MAX_REPORTS && !self.blocks.contains_key(n))
             .filter_map(|(_, (reported, reports))| {
                 reported.map(|t| t + report_gap(delay, *reports))
@@ -285,6 +294,35 @@ mod tests {
             ]
         );
         assert_eq!(rx.absent.get(&6), Some(&(Some(at(11 * MS)), 2)));
+    }
+
+    #[test]
+    fn absent_blocks_whose_later_block_went_are_not_due_until_one_comes_again() {
+        let mut rx = reporting(10 * MS);
+        let mut out = Vec::new();
+        rx.push(&datagram(Codec::RaptorQ, 5, 0, 4), at(0), &mut out);
+        rx.push(&datagram(Codec::RaptorQ, 8, 0, 3), at(MS), &mut out);
+        assert_eq!(missing(&mut rx, MS).len(), 3, "5, and 6 and 7 absent");
+        // Block 8 goes (as when a new description drops it): 6 and 7 have no later block.
+        rx.blocks.remove(&8);
+        assert_eq!(next_report(&rx), Some(11 * MS), "block 5's gap only");
+        assert_eq!(
+            missing(&mut rx, 11 * MS),
+            vec![Missing {
+                block: 5,
+                needed: 5
+            }]
+        );
+        let t = next_report(&rx).expect("block 5 again");
+        assert!(t > 11 * MS, "never a time already past: {t}");
+        // A later block again: 6 and 7 are asked for once more, their count kept.
+        rx.push(&datagram(Codec::RaptorQ, 9, 0, 3), at(12 * MS), &mut out);
+        let again = missing(&mut rx, 12 * MS);
+        assert!(again.contains(&Missing {
+            block: 6,
+            needed: 5
+        }));
+        assert_eq!(rx.absent.get(&6), Some(&(Some(at(12 * MS)), 2)));
     }
 
     #[test]
