@@ -158,7 +158,7 @@ impl Receiver {
             .map_or(0, |(&n, _)| n);
         let absent = self
             .absent
-            .range(next..newest)
+            .range(next..newest.max(next))
             .filter(|(n, (_, reports))| *reports < MAX_REPORTS && !self.blocks.contains_key(n))
             .filter_map(|(_, (reported, reports))| {
                 reported.map(|t| t + report_gap(delay, *reports))
@@ -323,6 +323,9 @@ mod tests {
             needed: 5
         }));
         assert_eq!(rx.absent.get(&6), Some(&(Some(at(12 * MS)), 2)));
+        // Nothing held at all (found by fuzzing): nothing due, and no panic.
+        rx.blocks.clear();
+        assert_eq!(next_report(&rx), None);
     }
 
     #[test]
