@@ -99,6 +99,29 @@ enum Link {
     None,
 }
 
+impl Link {
+    /// Sends one message. A TCP connection whose write failed (the server stopped reading
+    /// for a second) is closed: a frame written in part would leave the server reading
+    /// garbage. The session's thread sees it closed and connects again.
+    fn send(&mut self, d: &[u8]) -> std::io::Result<()> {
+        let sent = match self {
+            Link::Udp(s) => s.send(d).map(drop),
+            Link::Tcp(s) => match fanout_session::frame(&[d]) {
+                Some(f) => s.write_all(&f),
+                None => Ok(()),
+            },
+            Link::None => Ok(()),
+        };
+        if sent.is_err() {
+            if let Link::Tcp(s) = self {
+                let _ = s.shutdown(std::net::Shutdown::Both);
+                *self = Link::None;
+            }
+        }
+        sent
+    }
+}
+
 /// What the thread reads from.
 enum Input {
     /// The socket and its read timeout.
@@ -181,15 +204,7 @@ impl Session {
     /// Sends whatever the client has to send.
     fn flush(&mut self, link: &ServerLink) {
         while let Some(d) = self.client.poll_transmit() {
-            let sent = match &mut self.link {
-                Link::Udp(s) => s.send(&d).map(drop),
-                Link::Tcp(s) => match fanout_session::frame(&[&d]) {
-                    Some(f) => s.write_all(&f),
-                    None => Ok(()),
-                },
-                Link::None => Ok(()),
-            };
-            if let Err(e) = sent {
+            if let Err(e) = self.link.send(&d) {
                 log!(debug, link, "send to {}: {e}", link.server);
             }
         }
@@ -725,5 +740,35 @@ fn handle_event(
             server: link.server,
             text,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    #[test]
+    fn a_tcp_write_that_fails_closes_the_connection_rather_than_leave_half_a_frame() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut reading = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        // The server side: never reads.
+        let (_server, _) = listener.accept().unwrap();
+        let mut link = Link::Tcp(tcp_ready(&reading).unwrap());
+        let message = vec![7u8; 60_000];
+        let failed = (0..100_000).any(|_| link.send(&message).is_err());
+        assert!(
+            failed,
+            "the kernel's buffers filled and the write timed out"
+        );
+        assert!(matches!(link, Link::None));
+        // The session's reading side sees the connection closed, and connects again.
+        reading
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut b = [0u8; 1];
+        assert_eq!(reading.read(&mut b).unwrap(), 0);
+        // Nothing more goes out on a closed link, and nothing fails.
+        assert!(link.send(&message).is_ok());
     }
 }
