@@ -8,3 +8,17 @@ pub mod pads;
 pub mod settings;
 pub mod stats;
 pub mod worker;
+
+#[doc(hidden)]
+pub use gst;
+
+/// Logs against an element held weakly (by a thread that must not keep it alive), while it
+/// is there: `log_weak!(debug, CAT, weak, "…", …)`.
+#[macro_export]
+macro_rules! log_weak {
+    ($level:ident, $cat:expr, $weak:expr, $($args:tt)*) => {
+        if let Some(e) = $weak.upgrade() {
+            $crate::gst::$level!($cat, obj = e, $($args)*);
+        }
+    };
+}

@@ -47,8 +47,7 @@ pub(super) fn chain_list(
     // Repairs answer a receiver that is in; they can come on the control thread (a repair
     // request pushed upstream is answered at once), which must never wait on the hold it
     // opens.
-    let repairs_only = list.iter().all(|b| packet_destination(b).is_some());
-    if shared.hold.is_waiting() && !repairs_only {
+    if shared.hold.is_waiting() && !list.iter().all(|b| packet_destination(b).is_some()) {
         // Kept here while there is room, so upstream goes on and an EOS (Ctrl-C under
         // gst-launch -e) can reach this pad and end the hold; past that, upstream waits.
         let mut held = pad.imp().held.lock().unwrap();

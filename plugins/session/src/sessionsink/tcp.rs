@@ -23,15 +23,7 @@ use super::shared::{Shared, TcpFrame, ToControl};
 use super::CAT;
 use crate::sendqueue::{send_queue, SendQueue};
 use crate::udp_fanout::TargetStats;
-
-/// Logs against the element, while it is there.
-macro_rules! log {
-    ($level:ident, $element:expr, $($args:tt)*) => {
-        if let Some(e) = $element.upgrade() {
-            gst::$level!(CAT, obj = e, $($args)*);
-        }
-    };
-}
+use fanout_element_kit::log_weak;
 
 /// A connection that has not joined within this long is closed.
 const JOIN_WITHIN: Duration = Duration::from_secs(10);
@@ -190,8 +182,9 @@ fn read(shared: Arc<Shared>, conn: Arc<Conn>, mut stream: TcpStream) {
     // Every connection is closed when the element stops.
     while !conn.queue.is_closed() {
         if !conn.joined.load(Ordering::Relaxed) && conn.opened.elapsed() > JOIN_WITHIN {
-            log!(
+            log_weak!(
                 debug,
+                CAT,
                 conn.element,
                 "tcp:{}: no JOIN within {JOIN_WITHIN:?}",
                 conn.peer
@@ -210,8 +203,9 @@ fn read(shared: Arc<Shared>, conn: Arc<Conn>, mut stream: TcpStream) {
             let frame = match frame {
                 Ok(f) => f,
                 Err(e) => {
-                    log!(
+                    log_weak!(
                         debug,
+                        CAT,
                         conn.element,
                         "tcp:{}: bad frame ({e:?}): closed",
                         conn.peer
@@ -225,8 +219,9 @@ fn read(shared: Arc<Shared>, conn: Arc<Conn>, mut stream: TcpStream) {
                 message::parse(frame),
                 Err(ParseError::Foreign | ParseError::Version(_))
             ) {
-                log!(
+                log_weak!(
                     debug,
+                    CAT,
                     conn.element,
                     "tcp:{}: not this protocol: closed",
                     conn.peer
@@ -258,7 +253,7 @@ fn write(shared: Arc<Shared>, conn: Arc<Conn>, mut stream: TcpStream) {
             continue;
         };
         if let Err(e) = stream.write_all(frame.bytes()) {
-            log!(debug, conn.element, "tcp:{}: write: {e}", conn.peer);
+            log_weak!(debug, CAT, conn.element, "tcp:{}: write: {e}", conn.peer);
             break;
         }
     }

@@ -31,18 +31,10 @@ use gst::prelude::*;
 use super::CAT;
 use crate::multicast::{self, Iface};
 use crate::tick::{self, TICK};
+use fanout_element_kit::log_weak;
 
 const TCP_RETRY: Duration = Duration::from_secs(1);
 const TCP_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// Logs against the element, while it is there.
-macro_rules! log {
-    ($level:ident, $link:expr, $($args:tt)*) => {
-        if let Some(e) = $link.element.upgrade() {
-            gst::$level!(CAT, obj = e, $($args)*);
-        }
-    };
-}
 
 /// What a server's session tells the element.
 #[derive(Debug)]
@@ -205,7 +197,7 @@ impl Session {
     fn flush(&mut self, link: &ServerLink) {
         while let Some(d) = self.client.poll_transmit() {
             if let Err(e) = self.link.send(&d) {
-                log!(debug, link, "send to {}: {e}", link.server);
+                log_weak!(debug, CAT, link.element, "send to {}: {e}", link.server);
             }
         }
     }
@@ -396,7 +388,7 @@ fn read(link: &Arc<ServerLink>, input: &mut Input, buf: &mut [u8], pending: &mut
                 Ok(n) => message_in(link, Transport::Udp, &mut buf[..n], pending),
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => (),
                 // The server's port is closed (ICMP): the retries go on.
-                Err(e) => log!(trace, link, "receive: {e}"),
+                Err(e) => log_weak!(trace, CAT, link.element, "receive: {e}"),
             }
         }
         Input::Tcp(s, frames) => {
@@ -409,7 +401,13 @@ fn read(link: &Arc<ServerLink>, input: &mut Input, buf: &mut [u8], pending: &mut
                         match f {
                             Ok(m) => message_in(link, Transport::Tcp, &mut m.to_vec(), pending),
                             Err(e) => {
-                                log!(warning, link, "{}: bad TCP frame {e:?}", link.server);
+                                log_weak!(
+                                    warning,
+                                    CAT,
+                                    link.element,
+                                    "{}: bad TCP frame {e:?}",
+                                    link.server
+                                );
                                 bad = true;
                                 break;
                             }
@@ -421,7 +419,13 @@ fn read(link: &Arc<ServerLink>, input: &mut Input, buf: &mut [u8], pending: &mut
                 Err(_) => true,
             };
             if closed {
-                log!(info, link, "TCP connection to {} closed", link.server);
+                log_weak!(
+                    info,
+                    CAT,
+                    link.element,
+                    "TCP connection to {} closed",
+                    link.server
+                );
                 link.session.lock().unwrap().link = Link::None;
                 *input = Input::connecting(Instant::now() + TCP_RETRY);
             }
@@ -434,7 +438,7 @@ fn read(link: &Arc<ServerLink>, input: &mut Input, buf: &mut [u8], pending: &mut
             match TcpStream::connect_timeout(&link.server, TCP_CONNECT_TIMEOUT) {
                 Ok(s) => match tcp_ready(&s) {
                     Ok(w) => {
-                        log!(info, link, "TCP connection to {}", link.server);
+                        log_weak!(info, CAT, link.element, "TCP connection to {}", link.server);
                         let mut session = link.session.lock().unwrap();
                         session.link = Link::Tcp(w);
                         session.client.rejoin_now(link.now());
@@ -442,10 +446,10 @@ fn read(link: &Arc<ServerLink>, input: &mut Input, buf: &mut [u8], pending: &mut
                         drop(session);
                         *input = Input::Tcp(s, Deframer::new(MAX_FRAME));
                     }
-                    Err(e) => log!(debug, link, "TCP to {}: {e}", link.server),
+                    Err(e) => log_weak!(debug, CAT, link.element, "TCP to {}: {e}", link.server),
                 },
                 Err(e) => {
-                    log!(debug, link, "TCP to {}: {e}", link.server);
+                    log_weak!(debug, CAT, link.element, "TCP to {}: {e}", link.server);
                     // A receiver started before its server connects soon after it is up.
                     let eager = since.elapsed() < client::EAGER_FOR;
                     *at = Instant::now()
@@ -606,7 +610,13 @@ fn sync_groups(link: &Arc<ServerLink>, groups: &mut Vec<Group>, channels: &[Chan
                 continue;
             }
         };
-        log!(info, link, "joined group {addr} of {}", link.server);
+        log_weak!(
+            info,
+            CAT,
+            link.element,
+            "joined group {addr} of {}",
+            link.server
+        );
         groups.push(Group {
             addr,
             socket,
@@ -622,7 +632,7 @@ fn leave_groups(link: &ServerLink, groups: &mut Vec<Group>) {
         g.reader.stop();
         multicast::leave(&g.socket, g.addr, link.iface);
         g.reader.join();
-        log!(debug, link, "left group {}", g.addr);
+        log_weak!(debug, CAT, link.element, "left group {}", g.addr);
     }
     link.session.lock().unwrap().from_groups = false;
 }
