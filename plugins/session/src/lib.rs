@@ -11,6 +11,7 @@ pub mod sendqueue;
 mod sessionsink;
 mod sessionsrc;
 mod tick;
+mod timebase;
 pub mod udp_fanout;
 
 use gst::glib;

@@ -8,7 +8,7 @@ mod common;
 use std::net::UdpSocket;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use common::*;
 use fanout_fec::packet::{self, Packet};
@@ -59,32 +59,6 @@ fn join_and_leave_are_signalled_and_counted() {
 }
 
 #[test]
-fn a_receiver_that_vanishes_expires_by_duration_and_by_absolute_time() {
-    let port = free_port();
-    let srv = server(port, "", "");
-    let sink = sink(&srv);
-    let log = record_signals(&sink);
-    let unix = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
-    let a = RawClient::join(port, Stay::For(1_000_000_000));
-    let b = RawClient::join(port, Stay::Until(unix + 1_500_000_000));
-    assert_eq!(clients(&sink), 2);
-    // Neither says LEAVE: both sockets just go.
-    drop((a, b));
-    assert!(wait_for(6 * SECOND, || log
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|l| l.ends_with(" expired"))
-        .count()
-        == 2));
-    assert_eq!(clients(&sink), 0);
-    srv.set_state(gst::State::Null).unwrap();
-}
-
-#[test]
 fn client_joining_refuses_a_wrong_token_with_a_clear_error() {
     let port = free_port();
     let srv = server(port, "", "");
@@ -102,14 +76,6 @@ fn client_joining_refuses_a_wrong_token_with_a_clear_error() {
     assert!(wait_for(5 * SECOND, || clients(&sink) == 1));
     good.set_state(gst::State::Null).unwrap();
     srv.set_state(gst::State::Null).unwrap();
-}
-
-#[test]
-fn an_unreachable_server_is_an_error_after_the_timeout() {
-    let rx = receiver(free_port(), "timeout=1000000000");
-    let err = bus_message(&rx, gst::MessageType::Error, 10 * SECOND).expect("an error");
-    assert!(err.contains("no answer from 127.0.0.1:"), "{err}");
-    rx.set_state(gst::State::Null).unwrap();
 }
 
 #[test]
@@ -533,44 +499,6 @@ fn an_edge_relay_forwards_its_receivers_loss_reports_to_the_origin() {
 }
 
 #[test]
-fn a_quiet_channel_keeps_its_receivers_and_refreshes_do_not_ask_again() {
-    let port = free_port();
-    // A channel whose data has not started (a delayed output, say): nothing for 7 s.
-    let srv = pipeline(&format!(
-        "appsrc name=in is-live=true caps=application/octet-stream format=time \
-         ! fec-payloader ! session-sink name=sink port={port}"
-    ));
-    srv.set_state(gst::State::Playing).unwrap();
-    let sink = sink(&srv);
-    let asked = Arc::new(Mutex::new(0u32));
-    let a = asked.clone();
-    sink.connect("client-joining", false, move |_| {
-        *a.lock().unwrap() += 1;
-        Some(true.to_value())
-    });
-    // One joined for 30 s, one for 2 s (it refreshes about every second meanwhile).
-    let long = receiver(port, "");
-    let short = receiver(port, "join-duration=2000000000");
-    assert!(wait_for(5 * SECOND, || clients(&sink) == 2));
-    std::thread::sleep(7 * SECOND);
-    let joins = |p: &gst::Pipeline| {
-        stats(&p.by_name("src").unwrap())
-            .get::<u64>("joins")
-            .unwrap()
-    };
-    // Silence for more than 3 s would make a receiver start over with a new handshake:
-    // the channel's keepalive (CHANNEL every second) tells it the server is there.
-    assert_eq!(joins(&long), 1, "{}", stats(&sink));
-    assert!(joins(&short) >= 3, "the short session refreshed");
-    // client-joining asks once per receiver, never for a refresh.
-    assert_eq!(*asked.lock().unwrap(), 2, "{}", stats(&sink));
-    assert_eq!(clients(&sink), 2);
-    short.set_state(gst::State::Null).unwrap();
-    long.set_state(gst::State::Null).unwrap();
-    srv.set_state(gst::State::Null).unwrap();
-}
-
-#[test]
 fn eos_sent_to_a_receiver_ends_it_as_gst_launch_e_does_on_ctrl_c() {
     let port = free_port();
     let srv = server(port, "", "");
@@ -654,32 +582,6 @@ fn every_element_posts_its_stats_on_the_bus_each_second() {
     });
     assert!(posted, "sender posted {sent:?}, receiver {got:?}");
     rx.set_state(gst::State::Null).unwrap();
-    srv.set_state(gst::State::Null).unwrap();
-}
-
-#[test]
-fn end_goes_out_five_times_30_to_40_ms_apart() {
-    let port = free_port();
-    let srv = server(port, "", "");
-    let c = RawClient::join(port, Stay::For(30 * SECOND.as_nanos() as u64));
-    assert!(srv.send_event(gst::event::Eos::new()));
-    let mut ends = Vec::new();
-    let mut buf = [0u8; 65536];
-    let start = std::time::Instant::now();
-    while ends.len() < 5 && start.elapsed() < 10 * SECOND {
-        if let Ok(n) = c.sock.recv(&mut buf) {
-            if let Ok(Message::End { .. }) = message::parse_message(&buf[..n]) {
-                ends.push(std::time::Instant::now());
-            }
-        }
-    }
-    assert_eq!(ends.len(), 5, "ENDs that came");
-    let gaps: Vec<u128> = ends.windows(2).map(|w| (w[1] - w[0]).as_millis()).collect();
-    eprintln!("END gaps (ms): {gaps:?}");
-    // 30 to 40 ms apart as the doc says, with room for a loaded machine.
-    let mut sorted = gaps.clone();
-    sorted.sort();
-    assert!((25..=60).contains(&sorted[1]), "{gaps:?}");
     srv.set_state(gst::State::Null).unwrap();
 }
 

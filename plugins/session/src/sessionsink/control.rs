@@ -16,7 +16,7 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use fanout_session::seal::Sealer;
 use fanout_session::{
@@ -106,14 +106,12 @@ pub(super) struct Control {
     eos_posted: bool,
 }
 
-/// The server's time: monotonic since `start`, and the wall clock for cookies.
-pub(super) fn server_now(start: Instant, now: Instant) -> Now {
-    let unix = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
+/// The server's time at `now`: since its start, and since the Unix epoch (cookies, a
+/// receiver's "stay until"), both on the element's time line.
+pub(super) fn server_now(shared: &Shared, now: Instant) -> Now {
     Now {
-        mono: Mono::ZERO + now.saturating_duration_since(start),
-        unix,
+        mono: Mono::ZERO + now.saturating_duration_since(shared.start),
+        unix: shared.time.unix_at(now),
     }
 }
 
@@ -145,10 +143,7 @@ impl Control {
     /// gathering round closes on time, not a tick late; so does an END go out.
     #[must_use]
     pub fn poll_timeout(&self, shared: &Shared, now: Instant) -> Duration {
-        let mut w = tick::until(
-            self.server.poll_timeout(),
-            server_now(shared.start, now).mono,
-        );
+        let mut w = tick::until(self.server.poll_timeout(), server_now(shared, now).mono);
         if let Some(end) = self.ends.iter().map(|e| e.at).min() {
             w = w.min(
                 end.saturating_duration_since(now)
@@ -161,7 +156,7 @@ impl Control {
     /// One message from a receiver, by UDP or TCP. A refresh (or a new handshake) of a
     /// receiver already in keeps it without asking again; a new receiver's JOIN is asked.
     pub fn take(&mut self, shared: &Shared, now: Instant, from: Peer, data: &[u8]) -> Option<Ask> {
-        let t = server_now(shared.start, now);
+        let t = server_now(shared, now);
         let req = match from {
             Peer::Udp(a) => self.server.handle_datagram(t, a, data),
             Peer::Tcp(a) => self.server.handle_stream(t, a, data),
@@ -177,7 +172,7 @@ impl Control {
     /// The application's answer to an [`Ask`].
     pub fn decide(&mut self, shared: &Shared, now: Instant, ask: Ask, allowed: bool) {
         if allowed {
-            self.server.accept(server_now(shared.start, now), ask.req);
+            self.server.accept(server_now(shared, now), ask.req);
         } else {
             self.server.refuse(ask.req, Reason::NotAuthorized, "");
         }
@@ -243,7 +238,7 @@ impl Control {
         now: Instant,
         channels: &[ChannelView],
     ) -> Vec<Action> {
-        let t = server_now(shared.start, now);
+        let t = server_now(shared, now);
         for c in channels {
             self.server.note_sent(c.index, c.stream_packets);
         }
@@ -276,7 +271,7 @@ impl Control {
             actions.extend(
                 shared
                     .hold
-                    .check(self.server.client_count())
+                    .check(self.server.client_count(), now)
                     .map(Action::HoldOpened),
             );
         }
@@ -538,7 +533,10 @@ mod tests {
             let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
             let (tx, rx) = mpsc::channel();
             let (frames_tx, frames_rx) = mpsc::sync_channel(MAX_TCP_FRAMES_WAITING);
+            let time = Arc::new(crate::timebase::Timebase::default());
+            let hold = Hold::new(wait_for, 0, time.now());
             let shared = Arc::new(Shared::new(
+                time,
                 Arc::new(socket),
                 false,
                 GroupSettings {
@@ -547,7 +545,7 @@ mod tests {
                     looped: false,
                     gso: false,
                 },
-                Hold::new(wait_for, 0),
+                hold,
                 16,
                 1 << 16,
                 tx,

@@ -34,14 +34,15 @@ pub(super) struct Hold {
 }
 
 impl Hold {
-    /// Waits for `want` receivers (0: open at once) for `timeout` ns from now (0: for ever).
-    pub fn new(want: u32, timeout: u64) -> Hold {
+    /// Waits for `want` receivers (0: open at once) for `timeout` ns from `now` (0: for
+    /// ever), on the element's time line.
+    pub fn new(want: u32, timeout: u64, now: Instant) -> Hold {
         let state = match want {
             0 => State::Open,
             _ => State::Waiting {
                 want,
                 deadline: (timeout > 0)
-                    .then(|| Instant::now().checked_add(Duration::from_nanos(timeout)))
+                    .then(|| now.checked_add(Duration::from_nanos(timeout)))
                     .flatten(),
             },
         };
@@ -74,15 +75,15 @@ impl Hold {
     }
 
     /// The control thread's check, with the receivers in now: opens when enough joined or
-    /// the time is up, and says which.
-    pub fn check(&self, joined: usize) -> Option<Opened> {
+    /// the time is up at `now`, and says which.
+    pub fn check(&self, joined: usize, now: Instant) -> Option<Opened> {
         let mut s = self.state.lock().unwrap();
         let State::Waiting { want, deadline } = *s else {
             return None;
         };
         let opened = if joined >= want as usize {
             Opened::Joined { want }
-        } else if deadline.is_some_and(|d| Instant::now() >= d) {
+        } else if deadline.is_some_and(|d| now >= d) {
             Opened::TimedOut { want, joined }
         } else {
             return None;
@@ -136,28 +137,37 @@ mod tests {
 
     #[test]
     fn opens_when_enough_joined_and_releases_waiters() {
-        let hold = Arc::new(Hold::new(2, 0));
+        let t = Instant::now();
+        let hold = Arc::new(Hold::new(2, 0, t));
         let h = hold.clone();
         let waiter = std::thread::spawn(move || h.wait(&AtomicBool::new(false)));
-        assert_eq!(hold.check(1), None);
-        assert_eq!(hold.check(2), Some(Opened::Joined { want: 2 }));
+        assert_eq!(hold.check(1, t), None);
+        assert_eq!(hold.check(2, t), Some(Opened::Joined { want: 2 }));
         assert_eq!(waiter.join().unwrap(), Ok(()));
-        assert_eq!(hold.check(0), None, "opened once");
+        assert_eq!(hold.check(0, t), None, "opened once");
         assert_eq!(hold.wait(&AtomicBool::new(true)), Ok(()));
     }
 
     #[test]
     fn opens_at_the_deadline_with_who_joined() {
-        let hold = Hold::new(3, 1);
-        std::thread::sleep(Duration::from_millis(2));
-        assert_eq!(hold.check(1), Some(Opened::TimedOut { want: 3, joined: 1 }));
+        let t = Instant::now();
+        let hold = Hold::new(3, 1_000_000, t);
+        assert_eq!(hold.check(1, t + Duration::from_micros(999)), None);
+        let at = t + Duration::from_millis(1);
+        assert_eq!(
+            hold.check(1, at),
+            Some(Opened::TimedOut { want: 3, joined: 1 })
+        );
         assert!(!hold.is_waiting());
     }
 
     #[test]
     fn nothing_to_wait_for_is_open_and_flushing_or_stopping_lets_waiters_go() {
-        assert_eq!(Hold::new(0, 0).wait(&AtomicBool::new(false)), Ok(()));
-        let hold = Arc::new(Hold::new(1, 0));
+        assert_eq!(
+            Hold::new(0, 0, Instant::now()).wait(&AtomicBool::new(false)),
+            Ok(())
+        );
+        let hold = Arc::new(Hold::new(1, 0, Instant::now()));
         let flushing = Arc::new(AtomicBool::new(false));
         let (h, f) = (hold.clone(), flushing.clone());
         let waiter = std::thread::spawn(move || h.wait(&f));
@@ -170,12 +180,12 @@ mod tests {
         hold.stop();
         assert_eq!(waiter.join().unwrap(), Err(gst::FlowError::Flushing));
         // An absurd timeout waits for ever instead of overflowing.
-        assert!(Hold::new(1, u64::MAX).is_waiting());
+        assert!(Hold::new(1, u64::MAX, Instant::now()).is_waiting());
     }
 
     #[test]
     fn the_end_of_the_stream_opens_it() {
-        let hold = Hold::new(5, 0);
+        let hold = Hold::new(5, 0, Instant::now());
         assert!(hold.end());
         assert!(!hold.end() && !hold.is_waiting());
         assert_eq!(hold.wait(&AtomicBool::new(false)), Ok(()));

@@ -13,7 +13,6 @@ use std::ops::ControlFlow;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::sync::{Arc, LazyLock, Mutex};
-use std::time::Instant;
 
 use fanout_element_kit::pads;
 use fanout_element_kit::settings::{self as kit, Properties};
@@ -34,6 +33,7 @@ use super::shared::{GroupSettings, Shared, ToControl, MAX_TCP_FRAMES_WAITING};
 use super::{stats, tcp, CAT};
 use crate::multicast;
 use crate::tick::TICK;
+use crate::timebase::Timebase;
 
 const STATS_BLURB: &str = "fanout-session-sink-stats, also posted on the bus every second: clients, gso, datagrams-received, foreign, malformed, hellos, joins, bad-cookies, refused, leaves, unknown-session, lost-reports, repair-symbols-asked, repair-symbols-granted, repairs-over-budget, replies-withheld, group-repairs, group-reports-covered, tcp-connections; channels (one structure per channel: index, name, clients, buffers, bytes, datagrams, repairs, multicast-group, group-datagrams, group-repairs, tcp-frames); receivers (one per receiver: address, transport, queue-dropped, channels, packets, bytes, repairs, repairs-refused, gso-sends, send-errors). Python reads the lists with python3-gst-1.0 installed";
 
@@ -50,6 +50,8 @@ pub struct SessionSink {
     settings: Mutex<Settings>,
     started: Mutex<Option<Started>>,
     stats: Stats,
+    /// The protocol's timers run on this; it follows the pipeline's clock.
+    time: Arc<Timebase>,
 }
 
 impl SessionSink {
@@ -135,6 +137,7 @@ impl SessionSink {
         let (tx, rx) = mpsc::channel();
         let (frames_tx, frames_rx) = mpsc::sync_channel(MAX_TCP_FRAMES_WAITING);
         let shared = Arc::new(Shared::new(
+            self.time.clone(),
             Arc::new(socket),
             s.gso,
             GroupSettings {
@@ -143,13 +146,13 @@ impl SessionSink {
                 looped: s.multicast_loop,
                 gso: s.gso,
             },
-            Hold::new(s.wait_for_clients, s.wait_timeout),
+            Hold::new(s.wait_for_clients, s.wait_timeout, self.time.now()),
             s.tcp_queue as usize,
             s.tcp_queue_bytes as usize,
             tx,
             frames_tx,
         ));
-        let mut control = Control::new(Server::new(cfg), rx, frames_rx, listener, Instant::now());
+        let mut control = Control::new(Server::new(cfg), rx, frames_rx, listener, self.time.now());
         for pad in self.sink_pads() {
             let sealer = control.set_channel(
                 pad.index(),
@@ -403,7 +406,10 @@ struct ControlThread {
 impl Turns for ControlThread {
     fn turn(&mut self, stop: &Stop) -> ControlFlow<()> {
         let (shared, control) = (&self.shared, &self.control);
-        let w = control.lock().unwrap().poll_timeout(shared, Instant::now());
+        let w = control
+            .lock()
+            .unwrap()
+            .poll_timeout(shared, shared.time.now());
         if w != self.wait && shared.socket.set_read_timeout(Some(w)).is_ok() {
             self.wait = w;
         }
@@ -413,7 +419,7 @@ impl Turns for ControlThread {
         };
         let imp = sink.imp();
         let element: &gst::Element = sink.upcast_ref();
-        let now = Instant::now();
+        let now = shared.time.now();
         let asks: Vec<Ask> = {
             let mut c = control.lock().unwrap();
             let mut asks = match received {
@@ -453,13 +459,14 @@ impl Turns for ControlThread {
             control
                 .lock()
                 .unwrap()
-                .decide(shared, Instant::now(), ask, allowed);
+                .decide(shared, shared.time.now(), ask, allowed);
         }
         let channels = imp.channel_views();
-        let actions = control
-            .lock()
-            .unwrap()
-            .service(element, shared, Instant::now(), &channels);
+        let actions =
+            control
+                .lock()
+                .unwrap()
+                .service(element, shared, shared.time.now(), &channels);
         imp.act(shared, actions);
         ControlFlow::Continue(())
     }
@@ -576,6 +583,11 @@ impl ChildProxyImpl for SessionSink {
 }
 
 impl ElementImpl for SessionSink {
+    fn set_clock(&self, clock: Option<&gst::Clock>) -> bool {
+        self.time.set_clock(clock);
+        self.parent_set_clock(clock)
+    }
+
     fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
         static METADATA: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
             gst::subclass::ElementMetadata::new(

@@ -21,6 +21,7 @@ use gst::prelude::*;
 use super::hold::Hold;
 use super::tcp::Conn;
 use crate::multicast;
+use crate::timebase::Timebase;
 use crate::udp_fanout::{Fanout, Target, Targets};
 
 /// A control frame from a TCP receiver, for the control thread.
@@ -103,6 +104,8 @@ pub(super) struct GroupSettings {
 }
 
 pub(super) struct Shared {
+    /// The protocol's time line (see `crate::timebase`), and where on it the server started.
+    pub time: Arc<Timebase>,
     pub start: Instant,
     pub socket: Arc<UdpSocket>,
     pub fanout: Fanout,
@@ -123,6 +126,7 @@ pub(super) struct Shared {
 impl Shared {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
+        time: Arc<Timebase>,
         socket: Arc<UdpSocket>,
         gso: bool,
         group_settings: GroupSettings,
@@ -133,7 +137,8 @@ impl Shared {
         tcp_frames: SyncSender<TcpFrame>,
     ) -> Shared {
         Shared {
-            start: Instant::now(),
+            start: time.now(),
+            time,
             fanout: Fanout::new(socket.clone(), gso),
             socket,
             group_v4: Mutex::default(),

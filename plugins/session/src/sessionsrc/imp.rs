@@ -27,6 +27,7 @@ use super::receive::{self, Channels};
 use super::settings::{parse_list, Settings, PROP_CHANNELS, PROP_TOKEN};
 use super::{output, TransportMode, CAT};
 use crate::multicast;
+use crate::timebase::Timebase;
 
 const STATS_BLURB: &str = "fanout-session-src-stats, also posted on the bus every second: joined, datagrams, data, foreign, malformed, forged (DATA whose tag did not check out: not the server's), replayed (DATA whose counter was taken already), unkeyed (DATA for a channel without a key yet), joins, lost-reports, lost-entries, dropped-not-playing, unknown-channel; servers (one structure per server: address, joined, transport, transport-changes, group-datagrams, reports-delayed, reports-suppressed, datagrams, data, joins, lost-reports); channels (one per channel: name, pad, servers, packets, bytes, ended, dropped-overflow). Python reads the lists with python3-gst-1.0 installed";
 
@@ -39,6 +40,8 @@ pub struct SessionSrc {
     playing: AtomicBool,
     threads: Mutex<Vec<Worker>>,
     stats: Stats,
+    /// The sessions' timers run on this; it follows the pipeline's clock.
+    time: Arc<Timebase>,
 }
 
 /// `host` as servers: `host`, `host:port` or `[v6]:port` items, comma-separated; `port`
@@ -136,6 +139,7 @@ impl SessionSrc {
         let obj = self.obj();
         let (link, thread) = ServerLink::start(
             obj.upcast_ref(),
+            self.time.clone(),
             number,
             server,
             cfg,
@@ -468,6 +472,11 @@ impl ObjectImpl for SessionSrc {
 impl GstObjectImpl for SessionSrc {}
 
 impl ElementImpl for SessionSrc {
+    fn set_clock(&self, clock: Option<&gst::Clock>) -> bool {
+        self.time.set_clock(clock);
+        self.parent_set_clock(clock)
+    }
+
     /// EOS from the application (`gst-launch-1.0 -e` on Ctrl-C) ends every pad.
     fn send_event(&self, event: gst::Event) -> bool {
         if event.type_() != gst::EventType::Eos {

@@ -31,6 +31,7 @@ use gst::prelude::*;
 use super::CAT;
 use crate::multicast::{self, Iface};
 use crate::tick::{self, TICK};
+use crate::timebase::Timebase;
 use fanout_element_kit::log_weak;
 
 const TCP_RETRY: Duration = Duration::from_secs(1);
@@ -127,10 +128,11 @@ enum Input {
 }
 
 impl Input {
-    fn connecting(at: Instant) -> Input {
+    /// Connecting from `now`, the first try `delay` later.
+    fn connecting(now: Instant, delay: Duration) -> Input {
         Input::Connecting {
-            at,
-            since: Instant::now(),
+            at: now + delay,
+            since: now,
         }
     }
 }
@@ -166,6 +168,8 @@ pub(super) struct ServerLink {
     pub session: Mutex<Session>,
     iface: Iface,
     pub group_datagrams: AtomicU64,
+    /// The element's time line (see `crate::timebase`), and where on it this started.
+    time: Arc<Timebase>,
     start: Instant,
     events: Events,
     element: glib::WeakRef<gst::Element>,
@@ -235,8 +239,10 @@ impl Session {
 
 impl ServerLink {
     /// Opens the first transport's socket and starts the session's thread.
+    #[allow(clippy::too_many_arguments)]
     pub fn start(
         element: &gst::Element,
+        time: Arc<Timebase>,
         number: usize,
         server: SocketAddr,
         cfg: ClientConfig,
@@ -248,7 +254,7 @@ impl ServerLink {
         let (link, input, client) = match first {
             Transport::Tcp => (
                 Link::None,
-                Input::connecting(Instant::now()),
+                Input::connecting(time.now(), Duration::ZERO),
                 Client::new_stream(cfg.clone(), Mono::ZERO, seed()),
             ),
             Transport::Multicast | Transport::Udp => {
@@ -281,7 +287,8 @@ impl ServerLink {
             session: Mutex::new(session),
             iface,
             group_datagrams: AtomicU64::new(0),
-            start: Instant::now(),
+            start: time.now(),
+            time,
             events,
             element: element.downgrade(),
         });
@@ -298,7 +305,7 @@ impl ServerLink {
     }
 
     fn now(&self) -> Mono {
-        Mono::ZERO + self.start.elapsed()
+        Mono::ZERO + self.time.now().saturating_duration_since(self.start)
     }
 
     /// Downstream misses symbols of a block: at once to a unicast server; after a random
@@ -427,12 +434,12 @@ fn read(link: &Arc<ServerLink>, input: &mut Input, buf: &mut [u8], pending: &mut
                     link.server
                 );
                 link.session.lock().unwrap().link = Link::None;
-                *input = Input::connecting(Instant::now() + TCP_RETRY);
+                *input = Input::connecting(link.time.now(), TCP_RETRY);
             }
         }
         Input::Connecting { at, since } => {
             std::thread::sleep(TICK);
-            if Instant::now() < *at {
+            if link.time.now() < *at {
                 return;
             }
             match TcpStream::connect_timeout(&link.server, TCP_CONNECT_TIMEOUT) {
@@ -451,8 +458,9 @@ fn read(link: &Arc<ServerLink>, input: &mut Input, buf: &mut [u8], pending: &mut
                 Err(e) => {
                     log_weak!(debug, CAT, link.element, "TCP to {}: {e}", link.server);
                     // A receiver started before its server connects soon after it is up.
-                    let eager = since.elapsed() < client::EAGER_FOR;
-                    *at = Instant::now()
+                    let now = link.time.now();
+                    let eager = now.saturating_duration_since(*since) < client::EAGER_FOR;
+                    *at = now
                         + match eager {
                             true => client::RETRY_EAGER,
                             false => TCP_RETRY,
@@ -656,7 +664,7 @@ fn change_transport(
                 // A new session over the connection, timed out from now.
                 s.client = Client::new_stream(link.cfg.clone(), link.now(), seed());
                 s.link = Link::None;
-                *input = Input::connecting(Instant::now());
+                *input = Input::connecting(link.time.now(), Duration::ZERO);
             }
             Transport::Multicast => (),
         }

@@ -174,3 +174,35 @@ impl RawClient {
         out
     }
 }
+
+/// A clock the test drives, given to `p` and to every element in it before it starts, so
+/// the elements' timers start on it too. It stands still until the test advances it.
+pub fn drive(p: &gst::Pipeline) -> gst_check::TestClock {
+    let clock = gst_check::TestClock::new();
+    p.use_clock(Some(&clock));
+    p.set_clock(Some(&clock)).unwrap();
+    clock
+}
+
+/// Returns once the session-sink on `port` has taken a whole turn that began after this
+/// call (on the time its clock shows now): it answers each HELLO with a COOKIE, one per
+/// turn, so the second answer comes after the first turn's timers, events and signals.
+pub fn settled(port: u16) {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.connect(("127.0.0.1", port)).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let mut hello = Client::new(ClientConfig::default(), Mono::ZERO, 7);
+    let hello = hello.poll_transmit().unwrap();
+    let mut buf = [0u8; 2048];
+    for _ in 0..2 {
+        sock.send(&hello).unwrap();
+        let start = Instant::now();
+        loop {
+            assert!(start.elapsed() < 10 * SECOND, "session-sink took no turn");
+            if sock.recv(&mut buf).is_ok() {
+                break;
+            }
+        }
+    }
+}
