@@ -53,6 +53,25 @@ fn transfer(
     sink_opts: &str,
     depay_opts: &str,
 ) -> Transfer {
+    transfer_over(
+        loss,
+        Duration::ZERO,
+        receivers,
+        pay_opts,
+        sink_opts,
+        depay_opts,
+    )
+}
+
+/// As [`transfer`], over links of round trip `rtt`.
+fn transfer_over(
+    loss: f64,
+    rtt: Duration,
+    receivers: usize,
+    pay_opts: &str,
+    sink_opts: &str,
+    depay_opts: &str,
+) -> Transfer {
     let tmp = tempfile::tempdir().unwrap();
     let input_path = tmp.path().join("in.fifo");
     mkfifo(&input_path);
@@ -60,7 +79,7 @@ fn transfer(
     let port = free_udp_port();
     let server: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let relays: Vec<LossyRelay> = (0..receivers)
-        .map(|i| LossyRelay::start(server, loss, 7 + i as u64).unwrap())
+        .map(|i| LossyRelay::with_delay(server, loss, rtt / 2, 7 + i as u64).unwrap())
         .collect();
     let children: Vec<_> = relays
         .iter()
@@ -119,6 +138,31 @@ fn with_loss_reports_every_block_arrives_through_10_percent_loss() {
         t.input.ends_with(&t.outputs[0]),
         t.logs[0]
     );
+}
+
+/// Far receivers: 10 % loss both ways at 50 and 200 ms round trip, the depayloader given
+/// 500 ms. The first ask brings enough for the loss on its way back almost always; when it
+/// does not, a second fits in the time left.
+#[test]
+fn with_loss_reports_every_block_arrives_at_50_and_200_ms_round_trip() {
+    for rtt in [50, 200] {
+        let t = transfer_over(
+            0.1,
+            Duration::from_millis(rtt),
+            2,
+            "repair-percent=5",
+            "",
+            "latency=500000000",
+        );
+        for (o, log) in t.outputs.iter().zip(&t.logs) {
+            assert!(
+                &t.input == o,
+                "RTT {rtt} ms: got {} of {} bytes\n{log}",
+                o.len(),
+                t.input.len(),
+            );
+        }
+    }
 }
 
 #[test]

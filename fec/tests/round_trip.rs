@@ -786,3 +786,58 @@ fn a_burst_of_blocks_stays_repairable_for_the_window_time() {
     plain.flush(&mut out);
     assert_eq!(plain.window_blocks(), 2);
 }
+
+#[test]
+fn the_loss_on_the_way_is_measured_and_loss_reports_allow_for_it() {
+    let input = buffers(120, 4);
+    let packets = send(config(Codec::RaptorQ), &input);
+    let symbol = |p: &[u8]| match packet::parse(p) {
+        Ok(Packet::Symbol { header, .. }) => Some(header),
+        _ => None,
+    };
+    // The biggest block (its K the largest), the first of those.
+    let last = packets
+        .iter()
+        .filter_map(|p| symbol(p))
+        .max_by_key(|h| (h.transfer_length, std::cmp::Reverse(h.block)))
+        .map(|h| h.block);
+    // 10 % lost at random, and that block short: every other of its packets lost.
+    let mut rng = Rng(5);
+    let mut every_other = false;
+    let kept: Vec<_> = packets
+        .into_iter()
+        .filter(|p| match symbol(p) {
+            Some(h) if Some(h.block) == last => {
+                every_other = !every_other;
+                every_other
+            }
+            _ => !rng.chance(0.1),
+        })
+        .collect();
+    let mut rx = Receiver::new(ReceiverConfig {
+        report_delay: Duration::from_millis(10),
+        ..ReceiverConfig::default()
+    });
+    assert_eq!(rx.observed_loss(), 0.0, "nothing measured yet");
+    let mut out = Vec::new();
+    for p in &kept {
+        rx.push(p, at(0), &mut out);
+    }
+    let loss = rx.observed_loss();
+    assert!((0.07..0.13).contains(&loss), "{loss}");
+    let held: Vec<SymbolHeader> = kept
+        .iter()
+        .filter_map(|p| symbol(p))
+        .filter(|h| Some(h.block) == last)
+        .collect();
+    let k = held[0]
+        .transfer_length
+        .div_ceil(u64::from(held[0].symbol_size)) as u32;
+    let short = k + 2 - held.len() as u32;
+    let mut asked = Vec::new();
+    rx.missing(at(20_000_000), &mut asked);
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    // More than it is short of: as many as arrive in 99 asks of 100 at that loss.
+    assert!(asked[0].needed > short, "{asked:?} for {short}");
+    assert_eq!(asked[0].needed, fanout_fec::sizing::to_ask(short, loss));
+}

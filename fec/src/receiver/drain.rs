@@ -112,6 +112,12 @@ impl Receiver {
             let bytes = match held {
                 Some(n) if n == next => {
                     let b = self.remove(next);
+                    if let (Some(v), Some(desc)) = (
+                        b.as_ref().and_then(|b| b.variants.first()),
+                        &self.description,
+                    ) {
+                        self.loss.sample(v, desc);
+                    }
                     let rebuilt = b.iter().flat_map(|b| &b.variants);
                     self.stats.outvoted += rebuilt.filter(|v| v.decoded.is_some()).count() as u64;
                     b.and_then(|b| b.variants.first().map(|v| v.params.transfer_length))

@@ -16,6 +16,7 @@ use crate::packet::{self, Packet};
 
 mod describe;
 mod drain;
+mod loss;
 mod output;
 mod pending;
 mod report;
@@ -24,6 +25,7 @@ mod restart;
 mod test_blocks;
 
 use drain::PartialBuffer;
+pub use loss::MAX_LOSS;
 pub use output::{Output, Payload, ReceiverStats};
 use pending::PendingBlock;
 pub use report::{Missing, MAX_MISSING, MAX_REPORTS};
@@ -101,6 +103,8 @@ pub struct Receiver {
     /// Symbols behind the stream while a description of another stream is weighed.
     stash: VecDeque<Stashed>,
     stash_bytes: usize,
+    /// The loss on the way here, which loss reports allow for.
+    loss: loss::LossEstimate,
     pub stats: ReceiverStats,
 }
 
@@ -130,8 +134,15 @@ impl Receiver {
             described: Presence::default(),
             stash: VecDeque::new(),
             stash_bytes: 0,
+            loss: loss::LossEstimate::default(),
             stats: ReceiverStats::default(),
         }
+    }
+
+    /// The share of symbols lost on the way here lately (0 to [`MAX_LOSS`]), measured on
+    /// the symbols sent with each block; loss reports ask for enough to make up for it.
+    pub fn observed_loss(&self) -> f64 {
+        self.loss.loss()
     }
 
     pub fn description(&self) -> Option<&Description> {

@@ -221,6 +221,9 @@ impl Receiver {
             return false;
         }
         self.stats.blocks_decoded += 1;
+        if let Some(desc) = &self.description {
+            self.loss.sample(variant, desc);
+        }
         if variant.source_seen < variant.k {
             self.stats.blocks_recovered += 1;
         }

@@ -9,6 +9,7 @@ use super::Receiver;
 use crate::codec::Codec;
 use crate::description::Mode;
 use crate::guard::NEAR_BLOCKS;
+use crate::sizing;
 
 /// Times one block is reported missing at most.
 pub const MAX_REPORTS: u8 = 8;
@@ -78,7 +79,8 @@ impl Receiver {
                 0
             };
             let have = v.seen.len() as u32;
-            let needed = v.k.saturating_add(margin).saturating_sub(have).max(1);
+            let short = v.k.saturating_add(margin).saturating_sub(have).max(1);
+            let needed = sizing::to_ask(short, self.loss.loss());
             b.reported = Some(now);
             b.reports += 1;
             out.push(Missing { block: n, needed });
@@ -102,7 +104,8 @@ impl Receiver {
             return;
         };
         let margin = if codec == Codec::RaptorQ { 2 } else { 0 };
-        let needed = k.saturating_add(margin).max(1);
+        // Worked out once a block is due: this runs after every batch of packets.
+        let mut needed = None;
         let mut n = next;
         while n < newest && out.len() < MAX_MISSING {
             let Some(&held) = self.blocks.range(n..).next().map(|(h, _)| h) else {
@@ -119,6 +122,10 @@ impl Receiver {
                 if due && *reports < MAX_REPORTS {
                     *reported = Some(now);
                     *reports += 1;
+                    let loss = self.loss.loss();
+                    let needed = *needed.get_or_insert_with(|| {
+                        sizing::to_ask(k.saturating_add(margin).max(1), loss)
+                    });
                     out.push(Missing { block: n, needed });
                 }
                 n += 1;

@@ -563,6 +563,10 @@ impl FecDepayloader {
                 "block-missing-sent",
                 guard.as_ref().map_or(0, |s| s.block_missing_sent),
             )
+            .field(
+                "observed-loss",
+                guard.as_ref().map_or(0.0, |s| s.receiver.observed_loss()),
+            )
             .build()
     }
 
@@ -662,7 +666,7 @@ impl ObjectImpl for FecDepayloader {
             specs.push(
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
-                    .blurb("fanout-fec-depayloader-stats, also posted on the bus every second and at EOS: packets, malformed, other-flow, duplicates, late (symbols of blocks already given up), surplus (unneeded repair symbols of blocks already rebuilt: normal), inconsistent (contradicting the description or the block's first packets), out-of-range, excess, symbols, blocks-decoded, blocks-recovered (needed repair), blocks-lost, bad-blocks, buffers, bytes-out, lost-bytes (about), partial-buffers-dropped, descriptions, resyncs, unconfirmed (symbols of blocks far ahead the stream never reached: forged), outvoted (rebuilt variants of a block dropped for one with more packets: forged), unconfirmed-descriptions (new descriptions replaced before their repetition confirmed them), flow-switches (flow=-1 followed another flow that kept coming), restarts (the sender restarted: a new stream identity, confirmed while the old stream had stopped; the old one ended, the new one followed from its first block), restart-replayed (symbols of the restarted sender that came before its restart was confirmed, taken into the new stream then), caps-errors (caps that did not parse, ignored), unnegotiated (buffers dropped while downstream refused the caps), block-missing-sent")
+                    .blurb("fanout-fec-depayloader-stats, also posted on the bus every second and at EOS: packets, malformed, other-flow, duplicates, late (symbols of blocks already given up), surplus (unneeded repair symbols of blocks already rebuilt: normal), inconsistent (contradicting the description or the block's first packets), out-of-range, excess, symbols, blocks-decoded, blocks-recovered (needed repair), blocks-lost, bad-blocks, buffers, bytes-out, lost-bytes (about), partial-buffers-dropped, descriptions, resyncs, unconfirmed (symbols of blocks far ahead the stream never reached: forged), outvoted (rebuilt variants of a block dropped for one with more packets: forged), unconfirmed-descriptions (new descriptions replaced before their repetition confirmed them), flow-switches (flow=-1 followed another flow that kept coming), restarts (the sender restarted: a new stream identity, confirmed while the old stream had stopped; the old one ended, the new one followed from its first block), restart-replayed (symbols of the restarted sender that came before its restart was confirmed, taken into the new stream then), caps-errors (caps that did not parse, ignored), unnegotiated (buffers dropped while downstream refused the caps), block-missing-sent, observed-loss (double: the share of the symbols sent with each block lost on the way lately, 0 to 0.5; fanout-block-missing asks for enough to make up for it)")
                     .read_only()
                     .build(),
             );

@@ -28,8 +28,9 @@ impl FecPayloader {
                 return;
             }
             state.counters.repair_requests += 1;
-            // A request cannot make the payloader send more than a block's worth at once.
-            let count = count.min(u32::from(state.sender.config().max_k));
+            // A request cannot make the payloader send more than two blocks' worth at once:
+            // enough for a whole block lost, asked with room for loss on the way back.
+            let count = count.min(u32::from(state.sender.config().max_k).saturating_mul(2));
             match state.sender.repair(block, count) {
                 Ok(packets) => {
                     state.counters.packets_out += packets.len() as u64;
