@@ -559,6 +559,18 @@ impl Client {
         }
     }
 
+    /// Tells the server the share of `channel`'s packets lost lately (0 to 1; sent as at
+    /// most 0.5): it sends repair up front for it. Sent at once, if joined.
+    pub fn report_loss(&mut self, channel: u16, loss: f64) {
+        let Some(session) = self.session else { return };
+        let loss = (loss.clamp(0.0, 1.0) * 10_000.0).round() as u16;
+        self.transmits.push_back(message::write(&Message::Loss {
+            session,
+            channel,
+            loss: loss.min(message::MAX_LOSS),
+        }));
+    }
+
     /// Reports blocks still missing; sent at once, in as few LOST messages as fit.
     pub fn report_lost(&mut self, entries: &[LostEntry]) {
         let Some(session) = self.session else { return };

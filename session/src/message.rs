@@ -37,6 +37,7 @@ const LEAVE: u8 = 6;
 const LOST: u8 = 7;
 const END: u8 = 8;
 const CHANNEL: u8 = 9;
+const LOSS: u8 = 10;
 const DATA: u8 = 16;
 
 /// JOIN flag: `time` is an absolute Unix time (ns) instead of a duration.
@@ -210,7 +211,17 @@ pub enum Message {
         session: u64,
         info: ChannelInfo,
     },
+    /// The share of a channel's packets the receiver loses lately.
+    Loss {
+        session: u64,
+        channel: u16,
+        /// In units of 1/10000, at most [`MAX_LOSS`].
+        loss: u16,
+    },
 }
+
+/// The highest loss LOSS carries: 50 % (in units of 1/10000).
+pub const MAX_LOSS: u16 = 5000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ParseError {
@@ -491,6 +502,11 @@ fn parse_control(kind: u8, body: &[u8]) -> Option<Message> {
             session: r.u64()?,
             info: r.channel_info()?,
         },
+        LOSS => Message::Loss {
+            session: r.u64()?,
+            channel: r.u16()?,
+            loss: Some(r.u16()?).filter(|&l| l <= MAX_LOSS)?,
+        },
         _ => return None,
     };
     r.end()?;
@@ -638,6 +654,16 @@ pub fn write(m: &Message) -> Vec<u8> {
             out.extend_from_slice(&session.to_be_bytes());
             put_channel_info(&mut out, info);
         }
+        Message::Loss {
+            session,
+            channel,
+            loss,
+        } => {
+            out.push(LOSS);
+            out.extend_from_slice(&session.to_be_bytes());
+            out.extend_from_slice(&channel.to_be_bytes());
+            out.extend_from_slice(&(*loss).min(MAX_LOSS).to_be_bytes());
+        }
     }
     out
 }
@@ -757,7 +783,24 @@ mod tests {
                     group: None,
                 },
             },
+            Message::Loss {
+                session: 4,
+                channel: 2,
+                loss: 1000,
+            },
         ]
+    }
+
+    #[test]
+    fn a_loss_above_half_is_malformed() {
+        let mut b = write(&Message::Loss {
+            session: 1,
+            channel: 0,
+            loss: MAX_LOSS,
+        });
+        assert!(parse_message(&b).is_ok());
+        b[14..16].copy_from_slice(&(MAX_LOSS + 1).to_be_bytes());
+        assert!(parse_message(&b).is_err());
     }
 
     #[test]

@@ -469,6 +469,60 @@ fn lost_reports_become_bounded_repairs_for_joined_channels_only() {
 }
 
 #[test]
+fn a_told_loss_counts_for_3_s_for_its_unicast_channels_and_tops_up_within_budget() {
+    let mut s = server();
+    let mut c = Client::new(config(&["hd"], Stay::For(30 * S)), mono(0), 1);
+    exchange(0, &mut s, &mut c, addr(1), &yes);
+    assert_eq!(s.unicast_losses(0, mono(0)), vec![], "nothing told yet");
+    c.report_loss(0, 0.1);
+    c.report_loss(1, 0.2);
+    // Beyond 50 % it is sent as 50 %.
+    exchange(0, &mut s, &mut c, addr(1), &yes);
+    assert_eq!(s.unicast_losses(0, mono(0)), vec![(1, 0.1)]);
+    assert_eq!(s.unicast_losses(1, mono(0)), vec![], "not its channel");
+    assert_eq!(s.unicast_losses(0, mono(3 * S - 1)), vec![(1, 0.1)]);
+    assert_eq!(s.unicast_losses(0, mono(3 * S)), vec![], "stale");
+    c.report_loss(0, 0.9);
+    exchange(S, &mut s, &mut c, addr(1), &yes);
+    assert_eq!(s.unicast_losses(0, mono(S)), vec![(1, 0.5)]);
+    c.report_loss(0, 0.0);
+    exchange(S, &mut s, &mut c, addr(1), &yes);
+    assert_eq!(
+        s.unicast_losses(0, mono(S)),
+        vec![],
+        "a clean receiver costs nothing"
+    );
+    // A LOSS with another session, or from another address, changes nothing.
+    let forged = message::write(&Message::Loss {
+        session: 12345,
+        channel: 0,
+        loss: 5000,
+    });
+    s.handle_datagram(now(S), addr(1), &forged);
+    c.report_loss(0, 0.3);
+    let spoofed = c.poll_transmit().unwrap();
+    s.handle_datagram(now(S), addr(2), &spoofed);
+    assert_eq!(s.unicast_losses(0, mono(S)), vec![]);
+    assert!(s.poll_transmit().is_none(), "no answer to a LOSS");
+    // Repair up front draws on the receiver's budget as a LOST does.
+    let burst = s.config().repair_burst;
+    let mut granted = 0u64;
+    for block in 0..100 {
+        s.top_up(now(S), 1, 0, 7, block, 100);
+        while let Some(e) = s.poll_event() {
+            if let Event::Repair { count, to, .. } = e {
+                assert_eq!(to, RepairTo::Receiver(1));
+                granted += u64::from(count);
+            }
+        }
+    }
+    assert_eq!(granted, u64::from(burst));
+    assert_eq!(s.stats.top_up_symbols, u64::from(burst));
+    s.top_up(now(S), 99, 0, 7, 0, 100);
+    assert!(s.poll_event().is_none(), "no such receiver");
+}
+
+#[test]
 fn lost_from_another_address_or_session_creates_nothing() {
     let mut s = server();
     let mut c = Client::new(config(&["hd"], Stay::For(30 * S)), mono(0), 1);

@@ -257,6 +257,15 @@ impl Receiver {
     }
 
     /// The flow taken.
+    /// Whether it reports blocks missing at all (a report delay is set, stream mode).
+    pub fn reports(&self) -> bool {
+        !self.cfg.report_delay.is_zero()
+            && self
+                .description
+                .as_ref()
+                .is_some_and(|d| d.mode == crate::description::Mode::Stream)
+    }
+
     pub fn flow(&self) -> Option<u32> {
         self.flow
     }

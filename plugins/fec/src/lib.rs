@@ -19,6 +19,10 @@ pub const REPAIR_REQUEST: &str = "fanout-repair-request";
 /// Name of the upstream custom event `fec-depayloader` sends for a block it still misses
 /// symbols of, well before it gives the block up (fields `flow`, `block`, `needed`).
 pub const BLOCK_MISSING: &str = "fanout-block-missing";
+/// Name of the upstream custom event `fec-depayloader` sends once a second while it loses
+/// anything (fields `flow`, `loss`: the share of symbols lost lately, 0 to 0.5), so a
+/// sender can send repair up front.
+pub const LOSS: &str = "fanout-loss";
 /// Name of the custom downstream query `fec-payloader` asks at EOS: an element that turns
 /// loss reports into repair requests (`session-sink`) answers it, and only then do the last
 /// blocks wait `repair-linger` for repair requests.
@@ -85,6 +89,28 @@ pub fn block_missing(flow: u32, block: u64, needed: u32) -> gst::Event {
         .field("needed", needed)
         .build();
     gst::event::CustomUpstream::new(s)
+}
+
+/// A `fanout-loss` event: `loss` (0 to 0.5) of flow `flow`'s symbols are lost lately.
+pub fn loss(flow: u32, loss: f64) -> gst::Event {
+    let s = gst::Structure::builder(LOSS)
+        .field("flow", flow)
+        .field("loss", loss)
+        .build();
+    gst::event::CustomUpstream::new(s)
+}
+
+/// The (flow, loss) of a `fanout-loss` event, if it is one; a loss that is not a number is
+/// no loss, and one beyond 0 to 0.5 is brought within it.
+pub fn parse_loss(event: &gst::EventRef) -> Option<(u32, f64)> {
+    let s = event.structure().filter(|s| s.name() == LOSS)?;
+    let loss: f64 = s.get("loss").ok()?;
+    let loss = if loss.is_nan() {
+        0.0
+    } else {
+        loss.clamp(0.0, 0.5)
+    };
+    Some((s.get("flow").ok()?, loss))
 }
 
 /// The (flow, block, needed) of a `fanout-block-missing` event, if it is one.

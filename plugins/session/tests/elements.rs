@@ -645,3 +645,70 @@ fn a_leave_over_tcp_removes_the_receiver_and_closes_its_connection() {
     assert!(closed, "the connection stayed open after LEAVE");
     srv.set_state(gst::State::Null).unwrap();
 }
+
+#[test]
+fn a_receiver_that_tells_its_loss_gets_repair_with_every_block_and_a_clean_one_none() {
+    let port = free_port();
+    let srv = server(port, "", "repair-percent=0");
+    let mut lossy = RawClient::join(port, Stay::For(30_000_000_000));
+    let mut clean = RawClient::join(port, Stay::For(30_000_000_000));
+    let answers = |c: &mut RawClient, tell: Option<f64>| {
+        let mut n = 0;
+        let mut buf = [0u8; 65536];
+        let start = std::time::Instant::now();
+        let mut told = start - 10 * SECOND;
+        while start.elapsed() < 3 * SECOND {
+            if let Some(loss) = tell.filter(|_| told.elapsed() > SECOND / 2) {
+                c.client.report_loss(0, loss);
+                told = std::time::Instant::now();
+            }
+            c.flush();
+            if let Ok(len) = c.sock.recv(&mut buf) {
+                let now = c.now();
+                if let Some(d) = c.client.handle_datagram(now, &mut buf[..len]) {
+                    n += u32::from(d.answer);
+                }
+            }
+        }
+        n
+    };
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| answers(&mut lossy, Some(0.1)));
+        let b = s.spawn(|| answers(&mut clean, None));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    let st = stats(&sink(&srv));
+    assert!(a > 10, "repair up front for the lossy receiver: {a}\n{st}");
+    assert_eq!(b, 0, "none for the clean one\n{st}");
+    assert!(st.get::<u64>("loss-reports").unwrap() >= 4, "{st}");
+    assert!(
+        st.get::<u64>("top-up-symbols").unwrap() >= u64::from(a),
+        "{st}"
+    );
+    assert_eq!(
+        st.get::<u64>("lost-reports").unwrap(),
+        0,
+        "nobody asked: {st}"
+    );
+    srv.set_state(gst::State::Null).unwrap();
+}
+
+#[test]
+fn a_lossy_receiver_tells_its_loss_by_itself_and_the_sender_tops_up() {
+    let port = free_port();
+    let srv = server(port, "", "repair-percent=0");
+    // The loss is made after session-src: what fec-depayloader measures goes upstream.
+    let rx = receiver(port, "! identity drop-probability=0.1");
+    let depay = rx.by_name("depay").unwrap();
+    let sink = sink(&srv);
+    let topped = wait_for(20 * SECOND, || {
+        stats(&sink).get::<u64>("top-up-symbols").unwrap() > 50
+    });
+    let (s, d) = (stats(&sink), stats(&depay));
+    assert!(topped, "{s}\n{d}");
+    let loss = d.get::<f64>("observed-loss").unwrap();
+    assert!((0.05..0.15).contains(&loss), "{loss}");
+    assert!(s.get::<u64>("loss-reports").unwrap() > 0, "{s}");
+    rx.set_state(gst::State::Null).unwrap();
+    srv.set_state(gst::State::Null).unwrap();
+}

@@ -24,6 +24,7 @@ mod channel;
 mod config;
 mod event;
 mod gather;
+mod loss;
 mod peer;
 mod repair;
 
@@ -75,6 +76,9 @@ pub struct ServerStats {
     pub lost_reports: u64,
     pub repair_symbols_asked: u64,
     pub repair_symbols_granted: u64,
+    /// LOSS messages taken, and repair symbols sent up front for the loss they told.
+    pub loss_reports: u64,
+    pub top_up_symbols: u64,
     /// Repair symbols sent to a group, and reports a group repair already covered.
     pub group_repairs: u64,
     pub group_reports_covered: u64,
@@ -93,6 +97,8 @@ struct Client {
     multicast: bool,
     expires: Mono,
     bucket: Bucket,
+    /// What it said it loses lately, per channel (LOSS).
+    losses: loss::Losses,
 }
 
 pub struct Server {
@@ -305,6 +311,23 @@ impl Server {
                 }
                 None
             }
+            Message::Loss {
+                session,
+                channel,
+                loss,
+            } => {
+                self.stats.loss_reports += 1;
+                match self.clients.get_mut(&from) {
+                    Some(c) if c.session == session => {
+                        if c.channels.contains(&channel) {
+                            c.losses.set(channel, loss, now.mono);
+                        }
+                    }
+                    // No answer: a LOSS comes every second, and a LOST says REFUSED already.
+                    _ => self.stats.unknown_session += 1,
+                }
+                None
+            }
             Message::Cookie { .. }
             | Message::Joined { .. }
             | Message::Refused { .. }
@@ -412,6 +435,7 @@ impl Server {
                     multicast: false,
                     expires: Mono::ZERO,
                     bucket: Bucket::full(&self.cfg, now.mono),
+                    losses: loss::Losses::default(),
                 },
             );
             self.by_id.insert(id, req.peer);

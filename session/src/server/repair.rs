@@ -26,7 +26,7 @@ impl Server {
         }
     }
 
-    fn repair_receiver(&mut self, now: Now, id: u64, key: BlockKey, needed: u16) {
+    pub(super) fn repair_receiver(&mut self, now: Now, id: u64, key: BlockKey, needed: u16) {
         let Some(channel) = self.channels.iter_mut().find(|c| c.info.index == key.0) else {
             return;
         };

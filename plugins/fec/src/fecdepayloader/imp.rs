@@ -34,6 +34,8 @@ pub static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 
 /// Lost-block warnings go on the bus at most this often.
 const WARNING_INTERVAL: Duration = Duration::from_secs(5);
+/// How often the loss goes upstream while there is any (a sender forgets it after 3 s).
+const LOSS_INTERVAL: Duration = Duration::from_secs(1);
 
 struct State {
     receiver: Receiver,
@@ -51,6 +53,9 @@ struct State {
     refusal_warned: bool,
     timer: Option<Timer>,
     block_missing_sent: u64,
+    /// When the loss is next told upstream, and what was told last.
+    next_loss: Mono,
+    loss_told: f64,
     /// Running time at which the output's segment starts (moved on at a sender restart, so
     /// the new stream's times, from 0 again, run on from where the old one ended).
     segment_base: u64,
@@ -114,7 +119,9 @@ impl FecDepayloader {
             }
             let mut missing = Vec::new();
             state.receiver.missing(now, &mut missing);
-            Self::block_missing(state, missing)
+            let mut events = Self::block_missing(state, missing);
+            events.extend(Self::loss_due(state, now));
+            events
         };
         let ret = self.push_outputs(outputs);
         self.ask_upstream(missing);
@@ -133,6 +140,22 @@ impl FecDepayloader {
             .into_iter()
             .map(|m| crate::block_missing(flow, m.block, m.needed))
             .collect()
+    }
+
+    /// Once a second, while the stream loses anything (and once more when it stops), the
+    /// loss goes upstream as `fanout-loss`, if this receiver asks for repairs at all.
+    fn loss_due(state: &mut State, now: Mono) -> Option<gst::Event> {
+        let flow = state.receiver.flow()?;
+        if now < state.next_loss || !state.receiver.reports() {
+            return None;
+        }
+        let loss = state.receiver.observed_loss();
+        if loss == 0.0 && state.loss_told == 0.0 {
+            return None;
+        }
+        state.next_loss = now.saturating_add(LOSS_INTERVAL);
+        state.loss_told = loss;
+        Some(crate::loss(flow, loss))
     }
 
     fn ask_upstream(&self, events: Vec<gst::Event>) {
@@ -592,6 +615,8 @@ impl FecDepayloader {
             refusal_warned: false,
             timer: None,
             block_missing_sent: 0,
+            next_loss: Mono::ZERO,
+            loss_told: 0.0,
             segment_base: 0,
             time_segment: false,
         });

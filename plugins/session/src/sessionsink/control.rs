@@ -24,12 +24,15 @@ use fanout_session::{
 };
 
 use super::hold::Opened;
-use super::shared::{Destination, Shared, Snapshot, TcpFrame, ToControl, MAX_TCP_FRAMES_WAITING};
+use super::shared::{
+    BlockSent, Destination, Shared, Snapshot, TcpFrame, ToControl, MAX_TCP_FRAMES_WAITING,
+};
 use super::tcp::{self, Conn};
 use super::CAT;
 use crate::sendqueue::Frame;
 use crate::tick;
 use crate::udp_fanout::{Target, Targets};
+use fanout_fec::sizing;
 
 /// END is not acknowledged: sent this many times, this far apart.
 pub(super) const END_REPEATS: u32 = 5;
@@ -199,6 +202,7 @@ impl Control {
                         self.server.remove(id, RemoveReason::Evicted);
                     }
                 }
+                ToControl::Sent(b) => self.top_up(shared, now, b),
             }
         }
         let frames: Vec<TcpFrame> = match &self.tcp_frames {
@@ -214,6 +218,20 @@ impl Control {
             }
         }
         asks
+    }
+
+    /// Repair up front, with a block, for each unicast receiver of its channel that told a
+    /// loss: what, with the block's own symbols, arrives at that loss in 99 cases of 100.
+    fn top_up(&mut self, shared: &Shared, now: Instant, b: BlockSent) {
+        let t = server_now(shared, now);
+        let want = |loss| sizing::to_ask(b.k.saturating_add(b.margin), loss);
+        for (id, loss) in self.server.unicast_losses(b.channel, t.mono) {
+            let extra = want(loss).saturating_sub(b.symbols);
+            if extra > 0 {
+                let count = u16::try_from(extra).unwrap_or(u16::MAX);
+                self.server.top_up(t, id, b.channel, b.flow, b.block, count);
+            }
+        }
     }
 
     /// Takes the TCP connections waiting, if listening.

@@ -35,7 +35,7 @@ use crate::multicast;
 use crate::tick::TICK;
 use crate::timebase::Timebase;
 
-const STATS_BLURB: &str = "fanout-session-sink-stats, also posted on the bus every second: clients, gso, datagrams-received, foreign, malformed, hellos, joins, bad-cookies, refused, leaves, unknown-session, lost-reports, repair-symbols-asked, repair-symbols-granted, repairs-over-budget, replies-withheld, group-repairs, group-reports-covered, tcp-connections; channels (one structure per channel: index, name, clients, buffers, bytes, datagrams, repairs, multicast-group, group-datagrams, group-repairs, tcp-frames); receivers (one per receiver: address, transport, queue-dropped, channels, packets, bytes, repairs, repairs-refused, gso-sends, send-errors). Python reads the lists with python3-gst-1.0 installed";
+const STATS_BLURB: &str = "fanout-session-sink-stats, also posted on the bus every second: clients, gso, datagrams-received, foreign, malformed, hellos, joins, bad-cookies, refused, leaves, unknown-session, lost-reports, repair-symbols-asked, repair-symbols-granted (also counting top-up-symbols), loss-reports (LOSS messages: receivers telling their loss), top-up-symbols (repair sent up front with each block for a loss a receiver told), repairs-over-budget, replies-withheld, group-repairs, group-reports-covered, tcp-connections; channels (one structure per channel: index, name, clients, buffers, bytes, datagrams, repairs, multicast-group, group-datagrams, group-repairs, tcp-frames); receivers (one per receiver: address, transport, queue-dropped, channels, packets, bytes, repairs, repairs-refused, gso-sends, send-errors). Python reads the lists with python3-gst-1.0 installed";
 
 /// What exists between READY→PAUSED and PAUSED→READY.
 struct Started {

@@ -9,12 +9,13 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use fanout_fec::packet::{self, Packet};
 use gst::subclass::prelude::*;
 use gstfanoutfec::packet_destination;
 
 use super::hold::release_rate;
 use super::pad::{ChannelStats, SessionSinkPad};
-use super::shared::{Destination, Shared, Snapshot, ToControl};
+use super::shared::{BlockSent, Destination, Shared, Snapshot, ToControl};
 use super::tcp::Conn;
 use super::wire::Wire;
 use super::CAT;
@@ -112,6 +113,7 @@ fn send_list(
         send_all(shared, &out, &packets);
         maps.clear();
     };
+    let mut sent: Option<BlockSent> = None;
     for buffer in list.iter() {
         out.stats.buffers.fetch_add(1, Ordering::Relaxed);
         out.stats
@@ -124,6 +126,7 @@ fn send_list(
         match packet_destination(buffer) {
             None => {
                 out.stats.stream_packets.fetch_add(1, Ordering::Relaxed);
+                count_symbol(shared, index, &mut sent, &map);
                 maps.push(map)
             }
             Some(dest) => {
@@ -136,7 +139,34 @@ fn send_list(
         }
     }
     flush(&mut maps);
+    if let Some(b) = sent {
+        shared.tell(ToControl::Sent(b));
+    }
     Ok(gst::FlowSuccess::Ok)
+}
+
+/// Counts a stream packet into the block being sent; the block before, if another, is
+/// told to the control thread (a list holds one block, or runs of a few).
+fn count_symbol(shared: &Shared, channel: u16, sent: &mut Option<BlockSent>, packet: &[u8]) {
+    let Ok(Packet::Symbol { header: h, .. }) = packet::parse(packet) else {
+        return;
+    };
+    match sent {
+        Some(b) if (b.flow, b.block) == (h.flow, h.block) => b.symbols += 1,
+        _ => {
+            if let Some(b) = sent.take() {
+                shared.tell(ToControl::Sent(b));
+            }
+            *sent = Some(BlockSent {
+                channel,
+                flow: h.flow,
+                block: h.block,
+                k: h.source_symbols(),
+                margin: h.codec.overhead(),
+                symbols: 1,
+            });
+        }
+    }
 }
 
 /// Packets for everyone: unicast copies, the group once, the TCP receivers' queues.

@@ -45,6 +45,21 @@ pub(super) enum ToControl {
     Ended(u16),
     /// Receivers whose sends keep failing.
     Evict(Vec<u64>),
+    /// Symbols of a block went out to everyone: receivers that told a loss get repair up
+    /// front for it.
+    Sent(BlockSent),
+}
+
+/// Symbols of one block sent on a channel (source and proactive repair).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct BlockSent {
+    pub channel: u16,
+    pub flow: u32,
+    pub block: u64,
+    /// K, and symbols beyond K a decoder wants (2 for RaptorQ).
+    pub k: u32,
+    pub margin: u32,
+    pub symbols: u32,
 }
 
 /// Where a repair packet goes; carried through `fec-payloader` in the repair request's

@@ -381,6 +381,16 @@ impl SessionSrc {
             }
             return true;
         }
+        if let Some((_flow, loss)) = gstfanoutfec::parse_loss(&event) {
+            let sources = self.channels.lock().unwrap().sources_of(pad);
+            let links = self.links();
+            for source in sources {
+                if let Some(l) = links.iter().find(|l| l.number == source.server) {
+                    l.report_loss(source.index, loss);
+                }
+            }
+            return true;
+        }
         gst::Pad::event_default(pad, Some(&*self.obj()), event)
     }
 

@@ -320,6 +320,17 @@ impl ServerLink {
         s.flush(self);
     }
 
+    /// Downstream loses `loss` of channel `channel`'s symbols lately: the server sends repair
+    /// up front for it (LOSS). Not from a group: its repair is the group's.
+    pub fn report_loss(&self, channel: u16, loss: f64) {
+        let mut s = self.session.lock().unwrap();
+        if s.fallback.current() == Transport::Multicast && s.from_groups {
+            return;
+        }
+        s.client.report_loss(channel, loss);
+        s.flush(self);
+    }
+
     /// Ends the session (LEAVE); the element then stops the session's thread, which leaves
     /// the groups on its way out.
     pub fn leave(&self) {

@@ -1,0 +1,56 @@
+// SPDX-License-Identifier: MPL-2.0
+
+//! The loss each receiver tells (LOSS), and repair sent to it up front for that loss:
+//! with each new block, so that a lossy receiver has enough without asking and a clean one
+//! pays nothing.
+
+use std::time::Duration;
+
+use fanout_wire::time::Mono;
+
+use super::{Now, Server};
+use crate::message::MAX_LOSS;
+
+/// How long a LOSS counts: receivers send one a second while they lose anything.
+pub const LOSS_FRESH: Duration = Duration::from_secs(3);
+
+/// The losses one receiver told, per channel: (channel, loss in 1/10000, when).
+#[derive(Debug, Default)]
+pub(super) struct Losses(Vec<(u16, u16, Mono)>);
+
+impl Losses {
+    pub fn set(&mut self, channel: u16, loss: u16, at: Mono) {
+        let loss = loss.min(MAX_LOSS);
+        match self.0.iter_mut().find(|(c, ..)| *c == channel) {
+            Some(e) => *e = (channel, loss, at),
+            None => self.0.push((channel, loss, at)),
+        }
+    }
+
+    fn get(&self, channel: u16, now: Mono) -> Option<u16> {
+        let &(_, loss, at) = self.0.iter().find(|(c, ..)| *c == channel)?;
+        (now < at.saturating_add(LOSS_FRESH) && loss > 0).then_some(loss)
+    }
+}
+
+impl Server {
+    /// Receivers of `channel` that take it as unicast and told a loss lately: their ids
+    /// and the share of packets they lose (0 to 0.5).
+    #[must_use]
+    pub fn unicast_losses(&self, channel: u16, now: Mono) -> Vec<(u64, f64)> {
+        let from_group = self.group_of(channel).is_some();
+        self.clients
+            .values()
+            .filter(|c| c.channels.contains(&channel) && !(c.multicast && from_group))
+            .filter_map(|c| Some((c.id, f64::from(c.losses.get(channel, now)?) / 10_000.0)))
+            .collect()
+    }
+
+    /// Sends receiver `id` `count` repair symbols of a block up front, within its and the
+    /// channel's repair budgets, as for a LOST.
+    pub fn top_up(&mut self, now: Now, id: u64, channel: u16, flow: u32, block: u64, count: u16) {
+        let granted = self.stats.repair_symbols_granted;
+        self.repair_receiver(now, id, (channel, flow, block), count);
+        self.stats.top_up_symbols += self.stats.repair_symbols_granted - granted;
+    }
+}
