@@ -1,36 +1,12 @@
-//! How many source symbols a block has and how many repair symbols it gets.
+//! How many repair symbols a block gets, and how many a loss report asks for.
 //!
-//! K is rounded up to a small fixed set (RaptorQ caches one encoding plan per K, 64 at most),
-//! and a small block gets more repair than `repair-percent` alone gives it: enough to fail no
+//! A small block gets more repair than `repair-percent` alone gives it: enough to fail no
 //! more often than a full block at the loss rate the full block is designed for.
 
 use crate::Codec;
 
 /// Most source symbols a block may have (RaptorQ allows 56403; we keep plans small).
 pub const MAX_SOURCE_SYMBOLS: u16 = 8192;
-
-/// The K values a block may take, up to `max_k`: every K up to 10, then steps of about
-/// 15 %, then `max_k` itself. At most 64 values, the size of the RaptorQ plan cache.
-pub fn k_set(max_k: u16) -> Vec<u16> {
-    let mut set: Vec<u16> = Vec::new();
-    let mut k = 1f64;
-    while (k as u16) < max_k {
-        let v = k as u16;
-        if set.last() != Some(&v) {
-            set.push(v);
-        }
-        k = if k < 10.0 { k + 1.0 } else { (k * 1.15).ceil() };
-    }
-    set.push(max_k);
-    set
-}
-
-/// The smallest K in `set` holding `symbols` symbols.
-pub fn round_k(set: &[u16], symbols: usize) -> u16 {
-    *set.iter()
-        .find(|&&k| usize::from(k) >= symbols)
-        .unwrap_or(set.last().expect("non-empty K set"))
-}
 
 /// ln(P(X < need)) for X ~ Binomial(n, 1 - loss): the chance a block of n symbols arrives
 /// with fewer than `need` of them.
@@ -109,26 +85,6 @@ pub fn to_ask(needed: u32, loss: f64) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn k_set_is_small_and_ordered() {
-        for max in [1, 2, 10, 100, 1000, MAX_SOURCE_SYMBOLS] {
-            let set = k_set(max);
-            assert!(set.len() <= 64, "{max}: {}", set.len());
-            assert!(set.windows(2).all(|w| w[0] < w[1]));
-            assert_eq!(*set.last().unwrap(), max);
-            assert_eq!(set[0], 1);
-        }
-        let set = k_set(100);
-        assert_eq!(round_k(&set, 1), 1);
-        assert_eq!(round_k(&set, 100), 100);
-        assert_eq!(round_k(&set, 99), 100);
-        // Padding never costs more than about 15 %.
-        for n in 1..=100 {
-            let k = round_k(&set, n);
-            assert!(usize::from(k) * 100 <= n * 116 + 100, "{n} -> {k}");
-        }
-    }
 
     #[test]
     fn binomial_tail() {

@@ -14,8 +14,8 @@ use gst::prelude::*;
 use crate::{FecCodec, FecMode};
 
 use fanout_fec::sender::{
-    DEFAULT_DESCRIPTION_INTERVAL, DEFAULT_MAX_BLOCK_TIME, DEFAULT_MAX_K, DEFAULT_REPAIR_PERCENT,
-    DEFAULT_STREAM_WINDOW, DEFAULT_SYMBOL_SIZE, DEFAULT_WINDOW_TIME,
+    DEFAULT_DESCRIPTION_INTERVAL, DEFAULT_DESCRIPTION_TIME, DEFAULT_MAX_BLOCK_TIME, DEFAULT_MAX_K,
+    DEFAULT_REPAIR_PERCENT, DEFAULT_STREAM_WINDOW, DEFAULT_SYMBOL_SIZE, DEFAULT_WINDOW_TIME,
 };
 
 pub const PROP_CODEC: &str = "codec";
@@ -29,6 +29,7 @@ pub const PROP_FIRST_REPAIR_ESI: &str = "first-repair-esi";
 pub const PROP_SEND_SOURCE: &str = "send-source";
 pub const PROP_WINDOW_BLOCKS: &str = "window-blocks";
 pub const PROP_DESCRIPTION_INTERVAL: &str = "description-interval";
+pub const PROP_DESCRIPTION_TIME: &str = "description-time";
 pub const PROP_REPAIR_LINGER: &str = "repair-linger";
 pub const PROP_CAROUSEL_ROUNDS: &str = "carousel-rounds";
 pub const PROP_CAROUSEL_BITRATE: &str = "carousel-bitrate";
@@ -50,6 +51,7 @@ pub struct Settings {
     pub send_source: bool,
     pub window_blocks: u32,
     pub description_interval: u32,
+    pub description_time: u64,
     pub carousel_rounds: i32,
     pub carousel_bitrate: u64,
     pub repair_linger: u64,
@@ -71,6 +73,7 @@ impl Default for Settings {
             send_source: true,
             window_blocks: 0,
             description_interval: DEFAULT_DESCRIPTION_INTERVAL,
+            description_time: nanos(DEFAULT_DESCRIPTION_TIME),
             carousel_rounds: -1,
             carousel_bitrate: DEFAULT_CAROUSEL_BITRATE,
             repair_linger: DEFAULT_REPAIR_LINGER,
@@ -105,6 +108,7 @@ impl Settings {
             first_repair: self.first_repair_esi,
             send_source: self.send_source,
             description_interval: self.description_interval.max(1),
+            description_time: Duration::from_nanos(self.description_time),
             max_block_time: Duration::from_nanos(self.max_block_time),
         }
     }
@@ -181,6 +185,13 @@ impl Settings {
                     .default_value(DEFAULT_DESCRIPTION_INTERVAL)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecUInt64::builder(PROP_DESCRIPTION_TIME)
+                    .nick("Description time")
+                    .blurb("Stream mode: once the first quicker repeats are over, repeat the stream description no sooner than this much of the stream (ns, by the buffers' timestamps) after the last one, whatever description-interval says: a fast stream pays for fewer (0, or buffers without timestamps = by description-interval only)")
+                    .maximum(10_000_000_000)
+                    .default_value(nanos(DEFAULT_DESCRIPTION_TIME))
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecUInt64::builder(PROP_REPAIR_LINGER)
                     .nick("Repair linger")
                     .blurb("Stream mode: after EOS, how long (ns) the last blocks are still answered for repair requests before EOS goes downstream, so receivers can repair the last blocks. Unset, the default applies only where downstream can ask for repair (a session-sink), else EOS goes on at once; set, it always applies. 0: EOS at once")
@@ -219,6 +230,7 @@ impl Properties for Settings {
             PROP_SEND_SOURCE => put(&mut s.send_source, name, v)?,
             PROP_WINDOW_BLOCKS => put(&mut s.window_blocks, name, v)?,
             PROP_DESCRIPTION_INTERVAL => put(&mut s.description_interval, name, v)?,
+            PROP_DESCRIPTION_TIME => put(&mut s.description_time, name, v)?,
             PROP_CAROUSEL_ROUNDS => put(&mut s.carousel_rounds, name, v)?,
             PROP_REPAIR_LINGER => {
                 put(&mut s.repair_linger, name, v)?;
@@ -244,6 +256,7 @@ impl Properties for Settings {
             PROP_SEND_SOURCE => s.send_source.to_value(),
             PROP_WINDOW_BLOCKS => s.window_blocks.to_value(),
             PROP_DESCRIPTION_INTERVAL => s.description_interval.to_value(),
+            PROP_DESCRIPTION_TIME => s.description_time.to_value(),
             PROP_CAROUSEL_ROUNDS => s.carousel_rounds.to_value(),
             PROP_REPAIR_LINGER => s.repair_linger.to_value(),
             PROP_CAROUSEL_BITRATE => s.carousel_bitrate.to_value(),
