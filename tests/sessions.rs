@@ -184,17 +184,22 @@ fn without_loss_reports_the_same_run_loses_blocks_and_says_how_much() {
     assert!(!summary.contains(" 0 lost"), "{summary}");
 }
 
+/// session-sink takes a block's packets in one buffer (what fec-payloader sends it by
+/// default) or a buffer per packet (forced here), and sends with GSO or without.
 #[test]
-fn gso_on_and_forced_off_give_the_same_bytes_to_every_receiver() {
-    for gso in [true, false] {
-        let t = transfer(0.0, 2, "", &format!("gso={gso}"), "");
-        for o in &t.outputs {
-            assert!(
-                &t.input == o,
-                "gso={gso}: got {} of {} bytes, or not the input's",
-                o.len(),
-                t.input.len()
-            );
+fn block_or_datagram_packing_with_gso_on_or_off_give_the_same_bytes_to_every_receiver() {
+    for packing in ["block", "datagram"] {
+        for gso in [true, false] {
+            let pay = format!("! capsfilter caps=application/x-fanout-fec,packing={packing}");
+            let t = transfer(0.0, 2, &pay, &format!("gso={gso}"), "");
+            for o in &t.outputs {
+                assert!(
+                    &t.input == o,
+                    "packing={packing} gso={gso}: got {} of {} bytes, or not the input's",
+                    o.len(),
+                    t.input.len()
+                );
+            }
         }
     }
 }

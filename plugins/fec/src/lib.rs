@@ -10,6 +10,7 @@ use gst::prelude::*;
 
 mod fecdepayloader;
 mod fecpayloader;
+pub mod packing;
 
 pub use fecdepayloader::FecDepayloader;
 pub use fecpayloader::FecPayloader;
@@ -168,6 +169,7 @@ pub fn packet_destination(buffer: &gst::BufferRef) -> Option<glib::SendValue> {
 }
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    packing::register();
     if !gst::meta::CustomMeta::is_registered(DESTINATION_META) {
         gst::meta::CustomMeta::register(DESTINATION_META, &[]);
     }

@@ -22,6 +22,8 @@ mod settings;
 mod timeline;
 
 use settings::Settings;
+
+use crate::packing;
 use timeline::Timeline;
 
 pub static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -113,8 +115,22 @@ impl FecDepayloader {
             let now = self.now();
             for packet in packets {
                 // A packet that cannot be mapped is as good as lost.
-                if let Ok(map) = packet.map_readable() {
-                    state.receiver.push(&map, now, &mut outputs);
+                let Ok(map) = packet.map_readable() else {
+                    continue;
+                };
+                match packing::packets(packet) {
+                    None => state.receiver.push(&map, now, &mut outputs),
+                    Some(Ok(places)) => {
+                        for p in places {
+                            state.receiver.push(&map[p], now, &mut outputs);
+                        }
+                    }
+                    // Not from an element of ours: the whole buffer is one bad packet.
+                    Some(Err(why)) => {
+                        state.receiver.stats.packets += 1;
+                        state.receiver.stats.malformed += 1;
+                        gst::debug!(CAT, imp = self, "block buffer refused: {why}");
+                    }
                 }
             }
             let mut missing = Vec::new();

@@ -7,6 +7,7 @@
 //! repair request builds its packets under `state` alone and only *tries* `push_lock`: if
 //! the streaming thread is pushing, it takes them along with its next list.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{LazyLock, Mutex};
 
 use fanout_element_kit::settings::{self as kit, Properties};
@@ -16,7 +17,7 @@ use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 
-use crate::REPAIR_REQUEST;
+use crate::{packing, REPAIR_REQUEST};
 
 mod carousel;
 mod repair;
@@ -86,18 +87,29 @@ pub struct FecPayloader {
     interrupt: Interrupt,
     /// Live while running, the last run's after; on the bus once a second.
     stats: Stats,
+    /// Downstream takes a block's packets in one buffer (caps `packing=block`).
+    block: AtomicBool,
 }
 
 /// Packets as buffers, stamped with the running time of the input that completed them.
-fn packet_buffers(
-    packets: Vec<Vec<u8>>,
-    pts: Option<gst::ClockTime>,
-) -> impl Iterator<Item = gst::Buffer> {
-    packets.into_iter().map(move |p| {
-        let mut b = gst::Buffer::from_mut_slice(p);
+/// Packets as downstream takes them: a buffer each, or all in one (block packing).
+fn packet_buffers(packets: Vec<(Option<gst::ClockTime>, Vec<u8>)>, block: bool) -> gst::BufferList {
+    let mut list = gst::BufferList::new_sized(if block { 1 } else { packets.len() });
+    let l = list.get_mut().unwrap();
+    if block {
+        let pts = packets.first().and_then(|(pts, _)| *pts);
+        let data: Vec<Vec<u8>> = packets.into_iter().map(|(_, p)| p).collect();
+        let mut b = packing::block_buffer(&data);
         b.get_mut().unwrap().set_pts(pts);
-        b
-    })
+        l.add(b);
+    } else {
+        for (pts, p) in packets {
+            let mut b = gst::Buffer::from_mut_slice(p);
+            b.get_mut().unwrap().set_pts(pts);
+            l.add(b);
+        }
+    }
+    list
 }
 
 impl FecPayloader {
@@ -123,15 +135,17 @@ impl FecPayloader {
         buffers: impl Iterator<Item = &'a gst::BufferRef>,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
         let _push = self.push_lock.lock().unwrap();
+        let mut uncapped = false;
         let (list, repairs) = {
             let mut guard = self.state.lock().unwrap();
             let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
             if state.caps.is_none() {
-                // Input without caps (a plain filesrc): described as such, output without caps.
+                // Input without caps (a plain filesrc): described as such.
                 state.caps = Some(String::new());
                 state
                     .describe()
                     .map_err(|_| gst::FlowError::NotNegotiated)?;
+                uncapped = true;
             }
             state.tick();
             let mut packets = Vec::new();
@@ -140,6 +154,9 @@ impl FecPayloader {
             }
             (packets, std::mem::take(&mut state.repairs))
         };
+        if uncapped {
+            self.push_caps();
+        }
         if list.is_empty() && repairs.is_empty() {
             return Ok(gst::FlowSuccess::Ok);
         }
@@ -148,9 +165,8 @@ impl FecPayloader {
         if list.is_empty() {
             return Ok(gst::FlowSuccess::Ok);
         }
-        let list = gst::BufferList::from_iter(list);
         gst::trace!(CAT, imp = self, "pushing {} packets", list.len());
-        let ret = self.srcpad.push_list(list);
+        let ret = self.srcpad.push_list(packet_buffers(list, self.block()));
         self.stats.post_when_due(&*self.obj(), || self.stats());
         ret
     }
@@ -159,7 +175,7 @@ impl FecPayloader {
         &self,
         state: &mut State,
         buffer: &gst::BufferRef,
-        out: &mut Vec<gst::Buffer>,
+        out: &mut Vec<(Option<gst::ClockTime>, Vec<u8>)>,
     ) -> Result<(), gst::FlowError> {
         let rt = |t: Option<gst::ClockTime>| t.and_then(|t| state.segment.to_running_time(t));
         let pts = rt(buffer.pts());
@@ -183,7 +199,7 @@ impl FecPayloader {
         state.counters.buffers_in += 1;
         state.counters.bytes_in += map.len() as u64;
         state.counters.packets_out += packets.len() as u64;
-        out.extend(packet_buffers(packets, pts));
+        out.extend(packets.into_iter().map(|p| (pts, p)));
         Ok(())
     }
 
@@ -194,6 +210,25 @@ impl FecPayloader {
         let mut list = gst::BufferList::new_sized(repairs.len());
         list.get_mut().unwrap().extend(repairs);
         self.srcpad.push_list(list)
+    }
+
+    /// Our caps, with the packing downstream prefers: blocks only where it says so first.
+    fn push_caps(&self) -> bool {
+        let flow = self.settings.lock().unwrap().flow;
+        let block = packing::downstream_takes_blocks(&self.srcpad, Some(flow));
+        self.block.store(block, Ordering::Relaxed);
+        let packing = if block {
+            packing::BLOCK
+        } else {
+            packing::DATAGRAM
+        };
+        gst::debug!(CAT, imp = self, "packing={packing}");
+        self.srcpad
+            .push_event(gst::event::Caps::new(&packing::caps(Some(flow), packing)))
+    }
+
+    pub(super) fn block(&self) -> bool {
+        self.block.load(Ordering::Relaxed)
     }
 
     /// Our own time segment goes out once, before the first packet.
@@ -221,7 +256,8 @@ impl FecPayloader {
             let mut packets = Vec::new();
             state.sender.flush(&mut packets);
             state.counters.packets_out += packets.len() as u64;
-            packet_buffers(packets, None).collect()
+            let packets = packets.into_iter().map(|p| (None, p)).collect();
+            packet_buffers(packets, self.block())
         };
         if list.is_empty() {
             return Ok(gst::FlowSuccess::Ok);
@@ -253,10 +289,7 @@ impl FecPayloader {
                     state.caps = Some(c.caps().to_string());
                 }
                 self.update_description();
-                let caps = gst::Caps::builder("application/x-fanout-fec")
-                    .field("flow", self.settings.lock().unwrap().flow)
-                    .build();
-                self.srcpad.push_event(gst::event::Caps::new(&caps))
+                self.push_caps()
             }
             EventView::Segment(s) => {
                 let segment = s.segment();
@@ -406,6 +439,7 @@ impl ObjectSubclass for FecPayloader {
             carousel: Mutex::new(None),
             interrupt: Interrupt::default(),
             stats: Stats::default(),
+            block: AtomicBool::new(false),
         }
     }
 }

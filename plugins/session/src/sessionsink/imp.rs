@@ -23,6 +23,7 @@ use fanout_session::{Peer, Server, ServerConfig};
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
+use gstfanoutfec::packing;
 
 use super::control::{Action, Ask, ChannelView, Control};
 use super::hold::{Hold, Opened};
@@ -35,7 +36,7 @@ use crate::multicast;
 use crate::tick::TICK;
 use crate::timebase::Timebase;
 
-const STATS_BLURB: &str = "fanout-session-sink-stats, also posted on the bus every second: clients, gso, datagrams-received, foreign, malformed, hellos, joins, bad-cookies, refused, leaves, unknown-session, lost-reports, repair-symbols-asked, repair-symbols-granted (also counting top-up-symbols), loss-reports (LOSS messages: receivers telling their loss), top-up-symbols (repair sent up front with each block for a loss a receiver told), repairs-over-budget, replies-withheld, group-repairs, group-reports-covered, tcp-connections; channels (one structure per channel: index, name, clients, buffers, bytes, datagrams, repairs, multicast-group, group-datagrams, group-repairs, tcp-frames); receivers (one per receiver: address, transport, queue-dropped, channels, packets, bytes, repairs, repairs-refused, gso-sends, send-errors). Python reads the lists with python3-gst-1.0 installed";
+const STATS_BLURB: &str = "fanout-session-sink-stats, also posted on the bus every second: clients, gso, datagrams-received, foreign, malformed, hellos, joins, bad-cookies, refused, leaves, unknown-session, lost-reports, repair-symbols-asked, repair-symbols-granted (also counting top-up-symbols), loss-reports (LOSS messages: receivers telling their loss), top-up-symbols (repair sent up front with each block for a loss a receiver told), repairs-over-budget, replies-withheld, group-repairs, group-reports-covered, tcp-connections; channels (one structure per channel: index, name, clients, buffers, bytes, datagrams, repairs, multicast-group, group-datagrams, group-repairs, tcp-frames, bad-buffers: buffers dropped because their packet list did not fit them); receivers (one per receiver: address, transport, queue-dropped, channels, packets, bytes, repairs, repairs-refused, gso-sends, send-errors). Python reads the lists with python3-gst-1.0 installed";
 
 /// What exists between READY→PAUSED and PAUSED→READY.
 struct Started {
@@ -266,7 +267,12 @@ impl SessionSink {
     fn sink_event(&self, pad: &SessionSinkPad, event: gst::Event) -> bool {
         match event.view() {
             gst::EventView::Caps(c) => {
-                *pad.imp().caps.lock().unwrap() = c.caps().to_string();
+                // How packets come here is not the receivers' business.
+                let mut caps = c.caps_owned();
+                if let Some(s) = caps.make_mut().structure_mut(0) {
+                    s.remove_field(packing::PACKING);
+                }
+                *pad.imp().caps.lock().unwrap() = caps.to_string();
                 self.channel_changed(pad);
                 return true;
             }
@@ -472,6 +478,27 @@ impl Turns for ControlThread {
     }
 }
 
+/// A caps query from `fec-payloader`: block packing first, so it sends a block's packets
+/// in one buffer, which goes out as GSO super-datagrams without a buffer per packet.
+fn prefer_blocks(query: &mut gst::QueryRef) -> bool {
+    let gst::QueryViewMut::Caps(q) = query.view_mut() else {
+        return false;
+    };
+    let Some(filter) = q.filter_owned() else {
+        return false;
+    };
+    if !filter.can_intersect(&gst::Caps::new_empty_simple("application/x-fanout-fec")) {
+        return false;
+    }
+    let mut ours = packing::caps(None, packing::BLOCK);
+    ours.merge(packing::caps(None, packing::DATAGRAM));
+    let mut result = ours.intersect_with_mode(&filter, gst::CapsIntersectMode::First);
+    // Anything else stays welcome, after.
+    result.merge(filter);
+    q.set_result(&result);
+    true
+}
+
 fn bind_udp(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     let domain = socket2::Domain::for_address(addr);
     let s = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
@@ -653,6 +680,7 @@ impl ElementImpl for SessionSink {
             .query_function(|pad, parent, query| {
                 // Loss reports come back from here: fec-payloader lingers for them at EOS.
                 gstfanoutfec::is_repair_path_query(query)
+                    || prefer_blocks(query)
                     || gst::Pad::query_default(pad, parent, query)
             })
             .build();

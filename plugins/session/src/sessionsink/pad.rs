@@ -31,6 +31,8 @@ pub struct ChannelStats {
     /// Packets for everyone (not repairs to one destination): what earns the channel its
     /// repair budget.
     pub stream_packets: AtomicU64,
+    /// Buffers dropped because their packet list (block packing) did not fit them.
+    pub bad_buffers: AtomicU64,
 }
 
 pub mod imp {

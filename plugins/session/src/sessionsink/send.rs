@@ -5,13 +5,15 @@
 //! to the one receiver or the group that asked. It reads the control thread's snapshot and
 //! tells it of failing receivers; it never waits for it.
 
+use std::ops::Range;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fanout_fec::packet::{self, Packet};
+use gst::prelude::*;
 use gst::subclass::prelude::*;
-use gstfanoutfec::packet_destination;
+use gstfanoutfec::{packet_destination, packing};
 
 use super::hold::release_rate;
 use super::pad::{ChannelStats, SessionSinkPad};
@@ -104,12 +106,12 @@ fn send_list(
         stats: &pad.imp().stats,
     };
     // Runs of packets for everyone go out together; a repair packet goes on its own.
-    let mut maps: Vec<gst::BufferMap<'_, gst::buffer::Readable>> = Vec::new();
-    let flush = |maps: &mut Vec<gst::BufferMap<'_, gst::buffer::Readable>>| {
+    let mut maps: Vec<Packets<'_>> = Vec::new();
+    let flush = |maps: &mut Vec<Packets<'_>>| {
         if maps.is_empty() {
             return;
         }
-        let packets: Vec<&[u8]> = maps.iter().map(|m| m.as_slice()).collect();
+        let packets: Vec<&[u8]> = maps.iter().flat_map(Packets::slices).collect();
         send_all(shared, &out, &packets);
         maps.clear();
     };
@@ -119,20 +121,26 @@ fn send_list(
         out.stats
             .bytes
             .fetch_add(buffer.size() as u64, Ordering::Relaxed);
-        let Ok(map) = buffer.map_readable() else {
-            gst::warning!(CAT, obj = pad, "unreadable buffer dropped");
+        let Some(packets) = Packets::of(pad, buffer) else {
             continue;
         };
         match packet_destination(buffer) {
             None => {
-                out.stats.stream_packets.fetch_add(1, Ordering::Relaxed);
-                count_symbol(shared, index, &mut sent, &map);
-                maps.push(map)
+                let n = packets.slices().count() as u64;
+                out.stats.stream_packets.fetch_add(n, Ordering::Relaxed);
+                for p in packets.slices() {
+                    count_symbol(shared, index, &mut sent, p);
+                }
+                maps.push(packets)
             }
             Some(dest) => {
                 flush(&mut maps);
                 match Destination::from_value(&dest) {
-                    Some(dest) => send_repair(shared, &snapshot, &out, dest, map.as_slice()),
+                    Some(dest) => {
+                        for p in packets.slices() {
+                            send_repair(shared, &snapshot, &out, dest, p);
+                        }
+                    }
                     None => gst::debug!(CAT, obj = pad, "repair for {dest:?}: nobody here"),
                 }
             }
@@ -143,6 +151,49 @@ fn send_list(
         shared.tell(ToControl::Sent(b));
     }
     Ok(gst::FlowSuccess::Ok)
+}
+
+/// A buffer's packets: the whole buffer, or where its packet list says (block packing).
+struct Packets<'a> {
+    map: gst::BufferMap<'a, gst::buffer::Readable>,
+    places: Option<Vec<Range<usize>>>,
+}
+
+impl<'a> Packets<'a> {
+    /// `None` for a buffer that cannot be read or lists its packets wrongly: dropped, said.
+    fn of(pad: &SessionSinkPad, buffer: &'a gst::BufferRef) -> Option<Packets<'a>> {
+        let Ok(map) = buffer.map_readable() else {
+            gst::warning!(CAT, obj = pad, "unreadable buffer dropped");
+            return None;
+        };
+        let places = match packing::packets(buffer) {
+            None => None,
+            Some(Ok(places)) => Some(places),
+            Some(Err(why)) => {
+                let before = pad.imp().stats.bad_buffers.fetch_add(1, Ordering::Relaxed);
+                gst::warning!(CAT, obj = pad, "block buffer dropped: {why}");
+                if let (0, Some(sink)) = (before, pad.parent_element()) {
+                    gst::element_warning!(
+                        sink,
+                        gst::StreamError::Format,
+                        (
+                            "A buffer on {} listed its packets wrongly: dropped",
+                            pad.name()
+                        ),
+                        ["{why}; counted in the channel's bad-buffers"]
+                    );
+                }
+                return None;
+            }
+        };
+        Some(Packets { map, places })
+    }
+
+    fn slices(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        let whole = self.places.is_none().then(|| self.map.as_slice());
+        let listed = self.places.iter().flatten().map(|r| &self.map[r.clone()]);
+        whole.into_iter().chain(listed)
+    }
 }
 
 /// Counts a stream packet into the block being sent; the block before, if another, is

@@ -157,8 +157,8 @@ impl FecPayloader {
             if packets.is_empty() {
                 return Ok(gst::FlowSuccess::Ok);
             }
-            self.srcpad
-                .push_list(packet_buffers(packets, None).collect())
+            let packets = packets.into_iter().map(|p| (None, p)).collect();
+            self.srcpad.push_list(packet_buffers(packets, self.block()))
         });
         drop(_push);
         match (pushed, due) {
