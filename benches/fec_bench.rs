@@ -69,16 +69,25 @@ fn main() {
     println!("|---|---|---|");
     let (raw_enc, raw_dec) = raw_raptorq(&data);
     println!("| raw `raptorq` 2.0 | {raw_enc:.0} | {raw_dec:.0} |");
-    let (el_enc, el_dec) = elements(&file, data.len(), "raptorq");
+    let (el_enc, el_dec) = elements(&file, data.len(), "raptorq", false);
     println!("| fec-payloader / fec-depayloader codec=raptorq | {el_enc:.0} | {el_dec:.0} |");
     println!(
         "| ratio (elements / raw) | {:.2} | {:.2} |",
         el_enc / raw_enc,
         el_dec / raw_dec
     );
+    let (bl_enc, bl_dec) = elements(&file, data.len(), "raptorq", true);
+    println!(
+        "| the same, packing=block (a buffer per block, as to session-sink) | {bl_enc:.0} | {bl_dec:.0} |"
+    );
+    println!(
+        "| ratio (elements / raw) | {:.2} | {:.2} |",
+        bl_enc / raw_enc,
+        bl_dec / raw_dec
+    );
     let (rs_enc, rs_dec) = raw_reed_solomon(&data);
     println!("| raw `reed-solomon-simd` 3.1 | {rs_enc:.0} | {rs_dec:.0} |");
-    let (el_rs_enc, el_rs_dec) = elements(&file, data.len(), "reed-solomon");
+    let (el_rs_enc, el_rs_dec) = elements(&file, data.len(), "reed-solomon", false);
     println!(
         "| fec-payloader / fec-depayloader codec=reed-solomon | {el_rs_enc:.0} | {el_rs_dec:.0} |"
     );
@@ -299,9 +308,12 @@ fn feed(pipeline: &gst::Pipeline, list: gst::BufferList) {
     src.end_of_stream().unwrap();
 }
 
-fn elements(file: &std::path::Path, bytes: usize, codec: &str) -> (f64, f64) {
+/// The elements' encode and decode, a buffer per packet or (`block`) per block.
+fn elements(file: &std::path::Path, bytes: usize, codec: &str, block: bool) -> (f64, f64) {
+    let packing = if block { "block" } else { "datagram" };
     let pay = format!(
-        "fec-payloader codec={codec} symbol-size={T} max-block-symbols={K} repair-percent={REPAIR} max-block-time=0"
+        "fec-payloader codec={codec} symbol-size={T} max-block-symbols={K} repair-percent={REPAIR} max-block-time=0 \
+         ! capsfilter caps=application/x-fanout-fec,packing={packing}"
     );
     // Encode: 1316-byte buffers (7 TS packets) from memory, so that only the element is timed.
     let data = std::fs::read(file).unwrap();
@@ -348,12 +360,31 @@ fn elements(file: &std::path::Path, bytes: usize, codec: &str) -> (f64, f64) {
             .build(),
     );
     time_pipeline(&collect);
-    let packets = std::mem::take(&mut *packets.lock().unwrap());
+    let buffers = std::mem::take(&mut *packets.lock().unwrap());
     let mut rng = Rng(11);
     let mut list = gst::BufferList::new();
-    for p in packets {
-        if !rng.lost(LOSS) {
-            list.get_mut().unwrap().add(p);
+    for b in buffers {
+        let map = b.map_readable().unwrap();
+        // The same loss pattern either way: packet by packet.
+        let kept: Vec<Vec<u8>> = match gstfanoutfec::packing::packets(&b) {
+            Some(places) => places
+                .unwrap()
+                .into_iter()
+                .map(|r| map[r].to_vec())
+                .collect(),
+            None => vec![map.to_vec()],
+        }
+        .into_iter()
+        .filter(|_| !rng.lost(LOSS))
+        .collect();
+        if block {
+            list.get_mut()
+                .unwrap()
+                .add(gstfanoutfec::packing::block_buffer(&kept));
+        } else {
+            for p in kept {
+                list.get_mut().unwrap().add(gst::Buffer::from_mut_slice(p));
+            }
         }
     }
     let baseline = launch("appsrc name=in format=bytes ! fakesink sync=false");
@@ -361,10 +392,10 @@ fn elements(file: &std::path::Path, bytes: usize, codec: &str) -> (f64, f64) {
     let dec_base_s = time_pipeline(&baseline);
     let mut stats = None;
     let dec_s = best_of(|| {
-        let decode = launch(
-            "appsrc name=in format=bytes caps=application/x-fanout-fec ! fec-depayloader latency=60000000000 name=depay \
-             ! fakesink sync=false",
-        );
+        let decode = launch(&format!(
+            "appsrc name=in format=bytes caps=application/x-fanout-fec,packing={packing} \
+             ! fec-depayloader latency=60000000000 name=depay ! fakesink sync=false"
+        ));
         feed(&decode, list.copy());
         let s = time_pipeline(&decode);
         stats = Some(
