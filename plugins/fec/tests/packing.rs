@@ -31,7 +31,7 @@ fn a_stream_through_block_packing_comes_out_byte_for_byte_with_a_buffer_per_bloc
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out.ts");
     let p = pipeline(&format!(
-        "filesrc location={} ! fec-payloader name=pay \
+        "filesrc location={} ! video/mpegts,systemstream=true ! fec-payloader name=pay \
          ! capsfilter caps=application/x-fanout-fec,packing=block ! identity name=mid \
          ! fec-depayloader name=depay ! filesink location={}",
         ts_file().display(),
@@ -82,7 +82,7 @@ fn stock_sinks_and_anything_that_takes_any_caps_get_datagrams() {
         "fec-depayloader ! fakesink",
     ] {
         let p = pipeline(&format!(
-            "filesrc location={} num-buffers=20 ! fec-payloader name=pay ! {sink}",
+            "filesrc location={} num-buffers=20 ! video/mpegts,systemstream=true ! fec-payloader name=pay ! {sink}",
             ts_file().display()
         ));
         let chosen = watch_packing(&p);

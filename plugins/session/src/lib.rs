@@ -6,6 +6,7 @@
 //! session alive and reports losses. The protocol is the GStreamer-free `fanout-session`.
 
 pub mod drop_oldest;
+mod gro;
 pub mod multicast;
 pub mod sendqueue;
 mod sessionsink;

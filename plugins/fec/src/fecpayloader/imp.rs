@@ -135,17 +135,16 @@ impl FecPayloader {
         buffers: impl Iterator<Item = &'a gst::BufferRef>,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
         let _push = self.push_lock.lock().unwrap();
-        let mut uncapped = false;
         let (list, repairs) = {
             let mut guard = self.state.lock().unwrap();
             let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
             if state.caps.is_none() {
-                // Input without caps (a plain filesrc): described as such.
+                // Input without caps (a plain filesrc): described as such, output without
+                // caps (so a buffer per packet: nothing downstream could know otherwise).
                 state.caps = Some(String::new());
                 state
                     .describe()
                     .map_err(|_| gst::FlowError::NotNegotiated)?;
-                uncapped = true;
             }
             state.tick();
             let mut packets = Vec::new();
@@ -154,9 +153,6 @@ impl FecPayloader {
             }
             (packets, std::mem::take(&mut state.repairs))
         };
-        if uncapped {
-            self.push_caps();
-        }
         if list.is_empty() && repairs.is_empty() {
             return Ok(gst::FlowSuccess::Ok);
         }

@@ -40,6 +40,7 @@ pub(super) fn stats(control: &Control, shared: &Shared, pads: &[SessionSinkPad])
                     snapshot.channels.get(&index).map_or(0, |t| t.len()) as u32,
                 )
                 .field("buffers", load(&c.buffers))
+                .field("packets", load(&c.stream_packets))
                 .field("bytes", load(&c.bytes))
                 .field("datagrams", load(&c.datagrams))
                 .field("repairs", load(&c.repairs))

@@ -22,14 +22,14 @@ use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 
-use super::link::{LinkEvent, ServerLink};
+use super::link::{LinkEvent, ServerLink, SocketSettings};
 use super::receive::{self, Channels};
 use super::settings::{parse_list, Settings, PROP_CHANNELS, PROP_TOKEN};
 use super::{output, TransportMode, CAT};
 use crate::multicast;
 use crate::timebase::Timebase;
 
-const STATS_BLURB: &str = "fanout-session-src-stats, also posted on the bus every second: joined, datagrams, data, foreign, malformed, forged (DATA whose tag did not check out: not the server's), replayed (DATA whose counter was taken already), unkeyed (DATA for a channel without a key yet), joins, lost-reports, lost-entries, dropped-not-playing, unknown-channel; servers (one structure per server: address, joined, transport, transport-changes, group-datagrams, reports-delayed, reports-suppressed, datagrams, data, joins, lost-reports); channels (one per channel: name, pad, servers, packets, bytes, ended, dropped-overflow). Python reads the lists with python3-gst-1.0 installed";
+const STATS_BLURB: &str = "fanout-session-src-stats, also posted on the bus every second: joined, datagrams, data, foreign, malformed, forged (DATA whose tag did not check out: not the server's), replayed (DATA whose counter was taken already), unkeyed (DATA for a channel without a key yet), joins, lost-reports, lost-entries, dropped-not-playing, unknown-channel; servers (one structure per server: address, joined, transport, transport-changes, group-datagrams, udp-reads (UDP reads: with GRO one holds many datagrams), reports-delayed, reports-suppressed, datagrams, data, joins, lost-reports); channels (one per channel: name, pad, servers, packets, bytes, ended, dropped-overflow). Python reads the lists with python3-gst-1.0 installed";
 
 #[derive(Default)]
 pub struct SessionSrc {
@@ -144,7 +144,7 @@ impl SessionSrc {
             server,
             cfg,
             fallback,
-            iface,
+            SocketSettings { iface, gro: s.gro },
             events,
         )
         .map_err(|e| {
@@ -206,7 +206,7 @@ impl SessionSrc {
             LinkEvent::Data {
                 number,
                 channel,
-                buffer,
+                batch,
                 answer,
             } => {
                 let obj = self.obj();
@@ -218,7 +218,7 @@ impl SessionSrc {
                 self.channels
                     .lock()
                     .unwrap()
-                    .push(number, channel, buffer, answer, playing, pts);
+                    .push(number, channel, batch, answer, playing, pts);
             }
             LinkEvent::Ended { number, channel } => {
                 self.channels.lock().unwrap().ended(number, channel)

@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
-use std::ops::ControlFlow;
+use std::ops::{ControlFlow, Range};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -28,7 +28,9 @@ use fanout_session::{
 use gst::glib;
 use gst::prelude::*;
 
+use super::batch::Batch;
 use super::CAT;
+use crate::gro;
 use crate::multicast::{self, Iface};
 use crate::tick::{self, TICK};
 use crate::timebase::Timebase;
@@ -47,11 +49,12 @@ pub(super) enum LinkEvent {
     },
     /// A JOINED: the first, or one after the server restarted.
     Joined { server: SocketAddr, again: bool },
-    /// A packet of `channel`; an `answer` to a LOST goes to whoever asked downstream.
+    /// Packets of `channel` read together; `answer`s to a LOST go to whoever asked
+    /// downstream.
     Data {
         number: usize,
         channel: u16,
-        buffer: gst::Buffer,
+        batch: Batch,
         answer: bool,
     },
     /// The server's stream of `channel` ended.
@@ -166,8 +169,10 @@ pub(super) struct ServerLink {
     pub server: SocketAddr,
     cfg: ClientConfig,
     pub session: Mutex<Session>,
-    iface: Iface,
+    sockets: SocketSettings,
     pub group_datagrams: AtomicU64,
+    /// UDP reads (a GRO read holds many datagrams).
+    pub udp_reads: AtomicU64,
     /// The element's time line (see `crate::timebase`), and where on it this started.
     time: Arc<Timebase>,
     start: Instant,
@@ -175,7 +180,15 @@ pub(super) struct ServerLink {
     element: glib::WeakRef<gst::Element>,
 }
 
-fn udp_socket(server: SocketAddr) -> std::io::Result<UdpSocket> {
+/// How a link makes its UDP sockets.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct SocketSettings {
+    pub iface: Iface,
+    /// Ask for UDP GRO (see `crate::gro`).
+    pub gro: bool,
+}
+
+fn udp_socket(server: SocketAddr, gro: bool) -> std::io::Result<UdpSocket> {
     let domain = socket2::Domain::for_address(server);
     let s = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
     // A block arrives as a burst.
@@ -189,6 +202,9 @@ fn udp_socket(server: SocketAddr) -> std::io::Result<UdpSocket> {
     s.connect(&server.into())?;
     let s: UdpSocket = s.into();
     s.set_read_timeout(Some(TICK))?;
+    if gro {
+        gro::enable(&s);
+    }
     Ok(s)
 }
 
@@ -247,7 +263,7 @@ impl ServerLink {
         server: SocketAddr,
         cfg: ClientConfig,
         fallback: Fallback,
-        iface: Iface,
+        sockets: SocketSettings,
         events: Events,
     ) -> std::io::Result<(Arc<ServerLink>, Worker)> {
         let first = fallback.current();
@@ -258,7 +274,7 @@ impl ServerLink {
                 Client::new_stream(cfg.clone(), Mono::ZERO, seed()),
             ),
             Transport::Multicast | Transport::Udp => {
-                let socket = udp_socket(server)?;
+                let socket = udp_socket(server, sockets.gro)?;
                 let mc = ClientConfig {
                     multicast: first == Transport::Multicast,
                     ..cfg.clone()
@@ -285,8 +301,9 @@ impl ServerLink {
             server,
             cfg,
             session: Mutex::new(session),
-            iface,
+            sockets,
             group_datagrams: AtomicU64::new(0),
+            udp_reads: AtomicU64::new(0),
             start: time.now(),
             time,
             events,
@@ -402,8 +419,8 @@ fn read(link: &Arc<ServerLink>, input: &mut Input, buf: &mut [u8], pending: &mut
             if w != *wait && s.set_read_timeout(Some(w)).is_ok() {
                 *wait = w;
             }
-            match s.recv(buf) {
-                Ok(n) => message_in(link, Transport::Udp, &mut buf[..n], pending),
+            match UdpRead::from(s) {
+                Ok(r) => datagrams_in(link, Transport::Udp, r, None, pending),
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => (),
                 // The server's port is closed (ICMP): the retries go on.
                 Err(e) => log_weak!(trace, CAT, link.element, "receive: {e}"),
@@ -521,7 +538,106 @@ fn message_in(link: &ServerLink, via: Transport, bytes: &mut [u8], pending: &mut
         link.tell(LinkEvent::Data {
             number: link.number,
             channel,
-            buffer: gst::Buffer::from_mut_slice(payload),
+            batch: Batch::copied(&[&payload]),
+            answer,
+        });
+    }
+}
+
+/// One UDP read: a datagram, or a run of them coalesced by GRO, in a buffer of its own.
+struct UdpRead {
+    buffer: gst::Buffer,
+    len: usize,
+    segment: Option<usize>,
+}
+
+impl UdpRead {
+    fn from(socket: &UdpSocket) -> std::io::Result<UdpRead> {
+        let mut buffer = gst::Buffer::with_size(gro::MAX_READ).map_err(std::io::Error::other)?;
+        let (len, segment) = {
+            let b = buffer.get_mut().expect("just made");
+            let mut map = b.map_writable().map_err(std::io::Error::other)?;
+            gro::recv(socket, &mut map)?
+        };
+        Ok(UdpRead {
+            buffer,
+            len,
+            segment,
+        })
+    }
+}
+
+/// The datagrams of a read, opened in place under one lock: their DATA goes on in runs of
+/// one channel, as [`Batch`]es. From a `group`, only DATA of channels the server named that
+/// group for counts (anyone can send to a group).
+fn datagrams_in(
+    link: &ServerLink,
+    via: Transport,
+    mut read: UdpRead,
+    group: Option<SocketAddr>,
+    pending: &mut Vec<ClientEvent>,
+) {
+    let now = link.now();
+    link.udp_reads.fetch_add(1, Ordering::Relaxed);
+    let mut runs: Vec<(u16, bool, Vec<Range<usize>>)> = Vec::new();
+    let events: Vec<ClientEvent> = {
+        let b = read.buffer.get_mut().expect("ours alone");
+        let Ok(mut map) = b.map_writable() else {
+            return;
+        };
+        let base = map.as_ptr() as usize;
+        let mut s = link.session.lock().unwrap();
+        for r in gro::segments(read.len, read.segment) {
+            let bytes = &mut map[r];
+            if let Some(g) = group {
+                let Ok(Datagram::Data(d)) = message::parse(bytes) else {
+                    continue;
+                };
+                if s.group_of.get(&d.channel) != Some(&g) || !s.client.is_joined() {
+                    continue;
+                }
+            }
+            let Some(d) = s.client.handle_datagram(now, bytes) else {
+                continue;
+            };
+            let (channel, answer) = (d.channel, d.answer);
+            let start = d.payload.as_ptr() as usize - base;
+            let place = start..start + d.payload.len();
+            if group.is_some() {
+                link.group_datagrams.fetch_add(1, Ordering::Relaxed);
+            }
+            s.data(link, via, channel, d.payload);
+            // An empty one is a quiet channel's keepalive: nothing to pass on.
+            if place.is_empty() {
+                continue;
+            }
+            match runs.last_mut() {
+                Some((c, a, places)) if (*c, *a) == (channel, answer) => places.push(place),
+                _ => runs.push((channel, answer, vec![place])),
+            }
+        }
+        s.flush(link);
+        // The session's thread takes the client's events; a group's reader leaves them to it.
+        match group {
+            None => std::iter::from_fn(|| s.client.poll_event()).collect(),
+            Some(_) => Vec::new(),
+        }
+    };
+    for e in &events {
+        if let ClientEvent::Joined { channels, .. } = e {
+            link.tell(LinkEvent::Channels {
+                number: link.number,
+                channels: channels.clone(),
+            });
+        }
+    }
+    pending.extend(events);
+    let total = runs.iter().map(|(_, _, p)| p.len()).sum();
+    for (channel, answer, places) in runs {
+        link.tell(LinkEvent::Data {
+            number: link.number,
+            channel,
+            batch: Batch::of(&read.buffer, places, total),
             answer,
         });
     }
@@ -532,46 +648,22 @@ struct GroupReader {
     link: Arc<ServerLink>,
     group: SocketAddr,
     socket: Arc<UdpSocket>,
-    buf: Vec<u8>,
 }
 
 impl Turns for GroupReader {
     fn turn(&mut self, _: &Stop) -> ControlFlow<()> {
-        if let Some((channel, payload)) = self.read() {
-            self.link.tell(LinkEvent::Data {
-                number: self.link.number,
-                channel,
-                buffer: gst::Buffer::from_mut_slice(payload),
-                answer: false,
-            });
+        // A socket timeout at most: the thread looks at its stop flag between reads.
+        if let Ok(read) = UdpRead::from(&self.socket) {
+            let group = Some(self.group);
+            datagrams_in(
+                &self.link,
+                Transport::Multicast,
+                read,
+                group,
+                &mut Vec::new(),
+            );
         }
         ControlFlow::Continue(())
-    }
-}
-
-impl GroupReader {
-    /// One datagram (a socket timeout at most), if it is the server's data to pass on.
-    fn read(&mut self) -> Option<(u16, Vec<u8>)> {
-        let link = &self.link;
-        let n = self.socket.recv(&mut self.buf).ok()?;
-        let channel = match message::parse(&self.buf[..n]) {
-            Ok(Datagram::Data(d)) => d.channel,
-            _ => return None,
-        };
-        // Opened with the channel's key: anyone can send to a group, only the server's
-        // data counts (it also tells the client the server is alive).
-        let mut s = link.session.lock().unwrap();
-        if s.group_of.get(&channel) != Some(&self.group) || !s.client.is_joined() {
-            return None;
-        }
-        let payload = s
-            .client
-            .handle_datagram(link.now(), &mut self.buf[..n])
-            .map(|d| d.payload.to_vec())?;
-        link.group_datagrams.fetch_add(1, Ordering::Relaxed);
-        s.data(link, Transport::Multicast, channel, &payload);
-        // An empty one is a quiet channel's keepalive: the group works, nothing to pass on.
-        (!payload.is_empty()).then_some((channel, payload))
     }
 }
 
@@ -600,8 +692,13 @@ fn sync_groups(link: &Arc<ServerLink>, groups: &mut Vec<Group>, channels: &[Chan
         if groups.iter().any(|g| g.addr == addr) {
             continue;
         }
-        let socket = match multicast::receiver(addr, link.iface, TICK) {
-            Ok(s) => Arc::new(s),
+        let socket = match multicast::receiver(addr, link.sockets.iface, TICK) {
+            Ok(s) => {
+                if link.sockets.gro {
+                    gro::enable(&s);
+                }
+                Arc::new(s)
+            }
             Err(e) => {
                 link.tell(LinkEvent::GroupUnavailable {
                     server: link.server,
@@ -615,12 +712,11 @@ fn sync_groups(link: &Arc<ServerLink>, groups: &mut Vec<Group>, channels: &[Chan
             link: link.clone(),
             group: addr,
             socket: socket.clone(),
-            buf: vec![0u8; 65_536],
         };
         let reader = match Worker::spawn("session-src-group", turns) {
             Ok(w) => w,
             Err(e) => {
-                multicast::leave(&socket, addr, link.iface);
+                multicast::leave(&socket, addr, link.sockets.iface);
                 link.tell(LinkEvent::GroupUnavailable {
                     server: link.server,
                     group: addr,
@@ -649,7 +745,7 @@ fn sync_groups(link: &Arc<ServerLink>, groups: &mut Vec<Group>, channels: &[Chan
 fn leave_groups(link: &ServerLink, groups: &mut Vec<Group>) {
     for g in groups.drain(..) {
         g.reader.stop();
-        multicast::leave(&g.socket, g.addr, link.iface);
+        multicast::leave(&g.socket, g.addr, link.sockets.iface);
         g.reader.join();
         log_weak!(debug, CAT, link.element, "left group {}", g.addr);
     }

@@ -5,6 +5,7 @@ use std::sync::LazyLock;
 use gst::glib;
 use gst::prelude::*;
 
+mod batch;
 mod imp;
 mod link;
 mod output;

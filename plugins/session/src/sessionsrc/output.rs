@@ -10,8 +10,10 @@ use std::time::Duration;
 
 use gst::prelude::*;
 
+use super::batch::Batch;
 use super::CAT;
 use crate::drop_oldest::{DropOldest, Entry, Order};
+use gstfanoutfec::packing;
 
 /// Packets queued per pad at most (about 6 MB of 1.4 kB packets).
 pub const MAX_QUEUED: usize = 4096;
@@ -20,17 +22,24 @@ pub enum Item {
     /// Stream-start, caps (if known) and segment before the next buffer.
     Setup(Option<gst::Caps>),
     Buffer(gst::Buffer),
+    /// Packets read together: one buffer or a list, as downstream takes them.
+    Batch {
+        batch: Batch,
+        pts: Option<gst::ClockTime>,
+        discont: bool,
+    },
     Eos,
 }
 
 impl Entry for Item {
     fn droppable(&self) -> bool {
-        matches!(self, Item::Buffer(_))
+        matches!(self, Item::Buffer(_) | Item::Batch { .. })
     }
 
     fn bytes(&self) -> usize {
         match self {
             Item::Buffer(b) => b.size(),
+            Item::Batch { batch, .. } => batch.bytes(),
             _ => 0,
         }
     }
@@ -43,9 +52,33 @@ pub fn pad_queue() -> PadQueue {
     DropOldest::new(Order::Fifo, MAX_QUEUED, usize::MAX, MAX_QUEUED)
 }
 
+/// Our packets' caps get the packing downstream prefers; true for blocks. Other caps (the
+/// server's input was not ours) stay as they are, and go buffer by buffer.
+fn with_packing(pad: &gst::Pad, caps: &mut gst::Caps) -> bool {
+    let ours = caps
+        .structure(0)
+        .is_some_and(|s| s.name() == "application/x-fanout-fec");
+    if !ours {
+        return false;
+    }
+    let flow = caps.structure(0).and_then(|s| s.get::<u32>("flow").ok());
+    let block = packing::downstream_takes_blocks(pad, flow);
+    let packing = if block {
+        packing::BLOCK
+    } else {
+        packing::DATAGRAM
+    };
+    if let Some(s) = caps.make_mut().structure_mut(0) {
+        s.set(packing::PACKING, packing);
+    }
+    block
+}
+
 /// Starts `pad`'s task, pushing what `queue` gets; a fatal flow error goes on the bus once.
 pub fn start(element: &gst::Element, pad: &gst::Pad, queue: Arc<PadQueue>) {
     let (weak, p) = (element.downgrade(), pad.clone());
+    // Whether downstream takes a batch as one buffer (packing=block), asked with the caps.
+    let mut block = false;
     let started = pad.start_task(move || {
         let Some(item) = queue.pop(Duration::from_millis(100)) else {
             if queue.is_closed() {
@@ -62,7 +95,8 @@ pub fn start(element: &gst::Element, pad: &gst::Pad, queue: Arc<PadQueue>) {
                 }
                 let segment = p.sticky_event::<gst::event::Segment>(0);
                 let new_caps = caps.is_some();
-                if let Some(caps) = caps {
+                if let Some(mut caps) = caps {
+                    block = with_packing(&p, &mut caps);
                     p.push_event(gst::event::Caps::new(&caps));
                 }
                 match segment {
@@ -79,6 +113,14 @@ pub fn start(element: &gst::Element, pad: &gst::Pad, queue: Arc<PadQueue>) {
                 Ok(gst::FlowSuccess::Ok)
             }
             Item::Buffer(b) => p.push(b),
+            Item::Batch {
+                batch,
+                pts,
+                discont,
+            } => match block {
+                true => p.push(batch.into_block(pts, discont)),
+                false => p.push_list(batch.into_list(pts, discont)),
+            },
             Item::Eos => {
                 p.push_event(gst::event::Eos::new());
                 Ok(gst::FlowSuccess::Ok)

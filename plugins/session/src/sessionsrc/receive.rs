@@ -14,6 +14,7 @@ use fanout_session::ChannelInfo;
 use gst::glib;
 use gst::prelude::*;
 
+use super::batch::Batch;
 use super::link::ServerLink;
 use super::output::{self, Item, PadQueue};
 use super::CAT;
@@ -262,7 +263,7 @@ impl Channels {
         &mut self,
         number: usize,
         channel: u16,
-        mut buffer: gst::Buffer,
+        batch: Batch,
         answer: bool,
         playing: bool,
         pts: Option<gst::ClockTime>,
@@ -278,24 +279,38 @@ impl Channels {
         if c.eos {
             return;
         }
-        c.packets += 1;
-        c.bytes += buffer.size() as u64;
-        let b = buffer.make_mut();
-        if answer {
-            if let Some(dest) = c.owed(b) {
-                gstfanoutfec::set_packet_destination(b, &dest);
-            }
-        }
-        if pts.is_some() {
-            b.set_pts(pts);
-        }
+        c.packets += batch.len() as u64;
+        c.bytes += batch.bytes() as u64;
+        let mut discont = false;
         if !c.configured {
             // Caps unknown (the server's input has none): data without caps, as udpsrc does.
             c.configured = true;
             c.queue.push(Item::Setup(c.caps.clone()));
-            b.set_flags(gst::BufferFlags::DISCONT);
+            discont = true;
         }
-        c.queue.push(Item::Buffer(buffer));
+        if !answer {
+            c.queue.push(Item::Batch {
+                batch,
+                pts,
+                discont,
+            });
+            return;
+        }
+        // Answers go on one by one, each to whoever downstream is owed it.
+        for i in 0..batch.len() {
+            let Some(mut p) = batch.packet(i) else {
+                continue;
+            };
+            let b = p.make_mut();
+            if let Some(dest) = c.owed(b) {
+                gstfanoutfec::set_packet_destination(b, &dest);
+            }
+            b.set_pts(pts);
+            if discont && i == 0 {
+                b.set_flags(gst::BufferFlags::DISCONT);
+            }
+            c.queue.push(Item::Buffer(p));
+        }
     }
 }
 
@@ -330,6 +345,7 @@ pub(super) fn stats(links: &[Arc<ServerLink>], ch: &Channels) -> gst::Structure 
                 .field("transport", fallback.current().as_str())
                 .field("transport-changes", changes.join(","))
                 .field("group-datagrams", r.group_datagrams.load(Ordering::Relaxed))
+                .field("udp-reads", r.udp_reads.load(Ordering::Relaxed))
                 .field("reports-delayed", reports.sent)
                 .field("reports-suppressed", reports.suppressed)
                 .field("datagrams", s.datagrams)

@@ -23,12 +23,14 @@ pub const PROP_PASSPHRASE: &str = "passphrase";
 pub const PROP_ALLOW_UNAUTHENTICATED: &str = "allow-unauthenticated";
 pub const PROP_TOKEN: &str = "token";
 pub const PROP_TIMEOUT: &str = "timeout";
+pub const PROP_GRO: &str = "gro";
 
 pub const DEFAULT_HOST: &str = "127.0.0.1";
 pub const DEFAULT_PORT: u32 = crate::sessionsink::DEFAULT_PORT;
 pub const DEFAULT_FALLBACK_TIMEOUT: u64 = 3_000_000_000;
 pub const DEFAULT_TRANSPORT: TransportMode = TransportMode::Udp;
 pub const DEFAULT_ALLOW_UNAUTHENTICATED: bool = false;
+pub const DEFAULT_GRO: bool = true;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -42,6 +44,7 @@ pub struct Settings {
     pub timeout: u64,
     pub fallback_timeout: u64,
     pub multicast_iface: String,
+    pub gro: bool,
     pub passphrase: Option<String>,
     pub allow_unauthenticated: bool,
 }
@@ -59,6 +62,7 @@ impl Default for Settings {
             timeout: nanos(DEFAULT_TIMEOUT),
             fallback_timeout: DEFAULT_FALLBACK_TIMEOUT,
             multicast_iface: String::new(),
+            gro: DEFAULT_GRO,
             passphrase: None,
             allow_unauthenticated: DEFAULT_ALLOW_UNAUTHENTICATED,
         }
@@ -104,6 +108,12 @@ impl Settings {
             .nick("Multicast interface")
             .blurb("Interface (name, or IPv4 address) multicast groups are joined on; empty: as the routing table says")
             .default_value(Some(""))
+            .mutable_ready()
+            .build(),
+        glib::ParamSpecBoolean::builder(PROP_GRO)
+            .nick("GRO")
+            .blurb("Ask the kernel to hand over runs of datagrams in one read (UDP GRO): one read and one buffer for many packets, handed on as one buffer (packing=block) or a list. Falls back silently to a datagram a read where the kernel refuses")
+            .default_value(DEFAULT_GRO)
             .mutable_ready()
             .build(),
         glib::ParamSpecUInt64::builder(PROP_JOIN_DURATION)
@@ -161,6 +171,7 @@ impl Properties for Settings {
             PROP_MULTICAST_IFACE => {
                 self.multicast_iface = value::<Option<String>>(name, v)?.unwrap_or_default()
             }
+            PROP_GRO => put(&mut self.gro, name, v)?,
             PROP_JOIN_DURATION => put(&mut self.join_duration, name, v)?,
             PROP_JOIN_UNTIL => put(&mut self.join_until, name, v)?,
             PROP_PASSPHRASE => {
@@ -184,6 +195,7 @@ impl Properties for Settings {
             PROP_TRANSPORT => self.transport.to_value(),
             PROP_FALLBACK_TIMEOUT => self.fallback_timeout.to_value(),
             PROP_MULTICAST_IFACE => self.multicast_iface.to_value(),
+            PROP_GRO => self.gro.to_value(),
             PROP_JOIN_DURATION => self.join_duration.to_value(),
             PROP_JOIN_UNTIL => self.join_until.to_value(),
             // Write-only: never read back.
