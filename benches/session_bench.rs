@@ -9,7 +9,8 @@
 //! `authenticate=false`, same harness, 1, 10 and 100 receivers; `session-bench srt
 //! [stream-seconds [rounds]]` measures the CPU of a sender of a paced 6 Mbit/s stream,
 //! session-sink with a passphrase against `srtsink` with one, the receivers in a child process
-//! (this binary again: `session-bench receive …`).
+//! (this binary again: `session-bench receive …`). `session-bench receive-side [seconds
+//! [rounds]]`: the receiving side, GRO on and off (`receive_part.rs`).
 
 use std::io::{BufRead, BufReader, IoSlice, Write};
 use std::net::{SocketAddr, UdpSocket};
@@ -25,10 +26,11 @@ use gst_app::AppSrc;
 use nix::sys::socket::{sendmmsg, ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage};
 
 mod cpu;
+mod receive_part;
 
 use cpu::Cpu;
 
-const PAYLOAD: usize = 1316;
+pub(crate) const PAYLOAD: usize = 1316;
 const LIST: usize = 100;
 /// What session-sink adds to a packet by default (the sealed DATA header and the GCM tag),
 /// which the bare loop sends too (same bytes on the wire).
@@ -202,7 +204,7 @@ fn session_sink_datagrams(_lists: u64, sink: &gst::Element) -> u64 {
         .sum()
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     UdpSocket::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -246,7 +248,7 @@ fn round(socks: &[UdpSocket], seconds: f64) -> [f64; 4] {
     [session[0], session[1], multi, bare]
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[v.len() / 2]
 }
@@ -510,7 +512,7 @@ fn seal_round(socks: &[UdpSocket], seconds: f64, first: usize) -> [f64; 3] {
 }
 
 /// `median× (lowest–highest)` of `v`.
-fn ratio_range(v: Vec<f64>) -> String {
+pub(crate) fn ratio_range(v: Vec<f64>) -> String {
     let lo = v.iter().cloned().fold(f64::MAX, f64::min);
     let hi = v.iter().cloned().fold(0.0, f64::max);
     format!("{:.2}× ({lo:.2}–{hi:.2})", median(v))
@@ -810,7 +812,8 @@ fn main() {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     let part = match args.first().map(String::as_str) {
         Some("receive") => return receive(&args[1..]),
-        Some(p @ ("seal" | "srt")) => {
+        Some("receive-gro") => return receive_part::child(&args[1..]),
+        Some(p @ ("seal" | "srt" | "receive-side")) => {
             let p = p.to_string();
             args.remove(0);
             Some(p)
@@ -826,6 +829,8 @@ fn main() {
         println!("Load average at the start: {}", load().trim());
         if part == "seal" {
             sealing(seconds, rounds)
+        } else if part == "receive-side" {
+            receive_part::run(seconds, rounds)
         } else {
             against_srt(seconds, rounds)
         }

@@ -87,6 +87,18 @@ pub fn downstream_takes_blocks(pad: &gst::Pad, flow: Option<u32>) -> bool {
     }
 }
 
+/// Whether downstream of `pad` takes blocks at all: it prefers them, or it takes only our
+/// packets and blocks among them (`fec-depayloader`). A sink that takes anything gets
+/// datagrams. For a source of packets read from the network (`session-src`), where a buffer
+/// per packet would only cost.
+pub fn downstream_accepts_blocks(pad: &gst::Pad, flow: Option<u32>) -> bool {
+    if downstream_takes_blocks(pad, flow) {
+        return true;
+    }
+    let allowed = pad.peer_query_caps(None);
+    !allowed.is_any() && allowed.can_intersect(&caps(flow, BLOCK))
+}
+
 /// Packets laid end to end in one buffer, with their meta.
 pub fn block_buffer(packets: &[Vec<u8>]) -> gst::Buffer {
     let total = packets.iter().map(Vec::len).sum();

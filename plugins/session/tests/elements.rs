@@ -698,7 +698,10 @@ fn a_lossy_receiver_tells_its_loss_by_itself_and_the_sender_tops_up() {
     let port = free_port();
     let srv = server(port, "", "repair-percent=0");
     // The loss is made after session-src: what fec-depayloader measures goes upstream.
-    let rx = receiver(port, "! identity drop-probability=0.1");
+    let rx = receiver(
+        port,
+        "! capsfilter caps=application/x-fanout-fec,packing=datagram ! identity drop-probability=0.1",
+    );
     let depay = rx.by_name("depay").unwrap();
     let sink = sink(&srv);
     let topped = wait_for(20 * SECOND, || {

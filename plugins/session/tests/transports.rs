@@ -108,7 +108,8 @@ struct Rx {
 impl Rx {
     fn new(port: u16, opts: &str, loss: f64) -> Rx {
         let pipeline = pipeline(&format!(
-            "session-src name=src port={port} {opts} ! identity drop-probability={loss} \
+            "session-src name=src port={port} {opts} \
+             ! capsfilter caps=application/x-fanout-fec,packing=datagram ! identity drop-probability={loss} \
              ! fec-depayloader name=depay latency=1000000000 ! appsink name=out sync=false"
         ));
         let out: Arc<Mutex<Vec<u8>>> = Arc::default();

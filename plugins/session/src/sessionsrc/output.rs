@@ -62,7 +62,7 @@ fn with_packing(pad: &gst::Pad, caps: &mut gst::Caps) -> bool {
         return false;
     }
     let flow = caps.structure(0).and_then(|s| s.get::<u32>("flow").ok());
-    let block = packing::downstream_takes_blocks(pad, flow);
+    let block = packing::downstream_accepts_blocks(pad, flow);
     let packing = if block {
         packing::BLOCK
     } else {
