@@ -26,6 +26,7 @@ mod confirm;
 pub mod description;
 pub mod guard;
 pub mod packet;
+pub mod packing;
 pub mod receiver;
 pub mod sender;
 pub mod sizing;

@@ -50,6 +50,10 @@ fuzz_target!(|data: &[u8]| {
         rx.missing(now, &mut missing);
         assert!(missing.len() <= fanout_fec::receiver::MAX_MISSING);
         assert!(missing.iter().all(|m| m.needed >= 1));
+        // Asks allow for the loss measured, within bounds: a block of at most 8192 symbols
+        // short of all of them (and RaptorQ's two), at most four times that and 16.
+        assert!(missing.iter().all(|m| m.needed <= 4 * (8192 + 2) + 16));
+        assert!((0.0..=fanout_fec::receiver::MAX_LOSS).contains(&rx.observed_loss()));
         let _ = (rx.next_report(), rx.poll_timeout());
     }
     rx.finish(&mut out);

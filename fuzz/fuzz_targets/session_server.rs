@@ -74,8 +74,16 @@ fuzz_target!(|data: &[u8]| {
             // Whatever the client state machine would send, and its answers back to it.
             3 => {
                 client.handle_timeout(now.mono);
+                if head[1] & 8 != 0 {
+                    client.report_loss(0, f64::from(head[2]) / 255.0);
+                }
                 client.poll_transmit().unwrap_or_default()
             }
+            4 => message::write(&Message::Loss {
+                session: u64::from_le_bytes(body.get(..8).unwrap_or(&[0; 8]).try_into().unwrap()),
+                channel: u16::from(head[1] & 7),
+                loss: u16::from(head[2]) * 40,
+            }),
             _ => body.to_vec(),
         };
         let verified_before = server.clients().any(|(_, a)| a == from);
@@ -110,6 +118,20 @@ fuzz_target!(|data: &[u8]| {
             }
             assert_eq!(tx.to, from, "a reply to another address");
             let _ = client.handle_datagram(now.mono, &mut tx.data.clone());
+        }
+        // Repair up front for the losses told: only to receivers in, within their budget.
+        if head[3] & 0x40 != 0 {
+            for channel in [0u16, 7] {
+                for (id, loss) in server.unicast_losses(channel, now.mono) {
+                    assert!((0.0..=0.5).contains(&loss) && loss > 0.0, "{loss}");
+                    server.top_up(now, id, channel, 0, 9, u16::from(head[2]));
+                }
+                if let Some(loss) = server.group_loss(channel, now.mono) {
+                    assert_eq!(channel, 0, "a group's loss for a channel without a group");
+                    assert!((0.0..=0.5).contains(&loss), "{loss}");
+                    server.top_up_group(now, channel, 0, 9, u16::from(head[2]));
+                }
+            }
         }
         while let Some(e) = server.poll_event() {
             match e {

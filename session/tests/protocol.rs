@@ -1252,3 +1252,35 @@ fn a_channel_made_again_under_its_number_reaches_receivers_with_its_new_key() {
         Some(b"again".to_vec())
     );
 }
+
+#[test]
+fn a_group_loses_what_its_middle_member_told_and_is_topped_up_as_a_group() {
+    let (mut s, mut clients) = multicast_server(3);
+    assert_eq!(s.group_loss(0, mono(S)), Some(0.0), "nobody told a loss");
+    assert_eq!(s.group_loss(1, mono(S)), None, "no group");
+    // One lossy member of three: the group is fine, that one asks on its own.
+    clients[0].report_loss(0, 0.3);
+    exchange(S, &mut s, &mut clients[0], addr(1), &yes);
+    assert_eq!(s.group_loss(0, mono(S)), Some(0.0));
+    assert_eq!(
+        s.unicast_losses(0, mono(S)),
+        vec![],
+        "its repair is the group's"
+    );
+    clients[1].report_loss(0, 0.1);
+    exchange(S, &mut s, &mut clients[1], addr(2), &yes);
+    assert_eq!(s.group_loss(0, mono(S)), Some(0.1));
+    s.top_up_group(now(S), 0, 7, 42, 12);
+    assert_eq!(
+        s.poll_event(),
+        Some(Event::Repair {
+            to: RepairTo::Group,
+            channel: 0,
+            flow: 7,
+            block: 42,
+            count: 12
+        })
+    );
+    assert_eq!(s.stats.top_up_symbols, 12);
+    assert_eq!(s.group_loss(0, mono(4 * S)), Some(0.0), "stale");
+}

@@ -7,6 +7,7 @@
 
 use std::ops::Range;
 
+pub use fanout_fec::packing::{ranges, write, BadPackets, MAX_PACKET, MAX_PACKETS};
 use gst::glib;
 use gst::prelude::*;
 
@@ -18,38 +19,6 @@ pub const DATAGRAM: &str = "datagram";
 /// Name of the custom buffer meta listing the packets of a block-packed buffer: field
 /// `packets`, bytes of big-endian (offset u32, length u32) pairs, in order.
 pub const PACKETS_META: &str = "FanoutPacketsMeta";
-
-/// Packets one buffer may hold at most: a block of 8192 symbols with its repair, and room.
-pub const MAX_PACKETS: usize = 32_768;
-/// The longest packet: a UDP payload.
-pub const MAX_PACKET: usize = 65_507;
-
-/// Why a buffer's packet list was refused: it did not come from us, or came damaged.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BadPackets {
-    /// The field is missing or not bytes of whole pairs.
-    Malformed,
-    TooMany(usize),
-    /// Packet `index` is empty, too long, overlaps the one before or ends past the buffer.
-    OutOfPlace(usize),
-}
-
-impl std::fmt::Display for BadPackets {
-    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        match self {
-            BadPackets::Malformed => write!(f, "a packet list that is not whole pairs"),
-            BadPackets::TooMany(n) => {
-                write!(f, "{n} packets in one buffer (at most {MAX_PACKETS})")
-            }
-            BadPackets::OutOfPlace(i) => {
-                write!(
-                    f,
-                    "packet {i} empty, too long, overlapping or past the buffer"
-                )
-            }
-        }
-    }
-}
 
 pub(crate) fn register() {
     if !gst::meta::CustomMeta::is_registered(PACKETS_META) {
@@ -103,14 +72,13 @@ pub fn downstream_accepts_blocks(pad: &gst::Pad, flow: Option<u32>) -> bool {
 pub fn block_buffer(packets: &[Vec<u8>]) -> gst::Buffer {
     let total = packets.iter().map(Vec::len).sum();
     let mut data = Vec::with_capacity(total);
-    let mut places = Vec::with_capacity(packets.len() * 8);
+    let mut places = Vec::with_capacity(packets.len());
     for p in packets {
-        places.extend_from_slice(&(data.len() as u32).to_be_bytes());
-        places.extend_from_slice(&(p.len() as u32).to_be_bytes());
+        places.push(data.len()..data.len() + p.len());
         data.extend_from_slice(p);
     }
     let mut buffer = gst::Buffer::from_mut_slice(data);
-    set_packets(buffer.get_mut().unwrap(), places);
+    set_packets(buffer.get_mut().unwrap(), write(&places));
     buffer
 }
 
@@ -132,68 +100,9 @@ pub fn packets(buffer: &gst::BufferRef) -> Option<Result<Vec<Range<usize>>, BadP
     Some(ranges(&places, buffer.size()))
 }
 
-/// The (offset, length) pairs in `places` as ranges within `size` bytes, in order, apart.
-pub fn ranges(places: &[u8], size: usize) -> Result<Vec<Range<usize>>, BadPackets> {
-    if !places.len().is_multiple_of(8) {
-        return Err(BadPackets::Malformed);
-    }
-    let n = places.len() / 8;
-    if n > MAX_PACKETS {
-        return Err(BadPackets::TooMany(n));
-    }
-    let mut out = Vec::with_capacity(n);
-    let mut end = 0usize;
-    for (i, pair) in places.chunks_exact(8).enumerate() {
-        let offset = u32::from_be_bytes(pair[..4].try_into().unwrap()) as usize;
-        let len = u32::from_be_bytes(pair[4..].try_into().unwrap()) as usize;
-        let stop = offset.checked_add(len).filter(|&s| s <= size);
-        match stop {
-            Some(stop) if len > 0 && len <= MAX_PACKET && offset >= end => {
-                out.push(offset..stop);
-                end = stop;
-            }
-            _ => return Err(BadPackets::OutOfPlace(i)),
-        }
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn places(pairs: &[(u32, u32)]) -> Vec<u8> {
-        pairs
-            .iter()
-            .flat_map(|(o, l)| o.to_be_bytes().into_iter().chain(l.to_be_bytes()))
-            .collect()
-    }
-
-    #[test]
-    fn packets_are_in_order_apart_and_inside_or_refused() {
-        assert_eq!(ranges(&places(&[(0, 3), (5, 2)]), 7), Ok(vec![0..3, 5..7]));
-        assert_eq!(ranges(&[], 7), Ok(vec![]));
-        assert_eq!(ranges(&[0; 7], 7), Err(BadPackets::Malformed));
-        assert_eq!(
-            ranges(&places(&[(0, 3), (2, 2)]), 7),
-            Err(BadPackets::OutOfPlace(1))
-        );
-        assert_eq!(
-            ranges(&places(&[(0, 0)]), 7),
-            Err(BadPackets::OutOfPlace(0))
-        );
-        assert_eq!(
-            ranges(&places(&[(5, 3)]), 7),
-            Err(BadPackets::OutOfPlace(0))
-        );
-        assert_eq!(
-            ranges(&places(&[(u32::MAX, u32::MAX)]), usize::MAX),
-            Err(BadPackets::OutOfPlace(0)),
-            "no overflow"
-        );
-        let many = places(&vec![(0, 1); MAX_PACKETS + 1]);
-        assert_eq!(ranges(&many, 1), Err(BadPackets::TooMany(MAX_PACKETS + 1)));
-    }
 
     #[test]
     fn a_block_buffer_lists_its_packets_and_a_plain_one_is_one_packet() {
@@ -207,7 +116,8 @@ mod tests {
         assert!(packets(&gst::Buffer::from_slice([1u8])).is_none());
         // A meta whose list does not fit its buffer is refused, not followed.
         let mut bad = gst::Buffer::from_slice([1u8, 2]);
-        set_packets(bad.get_mut().unwrap(), places(&[(0, 3)]));
+        let past_the_end = std::iter::once(0..3).collect::<Vec<_>>();
+        set_packets(bad.get_mut().unwrap(), write(&past_the_end));
         assert_eq!(packets(&bad), Some(Err(BadPackets::OutOfPlace(0))));
     }
 }

@@ -260,6 +260,9 @@ fn five_multicast_receivers_with_independent_loss_decode_every_block() {
             }
             let s = stats(&sink);
             assert!(s.get::<u64>("group-repairs").unwrap() > 0, "{s}");
+            // Every member tells its loss: the group gets repair up front with its blocks.
+            assert!(s.get::<u64>("loss-reports").unwrap() > 0, "{s}");
+            assert!(s.get::<u64>("top-up-symbols").unwrap() > 0, "{s}");
         },
     );
 }

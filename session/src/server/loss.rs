@@ -46,6 +46,32 @@ impl Server {
             .collect()
     }
 
+    /// What the receivers taking `channel` from its group lose, as one: the median of what
+    /// they told (one that told nothing lately loses nothing), so a few lossy members leave
+    /// the rest to their reports; `None` for a channel without a group or members.
+    #[must_use]
+    pub fn group_loss(&self, channel: u16, now: Mono) -> Option<f64> {
+        self.group_of(channel)?;
+        let mut losses: Vec<u16> = self
+            .clients
+            .values()
+            .filter(|c| c.multicast && c.channels.contains(&channel))
+            .map(|c| c.losses.get(channel, now).unwrap_or(0))
+            .collect();
+        if losses.is_empty() {
+            return None;
+        }
+        losses.sort_unstable();
+        Some(f64::from(losses[(losses.len() - 1) / 2]) / 10_000.0)
+    }
+
+    /// Sends the channel's group `count` repair symbols of a block up front, within the
+    /// group's and the channel's budgets.
+    pub fn top_up_group(&mut self, now: Now, channel: u16, flow: u32, block: u64, count: u16) {
+        let sent = self.repair_group(now, (channel, flow, block), count);
+        self.stats.top_up_symbols += sent;
+    }
+
     /// Sends receiver `id` `count` repair symbols of a block up front, within its and the
     /// channel's repair budgets, as for a LOST.
     pub fn top_up(&mut self, now: Now, id: u64, channel: u16, flow: u32, block: u64, count: u16) {

@@ -70,28 +70,37 @@ impl Server {
                 self.repair_receiver(now, r.first, key, r.needed);
                 continue;
             }
-            let Some(c) = self.channels.iter_mut().find(|c| c.info.index == key.0) else {
-                continue;
-            };
-            let allowed = c.budget.allow(&self.cfg, u64::from(r.needed));
-            self.stats.repairs_over_budget += u64::from(r.needed) - allowed;
-            let count = c.bucket.take(&self.cfg, now.mono, allowed);
-            c.budget.spend(count);
-            if count == 0 {
-                continue;
+            let count = self.repair_group(now, key, r.needed);
+            if count > 0 {
+                let until = now.mono + self.cfg.group_hold;
+                self.gathering.served(key, until, count as u16);
             }
-            self.stats.group_repairs += count;
-            self.stats.repair_symbols_granted += count;
-            let until = now.mono + self.cfg.group_hold;
-            self.gathering.served(key, until, count as u16);
-            self.events.push_back(Event::Repair {
-                to: RepairTo::Group,
-                channel: key.0,
-                flow: key.1,
-                block: key.2,
-                count: count as u32,
-            });
         }
         self.gathering.forget_served(now.mono);
+    }
+
+    /// Up to `needed` fresh symbols of a block to the channel's group, within the group's
+    /// and the channel's budgets; how many.
+    pub(super) fn repair_group(&mut self, now: Now, key: BlockKey, needed: u16) -> u64 {
+        let Some(c) = self.channels.iter_mut().find(|c| c.info.index == key.0) else {
+            return 0;
+        };
+        let allowed = c.budget.allow(&self.cfg, u64::from(needed));
+        self.stats.repairs_over_budget += u64::from(needed) - allowed;
+        let count = c.bucket.take(&self.cfg, now.mono, allowed);
+        c.budget.spend(count);
+        if count == 0 {
+            return 0;
+        }
+        self.stats.group_repairs += count;
+        self.stats.repair_symbols_granted += count;
+        self.events.push_back(Event::Repair {
+            to: RepairTo::Group,
+            channel: key.0,
+            flow: key.1,
+            block: key.2,
+            count: count as u32,
+        });
+        count
     }
 }

@@ -221,10 +221,19 @@ impl Control {
     }
 
     /// Repair up front, with a block, for each unicast receiver of its channel that told a
-    /// loss: what, with the block's own symbols, arrives at that loss in 99 cases of 100.
+    /// loss, and for its group by what its members told: what, with the block's own
+    /// symbols, arrives at that loss in 99 cases of 100.
     fn top_up(&mut self, shared: &Shared, now: Instant, b: BlockSent) {
         let t = server_now(shared, now);
         let want = |loss| sizing::to_ask(b.k.saturating_add(b.margin), loss);
+        if let Some(loss) = self.server.group_loss(b.channel, t.mono) {
+            let extra = want(loss).saturating_sub(b.symbols);
+            if extra > 0 {
+                let count = u16::try_from(extra).unwrap_or(u16::MAX);
+                self.server
+                    .top_up_group(t, b.channel, b.flow, b.block, count);
+            }
+        }
         for (id, loss) in self.server.unicast_losses(b.channel, t.mono) {
             let extra = want(loss).saturating_sub(b.symbols);
             if extra > 0 {

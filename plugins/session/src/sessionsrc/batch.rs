@@ -66,14 +66,9 @@ impl Batch {
 
     /// One buffer listing its packets (block packing); `pts` and `discont` on it.
     pub fn into_block(self, pts: Option<gst::ClockTime>, discont: bool) -> gst::Buffer {
-        let mut places = Vec::with_capacity(self.places.len() * 8);
-        for r in &self.places {
-            places.extend_from_slice(&(r.start as u32).to_be_bytes());
-            places.extend_from_slice(&(r.len() as u32).to_be_bytes());
-        }
         let mut buffer = self.buffer.copy();
         let b = buffer.make_mut();
-        packing::set_packets(b, places);
+        packing::set_packets(b, packing::write(&self.places));
         b.set_pts(pts);
         if discont {
             b.set_flags(gst::BufferFlags::DISCONT);

@@ -338,12 +338,9 @@ impl ServerLink {
     }
 
     /// Downstream loses `loss` of channel `channel`'s symbols lately: the server sends repair
-    /// up front for it (LOSS). Not from a group: its repair is the group's.
+    /// up front for it (LOSS), to this receiver, or to the group it takes the channel from.
     pub fn report_loss(&self, channel: u16, loss: f64) {
         let mut s = self.session.lock().unwrap();
-        if s.fallback.current() == Transport::Multicast && s.from_groups {
-            return;
-        }
         s.client.report_loss(channel, loss);
         s.flush(self);
     }

@@ -1,0 +1,117 @@
+//! Block packing's packet list (docs/fec-format.md, "Between elements"): where each packet
+//! of a buffer that holds many is, as big-endian (offset u32, length u32) pairs. The list
+//! travels in a buffer meta, which any element or application can set: it is untrusted.
+
+use std::ops::Range;
+
+/// Packets one buffer may hold at most: a block of 8192 symbols with its repair, and room.
+pub const MAX_PACKETS: usize = 32_768;
+/// The longest packet: a UDP payload.
+pub const MAX_PACKET: usize = 65_507;
+
+/// Why a packet list was refused: it did not come from us, or came damaged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BadPackets {
+    /// The field is missing or not bytes of whole pairs.
+    Malformed,
+    TooMany(usize),
+    /// Packet `index` is empty, too long, overlaps the one before or ends past the buffer.
+    OutOfPlace(usize),
+}
+
+impl std::fmt::Display for BadPackets {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            BadPackets::Malformed => write!(f, "a packet list that is not whole pairs"),
+            BadPackets::TooMany(n) => {
+                write!(f, "{n} packets in one buffer (at most {MAX_PACKETS})")
+            }
+            BadPackets::OutOfPlace(i) => {
+                write!(
+                    f,
+                    "packet {i} empty, too long, overlapping or past the buffer"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for BadPackets {}
+
+/// The list of `places`, as [`ranges`] reads it.
+pub fn write(places: &[Range<usize>]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(places.len() * 8);
+    for r in places {
+        let start = u32::try_from(r.start).unwrap_or(u32::MAX);
+        let len = u32::try_from(r.len()).unwrap_or(u32::MAX);
+        out.extend_from_slice(&start.to_be_bytes());
+        out.extend_from_slice(&len.to_be_bytes());
+    }
+    out
+}
+
+/// The (offset, length) pairs in `places` as ranges within `size` bytes, in order, apart.
+pub fn ranges(places: &[u8], size: usize) -> Result<Vec<Range<usize>>, BadPackets> {
+    if !places.len().is_multiple_of(8) {
+        return Err(BadPackets::Malformed);
+    }
+    let n = places.len() / 8;
+    if n > MAX_PACKETS {
+        return Err(BadPackets::TooMany(n));
+    }
+    let mut out = Vec::with_capacity(n);
+    let mut end = 0usize;
+    for (i, pair) in places.chunks_exact(8).enumerate() {
+        let offset = u32::from_be_bytes(pair[..4].try_into().unwrap()) as usize;
+        let len = u32::from_be_bytes(pair[4..].try_into().unwrap()) as usize;
+        let stop = offset.checked_add(len).filter(|&s| s <= size);
+        match stop {
+            Some(stop) if len > 0 && len <= MAX_PACKET && offset >= end => {
+                out.push(offset..stop);
+                end = stop;
+            }
+            _ => return Err(BadPackets::OutOfPlace(i)),
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn places(pairs: &[(u32, u32)]) -> Vec<u8> {
+        pairs
+            .iter()
+            .flat_map(|(o, l)| o.to_be_bytes().into_iter().chain(l.to_be_bytes()))
+            .collect()
+    }
+
+    #[test]
+    fn packets_are_in_order_apart_and_inside_or_refused() {
+        assert_eq!(ranges(&places(&[(0, 3), (5, 2)]), 7), Ok(vec![0..3, 5..7]));
+        assert_eq!(ranges(&[], 7), Ok(vec![]));
+        assert_eq!(ranges(&[0; 7], 7), Err(BadPackets::Malformed));
+        assert_eq!(
+            ranges(&places(&[(0, 3), (2, 2)]), 7),
+            Err(BadPackets::OutOfPlace(1))
+        );
+        assert_eq!(
+            ranges(&places(&[(0, 0)]), 7),
+            Err(BadPackets::OutOfPlace(0))
+        );
+        assert_eq!(
+            ranges(&places(&[(5, 3)]), 7),
+            Err(BadPackets::OutOfPlace(0))
+        );
+        assert_eq!(
+            ranges(&places(&[(u32::MAX, u32::MAX)]), usize::MAX),
+            Err(BadPackets::OutOfPlace(0)),
+            "no overflow"
+        );
+        let many = places(&vec![(0, 1); MAX_PACKETS + 1]);
+        assert_eq!(ranges(&many, 1), Err(BadPackets::TooMany(MAX_PACKETS + 1)));
+        let list = vec![0..3, 5..7, 9..100];
+        assert_eq!(ranges(&write(&list), 100), Ok(list));
+    }
+}
