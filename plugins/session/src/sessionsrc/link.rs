@@ -316,6 +316,7 @@ impl ServerLink {
             groups: Vec::new(),
             pending: Vec::new(),
             buf: vec![0u8; 65_536],
+            spare: Spare::default(),
         };
         let thread = Worker::spawn("session-src", turns)?;
         Ok((link, thread))
@@ -367,12 +368,14 @@ struct SessionThread {
     /// Client events read with the data, for the end of the turn.
     pending: Vec<ClientEvent>,
     buf: Vec<u8>,
+    spare: Spare,
 }
 
 impl Turns for SessionThread {
     fn turn(&mut self, _: &Stop) -> ControlFlow<()> {
         let link = &self.link;
-        read(link, &mut self.input, &mut self.buf, &mut self.pending);
+        let (input, buf, spare) = (&mut self.input, &mut self.buf, &mut self.spare);
+        read(link, input, buf, spare, &mut self.pending);
         let now = link.now();
         let switch = {
             let mut s = link.session.lock().unwrap();
@@ -407,7 +410,13 @@ impl Turns for SessionThread {
     }
 }
 
-fn read(link: &Arc<ServerLink>, input: &mut Input, buf: &mut [u8], pending: &mut Vec<ClientEvent>) {
+fn read(
+    link: &Arc<ServerLink>,
+    input: &mut Input,
+    buf: &mut [u8],
+    spare: &mut Spare,
+    pending: &mut Vec<ClientEvent>,
+) {
     match input {
         Input::Udp(s, wait) => {
             // This thread also sends the delayed reports: it wakes when one is due.
@@ -416,8 +425,8 @@ fn read(link: &Arc<ServerLink>, input: &mut Input, buf: &mut [u8], pending: &mut
             if w != *wait && s.set_read_timeout(Some(w)).is_ok() {
                 *wait = w;
             }
-            match UdpRead::from(s) {
-                Ok(r) => datagrams_in(link, Transport::Udp, r, None, pending),
+            match UdpRead::from(s, spare) {
+                Ok(r) => spare.keep(datagrams_in(link, Transport::Udp, r, None, pending)),
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => (),
                 // The server's port is closed (ICMP): the retries go on.
                 Err(e) => log_weak!(trace, CAT, link.element, "receive: {e}"),
@@ -549,38 +558,69 @@ struct UdpRead {
 }
 
 impl UdpRead {
-    fn from(socket: &UdpSocket) -> std::io::Result<UdpRead> {
-        let mut buffer = gst::Buffer::with_size(gro::MAX_READ).map_err(std::io::Error::other)?;
-        let (len, segment) = {
-            let b = buffer.get_mut().expect("just made");
+    fn from(socket: &UdpSocket, spare: &mut Spare) -> std::io::Result<UdpRead> {
+        let mut buffer = spare.take()?;
+        let got = {
+            let b = buffer.get_mut().expect("ours alone");
             let mut map = b.map_writable().map_err(std::io::Error::other)?;
-            gro::recv(socket, &mut map)?
+            gro::recv(socket, &mut map)
         };
-        Ok(UdpRead {
-            buffer,
-            len,
-            segment,
-        })
+        match got {
+            Ok((len, segment)) => Ok(UdpRead {
+                buffer,
+                len,
+                segment,
+            }),
+            Err(e) => {
+                spare.keep(buffer);
+                Err(e)
+            }
+        }
+    }
+}
+
+/// The buffer reads go into, made again only once the last one went downstream (a read of
+/// a few datagrams is copied out, so its buffer serves the next read).
+#[derive(Default)]
+struct Spare(Option<gst::Buffer>);
+
+impl Spare {
+    fn take(&mut self) -> std::io::Result<gst::Buffer> {
+        match self.0.take() {
+            Some(mut b) => {
+                b.get_mut()
+                    .expect("kept only when ours alone")
+                    .set_size(gro::MAX_READ);
+                Ok(b)
+            }
+            None => gst::Buffer::with_size(gro::MAX_READ).map_err(std::io::Error::other),
+        }
+    }
+
+    fn keep(&mut self, buffer: gst::Buffer) {
+        if buffer.is_writable() {
+            self.0 = Some(buffer);
+        }
     }
 }
 
 /// The datagrams of a read, opened in place under one lock: their DATA goes on in runs of
 /// one channel, as [`Batch`]es. From a `group`, only DATA of channels the server named that
-/// group for counts (anyone can send to a group).
+/// group for counts (anyone can send to a group). Gives the read's buffer back.
 fn datagrams_in(
     link: &ServerLink,
     via: Transport,
     mut read: UdpRead,
     group: Option<SocketAddr>,
     pending: &mut Vec<ClientEvent>,
-) {
+) -> gst::Buffer {
     let now = link.now();
     link.udp_reads.fetch_add(1, Ordering::Relaxed);
     let mut runs: Vec<(u16, bool, Vec<Range<usize>>)> = Vec::new();
     let events: Vec<ClientEvent> = {
         let b = read.buffer.get_mut().expect("ours alone");
         let Ok(mut map) = b.map_writable() else {
-            return;
+            return read.buffer;
         };
         let base = map.as_ptr() as usize;
         let mut s = link.session.lock().unwrap();
@@ -630,6 +670,9 @@ fn datagrams_in(
     }
     pending.extend(events);
     let total = runs.iter().map(|(_, _, p)| p.len()).sum();
+    if let Some(b) = read.buffer.get_mut() {
+        b.set_size(read.len);
+    }
     for (channel, answer, places) in runs {
         link.tell(LinkEvent::Data {
             number: link.number,
@@ -638,6 +681,7 @@ fn datagrams_in(
             answer,
         });
     }
+    read.buffer
 }
 
 /// A group's reading thread: DATA of the channels that name this group, nothing else.
@@ -645,20 +689,16 @@ struct GroupReader {
     link: Arc<ServerLink>,
     group: SocketAddr,
     socket: Arc<UdpSocket>,
+    spare: Spare,
 }
 
 impl Turns for GroupReader {
     fn turn(&mut self, _: &Stop) -> ControlFlow<()> {
         // A socket timeout at most: the thread looks at its stop flag between reads.
-        if let Ok(read) = UdpRead::from(&self.socket) {
-            let group = Some(self.group);
-            datagrams_in(
-                &self.link,
-                Transport::Multicast,
-                read,
-                group,
-                &mut Vec::new(),
-            );
+        if let Ok(read) = UdpRead::from(&self.socket, &mut self.spare) {
+            let (link, group) = (&self.link, Some(self.group));
+            let buffer = datagrams_in(link, Transport::Multicast, read, group, &mut Vec::new());
+            self.spare.keep(buffer);
         }
         ControlFlow::Continue(())
     }
@@ -709,6 +749,7 @@ fn sync_groups(link: &Arc<ServerLink>, groups: &mut Vec<Group>, channels: &[Chan
             link: link.clone(),
             group: addr,
             socket: socket.clone(),
+            spare: Spare::default(),
         };
         let reader = match Worker::spawn("session-src-group", turns) {
             Ok(w) => w,
