@@ -49,7 +49,9 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
          ! mpegtsmux alignment=7 \
          ! bitrate-recorder name=recorder location={dir} max-segment-time=2000000000 \
          ! fec-payloader name=fecpay repair-percent=30 ! identity drop-probability=0.1 \
-         ! fec-depayloader name=fecdepay ! fakesink name=onward",
+         ! fec-depayloader name=fecdepay latency=1000000000 ! fakesink name=onward",
+        // A second for a block's repair (not the default 200 ms): on a loaded machine the
+        // live pipeline can stall that long, and a block it gives up is lost downstream.
         frames = seconds * 25,
         dir = dir.display()
     ))?

@@ -95,6 +95,33 @@ impl Batch {
     }
 }
 
+/// The buffer reads go into, made again only once the last one went downstream (a read of
+/// a few datagrams is copied out, so its buffer serves the next read).
+#[derive(Default)]
+pub(crate) struct Spare(Option<gst::Buffer>);
+
+impl Spare {
+    pub fn take(&mut self) -> std::io::Result<gst::Buffer> {
+        match self.0.take() {
+            Some(mut b) => {
+                b.get_mut()
+                    .expect("kept only when ours alone")
+                    .set_size(crate::gro::MAX_READ);
+                Ok(b)
+            }
+            None => gst::Buffer::with_size(crate::gro::MAX_READ).map_err(std::io::Error::other),
+        }
+    }
+
+    /// Kept only if nothing holds its memory: packets handed on share it (a list of
+    /// buffers, or a block buffer, each referring to the read's memory, not to the buffer).
+    pub fn keep(&mut self, buffer: gst::Buffer) {
+        if buffer.is_writable() && buffer.is_all_memory_writable() {
+            self.0 = Some(buffer);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,5 +159,24 @@ mod tests {
         let listed = packing::packets(&block).unwrap().unwrap();
         assert_eq!(listed, places);
         assert_eq!(Batch::copied(&[&[1, 2], &[3]]).places, [0..2, 2..3]);
+    }
+
+    #[test]
+    fn a_read_buffer_is_read_into_again_only_when_no_packet_holds_its_memory() {
+        gst::init().unwrap();
+        let mut spare = Spare::default();
+        let buffer = spare.take().unwrap();
+        let batch = Batch {
+            buffer: buffer.clone(),
+            places: vec![0..10, 10..20],
+        };
+        let list = batch.into_list(None, false);
+        // The batch's buffer is gone, its packets share the memory: not for the next read.
+        spare.keep(buffer);
+        assert!(spare.0.is_none());
+        drop(list);
+        let buffer = spare.take().unwrap();
+        spare.keep(buffer);
+        assert!(spare.0.is_some(), "nobody else: kept");
     }
 }

@@ -28,7 +28,7 @@ use fanout_session::{
 use gst::glib;
 use gst::prelude::*;
 
-use super::batch::Batch;
+use super::batch::{Batch, Spare};
 use super::CAT;
 use crate::gro;
 use crate::multicast::{self, Iface};
@@ -575,31 +575,6 @@ impl UdpRead {
                 spare.keep(buffer);
                 Err(e)
             }
-        }
-    }
-}
-
-/// The buffer reads go into, made again only once the last one went downstream (a read of
-/// a few datagrams is copied out, so its buffer serves the next read).
-#[derive(Default)]
-struct Spare(Option<gst::Buffer>);
-
-impl Spare {
-    fn take(&mut self) -> std::io::Result<gst::Buffer> {
-        match self.0.take() {
-            Some(mut b) => {
-                b.get_mut()
-                    .expect("kept only when ours alone")
-                    .set_size(gro::MAX_READ);
-                Ok(b)
-            }
-            None => gst::Buffer::with_size(gro::MAX_READ).map_err(std::io::Error::other),
-        }
-    }
-
-    fn keep(&mut self, buffer: gst::Buffer) {
-        if buffer.is_writable() {
-            self.0 = Some(buffer);
         }
     }
 }
