@@ -168,11 +168,18 @@ pub fn packet_destination(buffer: &gst::BufferRef) -> Option<glib::SendValue> {
     meta.structure().value("destination").ok().cloned()
 }
 
-fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+/// Registers the buffer metas of our packets (destination, packet list). Every plugin that
+/// sets them calls it: an edge relay (`session-src ! session-sink`) loads no FEC element,
+/// and a meta that is not registered is silently not set.
+pub fn register_metas() {
     packing::register();
     if !gst::meta::CustomMeta::is_registered(DESTINATION_META) {
         gst::meta::CustomMeta::register(DESTINATION_META, &[]);
     }
+}
+
+fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    register_metas();
     FecCodec::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
     FecMode::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
     fecpayloader::register(plugin)?;

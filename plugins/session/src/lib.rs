@@ -21,6 +21,7 @@ pub use sessionsink::SessionSink;
 pub use sessionsrc::{SessionSrc, TransportMode};
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    gstfanoutfec::register_metas();
     sessionsink::register(plugin)?;
     sessionsrc::register(plugin)?;
     Ok(())
