@@ -12,7 +12,7 @@ pub const MAX_PACKET: usize = 65_507;
 /// Why a packet list was refused: it did not come from us, or came damaged.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BadPackets {
-    /// The field is missing or not bytes of whole pairs.
+    /// The field is missing, empty, or not bytes of whole pairs.
     Malformed,
     TooMany(usize),
     /// Packet `index` is empty, too long, overlaps the one before or ends past the buffer.
@@ -22,7 +22,7 @@ pub enum BadPackets {
 impl std::fmt::Display for BadPackets {
     fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         match self {
-            BadPackets::Malformed => write!(f, "a packet list that is not whole pairs"),
+            BadPackets::Malformed => write!(f, "a packet list empty or not of whole pairs"),
             BadPackets::TooMany(n) => {
                 write!(f, "{n} packets in one buffer (at most {MAX_PACKETS})")
             }
@@ -52,7 +52,8 @@ pub fn write(places: &[Range<usize>]) -> Vec<u8> {
 
 /// The (offset, length) pairs in `places` as ranges within `size` bytes, in order, apart.
 pub fn ranges(places: &[u8], size: usize) -> Result<Vec<Range<usize>>, BadPackets> {
-    if !places.len().is_multiple_of(8) {
+    // A buffer listing no packet at all is not one of ours either.
+    if places.is_empty() || !places.len().is_multiple_of(8) {
         return Err(BadPackets::Malformed);
     }
     let n = places.len() / 8;
@@ -90,7 +91,7 @@ mod tests {
     #[test]
     fn packets_are_in_order_apart_and_inside_or_refused() {
         assert_eq!(ranges(&places(&[(0, 3), (5, 2)]), 7), Ok(vec![0..3, 5..7]));
-        assert_eq!(ranges(&[], 7), Ok(vec![]));
+        assert_eq!(ranges(&[], 7), Err(BadPackets::Malformed));
         assert_eq!(ranges(&[0; 7], 7), Err(BadPackets::Malformed));
         assert_eq!(
             ranges(&places(&[(0, 3), (2, 2)]), 7),

@@ -13,7 +13,7 @@ fuzz_target!(|data: &[u8]| {
     let size = u32::from_le_bytes(data[..4].try_into().unwrap()) as usize;
     let list = &data[4..];
     if let Ok(places) = packing::ranges(list, size) {
-        assert!(places.len() <= MAX_PACKETS);
+        assert!(!places.is_empty() && places.len() <= MAX_PACKETS);
         let mut end = 0;
         for r in &places {
             assert!(r.start >= end && r.end <= size && !r.is_empty() && r.len() <= MAX_PACKET);

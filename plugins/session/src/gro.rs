@@ -43,12 +43,15 @@ pub fn recv(socket: &UdpSocket, buf: &mut [u8]) -> std::io::Result<(usize, Optio
     Ok((msg.bytes, segment))
 }
 
-/// The datagrams in a read of `len` bytes coalesced at `segment` bytes each.
+/// The datagrams in a read of `len` bytes coalesced at `segment` bytes each; an empty
+/// datagram is one too (it is counted, as anything that arrives).
 pub fn segments(len: usize, segment: Option<usize>) -> impl Iterator<Item = Range<usize>> {
     let step = segment.unwrap_or(len).max(1);
+    let empty = (len == 0).then_some(0..0);
     (0..len)
         .step_by(step)
         .map(move |start| start..start.saturating_add(step).min(len))
+        .chain(empty)
 }
 
 #[cfg(test)]
@@ -62,7 +65,12 @@ mod tests {
         let whole: Vec<Range<usize>> = segments(10, None).collect();
         assert_eq!(whole.len(), 1);
         assert_eq!(whole[0], 0..10);
-        assert_eq!(segments(0, Some(4)).count(), 0);
+        let empty: Vec<Range<usize>> = segments(0, Some(4)).collect();
+        assert_eq!(
+            (empty.len(), empty[0].is_empty()),
+            (1, true),
+            "an empty datagram"
+        );
         assert_eq!(segments(3, Some(0)).collect::<Vec<_>>(), [0..1, 1..2, 2..3]);
     }
 
