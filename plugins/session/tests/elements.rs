@@ -715,3 +715,37 @@ fn a_lossy_receiver_tells_its_loss_by_itself_and_the_sender_tops_up() {
     rx.set_state(gst::State::Null).unwrap();
     srv.set_state(gst::State::Null).unwrap();
 }
+
+#[test]
+fn a_block_buffer_whose_packet_list_does_not_fit_is_dropped_counted_and_said() {
+    let port = free_port();
+    let srv = pipeline(&format!(
+        "appsrc name=in caps=application/x-fanout-fec,packing=block \
+         ! session-sink name=sink port={port}"
+    ));
+    srv.set_state(gst::State::Playing).unwrap();
+    let src = srv
+        .by_name("in")
+        .unwrap()
+        .downcast::<gst_app::AppSrc>()
+        .unwrap();
+    // Listed past its end, then listing nothing.
+    let mut past = gst::Buffer::from_slice(vec![0u8; 100]);
+    let places = gstfanoutfec::packing::write(&std::iter::once(0..200).collect::<Vec<_>>());
+    gstfanoutfec::packing::set_packets(past.get_mut().unwrap(), places);
+    let mut empty = gst::Buffer::from_slice(vec![0u8; 100]);
+    gstfanoutfec::packing::set_packets(empty.get_mut().unwrap(), Vec::new());
+    src.push_buffer(past).unwrap();
+    src.push_buffer(empty).unwrap();
+    let warning = bus_message(&srv, gst::MessageType::Warning, 10 * SECOND).expect("a warning");
+    assert!(warning.contains("listed its packets wrongly"), "{warning}");
+    let bad = || {
+        stats(&sink(&srv)).get::<gst::Array>("channels").unwrap()[0]
+            .get::<gst::Structure>()
+            .unwrap()
+            .get::<u64>("bad-buffers")
+            .unwrap()
+    };
+    assert!(wait_for(10 * SECOND, || bad() == 2), "{}", bad());
+    srv.set_state(gst::State::Null).unwrap();
+}

@@ -531,6 +531,20 @@ fn message_in(link: &ServerLink, via: Transport, bytes: &mut [u8], pending: &mut
         let events: Vec<ClientEvent> = std::iter::from_fn(|| s.client.poll_event()).collect();
         (d, events)
     };
+    events_in(link, events, pending);
+    if let Some((channel, payload, answer)) = data.filter(|(_, p, _)| !p.is_empty()) {
+        link.tell(LinkEvent::Data {
+            number: link.number,
+            channel,
+            batch: Batch::copied(&[&payload]),
+            answer,
+        });
+    }
+}
+
+/// The client's events of a read: pads for the channels a JOINED names at once, the rest
+/// at the end of the turn.
+fn events_in(link: &ServerLink, events: Vec<ClientEvent>, pending: &mut Vec<ClientEvent>) {
     for e in &events {
         if let ClientEvent::Joined { channels, .. } = e {
             link.tell(LinkEvent::Channels {
@@ -540,14 +554,6 @@ fn message_in(link: &ServerLink, via: Transport, bytes: &mut [u8], pending: &mut
         }
     }
     pending.extend(events);
-    if let Some((channel, payload, answer)) = data.filter(|(_, p, _)| !p.is_empty()) {
-        link.tell(LinkEvent::Data {
-            number: link.number,
-            channel,
-            batch: Batch::copied(&[&payload]),
-            answer,
-        });
-    }
 }
 
 /// One UDP read: a datagram, or a run of them coalesced by GRO, in a buffer of its own.
@@ -635,15 +641,7 @@ fn datagrams_in(
             Some(_) => Vec::new(),
         }
     };
-    for e in &events {
-        if let ClientEvent::Joined { channels, .. } = e {
-            link.tell(LinkEvent::Channels {
-                number: link.number,
-                channels: channels.clone(),
-            });
-        }
-    }
-    pending.extend(events);
+    events_in(link, events, pending);
     let total = runs.iter().map(|(_, _, p)| p.len()).sum();
     if let Some(b) = read.buffer.get_mut() {
         b.set_size(read.len);
