@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::packing::PacketOut;
 use crate::Sender;
 
 /// Bits per second of the rounds after the input ends: `fec-payloader`'s `carousel-bitrate`.
@@ -60,18 +61,16 @@ impl CarouselRounds {
 
     /// Appends a fresh round of the next kept block to `out`. Returns when (after the first
     /// step) the next step is due, or `None` once every round is done (or nothing is kept).
-    pub fn step(&mut self, sender: &mut Sender, out: &mut Vec<Vec<u8>>) -> Option<Duration> {
+    pub fn step(&mut self, sender: &mut Sender, out: &mut impl PacketOut) -> Option<Duration> {
         let blocks = sender.window_blocks();
         if self.left == Some(0) || blocks == 0 {
             return None;
         }
-        let before = out.len();
+        let before = out.size();
         if !sender.carousel_round(out) {
             return None;
         }
-        for p in &out[before..] {
-            self.pacer.sent(p.len());
-        }
+        self.pacer.sent(out.size() - before);
         self.sent_in_round += 1;
         if self.sent_in_round >= blocks {
             self.sent_in_round = 0;

@@ -133,16 +133,23 @@ fn common_header(out: &mut Vec<u8>, kind: u8, flow: u32) {
     out.extend_from_slice(&flow.to_be_bytes());
 }
 
-fn finish(out: &mut Vec<u8>) {
-    let crc = crc32c::crc32c(out);
+/// The checksum of the packet that starts at `start` of `out`.
+fn finish(out: &mut Vec<u8>, start: usize) {
+    let crc = crc32c::crc32c(&out[start..]);
     out.extend_from_slice(&crc.to_be_bytes());
 }
 
 /// Writes one symbol packet into `out` (cleared first).
 pub fn write_symbol(out: &mut Vec<u8>, h: &SymbolHeader, symbol: &[u8]) {
+    out.clear();
+    append_symbol(out, h, symbol);
+}
+
+/// Appends one symbol packet to `out`, after the packets already there.
+pub fn append_symbol(out: &mut Vec<u8>, h: &SymbolHeader, symbol: &[u8]) {
     debug_assert_eq!(symbol.len(), usize::from(h.symbol_size));
     debug_assert!(h.esi <= MAX_ESI);
-    out.clear();
+    let start = out.len();
     out.reserve(SYMBOL_HEADER + symbol.len() + CRC_LEN);
     common_header(out, TYPE_SYMBOL, h.flow);
     out.push(h.codec as u8);
@@ -161,7 +168,7 @@ pub fn write_symbol(out: &mut Vec<u8>, h: &SymbolHeader, symbol: &[u8]) {
     out.extend_from_slice(&1u16.to_be_bytes());
     out.push(ALIGNMENT as u8);
     out.extend_from_slice(symbol);
-    finish(out);
+    finish(out, start);
 }
 
 /// Writes one description fragment into `out` (cleared first).
@@ -181,7 +188,7 @@ pub fn write_description(
     out.push(count);
     out.extend_from_slice(&total_len.to_be_bytes());
     out.extend_from_slice(data);
-    finish(out);
+    finish(out, 0);
 }
 
 /// Largest description fragment payload per datagram.
@@ -329,6 +336,17 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn appended_packets_are_each_the_packet_written_alone() {
+        let mut alone = Vec::new();
+        write_symbol(&mut alone, &header(), &[7; 1000]);
+        let mut out = b"before".to_vec();
+        append_symbol(&mut out, &header(), &[7; 1000]);
+        assert_eq!(&out[..6], b"before");
+        assert_eq!(&out[6..], &alone[..]);
+        assert!(parse(&out[6..]).is_ok());
     }
 
     #[test]

@@ -38,6 +38,114 @@ impl std::fmt::Display for BadPackets {
 
 impl std::error::Error for BadPackets {}
 
+/// Where a [`Sender`](crate::Sender) puts the packets it makes: a `Vec` each, or end to end
+/// in one allocation ([`Packets`]), which becomes a block-packed buffer without a copy.
+pub trait PacketOut {
+    /// Appends the packet `write` appends to the bytes it is given.
+    fn put_with(&mut self, write: impl FnOnce(&mut Vec<u8>));
+
+    /// Appends a packet made elsewhere.
+    fn put(&mut self, packet: &[u8]) {
+        self.put_with(|out| out.extend_from_slice(packet));
+    }
+
+    /// Packets appended so far.
+    fn count(&self) -> usize;
+
+    /// Their bytes, all told.
+    fn size(&self) -> usize;
+}
+
+impl PacketOut for Vec<Vec<u8>> {
+    fn put_with(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
+        let mut p = Vec::new();
+        write(&mut p);
+        self.push(p);
+    }
+
+    fn count(&self) -> usize {
+        self.len()
+    }
+
+    fn size(&self) -> usize {
+        self.iter().map(Vec::len).sum()
+    }
+}
+
+/// Packets end to end in one `Vec`, with where each ends. Its memory is meant to be reused:
+/// a fresh block-sized allocation per block costs page faults about as much as encoding it,
+/// and a `Vec` per packet costs an allocation and a copy more.
+#[derive(Debug, Default)]
+pub struct Packets {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl PacketOut for Packets {
+    fn put_with(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
+        let start = self.bytes.len();
+        write(&mut self.bytes);
+        if self.bytes.len() > start {
+            self.ends.push(self.bytes.len());
+        }
+    }
+
+    fn count(&self) -> usize {
+        self.ends.len()
+    }
+
+    fn size(&self) -> usize {
+        self.bytes.len()
+    }
+}
+
+impl Packets {
+    /// No packets, in `bytes`' memory (cleared).
+    pub fn in_memory(mut bytes: Vec<u8>) -> Packets {
+        bytes.clear();
+        Packets {
+            bytes,
+            ends: Vec::new(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Drops the packets, keeping the memory.
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.ends.clear();
+    }
+
+    /// Where each packet is in [`bytes`](Self::bytes).
+    pub fn places(&self) -> impl Iterator<Item = Range<usize>> + '_ {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts.zip(self.ends.iter().copied()).map(|(s, e)| s..e)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        self.places().map(|r| &self.bytes[r])
+    }
+
+    /// All packets, end to end.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The packets' memory and their places, leaving this empty (and without memory).
+    pub fn take(&mut self) -> (Vec<u8>, Vec<Range<usize>>) {
+        let places = self.places().collect();
+        self.ends.clear();
+        (std::mem::take(&mut self.bytes), places)
+    }
+}
+
 /// The list of `places`, as [`ranges`] reads it.
 pub fn write(places: &[Range<usize>]) -> Vec<u8> {
     let mut out = Vec::with_capacity(places.len() * 8);
@@ -86,6 +194,24 @@ mod tests {
             .iter()
             .flat_map(|(o, l)| o.to_be_bytes().into_iter().chain(l.to_be_bytes()))
             .collect()
+    }
+
+    #[test]
+    fn packets_end_to_end_are_the_packets_put() {
+        let mut p = Packets::in_memory(vec![9; 100]);
+        assert!(p.is_empty());
+        p.put(b"abc");
+        p.put_with(|_| {});
+        p.put_with(|out| out.extend_from_slice(b"de"));
+        assert_eq!(p.count(), 2, "writing nothing is no packet");
+        assert_eq!(p.iter().collect::<Vec<_>>(), [&b"abc"[..], &b"de"[..]]);
+        assert_eq!(p.bytes(), b"abcde");
+        let (bytes, places) = p.take();
+        assert_eq!((bytes, places), (b"abcde".to_vec(), vec![0..3, 3..5]));
+        assert!(p.is_empty() && p.bytes().is_empty());
+        let mut v: Vec<Vec<u8>> = Vec::new();
+        v.put(b"x");
+        assert_eq!(v, [b"x".to_vec()]);
     }
 
     #[test]

@@ -10,6 +10,7 @@ use crate::block::{piece_header_len, put_piece_header, BufferMeta};
 use crate::codec::BlockEncoder;
 use crate::description::{Description, Mode, MAX_CAPS_LEN};
 use crate::packet::{self, SymbolHeader, ALIGNMENT, FLAG_REPAIR, MAX_ESI, MAX_SYMBOL_SIZE};
+use crate::packing::PacketOut;
 use crate::sizing::{repair_count, MAX_SOURCE_SYMBOLS};
 use crate::Codec;
 
@@ -300,7 +301,7 @@ impl Sender {
 
     /// Adds one buffer; blocks that are full or span `max_block_time` are closed and their
     /// packets appended to `out`.
-    pub fn push_buffer(&mut self, meta: &BufferMeta, data: &[u8], out: &mut Vec<Vec<u8>>) {
+    pub fn push_buffer(&mut self, meta: &BufferMeta, data: &[u8], out: &mut impl PacketOut) {
         let ts = meta.pts.or(meta.dts);
         if ts.is_some() {
             self.stream_time = ts;
@@ -348,11 +349,11 @@ impl Sender {
     }
 
     /// Closes the block being built (if any) and appends its packets to `out`.
-    pub fn flush(&mut self, out: &mut Vec<Vec<u8>>) {
+    pub fn flush(&mut self, out: &mut impl PacketOut) {
         self.close_block(out);
     }
 
-    fn close_block(&mut self, out: &mut Vec<Vec<u8>>) {
+    fn close_block(&mut self, out: &mut impl PacketOut) {
         if self.building.is_empty() {
             return;
         }
@@ -387,9 +388,9 @@ impl Sender {
         // Every codec is systematic: the source symbols are the block itself.
         if self.cfg.send_source {
             for (esi, symbol) in block.data.chunks_exact(t).enumerate() {
-                let p = self.symbol_packet(&block, esi as u32, symbol);
+                let header = self.symbol_header(&block, esi as u32);
                 self.stats.source_packets += 1;
-                self.emit(out, p);
+                self.emit(out, |p| packet::append_symbol(p, &header, symbol));
             }
         }
         // Counted only now: a description sent with the source packets names this block as
@@ -423,8 +424,8 @@ impl Sender {
         }
     }
 
-    fn symbol_packet(&self, block: &SentBlock, esi: u32, symbol: &[u8]) -> Vec<u8> {
-        let header = SymbolHeader {
+    fn symbol_header(&self, block: &SentBlock, esi: u32) -> SymbolHeader {
+        SymbolHeader {
             flow: self.cfg.flow,
             codec: self.cfg.codec,
             flags: if esi >= u32::from(block.k) {
@@ -437,13 +438,11 @@ impl Sender {
             esi,
             transfer_length: u64::from(block.k) * u64::from(self.cfg.symbol_size),
             symbol_size: self.cfg.symbol_size,
-        };
-        let mut p = Vec::new();
-        packet::write_symbol(&mut p, &header, symbol);
-        p
+        }
     }
 
-    fn emit(&mut self, out: &mut Vec<Vec<u8>>, p: Vec<u8>) {
+    /// Appends the packet `write` makes, after a description when one is due.
+    fn emit(&mut self, out: &mut impl PacketOut, write: impl FnOnce(&mut Vec<u8>)) {
         let ramping = self.description_gap < self.cfg.description_interval;
         let forced = self.since_description == u32::MAX;
         let timely = match (self.described_at, self.stream_time) {
@@ -463,7 +462,9 @@ impl Sender {
                 }
                 let packets = desc.packets(self.cfg.flow, self.description_version);
                 self.stats.description_packets += packets.len() as u64;
-                out.extend(packets);
+                for p in &packets {
+                    out.put(p);
+                }
                 if self.since_description != u32::MAX {
                     self.description_gap = self
                         .description_gap
@@ -475,7 +476,7 @@ impl Sender {
             }
         }
         self.since_description = self.since_description.saturating_add(1);
-        out.push(p);
+        out.put_with(write);
     }
 
     /// Sent less than `window_time` ago, within the bytes the time rule may keep.
@@ -486,8 +487,8 @@ impl Sender {
             && self.now < block.sent_at + self.cfg.window_time
     }
 
-    /// `count` fresh repair packets of window entry `i`.
-    fn repair_packets(&mut self, i: usize, count: u32) -> Vec<Vec<u8>> {
+    /// `count` fresh repair symbols of window entry `i`, with their ESIs.
+    fn repair_symbols(&mut self, i: usize, count: u32) -> Vec<(u32, Vec<u8>)> {
         let t = usize::from(self.cfg.symbol_size);
         let (codec, symbol_size) = (self.cfg.codec, self.cfg.symbol_size);
         let block = &mut self.window[i];
@@ -511,24 +512,31 @@ impl Sender {
             encoder.get_or_insert_with(|| BlockEncoder::new(codec, data, symbol_size, *pool));
         let symbols = encoder.repair_symbols(u32::from(*k), block.next_repair, count, t);
         block.next_repair += count;
-        let block = &self.window[i];
-        let packets: Vec<Vec<u8>> = symbols
-            .iter()
-            .map(|(esi, s)| self.symbol_packet(block, *esi, s))
-            .collect();
-        self.stats.repair_packets += packets.len() as u64;
+        self.stats.repair_packets += symbols.len() as u64;
+        symbols
+    }
+
+    /// `count` fresh repair packets of window entry `i`.
+    fn repair_packets(&mut self, i: usize, count: u32) -> Vec<Vec<u8>> {
+        let symbols = self.repair_symbols(i, count);
+        let mut packets = Vec::with_capacity(symbols.len());
+        for (esi, symbol) in &symbols {
+            let header = self.symbol_header(&self.window[i], *esi);
+            packets.put_with(|p| packet::append_symbol(p, &header, symbol));
+        }
         packets
     }
 
-    fn send_repair(&mut self, i: usize, count: u32, out: &mut Vec<Vec<u8>>) {
-        for p in self.repair_packets(i, count) {
-            self.emit(out, p);
+    fn send_repair(&mut self, i: usize, count: u32, out: &mut impl PacketOut) {
+        for (esi, symbol) in self.repair_symbols(i, count) {
+            let header = self.symbol_header(&self.window[i], esi);
+            self.emit(out, |p| packet::append_symbol(p, &header, &symbol));
         }
     }
 
     /// Sends a full fresh round (K + repair new symbols) of the next window block in turn;
     /// false if the window is empty or the codec has no repair.
-    pub fn carousel_round(&mut self, out: &mut Vec<Vec<u8>>) -> bool {
+    pub fn carousel_round(&mut self, out: &mut impl PacketOut) -> bool {
         if self.window.is_empty() || self.cfg.codec == Codec::None {
             return false;
         }

@@ -172,10 +172,14 @@ pub fn packet_destination(buffer: &gst::BufferRef) -> Option<glib::SendValue> {
 /// sets them calls it: an edge relay (`session-src ! session-sink`) loads no FEC element,
 /// and a meta that is not registered is silently not set.
 pub fn register_metas() {
-    packing::register();
-    if !gst::meta::CustomMeta::is_registered(DESTINATION_META) {
-        gst::meta::CustomMeta::register(DESTINATION_META, &[]);
-    }
+    // Once per process: two threads registering at once would both try.
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        packing::register();
+        if !gst::meta::CustomMeta::is_registered(DESTINATION_META) {
+            gst::meta::CustomMeta::register(DESTINATION_META, &[]);
+        }
+    });
 }
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {

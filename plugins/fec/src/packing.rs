@@ -6,8 +6,11 @@
 //! `packing=datagram` (a buffer per packet) stays the default for anything else.
 
 use std::ops::Range;
+use std::sync::{Arc, Mutex, Weak};
 
-pub use fanout_fec::packing::{ranges, write, BadPackets, MAX_PACKET, MAX_PACKETS};
+pub use fanout_fec::packing::{
+    ranges, write, BadPackets, PacketOut, Packets, MAX_PACKET, MAX_PACKETS,
+};
 use gst::glib;
 use gst::prelude::*;
 
@@ -68,6 +71,66 @@ pub fn downstream_accepts_blocks(pad: &gst::Pad, flow: Option<u32>) -> bool {
     !allowed.is_any() && allowed.can_intersect(&caps(flow, BLOCK))
 }
 
+/// Memory of block buffers, back for the next block once downstream lets go of the buffer:
+/// a fresh block-sized allocation per block costs page faults about as much as encoding it.
+#[derive(Debug, Default)]
+pub struct Recycler(Arc<Mutex<Vec<Vec<u8>>>>);
+
+/// Memories kept for reuse at most, and the largest kept (a huge push's is let go).
+const SPARES: usize = 4;
+const MAX_SPARE: usize = 8 << 20;
+
+/// A block buffer's memory, which goes back to its recycler when the buffer is freed.
+struct Recycled {
+    data: Vec<u8>,
+    home: Weak<Mutex<Vec<Vec<u8>>>>,
+}
+
+impl AsRef<[u8]> for Recycled {
+    fn as_ref(&self) -> &[u8] {
+        &self.data
+    }
+}
+
+impl AsMut<[u8]> for Recycled {
+    fn as_mut(&mut self) -> &mut [u8] {
+        &mut self.data
+    }
+}
+
+impl Drop for Recycled {
+    fn drop(&mut self) {
+        if self.data.capacity() > MAX_SPARE {
+            return;
+        }
+        if let Some(Ok(mut spares)) = self.home.upgrade().as_ref().map(|h| h.lock()) {
+            if spares.len() < SPARES {
+                spares.push(std::mem::take(&mut self.data));
+            }
+        }
+    }
+}
+
+impl Recycler {
+    /// Memory for the next block's packets: a block buffer's, once it is free.
+    pub fn spare(&self) -> Vec<u8> {
+        let mut spare = self.0.lock().unwrap().pop().unwrap_or_default();
+        spare.clear();
+        spare
+    }
+
+    /// `packets` as one block-packed buffer in their own memory (no copy), leaving
+    /// `packets` empty in a spare memory.
+    pub fn block_buffer(&self, packets: &mut Packets) -> gst::Buffer {
+        let (data, places) = packets.take();
+        *packets = Packets::in_memory(self.spare());
+        let home = Arc::downgrade(&self.0);
+        let mut buffer = gst::Buffer::from_mut_slice(Recycled { data, home });
+        set_packets(buffer.get_mut().unwrap(), write(&places));
+        buffer
+    }
+}
+
 /// Packets laid end to end in one buffer, with their meta.
 pub fn block_buffer(packets: &[Vec<u8>]) -> gst::Buffer {
     let total = packets.iter().map(Vec::len).sum();
@@ -103,6 +166,39 @@ pub fn packets(buffer: &gst::BufferRef) -> Option<Result<Vec<Range<usize>>, BadP
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_block_buffers_memory_comes_back_for_the_next_block_once_freed() {
+        gst::init().unwrap();
+        crate::register_metas();
+        let recycler = Recycler::default();
+        let mut packets = Packets::default();
+        packets.put(&[1; 1000]);
+        packets.put(&[2; 500]);
+        let b = recycler.block_buffer(&mut packets);
+        assert!(packets.is_empty());
+        assert_eq!(b.size(), 1500);
+        assert_eq!(self::packets(&b).unwrap().unwrap(), [0..1000, 1000..1500]);
+        let first = b.map_readable().unwrap().as_ptr();
+        assert_eq!(
+            recycler.spare().capacity(),
+            0,
+            "held downstream: not back yet"
+        );
+        drop(b);
+        let spare = recycler.spare();
+        assert_eq!(
+            (spare.as_ptr(), spare.len()),
+            (first, 0),
+            "the same memory, empty"
+        );
+        let mut packets = Packets::in_memory(spare);
+        packets.put(&[3; 10]);
+        let b = recycler.block_buffer(&mut packets);
+        assert_eq!(b.map_readable().unwrap().as_ptr(), first);
+        drop(recycler);
+        drop(b);
+    }
 
     #[test]
     fn a_block_buffer_lists_its_packets_and_a_plain_one_is_one_packet() {

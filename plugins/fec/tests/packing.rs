@@ -109,3 +109,101 @@ fn a_block_buffer_whose_packet_list_does_not_fit_is_one_malformed_packet() {
     assert_eq!(s.get::<u64>("malformed").unwrap(), 2, "{s}");
     assert_eq!(s.get::<u64>("packets").unwrap(), 2, "{s}");
 }
+
+/// The buffers `appsink name=out` of `p` got, once `p` ran to EOS.
+fn collect(p: &gst::Pipeline) -> std::sync::Arc<std::sync::Mutex<Vec<gst::Buffer>>> {
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let g = got.clone();
+    let sink = p
+        .by_name("out")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |s| {
+                let sample = s.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                g.lock().unwrap().push(sample.buffer_owned().unwrap());
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+    got
+}
+
+#[test]
+fn a_list_of_input_goes_out_a_buffer_per_block_as_each_block_is_made() {
+    init();
+    // One push of 600 TS-sized buffers: about six blocks of 100 symbols of 1280 bytes.
+    let input: Vec<u8> = (0..600 * 1316u32)
+        .map(|i| (i * 7 + i / 1316) as u8)
+        .collect();
+    let p = pipeline(
+        "appsrc name=in format=bytes caps=video/mpegts,systemstream=true,packetsize=188 \
+         ! fec-payloader name=pay symbol-size=1280 max-block-symbols=100 max-block-time=0 \
+         ! capsfilter caps=application/x-fanout-fec,packing=block ! appsink name=out sync=false",
+    );
+    let got = collect(&p);
+    let src = p
+        .by_name("in")
+        .unwrap()
+        .downcast::<gst_app::AppSrc>()
+        .unwrap();
+    let list: gst::BufferList = input
+        .chunks(1316)
+        .map(|c| gst::Buffer::from_slice(c.to_vec()))
+        .collect();
+    src.push_buffer_list(list).unwrap();
+    src.end_of_stream().unwrap();
+    run_pipeline(&p);
+    let blocks = stat(&p, "pay", "blocks");
+    assert!(blocks >= 6, "{blocks} blocks");
+    let got = got.lock().unwrap().clone();
+    assert_eq!(
+        got.len() as u64,
+        blocks,
+        "a buffer per block, not one for the whole push"
+    );
+    for (n, b) in got.iter().enumerate() {
+        let map = b.map_readable().unwrap();
+        let numbers: std::collections::BTreeSet<u64> = packing::packets(b)
+            .expect("block packed")
+            .unwrap()
+            .into_iter()
+            .filter_map(|r| match fanout_fec::packet::parse(&map[r]) {
+                Ok(fanout_fec::packet::Packet::Symbol { header, .. }) => Some(header.block),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(numbers.into_iter().collect::<Vec<_>>(), [n as u64]);
+    }
+
+    // And the receiver rebuilds the input from those buffers, byte for byte.
+    let d = pipeline(
+        "appsrc name=in format=bytes caps=application/x-fanout-fec,packing=block \
+         ! fec-depayloader ! appsink name=out sync=false",
+    );
+    let out = collect(&d);
+    let src = d
+        .by_name("in")
+        .unwrap()
+        .downcast::<gst_app::AppSrc>()
+        .unwrap();
+    for b in got {
+        src.push_buffer(b).unwrap();
+    }
+    src.end_of_stream().unwrap();
+    run_pipeline(&d);
+    let bytes: Vec<u8> = out
+        .lock()
+        .unwrap()
+        .iter()
+        .flat_map(|b| b.map_readable().unwrap().to_vec())
+        .collect();
+    assert!(
+        bytes == input,
+        "{} bytes out of {}",
+        bytes.len(),
+        input.len()
+    );
+}

@@ -12,6 +12,7 @@ use std::sync::{LazyLock, Mutex};
 
 use fanout_element_kit::settings::{self as kit, Properties};
 use fanout_element_kit::stats::Stats;
+use fanout_fec::packing::{PacketOut, Packets};
 use fanout_fec::{BufferMeta, Mono, Sender, SenderError};
 use gst::glib;
 use gst::prelude::*;
@@ -57,6 +58,11 @@ struct State {
     counters: Counters,
     /// The sender's clock, for keeping recent blocks repairable.
     started: std::time::Instant,
+    /// Packets made and not yet pushed, in memory reused from block to block.
+    out: Packets,
+    /// The running time of each run of `out`: (packets up to, running time).
+    stamps: Vec<(usize, Option<gst::ClockTime>)>,
+    recycler: packing::Recycler,
 }
 
 impl State {
@@ -71,6 +77,45 @@ impl State {
             Some(caps) => self.sender.set_stream(caps, self.time_segment),
             None => Ok(()),
         }
+    }
+
+    /// Stamps the packets made since the last stamp with the running time `pts`.
+    fn stamp(&mut self, pts: Option<gst::ClockTime>) {
+        let made = self.out.count();
+        if self.stamps.last().map_or(0, |&(upto, _)| upto) < made {
+            self.stamps.push((made, pts));
+        }
+    }
+
+    /// The packets made as downstream takes them: a buffer each, or all in one (block
+    /// packing), stamped with the running time of the input that completed them.
+    fn take_packets(&mut self, block: bool) -> gst::BufferList {
+        self.counters.packets_out += self.out.len() as u64;
+        let stamps = std::mem::take(&mut self.stamps);
+        if self.out.is_empty() {
+            return gst::BufferList::new();
+        }
+        let mut list = gst::BufferList::new_sized(if block { 1 } else { self.out.len() });
+        let l = list.get_mut().unwrap();
+        if block {
+            let mut b = self.recycler.block_buffer(&mut self.out);
+            b.get_mut()
+                .unwrap()
+                .set_pts(stamps.first().and_then(|&(_, pts)| pts));
+            l.add(b);
+        } else {
+            let mut stamps = stamps.into_iter().peekable();
+            for (i, p) in self.out.iter().enumerate() {
+                while stamps.next_if(|&(upto, _)| upto <= i).is_some() {}
+                let mut b = gst::Buffer::from_mut_slice(p.to_vec());
+                b.get_mut()
+                    .unwrap()
+                    .set_pts(stamps.peek().and_then(|&(_, pts)| pts));
+                l.add(b);
+            }
+            self.out.clear();
+        }
+        list
     }
 }
 
@@ -91,27 +136,6 @@ pub struct FecPayloader {
     block: AtomicBool,
 }
 
-/// Packets as buffers, stamped with the running time of the input that completed them.
-/// Packets as downstream takes them: a buffer each, or all in one (block packing).
-fn packet_buffers(packets: Vec<(Option<gst::ClockTime>, Vec<u8>)>, block: bool) -> gst::BufferList {
-    let mut list = gst::BufferList::new_sized(if block { 1 } else { packets.len() });
-    let l = list.get_mut().unwrap();
-    if block {
-        let pts = packets.first().and_then(|(pts, _)| *pts);
-        let data: Vec<Vec<u8>> = packets.into_iter().map(|(_, p)| p).collect();
-        let mut b = packing::block_buffer(&data);
-        b.get_mut().unwrap().set_pts(pts);
-        l.add(b);
-    } else {
-        for (pts, p) in packets {
-            let mut b = gst::Buffer::from_mut_slice(p);
-            b.get_mut().unwrap().set_pts(pts);
-            l.add(b);
-        }
-    }
-    list
-}
-
 impl FecPayloader {
     fn sink_chain(
         &self,
@@ -129,13 +153,14 @@ impl FecPayloader {
         self.process(list.iter())
     }
 
-    /// Takes input buffers under one lock and pushes their packets as one list.
+    /// Takes input buffers and pushes the packets each completes as it completes them: a
+    /// block's buffer goes out (and its memory comes back) before the next is made.
     fn process<'a>(
         &self,
         buffers: impl Iterator<Item = &'a gst::BufferRef>,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
         let _push = self.push_lock.lock().unwrap();
-        let (list, repairs) = {
+        {
             let mut guard = self.state.lock().unwrap();
             let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
             if state.caps.is_none() {
@@ -147,22 +172,29 @@ impl FecPayloader {
                     .map_err(|_| gst::FlowError::NotNegotiated)?;
             }
             state.tick();
-            let mut packets = Vec::new();
-            for buffer in buffers {
-                self.take_buffer(state, buffer, &mut packets)?;
+        }
+        let mut ret = Ok(gst::FlowSuccess::Ok);
+        for buffer in buffers {
+            let (list, repairs) = {
+                let mut guard = self.state.lock().unwrap();
+                let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
+                self.take_buffer(state, buffer)?;
+                if state.out.is_empty() && state.repairs.is_empty() {
+                    continue;
+                }
+                (
+                    state.take_packets(self.block()),
+                    std::mem::take(&mut state.repairs),
+                )
+            };
+            self.ensure_segment()?;
+            self.push_repairs(repairs)?;
+            if !list.is_empty() {
+                gst::trace!(CAT, imp = self, "pushing {} buffers", list.len());
+                ret = self.srcpad.push_list(list);
+                ret?;
             }
-            (packets, std::mem::take(&mut state.repairs))
-        };
-        if list.is_empty() && repairs.is_empty() {
-            return Ok(gst::FlowSuccess::Ok);
         }
-        self.ensure_segment()?;
-        self.push_repairs(repairs)?;
-        if list.is_empty() {
-            return Ok(gst::FlowSuccess::Ok);
-        }
-        gst::trace!(CAT, imp = self, "pushing {} packets", list.len());
-        let ret = self.srcpad.push_list(packet_buffers(list, self.block()));
         self.stats.post_when_due(&*self.obj(), || self.stats());
         ret
     }
@@ -171,7 +203,6 @@ impl FecPayloader {
         &self,
         state: &mut State,
         buffer: &gst::BufferRef,
-        out: &mut Vec<(Option<gst::ClockTime>, Vec<u8>)>,
     ) -> Result<(), gst::FlowError> {
         let rt = |t: Option<gst::ClockTime>| t.and_then(|t| state.segment.to_running_time(t));
         let pts = rt(buffer.pts());
@@ -181,7 +212,6 @@ impl FecPayloader {
             duration: buffer.duration().map(gst::ClockTime::nseconds),
             flags: buffer.flags().bits(),
         };
-        let mut packets = Vec::new();
         let map = buffer.map_readable().map_err(|_| {
             gst::element_imp_error!(
                 self,
@@ -191,11 +221,10 @@ impl FecPayloader {
             );
             gst::FlowError::Error
         })?;
-        state.sender.push_buffer(&meta, &map, &mut packets);
+        state.sender.push_buffer(&meta, &map, &mut state.out);
+        state.stamp(pts);
         state.counters.buffers_in += 1;
         state.counters.bytes_in += map.len() as u64;
-        state.counters.packets_out += packets.len() as u64;
-        out.extend(packets.into_iter().map(|p| (pts, p)));
         Ok(())
     }
 
@@ -249,11 +278,9 @@ impl FecPayloader {
                 return Ok(gst::FlowSuccess::Ok);
             };
             state.tick();
-            let mut packets = Vec::new();
-            state.sender.flush(&mut packets);
-            state.counters.packets_out += packets.len() as u64;
-            let packets = packets.into_iter().map(|p| (None, p)).collect();
-            packet_buffers(packets, self.block())
+            state.sender.flush(&mut state.out);
+            state.stamp(None);
+            state.take_packets(self.block())
         };
         if list.is_empty() {
             return Ok(gst::FlowSuccess::Ok);
@@ -381,6 +408,9 @@ impl FecPayloader {
             repairs: Vec::new(),
             counters: Counters::default(),
             started: std::time::Instant::now(),
+            out: Packets::default(),
+            stamps: Vec::new(),
+            recycler: packing::Recycler::default(),
         });
         Ok(())
     }

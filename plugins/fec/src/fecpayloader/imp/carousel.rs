@@ -12,7 +12,7 @@ use fanout_fec::CarouselRounds;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 
-use super::{packet_buffers, FecPayloader, CAT};
+use super::{FecPayloader, CAT};
 use crate::FecMode;
 
 /// The rounds in progress (none: a stream-mode linger), and the EOS they hold back.
@@ -130,8 +130,7 @@ impl FecPayloader {
             return;
         }
         let _push = self.push_lock.lock().unwrap();
-        let mut packets = Vec::new();
-        let (due, repairs) = {
+        let (due, packets, repairs) = {
             let mut carousel = self.carousel.lock().unwrap();
             let mut guard = self.state.lock().unwrap();
             let (Some(c), Some(state)) = (
@@ -145,11 +144,12 @@ impl FecPayloader {
                 return;
             };
             let (rounds, started) = c;
-            let due = rounds.step(&mut state.sender, &mut packets);
-            state.counters.packets_out += packets.len() as u64;
+            let due = rounds.step(&mut state.sender, &mut state.out);
+            state.stamp(None);
             state.counters.carousel_rounds = rounds.rounds_done;
             (
                 due.map(|after| started + after),
+                state.take_packets(self.block()),
                 std::mem::take(&mut state.repairs),
             )
         };
@@ -157,8 +157,7 @@ impl FecPayloader {
             if packets.is_empty() {
                 return Ok(gst::FlowSuccess::Ok);
             }
-            let packets = packets.into_iter().map(|p| (None, p)).collect();
-            self.srcpad.push_list(packet_buffers(packets, self.block()))
+            self.srcpad.push_list(packets)
         });
         drop(_push);
         match (pushed, due) {
