@@ -41,6 +41,8 @@ fn type_and_default(p: &glib::ParamSpec) -> (String, String) {
         format!(" ({}–{})", p.minimum(), p.maximum())
     } else if let Some(p) = p.downcast_ref::<glib::ParamSpecInt64>() {
         format!(" ({}–{})", p.minimum(), p.maximum())
+    } else if let Some(p) = p.downcast_ref::<glib::ParamSpecDouble>() {
+        format!(" ({}–{})", p.minimum(), p.maximum())
     } else {
         String::new()
     };
@@ -51,6 +53,7 @@ fn type_and_default(p: &glib::ParamSpec) -> (String, String) {
         "gint" => "int".to_owned(),
         "guint64" => "uint64".to_owned(),
         "gint64" => "int64".to_owned(),
+        "gdouble" => "double".to_owned(),
         "GstStructure" => "structure".to_owned(),
         _ => match glib::EnumClass::with_type(p.value_type()) {
             Some(e) => {

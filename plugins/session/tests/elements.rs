@@ -646,32 +646,62 @@ fn a_leave_over_tcp_removes_the_receiver_and_closes_its_connection() {
     srv.set_state(gst::State::Null).unwrap();
 }
 
+/// Takes the stream for 3 s, telling `tell` as its loss twice a second if given; the
+/// answers (repair sent to this receiver alone) it got.
+fn answers(c: &mut RawClient, tell: Option<f64>) -> u32 {
+    let mut n = 0;
+    let mut buf = [0u8; 65536];
+    let start = std::time::Instant::now();
+    let mut told = start - 10 * SECOND;
+    while start.elapsed() < 3 * SECOND {
+        if let Some(loss) = tell.filter(|_| told.elapsed() > SECOND / 2) {
+            c.client.report_loss(0, loss);
+            told = std::time::Instant::now();
+        }
+        c.flush();
+        if let Ok(len) = c.sock.recv(&mut buf) {
+            let now = c.now();
+            if let Some(d) = c.client.handle_datagram(now, &mut buf[..len]) {
+                n += u32::from(d.answer);
+            }
+        }
+    }
+    n
+}
+
+#[test]
+fn a_lower_top_up_confidence_sends_less_repair_up_front_for_the_same_loss() {
+    let per_block = |confidence: &str| {
+        let port = free_port();
+        let srv = server(
+            port,
+            &format!("top-up-confidence={confidence}"),
+            "repair-percent=0 name=pay",
+        );
+        let mut lossy = RawClient::join(port, Stay::For(30_000_000_000));
+        let got = answers(&mut lossy, Some(0.1));
+        let st = stats(&sink(&srv));
+        let blocks = stats(&srv.by_name("pay").unwrap())
+            .get::<u64>("blocks")
+            .unwrap();
+        let top_ups = st.get::<u64>("top-up-symbols").unwrap();
+        srv.set_state(gst::State::Null).unwrap();
+        assert!(got > 0 && blocks > 5, "{blocks} blocks\n{st}");
+        top_ups as f64 / blocks as f64
+    };
+    let (low, default) = (per_block("50"), per_block("99"));
+    assert!(
+        low > 0.0 && low < default * 0.8,
+        "per block: {low} at 50 %, {default} at 99 %"
+    );
+}
+
 #[test]
 fn a_receiver_that_tells_its_loss_gets_repair_with_every_block_and_a_clean_one_none() {
     let port = free_port();
     let srv = server(port, "", "repair-percent=0");
     let mut lossy = RawClient::join(port, Stay::For(30_000_000_000));
     let mut clean = RawClient::join(port, Stay::For(30_000_000_000));
-    let answers = |c: &mut RawClient, tell: Option<f64>| {
-        let mut n = 0;
-        let mut buf = [0u8; 65536];
-        let start = std::time::Instant::now();
-        let mut told = start - 10 * SECOND;
-        while start.elapsed() < 3 * SECOND {
-            if let Some(loss) = tell.filter(|_| told.elapsed() > SECOND / 2) {
-                c.client.report_loss(0, loss);
-                told = std::time::Instant::now();
-            }
-            c.flush();
-            if let Ok(len) = c.sock.recv(&mut buf) {
-                let now = c.now();
-                if let Some(d) = c.client.handle_datagram(now, &mut buf[..len]) {
-                    n += u32::from(d.answer);
-                }
-            }
-        }
-        n
-    };
     let (a, b) = std::thread::scope(|s| {
         let a = s.spawn(|| answers(&mut lossy, Some(0.1)));
         let b = s.spawn(|| answers(&mut clean, None));

@@ -30,6 +30,9 @@ pub const DEFAULT_GROUP_WINDOW: Duration = Duration::from_millis(15);
 /// the repair arrived asks only for what is still missing); over a longer path, a report
 /// already on its way costs one more repair at worst.
 pub const DEFAULT_GROUP_HOLD: Duration = Duration::from_millis(5);
+/// Blocks, in percent, that repair sent up front for a told loss finishes without a round
+/// trip: the rule a LOST's `needed` follows too (`fanout_fec::sizing`).
+pub const DEFAULT_TOP_UP_CONFIDENCE: f64 = 99.0;
 
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -52,6 +55,9 @@ pub struct ServerConfig {
     /// group repair reports it already covers are dropped.
     pub group_window: Duration,
     pub group_hold: Duration,
+    /// Repair up front for a loss a receiver told is sized so that, with the block's own
+    /// symbols, enough arrive in this percent of blocks (the rest is asked for with LOST).
+    pub top_up_confidence: f64,
     /// Seal every DATA datagram with its channel's key (off: anyone can inject data).
     pub authenticate: bool,
     /// Encrypt DATA too, the keys wrapped by this passphrase's key (implies `authenticate`).
@@ -74,6 +80,7 @@ impl ServerConfig {
             channel_repair_percent: DEFAULT_CHANNEL_REPAIR_PERCENT,
             group_window: DEFAULT_GROUP_WINDOW,
             group_hold: DEFAULT_GROUP_HOLD,
+            top_up_confidence: DEFAULT_TOP_UP_CONFIDENCE,
             authenticate: true,
             passphrase: None,
             key_len: KeyLen::DEFAULT,

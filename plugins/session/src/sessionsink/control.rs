@@ -222,14 +222,15 @@ impl Control {
 
     /// Repair up front, with a block, for each unicast receiver of its channel that told a
     /// loss, and for its group by what its members told: what, with the block's own
-    /// symbols, arrives at that loss in 99 cases of 100.
+    /// symbols, arrives at that loss in `top-up-confidence` cases of 100.
     fn top_up(&mut self, shared: &Shared, now: Instant, b: BlockSent) {
         let t = server_now(shared, now);
         // Losses come in steps of 1/10000: receivers that told the same share one sum.
         let mut asks: HashMap<u64, u16> = HashMap::new();
+        let confidence = self.server.config().top_up_confidence;
         let mut extra = |loss: f64| {
             *asks.entry(loss.to_bits()).or_insert_with(|| {
-                let want = sizing::to_ask(b.k.saturating_add(b.margin), loss);
+                let want = sizing::to_ask_with(b.k.saturating_add(b.margin), loss, confidence);
                 u16::try_from(want.saturating_sub(b.symbols)).unwrap_or(u16::MAX)
             })
         };

@@ -110,6 +110,7 @@ impl SessionSink {
         cfg.repair_rate = s.repair_rate;
         cfg.repair_burst = s.repair_burst;
         cfg.channel_repair_percent = s.channel_repair_percent;
+        cfg.top_up_confidence = s.top_up_confidence;
         cfg.authenticate = s.authenticate;
         cfg.key_len = KeyLen::new(s.pbkeylen).ok_or_else(|| {
             settings_error(format!("pbkeylen must be 16, 24 or 32, not {}", s.pbkeylen))

@@ -5,7 +5,7 @@
 use fanout_element_kit::settings::{put, unknown, value, Properties, PropertyError};
 use fanout_session::server::{
     DEFAULT_CHANNEL_REPAIR_PERCENT, DEFAULT_MAX_CLIENTS, DEFAULT_MAX_CLIENTS_PER_HOST,
-    DEFAULT_MAX_STAY, DEFAULT_REPAIR_BURST, DEFAULT_REPAIR_RATE,
+    DEFAULT_MAX_STAY, DEFAULT_REPAIR_BURST, DEFAULT_REPAIR_RATE, DEFAULT_TOP_UP_CONFIDENCE,
 };
 use fanout_session::time::nanos;
 use gst::glib;
@@ -24,6 +24,7 @@ pub const PROP_GSO: &str = "gso";
 pub const PROP_MAX_REPAIR_RATE: &str = "max-repair-rate";
 pub const PROP_MAX_REPAIR_BURST: &str = "max-repair-burst";
 pub const PROP_MAX_CHANNEL_REPAIR: &str = "max-channel-repair";
+pub const PROP_TOP_UP_CONFIDENCE: &str = "top-up-confidence";
 pub const PROP_TTL: &str = "ttl";
 pub const PROP_MULTICAST_IFACE: &str = "multicast-iface";
 pub const PROP_LOOP: &str = "loop";
@@ -53,6 +54,7 @@ pub struct Settings {
     pub max_clients_per_host: u32,
     pub max_stay: u64,
     pub channel_repair_percent: u32,
+    pub top_up_confidence: f64,
     pub authenticate: bool,
     pub passphrase: Option<String>,
     pub pbkeylen: u32,
@@ -79,6 +81,7 @@ impl Default for Settings {
             max_clients_per_host: DEFAULT_MAX_CLIENTS_PER_HOST as u32,
             max_stay: nanos(DEFAULT_MAX_STAY),
             channel_repair_percent: DEFAULT_CHANNEL_REPAIR_PERCENT,
+            top_up_confidence: DEFAULT_TOP_UP_CONFIDENCE,
             authenticate: DEFAULT_AUTHENTICATE,
             passphrase: None,
             pbkeylen: DEFAULT_PBKEYLEN,
@@ -183,6 +186,14 @@ impl Settings {
             .default_value(DEFAULT_CHANNEL_REPAIR_PERCENT)
             .mutable_ready()
             .build(),
+        glib::ParamSpecDouble::builder(PROP_TOP_UP_CONFIDENCE)
+            .nick("Top-up confidence")
+            .blurb("For a receiver that tells its loss, repair is sent up front with each block so that, with the block's own symbols, enough arrive in this percent of blocks; the rest is asked for with a loss report (a round trip). Lower sends fewer bytes and leaves more to repair rounds, which the receivers' latency must then fit")
+            .minimum(50.0)
+            .maximum(99.99)
+            .default_value(DEFAULT_TOP_UP_CONFIDENCE)
+            .mutable_ready()
+            .build(),
         glib::ParamSpecUInt::builder(PROP_TTL)
             .nick("Multicast TTL")
             .blurb("Time to live (IPv6: hop limit) of packets sent to multicast groups")
@@ -261,6 +272,7 @@ impl Properties for Settings {
             PROP_MAX_REPAIR_RATE => put(&mut self.repair_rate, name, v)?,
             PROP_MAX_REPAIR_BURST => put(&mut self.repair_burst, name, v)?,
             PROP_MAX_CHANNEL_REPAIR => put(&mut self.channel_repair_percent, name, v)?,
+            PROP_TOP_UP_CONFIDENCE => put(&mut self.top_up_confidence, name, v)?,
             PROP_TTL => put(&mut self.ttl, name, v)?,
             PROP_MULTICAST_IFACE => {
                 self.multicast_iface = value::<Option<String>>(name, v)?.unwrap_or_default()
@@ -292,6 +304,7 @@ impl Properties for Settings {
             PROP_MAX_REPAIR_RATE => self.repair_rate.to_value(),
             PROP_MAX_REPAIR_BURST => self.repair_burst.to_value(),
             PROP_MAX_CHANNEL_REPAIR => self.channel_repair_percent.to_value(),
+            PROP_TOP_UP_CONFIDENCE => self.top_up_confidence.to_value(),
             PROP_TTL => self.ttl.to_value(),
             PROP_MULTICAST_IFACE => self.multicast_iface.to_value(),
             PROP_LOOP => self.multicast_loop.to_value(),
