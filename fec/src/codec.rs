@@ -212,8 +212,11 @@ impl BlockDecoder {
                 if slot.replace(symbol.to_vec()).is_none() {
                     *have += 1;
                 }
-                (*have as usize == symbols.len())
-                    .then(|| symbols.iter_mut().flat_map(|s| s.take().unwrap()).collect())
+                if *have as usize == symbols.len() {
+                    joined(symbols)
+                } else {
+                    None
+                }
             }
             BlockDecoder::RaptorQ(decoder) => decoder.decode(std::iter::once(EncodingPacket::new(
                 PayloadId::new(0, esi),
@@ -256,13 +259,32 @@ impl BlockDecoder {
                         originals[i] = Some(shard.to_vec());
                     }
                 }
-                Some(
-                    originals
-                        .iter_mut()
-                        .flat_map(|s| s.take().unwrap())
-                        .collect(),
-                )
+                joined(originals)
             }
         }
+    }
+}
+
+/// The block from its symbols (a copy per symbol, not per byte); `None` if one is missing.
+fn joined(symbols: &mut [Option<Vec<u8>>]) -> Option<Vec<u8>> {
+    let len = symbols.iter().map(|s| s.as_ref().map(Vec::len)).sum::<Option<usize>>()?;
+    let mut block = Vec::with_capacity(len);
+    for s in symbols.iter_mut().filter_map(Option::take) {
+        block.extend_from_slice(&s);
+    }
+    Some(block)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_block_is_joined_only_from_every_symbol_and_none_is_lost_otherwise() {
+        let mut some = vec![Some(vec![1, 2]), None, Some(vec![5, 6])];
+        assert_eq!(joined(&mut some), None);
+        assert!(some[0].is_some() && some[2].is_some(), "nothing taken");
+        some[1] = Some(vec![3, 4]);
+        assert_eq!(joined(&mut some), Some(vec![1, 2, 3, 4, 5, 6]));
     }
 }

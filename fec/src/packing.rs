@@ -49,10 +49,7 @@ pub trait PacketOut {
         self.put_with(|out| out.extend_from_slice(packet));
     }
 
-    /// Packets appended so far.
-    fn count(&self) -> usize;
-
-    /// Their bytes, all told.
+    /// The bytes of the packets appended so far, all told.
     fn size(&self) -> usize;
 }
 
@@ -61,10 +58,6 @@ impl PacketOut for Vec<Vec<u8>> {
         let mut p = Vec::new();
         write(&mut p);
         self.push(p);
-    }
-
-    fn count(&self) -> usize {
-        self.len()
     }
 
     fn size(&self) -> usize {
@@ -88,10 +81,6 @@ impl PacketOut for Packets {
         if self.bytes.len() > start {
             self.ends.push(self.bytes.len());
         }
-    }
-
-    fn count(&self) -> usize {
-        self.ends.len()
     }
 
     fn size(&self) -> usize {
@@ -123,7 +112,7 @@ impl Packets {
         self.ends.clear();
     }
 
-    /// Where each packet is in [`bytes`](Self::bytes).
+    /// Where each packet is in the memory.
     pub fn places(&self) -> impl Iterator<Item = Range<usize>> + '_ {
         let starts = std::iter::once(0).chain(self.ends.iter().copied());
         starts.zip(self.ends.iter().copied()).map(|(s, e)| s..e)
@@ -131,11 +120,6 @@ impl Packets {
 
     pub fn iter(&self) -> impl Iterator<Item = &[u8]> + '_ {
         self.places().map(|r| &self.bytes[r])
-    }
-
-    /// All packets, end to end.
-    pub fn bytes(&self) -> &[u8] {
-        &self.bytes
     }
 
     /// The packets' memory and their places, leaving this empty (and without memory).
@@ -203,12 +187,12 @@ mod tests {
         p.put(b"abc");
         p.put_with(|_| {});
         p.put_with(|out| out.extend_from_slice(b"de"));
-        assert_eq!(p.count(), 2, "writing nothing is no packet");
+        assert_eq!(p.len(), 2, "writing nothing is no packet");
         assert_eq!(p.iter().collect::<Vec<_>>(), [&b"abc"[..], &b"de"[..]]);
-        assert_eq!(p.bytes(), b"abcde");
+        assert_eq!(p.size(), 5);
         let (bytes, places) = p.take();
         assert_eq!((bytes, places), (b"abcde".to_vec(), vec![0..3, 3..5]));
-        assert!(p.is_empty() && p.bytes().is_empty());
+        assert!(p.is_empty() && p.size() == 0);
         let mut v: Vec<Vec<u8>> = Vec::new();
         v.put(b"x");
         assert_eq!(v, [b"x".to_vec()]);

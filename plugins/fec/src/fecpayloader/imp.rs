@@ -12,7 +12,7 @@ use std::sync::{LazyLock, Mutex};
 
 use fanout_element_kit::settings::{self as kit, Properties};
 use fanout_element_kit::stats::Stats;
-use fanout_fec::packing::{PacketOut, Packets};
+use fanout_fec::packing::Packets;
 use fanout_fec::{BufferMeta, Mono, Sender, SenderError};
 use gst::glib;
 use gst::prelude::*;
@@ -81,7 +81,7 @@ impl State {
 
     /// Stamps the packets made since the last stamp with the running time `pts`.
     fn stamp(&mut self, pts: Option<gst::ClockTime>) {
-        let made = self.out.count();
+        let made = self.out.len();
         if self.stamps.last().map_or(0, |&(upto, _)| upto) < made {
             self.stamps.push((made, pts));
         }
