@@ -267,7 +267,10 @@ impl BlockDecoder {
 
 /// The block from its symbols (a copy per symbol, not per byte); `None` if one is missing.
 fn joined(symbols: &mut [Option<Vec<u8>>]) -> Option<Vec<u8>> {
-    let len = symbols.iter().map(|s| s.as_ref().map(Vec::len)).sum::<Option<usize>>()?;
+    let len = symbols
+        .iter()
+        .map(|s| s.as_ref().map(Vec::len))
+        .sum::<Option<usize>>()?;
     let mut block = Vec::with_capacity(len);
     for s in symbols.iter_mut().filter_map(Option::take) {
         block.extend_from_slice(&s);
