@@ -49,6 +49,10 @@ pub trait PacketOut {
         self.put_with(|out| out.extend_from_slice(packet));
     }
 
+    /// Says the packets appended since the last end are one block's (with the descriptions
+    /// sent among them).
+    fn end_block(&mut self) {}
+
     /// The bytes of the packets appended so far, all told.
     fn size(&self) -> usize;
 }
@@ -57,7 +61,9 @@ impl PacketOut for Vec<Vec<u8>> {
     fn put_with(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
         let mut p = Vec::new();
         write(&mut p);
-        self.push(p);
+        if !p.is_empty() {
+            self.push(p);
+        }
     }
 
     fn size(&self) -> usize {
@@ -72,6 +78,8 @@ impl PacketOut for Vec<Vec<u8>> {
 pub struct Packets {
     bytes: Vec<u8>,
     ends: Vec<usize>,
+    /// Packets before each block's end.
+    block_ends: Vec<usize>,
 }
 
 impl PacketOut for Packets {
@@ -86,6 +94,12 @@ impl PacketOut for Packets {
     fn size(&self) -> usize {
         self.bytes.len()
     }
+
+    fn end_block(&mut self) {
+        if self.block_ends.last().copied().unwrap_or(0) < self.ends.len() {
+            self.block_ends.push(self.ends.len());
+        }
+    }
 }
 
 impl Packets {
@@ -94,7 +108,7 @@ impl Packets {
         bytes.clear();
         Packets {
             bytes,
-            ends: Vec::new(),
+            ..Packets::default()
         }
     }
 
@@ -104,12 +118,6 @@ impl Packets {
 
     pub fn is_empty(&self) -> bool {
         self.ends.is_empty()
-    }
-
-    /// Drops the packets, keeping the memory.
-    pub fn clear(&mut self) {
-        self.bytes.clear();
-        self.ends.clear();
     }
 
     /// Where each packet is in the memory.
@@ -122,10 +130,22 @@ impl Packets {
         self.places().map(|r| &self.bytes[r])
     }
 
+    /// Which packets (indices) each block has; packets after the last block's end are one
+    /// more.
+    pub fn blocks(&self) -> Vec<Range<usize>> {
+        let mut ends = self.block_ends.clone();
+        if ends.last().copied().unwrap_or(0) < self.ends.len() {
+            ends.push(self.ends.len());
+        }
+        let starts = std::iter::once(0).chain(ends.clone());
+        starts.zip(ends).map(|(s, e)| s..e).collect()
+    }
+
     /// The packets' memory and their places, leaving this empty (and without memory).
     pub fn take(&mut self) -> (Vec<u8>, Vec<Range<usize>>) {
         let places = self.places().collect();
         self.ends.clear();
+        self.block_ends.clear();
         (std::mem::take(&mut self.bytes), places)
     }
 }
@@ -185,16 +205,27 @@ mod tests {
         let mut p = Packets::in_memory(vec![9; 100]);
         assert!(p.is_empty());
         p.put(b"abc");
+        p.end_block();
+        p.end_block();
         p.put_with(|_| {});
         p.put_with(|out| out.extend_from_slice(b"de"));
+        assert_eq!(
+            p.blocks(),
+            [0..1, 1..2],
+            "the last packets are a block of their own"
+        );
+        p.end_block();
+        assert_eq!(p.blocks(), [0..1, 1..2]);
         assert_eq!(p.len(), 2, "writing nothing is no packet");
         assert_eq!(p.iter().collect::<Vec<_>>(), [&b"abc"[..], &b"de"[..]]);
         assert_eq!(p.size(), 5);
         let (bytes, places) = p.take();
         assert_eq!((bytes, places), (b"abcde".to_vec(), vec![0..3, 3..5]));
         assert!(p.is_empty() && p.size() == 0);
+        assert!(p.blocks().is_empty());
         let mut v: Vec<Vec<u8>> = Vec::new();
         v.put(b"x");
+        v.put_with(|_| {});
         assert_eq!(v, [b"x".to_vec()]);
     }
 

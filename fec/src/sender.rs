@@ -401,6 +401,7 @@ impl Sender {
         self.window.push_back(block);
         let newest = self.window.len() - 1;
         self.send_repair(newest, repair, out);
+        out.end_block();
         if self.cfg.mode == Mode::Stream {
             self.window[newest].encoder = None;
         }
@@ -548,6 +549,7 @@ impl Sender {
         self.carousel_next = self.window[i].number + 1;
         let count = u32::from(self.window[i].k) + self.window[i].repair;
         self.send_repair(i, count, out);
+        out.end_block();
         true
     }
 

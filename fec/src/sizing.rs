@@ -55,32 +55,34 @@ pub fn repair_count(codec: Codec, k: u16, max_k: u16, repair_percent: u32) -> u3
 
 /// How often an ask may bring too few symbols.
 const SHORT_ASK: f64 = 1e-2;
-/// The confidence asks are made with, in percent.
-pub const ASK_CONFIDENCE: f64 = 100.0 * (1.0 - SHORT_ASK);
 
 /// How many symbols to ask for when `needed` more would rebuild a block and `loss` of
 /// what is sent is lost on the way: enough that fewer than `needed` arrive at most once in a
 /// hundred asks, and the second ask fills the rest (two short rounds in a row: once in ten
 /// thousand). `needed` itself with no loss; never more than four times `needed` and 16; `needed` as it is past 65535.
 pub fn to_ask(needed: u32, loss: f64) -> u32 {
-    to_ask_with(needed, loss, ASK_CONFIDENCE)
+    ask(needed, loss, SHORT_ASK)
 }
 
 /// [`to_ask`] with another chance of enough: `confidence` percent of asks bring at least
 /// `needed` (taken within 50 … 99.99; lower asks for fewer and leaves more to a next round).
 pub fn to_ask_with(needed: u32, loss: f64, confidence: f64) -> u32 {
+    let short = match confidence.is_nan() {
+        true => SHORT_ASK,
+        false => 1.0 - confidence.clamp(50.0, 99.99) / 100.0,
+    };
+    ask(needed, loss, short)
+}
+
+/// The least n of which fewer than `needed` arrive at `loss` with a chance of `short` at most.
+fn ask(needed: u32, loss: f64, short: f64) -> u32 {
     // Past what a loss report can carry (and any real block), not worth the arithmetic.
     if needed == 0 || needed > u32::from(u16::MAX) || loss.is_nan() || loss <= 0.0 {
         return needed;
     }
     let loss = loss.min(0.5);
     let most = needed.saturating_mul(4).saturating_add(16);
-    let confidence = if confidence.is_nan() {
-        ASK_CONFIDENCE
-    } else {
-        confidence.clamp(50.0, 99.99)
-    };
-    let target = (1.0 - confidence / 100.0).ln();
+    let target = short.ln();
     // The chance falls as n grows: the least n that makes it, by bisection (a whole block
     // of 8192 is asked for in about 15 evaluations).
     let (mut lo, mut hi) = (needed, most);
@@ -101,7 +103,7 @@ mod tests {
 
     #[test]
     fn a_lower_confidence_asks_for_fewer_never_below_what_is_needed() {
-        assert_eq!(to_ask_with(12, 0.1, ASK_CONFIDENCE), to_ask(12, 0.1));
+        assert_eq!(to_ask_with(12, 0.1, 99.0), to_ask(12, 0.1));
         let mut last = 0;
         for confidence in [50.0, 75.0, 90.0, 99.0, 99.99] {
             let n = to_ask_with(102, 0.1, confidence);

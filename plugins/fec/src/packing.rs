@@ -71,16 +71,21 @@ pub fn downstream_accepts_blocks(pad: &gst::Pad, flow: Option<u32>) -> bool {
     !allowed.is_any() && allowed.can_intersect(&caps(flow, BLOCK))
 }
 
-/// Memory of block buffers, back for the next block once downstream lets go of the buffer:
-/// a fresh block-sized allocation per block costs page faults about as much as encoding it.
+/// The payloader's packet memory, back for the packets after next once downstream lets go
+/// of every buffer made from it: a fresh block-sized allocation per block costs page faults
+/// about as much as encoding it.
 #[derive(Debug, Default)]
-pub struct Recycler(Arc<Mutex<Vec<Vec<u8>>>>);
+pub struct Recycler {
+    spares: Arc<Mutex<Vec<Vec<u8>>>>,
+    /// The size of the last packets taken, for a fresh memory when no spare is back yet.
+    last: usize,
+}
 
 /// Memories kept for reuse at most, and the largest kept (a huge push's is let go).
 const SPARES: usize = 4;
 const MAX_SPARE: usize = 8 << 20;
 
-/// A block buffer's memory, which goes back to its recycler when the buffer is freed.
+/// Packets' memory, which goes back to its recycler when every buffer sharing it is freed.
 struct Recycled {
     data: Vec<u8>,
     home: Weak<Mutex<Vec<Vec<u8>>>>,
@@ -112,22 +117,56 @@ impl Drop for Recycled {
 }
 
 impl Recycler {
-    /// Memory for the next block's packets: a block buffer's, once it is free.
+    /// Memory for the next packets: one given back, or one the size of the last.
     pub fn spare(&self) -> Vec<u8> {
-        let mut spare = self.0.lock().unwrap().pop().unwrap_or_default();
-        spare.clear();
-        spare
+        match self.spares.lock().unwrap().pop() {
+            Some(mut spare) => {
+                spare.clear();
+                spare
+            }
+            None => Vec::with_capacity(self.last),
+        }
     }
 
-    /// `packets` as one block-packed buffer in their own memory (no copy), leaving
-    /// `packets` empty in a spare memory.
-    pub fn block_buffer(&self, packets: &mut Packets) -> gst::Buffer {
+    /// `packets` as buffers sharing their memory (no copy): with `block`, one per block with
+    /// the packet list, else one per packet. `packets` is left empty, in a spare memory.
+    pub fn buffers(&mut self, packets: &mut Packets, block: bool) -> Vec<gst::Buffer> {
+        let blocks = packets.blocks();
         let (data, places) = packets.take();
+        self.last = data.len().min(MAX_SPARE);
         *packets = Packets::in_memory(self.spare());
-        let home = Arc::downgrade(&self.0);
-        let mut buffer = gst::Buffer::from_mut_slice(Recycled { data, home });
-        set_packets(buffer.get_mut().unwrap(), write(&places));
-        buffer
+        let home = Arc::downgrade(&self.spares);
+        let size = data.len();
+        let memory = gst::Memory::from_mut_slice(Recycled { data, home });
+        let region = |range: Range<usize>| {
+            let mut b = gst::Buffer::new();
+            let whole = range == (0..size);
+            let part = if whole {
+                memory.clone()
+            } else {
+                memory.share(range)
+            };
+            b.get_mut().unwrap().append_memory(part);
+            b
+        };
+        if !block {
+            return places.into_iter().map(region).collect();
+        }
+        blocks
+            .into_iter()
+            .map(|packets| {
+                let places = &places[packets];
+                let start = places[0].start;
+                let end = places[places.len() - 1].end;
+                let mut b = region(start..end);
+                let rebased: Vec<_> = places
+                    .iter()
+                    .map(|r| r.start - start..r.end - start)
+                    .collect();
+                set_packets(b.get_mut().unwrap(), write(&rebased));
+                b
+            })
+            .collect()
     }
 }
 
@@ -168,36 +207,52 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_block_buffers_memory_comes_back_for_the_next_block_once_freed() {
+    fn packets_go_out_sharing_one_memory_which_comes_back_once_every_buffer_is_freed() {
         gst::init().unwrap();
         crate::register_metas();
-        let recycler = Recycler::default();
+        let mut recycler = Recycler::default();
         let mut packets = Packets::default();
         packets.put(&[1; 1000]);
         packets.put(&[2; 500]);
-        let b = recycler.block_buffer(&mut packets);
+        packets.end_block();
+        packets.put(&[3; 300]);
+        let made = recycler.buffers(&mut packets, true);
         assert!(packets.is_empty());
-        assert_eq!(b.size(), 1500);
-        assert_eq!(self::packets(&b).unwrap().unwrap(), [0..1000, 1000..1500]);
-        let first = b.map_readable().unwrap().as_ptr();
+        // A buffer per block, each listing its own packets.
         assert_eq!(
-            recycler.spare().capacity(),
-            0,
-            "held downstream: not back yet"
+            made.iter().map(|b| b.size()).collect::<Vec<_>>(),
+            [1500, 300]
         );
-        drop(b);
+        assert_eq!(
+            self::packets(&made[0]).unwrap().unwrap(),
+            [0..1000, 1000..1500]
+        );
+        let only: Vec<_> = std::iter::once(0..300).collect();
+        assert_eq!(self::packets(&made[1]).unwrap().unwrap(), only);
+        assert_eq!(made[1].map_readable().unwrap().as_slice(), [3; 300]);
+        let first = made[0].map_readable().unwrap().as_ptr();
+        let second = made[1].clone();
+        drop(made);
+        let fresh = recycler.spare();
+        assert_ne!(fresh.as_ptr(), first, "one still held: not back yet");
+        drop(second);
         let spare = recycler.spare();
         assert_eq!(
             (spare.as_ptr(), spare.len()),
             (first, 0),
             "the same memory, empty"
         );
+
+        // A buffer per packet, in the same memory again.
         let mut packets = Packets::in_memory(spare);
-        packets.put(&[3; 10]);
-        let b = recycler.block_buffer(&mut packets);
-        assert_eq!(b.map_readable().unwrap().as_ptr(), first);
+        packets.put(&[4; 10]);
+        packets.put(&[5; 20]);
+        let made = recycler.buffers(&mut packets, false);
+        assert_eq!(made.iter().map(|b| b.size()).collect::<Vec<_>>(), [10, 20]);
+        assert!(made.iter().all(|b| self::packets(b).is_none()));
+        assert_eq!(made[0].map_readable().unwrap().as_ptr(), first);
         drop(recycler);
-        drop(b);
+        drop(made);
     }
 
     #[test]

@@ -134,8 +134,9 @@ fn collect(p: &gst::Pipeline) -> std::sync::Arc<std::sync::Mutex<Vec<gst::Buffer
 #[test]
 fn a_list_of_input_goes_out_a_buffer_per_block_as_each_block_is_made() {
     init();
-    // One push of 600 TS-sized buffers: about six blocks of 100 symbols of 1280 bytes.
-    let input: Vec<u8> = (0..600 * 1316u32)
+    // One push of 600 TS-sized buffers (about six blocks of 100 symbols of 1280 bytes), then
+    // one buffer of three blocks and more.
+    let input: Vec<u8> = (0..600 * 1316u32 + 400_000)
         .map(|i| (i * 7 + i / 1316) as u8)
         .collect();
     let p = pipeline(
@@ -149,15 +150,17 @@ fn a_list_of_input_goes_out_a_buffer_per_block_as_each_block_is_made() {
         .unwrap()
         .downcast::<gst_app::AppSrc>()
         .unwrap();
-    let list: gst::BufferList = input
+    let (small, large) = input.split_at(600 * 1316);
+    let list: gst::BufferList = small
         .chunks(1316)
+        .chain([large])
         .map(|c| gst::Buffer::from_slice(c.to_vec()))
         .collect();
     src.push_buffer_list(list).unwrap();
     src.end_of_stream().unwrap();
     run_pipeline(&p);
     let blocks = stat(&p, "pay", "blocks");
-    assert!(blocks >= 6, "{blocks} blocks");
+    assert!(blocks >= 9, "{blocks} blocks");
     let got = got.lock().unwrap().clone();
     assert_eq!(
         got.len() as u64,

@@ -60,8 +60,6 @@ struct State {
     started: std::time::Instant,
     /// Packets made and not yet pushed, in memory reused from block to block.
     out: Packets,
-    /// The running time of each run of `out`: (packets up to, running time).
-    stamps: Vec<(usize, Option<gst::ClockTime>)>,
     recycler: packing::Recycler,
 }
 
@@ -79,41 +77,19 @@ impl State {
         }
     }
 
-    /// Stamps the packets made since the last stamp with the running time `pts`.
-    fn stamp(&mut self, pts: Option<gst::ClockTime>) {
-        let made = self.out.len();
-        if self.stamps.last().map_or(0, |&(upto, _)| upto) < made {
-            self.stamps.push((made, pts));
-        }
-    }
-
-    /// The packets made as downstream takes them: a buffer each, or all in one (block
-    /// packing), stamped with the running time of the input that completed them.
-    fn take_packets(&mut self, block: bool) -> gst::BufferList {
+    /// The packets made, as downstream takes them (a buffer each, or one per block),
+    /// stamped with `pts`, the running time of the input that completed them.
+    fn take_packets(&mut self, block: bool, pts: Option<gst::ClockTime>) -> gst::BufferList {
         self.counters.packets_out += self.out.len() as u64;
-        let stamps = std::mem::take(&mut self.stamps);
         if self.out.is_empty() {
             return gst::BufferList::new();
         }
-        let mut list = gst::BufferList::new_sized(if block { 1 } else { self.out.len() });
+        let buffers = self.recycler.buffers(&mut self.out, block);
+        let mut list = gst::BufferList::new_sized(buffers.len());
         let l = list.get_mut().unwrap();
-        if block {
-            let mut b = self.recycler.block_buffer(&mut self.out);
-            b.get_mut()
-                .unwrap()
-                .set_pts(stamps.first().and_then(|&(_, pts)| pts));
+        for mut b in buffers {
+            b.get_mut().unwrap().set_pts(pts);
             l.add(b);
-        } else {
-            let mut stamps = stamps.into_iter().peekable();
-            for (i, p) in self.out.iter().enumerate() {
-                while stamps.next_if(|&(upto, _)| upto <= i).is_some() {}
-                let mut b = gst::Buffer::from_mut_slice(p.to_vec());
-                b.get_mut()
-                    .unwrap()
-                    .set_pts(stamps.peek().and_then(|&(_, pts)| pts));
-                l.add(b);
-            }
-            self.out.clear();
         }
         list
     }
@@ -178,32 +154,39 @@ impl FecPayloader {
             let (list, repairs) = {
                 let mut guard = self.state.lock().unwrap();
                 let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
-                self.take_buffer(state, buffer)?;
+                let pts = self.take_buffer(state, buffer)?;
                 if state.out.is_empty() && state.repairs.is_empty() {
                     continue;
                 }
                 (
-                    state.take_packets(self.block()),
+                    state.take_packets(self.block(), pts),
                     std::mem::take(&mut state.repairs),
                 )
             };
-            self.ensure_segment()?;
-            self.push_repairs(repairs)?;
-            if !list.is_empty() {
-                gst::trace!(CAT, imp = self, "pushing {} buffers", list.len());
-                ret = self.srcpad.push_list(list);
-                ret?;
+            ret = self
+                .ensure_segment()
+                .and_then(|_| self.push_repairs(repairs))
+                .and_then(|ok| match list.is_empty() {
+                    true => Ok(ok),
+                    false => {
+                        gst::trace!(CAT, imp = self, "pushing {} buffers", list.len());
+                        self.srcpad.push_list(list)
+                    }
+                });
+            if ret.is_err() {
+                break;
             }
         }
         self.stats.post_when_due(&*self.obj(), || self.stats());
         ret
     }
 
+    /// Gives `buffer` to the sender; the running time of its start.
     fn take_buffer(
         &self,
         state: &mut State,
         buffer: &gst::BufferRef,
-    ) -> Result<(), gst::FlowError> {
+    ) -> Result<Option<gst::ClockTime>, gst::FlowError> {
         let rt = |t: Option<gst::ClockTime>| t.and_then(|t| state.segment.to_running_time(t));
         let pts = rt(buffer.pts());
         let meta = BufferMeta {
@@ -222,10 +205,9 @@ impl FecPayloader {
             gst::FlowError::Error
         })?;
         state.sender.push_buffer(&meta, &map, &mut state.out);
-        state.stamp(pts);
         state.counters.buffers_in += 1;
         state.counters.bytes_in += map.len() as u64;
-        Ok(())
+        Ok(pts)
     }
 
     fn push_repairs(&self, repairs: Vec<gst::Buffer>) -> Result<gst::FlowSuccess, gst::FlowError> {
@@ -279,8 +261,7 @@ impl FecPayloader {
             };
             state.tick();
             state.sender.flush(&mut state.out);
-            state.stamp(None);
-            state.take_packets(self.block())
+            state.take_packets(self.block(), None)
         };
         if list.is_empty() {
             return Ok(gst::FlowSuccess::Ok);
@@ -409,7 +390,6 @@ impl FecPayloader {
             counters: Counters::default(),
             started: std::time::Instant::now(),
             out: Packets::default(),
-            stamps: Vec::new(),
             recycler: packing::Recycler::default(),
         });
         Ok(())

@@ -145,11 +145,10 @@ impl FecPayloader {
             };
             let (rounds, started) = c;
             let due = rounds.step(&mut state.sender, &mut state.out);
-            state.stamp(None);
             state.counters.carousel_rounds = rounds.rounds_done;
             (
                 due.map(|after| started + after),
-                state.take_packets(self.block()),
+                state.take_packets(self.block(), None),
                 std::mem::take(&mut state.repairs),
             )
         };
