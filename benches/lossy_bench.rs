@@ -188,6 +188,13 @@ fn send(pipeline: &str) {
         }
         seq += 1;
     }
+    if std::env::var_os("FANOUT_BENCH_VERBOSE").is_some() {
+        for e in p.iterate_elements().into_iter().flatten() {
+            if e.find_property("stats").is_some() {
+                eprintln!("{}: {}", e.name(), e.property::<gst::Structure>("stats"));
+            }
+        }
+    }
     // No teardown: the receivers have reported already.
     exit_now();
 }
