@@ -120,16 +120,6 @@ impl Packets {
         self.ends.is_empty()
     }
 
-    /// Where each packet is in the memory.
-    pub fn places(&self) -> impl Iterator<Item = Range<usize>> + '_ {
-        let starts = std::iter::once(0).chain(self.ends.iter().copied());
-        starts.zip(self.ends.iter().copied()).map(|(s, e)| s..e)
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = &[u8]> + '_ {
-        self.places().map(|r| &self.bytes[r])
-    }
-
     /// Which packets (indices) each block has; packets after the last block's end are one
     /// more.
     pub fn blocks(&self) -> Vec<Range<usize>> {
@@ -137,17 +127,25 @@ impl Packets {
         if ends.last().copied().unwrap_or(0) < self.ends.len() {
             ends.push(self.ends.len());
         }
-        let starts = std::iter::once(0).chain(ends.clone());
-        starts.zip(ends).map(|(s, e)| s..e).collect()
+        spans(&ends)
     }
 
     /// The packets' memory and their places, leaving this empty (and without memory).
     pub fn take(&mut self) -> (Vec<u8>, Vec<Range<usize>>) {
-        let places = self.places().collect();
+        let places = spans(&self.ends);
         self.ends.clear();
         self.block_ends.clear();
         (std::mem::take(&mut self.bytes), places)
     }
+}
+
+/// The ranges that end at each of `ends`, one after the other from 0.
+fn spans(ends: &[usize]) -> Vec<Range<usize>> {
+    let starts = std::iter::once(0).chain(ends.iter().copied());
+    starts
+        .zip(ends.iter().copied())
+        .map(|(s, e)| s..e)
+        .collect()
 }
 
 /// The list of `places`, as [`ranges`] reads it.
@@ -217,7 +215,6 @@ mod tests {
         p.end_block();
         assert_eq!(p.blocks(), [0..1, 1..2]);
         assert_eq!(p.len(), 2, "writing nothing is no packet");
-        assert_eq!(p.iter().collect::<Vec<_>>(), [&b"abc"[..], &b"de"[..]]);
         assert_eq!(p.size(), 5);
         let (bytes, places) = p.take();
         assert_eq!((bytes, places), (b"abcde".to_vec(), vec![0..3, 3..5]));

@@ -523,6 +523,44 @@ fn a_told_loss_counts_for_3_s_for_its_unicast_channels_and_tops_up_within_budget
 }
 
 #[test]
+fn a_block_is_topped_up_for_what_each_told_loss_lacks_asked_once_per_loss() {
+    let mut s = server();
+    let mut a = Client::new(config(&["hd"], Stay::For(30 * S)), mono(0), 1);
+    let mut b = Client::new(config(&["hd"], Stay::For(30 * S)), mono(0), 2);
+    let mut clean = Client::new(config(&["hd"], Stay::For(30 * S)), mono(0), 3);
+    exchange(0, &mut s, &mut a, addr(1), &yes);
+    exchange(0, &mut s, &mut b, addr(2), &yes);
+    exchange(0, &mut s, &mut clean, addr(3), &yes);
+    a.report_loss(0, 0.1);
+    b.report_loss(0, 0.1);
+    exchange(0, &mut s, &mut a, addr(1), &yes);
+    exchange(0, &mut s, &mut b, addr(2), &yes);
+    let asked = std::cell::Cell::new(0);
+    let want = |loss: f64| {
+        asked.set(asked.get() + 1);
+        assert_eq!(loss, 0.1);
+        110
+    };
+    s.top_up_block(now(S), (0, 7, 42), 100, want);
+    let mut to = Vec::new();
+    while let Some(e) = s.poll_event() {
+        if let Event::Repair { count, to: t, .. } = e {
+            to.push((t, count));
+        }
+    }
+    to.sort_by_key(|(t, _)| format!("{t:?}"));
+    assert_eq!(
+        to,
+        [(RepairTo::Receiver(1), 10), (RepairTo::Receiver(2), 10)]
+    );
+    assert_eq!(asked.get(), 1, "the same loss, asked once");
+    assert_eq!(s.stats.top_up_symbols, 20);
+    // Sent enough already: nothing more.
+    s.top_up_block(now(S), (0, 7, 43), 110, |_| 110);
+    assert!(s.poll_event().is_none());
+}
+
+#[test]
 fn lost_from_another_address_or_session_creates_nothing() {
     let mut s = server();
     let mut c = Client::new(config(&["hd"], Stay::For(30 * S)), mono(0), 1);

@@ -172,13 +172,11 @@ impl Recycler {
 
 /// Packets laid end to end in one buffer, with their meta.
 pub fn block_buffer(packets: &[Vec<u8>]) -> gst::Buffer {
-    let total = packets.iter().map(Vec::len).sum();
-    let mut data = Vec::with_capacity(total);
-    let mut places = Vec::with_capacity(packets.len());
+    let mut end_to_end = Packets::default();
     for p in packets {
-        places.push(data.len()..data.len() + p.len());
-        data.extend_from_slice(p);
+        end_to_end.put(p);
     }
+    let (data, places) = end_to_end.take();
     let mut buffer = gst::Buffer::from_mut_slice(data);
     set_packets(buffer.get_mut().unwrap(), write(&places));
     buffer

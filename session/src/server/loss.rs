@@ -4,6 +4,7 @@
 //! with each new block, so that a lossy receiver has enough without asking and a clean one
 //! pays nothing.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use fanout_wire::time::Mono;
@@ -70,6 +71,37 @@ impl Server {
     pub fn top_up_group(&mut self, now: Now, channel: u16, flow: u32, block: u64, count: u16) {
         let sent = self.repair_group(now, (channel, flow, block), count);
         self.stats.top_up_symbols += sent;
+    }
+
+    /// Repair up front with a block of `channel` that went out with `sent` symbols: for its
+    /// group by the median of what its members told, and for each unicast receiver that
+    /// told a loss, what `want(loss)` (the symbols in all at that loss) lacks. Losses come
+    /// in steps of 1/10000: receivers that told the same share one `want`.
+    pub fn top_up_block(
+        &mut self,
+        now: Now,
+        (channel, flow, block): (u16, u32, u64),
+        sent: u32,
+        want: impl Fn(f64) -> u32,
+    ) {
+        let mut asks: HashMap<u64, u16> = HashMap::new();
+        let mut extra = |loss: f64| {
+            *asks.entry(loss.to_bits()).or_insert_with(|| {
+                u16::try_from(want(loss).saturating_sub(sent)).unwrap_or(u16::MAX)
+            })
+        };
+        if let Some(loss) = self.group_loss(channel, now.mono) {
+            let count = extra(loss);
+            if count > 0 {
+                self.top_up_group(now, channel, flow, block, count);
+            }
+        }
+        for (id, loss) in self.unicast_losses(channel, now.mono) {
+            let count = extra(loss);
+            if count > 0 {
+                self.top_up(now, id, channel, flow, block, count);
+            }
+        }
     }
 
     /// Sends receiver `id` `count` repair symbols of a block up front, within its and the

@@ -225,28 +225,11 @@ impl Control {
     /// symbols, arrives at that loss in `top-up-confidence` cases of 100.
     fn top_up(&mut self, shared: &Shared, now: Instant, b: BlockSent) {
         let t = server_now(shared, now);
-        // Losses come in steps of 1/10000: receivers that told the same share one sum.
-        let mut asks: HashMap<u64, u16> = HashMap::new();
+        let needed = b.k.saturating_add(b.margin);
         let confidence = self.server.config().top_up_confidence;
-        let mut extra = |loss: f64| {
-            *asks.entry(loss.to_bits()).or_insert_with(|| {
-                let want = sizing::to_ask_with(b.k.saturating_add(b.margin), loss, confidence);
-                u16::try_from(want.saturating_sub(b.symbols)).unwrap_or(u16::MAX)
-            })
-        };
-        if let Some(loss) = self.server.group_loss(b.channel, t.mono) {
-            let count = extra(loss);
-            if count > 0 {
-                self.server
-                    .top_up_group(t, b.channel, b.flow, b.block, count);
-            }
-        }
-        for (id, loss) in self.server.unicast_losses(b.channel, t.mono) {
-            let count = extra(loss);
-            if count > 0 {
-                self.server.top_up(t, id, b.channel, b.flow, b.block, count);
-            }
-        }
+        let want = |loss| sizing::to_ask_with(needed, loss, confidence);
+        self.server
+            .top_up_block(t, (b.channel, b.flow, b.block), b.symbols, want);
     }
 
     /// Takes the TCP connections waiting, if listening.

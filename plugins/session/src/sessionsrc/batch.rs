@@ -7,7 +7,7 @@
 
 use std::ops::Range;
 
-use gstfanoutfec::packing;
+use gstfanoutfec::packing::{self, PacketOut};
 
 /// A read of fewer packets than this is copied out, so a lone datagram does not hold a whole
 /// read's memory (64 kB) while it waits in a queue.
@@ -36,12 +36,11 @@ impl Batch {
 
     /// Packets copied into a buffer of their own.
     pub fn copied(packets: &[&[u8]]) -> Batch {
-        let mut data = Vec::with_capacity(packets.iter().map(|p| p.len()).sum());
-        let mut places = Vec::with_capacity(packets.len());
+        let mut end_to_end = packing::Packets::default();
         for p in packets {
-            places.push(data.len()..data.len() + p.len());
-            data.extend_from_slice(p);
+            end_to_end.put(p);
         }
+        let (data, places) = end_to_end.take();
         Batch {
             buffer: gst::Buffer::from_mut_slice(data),
             places,
