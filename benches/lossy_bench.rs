@@ -817,7 +817,7 @@ struct Run {
     cpu: f64,
     /// µs, every buffer every receiver took.
     latency: Vec<u32>,
-    /// Runs of lost buffers longer than one fanout block, all receivers.
+    /// Runs of lost buffers at least one fanout block long, all receivers.
     gaps: usize,
     drops: u64,
     bad: u64,

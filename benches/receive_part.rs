@@ -301,7 +301,7 @@ pub fn run(seconds: f64, rounds: usize) {
         runs.iter()
             .map(|r| {
                 let reading = r[3].datagrams * r[1].cpu / r[1].datagrams;
-                r[3].bytes * 8.0 / 1e6 / (r[3].cpu - reading) / raw
+                r[3].bytes * 8.0 / 1e6 / (r[3].cpu - reading).max(1e-6) / raw
             })
             .collect(),
     );

@@ -121,16 +121,21 @@ fuzz_target!(|data: &[u8]| {
         }
         // Repair up front for the losses told: only to receivers in, within their budget.
         if head[3] & 0x40 != 0 {
+            let most = f64::from(message::MAX_LOSS) / 10_000.0;
             for channel in [0u16, 7] {
                 for (id, loss) in server.unicast_losses(channel, now.mono) {
-                    assert!((0.0..=0.5).contains(&loss) && loss > 0.0, "{loss}");
+                    assert!((0.0..=most).contains(&loss) && loss > 0.0, "{loss}");
                     server.top_up(now, id, channel, 0, 9, u16::from(head[2]));
                 }
                 if let Some(loss) = server.group_loss(channel, now.mono) {
                     assert_eq!(channel, 0, "a group's loss for a channel without a group");
-                    assert!((0.0..=0.5).contains(&loss), "{loss}");
+                    assert!((0.0..=most).contains(&loss), "{loss}");
                     server.top_up_group(now, channel, 0, 9, u16::from(head[2]));
                 }
+                // The whole decision for a block, any sizing rule.
+                let sent = u32::from(head[1]);
+                let want = |loss: f64| (loss * 4000.0) as u32 + u32::from(head[2]);
+                server.top_up_block(now, (channel, 0, 10), sent, want);
             }
         }
         while let Some(e) = server.poll_event() {

@@ -96,9 +96,11 @@ impl Drop for Feed {
 }
 
 /// `session-src ! identity drop-probability=LOSS ! fec-depayloader ! appsink`, collecting
-/// what it decodes. The depayloader waits up to a second for a block (not the default
-/// 200 ms): on a loaded machine a receiver's streaming thread can fall that far behind the
-/// repair symbols already queued for it, and the blocks would be given up meanwhile.
+/// what it decodes (without loss, `session-src ! fec-depayloader`, which hands it blocks;
+/// with loss a buffer per packet, so that `identity` drops packets, not blocks). The
+/// depayloader waits up to a second for a block (not the default 200 ms): on a loaded
+/// machine a receiver's streaming thread can fall that far behind the repair symbols
+/// already queued for it, and the blocks would be given up meanwhile.
 struct Rx {
     pipeline: gst::Pipeline,
     out: Arc<Mutex<Vec<u8>>>,
@@ -107,9 +109,15 @@ struct Rx {
 
 impl Rx {
     fn new(port: u16, opts: &str, loss: f64) -> Rx {
+        let lossy = match loss > 0.0 {
+            true => format!(
+                "! capsfilter caps=application/x-fanout-fec,packing=datagram \
+                 ! identity drop-probability={loss}"
+            ),
+            false => String::new(),
+        };
         let pipeline = pipeline(&format!(
-            "session-src name=src port={port} {opts} \
-             ! capsfilter caps=application/x-fanout-fec,packing=datagram ! identity drop-probability={loss} \
+            "session-src name=src port={port} {opts} {lossy} \
              ! fec-depayloader name=depay latency=1000000000 ! appsink name=out sync=false"
         ));
         let out: Arc<Mutex<Vec<u8>>> = Arc::default();
@@ -836,7 +844,8 @@ fn receivers_joined_to_an_edge_before_it_has_its_channel_get_every_byte() {
 
 /// Every way packets can travel from fec-payloader to fec-depayloader through a session:
 /// in a buffer each or a block's in one buffer into session-sink, sent with or without GSO,
-/// read with or without GRO (a read holding many datagrams, handed on as a list).
+/// read with or without GRO (a read holding many datagrams, handed on to the depayloader
+/// as one buffer listing them).
 #[test]
 fn block_or_datagram_packing_gso_and_gro_on_or_off_give_every_byte() {
     for packing in ["block", "datagram"] {
