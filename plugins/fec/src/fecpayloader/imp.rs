@@ -20,12 +20,14 @@ use gst::subclass::prelude::*;
 
 use crate::{packing, REPAIR_REQUEST};
 
+mod block_timer;
 mod carousel;
 mod repair;
 mod settings;
 
 use settings::Settings;
 
+use block_timer::BlockTimer;
 use carousel::{Carousel, Interrupt};
 
 pub static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -110,6 +112,12 @@ pub struct FecPayloader {
     stats: Stats,
     /// Downstream takes a block's packets in one buffer (caps `packing=block`).
     block: AtomicBool,
+    /// Closes a block that waited `max-block-time` for more live input, in PLAYING.
+    block_timer: BlockTimer,
+    /// Upstream is live (asked going to PLAYING).
+    live: AtomicBool,
+    /// A push from the block timer's thread that failed, for the streaming thread to return.
+    timer_flow: Mutex<Option<gst::FlowError>>,
 }
 
 impl FecPayloader {
@@ -136,6 +144,9 @@ impl FecPayloader {
         buffers: impl Iterator<Item = &'a gst::BufferRef>,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
         let _push = self.push_lock.lock().unwrap();
+        if let Some(e) = self.timer_flow.lock().unwrap().take() {
+            return Err(e);
+        }
         {
             let mut guard = self.state.lock().unwrap();
             let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
@@ -177,8 +188,64 @@ impl FecPayloader {
                 break;
             }
         }
+        if self.live.load(Ordering::Relaxed) && self.obj().current_state() == gst::State::Playing {
+            self.arm_block_timer();
+        }
         self.stats.post_when_due(&*self.obj(), || self.stats());
         ret
+    }
+
+    /// Live, in PLAYING, a block left with data in it goes out `max-block-time` from now at
+    /// the latest, whether more input comes or not. (Not for input at file speed: its blocks
+    /// depend on the input alone, as payloaders that share their blocks need.)
+    fn arm_block_timer(&self) {
+        let (block, after) = {
+            let guard = self.state.lock().unwrap();
+            let Some(state) = guard.as_ref() else { return };
+            let after = state.sender.config().max_block_time;
+            if state.sender.pending() == 0 || after.is_zero() {
+                return;
+            }
+            (state.sender.next_block(), after)
+        };
+        if let Some(clock) = self.obj().clock() {
+            gst::trace!(
+                CAT,
+                imp = self,
+                "block {block} goes out in {after:?} at the latest"
+            );
+            self.block_timer.arm(block, &clock, after);
+        }
+    }
+
+    /// The block timer went off: `block`, if it is still being built, goes out as it is.
+    fn close_waiting_block(&self, block: u64) {
+        let _push = self.push_lock.lock().unwrap();
+        let list = {
+            let mut guard = self.state.lock().unwrap();
+            let Some(state) = guard.as_mut() else { return };
+            if state.sender.next_block() != block || state.sender.pending() == 0 {
+                return;
+            }
+            gst::debug!(
+                CAT,
+                imp = self,
+                "block {block} waited max-block-time for more input: closing it with {} bytes",
+                state.sender.pending()
+            );
+            state.tick();
+            state.sender.flush(&mut state.out);
+            state.take_packets(self.block(), None)
+        };
+        let ret = self
+            .ensure_segment()
+            .and_then(|_| self.srcpad.push_list(list));
+        match ret {
+            Ok(_) | Err(gst::FlowError::Flushing) => (),
+            // Said where upstream hears it: on the next input.
+            Err(e) => *self.timer_flow.lock().unwrap() = Some(e),
+        }
+        self.stats.post_when_due(&*self.obj(), || self.stats());
     }
 
     /// Gives `buffer` to the sender; the running time of its start.
@@ -309,6 +376,7 @@ impl FecPayloader {
                 true
             }
             EventView::Eos(_) => {
+                self.block_timer.disarm();
                 let _ = self.flush_block();
                 match self.start_carousel(event) {
                     // The task sends EOS on after the rounds: upstream's thread returns now.
@@ -317,6 +385,7 @@ impl FecPayloader {
                 }
             }
             EventView::FlushStart(_) => {
+                self.block_timer.disarm();
                 let ret = gst::Pad::event_default(pad, Some(&*self.obj()), event);
                 self.stop_carousel();
                 ret
@@ -327,6 +396,7 @@ impl FecPayloader {
                     state.sender.discard_pending();
                     state.segment_sent = false;
                 }
+                *self.timer_flow.lock().unwrap() = None;
                 gst::Pad::event_default(pad, Some(&*self.obj()), event)
             }
             // Packets carry their own timing; a gap in the input is no packet at all.
@@ -392,6 +462,20 @@ impl FecPayloader {
             out: Packets::default(),
             recycler: packing::Recycler::default(),
         });
+        *self.timer_flow.lock().unwrap() = None;
+        let weak = self.obj().downgrade();
+        self.block_timer
+            .start(move |block| {
+                if let Some(obj) = weak.upgrade() {
+                    obj.imp().close_waiting_block(block);
+                }
+            })
+            .map_err(|e| {
+                gst::error_msg!(
+                    gst::CoreError::Thread,
+                    ["Cannot start the block timer's thread: {e}"]
+                )
+            })?;
         Ok(())
     }
 }
@@ -446,6 +530,9 @@ impl ObjectSubclass for FecPayloader {
             interrupt: Interrupt::default(),
             stats: Stats::default(),
             block: AtomicBool::new(false),
+            block_timer: BlockTimer::default(),
+            live: AtomicBool::new(false),
+            timer_flow: Mutex::new(None),
         }
     }
 }
@@ -536,10 +623,24 @@ impl ElementImpl for FecPayloader {
                     gst::StateChangeError
                 })?;
             }
-            gst::StateChange::PausedToReady => self.stop_carousel(),
+            gst::StateChange::PausedToReady => {
+                self.block_timer.stop();
+                self.stop_carousel();
+            }
+            gst::StateChange::PlayingToPaused => self.block_timer.disarm(),
             _ => (),
         }
         let ret = self.parent_change_state(transition)?;
+        if transition == gst::StateChange::PausedToPlaying {
+            let mut q = gst::query::Latency::new();
+            let live = self.sinkpad.peer_query(&mut q) && q.result().0;
+            gst::debug!(CAT, imp = self, "upstream is live: {live}");
+            self.live.store(live, Ordering::Relaxed);
+            if live {
+                // A block begun while paused waits from now.
+                self.arm_block_timer();
+            }
+        }
         if transition == gst::StateChange::PausedToReady {
             self.stats.stopped(self.stats());
             *self.state.lock().unwrap() = None;

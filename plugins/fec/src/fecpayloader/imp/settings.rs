@@ -145,7 +145,7 @@ impl Settings {
                     .build(),
                 glib::ParamSpecUInt64::builder(PROP_MAX_BLOCK_TIME)
                     .nick("Max block time")
-                    .blurb("A block closes once its buffers span this long (ns; input with timestamps), or when full; 0 = only when full")
+                    .blurb("A block closes once its buffers span this long (ns; input with timestamps), or when full; with live input it waits at most this long on the pipeline clock for more; 0 = only when full")
                     .default_value(nanos(DEFAULT_MAX_BLOCK_TIME))
                     .mutable_ready()
                     .build(),

@@ -1,0 +1,133 @@
+// SPDX-License-Identifier: MPL-2.0
+
+//! In PLAYING, a block with data in it waits at most `max-block-time` for more: a live
+//! source that stalls, or sends a buffer now and then, still gets its last block out
+//! without waiting for its next buffer or EOS. The wait is on the pipeline clock (so a
+//! test clock drives it) and on a thread of ours: closing the block pushes, which must not
+//! block the clock's own thread.
+
+use std::ops::ControlFlow;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use fanout_element_kit::worker::{Stop, Turns, Worker};
+use gst::prelude::*;
+
+/// How long the thread sleeps with nothing armed before it looks at its stop flag.
+const IDLE: Duration = Duration::from_millis(50);
+
+#[derive(Default)]
+struct Armed {
+    /// The block the alarm is for, and the alarm.
+    alarm: Option<(u64, gst::SingleShotClockId)>,
+    stopped: bool,
+}
+
+#[derive(Default)]
+struct Shared {
+    armed: Mutex<Armed>,
+    wake: Condvar,
+}
+
+/// One alarm at a time, for the block being built; fired on the timer's thread.
+#[derive(Default)]
+pub struct BlockTimer {
+    shared: Arc<Shared>,
+    worker: Mutex<Option<Worker>>,
+}
+
+struct Waiting<F> {
+    shared: Arc<Shared>,
+    fire: F,
+}
+
+impl<F: Fn(u64) + Send + 'static> Turns for Waiting<F> {
+    fn turn(&mut self, _stop: &Stop) -> ControlFlow<()> {
+        let id = {
+            let mut armed = self.shared.armed.lock().unwrap();
+            if armed.alarm.is_none() && !armed.stopped {
+                armed = self.shared.wake.wait_timeout(armed, IDLE).unwrap().0;
+            }
+            if armed.stopped {
+                return ControlFlow::Break(());
+            }
+            match &armed.alarm {
+                Some((block, id)) => (*block, id.clone()),
+                None => return ControlFlow::Continue(()),
+            }
+        };
+        let (block, id) = id;
+        let (res, _) = id.wait();
+        // Disarmed or re-armed meanwhile (unscheduled): the next turn takes the new alarm.
+        let fired = {
+            let mut armed = self.shared.armed.lock().unwrap();
+            let current = armed
+                .alarm
+                .as_ref()
+                .is_some_and(|(b, a)| *b == block && a.time() == id.time());
+            if current && res != Err(gst::ClockError::Unscheduled) {
+                armed.alarm = None;
+            }
+            current && res != Err(gst::ClockError::Unscheduled) && !armed.stopped
+        };
+        if fired {
+            (self.fire)(block);
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+impl BlockTimer {
+    /// Starts the timer's thread; `fire(block)` runs on it when an alarm goes off.
+    pub fn start(&self, fire: impl Fn(u64) + Send + 'static) -> std::io::Result<()> {
+        self.stop();
+        *self.shared.armed.lock().unwrap() = Armed::default();
+        let worker = Worker::spawn(
+            "fec-pay-block",
+            Waiting {
+                shared: self.shared.clone(),
+                fire,
+            },
+        )?;
+        *self.worker.lock().unwrap() = Some(worker);
+        Ok(())
+    }
+
+    /// Stops the thread and waits for it (a `fire` under way finishes first).
+    pub fn stop(&self) {
+        {
+            let mut armed = self.shared.armed.lock().unwrap();
+            armed.stopped = true;
+            if let Some((_, id)) = armed.alarm.take() {
+                id.unschedule();
+            }
+        }
+        self.shared.wake.notify_all();
+        if let Some(worker) = self.worker.lock().unwrap().take() {
+            worker.join();
+        }
+    }
+
+    /// Sets the alarm for `block` at `clock`'s now plus `after`, unless it is set already.
+    pub fn arm(&self, block: u64, clock: &gst::Clock, after: Duration) {
+        let mut armed = self.shared.armed.lock().unwrap();
+        if armed.stopped || armed.alarm.as_ref().is_some_and(|(b, _)| *b == block) {
+            return;
+        }
+        if let Some((_, id)) = armed.alarm.take() {
+            id.unschedule();
+        }
+        let after =
+            gst::ClockTime::from_nseconds(after.as_nanos().min(u128::from(u64::MAX)) as u64);
+        let at = clock.time().saturating_add(after);
+        armed.alarm = Some((block, clock.new_single_shot_id(at)));
+        self.shared.wake.notify_all();
+    }
+
+    /// No alarm until the next `arm` (paused, flushing, the block sent).
+    pub fn disarm(&self) {
+        if let Some((_, id)) = self.shared.armed.lock().unwrap().alarm.take() {
+            id.unschedule();
+        }
+    }
+}
