@@ -197,3 +197,112 @@ fn input_at_file_speed_makes_its_blocks_by_content_alone() {
         .is_some());
     pipeline.set_state(gst::State::Null).unwrap();
 }
+
+#[test]
+fn a_live_test_source_that_stops_gets_every_byte_through() {
+    init();
+    // videotestsrc says it is live only once its caps are set, after the payloader went
+    // to PLAYING: asked with the first input, not at the state change.
+    let pipeline = pipeline(
+        "videotestsrc is-live=true ! video/x-raw,width=64,height=48,framerate=25/1 \
+         ! valve name=v ! fec-payloader name=pay ! fec-depayloader ! appsink name=out",
+    );
+    let sink = pipeline
+        .by_name("out")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let mut out = 0;
+    for _ in 0..5 {
+        let sample = sink.try_pull_sample(gst::ClockTime::from_seconds(10));
+        out += sample
+            .expect("frames come through")
+            .buffer()
+            .unwrap()
+            .size() as u64;
+    }
+    // The source goes quiet mid-block; no EOS.
+    pipeline.by_name("v").unwrap().set_property("drop", true);
+    let mut pull = |timeout| {
+        while let Some(s) = sink.try_pull_sample(timeout) {
+            out += s.buffer().unwrap().size() as u64;
+        }
+        out
+    };
+    let start = Instant::now();
+    let mut got = 0;
+    let mut bytes_in = 1;
+    while start.elapsed() < Duration::from_secs(20) {
+        got = pull(gst::ClockTime::from_mseconds(200));
+        bytes_in = stat(&pipeline, "pay", "bytes-in");
+        if got == bytes_in {
+            break;
+        }
+    }
+    assert_eq!(got, bytes_in, "every byte the payloader took came out");
+    pipeline.set_state(gst::State::Null).unwrap();
+}
+
+#[test]
+fn the_longest_max_block_time_waits_for_ever_without_a_panic() {
+    let mut pay = harness(&format!("fec-payloader max-block-time={}", u64::MAX));
+    let clock = pay.testclock().unwrap();
+    for b in input(0, 2) {
+        pay.push(b).unwrap();
+    }
+    assert_eq!(next_alarm(&clock), gst::ClockTime::MAX);
+    pay.push_event(gst::event::Eos::new());
+    assert!(pay.pull().is_ok(), "the block goes out at EOS");
+}
+
+/// Pushes one small buffer into `fec-payloader` with downstream failing every packet (then
+/// EOS unless live) and gives the error the bus got.
+fn error_of_a_block_downstream_fails(live: bool) -> String {
+    init();
+    let pipeline = pipeline(&format!(
+        "appsrc name=in is-live={live} format=time do-timestamp=true \
+           caps=video/mpegts,systemstream=true,packetsize=188 \
+         ! fec-payloader name=pay ! appsink name=out async=false"
+    ));
+    let sink = pipeline
+        .by_name("out")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(|_| Err(gst::FlowError::Error))
+            .build(),
+    );
+    let src = pipeline
+        .by_name("in")
+        .unwrap()
+        .downcast::<gst_app::AppSrc>()
+        .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    src.push_buffer(gst::Buffer::from_slice(vec![0x47u8; 188]))
+        .unwrap();
+    if !live {
+        src.end_of_stream().unwrap();
+    }
+    let bus = pipeline.bus().unwrap();
+    let msg = bus
+        .timed_pop_filtered(gst::ClockTime::from_seconds(20), &[gst::MessageType::Error])
+        .expect("an error on the bus");
+    let gst::MessageView::Error(e) = msg.view() else {
+        unreachable!()
+    };
+    assert_eq!(msg.src().unwrap().name(), "pay");
+    pipeline.set_state(gst::State::Null).unwrap();
+    e.error().to_string()
+}
+
+#[test]
+fn a_block_that_cannot_be_pushed_off_the_input_flow_is_an_error_on_the_bus() {
+    // The only push is the timer's, or the one at EOS: no return to upstream carries it.
+    let e = error_of_a_block_downstream_fails(true);
+    assert!(e.contains("max-block-time"), "{e}");
+    let e = error_of_a_block_downstream_fails(false);
+    assert!(e.contains("at EOS"), "{e}");
+}

@@ -114,8 +114,9 @@ pub struct FecPayloader {
     block: AtomicBool,
     /// Closes a block that waited `max-block-time` for more live input, in PLAYING.
     block_timer: BlockTimer,
-    /// Upstream is live (asked going to PLAYING).
-    live: AtomicBool,
+    /// Upstream is live: asked in PLAYING, with the first input there (a live source says
+    /// so only once its caps are set); `None` until then.
+    live: Mutex<Option<bool>>,
     /// A push from the block timer's thread that failed, for the streaming thread to return.
     timer_flow: Mutex<Option<gst::FlowError>>,
 }
@@ -188,11 +189,41 @@ impl FecPayloader {
                 break;
             }
         }
-        if self.live.load(Ordering::Relaxed) && self.obj().current_state() == gst::State::Playing {
+        if self.obj().current_state() == gst::State::Playing && self.upstream_live() {
             self.arm_block_timer();
         }
         self.stats.post_when_due(&*self.obj(), || self.stats());
         ret
+    }
+
+    fn upstream_live(&self) -> bool {
+        if let Some(live) = *self.live.lock().unwrap() {
+            return live;
+        }
+        let live = self.ask_upstream_live();
+        *self.live.lock().unwrap() = Some(live);
+        live
+    }
+
+    fn ask_upstream_live(&self) -> bool {
+        let mut q = gst::query::Latency::new();
+        let live = self.sinkpad.peer_query(&mut q) && q.result().0;
+        gst::debug!(CAT, imp = self, "upstream is live: {live}");
+        live
+    }
+
+    /// A push of ours off the input's flow (a block that waited, the last block at EOS)
+    /// failed: said on the bus, as no return to upstream carries it.
+    fn push_failed(&self, e: gst::FlowError, what: &str) {
+        if matches!(e, gst::FlowError::Flushing | gst::FlowError::Eos) {
+            return;
+        }
+        gst::element_imp_error!(
+            self,
+            gst::StreamError::Failed,
+            ("Cannot push {what}: downstream returned {e:?}"),
+            ["the packets of that block are lost"]
+        );
     }
 
     /// Live, in PLAYING, a block left with data in it goes out `max-block-time` from now at
@@ -240,10 +271,12 @@ impl FecPayloader {
         let ret = self
             .ensure_segment()
             .and_then(|_| self.srcpad.push_list(list));
-        match ret {
-            Ok(_) | Err(gst::FlowError::Flushing) => (),
-            // Said where upstream hears it: on the next input.
-            Err(e) => *self.timer_flow.lock().unwrap() = Some(e),
+        if let Err(e) = ret {
+            self.push_failed(e, "a block that waited max-block-time");
+            // And returned to upstream with its next input.
+            if e != gst::FlowError::Flushing {
+                *self.timer_flow.lock().unwrap() = Some(e);
+            }
         }
         self.stats.post_when_due(&*self.obj(), || self.stats());
     }
@@ -356,6 +389,8 @@ impl FecPayloader {
         gst::log!(CAT, obj = pad, "event {event:?}");
         match event.view() {
             EventView::Caps(c) => {
+                // New caps, perhaps a new source: asked again.
+                *self.live.lock().unwrap() = None;
                 if let Some(state) = self.state.lock().unwrap().as_mut() {
                     state.caps = Some(c.caps().to_string());
                 }
@@ -377,7 +412,9 @@ impl FecPayloader {
             }
             EventView::Eos(_) => {
                 self.block_timer.disarm();
-                let _ = self.flush_block();
+                if let Err(e) = self.flush_block() {
+                    self.push_failed(e, "the last block at EOS");
+                }
                 match self.start_carousel(event) {
                     // The task sends EOS on after the rounds: upstream's thread returns now.
                     Ok(()) => true,
@@ -531,7 +568,7 @@ impl ObjectSubclass for FecPayloader {
             stats: Stats::default(),
             block: AtomicBool::new(false),
             block_timer: BlockTimer::default(),
-            live: AtomicBool::new(false),
+            live: Mutex::new(None),
             timer_flow: Mutex::new(None),
         }
     }
@@ -632,12 +669,11 @@ impl ElementImpl for FecPayloader {
         }
         let ret = self.parent_change_state(transition)?;
         if transition == gst::StateChange::PausedToPlaying {
-            let mut q = gst::query::Latency::new();
-            let live = self.sinkpad.peer_query(&mut q) && q.result().0;
-            gst::debug!(CAT, imp = self, "upstream is live: {live}");
-            self.live.store(live, Ordering::Relaxed);
+            // Asked now for a block begun while paused (it waits from now), else with the
+            // next input.
+            let live = self.ask_upstream_live();
+            *self.live.lock().unwrap() = live.then_some(true);
             if live {
-                // A block begun while paused waits from now.
                 self.arm_block_timer();
             }
         }

@@ -117,9 +117,10 @@ impl BlockTimer {
         if let Some((_, id)) = armed.alarm.take() {
             id.unschedule();
         }
-        let after =
-            gst::ClockTime::from_nseconds(after.as_nanos().min(u128::from(u64::MAX)) as u64);
-        let at = clock.time().saturating_add(after);
+        // `ClockTime::MAX` at most: u64::MAX is no time at all.
+        let max = u128::from(gst::ClockTime::MAX.nseconds());
+        let after = gst::ClockTime::from_nseconds(after.as_nanos().min(max) as u64);
+        let at = clock.time().saturating_add(after).min(gst::ClockTime::MAX);
         armed.alarm = Some((block, clock.new_single_shot_id(at)));
         self.shared.wake.notify_all();
     }
