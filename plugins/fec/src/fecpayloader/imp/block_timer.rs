@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MPL-2.0
 
-//! In PLAYING, a block with data in it waits at most `max-block-time` for more: a live
-//! source that stalls, or sends a buffer now and then, still gets its last block out
-//! without waiting for its next buffer or EOS. The wait is on the pipeline clock (so a
+//! With live input in PLAYING, a block with data in it waits at most `max-block-time` for
+//! more: a live source that stalls, or sends a buffer now and then, still gets its last
+//! block out without waiting for its next buffer or EOS. The wait is on the pipeline clock (so a
 //! test clock drives it) and on a thread of ours: closing the block pushes, which must not
 //! block the clock's own thread.
 
@@ -43,7 +43,7 @@ struct Waiting<F> {
 
 impl<F: Fn(u64) + Send + 'static> Turns for Waiting<F> {
     fn turn(&mut self, _stop: &Stop) -> ControlFlow<()> {
-        let id = {
+        let (block, id) = {
             let mut armed = self.shared.armed.lock().unwrap();
             if armed.alarm.is_none() && !armed.stopped {
                 armed = self.shared.wake.wait_timeout(armed, IDLE).unwrap().0;
@@ -56,19 +56,17 @@ impl<F: Fn(u64) + Send + 'static> Turns for Waiting<F> {
                 None => return ControlFlow::Continue(()),
             }
         };
-        let (block, id) = id;
-        let (res, _) = id.wait();
         // Disarmed or re-armed meanwhile (unscheduled): the next turn takes the new alarm.
-        let fired = {
+        let fired = id.wait().0 != Err(gst::ClockError::Unscheduled) && {
             let mut armed = self.shared.armed.lock().unwrap();
             let current = armed
                 .alarm
                 .as_ref()
                 .is_some_and(|(b, a)| *b == block && a.time() == id.time());
-            if current && res != Err(gst::ClockError::Unscheduled) {
+            if current {
                 armed.alarm = None;
             }
-            current && res != Err(gst::ClockError::Unscheduled) && !armed.stopped
+            current && !armed.stopped
         };
         if fired {
             (self.fire)(block);
