@@ -105,6 +105,26 @@ fn a_waiting_block_goes_out_max_block_time_later_on_the_clock_and_the_next_goes_
 }
 
 #[test]
+fn input_that_keeps_coming_moves_the_alarm_later() {
+    let mut pay = harness("fec-payloader max-block-time=100000000");
+    let clock = pay.testclock().unwrap();
+    clock.set_time(gst::ClockTime::from_seconds(10));
+    let sent = input(0, 3);
+    pay.push(sent[0].clone()).unwrap();
+    assert_eq!(next_alarm(&clock), gst::ClockTime::from_mseconds(10_100));
+    // More input 60 ms later: the block may wait 100 ms from then.
+    clock.set_time(gst::ClockTime::from_mseconds(10_060));
+    pay.push(sent[1].clone()).unwrap();
+    pay.crank_single_clock_wait().unwrap();
+    assert_eq!(next_alarm(&clock), gst::ClockTime::from_mseconds(10_160));
+    assert_eq!(blocks(&pay), 0, "nothing went out at 10.100 s");
+    assert!(pay.try_pull().is_none());
+    pay.crank_single_clock_wait().unwrap();
+    pay.pull().expect("the block went out at 10.160 s");
+    assert_eq!(blocks(&pay), 1);
+}
+
+#[test]
 fn no_alarm_with_max_block_time_0_or_before_playing() {
     let mut pay = harness("fec-payloader max-block-time=0");
     for b in input(0, 3) {

@@ -208,7 +208,11 @@ impl FecPayloader {
     fn ask_upstream_live(&self) -> bool {
         let mut q = gst::query::Latency::new();
         let live = self.sinkpad.peer_query(&mut q) && q.result().0;
-        gst::debug!(CAT, imp = self, "upstream is live: {live}");
+        gst::debug!(
+            CAT,
+            imp = self,
+            "upstream is live: {live} (a live source says so once it has caps)"
+        );
         live
     }
 
@@ -226,9 +230,9 @@ impl FecPayloader {
         );
     }
 
-    /// Live, in PLAYING, a block left with data in it goes out `max-block-time` from now at
-    /// the latest, whether more input comes or not. (Not for input at file speed: its blocks
-    /// depend on the input alone, as payloaders that share their blocks need.)
+    /// Live, in PLAYING, a block left with data in it goes out if no input comes for
+    /// `max-block-time`. (Not for input at file speed: its blocks depend on the input alone,
+    /// as payloaders that share their blocks need.)
     fn arm_block_timer(&self) {
         let (block, after) = {
             let guard = self.state.lock().unwrap();
@@ -243,7 +247,7 @@ impl FecPayloader {
             gst::trace!(
                 CAT,
                 imp = self,
-                "block {block} goes out in {after:?} at the latest"
+                "block {block} goes out in {after:?} without more input"
             );
             self.block_timer.arm(block, &clock, after);
         }
@@ -261,7 +265,7 @@ impl FecPayloader {
             gst::debug!(
                 CAT,
                 imp = self,
-                "block {block} waited max-block-time for more input: closing it with {} bytes",
+                "no input for max-block-time: block {block} goes out with {} bytes",
                 state.sender.pending()
             );
             state.tick();
@@ -272,7 +276,7 @@ impl FecPayloader {
             .ensure_segment()
             .and_then(|_| self.srcpad.push_list(list));
         if let Err(e) = ret {
-            self.push_failed(e, "a block that waited max-block-time");
+            self.push_failed(e, "a block that waited max-block-time for input");
             // And returned to upstream with its next input.
             if e != gst::FlowError::Flushing {
                 *self.timer_flow.lock().unwrap() = Some(e);

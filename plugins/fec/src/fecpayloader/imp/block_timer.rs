@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MPL-2.0
 
 //! With live input in PLAYING, a block with data in it waits at most `max-block-time` for
-//! more: a live source that stalls, or sends a buffer now and then, still gets its last
-//! block out without waiting for its next buffer or EOS. The wait is on the pipeline clock (so a
+//! more input: a live source that stalls still gets its last block out without waiting for
+//! its next buffer or EOS. A steady source never lets the alarm go off (its blocks close by
+//! their timestamps, the same in every payloader of the stream). The wait is on the pipeline clock (so a
 //! test clock drives it) and on a thread of ours: closing the block pushes, which must not
 //! block the clock's own thread.
 
@@ -29,7 +30,9 @@ struct Shared {
     wake: Condvar,
 }
 
-/// One alarm at a time, for the block being built; fired on the timer's thread.
+/// One alarm at a time, for the block being built; fired on the timer's thread. Moving it
+/// later (every input does) does not wake the thread: when the old time comes, it sees
+/// the alarm moved and waits again.
 #[derive(Default)]
 pub struct BlockTimer {
     shared: Arc<Shared>,
@@ -106,19 +109,20 @@ impl BlockTimer {
         }
     }
 
-    /// Sets the alarm for `block` at `clock`'s now plus `after`, unless it is set already.
+    /// Sets the alarm for `block` at `clock`'s now plus `after`.
     pub fn arm(&self, block: u64, clock: &gst::Clock, after: Duration) {
         let mut armed = self.shared.armed.lock().unwrap();
-        if armed.stopped || armed.alarm.as_ref().is_some_and(|(b, _)| *b == block) {
+        if armed.stopped {
             return;
-        }
-        if let Some((_, id)) = armed.alarm.take() {
-            id.unschedule();
         }
         // `ClockTime::MAX` at most: u64::MAX is no time at all.
         let max = u128::from(gst::ClockTime::MAX.nseconds());
         let after = gst::ClockTime::from_nseconds(after.as_nanos().min(max) as u64);
         let at = clock.time().saturating_add(after).min(gst::ClockTime::MAX);
+        if let Some((_, id)) = armed.alarm.take_if(|(_, id)| id.time() > at) {
+            // Earlier than the one waited for (a new clock): the thread must not sleep on.
+            id.unschedule();
+        }
         armed.alarm = Some((block, clock.new_single_shot_id(at)));
         self.shared.wake.notify_all();
     }
