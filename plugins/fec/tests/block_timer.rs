@@ -326,3 +326,27 @@ fn a_block_that_cannot_be_pushed_off_the_input_flow_is_an_error_on_the_bus() {
     let e = error_of_a_block_downstream_fails(false);
     assert!(e.contains("at EOS"), "{e}");
 }
+
+#[test]
+fn stopping_while_the_timer_waits_on_a_moved_alarm_returns_at_once() {
+    // The alarm of 10 s moves with the second input; the thread still waits on the first.
+    let mut pay = harness("fec-payloader max-block-time=10000000000");
+    let clock = pay.testclock().unwrap();
+    let sent = input(0, 2);
+    pay.push(sent[0].clone()).unwrap();
+    next_alarm(&clock);
+    clock.advance_time(gst::ClockTime::from_mseconds(5).nseconds() as i64);
+    pay.push(sent[1].clone()).unwrap();
+    let element = pay.element().unwrap();
+    let (done, stopped) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = element.set_state(gst::State::Null);
+        let _ = done.send(());
+    });
+    let ok = stopped.recv_timeout(Duration::from_secs(20)).is_ok();
+    if !ok {
+        // Its drop would wait for the stuck state change.
+        std::mem::forget(pay);
+    }
+    assert!(ok, "the payloader stopped without waiting for its alarm");
+}

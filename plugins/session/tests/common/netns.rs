@@ -57,7 +57,7 @@ pub fn in_netns(name: &str, setup: &[&str], body: impl FnOnce()) {
         assert!(ok, "setup in the namespace: {cmd}");
     }
     let exe = std::env::current_exe().unwrap();
-    let status = Command::new("ip")
+    let out = Command::new("ip")
         .args(["netns", "exec", &ns.0])
         .arg(exe)
         .args([
@@ -68,9 +68,17 @@ pub fn in_netns(name: &str, setup: &[&str], body: impl FnOnce()) {
             "--test-threads=1",
         ])
         .env(INSIDE, "1")
-        .status()
+        .output()
         .unwrap();
-    assert!(status.success(), "{name} failed in its namespace");
+    // Through this test's own output (shown if it fails), and indented: the inner run's
+    // "test result:" line must not count the test a second time in scripts/test.sh.
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        println!("    {line}");
+    }
+    for line in String::from_utf8_lossy(&out.stderr).lines() {
+        eprintln!("    {line}");
+    }
+    assert!(out.status.success(), "{name} failed in its namespace");
 }
 
 /// nftables commands making the namespace drop what `rule` matches on input, e.g.

@@ -21,7 +21,19 @@ const IDLE: Duration = Duration::from_millis(50);
 struct Armed {
     /// The block the alarm is for, and the alarm.
     alarm: Option<(u64, gst::SingleShotClockId)>,
+    /// The id the thread waits on (perhaps an alarm since moved): unscheduled to wake it.
+    waiting: Option<gst::SingleShotClockId>,
     stopped: bool,
+}
+
+impl Armed {
+    /// No alarm, and the thread woken from the one it waits on.
+    fn clear(&mut self) {
+        self.alarm = None;
+        if let Some(id) = self.waiting.take() {
+            id.unschedule();
+        }
+    }
 }
 
 #[derive(Default)]
@@ -54,22 +66,26 @@ impl<F: Fn(u64) + Send + 'static> Turns for Waiting<F> {
             if armed.stopped {
                 return ControlFlow::Break(());
             }
-            match &armed.alarm {
-                Some((block, id)) => (*block, id.clone()),
-                None => return ControlFlow::Continue(()),
-            }
+            let Some((block, id)) = armed.alarm.clone() else {
+                return ControlFlow::Continue(());
+            };
+            armed.waiting = Some(id.clone());
+            (block, id)
         };
         // Disarmed or re-armed meanwhile (unscheduled): the next turn takes the new alarm.
-        let fired = id.wait().0 != Err(gst::ClockError::Unscheduled) && {
+        let res = id.wait().0;
+        let fired = {
             let mut armed = self.shared.armed.lock().unwrap();
+            armed.waiting = None;
             let current = armed
                 .alarm
                 .as_ref()
                 .is_some_and(|(b, a)| *b == block && a.time() == id.time());
-            if current {
+            let fired = current && res != Err(gst::ClockError::Unscheduled) && !armed.stopped;
+            if fired {
                 armed.alarm = None;
             }
-            current && !armed.stopped
+            fired
         };
         if fired {
             (self.fire)(block);
@@ -99,9 +115,7 @@ impl BlockTimer {
         {
             let mut armed = self.shared.armed.lock().unwrap();
             armed.stopped = true;
-            if let Some((_, id)) = armed.alarm.take() {
-                id.unschedule();
-            }
+            armed.clear();
         }
         self.shared.wake.notify_all();
         if let Some(worker) = self.worker.lock().unwrap().take() {
@@ -119,7 +133,7 @@ impl BlockTimer {
         let max = u128::from(gst::ClockTime::MAX.nseconds());
         let after = gst::ClockTime::from_nseconds(after.as_nanos().min(max) as u64);
         let at = clock.time().saturating_add(after).min(gst::ClockTime::MAX);
-        if let Some((_, id)) = armed.alarm.take_if(|(_, id)| id.time() > at) {
+        if let Some(id) = armed.waiting.take_if(|id| id.time() > at) {
             // Earlier than the one waited for (a new clock): the thread must not sleep on.
             id.unschedule();
         }
@@ -129,8 +143,6 @@ impl BlockTimer {
 
     /// No alarm until the next `arm` (paused, flushing, the block sent).
     pub fn disarm(&self) {
-        if let Some((_, id)) = self.shared.armed.lock().unwrap().alarm.take() {
-            id.unschedule();
-        }
+        self.shared.armed.lock().unwrap().clear();
     }
 }
