@@ -189,7 +189,7 @@ impl FecPayloader {
                 break;
             }
         }
-        if self.obj().current_state() == gst::State::Playing && self.upstream_live() {
+        if self.block_timer.playing() && self.upstream_live() {
             self.arm_block_timer();
         }
         self.stats.post_when_due(&*self.obj(), || self.stats());
@@ -259,7 +259,11 @@ impl FecPayloader {
         let list = {
             let mut guard = self.state.lock().unwrap();
             let Some(state) = guard.as_mut() else { return };
-            if state.sender.next_block() != block || state.sender.pending() == 0 {
+            // Paused since the alarm went off: the block waits for PLAYING again.
+            if state.sender.next_block() != block
+                || state.sender.pending() == 0
+                || !self.block_timer.playing()
+            {
                 return;
             }
             gst::debug!(
@@ -668,7 +672,7 @@ impl ElementImpl for FecPayloader {
                 self.block_timer.stop();
                 self.stop_carousel();
             }
-            gst::StateChange::PlayingToPaused => self.block_timer.disarm(),
+            gst::StateChange::PlayingToPaused => self.block_timer.pause(),
             _ => (),
         }
         let ret = self.parent_change_state(transition)?;
@@ -677,6 +681,7 @@ impl ElementImpl for FecPayloader {
             // next input.
             let live = self.ask_upstream_live();
             *self.live.lock().unwrap() = live.then_some(true);
+            self.block_timer.play();
             if live {
                 self.arm_block_timer();
             }

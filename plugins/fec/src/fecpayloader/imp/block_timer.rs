@@ -23,6 +23,9 @@ struct Armed {
     alarm: Option<(u64, gst::SingleShotClockId)>,
     /// The id the thread waits on (perhaps an alarm since moved): unscheduled to wake it.
     waiting: Option<gst::SingleShotClockId>,
+    /// Alarms are set only in PLAYING: an input being taken as the element pauses must not
+    /// set one after the pause cleared them.
+    playing: bool,
     stopped: bool,
 }
 
@@ -123,10 +126,26 @@ impl BlockTimer {
         }
     }
 
-    /// Sets the alarm for `block` at `clock`'s now plus `after`.
+    /// Alarms may be set from now on (PAUSED to PLAYING).
+    pub fn play(&self) {
+        self.shared.armed.lock().unwrap().playing = true;
+    }
+
+    /// No alarm, none set until [`Self::play`] (PLAYING to PAUSED).
+    pub fn pause(&self) {
+        let mut armed = self.shared.armed.lock().unwrap();
+        armed.playing = false;
+        armed.clear();
+    }
+
+    pub fn playing(&self) -> bool {
+        self.shared.armed.lock().unwrap().playing
+    }
+
+    /// Sets the alarm for `block` at `clock`'s now plus `after`, if playing.
     pub fn arm(&self, block: u64, clock: &gst::Clock, after: Duration) {
         let mut armed = self.shared.armed.lock().unwrap();
-        if armed.stopped {
+        if armed.stopped || !armed.playing {
             return;
         }
         // `ClockTime::MAX` at most: u64::MAX is no time at all.
@@ -141,7 +160,7 @@ impl BlockTimer {
         self.shared.wake.notify_all();
     }
 
-    /// No alarm until the next `arm` (paused, flushing, the block sent).
+    /// No alarm until the next `arm` (flushing, EOS).
     pub fn disarm(&self) {
         self.shared.armed.lock().unwrap().clear();
     }
