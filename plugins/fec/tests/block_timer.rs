@@ -159,16 +159,8 @@ fn a_live_source_that_stalls_still_gets_its_last_buffer_through() {
            caps=video/mpegts,systemstream=true,packetsize=188 \
          ! fec-payloader ! fec-depayloader ! appsink name=out",
     );
-    let src = pipeline
-        .by_name("in")
-        .unwrap()
-        .downcast::<gst_app::AppSrc>()
-        .unwrap();
-    let sink = pipeline
-        .by_name("out")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
+    let src = element::<gst_app::AppSrc>(&pipeline, "in");
+    let sink = element::<gst_app::AppSink>(&pipeline, "out");
     pipeline.set_state(gst::State::Playing).unwrap();
     let data: Vec<u8> = (0..188 * 7).map(|b| b as u8).collect();
     src.push_buffer(gst::Buffer::from_slice(data.clone()))
@@ -193,16 +185,8 @@ fn input_at_file_speed_makes_its_blocks_by_content_alone() {
         "appsrc name=in format=time caps=video/mpegts,systemstream=true,packetsize=188 \
          ! fec-payloader max-block-time=50000000 ! appsink name=out async=false",
     );
-    let src = pipeline
-        .by_name("in")
-        .unwrap()
-        .downcast::<gst_app::AppSrc>()
-        .unwrap();
-    let sink = pipeline
-        .by_name("out")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
+    let src = element::<gst_app::AppSrc>(&pipeline, "in");
+    let sink = element::<gst_app::AppSink>(&pipeline, "out");
     pipeline.set_state(gst::State::Playing).unwrap();
     for b in input(0, 2) {
         src.push_buffer(b).unwrap();
@@ -227,11 +211,7 @@ fn a_live_test_source_that_stops_gets_every_byte_through() {
         "videotestsrc is-live=true ! video/x-raw,width=64,height=48,framerate=25/1 \
          ! valve name=v ! fec-payloader name=pay ! fec-depayloader ! appsink name=out",
     );
-    let sink = pipeline
-        .by_name("out")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
+    let sink = element::<gst_app::AppSink>(&pipeline, "out");
     pipeline.set_state(gst::State::Playing).unwrap();
     let mut out = 0;
     for _ in 0..5 {
@@ -285,21 +265,13 @@ fn error_of_a_block_downstream_fails(live: bool) -> String {
            caps=video/mpegts,systemstream=true,packetsize=188 \
          ! fec-payloader name=pay ! appsink name=out async=false"
     ));
-    let sink = pipeline
-        .by_name("out")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
+    let sink = element::<gst_app::AppSink>(&pipeline, "out");
     sink.set_callbacks(
         gst_app::AppSinkCallbacks::builder()
             .new_sample(|_| Err(gst::FlowError::Error))
             .build(),
     );
-    let src = pipeline
-        .by_name("in")
-        .unwrap()
-        .downcast::<gst_app::AppSrc>()
-        .unwrap();
+    let src = element::<gst_app::AppSrc>(&pipeline, "in");
     pipeline.set_state(gst::State::Playing).unwrap();
     src.push_buffer(gst::Buffer::from_slice(vec![0x47u8; 188]))
         .unwrap();

@@ -114,11 +114,7 @@ fn a_block_buffer_whose_packet_list_does_not_fit_is_one_malformed_packet() {
 fn collect(p: &gst::Pipeline) -> std::sync::Arc<std::sync::Mutex<Vec<gst::Buffer>>> {
     let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let g = got.clone();
-    let sink = p
-        .by_name("out")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
+    let sink = element::<gst_app::AppSink>(p, "out");
     sink.set_callbacks(
         gst_app::AppSinkCallbacks::builder()
             .new_sample(move |s| {
@@ -145,11 +141,7 @@ fn a_list_of_input_goes_out_a_buffer_per_block_as_each_block_is_made() {
          ! capsfilter caps=application/x-fanout-fec,packing=block ! appsink name=out sync=false",
     );
     let got = collect(&p);
-    let src = p
-        .by_name("in")
-        .unwrap()
-        .downcast::<gst_app::AppSrc>()
-        .unwrap();
+    let src = element::<gst_app::AppSrc>(&p, "in");
     let (small, large) = input.split_at(600 * 1316);
     let list: gst::BufferList = small
         .chunks(1316)
@@ -187,11 +179,7 @@ fn a_list_of_input_goes_out_a_buffer_per_block_as_each_block_is_made() {
          ! fec-depayloader ! appsink name=out sync=false",
     );
     let out = collect(&d);
-    let src = d
-        .by_name("in")
-        .unwrap()
-        .downcast::<gst_app::AppSrc>()
-        .unwrap();
+    let src = element::<gst_app::AppSrc>(&d, "in");
     for b in got {
         src.push_buffer(b).unwrap();
     }

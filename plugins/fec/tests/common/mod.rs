@@ -42,6 +42,11 @@ pub fn pipeline(description: &str) -> gst::Pipeline {
         .unwrap()
 }
 
+/// The element `name` of `pipeline` as `T` (an `appsrc` or `appsink`, say).
+pub fn element<T: IsA<gst::Element>>(pipeline: &gst::Pipeline, name: &str) -> T {
+    pipeline.by_name(name).unwrap().downcast::<T>().unwrap()
+}
+
 /// Runs a pipeline to EOS (at most two minutes); panics on an error message.
 pub fn run(description: &str) -> gst::Pipeline {
     let pipeline = pipeline(description);
